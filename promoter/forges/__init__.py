@@ -1,0 +1,1 @@
+"""The forges: where the config repo lives. See base.py for the protocol."""

@@ -1,0 +1,143 @@
+"""The Forge protocol: what promoter needs from GitHub, GitLab or plain git.
+
+Every method is one idempotent step of a promotion; the orchestration (``promote.py``)
+composes them the same way for every forge, so idempotency, clean-up and races are
+handled once. Implementations own their retries (``promoter.retry``) and raise only
+``promoter.errors`` exceptions (ForgeError, AuthError, ConflictError, UsageError) with
+messages that never contain a token.
+
+A plain-git forge has no pull requests: there the promotion branch itself is the
+request (number 0, url = the branch), and merging is a merge pushed to the base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The base branch at one commit, with the files promoter may read."""
+
+    branch: str
+    commit: str
+    files: Mapping[str, bytes]
+
+
+@dataclass(frozen=True)
+class Head:
+    """The tip of a branch: enough to tell whether it is promoter's own commit."""
+
+    sha: str
+    message: str
+    parents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """What a pull / merge request should say and carry."""
+
+    title: str
+    body: str
+    labels: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+    draft: bool = False
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    url: str
+    branch: str
+    base: str
+    title: str = ""
+    body: str = ""
+    head_sha: str = ""
+    state: str = "open"  # open | closed | merged
+    labels: tuple[str, ...] = field(default=())
+
+
+class ChecksState(str, Enum):
+    NONE = "none"  # no checks configured on the head commit
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    merged: bool
+    auto_merge: bool = False  # the forge will merge by itself once checks pass
+    sha: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LoggedCommit:
+    sha: str
+    message: str
+    author: str
+    date: str  # ISO 8601
+
+
+class Forge(Protocol):
+    name: str
+
+    def snapshot(self, base: str | None) -> Snapshot:
+        """The base branch (default branch when None) with every file of its tree."""
+        ...
+
+    def read_head(self, branch: str) -> Head | None:
+        """The branch's tip, or None when the branch does not exist."""
+        ...
+
+    def write_commit(
+        self,
+        branch: str,
+        base: Snapshot,
+        files: Mapping[str, bytes],
+        message: str,
+        *,
+        replace: Head | None,
+    ) -> str:
+        """Make one commit whose parent is ``base.commit`` and whose tree is the base tree
+        with ``files`` replaced; point ``branch`` at it; return the commit sha.
+
+        ``replace=None``: the branch must not exist; if another run created it meanwhile,
+        raise ConflictError. ``replace=head``: move the branch from ``head.sha`` (a
+        promoter commit) to the new commit, only if it is still at ``head.sha``.
+        A retried write that had already taken effect is detected, never repeated."""
+        ...
+
+    def delete_branch(self, branch: str) -> None: ...
+
+    def find_request(self, branch: str, base: str) -> PullRequest | None:
+        """The open pull / merge request from ``branch`` into ``base``, if any."""
+        ...
+
+    def open_request(self, branch: str, base: str, spec: RequestSpec) -> PullRequest: ...
+
+    def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest: ...
+
+    def close_request(self, pr: PullRequest, comment: str) -> None: ...
+
+    def checks(self, pr: PullRequest, sha: str) -> ChecksState:
+        """Combined state of statuses and check runs / pipelines on ``sha``."""
+        ...
+
+    def merge(self, pr: PullRequest, method: str, sha: str) -> MergeOutcome:
+        """Merge now if the forge allows it; ``sha`` guards against a moved head."""
+        ...
+
+    def enable_auto_merge(self, pr: PullRequest, method: str) -> MergeOutcome:
+        """Ask the forge to merge once checks pass (GitHub auto-merge, GitLab
+        merge-when-pipeline-succeeds); merge directly when already mergeable."""
+        ...
+
+    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        """Newest-first commits of ``branch`` (first parent), at most ``limit``."""
+        ...
