@@ -5,37 +5,17 @@ Pure: takes bytes and values, returns values. The forges and the CLI feed it.
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from promoter.edit.engine import Targets, edit_file
+from promoter.edit.results import Found, Skip
+from promoter.errors import EditError, UsageError
+from promoter.paths import is_manifest
 
-@dataclass(frozen=True)
-class Found:
-    """One place in the repo that sets a targeted image (whether or not it changes)."""
-
-    file: str
-    line: int  # 1-based
-    column: int  # 1-based
-    image: str  # canonical repository name, e.g. ghcr.io/acme/api
-    field: str  # where in the document, e.g. spec.template.spec.containers[0].image
-    format: str  # workload | kustomize | helm | argocd | marker | set
-    old: str  # the scalar's value as it is
-    new: str  # the scalar's value after the promotion (== old when up to date)
-    old_tag: str | None = None
-    old_digest: str | None = None
-
-    @property
-    def changes(self) -> bool:
-        return self.old != self.new
-
-
-@dataclass(frozen=True)
-class Skip:
-    """A place the engine saw but will not change, and why."""
-
-    file: str
-    line: int
-    image: str
-    reason: str
+__all__ = ["Found", "Plan", "Skip", "Targets", "make_plan", "unified_diff"]
 
 
 @dataclass(frozen=True)
@@ -53,3 +33,82 @@ class Plan:
     @property
     def noop(self) -> bool:
         return not self.files
+
+
+# --- planning -----------------------------------------------------------------------------
+
+
+Selector = Callable[[str], bool]
+
+
+def needle_pattern(needles: Iterable[bytes]) -> re.Pattern[bytes]:
+    """A byte pattern that finds a repository's last path component as a whole name
+    (``api`` but not ``apiVersion``, ``api2`` or ``my-api``), or a marker."""
+    names = [re.escape(n) for n in needles if not n.startswith(b"$")]
+    others = [re.escape(n) for n in needles if n.startswith(b"$")]
+    alts = []
+    if names:
+        alts.append(rb"(?<![A-Za-z0-9_.-])(?:" + b"|".join(names) + rb")(?![A-Za-z0-9_.-])")
+    alts.extend(others)
+    return re.compile(b"|".join(alts) if alts else rb"(?!)")
+
+
+def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) -> Plan:
+    """Find and edit every targeted image in the selected manifests of ``files``.
+
+    Files that cannot contain a match (by a byte search) are never parsed. A file that
+    fails to parse is fatal only when it mentions a targeted image; otherwise it is a
+    Skip with the parser's message."""
+    pattern = needle_pattern(targets.needles())
+    set_files = {op.file for op in targets.sets}
+    for name in sorted(set_files):
+        if name not in files:
+            raise UsageError("--set names a file that does not exist", file=name,
+                             hint="paths are relative to the config repo root")
+    found: list[Found] = []
+    skips: list[Skip] = []
+    new_files: dict[str, bytes] = {}
+    originals: dict[str, bytes] = {}
+    for path in sorted(files):
+        if not is_manifest(path) or not select(path):
+            continue
+        data = files[path]
+        if path not in set_files and not pattern.search(data):
+            continue
+        try:
+            result = edit_file(path, data, targets)
+        except EditError as exc:
+            if exc.hint is None and exc.line is None:
+                raise
+            if "cannot parse YAML" in exc.message and not _mentions(data, targets):
+                skips.append(Skip(path, exc.line or 0, "", exc.render()))
+                continue
+            raise
+        found.extend(result.found)
+        skips.extend(result.skips)
+        if result.new is not None:
+            new_files[path] = result.new
+            originals[path] = data
+    return Plan(tuple(found), tuple(skips), new_files, originals,
+                unified_diff(originals, new_files))
+
+
+def _mentions(data: bytes, targets: Targets) -> bool:
+    return any(ref.name.encode() in data or ref.familiar.encode() in data
+               for ref in targets.images) or b"$imagepolicy" in data
+
+
+def unified_diff(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> str:
+    """A git-style unified diff of the changed files (3 lines of context)."""
+    out: list[str] = []
+    for path in sorted(after):
+        old = before.get(path, b"").decode("utf-8").splitlines(keepends=True)
+        new = after[path].decode("utf-8").splitlines(keepends=True)
+        lines = list(difflib.unified_diff(old, new, f"a/{path}", f"b/{path}"))
+        for line in lines:
+            if line.endswith("\n"):
+                out.append(line)
+            else:
+                out.append(line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+

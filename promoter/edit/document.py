@@ -1,0 +1,215 @@
+"""Parsing a YAML file into located nodes, and the few tree helpers formats need.
+
+ruamel.yaml's composer gives every node a start and end mark (character offsets into
+the text, quotes included). We compose with the C parser (ruamel.yaml.clib) when it is
+installed: it is an order of magnitude faster than the pure-Python one, and we never
+need the round-trip loader, because nothing is ever dumped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from promoter.errors import EditError
+
+BOM = "\ufeff"
+MERGE_KEY = "<<"
+
+
+def _composer() -> YAML:
+    try:
+        return YAML(typ="safe", pure=False)
+    except ImportError:  # pragma: no cover - clib missing: slower, same results
+        return YAML(typ="safe", pure=True)
+
+
+_YAML = _composer()
+
+
+@dataclass
+class Document:
+    """One YAML document of a file, with what the formats need to know about it."""
+
+    root: Node
+    index: int
+    shared: set[int] = field(default_factory=set)  # ids of nodes reachable through an alias
+
+    @property
+    def kind(self) -> str | None:
+        return scalar_value(get(self.root, "kind"))
+
+    @property
+    def api_version(self) -> str | None:
+        return scalar_value(get(self.root, "apiVersion"))
+
+
+def decode(data: bytes, file: str) -> str:
+    """Bytes to text, strictly UTF-8 (a BOM is kept: callers strip and restore it)."""
+    if b"\x00" in data:
+        raise EditError("binary content (NUL bytes) in a YAML file", file=file,
+                        hint="exclude it with --file/--path, or fix the file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise EditError(f"not valid UTF-8 (byte 0x{data[exc.start]:02x})", file=file, line=line,
+                        hint="save the file as UTF-8") from None
+
+
+def parse(text: str, file: str) -> list[Document]:
+    """Compose every document of ``text`` (without a BOM); EditError on bad YAML."""
+    try:
+        roots = [n for n in _YAML.compose_all(text) if n is not None]
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise EditError(f"cannot parse YAML: {problem}", file=file, line=line, column=column,
+                        hint="fix the syntax, or exclude the file with --file/--path") from None
+    except (YAMLError, RecursionError) as exc:
+        raise EditError(f"cannot parse YAML: {type(exc).__name__}", file=file,
+                        hint="fix the syntax, or exclude the file with --file/--path") from None
+    docs = [Document(root, i) for i, root in enumerate(roots)]
+    for doc in docs:
+        doc.shared = _shared_nodes(doc.root)
+    return docs
+
+
+def _shared_nodes(root: Node) -> set[int]:
+    """Ids of nodes used by an alias (anchors met twice), with everything beneath them:
+    editing one of those would change the value at every alias."""
+    seen: set[int] = set()
+    targets: list[Node] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            targets.append(node)
+            continue
+        seen.add(id(node))
+        stack.extend(children(node))
+    shared: set[int] = set()
+    while targets:
+        node = targets.pop()
+        if id(node) not in shared:
+            shared.add(id(node))
+            targets.extend(children(node))
+    return shared
+
+
+def _iter(root: Node) -> Iterator[Node]:
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        stack.extend(children(node))
+
+
+def children(node: Node) -> Iterator[Node]:
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            yield key
+            yield value
+    elif isinstance(node, SequenceNode):
+        yield from node.value
+
+
+def scalar_value(node: Node | None) -> str | None:
+    if isinstance(node, ScalarNode):
+        value: str = node.value
+        return value
+    return None
+
+
+def is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and str(node.tag).endswith(":null")
+
+
+def get(node: Node | None, key: str) -> Node | None:
+    """The value of ``key`` in a mapping node (None when absent or not a mapping)."""
+    if not isinstance(node, MappingNode):
+        return None
+    for k, v in node.value:
+        if isinstance(k, ScalarNode) and k.value == key:
+            return v  # type: ignore[no-any-return]
+    return None
+
+
+def items(node: Node | None) -> Iterator[tuple[str, Node]]:
+    """(key, value) pairs of a mapping node with scalar keys; merge keys skipped."""
+    if not isinstance(node, MappingNode):
+        return
+    for k, v in node.value:
+        if isinstance(k, ScalarNode) and k.value != MERGE_KEY:
+            yield k.value, v
+
+
+def seq(node: Node | None) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
+def line_of(node: Node) -> int:
+    line: int = node.start_mark.line
+    return line + 1
+
+
+def column_of(node: Node) -> int:
+    column: int = node.start_mark.column
+    return column + 1
+
+
+def duplicate_key(root: Node) -> tuple[str, Node] | None:
+    """The first repeated key of any mapping in the document, if there is one."""
+    for node in _iter(root):
+        if isinstance(node, MappingNode):
+            keys: set[Any] = set()
+            for k, _ in node.value:
+                if isinstance(k, ScalarNode):
+                    if k.value == MERGE_KEY:
+                        continue
+                    if k.value in keys:
+                        return k.value, k
+                    keys.add(k.value)
+    return None
+
+
+def flatten(root: Node) -> list[tuple[str, str, str]]:
+    """The document as (path, node kind, scalar value) rows, in document order.
+    Used to prove that an edit changed only the values it meant to."""
+    rows: list[tuple[str, str, str]] = []
+    seen: set[int] = set()
+
+    def visit(node: Node, path: str, depth: int) -> None:
+        if depth > 500:
+            raise EditError("document nested more than 500 levels deep")
+        if id(node) in seen:  # an alias: compared by position, never expanded
+            rows.append((path, "alias", ""))
+            return
+        seen.add(id(node))
+        if isinstance(node, ScalarNode):
+            rows.append((path, str(node.tag), node.value))
+        elif isinstance(node, MappingNode):
+            rows.append((path, "map", str(len(node.value))))
+            for i, (k, v) in enumerate(node.value):
+                key = k.value if isinstance(k, ScalarNode) else f"<complex key {i}>"
+                visit(v, f"{path}.{key}" if path else str(key), depth + 1)
+        elif isinstance(node, SequenceNode):
+            rows.append((path, "seq", str(len(node.value))))
+            for i, v in enumerate(node.value):
+                visit(v, f"{path}[{i}]", depth + 1)
+
+    visit(root, "", 0)
+    return rows

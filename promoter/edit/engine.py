@@ -1,0 +1,364 @@
+"""One file in, its edits out: find the slots, decide the new values, splice, verify.
+
+    edit_file(file, data, targets) -> FileEdit(found, skips, new bytes or None)
+
+The formats (an explicit table) say where images live; this module matches them
+against the targeted images, renders the new values, splices them into the original
+text and re-parses the result to prove that only those values changed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from ruamel.yaml.nodes import Node, ScalarNode
+
+from promoter.edit import argocd, helm, kustomize, markers, workload
+from promoter.edit.document import (
+    BOM,
+    Document,
+    column_of,
+    decode,
+    duplicate_key,
+    flatten,
+    get,
+    is_null,
+    line_of,
+    parse,
+    seq,
+)
+from promoter.edit.results import Found, Skip
+from promoter.edit.slots import MarkerSlot, PartsSlot, RefSlot, Slot
+from promoter.edit.splice import apply, refuse, replacement
+from promoter.errors import EditError, UsageError
+from promoter.images import ImageRef, parse_name, try_parse
+
+Format = tuple[str, Callable[[Document, str], bool], Callable[[Document, str], Iterator[Slot]]]
+
+# Which format reads a document: the first whose ``applies`` says yes.
+FORMATS: tuple[Format, ...] = (
+    ("argocd", argocd.applies, argocd.slots),
+    ("kustomize", kustomize.applies, kustomize.slots),
+    ("workload", workload.applies, workload.slots),
+    ("helm", helm.applies, helm.slots),
+)
+
+_SET_VALUE = re.compile(r"[A-Za-z0-9_.:/@=+-]{1,512}")
+_KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class SetOp:
+    """``--set FILE:dotted.key=VALUE``: write VALUE at that key, whatever the layout."""
+
+    file: str
+    key: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> SetOp:
+        file, colon, rest = text.partition(":")
+        key, eq, value = rest.partition("=")
+        if not (colon and eq and file and key and value):
+            raise UsageError(f"--set {text!r}: expected FILE:dotted.key=VALUE",
+                             hint="for example --set values.yaml:image.tag=1.4.2")
+        if not _SET_VALUE.fullmatch(value):
+            raise UsageError(f"--set {file}:{key}: the value has characters an image value "
+                             "never has (white space, quotes, shell characters)",
+                             hint="allowed: letters, digits and _ . : / @ = + -")
+        if not all(_KEY_PART.fullmatch(p) or p.isdigit() for p in key.split(".")
+                   if "[" not in p) or ".." in key:
+            raise UsageError(f"--set {file}:{key}: not a dotted key path",
+                             hint="for example image.tag or spec.values[0].tag")
+        return cls(file, key, value)
+
+    def path(self) -> list[str | int]:
+        parts: list[str | int] = []
+        for m in _KEY_PART.finditer(self.key):
+            parts.append(int(m.group(2)) if m.group(2) is not None else m.group(1))
+        return parts
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What to promote: images by name, Flux marker policies, explicit key paths."""
+
+    images: tuple[ImageRef, ...] = ()
+    markers: Mapping[str, ImageRef] = field(default_factory=dict)
+    sets: tuple[SetOp, ...] = ()
+
+    def needles(self) -> tuple[bytes, ...]:
+        """Byte strings at least one of which a file must contain to be worth parsing."""
+        found = {ref.short.encode() for ref in self.images}
+        if self.markers:
+            found.add(markers.NEEDLE)
+        return tuple(sorted(found))
+
+    def image_for(self, name: str) -> ImageRef | None:
+        for ref in self.images:
+            if ref.name == name:
+                return ref
+        return None
+
+
+@dataclass(frozen=True)
+class FileEdit:
+    found: tuple[Found, ...] = ()
+    skips: tuple[Skip, ...] = ()
+    new: bytes | None = None  # None: nothing changes in this file
+
+
+@dataclass
+class _Edit:
+    node: Node
+    new: str
+    found: Found
+
+
+def new_versions(ref: ImageRef, target: ImageRef) -> tuple[str | None, str | None]:
+    """Tag and digest to write for ``target``. A new tag never keeps an old digest
+    beside it, and a new digest alone never keeps an old tag (both would mislead)."""
+    return target.tag, target.digest
+
+
+def edit_file(file: str, data: bytes, targets: Targets) -> FileEdit:
+    text = decode(data, file)
+    bom = text.startswith(BOM)
+    body = text[1:] if bom else text
+    docs = parse(body, file)
+    marker_at = markers.marker_lines(body) if targets.markers else {}
+    edits: dict[int, _Edit] = {}
+    skips: list[Skip] = []
+    sets = [op for op in targets.sets if op.file == file]
+    unmatched = set(sets)
+    for doc in docs:
+        for op in sets:  # first: an explicit --set wins over what a format found
+            edit = _set(op, doc, file)
+            if edit is not None:
+                unmatched.discard(op)
+                edits.setdefault(id(edit.node), edit)
+        for slot in _slots(doc, file, marker_at):
+            for edit in _resolve(slot, targets, file, skips):
+                edits.setdefault(id(edit.node), edit)
+    for op in unmatched:
+        raise UsageError(f"--set: key {op.key!r} not found", file=file,
+                         hint="check the dotted path; sequences are written as name[0]")
+    found = tuple(sorted((e.found for e in edits.values()), key=lambda f: (f.line, f.column)))
+    changing = [e for e in edits.values() if e.found.changes]
+    if not changing:
+        return FileEdit(found, tuple(skips))
+    _guard(docs, changing, file)
+    new_body = apply(body, [replacement(body, e.node, e.new, file) for e in changing])
+    _verify(docs, new_body, changing, file)
+    new_text = BOM + new_body if bom else new_body
+    return FileEdit(found, tuple(skips), new_text.encode("utf-8"))
+
+
+def _slots(doc: Document, file: str, marker_at: dict[int, str]) -> Iterator[Slot]:
+    yield from markers.slots(doc, marker_at)  # first: a marker wins over a format
+    for _name, applies, slots in FORMATS:
+        if applies(doc, file):
+            yield from slots(doc, file)
+            return
+
+
+def _guard(docs: list[Document], changing: list[_Edit], file: str) -> None:
+    """Refuse what cannot be edited exactly: duplicate keys, values behind aliases."""
+    for doc in docs:
+        dup = duplicate_key(doc.root)
+        if dup is not None:
+            key, node = dup
+            raise refuse(f"duplicate key {key!r}: which one counts is ambiguous", node, file,
+                         "remove the duplicate, then promote again")
+        for e in changing:
+            if id(e.node) in doc.shared:
+                raise refuse("the value is shared through a YAML anchor/alias; editing it "
+                             "would change every alias", e.node, file,
+                             "edit the anchor by hand, or give each use its own value")
+
+
+def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: str) -> None:
+    """Re-parse the edited text: the trees must match except at the edited values."""
+    new_docs = parse(new_body, file)
+    if len(new_docs) != len(docs):
+        raise EditError("the edit changed the number of YAML documents (a bug: please report)",
+                        file=file)
+    expected = {id(e.node): e.new for e in changing}
+    for old, new in zip(docs, new_docs, strict=True):
+        old_rows = _rows_with_ids(old.root)
+        new_rows = flatten(new.root)
+        if len(old_rows) != len(new_rows):
+            raise EditError("the edit changed the document's structure (a bug: please report)",
+                            file=file)
+        for (path, tag, value, node_id), (npath, ntag, nvalue) in zip(
+            old_rows, new_rows, strict=True
+        ):
+            if path != npath:
+                raise EditError(f"the edit moved {path!r} (a bug: please report)", file=file)
+            if node_id in expected:
+                if nvalue != expected[node_id]:
+                    raise EditError(f"the edit of {path!r} did not produce {expected[node_id]!r}"
+                                    " (a bug: please report)", file=file)
+            elif (tag, value) != (ntag, nvalue):
+                raise EditError(f"the edit changed {path!r} too (a bug: please report)",
+                                file=file)
+
+
+def _rows_with_ids(root: Node) -> list[tuple[str, str, str, int]]:
+    rows = flatten(root)
+    ids = _scalar_ids(root)
+    return [(p, t, v, i) for (p, t, v), i in zip(rows, ids, strict=True)]
+
+
+def _scalar_ids(root: Node) -> list[int]:
+    """Node ids in the same order as ``flatten`` rows."""
+    out: list[int] = []
+    seen: set[int] = set()
+
+    def visit(node: Node) -> None:
+        out.append(id(node))
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node.value, list):
+            for item in node.value:
+                visit(item[1] if isinstance(item, tuple) else item)
+
+    visit(root)
+    return out
+
+
+# --- matching slots against targets ------------------------------------------------------
+
+
+def _found(node: Node, file: str, slot_field: str, fmt: str, image: str, new: str,
+           old_tag: str | None, old_digest: str | None) -> _Edit:
+    old = "" if is_null(node) else str(node.value)
+    return _Edit(node, new, Found(file, line_of(node), column_of(node), image, slot_field, fmt,
+                                  old, new, old_tag, old_digest))
+
+
+def _templated(value: str, targets: Targets) -> bool:
+    return ("{{" in value or "${" in value) and any(r.short in value for r in targets.images)
+
+
+def _resolve(slot: Slot, targets: Targets, file: str, skips: list[Skip]) -> Iterator[_Edit]:
+    if isinstance(slot, RefSlot):
+        yield from _resolve_ref(slot, targets, file)
+    elif isinstance(slot, PartsSlot):
+        yield from _resolve_parts(slot, targets, file, skips)
+    else:
+        yield from _resolve_marker(slot, targets, file, skips)
+
+
+def _resolve_ref(slot: RefSlot, targets: Targets, file: str) -> Iterator[_Edit]:
+    node = slot.node
+    if not isinstance(node, ScalarNode) or is_null(node):
+        return
+    value: str = node.value
+    prefix, eq, text = value.partition("=") if slot.override and "=" in value else ("", "", value)
+    ref = try_parse(text)
+    if ref is None:
+        if _templated(value, targets):
+            raise refuse(f"templated image value {value!r} cannot be promoted", node, file,
+                         "use --set on the values it is built from, or leave the file out")
+        return
+    target = targets.image_for(ref.name)
+    if target is None:
+        return
+    tag, digest = new_versions(ref, target)
+    new = prefix + eq + ref.with_version(tag, digest)
+    if node.style in ("|", ">"):
+        raise refuse("the image value is a block scalar; it cannot be edited exactly", node, file)
+    yield _found(node, file, slot.field, slot.format, ref.name, new, ref.tag, ref.digest)
+
+
+def _resolve_parts(slot: PartsSlot, targets: Targets, file: str,
+                   skips: list[Skip]) -> Iterator[_Edit]:
+    try:
+        domain, path = parse_name(slot.name)
+    except UsageError:
+        if _templated(slot.name, targets):
+            raise refuse(f"templated repository {slot.name!r} cannot be promoted",
+                         slot.name_node, file, "use --set, or leave the file out") from None
+        return
+    name = f"{domain}/{path}"
+    target = targets.image_for(name)
+    if target is None:
+        return
+    tag_node, digest_node = slot.tag, slot.digest
+    old_tag = None if tag_node is None or is_null(tag_node) else str(tag_node.value)
+    old_digest = None if digest_node is None or is_null(digest_node) else str(digest_node.value)
+    old_digest = old_digest or None
+    line = line_of(slot.name_node)
+    wrote = False
+    if target.tag is not None:
+        if tag_node is None:
+            skips.append(Skip(file, line, name, f"{slot.field} has no tag key next to the "
+                              "repository; add one, or use --set"))
+        else:
+            wrote = True
+            yield _found(tag_node, file, f"{slot.field}.{_key(slot, 'tag')}", slot.format, name,
+                         target.tag, old_tag, old_digest)
+    if target.digest is not None:
+        if digest_node is None:
+            skips.append(Skip(file, line, name, f"{slot.field} has no digest key; "
+                              "only the tag was written" if wrote else
+                              f"{slot.field} has no digest key for a digest-only promotion"))
+        else:
+            yield _found(digest_node, file, f"{slot.field}.digest", slot.format, name,
+                         target.digest, old_tag, old_digest)
+    elif digest_node is not None and old_digest and wrote:
+        # a new tag must not keep a stale digest beside it (the digest would win)
+        yield _found(digest_node, file, f"{slot.field}.digest", slot.format, name, "",
+                     old_tag, old_digest)
+
+
+def _key(slot: PartsSlot, role: str) -> str:
+    return "newTag" if slot.format == "kustomize" and role == "tag" else role
+
+
+def _resolve_marker(slot: MarkerSlot, targets: Targets, file: str,
+                    skips: list[Skip]) -> Iterator[_Edit]:
+    target = targets.markers.get(slot.policy)
+    if target is None:
+        return
+    node = slot.node
+    value = "" if is_null(node) else str(node.value)
+    old = try_parse(value) if slot.role == "ref" else None
+    if slot.role == "ref":
+        new = old.with_version(target.tag, target.digest) if old and \
+            old.name == target.name else str(target)
+    elif slot.role == "name":
+        new = target.written or target.familiar
+    else:
+        part = target.tag if slot.role == "tag" else target.digest
+        if part is None:
+            skips.append(Skip(file, line_of(node), target.name,
+                              f"marker {slot.policy}:{slot.role} but the image has no {slot.role}"))
+            return
+        new = part
+    old_tag = old.tag if old else (value if slot.role == "tag" else None)
+    old_digest = old.digest if old else (value if slot.role == "digest" else None)
+    yield _found(node, file, slot.field, "marker", target.name, new, old_tag, old_digest)
+
+
+def _set(op: SetOp, doc: Document, file: str) -> _Edit | None:
+    node: Node | None = doc.root
+    for part in op.path():
+        if isinstance(part, int):
+            items = seq(node)
+            node = items[part] if part < len(items) else None
+        else:
+            node = get(node, part)
+        if node is None:
+            return None
+    if node is None:
+        return None
+    if not isinstance(node, ScalarNode):
+        raise refuse(f"--set: {op.key!r} is not a single value", node, file)
+    old = "" if is_null(node) else str(node.value)
+    return _Edit(node, op.value, Found(file, line_of(node), column_of(node), "", op.key, "set",
+                                       old, op.value))

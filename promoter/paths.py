@@ -1,0 +1,68 @@
+"""Repo-relative paths and globs: what a caller may select, and nothing outside the repo.
+
+``**`` matches any number of directories, ``*`` and ``?`` stay inside one.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from functools import lru_cache
+
+from promoter.errors import UsageError
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+CONFIG_FILE = ".promoter.yaml"
+
+
+def safe_relative(path: str, what: str) -> str:
+    """Normalise a repo-relative path or glob; UsageError when it leaves the repo."""
+    if not path or "\x00" in path or any(c in path for c in "\n\r"):
+        raise UsageError(f"{what} {path!r} is not a usable path")
+    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", path):
+        raise UsageError(f"{what} {path!r} is absolute; give a path inside the config repo",
+                         hint="paths are relative to the repo root")
+    norm = posixpath.normpath(path.replace("\\", "/"))
+    if norm == ".." or norm.startswith("../") or "/../" in f"/{norm}/":
+        raise UsageError(f"{what} {path!r} leaves the config repo",
+                         hint="paths are relative to the repo root and may not use ..")
+    return "" if norm == "." else norm
+
+
+@lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    """Whether repo-relative ``path`` matches ``pattern``; a plain directory matches
+    everything beneath it."""
+    if _glob_regex(pattern).fullmatch(path):
+        return True
+    return not any(c in pattern for c in "*?") and path.startswith(pattern.rstrip("/") + "/")
+
+
+def is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def is_manifest(path: str) -> bool:
+    return path.endswith(MANIFEST_SUFFIXES) and posixpath.basename(path) != CONFIG_FILE
