@@ -1,0 +1,186 @@
+"""Where a promotion was triggered from: GitHub Actions, GitLab CI, or a terminal.
+
+``detect(environ)`` is pure: it reads only the mapping it is given (the CLI passes
+``os.environ``), never the process environment, the clock or the network.
+
+Every value from the environment is untrusted. Anyone who can set a variable in the
+pipeline (a workflow author, a fork's workflow, a ``.env`` file) could otherwise put a
+newline into a commit trailer or Markdown into a PR body. So each value must fit the
+shape of what it claims to be (a commit sha is hex, a URL is ``http(s)://`` without
+spaces or brackets, an actor is a user name) and must not contain control, format or
+line-separator characters; a value that does not fit is dropped (None), never cleaned
+up and used.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["github", "gitlab", "local"]
+
+_SHA = re.compile(r"[0-9a-f]{7,64}")
+_SLUG = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+")
+_URL = re.compile(r"https?://[A-Za-z0-9][^\s<>()\[\]{}\"'`\\|^]*")
+_ACTOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-\[\]]{0,254}")
+_NUMBER = re.compile(r"[0-9]{1,18}")
+_EVENT = re.compile(r"[a-z_]{1,64}")
+_MAX_REF = 255
+
+
+@dataclass(frozen=True)
+class Context:
+    kind: Kind
+    source_repo: str | None = None  # "acme/api" (GitLab: the full project path)
+    source_commit: str | None = None
+    ref: str | None = None  # branch or tag that triggered the run
+    pipeline_url: str | None = None
+    actor: str | None = None
+    run_number: int | None = None  # GITHUB_RUN_NUMBER / CI_PIPELINE_IID
+    run_attempt: int | None = None  # GitHub only
+    server_url: str | None = None  # https://github.com, https://gitlab.example.com
+    api_url: str | None = None  # GITHUB_API_URL / CI_API_V4_URL
+    event: str | None = None  # push, workflow_dispatch, merge_request_event, ...
+    job_token: bool = False  # CI_JOB_TOKEN is present (it cannot write to other projects)
+    project_path: str | None = None  # the project running the pipeline
+
+    @property
+    def source_url(self) -> str | None:
+        """Web address of the source repository, when both parts are known."""
+        if self.server_url is None or self.source_repo is None:
+            return None
+        return f"{self.server_url}/{self.source_repo}"
+
+
+def detect(environ: Mapping[str, str]) -> Context:
+    """The CI context described by ``environ`` (GitHub first, then GitLab, else local)."""
+    if environ.get("GITHUB_ACTIONS") == "true":
+        return _github(environ)
+    if environ.get("GITLAB_CI") == "true":
+        return _gitlab(environ)
+    return Context(kind="local", actor=_actor(environ.get("USER") or environ.get("LOGNAME")))
+
+
+def _github(env: Mapping[str, str]) -> Context:
+    server = _url(env.get("GITHUB_SERVER_URL")) or "https://github.com"
+    repo = _slug(env.get("GITHUB_REPOSITORY"))
+    run_id = _number(env.get("GITHUB_RUN_ID"))
+    attempt = _number(env.get("GITHUB_RUN_ATTEMPT"))
+    pipeline = None
+    if repo is not None and run_id is not None:
+        pipeline = f"{server}/{repo}/actions/runs/{run_id}"
+        if attempt is not None and attempt > 1:
+            pipeline += f"/attempts/{attempt}"
+    return Context(
+        kind="github",
+        source_repo=repo,
+        source_commit=_sha(env.get("GITHUB_SHA")),
+        ref=_ref(env.get("GITHUB_REF")),
+        pipeline_url=pipeline,
+        actor=_actor(env.get("GITHUB_ACTOR")),
+        run_number=_number(env.get("GITHUB_RUN_NUMBER")),
+        run_attempt=attempt,
+        server_url=server,
+        api_url=_url(env.get("GITHUB_API_URL")),
+        event=_event(env.get("GITHUB_EVENT_NAME")),
+        job_token=False,
+        project_path=repo,
+    )
+
+
+def _gitlab(env: Mapping[str, str]) -> Context:
+    path = _slug(env.get("CI_PROJECT_PATH"))
+    return Context(
+        kind="gitlab",
+        source_repo=path,
+        source_commit=_sha(env.get("CI_COMMIT_SHA")),
+        ref=_ref(env.get("CI_COMMIT_REF_NAME")),
+        pipeline_url=_url(env.get("CI_PIPELINE_URL")),
+        actor=_actor(env.get("GITLAB_USER_LOGIN")),
+        run_number=_number(env.get("CI_PIPELINE_IID")),
+        run_attempt=None,
+        server_url=_url(env.get("CI_SERVER_URL")),
+        api_url=_url(env.get("CI_API_V4_URL")),
+        event=_event(env.get("CI_PIPELINE_SOURCE")),
+        job_token=bool(env.get("CI_JOB_TOKEN")),
+        project_path=path,
+    )
+
+
+def provenance_dict(ctx: Context) -> dict[str, str | None]:
+    """The ``provenance`` object of the JSON report."""
+    return {
+        "ci": ctx.kind,
+        "source_repo": ctx.source_repo,
+        "source_url": ctx.source_url,
+        "source_commit": ctx.source_commit,
+        "ref": ctx.ref,
+        "pipeline_url": ctx.pipeline_url,
+        "actor": ctx.actor,
+    }
+
+
+def trailers(ctx: Context) -> list[tuple[str, str]]:
+    """Commit-message trailers naming where the image came from (only known values)."""
+    pairs: list[tuple[str, str | None]] = [
+        ("Source-Repo", ctx.source_url or ctx.source_repo),
+        ("Source-Commit", ctx.source_commit),
+        ("Pipeline", ctx.pipeline_url),
+        ("Triggered-By", ctx.actor),
+    ]
+    return [(key, value) for key, value in pairs if value is not None]
+
+
+# --- validation of untrusted values -------------------------------------------------
+
+
+def is_clean(value: str) -> bool:
+    """No control (Cc), format (Cf: zero-width, bidi overrides), line or paragraph
+    separator characters anywhere in ``value``."""
+    return not any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in value)
+
+
+def _matching(pattern: re.Pattern[str], value: str | None) -> str | None:
+    if not value or not is_clean(value) or pattern.fullmatch(value) is None:
+        return None
+    return value
+
+
+def _sha(value: str | None) -> str | None:
+    return _matching(_SHA, value)
+
+
+def _slug(value: str | None) -> str | None:
+    found = _matching(_SLUG, value)
+    if found is None or any(part in {".", ".."} for part in found.split("/")):
+        return None
+    return found
+
+
+def _url(value: str | None) -> str | None:
+    found = _matching(_URL, value)
+    return found.rstrip("/") if found else None
+
+
+def _actor(value: str | None) -> str | None:
+    return _matching(_ACTOR, value)
+
+
+def _event(value: str | None) -> str | None:
+    return _matching(_EVENT, value)
+
+
+def _number(value: str | None) -> int | None:
+    found = _matching(_NUMBER, value)
+    return int(found) if found is not None else None
+
+
+def _ref(value: str | None) -> str | None:
+    if not value or len(value) > _MAX_REF or not is_clean(value):
+        return None
+    if any(ch.isspace() for ch in value):
+        return None
+    return value
