@@ -1,0 +1,773 @@
+"""The GitLab forge: python-gitlab against the REST API v4.
+
+One promotion is one commit, made by one ``POST /projects/:id/repository/commits`` with
+``branch``, ``start_sha`` (the base commit) and an ``update``/``create`` action per file:
+GitLab creates the branch and the commit together, however many files change.
+
+Requests of a first promotion (base given, no reviewers, pipeline pending)::
+
+    snapshot       GET branches/:base, GET archive.tar.gz?sha=...   (+ GET project
+                   when the base is the default branch)
+    read_head      GET branches/:branch                              (404: none yet)
+    write_commit   POST commits                                      (+ GET branch when
+                   replacing: the branch must still be at the commit we replace)
+    find_request   GET merge_requests?source_branch=&target_branch=&state=opened
+    open_request   POST merge_requests                               (+ GET users?username=
+                   per reviewer / assignee)
+    checks         GET merge_requests/:iid/pipelines                 (+ GET commit statuses
+                   when no pipeline ran for the sha)
+    enable_auto_merge / merge   PUT merge_requests/:iid/merge
+
+Retries belong to ``promoter.retry`` (tenacity), never to python-gitlab: the client is
+built with ``retry_transient_errors=False``, and a requests response hook turns every 429
+and 5xx answer into ``_Transient`` before python-gitlab sees it, so python-gitlab's own
+429 loop (which reads ``Retry-After`` with ``int()`` only and sleeps for real) never runs,
+and our policy gets the headers (``Retry-After`` as seconds or HTTP-date). A write is
+retried only after checking whether the failed attempt took effect (the connection can
+drop after GitLab applied it): a commit whose parent, message and files are ours, an open
+merge request for the branch, a merged merge request, a note already posted.
+
+Merge methods: GitLab's merge method (merge commit, semi-linear, fast-forward) is a
+project setting, not a per-request choice. ``squash`` asks for ``squash=true``; ``merge``
+and ``rebase`` merge by the project's method without squashing -- a promotion branch is
+one commit on its base, so a fast-forward or semi-linear project gives the same linear
+history a rebase merge would. promoter never calls ``/rebase`` (asynchronous, and it
+would move the head the ``sha`` guard names).
+
+Auto-merge: ``PUT .../merge`` with ``auto_merge=true`` (GitLab >= 17.11) and the
+deprecated ``merge_when_pipeline_succeeds=true`` (older servers) in the same request.
+Right after the merge request is created GitLab can answer 405/406/422 because the
+pipeline does not exist yet; promoter waits and asks again a bounded number of times,
+and when no pipeline ever appears (a project without CI) merges directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import tarfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, TypeVar
+
+import gitlab
+import gitlab.exceptions as glexc
+import requests
+
+from promoter import __version__, retry
+from promoter.errors import (
+    AuthError,
+    ConfigError,
+    ConflictError,
+    ForgeError,
+    PromoteError,
+    UsageError,
+)
+from promoter.forges.base import (
+    ChecksState,
+    Head,
+    LoggedCommit,
+    MergeOutcome,
+    PullRequest,
+    RequestSpec,
+    Snapshot,
+)
+from promoter.redact import redact, register
+
+T = TypeVar("T")
+
+MAX_DESCRIPTION = 1_000_000  # GitLab refuses longer merge request descriptions
+MAX_TITLE = 255
+AUTO_MERGE_WAITS = (1.0, 2.0, 4.0, 8.0)  # seconds between auto-merge attempts
+LOG_PAGE = 100
+
+AUTH_HINT = (
+    "set PROMOTE_TOKEN / GITLAB_TOKEN to a project or group access token with the api "
+    "scope and at least the Developer role in the config project"
+)
+CI_JOB_HINT = (
+    "CI_JOB_TOKEN cannot create commits or merge requests in another project; set "
+    "PROMOTE_TOKEN (or GITLAB_TOKEN) to a project or group access token of the config "
+    "project with the api scope and at least the Developer role"
+)
+
+_PENDING = {"created", "waiting_for_resource", "preparing", "pending", "running",
+            "scheduled", "manual"}
+_FAILED = {"failed", "canceled", "canceling"}
+# detailed_merge_status values that waiting does not fix
+_REFUSED = {"not_open", "draft_status", "conflict", "need_rebase", "not_approved",
+            "discussions_not_resolved", "blocked_status", "requested_changes",
+            "merge_request_blocked", "jira_association_missing", "security_policy_violations",
+            "locked_paths", "locked_lfs_files", "title_regex"}
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """GitLab would not merge (405/406/422) or the head moved (409)."""
+
+    status: int
+    message: str
+
+
+def _why(mr: Mapping[str, Any]) -> str:
+    """Why a merge request is not merged, in GitLab's words."""
+    pipeline = mr.get("head_pipeline") or {}
+    if str(pipeline.get("status")) in _FAILED:
+        return f"pipeline {pipeline.get('status')}"
+    return str(mr.get("detailed_merge_status") or mr.get("merge_status") or mr.get("state")
+               or "not mergeable")
+
+
+class _Transient(Exception):
+    """GitLab answered 429 or 5xx; raised from a requests hook (see the module doc)."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], message: str) -> None:
+        self.status = status
+        self.headers = dict(headers)
+        self.message = message
+        super().__init__(f"{status}: {message}")
+
+
+def _json(data: object) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ForgeError("GitLab answered with something other than a JSON object",
+                         hint="check --api-url: it must be the GitLab server root")
+    return data
+
+
+def _server_message(response: requests.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason
+    if isinstance(data, dict):
+        for key in ("message", "error"):
+            if key in data:
+                return _text(data[key])
+    return response.text[:200].strip()
+
+
+def _raise_transient(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    if response.status_code == 429 or response.status_code >= 500:
+        message = _server_message(response)  # reads the body, releasing the connection
+        raise _Transient(response.status_code, response.headers, message)
+
+
+def _classify(exc: BaseException) -> retry.Transient | None:
+    if isinstance(exc, _Transient):
+        return retry.status_transient(exc.status, exc.headers, exc.message)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return None
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout,
+                        requests.exceptions.ChunkedEncodingError)):
+        return retry.Transient()
+    return None
+
+
+def _text(value: Any) -> str:
+    """GitLab's ``message`` is a string, a list, or a dict of field -> [errors]."""
+    if isinstance(value, list):
+        return "; ".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {_text(v)}" for k, v in value.items())
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _status(exc: glexc.GitlabError) -> int | None:
+    return exc.response_code
+
+
+def _message(exc: glexc.GitlabError) -> str:
+    return _text(exc.error_message)
+
+
+def _project_missing(exc: glexc.GitlabError) -> bool:
+    return _status(exc) == 404 and "project not found" in _message(exc).lower()
+
+
+def _cap(text: str, limit: int, what: str) -> str:
+    if len(text) <= limit:
+        return text
+    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
+    return text[: limit - len(note)] + note
+
+
+def unpack_archive(data: bytes) -> dict[str, bytes]:
+    """``{path: content}`` of the regular files of a GitLab ``archive.tar.gz``.
+
+    The archive's single top directory (``<project>-<sha>/``) is dropped. Symlinks are
+    skipped, whether they point inside the tree (the target is in the result under its
+    own path; editing through the link would replace it with a file) or out of it;
+    so are paths that would leave the tree."""
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        for member in tar:
+            if not member.isreg():
+                continue
+            _top, _, path = member.name.partition("/")
+            parts = PurePosixPath(path).parts
+            if not path or path.startswith("/") or ".." in parts:
+                continue
+            handle = tar.extractfile(member)
+            if handle is not None:
+                files[path] = handle.read()
+    return files
+
+
+def _pull(mr: Mapping[str, Any]) -> PullRequest:
+    state = {"opened": "open", "locked": "open", "merged": "merged"}.get(
+        str(mr.get("state")), "closed")
+    labels = tuple(x for x in (mr.get("labels") or []) if isinstance(x, str))
+    return PullRequest(
+        number=int(mr["iid"]),
+        url=str(mr.get("web_url") or ""),
+        branch=str(mr["source_branch"]),
+        base=str(mr["target_branch"]),
+        title=str(mr.get("title") or ""),
+        body=str(mr.get("description") or ""),
+        head_sha=str(mr.get("sha") or ""),
+        state=state,
+        labels=labels,
+    )
+
+
+def _head(commit: Mapping[str, Any]) -> Head:
+    return Head(sha=str(commit["id"]), message=str(commit.get("message") or ""),
+                parents=tuple(str(p) for p in commit.get("parent_ids") or ()))
+
+
+def _pipeline_state(status: str) -> ChecksState:
+    if status == "success":
+        return ChecksState.SUCCESS
+    if status in _FAILED:
+        return ChecksState.FAILURE
+    if status == "skipped":
+        return ChecksState.NONE
+    return ChecksState.PENDING
+
+
+def _statuses_state(statuses: Iterable[Mapping[str, Any]]) -> ChecksState:
+    """Commit statuses (external CI, and the jobs of GitLab pipelines) combined."""
+    seen = False
+    pending = False
+    for status in statuses:
+        seen = True
+        state = str(status.get("status"))
+        if state in _FAILED and not status.get("allow_failure"):
+            return ChecksState.FAILURE
+        if state in _PENDING:
+            pending = True
+    if not seen:
+        return ChecksState.NONE
+    return ChecksState.PENDING if pending else ChecksState.SUCCESS
+
+
+class GitLabForge:
+    """A config repo on GitLab (gitlab.com or self-managed).
+
+    ``repo`` is the project path (``group/subgroup/project``) or its numeric id;
+    ``api_url`` the server root (``https://gitlab.example.com``; a trailing ``/api/v4``
+    is accepted). Give ``token`` (a project / group / personal access token, sent as
+    ``PRIVATE-TOKEN``) or ``job_token`` (``CI_JOB_TOKEN``, which can read but not write
+    another project), not both. Nothing here reads the environment."""
+
+    name = "gitlab"
+
+    def __init__(
+        self,
+        repo: str,
+        api_url: str = "https://gitlab.com",
+        token: str | None = None,
+        job_token: str | None = None,
+        retry_timeout: float = retry.DEFAULT_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
+        timeout: float = 15,
+    ) -> None:
+        register(token)
+        register(job_token)
+        repo = repo.strip().strip("/")
+        if not repo:
+            raise UsageError("--repo is empty", hint="give the GitLab project path, "
+                             "e.g. --repo acme/config")
+        if token and job_token:
+            raise UsageError("give a GitLab token or a CI job token, not both")
+        url = api_url.strip().rstrip("/")
+        url = url.removesuffix("/api/v4")
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--api-url {url!r} is not an http(s) URL",
+                             hint="give the GitLab server root, e.g. https://gitlab.com")
+        self.repo = repo
+        self.api_url = url
+        self.retry_timeout = retry_timeout
+        self.sleep = sleep
+        self._job_token = bool(job_token) and not token
+        session = requests.Session()
+        session.hooks["response"].append(_raise_transient)
+        self._gl = gitlab.Gitlab(
+            url=url,
+            private_token=token or None,
+            job_token=job_token or None,
+            timeout=timeout,
+            retry_transient_errors=False,
+            user_agent=f"promoter/{__version__}",
+            session=session,
+        )
+        self._key: str | int = int(repo) if repo.isdigit() else repo
+        self._project = self._gl.projects.get(self._key, lazy=True)
+        self._user_ids: dict[str, int] = {}
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _run(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn`` under the shared retry policy; GitLab failures become our errors."""
+        try:
+            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep)
+        except (glexc.GitlabError, requests.RequestException, _Transient) as exc:
+            raise self._translate(exc, what) from exc
+
+    def _write(self, what: str, write: Callable[[], T],
+               took_effect: Callable[[], T | None]) -> T:
+        """A write retried only after ``took_effect`` says the last attempt did not land."""
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                done = took_effect()
+                if done is not None:
+                    return done
+            return write()
+
+        return self._run(what, attempt)
+
+    def _translate(self, exc: Exception, what: str) -> PromoteError:
+        where = f"{self.repo} at {self.api_url}"
+        if isinstance(exc, _Transient):
+            return ForgeError(
+                redact(f"GitLab kept failing to {what} in {where}: {exc.status} "
+                       f"{exc.message}"),
+                hint=f"gave up after retrying for up to {self.retry_timeout:g}s; "
+                     "GitLab may be down or rate-limiting, run again later")
+        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                            requests.exceptions.InvalidSchema)):
+            return UsageError(redact(f"--api-url {self.api_url} is not usable: {exc}"))
+        if isinstance(exc, requests.RequestException):
+            return ForgeError(
+                redact(f"could not reach GitLab to {what} in {where}: "
+                       f"{type(exc).__name__}"),
+                hint="check --api-url and the network; retries ran out")
+        if not isinstance(exc, glexc.GitlabError):
+            return ForgeError(redact(f"GitLab could not {what} in {where}: {exc}"))
+        status = _status(exc)
+        message = _message(exc)
+        if status == 401 or isinstance(exc, glexc.GitlabAuthenticationError):
+            if self._job_token:
+                return AuthError(redact(f"GitLab rejected the CI job token when trying to "
+                                        f"{what} in {where} (401 {message})"),
+                                 hint=CI_JOB_HINT)
+            given = "the token" if self._gl.private_token else "the request: no token given"
+            return AuthError(redact(f"GitLab rejected {given} when trying to {what} in "
+                                    f"{where} (401 {message})"), hint=AUTH_HINT)
+        if status == 403:
+            if self._job_token:
+                return AuthError(redact(f"GitLab refused the CI job token when trying to "
+                                        f"{what} in {where} (403 {message})"),
+                                 hint=CI_JOB_HINT)
+            return AuthError(redact(f"GitLab refused to {what} in {where} (403 {message})"),
+                             hint=AUTH_HINT + " (Maintainer when the branch is protected)")
+        if _project_missing(exc):
+            return UsageError(
+                redact(f"GitLab project {self.repo} not found at {self.api_url}, or the "
+                       "token cannot see it"),
+                hint="check --repo (the project path, e.g. group/project) and that the "
+                     "token's user or bot is a member of the project")
+        return ForgeError(redact(f"GitLab could not {what} in {where}: {status} {message}"))
+
+    @property
+    def _base_path(self) -> str:
+        return str(self._project.manager.path) + "/" + str(self._project.encoded_id)
+
+    def _mr_path(self, iid: int) -> str:
+        return f"{self._base_path}/merge_requests/{iid}"
+
+    def _get_head(self, branch: str) -> Head | None:
+        """One GET, no retry of its own (callers run it under ``_run``)."""
+        try:
+            found = self._project.branches.get(branch)
+        except glexc.GitlabGetError as exc:
+            if _status(exc) == 404 and not _project_missing(exc):
+                return None
+            raise
+        return _head(found.attributes["commit"])
+
+    def _raw(self, path: str, ref: str) -> bytes | None:
+        try:
+            return self._project.files.raw(file_path=path, ref=ref)
+        except glexc.GitlabGetError as exc:
+            if _status(exc) == 404 and not _project_missing(exc):
+                return None
+            raise
+
+    def _get_mr(self, iid: int) -> dict[str, Any]:
+        return _json(self._gl.http_get(self._mr_path(iid)))
+
+    # -- reading ----------------------------------------------------------------------
+
+    def snapshot(self, base: str | None) -> Snapshot:
+        if base is None:
+            project = self._run("read the project",
+                                lambda: self._gl.projects.get(self._key))
+            base = project.attributes.get("default_branch")
+            if not base:
+                raise UsageError(f"GitLab project {self.repo} has no default branch "
+                                 "(empty repository?)", hint="push an initial commit first")
+        branch = base
+        head = self._run(f"read branch {branch}", lambda: self._get_head(branch))
+        if head is None:
+            raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
+                             f"{self.repo}", hint="check --base")
+        data = self._run(f"download the archive of {branch}",
+                         lambda: self._project.repository_archive(sha=head.sha,
+                                                                  format="tar.gz"))
+        try:
+            files = unpack_archive(data)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ForgeError(f"GitLab sent an unreadable archive of {branch} "
+                             f"({head.sha[:12]}) of {self.repo}: {exc}") from exc
+        return Snapshot(branch=branch, commit=head.sha, files=files)
+
+    def read_head(self, branch: str) -> Head | None:
+        return self._run(f"read branch {branch}", lambda: self._get_head(branch))
+
+    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        def fetch() -> list[LoggedCommit]:
+            commits: list[LoggedCommit] = []
+            page = 1
+            while len(commits) < limit:
+                per_page = min(LOG_PAGE, limit - len(commits)) if page == 1 else LOG_PAGE
+                batch = self._project.commits.list(ref_name=branch, first_parent=True,
+                                                   per_page=per_page, page=page,
+                                                   get_all=False)
+                for item in batch:
+                    data = item.attributes
+                    commits.append(LoggedCommit(
+                        sha=str(data["id"]), message=str(data.get("message") or ""),
+                        author=str(data.get("author_name") or ""),
+                        date=str(data.get("committed_date") or data.get("created_at") or "")))
+                if len(batch) < per_page:
+                    break
+                page += 1
+            return commits[:limit]
+
+        if limit <= 0:
+            return []
+        return self._run(f"read the history of {branch}", fetch)
+
+    # -- the commit -------------------------------------------------------------------
+
+    def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
+                     message: str, *, replace: Head | None) -> str:
+        actions = [
+            {
+                "action": "update" if path in base.files else "create",
+                "file_path": path,
+                "content": base64.b64encode(content).decode("ascii"),
+                "encoding": "base64",
+            }
+            for path, content in sorted(files.items())
+        ]
+        payload: dict[str, Any] = {
+            "branch": branch,
+            "commit_message": message,
+            "start_sha": base.commit,
+            "actions": actions,
+        }
+        if replace is not None:
+            payload["force"] = True
+
+        def ours(head: Head | None) -> str | None:
+            """The head's sha when it is the commit this call makes (an earlier attempt)."""
+            if head is None or (replace is not None and head.sha == replace.sha):
+                return None
+            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
+                return None
+            same = all(self._raw(path, head.sha) == content for path, content in files.items())
+            return head.sha if same else None
+
+        def in_the_way(head: Head | None) -> ConflictError:
+            where = f"branch {branch} of {self.repo}"
+            if replace is None:
+                return ConflictError(
+                    f"{where} already exists with a commit promoter did not make for this "
+                    f"base ({head.sha[:12] if head else 'unknown'})",
+                    hint="another run or a person created it; run again to update it, or "
+                         "delete the branch")
+            now = head.sha[:12] if head else "deleted"
+            return ConflictError(
+                f"{where} moved from {replace.sha[:12]} to {now} while promoting; "
+                "promoter does not force over someone else's commit",
+                hint="run again to start from the new state")
+
+        attempts = 0
+
+        def attempt() -> str:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 or replace is not None:
+                head = self._get_head(branch)
+                done = ours(head) if attempts > 1 else None
+                if done is not None:
+                    return done
+                expected = replace.sha if replace is not None else None
+                if (head.sha if head else None) != expected:
+                    raise in_the_way(head)
+            try:
+                created = self._project.commits.create(payload)
+            except glexc.GitlabCreateError as exc:
+                if (replace is None and _status(exc) == 400
+                        and "already exists" in _message(exc)):
+                    head = self._get_head(branch)
+                    done = ours(head)
+                    if done is not None:
+                        return done
+                    raise in_the_way(head) from None
+                raise
+            return str(created.attributes["id"])
+
+        return self._run(f"commit to {branch}", attempt)
+
+    def delete_branch(self, branch: str) -> None:
+        def delete() -> None:
+            try:
+                self._project.branches.delete(branch)
+            except glexc.GitlabDeleteError as exc:
+                if _status(exc) == 404 and not _project_missing(exc):
+                    return  # already gone: what we wanted
+                raise
+
+        self._run(f"delete branch {branch}", delete)
+
+    # -- merge requests ---------------------------------------------------------------
+
+    def find_request(self, branch: str, base: str) -> PullRequest | None:
+        def find() -> PullRequest | None:
+            found = self._project.mergerequests.list(
+                source_branch=branch, target_branch=base, state="opened", get_all=False)
+            return _pull(found[0].attributes) if found else None
+
+        return self._run(f"find the merge request of {branch}", find)
+
+    def _user_id(self, username: str) -> int:
+        name = username.strip().removeprefix("@")
+        if name not in self._user_ids:
+            users = self._run(f"look up user {name}",
+                              lambda: self._gl.users.list(username=name, get_all=False))
+            match = [u for u in users if str(u.attributes.get("username")) == name]
+            if not match:
+                raise ConfigError(f"GitLab has no user {name!r} (a reviewer or assignee)",
+                                  hint="reviewers and assignees are GitLab usernames; fix "
+                                       "them in .promoter.yaml")
+            self._user_ids[name] = int(match[0].attributes["id"])
+        return self._user_ids[name]
+
+    def _people(self, spec: RequestSpec) -> dict[str, list[int]]:
+        people: dict[str, list[int]] = {}
+        if spec.reviewers:
+            people["reviewer_ids"] = [self._user_id(u) for u in spec.reviewers]
+        if spec.assignees:
+            people["assignee_ids"] = [self._user_id(u) for u in spec.assignees]
+        return people
+
+    @staticmethod
+    def _title(spec: RequestSpec) -> str:
+        title = spec.title
+        if spec.draft and not title.lower().startswith(("draft:", "[draft]", "(draft)")):
+            title = f"Draft: {title}"
+        return _cap(title, MAX_TITLE, "title").replace("\n", " ")
+
+    def open_request(self, branch: str, base: str, spec: RequestSpec) -> PullRequest:
+        people = self._people(spec)
+        payload: dict[str, Any] = {
+            "source_branch": branch,
+            "target_branch": base,
+            "title": self._title(spec),
+            "description": _cap(spec.body, MAX_DESCRIPTION, "description"),
+            "remove_source_branch": True,
+            **people,
+        }
+        if spec.labels:
+            payload["labels"] = ",".join(spec.labels)
+
+        def existing() -> PullRequest | None:
+            found = self._project.mergerequests.list(
+                source_branch=branch, target_branch=base, state="opened", get_all=False)
+            return _pull(found[0].attributes) if found else None
+
+        def create() -> PullRequest | None:
+            try:
+                created = self._project.mergerequests.create(payload)
+            except glexc.GitlabCreateError as exc:
+                if _status(exc) == 409 and "already exists" in _message(exc):
+                    return None  # someone (or a lost earlier attempt) opened it: update it
+                raise
+            return _pull(created.attributes)
+
+        made = self._write(f"open a merge request for {branch}", create, existing)
+        if made is not None:
+            return made
+        found = self.find_request(branch, base)
+        if found is None:
+            raise ConflictError(f"GitLab says a merge request for {branch} already exists "
+                                f"in {self.repo}, but none is open into {base}",
+                                hint="close the other merge request of that branch")
+        return self.update_request(found, spec)
+
+    def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
+        title = self._title(spec)
+        body = _cap(spec.body, MAX_DESCRIPTION, "description")
+        people = self._people(spec)
+        missing = [label for label in spec.labels if label not in pr.labels]
+        if title == pr.title and body == pr.body and not missing and not people:
+            return pr  # nothing to change: no request
+        payload: dict[str, Any] = {"title": title, "description": body, **people}
+        if missing:
+            payload["add_labels"] = ",".join(missing)  # keeps labels people added
+
+        def update() -> PullRequest:
+            data = self._project.mergerequests.update(pr.number, payload)
+            return _pull(data)
+
+        return self._run(f"update merge request !{pr.number}", update)
+
+    def close_request(self, pr: PullRequest, comment: str) -> None:
+        mr = self._project.mergerequests.get(pr.number, lazy=True)
+        body = _cap(comment, MAX_DESCRIPTION, "comment")
+
+        def noted() -> bool | None:
+            notes = mr.notes.list(sort="desc", order_by="created_at", per_page=20,
+                                  get_all=False)
+            return True if any(n.attributes.get("body") == body for n in notes) else None
+
+        def note() -> bool:
+            mr.notes.create({"body": body})
+            return True
+
+        if comment:
+            self._write(f"comment on merge request !{pr.number}", note, noted)
+        self._run(f"close merge request !{pr.number}",
+                  lambda: self._project.mergerequests.update(pr.number,
+                                                              {"state_event": "close"}))
+
+    # -- checks and merging -----------------------------------------------------------
+
+    def checks(self, pr: PullRequest, sha: str) -> ChecksState:
+        mr = self._project.mergerequests.get(pr.number, lazy=True)
+
+        def look() -> ChecksState:
+            pipelines = mr.pipelines.list(per_page=100, get_all=False)
+            for pipeline in pipelines:  # newest first
+                if pipeline.attributes.get("sha") == sha:
+                    return _pipeline_state(str(pipeline.attributes.get("status")))
+            commit = self._project.commits.get(sha, lazy=True)
+            statuses = commit.statuses.list(per_page=100, get_all=False)
+            return _statuses_state(s.attributes for s in statuses)
+
+        return self._run(f"read the pipelines of merge request !{pr.number}", look)
+
+    def _read_mr(self, pr: PullRequest) -> dict[str, Any]:
+        return self._run(f"read merge request !{pr.number}", lambda: self._get_mr(pr.number))
+
+    def _put_merge(self, pr: PullRequest, data: Mapping[str, Any]) -> dict[str, Any] | _Refusal:
+        """One ``PUT .../merge``; a lost attempt is retried only when the merge request
+        is not merged (or set to auto-merge, when that was asked) yet."""
+        path = f"{self._mr_path(pr.number)}/merge"
+
+        def put() -> dict[str, Any] | _Refusal:
+            try:
+                result = self._gl.http_put(path, post_data=dict(data))
+            except glexc.GitlabHttpError as exc:
+                status = _status(exc)
+                if status in (405, 406, 409, 422):
+                    return _Refusal(status, _message(exc))
+                raise
+            return _json(result)
+
+        def landed() -> dict[str, Any] | _Refusal | None:
+            mr = self._get_mr(pr.number)
+            if mr.get("state") == "merged":
+                return mr
+            if data.get("auto_merge") and mr.get("merge_when_pipeline_succeeds"):
+                return mr
+            return None
+
+        return self._write(f"merge merge request !{pr.number}", put, landed)
+
+    def _moved(self, pr: PullRequest, sha: str, message: str) -> ConflictError:
+        return ConflictError(
+            f"merge request !{pr.number} of {self.repo} moved: its head is no longer "
+            f"{sha[:12]} ({message})", hint="someone pushed to the promotion branch; run again")
+
+    @staticmethod
+    def _outcome(mr: Mapping[str, Any]) -> MergeOutcome:
+        if mr.get("state") == "merged":
+            sha = mr.get("merge_commit_sha") or mr.get("squash_commit_sha") or None
+            return MergeOutcome(merged=True, sha=str(sha) if sha else None)
+        if mr.get("state") == "opened" and (mr.get("merge_when_pipeline_succeeds")
+                                            or mr.get("auto_merge_enabled")):
+            return MergeOutcome(merged=False, auto_merge=True,
+                                reason="GitLab merges it when the pipeline succeeds")
+        return MergeOutcome(merged=False,
+                            reason=f"GitLab did not merge !{mr.get('iid')}: {_why(mr)}")
+
+    def merge(self, pr: PullRequest, method: str, sha: str) -> MergeOutcome:
+        data: dict[str, Any] = {"sha": sha, "should_remove_source_branch": True}
+        if method == "squash":
+            data["squash"] = True
+        result = self._put_merge(pr, data)
+        if isinstance(result, dict):
+            return self._outcome(result)
+        if result.status == 409:
+            raise self._moved(pr, sha, result.message)
+        mr = self._read_mr(pr)
+        if mr.get("state") == "merged":
+            return self._outcome(mr)
+        return MergeOutcome(merged=False,
+                            reason=f"GitLab will not merge !{pr.number} now: {_why(mr)}")
+
+    def enable_auto_merge(self, pr: PullRequest, method: str) -> MergeOutcome:
+        data: dict[str, Any] = {"auto_merge": True, "merge_when_pipeline_succeeds": True,
+                                "should_remove_source_branch": True}
+        if method == "squash":
+            data["squash"] = True
+        if pr.head_sha:
+            data["sha"] = pr.head_sha
+        waited = 0.0
+        mr: dict[str, Any] = {}
+        for wait in (*AUTO_MERGE_WAITS, None):
+            result = self._put_merge(pr, data)
+            if isinstance(result, dict):
+                return self._outcome(result)
+            if result.status == 409:
+                raise self._moved(pr, pr.head_sha, result.message)
+            mr = self._read_mr(pr)
+            if mr.get("state") != "opened":
+                return self._outcome(mr)
+            pipeline = mr.get("head_pipeline") or {}
+            if _why(mr) in _REFUSED or str(pipeline.get("status")) in _FAILED:
+                return MergeOutcome(merged=False,
+                                    reason=f"GitLab will not merge !{pr.number}: {_why(mr)}")
+            if wait is None or waited + wait > self.retry_timeout:
+                break
+            self.sleep(wait)  # the pipeline may not exist yet: ask again
+            waited += wait
+        head = pr.head_sha or str(mr.get("sha") or "")
+        if head and self.checks(pr, head) is ChecksState.NONE:
+            # No pipeline appeared for the head (a project without CI): merge directly.
+            return self.merge(pr, method, head)
+        return MergeOutcome(merged=False, reason=f"GitLab would not enable auto-merge on "
+                                                 f"!{pr.number}: {_why(mr)}")
