@@ -1,0 +1,880 @@
+""".promoter.yaml: the config repo's own policy, read from the BASE branch.
+
+    version: 1
+    defaults:                  # every environment inherits these (each key may be overridden)
+      auto_merge: false        # may a promotion merge without a human?
+      merge_method: squash     # merge | squash | rebase
+      allowed_tags: ['^v?\\d+\\.\\d+\\.\\d+$']   # a new tag must re.fullmatch one of them
+      max_auto_merge_bump: minor   # patch | minor | major
+      allow_downgrade: false   # a lower semver than what runs is refused outright
+      wait_for_checks: true    # merge only after the PR/MR's checks pass
+      labels: []               # added to the PR/MR
+      reviewers: []
+      assignees: []
+      draft: false             # open the PR/MR as a draft (a draft never auto-merges)
+      freeze: []               # windows without auto-merge, see below
+    environments:
+      prod:
+        paths: ["envs/prod/**"]        # required; relative globs inside the repo
+        require_upstream: staging      # the new image must already run in staging
+        freeze:
+          - {days: [fri, sat, sun], from: "15:00", to: "23:59", tz: Europe/Berlin}
+          - {start: "2026-12-20T00:00:00+01:00", end: "2027-01-04T00:00:00+01:00"}
+    markers:                           # Flux image-policy markers -> image repository
+      "flux-system:podinfo": ghcr.io/stefanprodan/podinfo
+
+Rules worth knowing:
+
+- Everything is validated; the first problem raises ``ConfigError`` naming the file,
+  line and column and what to do. Unknown keys are errors (a typo must never silently
+  disable a guard), and so are duplicate keys, YAML merge keys (``<<``) and tags.
+- An environment key overrides the same key of ``defaults`` as a whole (lists too).
+  ``paths`` and ``require_upstream`` exist only per environment.
+- ``allowed_tags`` absent means any tag; an empty list is an error (it would refuse
+  every tag). Patterns use Python ``re`` syntax and must match the whole tag.
+- Paths are globs relative to the repo root, matched like ``--file`` globs
+  (``promoter.paths.glob_match``): ``*`` and ``?`` stay inside one path segment, ``**``
+  (a whole segment) spans any depth, and a plain directory covers everything below it,
+  so ``envs/dev`` and ``envs/dev/**`` both cover ``envs/dev/a/b.yaml``. Absolute paths,
+  ``..``, backslashes and ``[`` classes are refused: a config cannot reach outside its
+  own repo, and every pattern means what it says.
+- Weekly freeze windows: ``days`` (mon..sun, default every day), ``from`` and ``to``
+  as HH:MM, both minutes inclusive (``15:00``-``23:59`` ends at 23:59:59), ``tz`` an
+  IANA zone (default UTC). ``from`` later than ``to`` crosses midnight: the window opens
+  on a listed day and closes on the next morning. Absolute windows: ``start`` (inclusive)
+  and ``end`` (exclusive), ISO 8601 datetimes or dates; without a UTC offset they need
+  ``tz``.
+- Marker values are stored as canonical repository names (``docker.io/library/nginx``).
+
+CLI flags only tighten a policy: see ``tighten``. Without a config file the built-in
+policy applies: open a PR/MR, auto-merge only when the caller asks, and then only if no
+downgrade, a semver step of at most minor, and green checks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timezone, tzinfo
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
+
+from promoter.errors import ConfigError, InvalidReference, PromoteError, UsageError
+from promoter.images import Bump, parse_name
+from promoter.paths import glob_match
+
+DEFAULT_FILE = ".promoter.yaml"
+
+MergeMethod = Literal["merge", "squash", "rebase"]
+MERGE_METHODS: dict[str, MergeMethod] = {"merge": "merge", "squash": "squash", "rebase": "rebase"}
+BUMPS: dict[str, Bump] = {"patch": Bump.PATCH, "minor": Bump.MINOR, "major": Bump.MAJOR}
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+_STR = "tag:yaml.org,2002:str"
+_BOOL = "tag:yaml.org,2002:bool"
+_INT = "tag:yaml.org,2002:int"
+_NULL = "tag:yaml.org,2002:null"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MERGE = "tag:yaml.org,2002:merge"
+
+_ENV_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?")
+_TIME_RE = re.compile(r"(\d{1,2}):(\d{2})")
+# Flux: namespace (DNS label) ":" ImagePolicy name (DNS subdomain).
+_MARKER_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?:[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
+
+
+# --- values -----------------------------------------------------------------------------
+
+
+def zone(name: str) -> tzinfo:
+    """The time zone called ``name`` (``UTC`` works even without a tz database)."""
+    if name == "UTC":
+        return timezone.utc
+    return ZoneInfo(name)
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise PromoteError("internal error: policy time must be timezone-aware")
+    return now
+
+
+@dataclass(frozen=True)
+class WeeklyFreeze:
+    """Every week on ``days`` (0 = Monday) from ``start`` to ``end`` (minutes inclusive)."""
+
+    days: frozenset[int]
+    start: time
+    end: time
+    tz: str = "UTC"
+
+    def contains(self, now: datetime) -> bool:
+        local = _aware(now).astimezone(zone(self.tz))
+        minute = local.hour * 60 + local.minute
+        first = self.start.hour * 60 + self.start.minute
+        last = self.end.hour * 60 + self.end.minute
+        day = local.weekday()
+        if first <= last:
+            return day in self.days and first <= minute <= last
+        # Crosses midnight: opened on a listed day, or still open from the day before.
+        return (day in self.days and minute >= first) or (
+            (day - 1) % 7 in self.days and minute <= last
+        )
+
+    def describe(self) -> str:
+        days = "every day" if len(self.days) == 7 else ", ".join(DAYS[d] for d in sorted(self.days))
+        return f"{days} {self.start:%H:%M}-{self.end:%H:%M} {self.tz}"
+
+
+@dataclass(frozen=True)
+class AbsoluteFreeze:
+    """From ``start`` (inclusive) to ``end`` (exclusive); both timezone-aware."""
+
+    start: datetime
+    end: datetime
+
+    def contains(self, now: datetime) -> bool:
+        return self.start <= _aware(now) < self.end
+
+    def describe(self) -> str:
+        return f"{self.start.isoformat()} to {self.end.isoformat()}"
+
+
+Freeze = WeeklyFreeze | AbsoluteFreeze
+
+
+def path_matches(patterns: Iterable[str], path: str) -> bool:
+    """True when repo-relative ``path`` matches one of ``patterns`` (the same glob rules
+    as ``--file``: ``promoter.paths.glob_match``)."""
+    return any(glob_match(p, path) for p in patterns)
+
+
+@dataclass(frozen=True)
+class EnvPolicy:
+    """The policy of one environment (or of ``defaults``, or the built-in one)."""
+
+    name: str
+    paths: tuple[str, ...] = ()
+    auto_merge: bool = False
+    merge_method: MergeMethod = "squash"
+    allowed_tags: tuple[re.Pattern[str], ...] | None = None  # None: any tag
+    max_auto_merge_bump: Bump = Bump.MINOR
+    allow_downgrade: bool = False
+    wait_for_checks: bool = True
+    require_upstream: str | None = None
+    freeze: tuple[Freeze, ...] = ()
+    labels: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+    draft: bool = False
+    configured: bool = True  # False only for the built-in policy (no .promoter.yaml)
+
+    def matches(self, path: str) -> bool:
+        return path_matches(self.paths, path)
+
+    def describe(self) -> str:
+        if not self.configured:
+            return "the built-in policy (no .promoter.yaml)"
+        if self.name == "defaults" and not self.paths:
+            return "the defaults of .promoter.yaml"
+        return f"environment {self.name}"
+
+
+BUILTIN = EnvPolicy(name="", configured=False)
+
+
+@dataclass(frozen=True)
+class Config:
+    environments: dict[str, EnvPolicy]
+    defaults: EnvPolicy
+    markers: dict[str, str] = field(default_factory=dict)
+    file: str = DEFAULT_FILE
+
+    @property
+    def present(self) -> bool:
+        """False when there was no config file (built-in defaults)."""
+        return self.defaults.configured
+
+    def env(self, name: str) -> EnvPolicy:
+        try:
+            return self.environments[name]
+        except KeyError:
+            raise _unknown_env(self, name) from None
+
+    def envs_for_path(self, path: str) -> tuple[EnvPolicy, ...]:
+        return tuple(e for e in self.environments.values() if e.matches(path))
+
+    def env_for_path(self, path: str) -> EnvPolicy | None:
+        """The environment whose paths cover ``path``; ConfigError if several do."""
+        found = self.envs_for_path(path)
+        if len(found) > 1:
+            names = ", ".join(e.name for e in found)
+            raise ConfigError(
+                f"{path} belongs to several environments ({names})",
+                file=self.file,
+                hint="make the environments' paths disjoint",
+            )
+        return found[0] if found else None
+
+    def policy_for(self, files: Iterable[str]) -> EnvPolicy:
+        """The policy for a change to ``files`` when no ``--env`` was given: the one
+        environment that owns all of them, else ``defaults`` when none owns any. A change
+        that spans environments (or mixes owned and unowned files) is a UsageError, so
+        leaving out ``--env`` can never dodge an environment's guards."""
+        owners: dict[str, list[str]] = {}
+        for path in sorted(set(files)):
+            env = self.env_for_path(path)
+            owners.setdefault(env.name if env else "", []).append(path)
+        named = sorted(k for k in owners if k)
+        if not named:
+            return self.defaults
+        if len(owners) == 1:
+            return self.environments[named[0]]
+        parts = [f"{k or 'no environment'} ({owners[k][0]})" for k in sorted(owners)]
+        raise UsageError(
+            "the change spans several environments: " + ", ".join(parts),
+            hint="promote one environment at a time with --env NAME",
+        )
+
+
+def _unknown_env(config: Config, name: str) -> UsageError:
+    known = list(config.environments)
+    if not config.present:
+        return UsageError(
+            f"--env {name} needs a {config.file} on the base branch that defines it",
+            hint="add the environment to the config file, or leave out --env",
+        )
+    if not known:
+        return UsageError(f"unknown environment {name!r}: {config.file} defines no environments")
+    close = difflib.get_close_matches(name, known, n=1)
+    message = f"unknown environment {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+    return UsageError(message, file=config.file, hint="known environments: " + ", ".join(known))
+
+
+def select(config: Config | None, *, env: str | None, files: Iterable[str] = ()) -> EnvPolicy:
+    """The policy that governs a promotion: ``--env`` when given, else the owner of the
+    changed ``files`` (see ``Config.policy_for``), else the built-in policy."""
+    if config is None:
+        config = Config(environments={}, defaults=BUILTIN)
+    if env is not None:
+        return config.env(env)
+    return config.policy_for(files)
+
+
+def tighten(
+    policy: EnvPolicy | None,
+    *,
+    auto_merge: bool | None = None,
+    wait_for_checks: bool | None = None,
+    max_auto_merge_bump: Bump | None = None,
+    draft: bool | None = None,
+    labels: Iterable[str] = (),
+    reviewers: Iterable[str] = (),
+    assignees: Iterable[str] = (),
+) -> EnvPolicy:
+    """Apply the caller's flags; they can only make the policy stricter.
+
+    ``auto_merge``: True asks for auto-merge (granted only if the policy allows it, or
+    when there is no config file), False turns it off, None keeps the policy's choice.
+    ``wait_for_checks=True`` and ``draft=True`` tighten; False never loosens. A draft
+    never auto-merges. ``max_auto_merge_bump`` can only be lowered. Labels, reviewers
+    and assignees are added. allowed_tags, downgrades, freezes, upstream and paths have
+    no flag at all."""
+    base = policy if policy is not None else BUILTIN
+    if base.configured:
+        merge = base.auto_merge and auto_merge is not False
+    else:
+        merge = (base.auto_merge or auto_merge is True) and auto_merge is not False
+    is_draft = base.draft or draft is True
+    bump = base.max_auto_merge_bump
+    if max_auto_merge_bump is not None:
+        bump = min(bump, max_auto_merge_bump)
+    return replace(
+        base,
+        auto_merge=merge and not is_draft,
+        wait_for_checks=base.wait_for_checks or wait_for_checks is True,
+        max_auto_merge_bump=bump,
+        draft=is_draft,
+        labels=_union(base.labels, labels),
+        reviewers=_union(base.reviewers, reviewers),
+        assignees=_union(base.assignees, assignees),
+    )
+
+
+def _union(first: tuple[str, ...], more: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*first, *more)))
+
+
+# --- loading ----------------------------------------------------------------------------
+
+_POLICY_KEYS = (
+    "auto_merge",
+    "merge_method",
+    "allowed_tags",
+    "max_auto_merge_bump",
+    "allow_downgrade",
+    "wait_for_checks",
+    "freeze",
+    "labels",
+    "reviewers",
+    "assignees",
+    "draft",
+)
+_ENV_ONLY_KEYS = ("paths", "require_upstream")
+_TOP_KEYS = ("version", "defaults", "environments", "markers")
+_WEEKLY_KEYS = ("days", "from", "to", "tz")
+_ABSOLUTE_KEYS = ("start", "end", "tz")
+
+T = TypeVar("T")
+
+
+def load(text: bytes | str | None, file: str = DEFAULT_FILE) -> Config:
+    """Parse and validate ``.promoter.yaml``; None (no file) gives the built-in policy."""
+    if text is None:
+        return Config(environments={}, defaults=BUILTIN, file=file)
+    return _Loader(file).load(text)
+
+
+def _show(text: str) -> str:
+    """A value from the file, quoted for a message (short, printable)."""
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return repr(text)
+
+
+def _kind(node: Node) -> str:
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    return {
+        _STR: "a string",
+        _BOOL: "a boolean",
+        _INT: "a number",
+        "tag:yaml.org,2002:float": "a number",
+        _NULL: "nothing (null)",
+        _TIMESTAMP: "a timestamp",
+    }.get(str(node.tag), f"a value tagged {node.tag}")
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+Entry = tuple[str, ScalarNode, Node]
+
+
+class _Loader:
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def error(self, node: Node, message: str, hint: str | None = None) -> ConfigError:
+        mark = node.start_mark
+        return ConfigError(
+            message, file=self.file, line=mark.line + 1, column=mark.column + 1, hint=hint
+        )
+
+    # -- document
+
+    def load(self, data: bytes | str) -> Config:
+        text = self.decode(data)
+        try:
+            root = YAML(typ="safe", pure=True).compose(text)
+        except MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            problem = exc.problem or exc.context or "invalid YAML"
+            raise ConfigError(
+                f"cannot parse YAML: {problem}",
+                file=self.file,
+                line=mark.line + 1 if mark else None,
+                column=mark.column + 1 if mark else None,
+                hint="fix the YAML syntax",
+            ) from None
+        except ReaderError as exc:
+            line, column = _position(text, exc.position)
+            raise ConfigError(
+                f"cannot read YAML: character {exc.character!r} is not allowed",
+                file=self.file,
+                line=line,
+                column=column,
+                hint="remove control characters",
+            ) from None
+        except YAMLError as exc:
+            raise ConfigError(f"cannot parse YAML: {exc}", file=self.file) from None
+        if root is None:
+            raise ConfigError(
+                "the config file is empty",
+                file=self.file,
+                line=1,
+                hint="write 'version: 1', or delete the file to use the built-in policy",
+            )
+        return self.document(root)
+
+    def decode(self, data: bytes | str) -> str:
+        if isinstance(data, str):
+            return data.removeprefix("\ufeff")
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            before = data[: exc.start]
+            line = before.count(b"\n") + 1
+            column = exc.start - (before.rfind(b"\n") + 1) + 1
+            raise ConfigError(
+                "the config file is not UTF-8",
+                file=self.file,
+                line=line,
+                column=column,
+                hint="save it as UTF-8",
+            ) from None
+
+    def document(self, root: Node) -> Config:
+        entries = self.mapping(root, "the top level")
+        self.known_keys(entries, _TOP_KEYS, "the top level")
+        by_key = {key: (knode, value) for key, knode, value in entries}
+        if "version" not in by_key:
+            raise self.error(root, "missing 'version'", hint="add 'version: 1' at the top")
+        version = by_key["version"][1]
+        if not (isinstance(version, ScalarNode) and version.tag == _INT and version.value == "1"):
+            raise self.error(
+                version,
+                f"unsupported version {_show(str(getattr(version, 'value', '')))}",
+                hint="this promoter reads 'version: 1'",
+            )
+        defaults = replace(BUILTIN, name="defaults", configured=True)
+        if "defaults" in by_key:
+            node = by_key["defaults"][1]
+            if not self.is_null(node):
+                defaults = self.policy(node, "defaults", defaults, env=False)
+        environments: dict[str, EnvPolicy] = {}
+        if "environments" in by_key and not self.is_null(by_key["environments"][1]):
+            environments = self.environments(by_key["environments"][1], defaults)
+        markers: dict[str, str] = {}
+        if "markers" in by_key and not self.is_null(by_key["markers"][1]):
+            markers = self.markers(by_key["markers"][1])
+        return Config(environments, defaults, markers, self.file)
+
+    def environments(self, node: Node, defaults: EnvPolicy) -> dict[str, EnvPolicy]:
+        envs: dict[str, EnvPolicy] = {}
+        upstream_nodes: dict[str, Node] = {}
+        folded: dict[str, str] = {}
+        pattern_owner: dict[str, str] = {}
+        for name, knode, value in self.mapping(node, "environments"):
+            if not _ENV_NAME_RE.fullmatch(name) or ".." in name or name.endswith(".lock"):
+                raise self.error(
+                    knode,
+                    f"invalid environment name {_show(name)}",
+                    hint="use letters, digits, '-', '_' and '.', starting and ending with a "
+                    "letter or digit, at most 64 characters",
+                )
+            if name.lower() in folded:
+                raise self.error(
+                    knode,
+                    f"environment {name!r} overlaps environment {folded[name.lower()]!r} "
+                    "(names differ only in case)",
+                    hint="give each environment a distinct name",
+                )
+            folded[name.lower()] = name
+            where = f"environments.{name}"
+            if not isinstance(value, MappingNode):
+                raise self.error(
+                    value,
+                    f"{where} must be a mapping, not {_kind(value)}",
+                    hint='give it at least paths: ["envs/' + name + '/**"]',
+                )
+            policy = self.policy(value, where, replace(defaults, name=name), env=True)
+            if not policy.paths:
+                raise self.error(
+                    knode,
+                    f"environment {name!r} has no paths",
+                    hint=f'add paths: ["envs/{name}/**"] (the files this environment owns)',
+                )
+            for pattern in policy.paths:
+                other = pattern_owner.setdefault(pattern, name)
+                if other != name:
+                    raise self.error(
+                        value,
+                        f"path {pattern!r} belongs to both {other!r} and {name!r}",
+                        hint="each file must belong to one environment",
+                    )
+            for key, _, val in self.mapping(value, where):
+                if key == "require_upstream":
+                    upstream_nodes[name] = val
+            envs[name] = policy
+        self.check_upstreams(envs, upstream_nodes)
+        return envs
+
+    def check_upstreams(self, envs: Mapping[str, EnvPolicy], nodes: Mapping[str, Node]) -> None:
+        for name, env in envs.items():
+            up = env.require_upstream
+            if up is None:
+                continue
+            if up not in envs:
+                raise self.error(
+                    nodes[name],
+                    f"require_upstream of {name!r} names {up!r}, which is not an "
+                    f"environment{_suggest(up, envs)}",
+                    hint="known environments: " + ", ".join(envs),
+                )
+            chain = [name]
+            current: str | None = up
+            while current is not None:
+                if current in chain:
+                    loop = " -> ".join([*chain[chain.index(current) :], current])
+                    raise self.error(
+                        nodes[name],
+                        f"require_upstream makes a cycle: {loop}",
+                        hint="an environment cannot require itself, directly or not",
+                    )
+                chain.append(current)
+                current = envs[current].require_upstream
+
+    def markers(self, node: Node) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, knode, value in self.mapping(node, "markers"):
+            if not _MARKER_RE.fullmatch(key):
+                raise self.error(
+                    knode,
+                    f"marker {_show(key)} is not NAMESPACE:POLICY",
+                    hint='write it as in the Flux marker, e.g. "flux-system:podinfo"',
+                )
+            text = self.string(value, f"markers.{key}")
+            if "@" in text or ":" in text.rsplit("/", 1)[-1]:
+                raise self.error(
+                    value,
+                    f"markers.{key} must be an image repository without tag or digest, "
+                    f"got {_show(text)}",
+                    hint="e.g. ghcr.io/stefanprodan/podinfo",
+                )
+            try:
+                domain, path = parse_name(text)
+            except InvalidReference as exc:
+                raise self.error(value, f"markers.{key}: {exc.message}", exc.hint) from None
+            out[key] = f"{domain}/{path}"
+        return out
+
+    # -- policy keys
+
+    def policy(self, node: Node, where: str, base: EnvPolicy, *, env: bool) -> EnvPolicy:
+        entries = self.mapping(node, where)
+        allowed = _POLICY_KEYS + (_ENV_ONLY_KEYS if env else ())
+        for key, knode, _ in entries:
+            if not env and key in _ENV_ONLY_KEYS:
+                raise self.error(
+                    knode,
+                    f"{key!r} cannot be set under defaults",
+                    hint="set it in each environment",
+                )
+        self.known_keys(entries, allowed, where)
+        changes: dict[str, Any] = {}
+        for key, _, value in entries:
+            at = f"{where}.{key}"
+            if key in ("auto_merge", "allow_downgrade", "wait_for_checks", "draft"):
+                changes[key] = self.boolean(value, at)
+            elif key == "merge_method":
+                changes[key] = self.choice(value, at, MERGE_METHODS)
+            elif key == "max_auto_merge_bump":
+                changes[key] = self.choice(value, at, BUMPS)
+            elif key == "allowed_tags":
+                changes[key] = self.patterns(value, at)
+            elif key in ("labels", "reviewers", "assignees"):
+                changes[key] = tuple(self.nonempty(n, s, at) for n, s in self.strings(value, at))
+            elif key == "freeze":
+                changes[key] = tuple(
+                    self.freeze(item, f"{at}[{i}]") for i, item in enumerate(self.seq(value, at))
+                )
+            elif key == "paths":
+                changes[key] = tuple(self.path(n, s, at) for n, s in self.strings(value, at))
+            elif key == "require_upstream":
+                changes[key] = self.nonempty(value, self.string(value, at), at)
+        return replace(base, **changes)
+
+    def patterns(self, node: Node, where: str) -> tuple[re.Pattern[str], ...]:
+        items = self.strings(node, where)
+        if not items:
+            raise self.error(
+                node,
+                f"{where} is empty, which would refuse every tag",
+                hint="list at least one pattern, or remove the key to allow any tag",
+            )
+        out = []
+        for item, text in items:
+            try:
+                out.append(re.compile(text))
+            except re.error as exc:
+                raise self.error(
+                    item,
+                    f"{where}: {_show(text)} is not a valid regular expression ({exc.msg})",
+                    hint="use Python re syntax; the pattern must match the whole tag",
+                ) from None
+        return tuple(out)
+
+    def path(self, node: ScalarNode, text: str, where: str) -> str:
+        def bad(why: str) -> ConfigError:
+            return self.error(
+                node,
+                f"{where}: {_show(text)} {why}",
+                hint='paths are globs relative to the repo root, e.g. "envs/prod/**"',
+            )
+
+        if not text:
+            raise bad("is empty")
+        if any(not c.isprintable() for c in text):
+            raise bad("contains control characters")
+        if "\\" in text:
+            raise bad("contains a backslash; separate directories with '/'")
+        if text.startswith("/") or re.match(r"[A-Za-z]:", text) or text.startswith("~"):
+            raise bad("is absolute; it must stay inside the repo")
+        clean = text
+        while clean.startswith("./"):
+            clean = clean[2:]
+        clean = clean.rstrip("/")
+        segments = clean.split("/")
+        if ".." in segments:
+            raise bad("leaves the repo ('..'); it must stay inside the repo")
+        if not clean or "" in segments or "." in segments:
+            raise bad("has an empty or '.' segment")
+        if "[" in clean or "]" in clean:
+            raise bad("uses '[' or ']'; character classes are not supported in paths")
+        if any("**" in s and s != "**" for s in segments):
+            raise bad("uses '**' inside a segment; '**' must be a whole segment, e.g. a/**/b.yaml")
+        return clean
+
+    def freeze(self, node: Node, where: str) -> Freeze:
+        entries = self.mapping(node, where)
+        self.known_keys(entries, tuple(dict.fromkeys(_WEEKLY_KEYS + _ABSOLUTE_KEYS)), where)
+        by_key = {key: value for key, _, value in entries}
+        absolute = [k for k in entries if k[0] in ("start", "end")]
+        weekly = [k for k in entries if k[0] in ("days", "from", "to")]
+        if absolute and weekly:
+            raise self.error(
+                weekly[0][1],
+                f"{where} mixes a weekly window (days/from/to) with an absolute one (start/end)",
+                hint="write them as two windows",
+            )
+        tz = "UTC"
+        if "tz" in by_key:
+            tz = self.timezone(by_key["tz"], f"{where}.tz")
+        if absolute:
+            for key in ("start", "end"):
+                if key not in by_key:
+                    raise self.error(node, f"{where} has no {key!r}", hint="give start and end")
+            start = self.instant(by_key["start"], f"{where}.start", tz if "tz" in by_key else None)
+            end = self.instant(by_key["end"], f"{where}.end", tz if "tz" in by_key else None)
+            if end <= start:
+                raise self.error(
+                    by_key["end"], f"{where}: end is not after start", hint="swap them"
+                )
+            return AbsoluteFreeze(start, end)
+        for key in ("from", "to"):
+            if key not in by_key:
+                raise self.error(
+                    node,
+                    f"{where} has no {key!r}",
+                    hint='a weekly window needs from and to, e.g. from: "15:00", to: "23:59"; '
+                    "an absolute one needs start and end",
+                )
+        days = frozenset(range(7))
+        if "days" in by_key:
+            days = frozenset(
+                self.day(n, s, f"{where}.days")
+                for n, s in self.strings(by_key["days"], f"{where}.days")
+            )
+            if not days:
+                raise self.error(
+                    by_key["days"],
+                    f"{where}.days is empty",
+                    hint="list days, or remove the key for every day",
+                )
+        start_t = self.clock(by_key["from"], f"{where}.from")
+        end_t = self.clock(by_key["to"], f"{where}.to")
+        return WeeklyFreeze(days, start_t, end_t, tz)
+
+    def day(self, node: ScalarNode, text: str, where: str) -> int:
+        low = text.lower()
+        if low in DAYS:
+            return DAYS.index(low)
+        if low in _FULL_DAYS:
+            return _FULL_DAYS.index(low)
+        raise self.error(
+            node,
+            f"{where}: unknown day {_show(text)}{_suggest(low, DAYS + _FULL_DAYS)}",
+            hint="days are " + ", ".join(DAYS),
+        )
+
+    def clock(self, node: Node, where: str) -> time:
+        # The raw text: an unquoted 15:00 is a string in YAML 1.2 but a number in 1.1.
+        text = str(node.value) if isinstance(node, ScalarNode) else ""
+        m = _TIME_RE.fullmatch(text)
+        if not isinstance(node, ScalarNode) or not m or int(m[1]) > 23 or int(m[2]) > 59:
+            raise self.error(
+                node,
+                f"{where} must be a time HH:MM between 00:00 and 23:59, got "
+                + (_show(text) if isinstance(node, ScalarNode) else _kind(node)),
+                hint='quote it, e.g. "15:00"; "to" is inclusive, so 23:59 ends the day',
+            )
+        return time(int(m[1]), int(m[2]))
+
+    def timezone(self, node: Node, where: str) -> str:
+        name = self.string(node, where)
+        try:
+            zone(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            suggestion = _suggest(name, sorted(available_timezones()))
+            raise self.error(
+                node,
+                f"{where}: unknown time zone {_show(name)}{suggestion}",
+                hint="use an IANA zone name such as Europe/Berlin or UTC",
+            ) from None
+        return name
+
+    def instant(self, node: Node, where: str, tz: str | None) -> datetime:
+        if not isinstance(node, ScalarNode) or node.tag not in (_STR, _TIMESTAMP):
+            raise self.error(node, f"{where} must be an ISO 8601 date-time, not {_kind(node)}")
+        text = str(node.value).strip()
+        iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+        try:
+            if len(iso) == 10:
+                value = datetime.combine(date.fromisoformat(iso), time())
+            else:
+                value = datetime.fromisoformat(iso)
+        except ValueError:
+            raise self.error(
+                node,
+                f"{where}: {_show(text)} is not an ISO 8601 date-time",
+                hint='e.g. "2026-12-20T00:00:00+01:00" or "2026-12-20" with tz',
+            ) from None
+        if value.tzinfo is not None and tz is not None:
+            raise self.error(
+                node,
+                f"{where} has a UTC offset and the window also has tz",
+                hint="give either the offset or tz, not both",
+            )
+        if value.tzinfo is None:
+            if tz is None:
+                raise self.error(
+                    node,
+                    f"{where}: {_show(text)} has no UTC offset",
+                    hint="add one (e.g. +01:00) or give the window a tz",
+                )
+            value = value.replace(tzinfo=zone(tz))
+        return value
+
+    # -- node readers
+
+    def is_null(self, node: Node) -> bool:
+        return isinstance(node, ScalarNode) and node.tag == _NULL
+
+    def mapping(self, node: Node, where: str) -> list[Entry]:
+        if not isinstance(node, MappingNode):
+            raise self.error(node, f"{where} must be a mapping, not {_kind(node)}")
+        seen: dict[str, int] = {}
+        out: list[Entry] = []
+        for key, value in node.value:
+            if isinstance(key, ScalarNode) and key.tag == _MERGE:
+                raise self.error(
+                    key,
+                    f"merge keys ('<<') are not supported in {where}",
+                    hint="write the keys out; 'defaults' already applies to every environment",
+                )
+            if not isinstance(key, ScalarNode) or key.tag != _STR:
+                raise self.error(
+                    key, f"keys in {where} must be strings, not {_kind(key)}", hint="quote the key"
+                )
+            name = str(key.value)
+            if name in seen:
+                raise self.error(
+                    key,
+                    f"duplicate key {_show(name)} in {where} (first at line {seen[name]})",
+                    hint="keep only one of them",
+                )
+            seen[name] = key.start_mark.line + 1
+            out.append((name, key, value))
+        return out
+
+    def known_keys(self, entries: list[Entry], allowed: tuple[str, ...], where: str) -> None:
+        for key, knode, _ in entries:
+            if key not in allowed:
+                raise self.error(
+                    knode,
+                    f"unknown key {_show(key)} in {where}{_suggest(key, allowed)}",
+                    hint="known keys: " + ", ".join(allowed),
+                )
+
+    def seq(self, node: Node, where: str) -> list[Node]:
+        if not isinstance(node, SequenceNode):
+            raise self.error(
+                node, f"{where} must be a list, not {_kind(node)}", hint="write [] for none"
+            )
+        return list(node.value)
+
+    def string(self, node: Node, where: str) -> str:
+        if not isinstance(node, ScalarNode) or node.tag != _STR:
+            raise self.error(
+                node, f"{where} must be a string, not {_kind(node)}", hint="quote the value"
+            )
+        return str(node.value)
+
+    def nonempty(self, node: Node, text: str, where: str) -> str:
+        if not text.strip():
+            raise self.error(node, f"{where} has an empty value", hint="remove it")
+        return text
+
+    def strings(self, node: Node, where: str) -> list[tuple[ScalarNode, str]]:
+        out = []
+        for i, item in enumerate(self.seq(node, where)):
+            if not isinstance(item, ScalarNode) or item.tag != _STR:
+                raise self.error(
+                    item,
+                    f"{where}[{i}] must be a string, not {_kind(item)}",
+                    hint="quote the value",
+                )
+            out.append((item, str(item.value)))
+        return out
+
+    def boolean(self, node: Node, where: str) -> bool:
+        if not isinstance(node, ScalarNode) or node.tag != _BOOL:
+            shown = _show(str(node.value)) if isinstance(node, ScalarNode) else _kind(node)
+            raise self.error(node, f"{where} must be true or false, got {shown}")
+        return str(node.value).lower() == "true"
+
+    def choice(self, node: Node, where: str, choices: Mapping[str, T]) -> T:
+        text = self.string(node, where)
+        if text not in choices:
+            raise self.error(
+                node,
+                f"{where}: unknown value {_show(text)}{_suggest(text, choices)}",
+                hint="one of " + ", ".join(choices),
+            )
+        return choices[text]
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    before = text[:index]
+    return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1
+
+
+__all__ = [
+    "BUILTIN",
+    "DAYS",
+    "DEFAULT_FILE",
+    "AbsoluteFreeze",
+    "Config",
+    "EnvPolicy",
+    "Freeze",
+    "MergeMethod",
+    "WeeklyFreeze",
+    "load",
+    "path_matches",
+    "select",
+    "tighten",
+    "zone",
+]
