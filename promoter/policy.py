@@ -1,0 +1,551 @@
+"""Plan + policy + context -> Verdict: each check passes, fails or is skipped, and why.
+
+Pure: no network, no clock (``now`` is passed in), no environment reads.
+
+    auto_merge_enabled  the policy allows auto-merge and a merge is wanted
+    allowed_tags        every new tag fully matches one allowed_tags pattern
+    semver_bump         the step from the running tag to the new one <= max_auto_merge_bump
+    no_downgrade        no lower semver than what runs (else REFUSED outright)
+    require_upstream    the upstream environment already runs the same tag (and digest)
+    freeze              ``now`` is outside every freeze window
+    paths_only          every changed file lies inside the environment's paths
+    rollback_guard      after a rollback away from X, nothing <= X merges by itself
+    checks_green        added later by the orchestrator with ``Verdict.with_check``
+
+``allows_merge`` = a merge was wanted and no check failed. ``refused`` = a downgrade the
+policy does not allow: do not even propose it (whether or not a merge was wanted).
+A failing check other than no_downgrade only means a human merges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from promoter.config import BUILTIN, AbsoluteFreeze, EnvPolicy, Freeze, zone
+from promoter.errors import PromoteError
+from promoter.images import (
+    Bump,
+    ImageRef,
+    Version,
+    bump,
+    parse_version,
+    try_parse,
+    valid_digest,
+)
+from promoter.plan import Plan
+from promoter.redact import redact
+
+PASS = "pass"  # noqa: S105 - a check status, not a password
+FAIL = "fail"
+SKIP = "skip"
+STATUSES = (PASS, FAIL, SKIP)
+
+CHECKS = (
+    "auto_merge_enabled",
+    "allowed_tags",
+    "semver_bump",
+    "no_downgrade",
+    "require_upstream",
+    "freeze",
+    "paths_only",
+    "rollback_guard",
+)
+
+_STEP_NAMES = {
+    Bump.NONE: "no",
+    Bump.PRERELEASE: "a prerelease",
+    Bump.PATCH: "a patch",
+    Bump.MINOR: "a minor",
+    Bump.MAJOR: "a major",
+}
+_BUMP_WORDS = {Bump.PATCH: "patch", Bump.MINOR: "minor", Bump.MAJOR: "major"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # "pass" | "fail" | "skip"
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise PromoteError(
+                f"internal error: check status {self.status!r} is not one of {', '.join(STATUSES)}"
+            )
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    checks: tuple[Check, ...]
+    refused: bool  # refused outright: do not even propose
+    allows_merge: bool  # a merge was wanted and every check passed or was skipped
+    want_merge: bool = True
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.failed)
+
+    def check(self, name: str) -> Check | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+    def with_check(self, check: Check) -> Verdict:
+        """This verdict with ``check`` added (or replacing one of the same name), e.g. the
+        orchestrator's ``checks_green``; allows_merge is recomputed."""
+        names = [c.name for c in self.checks]
+        if check.name in names:
+            checks = tuple(check if c.name == check.name else c for c in self.checks)
+        else:
+            checks = (*self.checks, check)
+        allows = self.want_merge and not self.refused and not any(c.failed for c in checks)
+        return replace(self, checks=checks, allows_merge=allows)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "allows_merge": self.allows_merge,
+            "refused": self.refused,
+            "want_merge": self.want_merge,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+# --- evaluation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One image moving from what runs to what is promoted (deduplicated across files)."""
+
+    key: str  # canonical repository name
+    shown: str  # familiar name for messages
+    old_tag: str | None
+    old_digest: str | None
+    new_tag: str | None
+    new_digest: str | None
+
+
+Upstream = Mapping[str, Set[tuple[str | None, str | None]]]
+
+
+def evaluate(
+    plan: Plan,
+    policy: EnvPolicy | None,
+    *,
+    images: Sequence[ImageRef],
+    now: datetime,
+    want_merge: bool,
+    upstream: Upstream | None = None,
+    rolled_back: Mapping[str, str] | None = None,
+) -> Verdict:
+    """Judge ``plan`` under ``policy``.
+
+    ``policy``: the environment's policy (``Config.env`` / ``select``, possibly
+    ``tighten``-ed), ``config.defaults``, or None when there is no .promoter.yaml (the
+    built-in policy). ``images``: the new references (``promoter.images.ImageRef``) being
+    promoted. ``now``: timezone-aware. ``want_merge``: the policy's auto_merge or the
+    caller's ``--auto-merge``; a wish the policy does not grant fails
+    ``auto_merge_enabled`` (flags only tighten). ``upstream``: image name -> the
+    (tag, digest) pairs the ``require_upstream`` environment runs (None: not read).
+    ``rolled_back``: image name -> the version (``ImageRef.version``) a rollback in
+    this environment moved away from."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise PromoteError("internal error: evaluate() needs a timezone-aware 'now'")
+    eff = policy if policy is not None else BUILTIN
+    steps = _steps(plan, images)
+    downgrade = _no_downgrade(eff, steps)
+    checks = (
+        _auto_merge_enabled(eff, want_merge),
+        _allowed_tags(eff, steps),
+        _semver_bump(eff, steps),
+        downgrade,
+        _require_upstream(eff, steps, upstream),
+        _freeze(eff, now),
+        _paths_only(eff, plan),
+        _rollback_guard(eff, steps, rolled_back or {}),
+    )
+    refused = downgrade.failed
+    allows = want_merge and not refused and not any(c.failed for c in checks)
+    return Verdict(checks, refused, allows, want_merge)
+
+
+def _steps(plan: Plan, images: Sequence[ImageRef]) -> list[_Step]:
+    refs: dict[str, ImageRef] = {}
+    for ref in images:
+        refs.setdefault(ref.name, ref)
+    out: dict[_Step, None] = {}
+    for found in plan.changes:
+        given = refs.get(found.image)
+        if given is not None:
+            shown, tag, digest = given.familiar, given.tag, given.digest
+        else:
+            shown = found.image
+            tag, digest = _read_new(found.new)
+        out[_Step(found.image, shown, found.old_tag, found.old_digest, tag, digest)] = None
+    return list(out)
+
+
+def _read_new(value: str) -> tuple[str | None, str | None]:
+    """The new (tag, digest) from a scalar when the caller gave no reference for the
+    image (``--set``): a whole reference, a bare digest, or else the text taken as a tag,
+    so a value that is no version fails the version checks instead of skipping them."""
+    if valid_digest(value):
+        return None, value
+    ref = try_parse(value)
+    if ref is not None and (ref.tag or ref.digest):
+        return ref.tag, ref.digest
+    return value or None, None
+
+
+def _desc(policy: EnvPolicy) -> str:
+    return policy.describe()
+
+
+def _combine(name: str, parts: list[tuple[str, str]]) -> Check:
+    """Fold per-image results into one check: any fail fails (and only the failures are
+    told), else any pass passes."""
+    statuses = {status for status, _ in parts}
+    status = FAIL if FAIL in statuses else PASS if PASS in statuses else SKIP
+    reasons = [r for s, r in parts if status != FAIL or s == FAIL]
+    return Check(name, status, "; ".join(dict.fromkeys(reasons)) or "nothing changes")
+
+
+def _q(text: str) -> str:
+    """Quote a value for a reason, as written (no doubled backslashes), on one line."""
+    return "'" + "".join(c if c.isprintable() else "?" for c in text) + "'"
+
+
+def _label(step: _Step, many: bool) -> str:
+    return f"{step.shown}: " if many else ""
+
+
+def _many(steps: Iterable[_Step]) -> bool:
+    return len({s.key for s in steps}) > 1
+
+
+def _ver(tag: str | None, digest: str | None) -> str:
+    short = None
+    if digest:
+        algo, _, hexpart = digest.partition(":")
+        short = f"{algo}:{hexpart[:12]}" if len(hexpart) > 12 else digest
+    if tag and short:
+        return f"{tag}@{short}"
+    return tag or short or "(untagged)"
+
+
+def _auto_merge_enabled(policy: EnvPolicy, want: bool) -> Check:
+    name = "auto_merge_enabled"
+    if policy.draft:
+        return Check(name, FAIL, "the request opens as a draft; a human merges")
+    if not policy.configured:
+        if want:
+            return Check(name, PASS, "no .promoter.yaml; the caller asked for auto-merge")
+        return Check(name, FAIL, "no .promoter.yaml and auto-merge not asked for; a human merges")
+    desc = _desc(policy)
+    if policy.auto_merge and want:
+        return Check(name, PASS, f"{desc} allows auto-merge (auto_merge: true)")
+    if policy.auto_merge:
+        return Check(name, FAIL, "auto-merge was turned off for this promotion; a human merges")
+    if want:
+        return Check(
+            name,
+            FAIL,
+            f"auto-merge was asked for, but {desc} has auto_merge: false and flags cannot "
+            "loosen the policy; a human merges",
+        )
+    return Check(name, FAIL, f"{desc} has auto_merge: false; a human merges")
+
+
+def _allowed_tags(policy: EnvPolicy, steps: list[_Step]) -> Check:
+    name = "allowed_tags"
+    if policy.allowed_tags is None:
+        return Check(name, SKIP, f"{_desc(policy)} sets no allowed_tags; any tag may be proposed")
+    if not steps:
+        return Check(name, SKIP, "nothing changes")
+    many = _many(steps)
+    shown = ", ".join(_q(p.pattern) for p in policy.allowed_tags)
+    parts: list[tuple[str, str]] = []
+    for step in {(s.key, s.new_tag): s for s in steps}.values():
+        label = _label(step, many)
+        tag = step.new_tag
+        if tag is None:
+            parts.append((SKIP, f"{label}digest-only promotion, no tag to check"))
+            continue
+        hit = next((p for p in policy.allowed_tags if p.fullmatch(tag)), None)
+        if hit is not None:
+            parts.append((PASS, f"{label}tag {_q(tag)} matches {_q(hit.pattern)}"))
+        else:
+            parts.append((FAIL, f"{label}tag {_q(tag)} matches none of allowed_tags ({shown})"))
+    return _combine(name, parts)
+
+
+def _semver_bump(policy: EnvPolicy, steps: list[_Step]) -> Check:
+    name = "semver_bump"
+    if not steps:
+        return Check(name, SKIP, "nothing changes")
+    limit = policy.max_auto_merge_bump
+    who = "this environment" if policy.configured else "without .promoter.yaml, a promotion"
+    many = _many(steps)
+    parts: list[tuple[str, str]] = []
+    for step in steps:
+        label = _label(step, many)
+        if step.new_tag is None:
+            parts.append((SKIP, f"{label}digest-only promotion, no version step"))
+            continue
+        if step.old_tag is None:
+            parts.append(
+                (
+                    FAIL,
+                    f"{label}no tag runs now ({_ver(None, step.old_digest)}), so the step to "
+                    f"{step.new_tag} cannot be measured; a human merges",
+                )
+            )
+            continue
+        old, new = parse_version(step.old_tag), parse_version(step.new_tag)
+        arrow = f"{step.old_tag} → {step.new_tag}"
+        if old is None or new is None:
+            parts.append((FAIL, f"{label}{arrow} is not a semantic version step; a human merges"))
+            continue
+        step_kind = bump(old, new)
+        if step_kind == Bump.NONE:
+            parts.append((PASS, f"{label}{arrow}: the same version"))
+            continue
+        what = f"{label}{arrow} is {_STEP_NAMES[step_kind]} step" + (" down" if new < old else "")
+        if step_kind <= limit:
+            parts.append((PASS, f"{what}; at most {_BUMP_WORDS[limit]} steps merge by themselves"))
+        else:
+            parts.append(
+                (FAIL, f"{what}; {who} merges at most {_BUMP_WORDS[limit]} steps by itself")
+            )
+    return _combine(name, parts)
+
+
+def _no_downgrade(policy: EnvPolicy, steps: list[_Step]) -> Check:
+    name = "no_downgrade"
+    if not steps:
+        return Check(name, SKIP, "nothing changes")
+    many = _many(steps)
+    parts: list[tuple[str, str]] = []
+    for step in steps:
+        label = _label(step, many)
+        if step.new_tag is None or step.old_tag is None:
+            parts.append((SKIP, f"{label}no tag on both sides; versions cannot be ordered"))
+            continue
+        old, new = parse_version(step.old_tag), parse_version(step.new_tag)
+        arrow = f"{step.old_tag} → {step.new_tag}"
+        if old is None or new is None:
+            parts.append((SKIP, f"{label}{arrow}: not semantic versions; cannot tell a downgrade"))
+        elif new >= old:
+            parts.append((PASS, f"{label}{arrow} is not a downgrade"))
+        elif policy.allow_downgrade:
+            parts.append((PASS, f"{label}{arrow} is a downgrade, allowed (allow_downgrade: true)"))
+        else:
+            parts.append(
+                (
+                    FAIL,
+                    f"{label}{arrow} is a downgrade; {_desc(policy)} refuses downgrades "
+                    "(allow_downgrade: false), so nothing is proposed",
+                )
+            )
+    return _combine(name, parts)
+
+
+def _require_upstream(policy: EnvPolicy, steps: list[_Step], upstream: Upstream | None) -> Check:
+    name = "require_upstream"
+    env = policy.require_upstream
+    if env is None:
+        return Check(name, SKIP, f"{_desc(policy)} requires no upstream environment")
+    if not steps:
+        return Check(name, SKIP, "nothing changes")
+    if upstream is None:
+        return Check(name, FAIL, f"what {env} runs was not read; a human merges")
+    many = _many(steps)
+    parts: list[tuple[str, str]] = []
+    for step in {(s.key, s.new_tag, s.new_digest): s for s in steps}.values():
+        label = _label(step, many)
+        wanted = _ver(step.new_tag, step.new_digest)
+        running = upstream.get(step.key) or set()
+        if step.new_tag is None and step.new_digest is None:
+            parts.append((FAIL, f"{label}no tag or digest to look for in {env}"))
+        elif not running:
+            parts.append(
+                (FAIL, f"{label}{env} does not run {step.shown}; promote {wanted} there first")
+            )
+        elif any(
+            (step.new_tag is None or tag == step.new_tag)
+            and (step.new_digest is None or digest == step.new_digest)
+            for tag, digest in running
+        ):
+            parts.append((PASS, f"{label}{env} already runs {wanted}"))
+        else:
+            there = ", ".join(sorted(_ver(t, d) for t, d in running))
+            parts.append(
+                (FAIL, f"{label}{env} runs {there}, not {wanted}; promote it to {env} first")
+            )
+    return _combine(name, parts)
+
+
+def _freeze(policy: EnvPolicy, now: datetime) -> Check:
+    name = "freeze"
+    if not policy.freeze:
+        return Check(name, SKIP, f"{_desc(policy)} has no freeze windows")
+    for window in policy.freeze:
+        if window.contains(now):
+            return Check(
+                name,
+                FAIL,
+                f"{_when(window, now)} is inside the freeze window {window.describe()}; "
+                "a human merges",
+            )
+    count = len(policy.freeze)
+    plural = "window" if count == 1 else f"{count} windows"
+    return Check(name, PASS, f"{_when(None, now)} is outside the freeze {plural}")
+
+
+def _when(window: Freeze | None, now: datetime) -> str:
+    if window is None or isinstance(window, AbsoluteFreeze):
+        return f"now ({now.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC)"
+    local = now.astimezone(zone(window.tz))
+    return f"now ({local:%a %Y-%m-%d %H:%M} {window.tz})"
+
+
+def _paths_only(policy: EnvPolicy, plan: Plan) -> Check:
+    name = "paths_only"
+    if not policy.paths:
+        return Check(name, SKIP, f"{_desc(policy)} owns no paths")
+    files = list(dict.fromkeys([*(f.file for f in plan.changes), *plan.files]))
+    if not files:
+        return Check(name, SKIP, "nothing changes")
+    globs = ", ".join(policy.paths)
+    outside = [f for f in files if not policy.matches(f)]
+    if outside:
+        shown = ", ".join(outside[:5]) + (
+            f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+        )
+        return Check(name, FAIL, f"{shown} outside {_desc(policy)}'s paths ({globs})")
+    count = "the changed file is" if len(files) == 1 else f"all {len(files)} changed files are"
+    return Check(name, PASS, f"{count} inside {_desc(policy)}'s paths ({globs})")
+
+
+def _split_version(text: str) -> tuple[str | None, str | None]:
+    tag, at, digest = text.partition("@")
+    if at:
+        return tag or None, digest or None
+    if valid_digest(text):
+        return None, text
+    return text, None
+
+
+def _rollback_guard(policy: EnvPolicy, steps: list[_Step], rolled_back: Mapping[str, str]) -> Check:
+    name = "rollback_guard"
+    hits = [s for s in steps if s.key in rolled_back]
+    if not hits:
+        return Check(name, PASS, f"nothing was rolled back in {_desc(policy)}")
+    many = _many(steps)
+    parts: list[tuple[str, str]] = []
+    for step in {(s.key, s.new_tag, s.new_digest): s for s in hits}.values():
+        label = _label(step, many)
+        away = rolled_back[step.key]
+        bad_tag, bad_digest = _split_version(away)
+        new = _ver(step.new_tag, step.new_digest)
+        newer = _newer(step.new_tag, step.new_digest, bad_tag, bad_digest)
+        if newer:
+            parts.append((PASS, f"{label}{new} is newer than {away}, which was rolled back"))
+        else:
+            why = "is not newer than" if newer is False else "cannot be ordered against"
+            parts.append(
+                (
+                    FAIL,
+                    f"{label}{step.shown} was rolled back away from {away}; {new} {why} it, "
+                    "so it waits until a human merges",
+                )
+            )
+    return _combine(name, parts)
+
+
+def _newer(
+    tag: str | None, digest: str | None, bad_tag: str | None, bad_digest: str | None
+) -> bool | None:
+    """True when (tag, digest) is provably newer than the rolled-back version, False when
+    provably not, None when they cannot be ordered."""
+    if digest is not None and digest == bad_digest:
+        return False
+    new: Version | None = parse_version(tag)
+    old: Version | None = parse_version(bad_tag)
+    if new is not None and old is not None:
+        return new > old
+    if tag is not None and tag == bad_tag:
+        return False
+    return None
+
+
+# --- rendering --------------------------------------------------------------------------
+
+_MARKS = {PASS: "✅ pass", FAIL: "❌ fail", SKIP: "⏭️ skip"}
+
+
+def headline(verdict: Verdict) -> str:
+    failed = [c.name for c in verdict.failed]
+    if verdict.refused:
+        return "refused: " + ", ".join(failed)
+    if verdict.allows_merge:
+        return "merge allowed"
+    if not verdict.want_merge:
+        return "a human merges (auto-merge not wanted)"
+    return "a human merges: " + ", ".join(failed)
+
+
+def render_text(verdict: Verdict) -> str:
+    """The verdict for a terminal: a headline, then one line per check."""
+    width = max((len(c.name) for c in verdict.checks), default=0)
+    lines = [f"policy: {headline(verdict)}"]
+    for c in verdict.checks:
+        lines.append(f"  {c.status:<4}  {c.name:<{width}}  {_one_line(c.reason)}")
+    return redact("\n".join(lines))
+
+
+def render_markdown(verdict: Verdict) -> str:
+    """A Markdown table for a PR/MR body; every cell is escaped, so a hostile tag or
+    pattern cannot inject Markdown or HTML."""
+    lines = [
+        f"**Policy:** {md_escape(headline(verdict))}",
+        "",
+        "| Check | Result | Why |",
+        "|---|---|---|",
+    ]
+    for c in verdict.checks:
+        result = _MARKS.get(c.status, md_escape(c.status))
+        lines.append(f"| {md_escape(c.name)} | {result} | {md_escape(c.reason)} |")
+    return redact("\n".join(lines)) + "\n"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())
+
+
+_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_MD_PUNCT = set("\\`*_[]!|~$")
+
+
+def md_escape(text: str) -> str:
+    """Text safe inside a Markdown table cell: one line, HTML special characters as
+    entities, Markdown punctuation backslash-escaped."""
+    out = []
+    for ch in _one_line(text.replace("\r\n", "\n").replace("\r", "\n")):
+        if ch in _MD_ENTITIES:
+            out.append(_MD_ENTITIES[ch])
+        elif ch in _MD_PUNCT:
+            out.append("\\" + ch)
+        elif not ch.isprintable():
+            out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)
