@@ -1,0 +1,337 @@
+"""The ``promote`` command: the only place that reads argv and the environment.
+
+Heavy imports (ruamel.yaml, PyGithub, python-gitlab) happen inside the command, so
+``promote --version`` and ``--help`` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from promoter import __version__
+from promoter.errors import EXIT_CODES, PromoteError, UsageError
+from promoter.redact import redact, register
+
+if TYPE_CHECKING:
+    from promoter.forges.base import Forge
+    from promoter.promote import Request
+
+EPILOG = """\b
+Examples:
+  # edit a checkout in place (no commit), e.g. in a pre-merge job
+  promote --repo ./config --image ghcr.io/acme/api:1.4.2 --in-place
+  # show what would change, as JSON
+  promote --repo ./config --image ghcr.io/acme/api:1.4.2 --dry-run --output json
+  # through GitHub: one commit on promote/<env>/<image>, one pull request
+  PROMOTE_TOKEN=... promote --forge github --repo acme/config --env staging \\
+      --image ghcr.io/acme/api:1.4.2 --auto-merge
+  # through GitLab (self-managed: --api-url https://gitlab.example.com)
+  PROMOTE_TOKEN=... promote --forge gitlab --repo acme/config --env prod \\
+      --image ghcr.io/acme/api:1.4.2
+  # plain git, any remote or a local bare repo, no account needed
+  promote --repo ../config.git --image ghcr.io/acme/api:1.4.2
+  # promote what staging runs into prod; list history; roll back
+  promote --repo acme/config --forge github --from staging --env prod --image ghcr.io/acme/api
+  promote --repo acme/config --forge github --history --env prod
+  promote --repo acme/config --forge github --rollback --env prod --image ghcr.io/acme/api
+
+\b
+Token: PROMOTE_TOKEN, else GITHUB_TOKEN (github) or GITLAB_TOKEN / CI_JOB_TOKEN (gitlab).
+Every option can also be set as PROMOTE_<OPTION>, e.g. PROMOTE_IMAGE, PROMOTE_ENV.
+
+\b
+Exit codes:
+""" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+
+
+def _echo(text: str, err: bool = False) -> None:
+    click.echo(redact(text), err=err)
+
+
+@click.command(context_settings={"auto_envvar_prefix": "PROMOTE", "max_content_width": 100,
+                                 "help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(__version__, "--version", prog_name="promote")
+@click.option("--repo", required=False, help="Config repo: a local DIR, a git URL or path "
+              "(plain git), or OWNER/NAME (GitHub) / GROUP/PROJECT (GitLab).")
+@click.option("--forge", type=click.Choice(["github", "gitlab", "git"]),
+              help="Where the config repo lives. Default: git for a path or git URL, gitlab "
+              "inside GitLab CI, github inside GitHub Actions.")
+@click.option("--api-url", help="GitHub API root (default $GITHUB_API_URL or "
+              "https://api.github.com) or GitLab server root (default $CI_SERVER_URL).")
+@click.option("--base", help="Base branch of the config repo (default: its default branch).")
+@click.option("--image", "images", multiple=True, metavar="REF",
+              help="Image to promote: repo:tag, repo@sha256:..., or repo:tag@sha256:... "
+              "(repeatable: several images go into one commit).")
+@click.option("--file", "files", multiple=True, metavar="GLOB",
+              help="Only these files (repo-relative glob, ** for any depth; repeatable).")
+@click.option("--path", default="", metavar="SUBDIR", help="Only files under this directory.")
+@click.option("--env", help="Environment from .promoter.yaml: limits edits to its paths and "
+              "applies its policy.")
+@click.option("--from", "from_env", metavar="ENV",
+              help="Promote the version ENV runs (of each --image name) into --env.")
+@click.option("--marker", "markers", multiple=True, metavar="NS:POLICY=REF",
+              help='Flux marker: write REF where # {"$imagepolicy": "NS:POLICY"} stands.')
+@click.option("--set", "sets", multiple=True, metavar="FILE:KEY=VALUE",
+              help="Write VALUE at a dotted key path of FILE (for layouts nothing else reads).")
+@click.option("--in-place", is_flag=True, help="Edit the files of the working tree DIR; "
+              "commit nothing.")
+@click.option("--dry-run", is_flag=True, help="Change nothing anywhere; show what would change.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--auto-merge", is_flag=True, help="Ask to merge; granted only if policy allows.")
+@click.option("--require-merge", is_flag=True, help="Exit 4 when policy refuses the merge.")
+@click.option("--merge-timeout", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for checks before leaving auto-merge to the forge (or "
+              "the request open).")
+@click.option("--retry-timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
+              help="Total time to keep retrying a failing forge call.")
+@click.option("--label", "labels", multiple=True, help="Label for the PR/MR (repeatable).")
+@click.option("--reviewer", "reviewers", multiple=True, help="Reviewer (repeatable).")
+@click.option("--assignee", "assignees", multiple=True, help="Assignee (repeatable).")
+@click.option("--draft", is_flag=True, help="Open the PR/MR as a draft.")
+@click.option("--github-app-id", help="GitHub App id (with --github-app-key-file or "
+              "$PROMOTE_GITHUB_APP_KEY) instead of a token.")
+@click.option("--github-app-key-file", type=click.Path(dir_okay=False), help="GitHub App "
+              "private key (PEM).")
+@click.option("--history", "show_history", is_flag=True,
+              help="List the promotions recorded in the base branch (with --env, --image).")
+@click.option("--rollback", is_flag=True, help="Open a PR/MR restoring the image that --env "
+              "ran before its last promotion.")
+@click.option("--dotenv", type=click.Path(dir_okay=False), help="Also write the result as a "
+              "dotenv file (GitLab CI reports).")
+@click.option("--verbose", "-v", is_flag=True, help="Say what happens, step by step.")
+@click.option("--no-color", is_flag=True, help="No colours (also: NO_COLOR set).")
+def main(**opts: Any) -> None:
+    """Promote a container image into a GitOps config repo.
+
+    Changes only the characters of the image values (every comment, quote and indent
+    stays), commits them as one commit on promote/<env>/<image>, opens or updates one
+    pull/merge request, and merges only when the config repo's .promoter.yaml allows.
+    """
+    environ = dict(os.environ)
+    json_out = opts["output"] == "json"
+    try:
+        result = _run(opts, environ)
+    except PromoteError as exc:
+        _fail(exc, json_out, environ)
+    except KeyboardInterrupt:
+        _echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the last resort: no traceback for users, exit 1
+        if opts["verbose"]:
+            import traceback
+
+            _echo("".join(traceback.format_exception(exc)), err=True)
+        _echo(f"error: internal error ({type(exc).__name__}: {exc}); please report it, "
+              "with --verbose output", err=True)
+        sys.exit(1)
+    _emit(result, opts, environ)
+
+
+def _fail(exc: PromoteError, json_out: bool, environ: Mapping[str, str]) -> None:
+    message = redact(exc.render())
+    if json_out:
+        click.echo(json.dumps({"status": "error", "exit_code": exc.code, "error": message,
+                               "file": exc.file, "line": exc.line}))
+    if environ.get("GITHUB_ACTIONS") == "true":
+        from promoter.ci_output import github_annotations
+
+        click.echo(redact(github_annotations(exc)), nl=False)
+    _echo(f"error: {message}", err=True)
+    sys.exit(exc.code)
+
+
+def _emit(result: dict[str, Any], opts: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+    from promoter.ci_output import write_ci_outputs
+    from promoter.report import result_text
+
+    if opts["output"] == "json":
+        _echo(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        color = sys.stdout.isatty() and not opts["no_color"] and "NO_COLOR" not in environ
+        _echo(result_text(result, color))
+    write_ci_outputs(result, environ, dotenv_path=opts.get("dotenv"))
+
+
+def _log(opts: Mapping[str, Any], text: str) -> None:
+    if opts["verbose"]:
+        _echo(f"promote: {text}", err=True)
+
+
+def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(token, job token) for the forge in use; registered for redaction at once."""
+    token = environ.get("PROMOTE_TOKEN") or None
+    job = None
+    if token is None and forge == "github":
+        token = environ.get("GITHUB_TOKEN") or None
+    if token is None and forge == "gitlab":
+        token = environ.get("GITLAB_TOKEN") or None
+        if token is None:
+            job = environ.get("CI_JOB_TOKEN") or None
+    register(token)
+    register(job)
+    return token, job
+
+
+def _request(opts: Mapping[str, Any]) -> Request:
+    from promoter.edit import SetOp
+    from promoter.images import parse
+    from promoter.promote import Request
+
+    images = []
+    for text in opts["images"]:
+        for item in text.split():
+            images.append(parse(item))
+    if opts["from_env"]:
+        # --from: names only; the versions come from the upstream environment
+        images = [parse(r.familiar) for r in images] if images else []
+    markers = {}
+    for text in opts["markers"]:
+        policy, eq, ref = text.partition("=")
+        if not eq or policy.count(":") != 1 or not all(policy.split(":")):
+            raise UsageError(f"--marker {text!r}: expected NS:POLICY=REF",
+                             hint="e.g. --marker flux-system:podinfo=ghcr.io/x/podinfo:1.2.3")
+        markers[policy] = parse(ref)
+    sets = tuple(SetOp.parse(s) for s in opts["sets"])
+    if not (images or markers or sets):
+        raise UsageError("nothing to promote: give --image REF (or --marker / --set)")
+    if opts["from_env"] and not opts["env"]:
+        raise UsageError("--from needs --env (the environment to promote into)")
+    if opts["in_place"] and opts["dry_run"]:
+        raise UsageError("--in-place and --dry-run contradict each other; pick one")
+    return Request(
+        images=tuple(images), markers=markers, sets=sets, files=tuple(opts["files"]),
+        path=opts["path"] or "", env=opts["env"], from_env=opts["from_env"], base=opts["base"],
+        dry_run=opts["dry_run"], auto_merge=opts["auto_merge"],
+        require_merge=opts["require_merge"], merge_timeout=opts["merge_timeout"],
+        labels=tuple(opts["labels"]), reviewers=tuple(opts["reviewers"]),
+        assignees=tuple(opts["assignees"]), draft=opts["draft"])
+
+
+def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    if opts["forge"]:
+        return str(opts["forge"])
+    repo = opts["repo"] or ""
+    if "://" in repo or repo.startswith("git@") or repo.endswith(".git") or Path(repo).exists():
+        return "git"
+    if environ.get("GITLAB_CI") == "true":
+        return "gitlab"
+    if environ.get("GITHUB_ACTIONS") == "true":
+        return "github"
+    raise UsageError(f"cannot tell which forge holds {repo!r}",
+                     hint="say --forge github, --forge gitlab or --forge git")
+
+
+def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    from promoter import context as context_mod
+
+    if not opts["repo"]:
+        raise UsageError("--repo is required: a local directory, a git URL, or OWNER/NAME")
+    ctx = context_mod.detect(environ)
+    kind = _forge_kind(opts, environ)
+    local = kind == "git" and not opts["forge"] and (opts["in_place"] or opts["dry_run"]) \
+        and Path(opts["repo"]).is_dir()
+    if opts["in_place"] and not local:
+        raise UsageError("--in-place edits a local working tree: --repo must be a directory "
+                         "and --forge must not be given")
+    if local:
+        from promoter.local import run_local
+
+        _log(opts, f"working tree {opts['repo']}")
+        return run_local(Path(opts["repo"]), _request(opts), write=opts["in_place"])
+    forge = _make_forge(kind, opts, environ, ctx)
+    try:
+        return _run_forge(forge, opts, ctx)
+    finally:
+        close = getattr(forge, "close", None)
+        if close is not None:
+            close()
+
+
+def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
+    from promoter import context as context_mod
+    from promoter import promote
+
+    request = _request(opts)
+    effects = promote.Effects(now=lambda: datetime.now(timezone.utc))
+    if opts["show_history"]:
+        entries = promote.history(forge, request.base, request.env, request.images)
+        return {"status": "history", "forge": forge.name, "env": request.env,
+                "history": [e.to_json() for e in entries],
+                "message": "\n".join(_history_line(e) for e in entries) or "no promotions"}
+    if opts["rollback"]:
+        if not request.env:
+            raise UsageError("--rollback needs --env (which environment to roll back)")
+        request = promote.rollback_request(forge, request)
+    _log(opts, f"{forge.name}: promoting {', '.join(map(str, request.images))}")
+    result = promote.run(forge, request, context_mod.provenance_dict(ctx),
+                         context_mod.trailers(ctx), effects)
+    result["repo"] = opts["repo"]
+    return result
+
+
+def _history_line(entry: Any) -> str:
+    prev = ", ".join(entry.previous) or "?"
+    now = ", ".join(entry.images)
+    tag = " [rollback]" if entry.rollback_of else ""
+    return f"{entry.date}  {entry.sha[:12]}  {entry.env or '-'}  {prev} -> {now}  " \
+           f"by {entry.author}{tag}" + (f"  source {entry.source_commit[:12]}"
+                                        if entry.source_commit else "")
+
+
+def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
+                ctx: Any) -> Forge:
+    timeout = float(opts["retry_timeout"])
+    if kind == "git":
+        from promoter.forges.git import GitForge
+
+        return GitForge(opts["repo"])
+    token, job = _token(kind, environ)
+    if kind == "github":
+        from promoter.forges.github import GitHubForge
+
+        api = opts["api_url"] or environ.get("GITHUB_API_URL") or "https://api.github.com"
+        key = environ.get("PROMOTE_GITHUB_APP_KEY")
+        if opts["github_app_key_file"]:
+            try:
+                key = Path(opts["github_app_key_file"]).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot read the GitHub App key: {exc.strerror}",
+                                 file=opts["github_app_key_file"]) from None
+        register(key)
+        if opts["github_app_id"] and not key:
+            raise UsageError("--github-app-id needs --github-app-key-file or "
+                             "$PROMOTE_GITHUB_APP_KEY")
+        if not token and not opts["github_app_id"]:
+            raise UsageError("no token: set PROMOTE_TOKEN (or GITHUB_TOKEN), or use a GitHub App",
+                             hint="the token needs contents:write and pull-requests:write")
+        return GitHubForge(opts["repo"], api_url=api.rstrip("/"), token=token,
+                           app_id=opts["github_app_id"], app_key=key if opts["github_app_id"]
+                           else None, retry_timeout=timeout)
+    from promoter.forges.gitlab import GitLabForge
+
+    api = opts["api_url"] or environ.get("CI_SERVER_URL") or "https://gitlab.com"
+    if not token and not job:
+        raise UsageError("no token: set PROMOTE_TOKEN (or GITLAB_TOKEN)",
+                         hint="a project or group access token with the api scope")
+    return GitLabForge(opts["repo"], api_url=api.rstrip("/"), token=token, job_token=job,
+                       retry_timeout=timeout)
+
+
+def run(argv: Sequence[str]) -> int:
+    """Entry point for tests: run the command and return its exit code."""
+    try:
+        main.main(args=list(argv), prog_name="promote", standalone_mode=False)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    return 0

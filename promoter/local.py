@@ -1,0 +1,133 @@
+"""The working-tree mode: ``--in-place`` and ``--dry-run`` on a local directory.
+
+Files are read lazily (a 100,000-file checkout is never held in memory at once), never
+through a symlink that leaves the directory, and written only after the whole plan
+succeeded: each file atomically (temp file + rename), its mode kept.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from promoter import config as config_mod
+from promoter.errors import UsageError
+from promoter.paths import CONFIG_FILE, is_glob, is_manifest, safe_relative
+from promoter.promote import Request, prepare, selector, targets_for, versions_in
+from promoter.report import changes_json, skips_json
+
+SKIP_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", ".venv"})
+
+
+class WorkTree(Mapping[str, bytes]):
+    """Repo-relative path -> bytes, for the manifests of a directory (read on access)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self._paths = sorted(self._walk())
+
+    def _walk(self) -> Iterator[str]:
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
+            rel_dir = os.path.relpath(dirpath, self.root)
+            for name in filenames:
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+                if (is_manifest(rel) or rel == CONFIG_FILE) and self.inside(rel):
+                    yield rel
+
+    def inside(self, rel: str) -> bool:
+        """False for a symlink (or path) that resolves outside the root."""
+        real = (self.root / rel).resolve()
+        return real == self.root or self.root in real.parents
+
+    def __getitem__(self, key: str) -> bytes:
+        if key not in self._paths_set:
+            raise KeyError(key)
+        return (self.root / key).read_bytes()
+
+    @property
+    def _paths_set(self) -> frozenset[str]:
+        cached: frozenset[str] | None = getattr(self, "_cache", None)
+        if cached is None:
+            cached = frozenset(self._paths)
+            self._cache = cached
+        return cached
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+def check_selection(tree: WorkTree, request: Request) -> None:
+    """Literal --file paths and --path must exist and stay inside the repo."""
+    for pattern in request.files:
+        rel = safe_relative(pattern, "--file")
+        if is_glob(rel):
+            continue
+        full = tree.root / rel
+        if not full.exists() and not full.is_symlink():
+            raise UsageError("no such file", file=rel, hint="--file is relative to --repo")
+        if not tree.inside(rel):
+            raise UsageError("the path leads outside the config repo (through a symlink)",
+                             file=rel, hint="point --file at files inside the repo")
+    if request.path:
+        rel = safe_relative(request.path, "--path")
+        if rel and not tree.inside(rel):
+            raise UsageError("--path leads outside the config repo", file=rel)
+        if rel and not (tree.root / rel).is_dir():
+            raise UsageError("no such directory", file=rel, hint="--path is relative to --repo")
+    for op in request.sets:
+        safe_relative(op.file, "--set")
+
+
+def run_local(root: Path, request: Request, *, write: bool) -> dict[str, Any]:
+    if not root.is_dir():
+        raise UsageError(f"--repo {root} is not a directory")
+    tree = WorkTree(root)
+    check_selection(tree, request)
+    config_bytes = tree.get(CONFIG_FILE)
+    config = config_mod.load(config_bytes)
+    env = config.env(request.env) if request.env and config.environments else None
+    if request.from_env:
+        request = replace(request, images=versions_in(tree, config, request))
+    plan, _ = prepare(tree, request, config, env)
+    if write:
+        for rel, data in plan.files.items():
+            _write_atomic(tree.root / rel, data)
+    status = "up-to-date" if plan.noop else ("in-place" if write else "dry-run")
+    n = len(plan.files)
+    message = {
+        "up-to-date": "already up to date: nothing to change",
+        "in-place": f"edited {n} file(s) in {root}",
+        "dry-run": f"dry run: would edit {n} file(s)",
+    }[status]
+    return {"status": status, "forge": None, "repo": str(root), "env": request.env,
+            "images": [str(r) for r in request.images], "changes": changes_json(plan),
+            "skips": skips_json(plan), "diff": plan.diff, "changed": not plan.noop,
+            "message": message, "targets": [selector_info(request)]}
+
+
+def selector_info(request: Request) -> dict[str, Any]:
+    return {"files": list(request.files), "path": request.path, "env": request.env}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    mode = path.stat().st_mode & 0o7777
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".promote")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["WorkTree", "run_local", "selector", "targets_for"]

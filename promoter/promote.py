@@ -1,0 +1,496 @@
+"""One promotion, the same way for every forge.
+
+    snapshot(base) -> config (from the BASE branch) -> plan -> verdict
+      -> no-op: close a now-pointless request, done
+      -> refused (downgrade): report, nothing proposed
+      -> dry run: report, nothing written
+      -> ensure branch (one commit; none when the fingerprint is already there)
+      -> ensure request (open or update; one per branch)
+      -> merge / auto-merge when the verdict allows it, redone on a moved base
+
+Idempotency, clean-up and races are handled here once; the forges only do single
+steps. Side effects (forge, clock, sleep) are injected.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from promoter import config as config_mod
+from promoter import policy as policy_mod
+from promoter.edit import SetOp, Targets
+from promoter.errors import ConflictError, NotFound, PolicyRefused, PromoteError, UsageError
+from promoter.forges.base import ChecksState, Forge, Head, PullRequest, RequestSpec, Snapshot
+from promoter.images import ImageRef
+from promoter.paths import CONFIG_FILE, glob_match, safe_relative
+from promoter.plan import Plan, make_plan
+from promoter.report import (
+    TRAILER_ENV,
+    TRAILER_FINGERPRINT,
+    TRAILER_IMAGE,
+    TRAILER_PREVIOUS,
+    TRAILER_ROLLBACK,
+    changes_json,
+    commit_message,
+    fingerprint,
+    image_changes,
+    pr_body,
+    skips_json,
+    title,
+    trailers,
+)
+
+MAX_RACE_ATTEMPTS = 3
+POLL_INTERVAL = 10.0
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the caller asked for, already validated."""
+
+    images: tuple[ImageRef, ...] = ()
+    markers: Mapping[str, ImageRef] = field(default_factory=dict)
+    sets: tuple[SetOp, ...] = ()
+    files: tuple[str, ...] = ()
+    path: str = ""
+    env: str | None = None
+    from_env: str | None = None
+    base: str | None = None
+    dry_run: bool = False
+    auto_merge: bool = False
+    require_merge: bool = False
+    merge_timeout: float = 0.0
+    labels: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+    draft: bool = False
+    rollback_of: str | None = None  # set by rollback(): the version being rolled back
+
+
+@dataclass(frozen=True)
+class Effects:
+    """The outside world, injected so tests run with a fake clock."""
+
+    now: Callable[[], datetime]
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+
+
+# --- selection ----------------------------------------------------------------------------
+
+
+def selector(request: Request, env: config_mod.EnvPolicy | None) -> Callable[[str], bool]:
+    globs = tuple(safe_relative(g, "--file") for g in request.files)
+    sub = safe_relative(request.path, "--path") if request.path else ""
+    env_paths = tuple(env.paths) if env is not None and env.paths else ()
+
+    def select(path: str) -> bool:
+        if globs and not any(glob_match(g, path) for g in globs):
+            return False
+        if sub and not (path == sub or path.startswith(sub + "/")):
+            return False
+        return not env_paths or any(glob_match(g, path) for g in env_paths)
+
+    return select
+
+
+def targets_for(request: Request, config: config_mod.Config) -> Targets:
+    marker_map = dict(request.markers)
+    for policy_name, repo in config.markers.items():
+        for ref in request.images:
+            if ref.name == _name(repo) and policy_name not in marker_map:
+                marker_map[policy_name] = ref
+    return Targets(request.images, marker_map, request.sets)
+
+
+def _name(repo: str) -> str:
+    from promoter.images import parse_name
+
+    domain, path = parse_name(repo)
+    return f"{domain}/{path}"
+
+
+def branch_name(request: Request) -> str:
+    scope = request.env or "all"
+    if len(request.images) == 1:
+        leaf = request.images[0].short
+    else:
+        leaf = "-".join(sorted({r.short for r in request.images}))[:60] or "set"
+    safe = re.sub(r"[^A-Za-z0-9._/-]", "-", f"promote/{scope}/{leaf}")
+    return safe.rstrip(".").replace("..", ".")
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def run(forge: Forge, request: Request, provenance: Mapping[str, Any],
+        provenance_trailers: Sequence[tuple[str, str]], effects: Effects) -> dict[str, Any]:
+    """Promote, and return the JSON-able result. Raises PromoteError subclasses."""
+    for attempt in range(1, MAX_RACE_ATTEMPTS + 1):
+        try:
+            return _run_once(forge, request, provenance, provenance_trailers, effects)
+        except _BaseMoved:
+            if attempt == MAX_RACE_ATTEMPTS:
+                raise ConflictError(
+                    f"the base branch kept moving; gave up after {attempt} attempts",
+                    hint="run the promotion again") from None
+    raise AssertionError("unreachable")
+
+
+class _BaseMoved(Exception):
+    """The merge lost a race with another commit on the base: plan again on the new base."""
+
+
+def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
+              provenance_trailers: Sequence[tuple[str, str]], effects: Effects) -> dict[str, Any]:
+    snap = forge.snapshot(request.base)
+    config_text = snap.files.get(CONFIG_FILE)
+    config = config_mod.load(config_text)
+    env = config.env(request.env) if request.env and config.environments else None
+    if request.from_env:
+        request = replace(request, images=versions_in(snap.files, config, request))
+    if request.rollback_of is not None and env is not None:
+        env = replace(env, allow_downgrade=True)  # a rollback is a deliberate downgrade
+    plan, upstream = prepare(snap.files, request, config, env)
+    rolled_back: dict[str, str] = {}
+    if env is not None and request.rollback_of is None and env.auto_merge:
+        rolled_back = rolled_back_versions(forge, snap.branch, env.name, request.images)
+    changes = image_changes(plan, request.images)
+    policy = env if env is not None else (config.defaults if config_text is not None else None)
+    want_merge = request.auto_merge or bool(policy is not None and policy.auto_merge)
+    verdict = policy_mod.evaluate(plan, policy, images=list(request.images), now=effects.now(),
+                                  upstream=upstream, want_merge=want_merge,
+                                  rolled_back=rolled_back)
+    branch = branch_name(request)
+    result: dict[str, Any] = {
+        "status": "",
+        "forge": forge.name,
+        "base": snap.branch,
+        "base_commit": snap.commit,
+        "env": request.env,
+        "images": [str(r) for r in request.images],
+        "changes": changes_json(plan),
+        "skips": skips_json(plan),
+        "diff": plan.diff,
+        "changed": not plan.noop,
+        "branch": branch,
+        "commit": None,
+        "pull_request": None,
+        "merged": False,
+        "auto_merge": False,
+        "policy": verdict.to_json(),
+        "provenance": dict(provenance),
+    }
+    if plan.noop:
+        return _up_to_date(forge, request, snap, branch, result, changes)
+    if verdict.refused:
+        result["status"] = "refused"
+        result["message"] = "policy refused the promotion: " + "; ".join(
+            c.reason for c in verdict.checks if c.status == "fail")
+        if request.require_merge:
+            raise PolicyRefused(result["message"])
+        return result
+    if request.dry_run:
+        result["status"] = "dry-run"
+        result["message"] = f"dry run: would commit {len(plan.files)} file(s) to {branch}"
+        return result
+
+    settings = env if env is not None else config.defaults
+    message = commit_message(changes, plan, request.env, provenance_trailers,
+                             rollback_of=request.rollback_of)
+    spec = RequestSpec(
+        title=title(changes, request.env, rollback=request.rollback_of is not None),
+        body=pr_body(changes, plan, request.env, provenance,
+                     policy_mod.render_markdown(verdict)),
+        labels=_merge_lists(settings.labels, request.labels),
+        reviewers=_merge_lists(settings.reviewers, request.reviewers),
+        assignees=_merge_lists(settings.assignees, request.assignees),
+        draft=request.draft or settings.draft,
+    )
+    commit, created_branch = ensure_branch(forge, branch, snap, plan, message)
+    result["commit"] = commit
+    try:
+        pr, created = ensure_request(forge, branch, snap.branch, spec)
+    except PromoteError:
+        if created_branch:
+            forge.delete_branch(branch)  # leave nothing half-made behind
+        raise
+    result["pull_request"] = {"url": pr.url, "number": pr.number, "created": created,
+                              "updated": not created}
+    result["status"] = "proposed"
+    result["message"] = f"{'opened' if created else 'updated'} {pr.url}"
+    if verdict.allows_merge:
+        _merge(forge, pr, commit, settings, request, verdict, result, effects)
+    elif request.require_merge:
+        result["message"] = "policy refused the merge: " + "; ".join(
+            f"{c.name}: {c.reason}" for c in verdict.checks if c.status == "fail")
+        raise PolicyRefused(result["message"] + f" (the request stays open: {pr.url})")
+    return result
+
+
+def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
+            env: config_mod.EnvPolicy | None
+            ) -> tuple[Plan, dict[str, set[tuple[str | None, str | None]]] | None]:
+    """The plan, and what the upstream environment runs (when the policy asks)."""
+    targets = targets_for(request, config)
+    plan = make_plan(files, targets, selector(request, env))
+    if not plan.found:
+        where = ", ".join(request.files) or request.path or (
+            f"environment {request.env}" if request.env else "the repo")
+        names = ", ".join(r.familiar for r in request.images) or "the --set/--marker targets"
+        raise NotFound(f"{names} is referenced nowhere in {where}",
+                       hint="check the image name, or widen --file/--path/--env")
+    upstream = None
+    if env is not None and env.require_upstream:
+        up_env = config.env(env.require_upstream)
+        up_plan = make_plan(files, targets, selector(replace(request, files=(), path=""), up_env))
+        upstream = {}
+        for f in up_plan.found:
+            upstream.setdefault(f.image, set()).add((f.old_tag, f.old_digest))
+    return plan, upstream
+
+
+def versions_in(files: Mapping[str, bytes], config: config_mod.Config, request: Request
+                ) -> tuple[ImageRef, ...]:
+    """``--from ENV``: each --image name at the version ENV runs (one version, or refuse)."""
+    source = config.env(request.from_env or "")
+    probe = Targets(tuple(ImageRef(r.domain, r.path, "latest", None, r.written)
+                          for r in request.images))
+    plan = make_plan(files, probe, selector(replace(request, files=(), path=""), source))
+    out = []
+    for ref in request.images:
+        versions = {(f.old_tag, f.old_digest) for f in plan.found if f.image == ref.name}
+        if not versions:
+            raise NotFound(f"{ref.familiar} is referenced nowhere in environment {source.name}")
+        if len(versions) > 1:
+            shown = ", ".join(sorted(f"{t}@{d}" if d else str(t) for t, d in versions))
+            raise UsageError(f"{source.name} runs several versions of {ref.familiar}: {shown}",
+                             hint="promote an explicit --image REF instead")
+        tag, digest = versions.pop()
+        if not tag and not digest:
+            raise UsageError(f"{source.name} runs {ref.familiar} without a tag or digest")
+        out.append(ImageRef(ref.domain, ref.path, tag, digest, ref.written))
+    return tuple(out)
+
+
+def _merge_lists(a: Sequence[str], b: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*a, *b]))
+
+
+def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan,
+                  message: str) -> tuple[str, bool]:
+    """One commit holding the plan on ``branch``; (sha, created). A branch whose tip
+    already carries this plan's fingerprint is reused as it is."""
+    head = forge.read_head(branch)
+    mark = f"{TRAILER_FINGERPRINT}: {fingerprint(plan.files)}"
+    if head is not None:
+        if not is_promoter_commit(head):
+            raise ConflictError(
+                f"branch {branch} has a commit promoter did not make ({head.sha[:12]})",
+                hint="someone pushed to the promotion branch; merge or close that request "
+                     "by hand, or delete the branch, then promote again")
+        if mark in head.message and snap.commit in head.parents:
+            return head.sha, False
+    sha = forge.write_commit(branch, snap, plan.files, message, replace=head)
+    return sha, head is None
+
+
+def is_promoter_commit(head: Head) -> bool:
+    keys = {k for k, _ in trailers(head.message)}
+    return TRAILER_FINGERPRINT in keys and TRAILER_IMAGE in keys
+
+
+def ensure_request(forge: Forge, branch: str, base: str,
+                   spec: RequestSpec) -> tuple[PullRequest, bool]:
+    pr = forge.find_request(branch, base)
+    if pr is None:
+        return forge.open_request(branch, base, spec), True
+    if pr.title != spec.title or pr.body != spec.body or not set(spec.labels) <= set(pr.labels):
+        pr = forge.update_request(pr, spec)
+    return pr, False
+
+
+def _up_to_date(forge: Forge, request: Request, snap: Snapshot, branch: str,
+                result: dict[str, Any], changes: Sequence[Any]) -> dict[str, Any]:
+    result["status"] = "up-to-date"
+    versions = ", ".join(f"{c.name}:{c.after}" for c in changes) or "the requested values"
+    result["message"] = f"already up to date: {snap.branch} runs {versions}"
+    if request.dry_run:
+        return result
+    stale = forge.find_request(branch, snap.branch)
+    if stale is not None:
+        forge.close_request(stale, f"Closed by promoter: {snap.branch} already runs "
+                                   f"{versions} (commit {snap.commit[:12]}), so this request "
+                                   "has nothing left to do.")
+        head = forge.read_head(branch)
+        if head is not None and is_promoter_commit(head):
+            forge.delete_branch(branch)
+        result["closed_pull_request"] = {"url": stale.url, "number": stale.number}
+    return result
+
+
+def _merge(forge: Forge, pr: PullRequest, commit: str, settings: config_mod.EnvPolicy,
+           request: Request, verdict: policy_mod.Verdict, result: dict[str, Any],
+           effects: Effects) -> None:
+    method = settings.merge_method
+    if settings.wait_for_checks:
+        state = _wait_for_checks(forge, pr, commit, request.merge_timeout, effects)
+        check = policy_mod.Check("checks_green", "pass" if state in (
+            ChecksState.SUCCESS, ChecksState.NONE) else "fail", _checks_reason(state))
+        verdict = verdict.with_check(check)
+        result["policy"] = verdict.to_json()
+        if state == ChecksState.FAILURE:
+            _not_merged(request, result, f"checks failed on {commit[:12]}; left open for review")
+            return
+        if state == ChecksState.PENDING:
+            outcome = forge.enable_auto_merge(pr, method)
+            result["auto_merge"] = outcome.auto_merge
+            result["merged"] = outcome.merged
+            if outcome.merged:
+                result["status"] = "merged"
+            elif outcome.auto_merge:
+                result["status"] = "auto-merge"
+                result["message"] = "checks still running: auto-merge enabled"
+            else:
+                _not_merged(request, result, f"checks still running; {outcome.reason}")
+            return
+    outcome = forge.merge(pr, method, commit)
+    if outcome.merged:
+        result["merged"] = True
+        result["status"] = "merged"
+        result["message"] = f"merged {pr.url}"
+        return
+    if "base" in outcome.reason.lower() or "conflict" in outcome.reason.lower():
+        raise _BaseMoved
+    _not_merged(request, result, outcome.reason or "the forge did not merge")
+
+
+def _not_merged(request: Request, result: dict[str, Any], why: str) -> None:
+    result["message"] = why
+    if request.require_merge:
+        raise PolicyRefused(f"not merged: {why}")
+
+
+def _checks_reason(state: ChecksState) -> str:
+    return {
+        ChecksState.SUCCESS: "every status and check run passed",
+        ChecksState.NONE: "no checks are configured on the head commit",
+        ChecksState.FAILURE: "a status or check run failed",
+        ChecksState.PENDING: "checks are still running",
+    }[state]
+
+
+def _wait_for_checks(forge: Forge, pr: PullRequest, sha: str, timeout: float,
+                     effects: Effects) -> ChecksState:
+    deadline = effects.monotonic() + max(timeout, 0.0)
+    while True:
+        state = forge.checks(pr, sha)
+        if state != ChecksState.PENDING or effects.monotonic() >= deadline:
+            return state
+        effects.sleep(min(POLL_INTERVAL, max(deadline - effects.monotonic(), 0.0)))
+
+
+# --- history and rollback -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    sha: str
+    date: str
+    author: str
+    env: str | None
+    images: tuple[str, ...]
+    previous: tuple[str, ...]
+    rollback_of: str | None
+    source_commit: str | None
+    pipeline: str | None
+    title: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"commit": self.sha, "date": self.date, "author": self.author, "env": self.env,
+                "images": list(self.images), "previous": list(self.previous),
+                "rollback_of": self.rollback_of, "source_commit": self.source_commit,
+                "pipeline": self.pipeline, "title": self.title}
+
+
+def history(forge: Forge, base: str | None, env: str | None,
+            images: Sequence[ImageRef] = (), limit: int = 500) -> list[HistoryEntry]:
+    """Promotions recorded in the base branch's commits (newest first), read from the
+    trailers promoter writes; nothing but git is needed."""
+    branch = base or forge.snapshot(None).branch
+    names = {r.name for r in images}
+    out = []
+    seen_fingerprints: set[str] = set()
+    for c in forge.log(branch, limit):
+        tr = trailers(c.message)
+        keys = dict(tr)
+        if TRAILER_IMAGE not in keys:
+            continue
+        fp = keys.get(TRAILER_FINGERPRINT, c.sha)
+        if fp in seen_fingerprints:  # a merge commit and its branch commit: one promotion
+            continue
+        seen_fingerprints.add(fp)
+        if env is not None and keys.get(TRAILER_ENV) != env:
+            continue
+        promoted = tuple(v for k, v in tr if k == TRAILER_IMAGE)
+        if names and not any(_ref_name(p) in names for p in promoted):
+            continue
+        out.append(HistoryEntry(
+            c.sha, c.date, c.author, keys.get(TRAILER_ENV), promoted,
+            tuple(v for k, v in tr if k == TRAILER_PREVIOUS), keys.get(TRAILER_ROLLBACK),
+            keys.get("Source-Commit"), keys.get("Pipeline"),
+            c.message.splitlines()[0] if c.message else ""))
+    return out
+
+
+def _ref_name(text: str) -> str:
+    from promoter.images import try_parse
+
+    ref = try_parse(text)
+    return ref.name if ref else text
+
+
+def rolled_back_versions(forge: Forge, base: str, env: str,
+                         images: Sequence[ImageRef]) -> dict[str, str]:
+    """image name -> the version a rollback moved away from, when the newest promotion
+    of that image in ``env`` is a rollback. Policy refuses to auto-merge anything at or
+    below it until a human merges a newer version: the rollback guard."""
+    out: dict[str, str] = {}
+    for ref in images:
+        entries = history(forge, base, env, [ref], limit=200)
+        if entries and entries[0].rollback_of:
+            from promoter.images import try_parse
+
+            bad = try_parse(entries[0].rollback_of)
+            if bad is not None:
+                out[ref.name] = bad.version
+    return out
+
+
+def rollback_request(forge: Forge, request: Request) -> Request:
+    """The request that restores the previous image of ``request.env``: taken from the
+    newest promotion of each image in the history."""
+    if not request.images:
+        raise UsageError("--rollback needs --image NAME (which image to roll back)")
+    restored = []
+    rolled_from = []
+    for ref in request.images:
+        entries = history(forge, request.base, request.env, [ref], limit=500)
+        if not entries:
+            raise NotFound(f"no promotion of {ref.familiar} recorded in "
+                           f"{'environment ' + request.env if request.env else 'the base'}",
+                           hint="history is read from commits promoter made (their trailers)")
+        last = entries[0]
+        previous = [p for p in last.previous if _ref_name(p) == ref.name]
+        if not previous:
+            raise NotFound(f"the last promotion of {ref.familiar} records no previous image")
+        from promoter.images import parse
+
+        restored.append(parse(previous[0]))
+        rolled_from.extend(p for p in last.images if _ref_name(p) == ref.name)
+    return replace(request, images=tuple(restored), rollback_of=", ".join(rolled_from))

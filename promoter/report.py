@@ -1,0 +1,240 @@
+"""Everything promoter writes for people and machines, built as strings from values.
+
+Commit messages (with machine-readable trailers that history and rollback read back),
+PR/MR titles and bodies (Markdown, values escaped so a hostile tag cannot inject
+Markdown or HTML, the diff truncated to the forge's limit), the terminal report and the
+JSON result. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from promoter.images import ImageRef
+from promoter.plan import Found, Plan
+
+TRAILER_IMAGE = "Promoted-Image"
+TRAILER_PREVIOUS = "Previous-Image"
+TRAILER_ENV = "Environment"
+TRAILER_FINGERPRINT = "Promote-Fingerprint"
+TRAILER_ROLLBACK = "Promote-Rollback-Of"
+GITHUB_BODY_LIMIT = 65_536
+GITLAB_BODY_LIMIT = 1_000_000
+
+_TRAILER_RE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*): (.+)$")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+
+
+def md(text: str) -> str:
+    """Escape a value for Markdown text (table cells included): no markup, no HTML."""
+    text = text.replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def code(text: str) -> str:
+    """A value as inline code, safe whatever backticks it holds."""
+    text = text.replace("\r", " ").replace("\n", " ")
+    fence = "`"
+    while fence in text:
+        fence += "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+@dataclass(frozen=True)
+class ImageChange:
+    """One image of a promotion, summarised: what ran before, what runs after."""
+
+    name: str
+    before: tuple[str, ...]  # versions found before (deduplicated, in order)
+    after: str
+
+    def ref(self, version: str) -> str:
+        """``name:tag``, ``name:tag@sha256:…`` or ``name@sha256:…``."""
+        sep = "@" if version.startswith("sha256:") else ":"
+        return f"{self.name}{sep}{version}"
+
+
+def image_changes(plan: Plan, targets: Sequence[ImageRef]) -> list[ImageChange]:
+    """Per targeted image: the versions that ran and the one that will run."""
+    out = []
+    for ref in targets:
+        before: list[str] = []
+        for f in plan.found:
+            if f.image == ref.name:
+                version = _version(f)
+                if version not in before:
+                    before.append(version)
+        out.append(ImageChange(ref.name, tuple(before), ref.version))
+    return out
+
+
+def _version(f: Found) -> str:
+    parts = [p for p in (f.old_tag, f.old_digest) if p]
+    return "@".join(parts) if parts else "latest"
+
+
+def fingerprint(files: Mapping[str, bytes]) -> str:
+    """Identifies a promotion's content: re-running it finds the same fingerprint."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.encode() + b"\0" + hashlib.sha256(files[path]).digest())
+    return digest.hexdigest()[:16]
+
+
+def title(changes: Sequence[ImageChange], env: str | None, rollback: bool = False) -> str:
+    scope = f"({env})" if env else ""
+    verb = "rollback" if rollback else "promote"
+    if len(changes) == 1:
+        c = changes[0]
+        old = ", ".join(c.before) or "?"
+        return f"{verb}{scope}: {_short(c.name)} {old} → {c.after}"
+    names = ", ".join(f"{_short(c.name)} {c.after}" for c in changes)
+    return f"{verb}{scope}: {names}"
+
+
+def _short(name: str) -> str:
+    return name.removeprefix("docker.io/library/").removeprefix("docker.io/")
+
+
+def commit_message(
+    changes: Sequence[ImageChange],
+    plan: Plan,
+    env: str | None,
+    provenance: Iterable[tuple[str, str]],
+    *,
+    rollback_of: str | None = None,
+) -> str:
+    lines = [title(changes, env, rollback=rollback_of is not None), ""]
+    for f in plan.changes:
+        lines.append(f"- {f.file}:{f.line} {f.field}: {f.old or '(empty)'} -> {f.new or '(empty)'}")
+    lines.append("")
+    for c in changes:
+        lines.append(f"{TRAILER_IMAGE}: {c.ref(c.after)}")
+        lines.extend(f"{TRAILER_PREVIOUS}: {c.ref(before)}" for before in c.before)
+    if env:
+        lines.append(f"{TRAILER_ENV}: {env}")
+    for key, value in provenance:
+        lines.append(f"{key}: {value}")
+    if rollback_of:
+        lines.append(f"{TRAILER_ROLLBACK}: {rollback_of}")
+    lines.append(f"{TRAILER_FINGERPRINT}: {fingerprint(plan.files)}")
+    return "\n".join(lines) + "\n"
+
+
+def trailers(message: str) -> list[tuple[str, str]]:
+    """The trailer block of a commit message (its last paragraph), as (key, value)."""
+    paragraphs = message.strip().split("\n\n")
+    out = []
+    for line in paragraphs[-1].splitlines():
+        m = _TRAILER_RE.match(line.strip())
+        if m:
+            out.append((m.group(1), m.group(2)))
+    return out
+
+
+def pr_body(
+    changes: Sequence[ImageChange],
+    plan: Plan,
+    env: str | None,
+    provenance: Mapping[str, Any],
+    policy_markdown: str,
+    *,
+    limit: int = GITHUB_BODY_LIMIT,
+) -> str:
+    head = ["### Promotion", ""]
+    if env:
+        head.append(f"Environment: {code(env)}")
+        head.append("")
+    head += ["| image | before | after |", "|---|---|---|"]
+    for c in changes:
+        head.append(f"| {code(c.name)} | {code(', '.join(c.before) or '-')} | {code(c.after)} |")
+    head += ["", "| file | line | field | old | new |", "|---|---|---|---|---|"]
+    for f in plan.changes:
+        head.append(f"| {code(f.file)} | {f.line} | {code(f.field)} | {code(f.old or '(empty)')} "
+                    f"| {code(f.new or '(empty)')} |")
+    if plan.skips:
+        head += ["", "Not changed:", ""]
+        head += [f"- {code(s.file)}:{s.line} {md(s.reason)}" for s in plan.skips]
+    prov = {k: v for k, v in provenance.items() if v}
+    if prov:
+        head += ["", "### Provenance", ""]
+        for key, value in prov.items():
+            head.append(f"- {md(key.replace('_', ' '))}: {code(str(value))}")
+    if policy_markdown:
+        head += ["", "### Policy", "", policy_markdown]
+    head += ["", "### Diff", ""]
+    tail = ["", "<sub>Opened by promoter. Re-running the same promotion updates this request."
+            "</sub>", ""]
+    text_head = "\n".join(head) + "\n"
+    text_tail = "\n".join(tail)
+    diff = plan.diff
+    fence = "```"
+    while fence in diff:
+        fence += "`"
+    room = limit - len(text_head) - len(text_tail) - 2 * len(fence) - 16 - 200
+    note = ""
+    if len(diff) > room:
+        cut = diff.rfind("\n", 0, max(room, 0)) + 1
+        diff = diff[:cut]
+        note = (f"\n_The diff is truncated here ({len(plan.diff):,} characters in all); "
+                "see the commit for the whole change._\n")
+    return f"{text_head}{fence}diff\n{diff}{fence}\n{note}{text_tail}"
+
+
+def result_text(result: Mapping[str, Any], color: bool) -> str:
+    """The human report of a run, for the terminal."""
+    out: list[str] = []
+    status = result.get("status", "")
+    for ch in result.get("changes", []):
+        out.append(f"{ch['file']}:{ch['line']}: {ch['old'] or '(empty)'} -> {ch['new']}")
+    for skip in result.get("skips", []):
+        out.append(f"skipped {skip['file']}:{skip['line']}: {skip['reason']}")
+    diff = result.get("diff") or ""
+    if diff:
+        out.append(colorize(diff.rstrip("\n")) if color else diff.rstrip("\n"))
+    policy = result.get("policy")
+    if policy and policy.get("checks"):
+        out.append("policy:")
+        for check in policy["checks"]:
+            out.append(f"  {check['status']:<5} {check['name']}: {check['reason']}")
+    pr = result.get("pull_request")
+    if pr:
+        verb = "opened" if pr.get("created") else "updated" if pr.get("updated") else "unchanged"
+        out.append(f"{verb} {pr['url']}" + (f" (#{pr['number']})" if pr.get("number") else ""))
+    if result.get("merged"):
+        out.append("merged")
+    elif result.get("auto_merge"):
+        out.append("auto-merge enabled: the forge merges once checks pass")
+    out.append(result.get("message") or status)
+    return "\n".join(out)
+
+
+def colorize(diff: str) -> str:
+    lines = []
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            lines.append(f"\x1b[1m{line}\x1b[0m")
+        elif line.startswith("+"):
+            lines.append(f"\x1b[32m{line}\x1b[0m")
+        elif line.startswith("-"):
+            lines.append(f"\x1b[31m{line}\x1b[0m")
+        elif line.startswith("@@"):
+            lines.append(f"\x1b[36m{line}\x1b[0m")
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def changes_json(plan: Plan) -> list[dict[str, Any]]:
+    return [{"file": f.file, "line": f.line, "old": f.old, "new": f.new, "image": f.image,
+             "field": f.field, "format": f.format} for f in plan.changes]
+
+
+def skips_json(plan: Plan) -> list[dict[str, Any]]:
+    return [{"file": s.file, "line": s.line, "image": s.image, "reason": s.reason}
+            for s in plan.skips]
