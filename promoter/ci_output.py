@@ -43,6 +43,7 @@ _STATUS_TEXT = {
     "dry-run": "dry run, nothing was changed",
     "in-place": "files edited in place",
     "failed": "failed",
+    "error": "failed",
 }
 
 
@@ -199,9 +200,11 @@ def github_summary(result: Result) -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: verdict, link, changes, policy, diff."""
     status = _text(result.get("status")) or "failed"
     heading = _STATUS_TEXT.get(status, status)
-    if status == "failed" and result.get("exit_code") is not None:
+    if status in {"failed", "error"} and result.get("exit_code") is not None:
         heading += f" (exit {_text(result.get('exit_code'))})"
     lines = [f"## promote: {md(heading)}", ""]
+    if result.get("error"):
+        lines += [f"**Error:** {md(result.get('error'))}", ""]
 
     facts = []
     if result.get("env"):
@@ -233,7 +236,7 @@ def github_summary(result: Result) -> str:
         lines += ["### Changes", "", *_table(["File", "Line", "Old", "New"], rows), ""]
         if len(changes) > SUMMARY_MAX_ROWS:
             lines += [f"{len(changes) - SUMMARY_MAX_ROWS} more changes are in the JSON report.", ""]
-    elif status not in {"failed"}:
+    elif status not in {"failed", "error"}:
         lines += ["No file needed a change.", ""]
 
     lines += _policy_lines(_policy(result))
@@ -371,16 +374,21 @@ def _write(path: str, text: str) -> None:
 
 
 def load_result(text: str, exit_code: int | None) -> dict[str, Any]:
-    """The report ``promote`` printed; when there is none (it failed before printing
-    one), a minimal ``failed`` report carrying the exit code."""
-    try:
-        loaded = json.loads(text) if text.strip() else None
-    except json.JSONDecodeError:
-        loaded = None
+    """The report ``promote`` printed: the first JSON object of ``text`` (lines after it,
+    such as a ``::error`` workflow command, are ignored). When there is none (promote
+    failed before printing one), a minimal ``failed`` report with the exit code."""
+    start = text.find("{")
+    loaded: object = None
+    if start >= 0:
+        try:
+            loaded, _ = json.JSONDecoder().raw_decode(text, start)
+        except json.JSONDecodeError:
+            loaded = None
     if not isinstance(loaded, dict):
         return {"status": "failed", "exit_code": exit_code, "changed": False}
-    if exit_code and loaded.get("status") is None:
+    if exit_code and loaded.get("status") in {None, "", "ok"}:
         loaded["status"] = "failed"
+    if exit_code and loaded.get("exit_code") is None:
         loaded["exit_code"] = exit_code
     return loaded
 
