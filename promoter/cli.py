@@ -236,8 +236,10 @@ def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
         raise UsageError("--repo is required: a local directory, a git URL, or OWNER/NAME")
     ctx = context_mod.detect(environ)
     kind = _forge_kind(opts, environ)
+    repo_dir = Path(opts["repo"])
+    bare = (repo_dir / "HEAD").is_file() and (repo_dir / "objects").is_dir()
     local = kind == "git" and not opts["forge"] and (opts["in_place"] or opts["dry_run"]) \
-        and Path(opts["repo"]).is_dir()
+        and repo_dir.is_dir() and not bare
     if opts["in_place"] and not local:
         raise UsageError("--in-place edits a local working tree: --repo must be a directory "
                          "and --forge must not be given")

@@ -212,24 +212,30 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         assignees=_merge_lists(settings.assignees, request.assignees),
         draft=request.draft or settings.draft,
     )
-    commit, created_branch = ensure_branch(forge, branch, snap, plan, message)
+    commit, created_branch, new_commit = ensure_branch(forge, branch, snap, plan, message)
     result["commit"] = commit
     try:
-        pr, created = ensure_request(forge, branch, snap.branch, spec)
+        pr, created, updated = ensure_request(forge, branch, snap.branch, spec, created_branch)
     except PromoteError:
         if created_branch:
             forge.delete_branch(branch)  # leave nothing half-made behind
         raise
+    updated = not created and (updated or new_commit)
     result["pull_request"] = {"url": pr.url, "number": pr.number, "created": created,
-                              "updated": not created}
+                              "updated": updated}
     result["status"] = "proposed"
-    result["message"] = f"{'opened' if created else 'updated'} {pr.url}"
+    verb = "opened" if created else "updated" if updated else "unchanged, already proposed:"
+    result["message"] = f"{verb} {pr.url}"
     if verdict.allows_merge:
         _merge(forge, pr, commit, settings, request, verdict, result, effects)
-    elif request.require_merge:
-        result["message"] = "policy refused the merge: " + "; ".join(
-            f"{c.name}: {c.reason}" for c in verdict.checks if c.status == "fail")
-        raise PolicyRefused(result["message"] + f" (the request stays open: {pr.url})")
+    elif want_merge or request.require_merge:
+        failed = ", ".join(c.name for c in verdict.checks if c.status == "fail")
+        _say(result, f"left for review (policy: {failed})")
+        if request.require_merge:
+            raise PolicyRefused(f"policy refused the merge ({failed}); the request stays "
+                                f"open: {pr.url}")
+    else:
+        _say(result, "left for review")
     return result
 
 
@@ -245,13 +251,14 @@ def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Con
         names = ", ".join(r.familiar for r in request.images) or "the --set/--marker targets"
         raise NotFound(f"{names} is referenced nowhere in {where}",
                        hint="check the image name, or widen --file/--path/--env")
-    upstream = None
+    upstream: dict[str, set[tuple[str | None, str | None]]] | None = None
     if env is not None and env.require_upstream:
         up_env = config.env(env.require_upstream)
         up_plan = make_plan(files, targets, selector(replace(request, files=(), path=""), up_env))
-        upstream = {}
+        running: dict[str, set[tuple[str | None, str | None]]] = {}
         for f in up_plan.found:
-            upstream.setdefault(f.image, set()).add((f.old_tag, f.old_digest))
+            running.setdefault(f.image, set()).add((f.old_tag, f.old_digest))
+        upstream = running
     return plan, upstream
 
 
@@ -283,9 +290,9 @@ def _merge_lists(a: Sequence[str], b: Sequence[str]) -> tuple[str, ...]:
 
 
 def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan,
-                  message: str) -> tuple[str, bool]:
-    """One commit holding the plan on ``branch``; (sha, created). A branch whose tip
-    already carries this plan's fingerprint is reused as it is."""
+                  message: str) -> tuple[str, bool, bool]:
+    """One commit holding the plan on ``branch``: (sha, branch created, new commit).
+    A branch whose tip already carries this plan's fingerprint on this base is reused."""
     head = forge.read_head(branch)
     mark = f"{TRAILER_FINGERPRINT}: {fingerprint(plan.files)}"
     if head is not None:
@@ -295,9 +302,9 @@ def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan,
                 hint="someone pushed to the promotion branch; merge or close that request "
                      "by hand, or delete the branch, then promote again")
         if mark in head.message and snap.commit in head.parents:
-            return head.sha, False
+            return head.sha, False, False
     sha = forge.write_commit(branch, snap, plan.files, message, replace=head)
-    return sha, head is None
+    return sha, head is None, True
 
 
 def is_promoter_commit(head: Head) -> bool:
@@ -305,14 +312,16 @@ def is_promoter_commit(head: Head) -> bool:
     return TRAILER_FINGERPRINT in keys and TRAILER_IMAGE in keys
 
 
-def ensure_request(forge: Forge, branch: str, base: str,
-                   spec: RequestSpec) -> tuple[PullRequest, bool]:
-    pr = forge.find_request(branch, base)
+def ensure_request(forge: Forge, branch: str, base: str, spec: RequestSpec,
+                   new_branch: bool) -> tuple[PullRequest, bool, bool]:
+    """One open request for ``branch``: (request, created, updated). A branch this run
+    created cannot have one yet, so no search is spent on it."""
+    pr = None if new_branch else forge.find_request(branch, base)
     if pr is None:
-        return forge.open_request(branch, base, spec), True
+        return forge.open_request(branch, base, spec), True, False
     if pr.title != spec.title or pr.body != spec.body or not set(spec.labels) <= set(pr.labels):
-        pr = forge.update_request(pr, spec)
-    return pr, False
+        return forge.update_request(pr, spec), False, True
+    return pr, False, False
 
 
 def _up_to_date(forge: Forge, request: Request, snap: Snapshot, branch: str,
@@ -355,7 +364,7 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, settings: config_mod.EnvP
                 result["status"] = "merged"
             elif outcome.auto_merge:
                 result["status"] = "auto-merge"
-                result["message"] = "checks still running: auto-merge enabled"
+                _say(result, "checks still running: auto-merge enabled")
             else:
                 _not_merged(request, result, f"checks still running; {outcome.reason}")
             return
@@ -363,15 +372,19 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, settings: config_mod.EnvP
     if outcome.merged:
         result["merged"] = True
         result["status"] = "merged"
-        result["message"] = f"merged {pr.url}"
+        _say(result, "merged")
         return
     if "base" in outcome.reason.lower() or "conflict" in outcome.reason.lower():
         raise _BaseMoved
     _not_merged(request, result, outcome.reason or "the forge did not merge")
 
 
+def _say(result: dict[str, Any], text: str) -> None:
+    result["message"] = f"{result['message']}; {text}" if result.get("message") else text
+
+
 def _not_merged(request: Request, result: dict[str, Any], why: str) -> None:
-    result["message"] = why
+    _say(result, why)
     if request.require_merge:
         raise PolicyRefused(f"not merged: {why}")
 
@@ -477,8 +490,8 @@ def rollback_request(forge: Forge, request: Request) -> Request:
     newest promotion of each image in the history."""
     if not request.images:
         raise UsageError("--rollback needs --image NAME (which image to roll back)")
-    restored = []
-    rolled_from = []
+    restored: list[ImageRef] = []
+    rolled_from: list[str] = []
     for ref in request.images:
         entries = history(forge, request.base, request.env, [ref], limit=500)
         if not entries:

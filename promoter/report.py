@@ -202,14 +202,6 @@ def result_text(result: Mapping[str, Any], color: bool) -> str:
         out.append("policy:")
         for check in policy["checks"]:
             out.append(f"  {check['status']:<5} {check['name']}: {check['reason']}")
-    pr = result.get("pull_request")
-    if pr:
-        verb = "opened" if pr.get("created") else "updated" if pr.get("updated") else "unchanged"
-        out.append(f"{verb} {pr['url']}" + (f" (#{pr['number']})" if pr.get("number") else ""))
-    if result.get("merged"):
-        out.append("merged")
-    elif result.get("auto_merge"):
-        out.append("auto-merge enabled: the forge merges once checks pass")
     out.append(result.get("message") or status)
     return "\n".join(out)
 

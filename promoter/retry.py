@@ -83,8 +83,9 @@ class _Wait(tenacity.wait.wait_base):
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         base: float = self.backoff(retry_state)
         outcome = retry_state.outcome
-        if outcome is not None and outcome.failed:
-            transient = self.classify(outcome.exception())
+        exc = outcome.exception() if outcome is not None and outcome.failed else None
+        if exc is not None:
+            transient = self.classify(exc)
             if transient is not None and transient.after is not None:
                 return max(base, min(transient.after, MAX_SINGLE_WAIT * 4))
         return base
