@@ -96,6 +96,8 @@ CI_JOB_HINT = (
 _PENDING = {"created", "waiting_for_resource", "preparing", "pending", "running",
             "scheduled", "manual"}
 _FAILED = {"failed", "canceled", "canceling"}
+# detailed_merge_status values that mean "a pipeline must pass first"
+_CI_COMING = {"ci_must_pass", "ci_still_running"}
 # detailed_merge_status values that waiting does not fix
 _REFUSED = {"not_open", "draft_status", "conflict", "need_rebase", "not_approved",
             "discussions_not_resolved", "blocked_status", "requested_changes",
@@ -319,6 +321,10 @@ class GitLabForge:
         self._key: str | int = int(repo) if repo.isdigit() else repo
         self._project = self._gl.projects.get(self._key, lazy=True)
         self._user_ids: dict[str, int] = {}
+
+    def close(self) -> None:
+        """Close the HTTP connections (the forge is not usable afterwards)."""
+        self._gl.session.close()
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -675,7 +681,12 @@ class GitLabForge:
                     return _pipeline_state(str(pipeline.attributes.get("status")))
             commit = self._project.commits.get(sha, lazy=True)
             statuses = commit.statuses.list(per_page=100, get_all=False)
-            return _statuses_state(s.attributes for s in statuses)
+            state = _statuses_state(s.attributes for s in statuses)
+            # Nothing ran yet; when the project requires a pipeline, one is coming (GitLab
+            # creates it a moment after the push): that is pending, not none.
+            coming = (state is ChecksState.NONE and pr.state == "open"
+                      and _why(self._get_mr(pr.number)) in _CI_COMING)
+            return ChecksState.PENDING if coming else state
 
         return self._run(f"read the pipelines of merge request !{pr.number}", look)
 
