@@ -376,9 +376,12 @@ Entry = tuple[str, ScalarNode, Node]
 class _Loader:
     def __init__(self, file: str) -> None:
         self.file = file
+        # An empty value (``key:`` and nothing) is marked where the next token starts;
+        # errors about it point at its key instead.
+        self.key_of_empty: dict[int, Node] = {}
 
     def error(self, node: Node, message: str, hint: str | None = None) -> ConfigError:
-        mark = node.start_mark
+        mark = self.key_of_empty.get(id(node), node).start_mark
         return ConfigError(
             message, file=self.file, line=mark.line + 1, column=mark.column + 1, hint=hint
         )
@@ -415,6 +418,7 @@ class _Loader:
                 "the config file is empty",
                 file=self.file,
                 line=1,
+                column=1,
                 hint="write 'version: 1', or delete the file to use the built-in policy",
             )
         return self.document(root)
@@ -797,6 +801,8 @@ class _Loader:
                     hint="keep only one of them",
                 )
             seen[name] = key.start_mark.line + 1
+            if self.is_null(value) and not value.value:
+                self.key_of_empty[id(value)] = key
             out.append((name, key, value))
         return out
 
