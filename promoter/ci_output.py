@@ -199,10 +199,10 @@ def _request_label(result: Result, number: object) -> str:
 def github_summary(result: Result) -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: verdict, link, changes, policy, diff."""
     status = _text(result.get("status")) or "failed"
-    heading = _STATUS_TEXT.get(status, status)
+    heading = _STATUS_TEXT.get(status) or md(status)
     if status in {"failed", "error"} and result.get("exit_code") is not None:
-        heading += f" (exit {_text(result.get('exit_code'))})"
-    lines = [f"## promote: {md(heading)}", ""]
+        heading += f" (exit {md(result.get('exit_code'))})"
+    lines = [f"## promote: {heading}", ""]
     if result.get("error"):
         lines += [f"**Error:** {md(result.get('error'))}", ""]
 
