@@ -67,19 +67,20 @@ def _echo(text: str, err: bool = False) -> None:
 @click.option("--api-url", help="GitHub API root (default $GITHUB_API_URL or "
               "https://api.github.com) or GitLab server root (default $CI_SERVER_URL).")
 @click.option("--base", help="Base branch of the config repo (default: its default branch).")
-@click.option("--image", "images", multiple=True, metavar="REF",
+@click.option("--image", "images", envvar="PROMOTE_IMAGE", multiple=True, metavar="REF",
               help="Image to promote: repo:tag, repo@sha256:..., or repo:tag@sha256:... "
               "(repeatable: several images go into one commit).")
-@click.option("--file", "files", multiple=True, metavar="GLOB",
+@click.option("--file", "files", envvar="PROMOTE_FILE", multiple=True, metavar="GLOB",
               help="Only these files (repo-relative glob, ** for any depth; repeatable).")
 @click.option("--path", default="", metavar="SUBDIR", help="Only files under this directory.")
 @click.option("--env", help="Environment from .promoter.yaml: limits edits to its paths and "
               "applies its policy.")
-@click.option("--from", "from_env", metavar="ENV",
+@click.option("--from", "from_env", envvar="PROMOTE_FROM", metavar="ENV",
               help="Promote the version ENV runs (of each --image name) into --env.")
-@click.option("--marker", "markers", multiple=True, metavar="NS:POLICY=REF",
+@click.option("--marker", "markers", envvar="PROMOTE_MARKER", multiple=True,
+              metavar="NS:POLICY=REF",
               help='Flux marker: write REF where # {"$imagepolicy": "NS:POLICY"} stands.')
-@click.option("--set", "sets", multiple=True, metavar="FILE:KEY=VALUE",
+@click.option("--set", "sets", envvar="PROMOTE_SET", multiple=True, metavar="FILE:KEY=VALUE",
               help="Write VALUE at a dotted key path of FILE (for layouts nothing else reads).")
 @click.option("--in-place", is_flag=True, help="Edit the files of the working tree DIR; "
               "commit nothing.")
@@ -92,15 +93,18 @@ def _echo(text: str, err: bool = False) -> None:
               "the request open).")
 @click.option("--retry-timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
               help="Total time to keep retrying a failing forge call.")
-@click.option("--label", "labels", multiple=True, help="Label for the PR/MR (repeatable).")
-@click.option("--reviewer", "reviewers", multiple=True, help="Reviewer (repeatable).")
-@click.option("--assignee", "assignees", multiple=True, help="Assignee (repeatable).")
+@click.option("--label", "labels", envvar="PROMOTE_LABEL", multiple=True,
+              help="Label for the PR/MR (repeatable).")
+@click.option("--reviewer", "reviewers", envvar="PROMOTE_REVIEWER", multiple=True,
+              help="Reviewer (repeatable).")
+@click.option("--assignee", "assignees", envvar="PROMOTE_ASSIGNEE", multiple=True,
+              help="Assignee (repeatable).")
 @click.option("--draft", is_flag=True, help="Open the PR/MR as a draft.")
 @click.option("--github-app-id", help="GitHub App id (with --github-app-key-file or "
               "$PROMOTE_GITHUB_APP_KEY) instead of a token.")
 @click.option("--github-app-key-file", type=click.Path(dir_okay=False), help="GitHub App "
               "private key (PEM).")
-@click.option("--history", "show_history", is_flag=True,
+@click.option("--history", "show_history", envvar="PROMOTE_HISTORY", is_flag=True,
               help="List the promotions recorded in the base branch (with --env, --image).")
 @click.option("--rollback", is_flag=True, help="Open a PR/MR restoring the image that --env "
               "ran before its last promotion.")
@@ -187,8 +191,7 @@ def _request(opts: Mapping[str, Any]) -> Request:
 
     images = []
     for text in opts["images"]:
-        for item in text.split():
-            images.append(parse(item))
+        images.append(parse(text))
     if opts["from_env"]:
         # --from: names only; the versions come from the upstream environment
         images = [parse(r.familiar) for r in images] if images else []

@@ -258,6 +258,12 @@ def _resolve_ref(slot: RefSlot, targets: Targets, file: str) -> Iterator[_Edit]:
     if not isinstance(node, ScalarNode) or is_null(node):
         return
     value: str = node.value
+    if node.style in ("|", ">"):
+        block = try_parse(value.strip())
+        if block is not None and targets.image_for(block.name) is not None:
+            raise refuse("the image value is a block scalar (| or >); it cannot be edited "
+                         "exactly", node, file, "write it as a one-line string")
+        return
     prefix, eq, text = value.partition("=") if slot.override and "=" in value else ("", "", value)
     ref = try_parse(text)
     if ref is None:
@@ -270,8 +276,6 @@ def _resolve_ref(slot: RefSlot, targets: Targets, file: str) -> Iterator[_Edit]:
         return
     tag, digest = new_versions(ref, target)
     new = prefix + eq + ref.with_version(tag, digest)
-    if node.style in ("|", ">"):
-        raise refuse("the image value is a block scalar; it cannot be edited exactly", node, file)
     yield _found(node, file, slot.field, slot.format, ref.name, new, ref.tag, ref.digest)
 
 
