@@ -430,7 +430,8 @@ def _paths_only(policy: EnvPolicy, plan: Plan) -> Check:
         shown = ", ".join(outside[:5]) + (
             f" and {len(outside) - 5} more" if len(outside) > 5 else ""
         )
-        return Check(name, FAIL, f"{shown} outside {_desc(policy)}'s paths ({globs})")
+        verb = "is" if len(outside) == 1 else "are"
+        return Check(name, FAIL, f"{shown} {verb} outside {_desc(policy)}'s paths ({globs})")
     count = "the changed file is" if len(files) == 1 else f"all {len(files)} changed files are"
     return Check(name, PASS, f"{count} inside {_desc(policy)}'s paths ({globs})")
 
