@@ -1,0 +1,769 @@
+"""The GitHub forge: PyGithub over the REST API (and one GraphQL mutation).
+
+One promotion is one atomic commit made with the Git Data API, then a pull request:
+
+    snapshot      GET branch, GET tarball (302) + GET the archive it points to;
+                  the default branch costs one more GET (the repository)
+    read_head     GET branch                                          (1 request)
+    write_commit  GET git commit, POST tree (base_tree + inline content),
+                  POST commit, POST ref                               (4 requests)
+                  replace: ... GET ref (still at head?), PATCH ref force (5 requests)
+    find_request  GET pulls?head=owner:branch&base=...                (1 request)
+    open_request  POST pulls, then labels, reviewers, assignees       (1-4 requests)
+    checks        GET combined status, GET check runs                 (2 requests)
+    merge         PUT merge with the head sha as guard                (1 request)
+    enable_auto_merge  GET pull (node id), POST graphql; "clean status" -> merge
+
+The client is built with ``retry=None`` and no throttling: ``promoter.retry`` owns every
+retry (5xx, 429, secondary rate limits, dropped connections), honouring Retry-After.
+A write is retried only by code that first looks whether the earlier attempt took
+effect (the ref already points at our commit, the pull request exists, the pull
+request is merged, the comment is there). GitHub's ref PATCH has no compare-and-swap,
+so moving a branch first reads it and refuses (ConflictError) when it moved.
+
+The constructor never reads the environment and makes no request; the first call
+builds the client (for a GitHub App: finds the repository's installation and mints an
+installation token, which is registered with ``redact`` like every other secret).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+import tarfile
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import PurePosixPath
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
+
+import requests
+from github import Auth, Github, GithubException, GithubIntegration, InputGitTreeElement
+from github.GitCommit import GitCommit
+from github.GitRef import GitRef
+from github.PullRequest import PullRequest as GhPull
+from github.Repository import Repository
+
+from promoter import retry
+from promoter.errors import AuthError, ConflictError, ForgeError, PromoteError, UsageError
+from promoter.forges.base import (
+    ChecksState,
+    Head,
+    LoggedCommit,
+    MergeOutcome,
+    PullRequest,
+    RequestSpec,
+    Snapshot,
+)
+from promoter.redact import redact, register
+
+T = TypeVar("T")
+
+DEFAULT_API_URL: Final = "https://api.github.com"
+MAX_BODY: Final = 65_536  # GitHub's limit for a pull request body (and a comment)
+MAX_TITLE: Final = 256
+MAX_FILE: Final = 10 * 1024 * 1024  # larger files are left out of a snapshot
+PER_PAGE: Final = 100
+MERGE_METHODS: Final = ("merge", "squash", "rebase")
+FAILED_CONCLUSIONS: Final = frozenset(
+    {"failure", "timed_out", "cancelled", "action_required", "startup_failure", "stale"})
+TRUNCATED_NOTE: Final = ("\n\n---\n*promoter: the rest of this description was cut: GitHub "
+                         "allows at most 65,536 characters in a pull request body.*\n")
+
+CONTENTS: Final = "contents:write"
+PULLS: Final = "pull-requests:write"
+READ: Final = "contents:read"
+CHECKS: Final = "checks:read and statuses:read"
+
+
+class _Unhandled:
+    """What a ``recover`` hook returns when it leaves the error to the translation."""
+
+
+UNHANDLED: Final = _Unhandled()
+
+
+class _DownloadFailed(Exception):
+    """The archive download answered an HTTP error (or sent a broken archive)."""
+
+    def __init__(self, status: int | None, headers: Mapping[str, str] | None = None,
+                 reason: str = "") -> None:
+        super().__init__(reason or f"HTTP {status}")
+        self.status = status
+        self.headers = dict(headers or {})
+        self.reason = reason
+
+
+def classify(exc: BaseException) -> retry.Transient | None:
+    """Which failures are worth another try (see ``promoter.retry``)."""
+    if isinstance(exc, GithubException):
+        return retry.status_transient(exc.status, exc.headers, _body_text(exc))
+    if isinstance(exc, _DownloadFailed):
+        if exc.status is None:
+            return retry.Transient()
+        return retry.status_transient(exc.status, exc.headers)
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout,
+                        requests.exceptions.ChunkedEncodingError)):
+        return retry.Transient()
+    return None
+
+
+def _body_text(exc: GithubException) -> str:
+    try:
+        return json.dumps(exc.data) if exc.data is not None else ""
+    except (TypeError, ValueError):
+        return str(exc.data)
+
+
+def github_message(exc: GithubException) -> str:
+    """GitHub's own words: ``message`` plus each entry of ``errors`` (REST or GraphQL)."""
+    data = exc.data
+    parts: list[str] = []
+    if isinstance(data, dict):
+        if isinstance(data.get("message"), str):
+            parts.append(data["message"])
+        for err in data.get("errors") or []:
+            if isinstance(err, dict) and isinstance(err.get("message"), str):
+                parts.append(err["message"])
+            elif isinstance(err, dict) and err.get("field"):
+                parts.append(f"{err.get('field')} {err.get('code', 'invalid')}")
+            elif isinstance(err, str):
+                parts.append(err)
+    elif isinstance(data, str):
+        parts.append(data)
+    return "; ".join(parts) or (exc.message or "")
+
+
+def _graphql_types(exc: GithubException) -> set[str]:
+    data = exc.data if isinstance(exc.data, dict) else {}
+    return {str(e.get("type")) for e in data.get("errors") or [] if isinstance(e, dict)}
+
+
+def cap_body(body: str) -> str:
+    """``body`` cut to GitHub's 65,536-character limit (counted in UTF-8 bytes, which
+    is never fewer than characters), with a note saying so; an open code fence is closed."""
+    if len(body.encode("utf-8")) <= MAX_BODY:
+        return body
+    budget = MAX_BODY - len(TRUNCATED_NOTE.encode("utf-8")) - len("\n```")
+    cut = body.encode("utf-8")[:budget].decode("utf-8", "ignore")
+    newline = cut.rfind("\n")
+    if newline > budget // 2:
+        cut = cut[:newline]
+    if cut.count("```") % 2:
+        cut += "\n```"
+    return cut + TRUNCATED_NOTE
+
+
+def cap_title(title: str) -> str:
+    title = " ".join(title.split())
+    return title if len(title) <= MAX_TITLE else title[:MAX_TITLE - 1] + "…"
+
+
+def check_branch(name: str) -> None:
+    bad = (not name or name.startswith(("-", "/")) or name.endswith(("/", ".", ".lock"))
+           or ".." in name or "//" in name or "@{" in name
+           or any(c in name for c in " ~^:?*[\\") or any(ord(c) < 32 for c in name))
+    if bad:
+        raise UsageError(f"{name!r} is not a valid branch name",
+                         hint="use letters, digits and - _ . / only")
+
+
+def check_path(path: str) -> None:
+    parts = path.split("/")
+    if (not path or path.startswith("/") or "\\" in path
+            or any(p in ("", ".", "..") for p in parts) or parts[0] == ".git"):
+        raise UsageError(f"{path!r} is not a relative path inside the repository",
+                         hint="paths must stay inside the config repo")
+
+
+def unpack_tarball(data: bytes) -> tuple[dict[str, bytes], frozenset[str]]:
+    """The regular files of a GitHub tarball (``owner-repo-sha7/`` stripped) and the
+    executable ones among them. Symlinks are never followed or returned (a link that
+    points inside the repo has its target listed under the target's own path; one that
+    points outside is refused by leaving it out); files over ``MAX_FILE`` are left out."""
+    files: dict[str, bytes] = {}
+    executable: set[str] = set()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar:
+                parts = PurePosixPath(member.name).parts
+                if len(parts) < 2 or member.name.startswith("/") or ".." in parts:
+                    continue
+                if not member.isfile() or member.size > MAX_FILE:
+                    continue  # directories, symlinks, hard links, devices, huge files
+                handle = tar.extractfile(member)
+                if handle is None:
+                    continue
+                rel = "/".join(parts[1:])
+                files[rel] = handle.read()
+                if member.mode & 0o111:
+                    executable.add(rel)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise _DownloadFailed(None, reason=f"broken archive ({type(exc).__name__})") from exc
+    return files, frozenset(executable)
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value or "")
+
+
+class GitHubForge:
+    name = "github"
+
+    def __init__(
+        self,
+        repo: str,
+        api_url: str = DEFAULT_API_URL,
+        token: str | None = None,
+        app_id: int | str | None = None,
+        app_key: str | None = None,
+        retry_timeout: float = retry.DEFAULT_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
+        timeout: int = 15,
+    ) -> None:
+        parts = repo.split("/")
+        if len(parts) != 2 or not all(parts) or any(" " in p for p in parts):
+            raise UsageError(f"{repo!r} is not a GitHub repository",
+                             hint="say --repo OWNER/NAME, e.g. acme/config")
+        if app_id is not None and not app_key:
+            raise UsageError("a GitHub App id needs the App's private key",
+                             hint="pass --github-app-key-file or $PROMOTE_GITHUB_APP_KEY")
+        if app_id is None and not token:
+            raise UsageError("no GitHub token: set PROMOTE_TOKEN (or GITHUB_TOKEN), or use a "
+                             "GitHub App", hint="the token needs contents:write and "
+                             "pull-requests:write on " + repo)
+        register(token)
+        register(app_key)
+        self.slug = repo
+        self.owner, self.repo_name = parts
+        self.api_url = api_url.rstrip("/")
+        self.token = token
+        self.app_id = app_id
+        self.app_key = app_key
+        self.retry_timeout = retry_timeout
+        self.sleep = sleep
+        self.timeout = int(timeout)
+        self._gh: Github | None = None
+        self._repo: Repository | None = None
+        self._executable: dict[str, frozenset[str]] = {}
+        self._session = requests.Session()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        return {"base_url": self.api_url, "timeout": self.timeout, "retry": None,
+                "seconds_between_requests": None, "seconds_between_writes": None,
+                "lazy": True, "per_page": PER_PAGE}
+
+    def _client(self) -> tuple[Github, Repository]:
+        if self._gh is None or self._repo is None:
+            if self.app_id is not None and self.app_key:
+                gh = self._app_client(self.app_id, self.app_key)
+            else:
+                gh = Github(auth=Auth.Token(self.token or ""), **self._client_kwargs())
+            self._gh = gh
+            self._repo = gh.get_repo(self.slug)
+        return self._gh, self._repo
+
+    def _app_client(self, app_id: int | str, app_key: str) -> Github:
+        app = Auth.AppAuth(app_id, app_key)
+        integration = GithubIntegration(auth=app, **self._client_kwargs())
+
+        def not_installed(exc: GithubException) -> Any:
+            if exc.status == 404:
+                raise AuthError(
+                    f"the GitHub App {app_id} is not installed on {self.slug}",
+                    hint="install the App on that repository (or give it access to it)")
+            return UNHANDLED
+
+        installation = self._call(
+            "find the GitHub App's installation",
+            lambda: integration.get_repo_installation(self.owner, self.repo_name),
+            recover=not_installed)
+        auth = app.get_installation_auth(installation.id)
+        gh = Github(auth=auth, **self._client_kwargs())
+        token = self._call("create a GitHub App installation token", lambda: auth.token)
+        register(token)
+        return gh
+
+    def _call(self, op: str, fn: Callable[[], T], *, need: str = CONTENTS,
+              recover: Callable[[GithubException], T | _Unhandled] | None = None) -> T:
+        """``fn`` under the shared retry policy; every failure becomes a PromoteError.
+        ``recover`` sees a final, non-transient GitHub error first and may answer it."""
+        try:
+            return retry.call(fn, classify, timeout=self.retry_timeout, sleep=self.sleep)
+        except PromoteError:
+            raise
+        except GithubException as exc:
+            if recover is not None and classify(exc) is None:
+                handled = recover(exc)
+                if not isinstance(handled, _Unhandled):
+                    return handled
+            raise self._translate(op, exc, need) from None
+        except _DownloadFailed as exc:
+            what = exc.reason or f"HTTP {exc.status}"
+            raise ForgeError(redact(f"could not {op}: the download failed ({what}), even "
+                                    "after retrying"), hint="run again later") from None
+        except requests.RequestException as exc:
+            raise ForgeError(
+                redact(f"could not reach GitHub at {self.api_url} to {op} "
+                       f"({type(exc).__name__}), even after retrying for up to "
+                       f"{self.retry_timeout:g}s"),
+                hint="check --api-url and the network") from None
+
+    def _write(self, op: str, act: Callable[[], T], already: Callable[[], T | None], *,
+               need: str = CONTENTS,
+               recover: Callable[[GithubException], T | _Unhandled] | None = None) -> T:
+        """A write that is retried only after ``already`` says the earlier attempt did
+        not take effect (``already`` returns the result when it did)."""
+        tried = False
+
+        def attempt() -> T:
+            nonlocal tried
+            if tried:
+                done = already()
+                if done is not None:
+                    return done
+            tried = True
+            return act()
+
+        return self._call(op, attempt, need=need, recover=recover)
+
+    def _translate(self, op: str, exc: GithubException, need: str) -> PromoteError:
+        status = exc.status
+        said = github_message(exc) or "no message"
+        if classify(exc) is not None:
+            return ForgeError(
+                redact(f"GitHub kept failing to {op} on {self.slug}: the last answer was "
+                       f"{status} ({said}), after retrying for up to "
+                       f"{self.retry_timeout:g}s"),
+                hint="GitHub may be down or rate-limiting this token; run again later")
+        if status == 401:
+            if self.app_id is not None:
+                return AuthError(redact(
+                    f"GitHub rejected the GitHub App credentials ({status} {said}) while "
+                    f"trying to {op}: check the App id {self.app_id} and its private key"))
+            return AuthError(redact(
+                f"GitHub rejected the token ({status} {said}): set PROMOTE_TOKEN to a token "
+                f"with contents:write and pull-requests:write on {self.slug}"))
+        if status == 403:
+            return AuthError(
+                redact(f"GitHub refused to {op} on {self.slug} ({status} {said}): the token "
+                       f"lacks {need} permission there"),
+                hint=f"grant {need} to the token or GitHub App; a workflow's GITHUB_TOKEN "
+                     "needs `permissions:` for it and reaches no other repository")
+        if status == 404:
+            return ForgeError(
+                redact(f"GitHub answered 404 ({said}) when trying to {op}: the repository "
+                       f"{self.slug} does not exist or the token cannot see it"),
+                hint="check --repo and the repositories the token may access")
+        return ForgeError(redact(f"GitHub refused to {op} on {self.slug} ({status} {said})"))
+
+    def _missing_branch(self, branch: str) -> PromoteError:
+        """A 404 on a branch: the branch is missing, or the whole repository is."""
+        gh, _ = self._client()
+
+        def exists() -> bool:
+            try:
+                gh.get_repo(self.slug).id  # noqa: B018 - completes the lazy object: one GET
+            except GithubException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+            return True
+
+        if not self._call("read the repository", exists, need=READ):
+            return ForgeError(f"the repository {self.slug} does not exist on {self.api_url}, "
+                              "or the token cannot see it",
+                              hint="check --repo and the repositories the token may access")
+        return UsageError(f"the branch {branch!r} does not exist in {self.slug}",
+                          hint="pass --base with an existing branch")
+
+    @staticmethod
+    def _is(exc: GithubException, status: int, text: str) -> bool:
+        return exc.status == status and text.lower() in github_message(exc).lower()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def snapshot(self, base: str | None) -> Snapshot:
+        _, repo = self._client()
+        branch = base if base is not None else self._call(
+            "read the repository's default branch", lambda: repo.default_branch, need=READ)
+        check_branch(branch)
+
+        def missing(exc: GithubException) -> Any:
+            if exc.status == 404:
+                raise self._missing_branch(branch)
+            return UNHANDLED
+
+        sha = self._call(f"read branch {branch}", lambda: repo.get_branch(branch).commit.sha,
+                         need=READ, recover=missing)
+        files, executable = self._call(f"download {self.slug} at {sha[:12]}",
+                                       lambda: self._download(repo, sha), need=READ)
+        self._executable[sha] = executable
+        return Snapshot(branch=branch, commit=sha, files=files)
+
+    def _download(self, repo: Repository, sha: str) -> tuple[dict[str, bytes], frozenset[str]]:
+        location = repo.get_archive_link("tarball", sha)
+        response = self._session.get(location, timeout=self.timeout)
+        if response.status_code != 200:
+            raise _DownloadFailed(response.status_code, dict(response.headers))
+        return unpack_tarball(response.content)
+
+    def read_head(self, branch: str) -> Head | None:
+        check_branch(branch)
+        _, repo = self._client()
+
+        def read() -> Head | None:
+            try:
+                commit = repo.get_branch(branch).commit
+            except GithubException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            return Head(commit.sha, commit.commit.message,
+                        tuple(p.sha for p in commit.parents))
+
+        return self._call(f"read branch {branch}", read, need=READ)
+
+    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        check_branch(branch)
+        _, repo = self._client()
+
+        def missing(exc: GithubException) -> Any:
+            if exc.status in (404, 422):
+                raise self._missing_branch(branch)
+            return UNHANDLED
+
+        def walk() -> list[LoggedCommit]:
+            out: list[LoggedCommit] = []
+            seen: dict[str, Any] = {}
+            want: str | None = None
+            for commit in repo.get_commits(sha=branch):
+                seen[commit.sha] = commit
+                want = want or commit.sha
+                while want in seen and len(out) < limit:
+                    cur = seen.pop(want)
+                    author = cur.commit.author
+                    out.append(LoggedCommit(cur.sha, cur.commit.message, author.name or "",
+                                            _iso(author.date)))
+                    want = cur.parents[0].sha if cur.parents else None
+                if len(out) >= limit or want is None:
+                    break
+            return out
+
+        if limit <= 0:
+            return []
+        return self._call(f"read the history of {branch}", walk, need=READ, recover=missing)
+
+    # -- writing ----------------------------------------------------------------------
+
+    def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
+                     message: str, *, replace: Head | None) -> str:
+        check_branch(branch)
+        for path in files:
+            check_path(path)
+        _, repo = self._client()
+        parent: GitCommit = self._call(f"read commit {base.commit[:12]}",
+                                       lambda: repo.get_git_commit(base.commit), need=READ)
+        executable = self._executable.get(base.commit, frozenset())
+        elements = []
+        for path, data in sorted(files.items()):
+            mode = "100755" if path in executable else "100644"
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:  # not text: upload it as a blob first
+                blob = self._upload(repo, path, data)
+                elements.append(InputGitTreeElement(path, mode, "blob", sha=blob))
+                continue
+            elements.append(InputGitTreeElement(path, mode, "blob", content=text))
+        # Trees and commits are content-addressed objects nothing points at yet: a
+        # repeated POST is harmless, so these two are retried as they are.
+        tree = self._call("create the tree",
+                          lambda: repo.create_git_tree(elements, base_tree=parent.tree))
+        commit = self._call("create the commit",
+                            lambda: repo.create_git_commit(message, tree, [parent]))
+        if replace is None:
+            return self._create_branch(repo, branch, commit.sha, tree.sha)
+        return self._move_branch(repo, branch, replace.sha, commit.sha)
+
+    def _upload(self, repo: Repository, path: str, data: bytes) -> str:
+        encoded = base64.b64encode(data).decode("ascii")
+        blob = self._call(f"upload {path}", lambda: repo.create_git_blob(encoded, "base64"))
+        return blob.sha
+
+    def _ref(self, repo: Repository, branch: str) -> GitRef | None:
+        """The branch's ref, completed (one GET), or None when it does not exist."""
+        ref = repo.get_git_ref(f"heads/{branch}")
+        try:
+            ref.object  # noqa: B018 - completes the lazy object: one GET
+        except GithubException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return ref
+
+    def _create_branch(self, repo: Repository, branch: str, sha: str, tree: str) -> str:
+        def act() -> str:
+            repo.create_git_ref(f"refs/heads/{branch}", sha)
+            return sha
+
+        def already() -> str | None:
+            ref = self._ref(repo, branch)
+            return sha if ref is not None and ref.object.sha == sha else None
+
+        def exists(exc: GithubException) -> str | _Unhandled:
+            if not self._is(exc, 422, "already exists"):
+                return UNHANDLED
+            ref = self._ref(repo, branch)
+            if ref is None:
+                raise ConflictError(f"branch {branch} appeared and vanished while promoter "
+                                    "was creating it", hint="run promote again")
+            current = ref.object.sha
+            if current == sha or repo.get_git_commit(current).tree.sha == tree:
+                return current  # an earlier attempt (or an identical run) already made it
+            raise ConflictError(
+                f"branch {branch} already exists in {self.slug} at {current[:12]}, made by "
+                "another run or by someone else; promoter will not overwrite it",
+                hint="run promote again (it will update the branch if it is promoter's), or "
+                     "delete the branch")
+
+        return self._write(f"create branch {branch}", act, already, recover=exists)
+
+    def _move_branch(self, repo: Repository, branch: str, old: str, new: str) -> str:
+        def move() -> str:
+            # Each attempt looks first: PATCH has no compare-and-swap, and an earlier
+            # attempt may already have moved the branch.
+            ref = self._ref(repo, branch)
+            if ref is None:
+                raise ConflictError(f"branch {branch} was deleted while promoter was "
+                                    "updating it", hint="run promote again")
+            current = ref.object.sha
+            if current == new:
+                return new
+            if current != old:
+                raise ConflictError(
+                    f"branch {branch} moved to {current[:12]} (promoter expected "
+                    f"{old[:12]}); promoter will not force over someone else's commit",
+                    hint="run promote again, or delete the branch")
+            ref.edit(new, force=True)
+            return new
+
+        return self._call(f"move branch {branch}", move)
+
+    def delete_branch(self, branch: str) -> None:
+        check_branch(branch)
+        gh, repo = self._client()
+        url = f"{repo.url}/git/refs/heads/{quote(branch)}"
+
+        def act() -> bool:
+            gh.requester.requestJsonAndCheck("DELETE", url)
+            return True
+
+        def already() -> bool | None:
+            return True if self._ref(repo, branch) is None else None
+
+        def gone(exc: GithubException) -> bool | _Unhandled:
+            return True if self._is(exc, 422, "does not exist") else UNHANDLED
+
+        self._write(f"delete branch {branch}", act, already, recover=gone)
+
+    # -- pull requests ----------------------------------------------------------------
+
+    def _to_pr(self, pull: GhPull) -> PullRequest:
+        state = "merged" if pull.merged_at is not None else pull.state
+        return PullRequest(
+            number=pull.number, url=pull.html_url, branch=pull.head.ref, base=pull.base.ref,
+            title=pull.title or "", body=pull.body or "", head_sha=pull.head.sha,
+            state=state, labels=tuple(label.name for label in pull.labels))
+
+    def _find(self, repo: Repository, branch: str, base: str) -> PullRequest | None:
+        page = repo.get_pulls(state="open", head=f"{self.owner}:{branch}",
+                              base=base).get_page(0)
+        return self._to_pr(page[0]) if page else None
+
+    def find_request(self, branch: str, base: str) -> PullRequest | None:
+        check_branch(branch)
+        _, repo = self._client()
+        return self._call(f"list pull requests of {branch}",
+                          lambda: self._find(repo, branch, base), need=PULLS)
+
+    def open_request(self, branch: str, base: str, spec: RequestSpec) -> PullRequest:
+        check_branch(branch)
+        _, repo = self._client()
+        title, body = cap_title(spec.title), cap_body(spec.body)
+
+        def act() -> tuple[PullRequest, bool]:
+            extra: dict[str, Any] = {"draft": True} if spec.draft else {}
+            pull = repo.create_pull(base=base, head=branch, title=title, body=body, **extra)
+            return self._to_pr(pull), True
+
+        def already() -> tuple[PullRequest, bool] | None:
+            found = self._find(repo, branch, base)
+            return (found, False) if found is not None else None
+
+        def exists(exc: GithubException) -> tuple[PullRequest, bool] | _Unhandled:
+            if not self._is(exc, 422, "already exists"):
+                return UNHANDLED
+            found = self._find(repo, branch, base)
+            if found is None:
+                return UNHANDLED
+            return found, False
+
+        pr, created = self._write(f"open a pull request from {branch}", act, already,
+                                  need=PULLS, recover=exists)
+        if not created or pr.title != title or pr.body != body:
+            pr = self.update_request(pr, spec)
+        else:
+            pr = self._ensure_labels(repo, pr, spec.labels)
+        number = pr.number
+        if spec.reviewers:
+            self._call(f"request reviews on pull request #{number}",
+                       lambda: repo.get_pull(number).create_review_request(
+                           reviewers=list(spec.reviewers)), need=PULLS)
+        if spec.assignees:
+            self._call(f"assign pull request #{number}",
+                       lambda: repo.get_issue(number).add_to_assignees(*spec.assignees),
+                       need=PULLS)
+        return pr
+
+    def _ensure_labels(self, repo: Repository, pr: PullRequest,
+                       labels: tuple[str, ...]) -> PullRequest:
+        missing = [name for name in labels if name not in pr.labels]
+        if not missing:
+            return pr
+        number = pr.number
+        self._call(f"label pull request #{number}",
+                   lambda: repo.get_issue(number).add_to_labels(*missing), need=PULLS)
+        return dataclasses.replace(pr, labels=tuple(dict.fromkeys([*pr.labels, *missing])))
+
+    def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
+        _, repo = self._client()
+        title, body = cap_title(spec.title), cap_body(spec.body)
+        number = pr.number
+        if pr.title != title or pr.body != body:
+            def edit() -> PullRequest:
+                pull = repo.get_pull(number)
+                pull.edit(title=title, body=body)
+                return self._to_pr(pull)
+
+            pr = self._call(f"update pull request #{number}", edit, need=PULLS)
+        return self._ensure_labels(repo, pr, spec.labels)
+
+    def close_request(self, pr: PullRequest, comment: str) -> None:
+        _, repo = self._client()
+        number = pr.number
+        text = cap_body(comment)
+        if text.strip():
+            def act() -> bool:
+                repo.get_issue(number).create_comment(text)
+                return True
+
+            def already() -> bool | None:
+                comments = repo.get_issue(number).get_comments()
+                return True if any(c.body == text for c in comments) else None
+
+            self._write(f"comment on pull request #{number}", act, already, need=PULLS)
+        self._call(f"close pull request #{number}",
+                   lambda: repo.get_pull(number).edit(state="closed"), need=PULLS)
+
+    def checks(self, pr: PullRequest, sha: str) -> ChecksState:
+        _, repo = self._client()
+        commit = repo.get_commit(sha)
+        combined = self._call(f"read the statuses of {sha[:12]}",
+                              commit.get_combined_status, need=CHECKS)
+        runs = self._call(f"read the check runs of {sha[:12]}",
+                          lambda: list(commit.get_check_runs()), need=CHECKS)
+        states = [s.state for s in combined.statuses]
+        for run in runs:
+            if run.status != "completed":
+                states.append("pending")
+            elif run.conclusion in FAILED_CONCLUSIONS:
+                states.append("failure")
+            else:
+                states.append("success")
+        if not states:
+            return ChecksState.NONE
+        if any(s in ("failure", "error") for s in states):
+            return ChecksState.FAILURE
+        if any(s != "success" for s in states):
+            return ChecksState.PENDING
+        return ChecksState.SUCCESS
+
+    def merge(self, pr: PullRequest, method: str, sha: str) -> MergeOutcome:
+        if method not in MERGE_METHODS:
+            raise UsageError(f"unknown merge method {method!r}",
+                             hint="use merge, squash or rebase")
+        _, repo = self._client()
+        number = pr.number
+
+        def act() -> MergeOutcome:
+            status = repo.get_pull(number).merge(merge_method=method, sha=sha)
+            if status.merged:
+                return MergeOutcome(merged=True, sha=status.sha)
+            return MergeOutcome(merged=False, reason=status.message or "not merged")
+
+        def already() -> MergeOutcome | None:
+            pull = repo.get_pull(number)
+            if pull.merged:
+                return MergeOutcome(merged=True, sha=pull.merge_commit_sha)
+            return None
+
+        def refused(exc: GithubException) -> MergeOutcome | _Unhandled:
+            said = github_message(exc)
+            if exc.status == 409:
+                raise ConflictError(
+                    f"pull request #{number}'s branch moved past {sha[:12]}: GitHub says "
+                    f"{said!r}", hint="someone pushed to the promotion branch; run promote "
+                                      "again")
+            if exc.status != 405:
+                return UNHANDLED
+            pull = repo.get_pull(number)
+            if pull.merged:  # merged meanwhile (auto-merge, a person): done
+                return MergeOutcome(merged=True, sha=pull.merge_commit_sha)
+            why = f"GitHub will not merge #{number}: {said}"
+            if pull.mergeable_state == "dirty":
+                why += " (it conflicts with the base branch)"
+            elif pull.mergeable_state == "behind":
+                why += " (the branch is behind the base branch)"
+            return MergeOutcome(merged=False, reason=why)
+
+        return self._write(f"merge pull request #{number}", act, already,
+                           need=f"{CONTENTS} and {PULLS}", recover=refused)
+
+    def enable_auto_merge(self, pr: PullRequest, method: str) -> MergeOutcome:
+        if method not in MERGE_METHODS:
+            raise UsageError(f"unknown merge method {method!r}",
+                             hint="use merge, squash or rebase")
+        _, repo = self._client()
+        number = pr.number
+        pull = repo.get_pull(number)
+
+        def act() -> MergeOutcome:
+            pull.enable_automerge(merge_method=method.upper())
+            return MergeOutcome(merged=False, auto_merge=True)
+
+        def declined(exc: GithubException) -> MergeOutcome | _Unhandled:
+            said = github_message(exc)
+            types = _graphql_types(exc)
+            if exc.status != 400 or not types:
+                return UNHANDLED
+            if "FORBIDDEN" in types:
+                raise AuthError(redact(f"GitHub refused to enable auto-merge on #{number} "
+                                       f"({said}): the token lacks {CONTENTS} and {PULLS}"))
+            if "clean status" in said.lower():
+                # Nothing left to wait for: GitHub wants a plain merge.
+                return self.merge(pr, method, pull.head.sha)
+            if "not allowed" in said.lower() or "protected branch rules" in said.lower():
+                return MergeOutcome(merged=False, reason=(
+                    f"GitHub will not auto-merge #{number} ({said}): allow auto-merge in the "
+                    "repository settings and protect the base branch with required checks"))
+            return MergeOutcome(merged=False,
+                                reason=f"GitHub did not enable auto-merge on #{number}: {said}")
+
+        return self._call(f"enable auto-merge on pull request #{number}", act,
+                          need=f"{CONTENTS} and {PULLS}", recover=declined)
+
