@@ -847,7 +847,13 @@ class _Loader:
         return out
 
     def boolean(self, node: Node, where: str) -> bool:
-        if not isinstance(node, ScalarNode) or node.tag != _BOOL:
+        # Only true/false: under a %YAML 1.1 directive yes/no/on/off are booleans too,
+        # and reading them by hand is how a guard gets silently turned off.
+        if (
+            not isinstance(node, ScalarNode)
+            or node.tag != _BOOL
+            or str(node.value).lower() not in ("true", "false")
+        ):
             shown = _show(str(node.value)) if isinstance(node, ScalarNode) else _kind(node)
             raise self.error(node, f"{where} must be true or false, got {shown}")
         return str(node.value).lower() == "true"

@@ -238,6 +238,8 @@ ERRORS = [
     ("bool-number", "version: 1\ndefaults:\n  draft: 1\n", 3, "1", "defaults.draft must be"),
     ("bool-str-tag", "version: 1\ndefaults:\n  wait_for_checks: !!str true\n", 3, "!!str",
      "must be true or false"),
+    ("bool-yaml11", "%YAML 1.1\n---\nversion: 1\ndefaults:\n  wait_for_checks: on\n", 5, "on",
+     "must be true or false, got 'on'"),
     ("bool-list", "version: 1\ndefaults:\n  allow_downgrade: [true]\n", 3, "[true]",
      "got a list"),
     ("merge-method", "version: 1\ndefaults:\n  merge_method: squish\n", 3, "squish",
