@@ -1170,15 +1170,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             data = json.dumps(payload).encode("utf-8")
             content_type = "application/json"
-        self.send_response(status, REASONS.get(status))
-        self.send_header("Content-Type", content_type)
-        for key, value in headers.items():
-            if key.lower() != "content-type":
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if status != 204:
-            self.wfile.write(data)
+        try:
+            self.send_response(status, REASONS.get(status))
+            self.send_header("Content-Type", content_type)
+            for key, value in headers.items():
+                if key.lower() != "content-type":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if status != 204:
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
+            self.close_connection = True
         return len(data)
 
     def _drop(self) -> None:
