@@ -20,6 +20,8 @@ from promoter.errors import EditError
 
 BOM = "\ufeff"
 MERGE_KEY = "<<"
+MAX_FILE_BYTES = 8 * 1024 * 1024  # larger YAML is refused before parsing (time, memory)
+MAX_DEPTH = 400  # deeper nesting is refused: the walkers and the verifier recurse
 
 
 def _composer() -> YAML:
@@ -51,6 +53,10 @@ class Document:
 
 def decode(data: bytes, file: str) -> str:
     """Bytes to text, strictly UTF-8 (a BOM is kept: callers strip and restore it)."""
+    if len(data) > MAX_FILE_BYTES:
+        raise EditError(f"cannot parse YAML: the file has {len(data):,} bytes, more than the "
+                        f"{MAX_FILE_BYTES:,} promoter reads", file=file,
+                        hint="exclude it with --file/--path, or split it")
     if b"\x00" in data:
         raise EditError("binary content (NUL bytes) in a YAML file", file=file,
                         hint="exclude it with --file/--path, or fix the file")
@@ -76,10 +82,42 @@ def parse(text: str, file: str) -> list[Document]:
     except (YAMLError, RecursionError) as exc:
         raise EditError(f"cannot parse YAML: {type(exc).__name__}", file=file,
                         hint="fix the syntax, or exclude the file with --file/--path") from None
+    for root in roots:
+        deep = _too_deep(root)
+        if deep is not None:
+            raise EditError(f"cannot parse YAML: nested more than {MAX_DEPTH} levels deep",
+                            file=file, line=line_of(deep), column=column_of(deep),
+                            hint="fix the file, or exclude it with --file/--path")
     docs = [Document(root, i) for i, root in enumerate(roots)]
     for doc in docs:
         doc.shared = _shared_nodes(doc.root)
     return docs
+
+
+def _too_deep(root: Node) -> Node | None:
+    """A node nested deeper than MAX_DEPTH, when there is one. Heights are computed once
+    per node (an alias is not expanded again; a recursive alias is cut), then the
+    deepest path is followed down to report where it passes the limit."""
+    height: dict[int, int] = {}
+    entered: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            height[id(node)] = 1 + max((height.get(id(c), 0) for c in children(node)),
+                                       default=-1)
+            continue
+        if id(node) in entered:
+            continue
+        entered.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in children(node))
+    if height[id(root)] <= MAX_DEPTH:
+        return None
+    node = root
+    for _ in range(MAX_DEPTH):
+        node = max(children(node), key=lambda c: height.get(id(c), 0))
+    return node
 
 
 def _shared_nodes(root: Node) -> set[int]:
