@@ -1,8 +1,8 @@
 """The working-tree mode: ``--in-place`` and ``--dry-run`` on a local directory.
 
-Files are read lazily (a 100,000-file checkout is never held in memory at once), never
-through a symlink that leaves the directory, and written only after the whole plan
-succeeded: each file atomically (temp file + rename), its mode kept.
+Files are read lazily (a 100,000-file checkout is never held in memory at once), only
+regular files (never through a symlink, as with the forges), and written only after
+the whole plan succeeded: each file atomically (temp file + rename), its mode kept.
 """
 
 from __future__ import annotations
@@ -36,8 +36,14 @@ class WorkTree(Mapping[str, bytes]):
             rel_dir = os.path.relpath(dirpath, self.root)
             for name in filenames:
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-                if (is_manifest(rel) or rel == CONFIG_FILE) and self.inside(rel):
+                if (is_manifest(rel) or rel == CONFIG_FILE) and self.regular(rel):
                     yield rel
+
+    def regular(self, rel: str) -> bool:
+        """A regular file, not a symlink: git stores a symlink as its target's path, so
+        the forges never read through one either; a FIFO or device would block or
+        never end."""
+        return (self.root / rel).is_file() and not (self.root / rel).is_symlink()
 
     def inside(self, rel: str) -> bool:
         """False for a symlink (or path) that resolves outside the root."""
@@ -76,6 +82,9 @@ def check_selection(tree: WorkTree, request: Request) -> None:
         if not tree.inside(rel):
             raise UsageError("the path leads outside the config repo (through a symlink)",
                              file=rel, hint="point --file at files inside the repo")
+        if full.is_symlink() or not (full.is_file() or full.is_dir()):
+            raise UsageError("not a regular file or directory (a symlink or device)",
+                             file=rel, hint="point --file at the file itself")
     if request.path:
         rel = safe_relative(request.path, "--path")
         if rel and not tree.inside(rel):
@@ -91,6 +100,11 @@ def run_local(root: Path, request: Request, *, write: bool) -> dict[str, Any]:
         raise UsageError(f"--repo {root} is not a directory")
     tree = WorkTree(root)
     check_selection(tree, request)
+    config_path = tree.root / CONFIG_FILE
+    if (config_path.exists() or config_path.is_symlink()) and not tree.regular(CONFIG_FILE):
+        raise UsageError("the policy file is not a regular file (a symlink?); promoter will "
+                         "not run without the policy it names", file=CONFIG_FILE,
+                         hint="make .promoter.yaml a plain file")
     config_bytes = tree.get(CONFIG_FILE)
     config = config_mod.load(config_bytes)
     env = config.env(request.env) if request.env and config.environments else None
