@@ -89,6 +89,15 @@ class Targets:
     markers: Mapping[str, ImageRef] = field(default_factory=dict)
     sets: tuple[SetOp, ...] = ()
 
+    def __post_init__(self) -> None:
+        seen: dict[str, ImageRef] = {}
+        for ref in self.images:
+            first = seen.setdefault(ref.name, ref)
+            if (first.tag, first.digest) != (ref.tag, ref.digest):
+                raise UsageError(f"--image names {ref.familiar} twice, as {first.version} and "
+                                 f"{ref.version}: which one to promote is ambiguous",
+                                 hint="give each image once")
+
     def needles(self) -> tuple[bytes, ...]:
         """Byte strings at least one of which a file must contain to be worth parsing."""
         found = {ref.short.encode() for ref in self.images}
