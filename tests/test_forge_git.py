@@ -446,6 +446,7 @@ def test_merge_lands_on_main_with_each_method(remote: Remote, forges: Any,
     elif method == "squash":
         assert remote.parents("main") == [before]
         assert remote.message("main") == "Promote api to 1.1.0\n\nenv: dev"
+        assert tip == sha  # one commit on the unmoved base: the base fast-forwards to it
     else:
         assert remote.parents("main") == [before]
         assert tip == sha  # the base had not moved: the pick is the same commit
