@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from fakes.gitlab import FakeGitLab, Project
 
 from promoter import retry
@@ -784,3 +785,67 @@ def test_errors_never_carry_a_token(gl: FakeGitLab, project: Project,
     for err in failures:
         _secret_free(err)
         assert "glpat-nope-nope-nope" not in str(err)
+
+
+# -- the fake itself: GitLab's shapes, spoken over plain HTTP --------------------------
+
+
+def test_the_fake_answers_with_gitlabs_error_shapes(gl: FakeGitLab, project: Project) -> None:
+    api = f"{gl.url}/api/v4/projects/acme%2Fconfig"
+    main = project.repo.resolve("main")
+    auth = {"PRIVATE-TOKEN": TOKEN}
+    with requests.Session() as http:
+        def call(method: str, url: str, headers: dict[str, str] | None = None,
+                 **kwargs: Any) -> tuple[int, Any]:
+            answer = http.request(method, url, headers=auth if headers is None else headers,
+                                  timeout=10, **kwargs)
+            return answer.status_code, answer.json()
+
+        assert call("GET", f"{gl.url}/api/v4/projects/acme%2Fnope") == (
+            404, {"message": "404 Project Not Found"})
+        assert call("GET", api, {"PRIVATE-TOKEN": "nope"}) == (
+            401, {"message": "401 Unauthorized"})
+        assert call("GET", api, {"Authorization": f"Bearer {TOKEN}"})[0] == 401  # not oauth
+        gl.add_token("oauth-secret-token", kind="oauth")
+        assert call("GET", api, {"Authorization": "Bearer oauth-secret-token"})[1]["id"] == \
+            project.id
+        assert call("GET", f"{gl.url}/api/v4/projects/{project.id}")[1]["path_with_namespace"] \
+            == "acme/config"
+        update = {"action": "update", "file_path": "README.md", "content": "x"}
+        assert call("POST", f"{api}/repository/commits", json={
+            "branch": "main", "commit_message": "m", "start_sha": main, "actions": [update]}) \
+            == (400, {"message": "A branch called 'main' already exists. Switch to that "
+                                 "branch in order to make changes"})
+        assert call("POST", f"{api}/repository/commits", json={
+            "branch": "main", "commit_message": "m",
+            "actions": [{**update, "file_path": "missing.txt"}]}) == (
+            400, {"message": "A file with this name doesn't exist"})
+        assert call("POST", f"{api}/repository/commits", json={
+            "branch": "main", "commit_message": "m",
+            "actions": [{**update, "last_commit_id": "0" * 40}]}) == (
+            400, {"message": "You are attempting to update a file that has changed since "
+                             "you started editing it."})
+        assert call("POST", f"{api}/repository/commits", {"JOB-TOKEN": JOB_TOKEN}, json={
+            "branch": "x", "commit_message": "m", "actions": [update]}) == (
+            403, {"message": "403 Forbidden"})
+        status, _ = call("POST", f"{api}/repository/commits", json={
+            "branch": BRANCH, "commit_message": "m", "start_branch": "main",
+            "actions": [update]})
+        assert status == 201
+        mr = {"source_branch": BRANCH, "target_branch": "main", "title": "t"}
+        assert call("POST", f"{api}/merge_requests", json=mr)[0] == 201
+        assert call("POST", f"{api}/merge_requests", json=mr) == (409, {"message": [
+            "Another open merge request already exists for this source branch: !1"]})
+        assert call("PUT", f"{api}/merge_requests/1/merge", json={"sha": main}) == (
+            409, {"message": f"SHA does not match HEAD of source branch: "
+                             f"{project.repo.resolve(BRANCH)}"})
+        project.ci = True
+        assert call("PUT", f"{api}/merge_requests/1/merge", json={"auto_merge": True}) == (
+            405, {"message": "405 Method Not Allowed"})
+        answer = http.get(f"{api}/repository/commits", params={"per_page": 1, "page": 2},
+                          headers=auth, timeout=10)
+        assert (answer.headers["X-Total"], answer.headers["X-Page"],
+                answer.headers["X-Next-Page"], answer.headers["X-Prev-Page"]) == \
+            ("2", "2", "", "1")
+        assert answer.json()[0]["id"] == project.repo.log("main", 2)[1]["sha"]
+        assert 'rel="prev"' in answer.headers["Link"]
