@@ -107,10 +107,10 @@ def run_local(root: Path, request: Request, *, write: bool) -> dict[str, Any]:
                          hint="make .promoter.yaml a plain file")
     config_bytes = tree.get(CONFIG_FILE)
     config = config_mod.load(config_bytes)
-    env = config.env(request.env) if request.env and config.environments else None
+    env = config.env(request.env) if request.env else None
     if request.from_env:
         request = replace(request, images=versions_in(tree, config, request))
-    plan, _ = prepare(tree, request, config, env)
+    plan = prepare(tree, request, config, env)
     if write:
         for rel, data in plan.files.items():
             _write_atomic(tree.root / rel, data)

@@ -151,18 +151,24 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     snap = forge.snapshot(request.base)
     config_text = snap.files.get(CONFIG_FILE)
     config = config_mod.load(config_text)
-    env = config.env(request.env) if request.env and config.environments else None
+    env = config.env(request.env) if request.env else None
     if request.from_env:
         request = replace(request, images=versions_in(snap.files, config, request))
-    if request.rollback_of is not None and env is not None:
-        env = replace(env, allow_downgrade=True)  # a rollback is a deliberate downgrade
-    plan, upstream = prepare(snap.files, request, config, env)
+    plan = prepare(snap.files, request, config, env)
+    # the policy: --env's, else the environment that owns the changed files (a change
+    # spanning several is refused), else the defaults; flags only tighten it
+    policy = config_mod.tighten(
+        config_mod.select(config, env=request.env, files=plan.files),
+        auto_merge=True if request.auto_merge else None, draft=request.draft or None,
+        labels=request.labels, reviewers=request.reviewers, assignees=request.assignees)
+    if request.rollback_of is not None:
+        policy = replace(policy, allow_downgrade=True)  # a rollback is a deliberate downgrade
+    upstream = upstream_versions(snap.files, request, config, policy)
     rolled_back: dict[str, str] = {}
-    if env is not None and request.rollback_of is None and env.auto_merge:
-        rolled_back = rolled_back_versions(forge, snap.branch, env.name, request.images)
+    if policy.name in config.environments and request.rollback_of is None and policy.auto_merge:
+        rolled_back = rolled_back_versions(forge, snap.branch, policy.name, request.images)
     changes = image_changes(plan, request.images)
-    policy = env if env is not None else (config.defaults if config_text is not None else None)
-    want_merge = request.auto_merge or bool(policy is not None and policy.auto_merge)
+    want_merge = policy.auto_merge
     verdict = policy_mod.evaluate(plan, policy, images=list(request.images), now=effects.now(),
                                   upstream=upstream, want_merge=want_merge,
                                   rolled_back=rolled_back)
@@ -200,17 +206,17 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         result["message"] = f"dry run: would commit {len(plan.files)} file(s) to {branch}"
         return result
 
-    settings = env if env is not None else config.defaults
+    settings = policy
     message = commit_message(changes, plan, request.env, provenance_trailers,
                              rollback_of=request.rollback_of)
     spec = RequestSpec(
         title=title(changes, request.env, rollback=request.rollback_of is not None),
         body=pr_body(changes, plan, request.env, provenance,
                      policy_mod.render_markdown(verdict)),
-        labels=_merge_lists(settings.labels, request.labels),
-        reviewers=_merge_lists(settings.reviewers, request.reviewers),
-        assignees=_merge_lists(settings.assignees, request.assignees),
-        draft=request.draft or settings.draft,
+        labels=settings.labels,
+        reviewers=settings.reviewers,
+        assignees=settings.assignees,
+        draft=settings.draft,
     )
     commit, created_branch, new_commit = ensure_branch(forge, branch, snap, plan, message)
     result["commit"] = commit
@@ -240,26 +246,31 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
 
 
 def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
-            env: config_mod.EnvPolicy | None
-            ) -> tuple[Plan, dict[str, set[tuple[str | None, str | None]]] | None]:
-    """The plan, and what the upstream environment runs (when the policy asks)."""
-    targets = targets_for(request, config)
-    plan = make_plan(files, targets, selector(request, env))
+            env: config_mod.EnvPolicy | None) -> Plan:
+    """The plan over the selected files; NotFound when the image is nowhere in them."""
+    plan = make_plan(files, targets_for(request, config), selector(request, env))
     if not plan.found:
         where = ", ".join(request.files) or request.path or (
             f"environment {request.env}" if request.env else "the repo")
         names = ", ".join(r.familiar for r in request.images) or "the --set/--marker targets"
         raise NotFound(f"{names} is referenced nowhere in {where}",
                        hint="check the image name, or widen --file/--path/--env")
-    upstream: dict[str, set[tuple[str | None, str | None]]] | None = None
-    if env is not None and env.require_upstream:
-        up_env = config.env(env.require_upstream)
-        up_plan = make_plan(files, targets, selector(replace(request, files=(), path=""), up_env))
-        running: dict[str, set[tuple[str | None, str | None]]] = {}
-        for f in up_plan.found:
-            running.setdefault(f.image, set()).add((f.old_tag, f.old_digest))
-        upstream = running
-    return plan, upstream
+    return plan
+
+
+def upstream_versions(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
+                      policy: config_mod.EnvPolicy
+                      ) -> dict[str, set[tuple[str | None, str | None]]] | None:
+    """What the policy's upstream environment runs of each image: (tag, digest) pairs."""
+    if not policy.require_upstream:
+        return None
+    up_env = config.env(policy.require_upstream)
+    plan = make_plan(files, targets_for(request, config),
+                     selector(replace(request, files=(), path=""), up_env))
+    running: dict[str, set[tuple[str | None, str | None]]] = {}
+    for f in plan.found:
+        running.setdefault(f.image, set()).add((f.old_tag, f.old_digest))
+    return running
 
 
 def versions_in(files: Mapping[str, bytes], config: config_mod.Config, request: Request
@@ -283,10 +294,6 @@ def versions_in(files: Mapping[str, bytes], config: config_mod.Config, request: 
             raise UsageError(f"{source.name} runs {ref.familiar} without a tag or digest")
         out.append(ImageRef(ref.domain, ref.path, tag, digest, ref.written))
     return tuple(out)
-
-
-def _merge_lists(a: Sequence[str], b: Sequence[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys([*a, *b]))
 
 
 def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan,
@@ -319,6 +326,8 @@ def ensure_request(forge: Forge, branch: str, base: str, spec: RequestSpec,
     pr = None if new_branch else forge.find_request(branch, base)
     if pr is None:
         return forge.open_request(branch, base, spec), True, False
+    if pr.number == 0:  # plain git: the branch is the request, nothing else to update
+        return pr, False, False
     if pr.title != spec.title or pr.body != spec.body or not set(spec.labels) <= set(pr.labels):
         return forge.update_request(pr, spec), False, True
     return pr, False, False

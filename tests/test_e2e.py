@@ -1,0 +1,449 @@
+"""Promotions end to end, the same scenarios on every forge.
+
+GitHub and GitLab are the local fake servers over real HTTP, backed by real bare git
+repos; plain git is a real bare repo. Scenarios drive the real CLI (exit codes, JSON)
+or ``promote.run`` when they need a fake clock (freeze windows, waiting for checks).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promoter import context, promote
+from promoter.cli import run
+from promoter.forges.base import Forge
+from promoter.forges.git import GitForge
+from promoter.forges.github import GitHubForge
+from promoter.forges.gitlab import GitLabForge
+from promoter.images import parse
+from tests.fakes.github import FakeGitHub
+from tests.fakes.gitlab import FakeGitLab
+from tests.fakes.gitrepo import BareRepo
+
+TOKEN = "e2e-secret-token-7f3a9c"
+SLUG = "acme/config"
+CONFIG = b"""\
+version: 1
+defaults:
+  wait_for_checks: false
+environments:
+  dev: {paths: ["envs/dev/**"], auto_merge: true}
+  staging:
+    paths: ["envs/staging/**"]
+    auto_merge: true
+    require_upstream: dev
+    wait_for_checks: true
+  prod:
+    paths: ["envs/prod/**"]
+    require_upstream: staging
+    reviewers: [sre-lead]
+    labels: [prod]
+    freeze:
+      - {days: [fri, sat, sun], from: "15:00", to: "23:59", tz: Europe/Berlin}
+"""
+
+
+def deploy(tag: str) -> bytes:
+    return f"""\
+# the api
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api}}
+spec:
+  template:
+    spec:
+      containers:
+      - name: api
+        image: "ghcr.io/acme/api:{tag}"   # promoted by CI
+""".encode()
+
+
+FILES = {
+    ".promoter.yaml": CONFIG,
+    "envs/dev/deploy.yaml": deploy("1.0.0"),
+    "envs/staging/deploy.yaml": deploy("1.0.0"),
+    "envs/prod/deploy.yaml": deploy("1.0.0"),
+    "README.md": b"config repo\n",
+}
+
+
+@dataclass
+class Open:
+    """An open request, as the forge shows it."""
+
+    number: int
+    branch: str
+    title: str
+    body: str
+    labels: list[str]
+    reviewers: list[str]
+
+
+class Harness:
+    kind: str
+    bare: BareRepo
+
+    def args(self) -> list[str]:
+        raise NotImplementedError
+
+    def forge(self) -> Forge:
+        raise NotImplementedError
+
+    def open_requests(self) -> list[Open]:
+        raise NotImplementedError
+
+    def set_checks(self, sha: str, state: str) -> None:
+        raise NotImplementedError
+
+    def main_file(self, path: str) -> bytes:
+        data = self.bare.read_file(self.bare.resolve("main") or "", path)
+        assert data is not None
+        return data
+
+    def branch(self, name: str) -> str | None:
+        return self.bare.resolve(f"refs/heads/{name}")
+
+
+class GitHarness(Harness):
+    kind = "git"
+
+    def __init__(self, tmp: Path) -> None:
+        self.bare = BareRepo.init(tmp / "config.git", FILES)
+
+    def args(self) -> list[str]:
+        return ["--repo", str(self.bare.path), "--forge", "git"]
+
+    def forge(self) -> Forge:
+        return GitForge(str(self.bare.path))
+
+    def open_requests(self) -> list[Open]:
+        return [Open(0, ref.removeprefix("refs/heads/"), "", "", [], [])
+                for ref in self.bare.list_refs("refs/heads/promote/")]
+
+    def set_checks(self, sha: str, state: str) -> None:
+        """Plain git has no checks: nothing to set."""
+
+
+class GitHubHarness(Harness):
+    kind = "github"
+
+    def __init__(self, fake: FakeGitHub) -> None:
+        self.fake = fake
+        self.bare = fake.create_repo(SLUG, FILES).bare
+        fake.add_token(TOKEN)
+
+    def args(self) -> list[str]:
+        return ["--repo", SLUG, "--forge", "github", "--api-url", self.fake.url]
+
+    def forge(self) -> Forge:
+        return GitHubForge(SLUG, api_url=self.fake.url, token=TOKEN, sleep=lambda _: None)
+
+    def open_requests(self) -> list[Open]:
+        return [Open(p.number, p.head, p.title, p.body or "", list(p.labels), list(p.reviewers))
+                for p in self.fake.pulls(SLUG, "open")]
+
+    def set_checks(self, sha: str, state: str) -> None:
+        self.fake.set_checks(SLUG, sha, state)
+
+
+class GitLabHarness(Harness):
+    kind = "gitlab"
+
+    def __init__(self, fake: FakeGitLab) -> None:
+        self.fake = fake
+        fake.add_token(TOKEN)
+        fake.add_user("sre-lead")
+        self.project = fake.add_project(SLUG, FILES)
+        self.bare = self.project.repo
+
+    def args(self) -> list[str]:
+        return ["--repo", SLUG, "--forge", "gitlab", "--api-url", self.fake.url]
+
+    def forge(self) -> Forge:
+        return GitLabForge(SLUG, api_url=self.fake.url, token=TOKEN, sleep=lambda _: None)
+
+    def open_requests(self) -> list[Open]:
+        users = {u["id"]: u["username"] for u in self._users()}
+        return [Open(mr["iid"], mr["source_branch"], mr["title"], mr["description"] or "",
+                     list(mr["labels"]), [users.get(r["id"], "?") for r in mr["reviewers"]])
+                for mr in self.fake.merge_requests(SLUG) if mr["state"] == "opened"]
+
+    def _users(self) -> list[dict[str, Any]]:
+        return [{"id": u.id, "username": u.username} for u in self.fake.users.values()]
+
+    def set_checks(self, sha: str, state: str) -> None:
+        self.project.ci = True
+        self.fake.set_pipeline(sha, {"pending": "running", "failure": "failed"}.get(state, state),
+                               project=SLUG)
+
+
+def _harness(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PROMOTE_TOKEN", TOKEN)
+    if kind == "git":
+        yield GitHarness(tmp_path)
+    elif kind == "github":
+        with FakeGitHub(tmp_path) as fake:
+            yield GitHubHarness(fake)
+    else:
+        with FakeGitLab(tmp_path) as fake:
+            yield GitLabHarness(fake)
+
+
+@pytest.fixture(params=["git", "github", "gitlab"])
+def h(request: pytest.FixtureRequest, tmp_path: Path,
+      monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    yield from _harness(request.param, tmp_path, monkeypatch)
+
+
+@pytest.fixture(params=["github", "gitlab"])
+def api(request: pytest.FixtureRequest, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    """The forges that have checks (plain git has none)."""
+    yield from _harness(request.param, tmp_path, monkeypatch)
+
+
+def cli(h: Harness, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    code = run([*h.args(), *args, "--output", "json"])
+    out, err = capsys.readouterr()
+    assert TOKEN not in out + err
+    return code, json.loads(out)
+
+
+FRIDAY_EVENING = datetime(2026, 11, 27, 16, 30, tzinfo=timezone.utc)  # 17:30 in Berlin
+TUESDAY = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+
+
+class CIOnPush:
+    """The config repo's CI: every commit promoter pushes starts a pending check.
+    (Drives the fake's own check controls; the forge client is untouched.)"""
+
+    def __init__(self, forge: Forge, h: Harness) -> None:
+        self.inner = forge
+        self.h = h
+
+    def write_commit(self, *args: Any, **kwargs: Any) -> str:
+        sha = self.inner.write_commit(*args, **kwargs)
+        self.h.set_checks(sha, "pending")
+        return sha
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def run_direct(h: Harness, now: datetime, *images: str, env: str,
+               sleep: Callable[[float], None] = lambda _: None, ci: bool = False,
+               **kw: Any) -> dict[str, Any]:
+    request = promote.Request(images=tuple(parse(i) for i in images), env=env, **kw)
+    ticks = iter(range(10_000))
+    effects = promote.Effects(now=lambda: now, sleep=sleep, monotonic=lambda: next(ticks) * 1.0)
+    ctx = context.detect({})
+    forge: Any = CIOnPush(h.forge(), h) if ci else h.forge()
+    return promote.run(forge, request, context.provenance_dict(ctx), context.trailers(ctx),
+                       effects)
+
+
+# --- issue: forges ------------------------------------------------------------------------
+
+
+def test_open_rerun_update_and_noop(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    code, first = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.1",
+                      "--require-merge")
+    assert code == 4  # prod never auto-merges: demanded merge refused, request left open
+    code, first = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.1")
+    assert code == 0
+    assert first["status"] == "proposed"
+    assert first["branch"] == "promote/prod/api"
+    [opened] = h.open_requests()
+    assert opened.branch == "promote/prod/api"
+    sha = h.branch("promote/prod/api")
+    assert sha == first["commit"]
+    # the branch holds exactly the edit, on top of main
+    branch_file = h.bare.read_file(sha or "", "envs/prod/deploy.yaml")
+    assert branch_file == deploy("1.0.1")
+    assert h.bare.log(sha or "", 2)[1]["sha"] == h.bare.resolve("main")
+    if h.kind != "git":
+        assert '-        image: "ghcr.io/acme/api:1.0.0"   # promoted by CI' in opened.body
+        assert "prod" in opened.labels
+        assert opened.reviewers == ["sre-lead"]
+
+    # re-run: same branch tip, one request, no new commit
+    code, again = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.1")
+    assert code == 0
+    assert again["commit"] == first["commit"]
+    assert again["pull_request"]["created"] is False
+    assert again["pull_request"]["updated"] is False
+    assert len(h.open_requests()) == 1
+
+    # a newer tag updates the same request
+    code, newer = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.2")
+    assert code == 0
+    [updated] = h.open_requests()
+    assert updated.number == opened.number
+    assert newer["pull_request"]["updated"] is True
+    assert h.bare.read_file(h.branch("promote/prod/api") or "", "envs/prod/deploy.yaml") == \
+        deploy("1.0.2")
+    if h.kind != "git":
+        assert "1.0.2" in updated.title
+
+    # promoting what main already runs opens nothing and closes the pointless request
+    code, noop = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.0")
+    assert code == 0
+    assert noop["status"] == "up-to-date"
+    assert h.open_requests() == []
+
+
+def test_base_moved_underneath(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    code, first = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.1")
+    assert code == 0
+    h.bare.commit_files("main", {"README.md": b"someone else\n"}, "docs: someone else")
+    code, second = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.1")
+    assert code == 0
+    tip = h.branch("promote/prod/api") or ""
+    assert h.bare.log(tip, 2)[1]["sha"] == h.bare.resolve("main")  # rebuilt on the new base
+    assert h.bare.read_file(tip, "README.md") == b"someone else\n"  # nothing lost
+    assert len(h.open_requests()) == 1
+
+
+def test_dev_auto_merges(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:1.1.0",
+                       "--require-merge")
+    assert code == 0, result
+    assert result["merged"] is True
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.1.0")
+    assert h.main_file("envs/prod/deploy.yaml") == deploy("1.0.0")
+    assert h.open_requests() == []
+
+
+def test_major_bump_is_left_open(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:2.0.0")
+    assert code == 0
+    assert result["merged"] is False
+    checks = {c["name"]: c["status"] for c in result["policy"]["checks"]}
+    assert checks["semver_bump"] == "fail"
+    assert len(h.open_requests()) == 1
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.0.0")
+
+
+def test_downgrade_is_refused(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:0.9.0")
+    assert code == 0
+    assert result["status"] == "refused"
+    assert result["policy"]["refused"] is True
+    code, result = cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:0.9.0",
+                       "--require-merge")
+    assert code == 4
+    assert h.open_requests() == []
+    assert h.branch("promote/dev/api") is None
+
+
+def test_require_upstream(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = cli(h, capsys, "--env", "staging", "--image", "ghcr.io/acme/api:1.1.0")
+    assert code == 0
+    checks = {c["name"]: c["status"] for c in result["policy"]["checks"]}
+    assert checks["require_upstream"] == "fail"
+    assert result["merged"] is False
+    assert cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:1.1.0")[0] == 0
+    code, result = cli(h, capsys, "--env", "staging", "--from", "dev",
+                       "--image", "ghcr.io/acme/api")
+    assert code == 0
+    assert result["images"] == ["ghcr.io/acme/api:1.1.0"]
+    checks = {c["name"]: c["status"] for c in result["policy"]["checks"]}
+    assert checks["require_upstream"] == "pass"
+
+
+def test_staging_merges_only_after_checks_are_green(h: Harness) -> None:
+    run_direct(h, TUESDAY, "ghcr.io/acme/api:1.1.0", env="dev")
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.1.0")
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the checks finish while promote waits
+        slept.append(seconds)
+        h.set_checks(h.branch("promote/staging/api") or "", "success")
+
+    result = run_direct(h, TUESDAY, "ghcr.io/acme/api:1.1.0", env="staging", sleep=sleep,
+                        merge_timeout=60.0, ci=True)
+    assert result["merged"] is True
+    assert h.main_file("envs/staging/deploy.yaml") == deploy("1.1.0")
+    checks = {c["name"]: c["status"] for c in result["policy"]["checks"]}
+    assert checks["checks_green"] == "pass"
+    if h.kind != "git":
+        assert slept  # it waited for the pending checks
+
+
+def test_pending_checks_wait_then_merge(api: Harness) -> None:
+    h = api
+    run_direct(h, TUESDAY, "ghcr.io/acme/api:1.1.0", env="dev")
+    seen: list[str] = []
+
+    def sleep(_: float) -> None:
+        sha = h.branch("promote/staging/api") or ""
+        seen.append(sha)
+        h.set_checks(sha, "pending" if len(seen) < 2 else "success")
+
+    result = run_direct(h, TUESDAY, "ghcr.io/acme/api:1.1.0", env="staging", sleep=sleep,
+                        merge_timeout=60.0, ci=True)
+    assert result["merged"] is True
+    assert len(seen) >= 2  # it did wait
+    assert h.main_file("envs/staging/deploy.yaml") == deploy("1.1.0")
+
+
+def test_failed_checks_do_not_merge(api: Harness) -> None:
+    h = api
+    run_direct(h, TUESDAY, "ghcr.io/acme/api:1.1.0", env="dev")
+
+    def sleep(_: float) -> None:
+        h.set_checks(h.branch("promote/staging/api") or "", "failure")
+
+    result = run_direct(h, TUESDAY, "ghcr.io/acme/api:1.1.0", env="staging", sleep=sleep,
+                        merge_timeout=60.0, ci=True)
+    assert result["merged"] is False
+    assert result["auto_merge"] is False
+    checks = {c["name"]: c["status"] for c in result["policy"]["checks"]}
+    assert checks["checks_green"] == "fail"
+    assert h.main_file("envs/staging/deploy.yaml") == deploy("1.0.0")
+
+
+def test_freeze_window(h: Harness) -> None:
+    # a freeze config for dev, read from the base branch
+    h.bare.commit_files("main", {".promoter.yaml": CONFIG.replace(
+        b'dev: {paths: ["envs/dev/**"], auto_merge: true}',
+        b'dev:\n    paths: ["envs/dev/**"]\n    auto_merge: true\n    freeze:\n'
+        b'      - {days: [fri], from: "15:00", to: "23:59", tz: Europe/Berlin}')}, "freeze dev")
+    frozen = run_direct(h, FRIDAY_EVENING, "ghcr.io/acme/api:1.1.0", env="dev")
+    assert frozen["merged"] is False
+    assert {c["name"]: c["status"] for c in frozen["policy"]["checks"]}["freeze"] == "fail"
+    thawed = run_direct(h, datetime(2026, 11, 27, 13, 0, tzinfo=timezone.utc),
+                        "ghcr.io/acme/api:1.1.0", env="dev")
+    assert thawed["merged"] is True
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.1.0")
+
+
+def test_history_and_rollback(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:1.1.0")[0] == 0
+    assert cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:1.2.0")[0] == 0
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.2.0")
+    code, hist = cli(h, capsys, "--history", "--env", "dev", "--image", "ghcr.io/acme/api")
+    assert code == 0
+    assert [e["images"] for e in hist["history"]] == [["ghcr.io/acme/api:1.2.0"],
+                                                      ["ghcr.io/acme/api:1.1.0"]]
+    assert hist["history"][0]["previous"] == ["ghcr.io/acme/api:1.1.0"]
+    code, back = cli(h, capsys, "--rollback", "--env", "dev", "--image", "ghcr.io/acme/api")
+    assert code == 0, back
+    assert back["images"] == ["ghcr.io/acme/api:1.1.0"]
+    assert back["branch"] == "promote/dev/api"
+    # the rollback is proposed (dev auto-merges, so it lands), then the guard holds 1.2.0
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.1.0")
+    code, again = cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:1.2.0")
+    assert code == 0
+    assert again["merged"] is False
+    assert {c["name"]: c["status"] for c in again["policy"]["checks"]}["rollback_guard"] == \
+        "fail"
