@@ -233,7 +233,7 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     verb = "opened" if created else "updated" if updated else "unchanged, already proposed:"
     result["message"] = f"{verb} {pr.url}"
     if verdict.allows_merge:
-        _merge(forge, pr, commit, settings, request, verdict, result, effects)
+        _merge(forge, pr, commit, message, settings, request, verdict, result, effects)
     elif want_merge or request.require_merge:
         failed = ", ".join(c.name for c in verdict.checks if c.status == "fail")
         _say(result, f"left for review (policy: {failed})")
@@ -352,9 +352,9 @@ def _up_to_date(forge: Forge, request: Request, snap: Snapshot, branch: str,
     return result
 
 
-def _merge(forge: Forge, pr: PullRequest, commit: str, settings: config_mod.EnvPolicy,
-           request: Request, verdict: policy_mod.Verdict, result: dict[str, Any],
-           effects: Effects) -> None:
+def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
+           settings: config_mod.EnvPolicy, request: Request, verdict: policy_mod.Verdict,
+           result: dict[str, Any], effects: Effects) -> None:
     method = settings.merge_method
     if settings.wait_for_checks:
         state = _wait_for_checks(forge, pr, commit, request.merge_timeout, effects)
@@ -366,7 +366,7 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, settings: config_mod.EnvP
             _not_merged(request, result, f"checks failed on {commit[:12]}; left open for review")
             return
         if state == ChecksState.PENDING:
-            outcome = forge.enable_auto_merge(pr, method)
+            outcome = forge.enable_auto_merge(pr, method, message)
             result["auto_merge"] = outcome.auto_merge
             result["merged"] = outcome.merged
             if outcome.merged:
@@ -377,7 +377,7 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, settings: config_mod.EnvP
             else:
                 _not_merged(request, result, f"checks still running; {outcome.reason}")
             return
-    outcome = forge.merge(pr, method, commit)
+    outcome = forge.merge(pr, method, commit, message)
     if outcome.merged:
         result["merged"] = True
         result["status"] = "merged"

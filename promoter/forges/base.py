@@ -129,11 +129,13 @@ class Forge(Protocol):
         """Combined state of statuses and check runs / pipelines on ``sha``."""
         ...
 
-    def merge(self, pr: PullRequest, method: str, sha: str) -> MergeOutcome:
-        """Merge now if the forge allows it; ``sha`` guards against a moved head."""
+    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+        """Merge now if the forge allows it; ``sha`` guards against a moved head.
+        ``message`` (title, blank line, body) becomes the merge or squash commit's message,
+        so the trailers promoter writes reach the base branch whatever the method."""
         ...
 
-    def enable_auto_merge(self, pr: PullRequest, method: str) -> MergeOutcome:
+    def enable_auto_merge(self, pr: PullRequest, method: str, message: str = "") -> MergeOutcome:
         """Ask the forge to merge once checks pass (GitHub auto-merge, GitLab
         merge-when-pipeline-succeeds); merge directly when already mergeable."""
         ...

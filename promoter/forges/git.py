@@ -251,7 +251,7 @@ class GitForge:
 
     # -- merging --------------------------------------------------------------------------
 
-    def enable_auto_merge(self, pr: PullRequest, method: str) -> MergeOutcome:
+    def enable_auto_merge(self, pr: PullRequest, method: str, message: str = "") -> MergeOutcome:
         """No CI to wait for in plain git: merge now."""
         sha = pr.head_sha
         if not sha:
@@ -260,9 +260,13 @@ class GitForge:
                 raise ConflictError(f"branch {pr.branch!r} no longer exists in {self.remote}",
                                     hint="re-run promote")
             sha = head.sha
-        return self.merge(pr, method, sha)
+        return self.merge(pr, method, sha, message)
 
-    def merge(self, pr: PullRequest, method: str, sha: str) -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+        """Merge ``sha`` into the base and push. ``message`` is the merge or squash
+        commit's message; without it, squash uses the promotion commit's own message and
+        merge "Merge branch 'B' into BASE" followed by that message. Rebase keeps each
+        commit's own message (promoter's commit already carries its trailers)."""
         if method not in MERGE_METHODS:
             raise UsageError(f"unknown merge method {method!r}",
                              hint=f"use one of: {', '.join(MERGE_METHODS)}")
@@ -274,7 +278,7 @@ class GitForge:
                 raise ConflictError(
                     f"branch {pr.branch!r} is at {tip[:12]}, not at the checked commit "
                     f"{sha[:12]}; not merging", hint="re-run promote")
-            new = self._merged(method, pr, base_tip, tip)
+            new = self._merged(method, pr, base_tip, tip, message)
             if new is None:
                 note = self._delete_merged(pr.branch, tip)
                 return MergeOutcome(merged=True, sha=base_tip,
@@ -303,13 +307,16 @@ class GitForge:
         tips = self._clone.fetch([pr.base, pr.branch], depth=1 if fresh else None)
         return tips[pr.base], tips[pr.branch]
 
-    def _merged(self, method: str, pr: PullRequest, base_tip: str, tip: str) -> str | None:
+    def _merged(self, method: str, pr: PullRequest, base_tip: str, tip: str,
+                message: str) -> str | None:
         """The commit the base should move to, or None when it already has the change."""
         merge_base = self._merge_base(base_tip, tip, (pr.base, pr.branch))
         if merge_base == tip:
             return None
+        tip_commit = self._clone.commit(tip)
         if merge_base == base_tip and (method == "rebase" or (
-                method == "squash" and self._clone.commit(tip).parents == (base_tip,))):
+                method == "squash" and tip_commit.parents == (base_tip,)
+                and message.strip() in ("", tip_commit.message.strip()))):
             return tip  # already on the base tip: fast-forward, as git rebase would
         self._checkout(base_tip)
         try:
@@ -317,14 +324,13 @@ class GitForge:
                 return self._cherry_pick_all(base_tip, tip)
             self._apply("merge", "--no-ff", "--no-commit", "-q", tip)
             tree = self._clone.git("write-tree", verb="write-tree").decode().strip()
-            tip_message = self._clone.commit(tip).message
             if method == "squash":
                 if tree == self._clone.commit(base_tip).tree:
                     return None
-                return self._clone.commit_tree(tree, (base_tip,), tip_message)
-            title = tip_message.partition("\n")[0]
-            message = f"Merge branch '{pr.branch}' into {pr.base}\n\n{title}\n"
-            return self._clone.commit_tree(tree, (base_tip, tip), message)
+                return self._clone.commit_tree(tree, (base_tip,),
+                                               message or tip_commit.message)
+            default = f"Merge branch '{pr.branch}' into {pr.base}\n\n{tip_commit.message}"
+            return self._clone.commit_tree(tree, (base_tip, tip), message or default)
         finally:
             self._clone.git("reset", "-q", "--hard", verb="reset")
 

@@ -43,6 +43,7 @@ from urllib.parse import quote
 import requests
 from github import Auth, Github, GithubException, GithubIntegration, InputGitTreeElement
 from github.GitCommit import GitCommit
+from github.GithubObject import NotSet
 from github.GitRef import GitRef
 from github.PullRequest import PullRequest as GhPull
 from github.Repository import Repository
@@ -251,6 +252,19 @@ class GitHubForge:
         self._executable: dict[str, frozenset[str]] = {}
         self._session = requests.Session()
 
+    def close(self) -> None:
+        """Close the HTTP connections (the forge can be used again afterwards)."""
+        if self._gh is not None:
+            self._gh.close()
+        self._gh = self._repo = None
+        self._session.close()
+
+    def __enter__(self) -> GitHubForge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- plumbing ---------------------------------------------------------------------
 
     def _client_kwargs(self) -> dict[str, Any]:
@@ -376,8 +390,8 @@ class GitHubForge:
             return True
 
         if not self._call("read the repository", exists, need=READ):
-            return ForgeError(f"the repository {self.slug} does not exist on {self.api_url}, "
-                              "or the token cannot see it",
+            return ForgeError(f"the repository {self.slug} does not exist or the token cannot "
+                              f"see it (at {self.api_url})",
                               hint="check --repo and the repositories the token may access")
         return UsageError(f"the branch {branch!r} does not exist in {self.slug}",
                           hint="pass --base with an existing branch")
@@ -693,7 +707,7 @@ class GitHubForge:
             return ChecksState.PENDING
         return ChecksState.SUCCESS
 
-    def merge(self, pr: PullRequest, method: str, sha: str) -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
         if method not in MERGE_METHODS:
             raise UsageError(f"unknown merge method {method!r}",
                              hint="use merge, squash or rebase")
@@ -701,7 +715,10 @@ class GitHubForge:
         number = pr.number
 
         def act() -> MergeOutcome:
-            status = repo.get_pull(number).merge(merge_method=method, sha=sha)
+            title, _, body = message.strip().partition("\n\n")
+            status = repo.get_pull(number).merge(
+                merge_method=method, sha=sha, commit_title=title or NotSet,
+                commit_message=body or NotSet)
             if status.merged:
                 return MergeOutcome(merged=True, sha=status.sha)
             return MergeOutcome(merged=False, reason=status.message or "not merged")
@@ -734,7 +751,7 @@ class GitHubForge:
         return self._write(f"merge pull request #{number}", act, already,
                            need=f"{CONTENTS} and {PULLS}", recover=refused)
 
-    def enable_auto_merge(self, pr: PullRequest, method: str) -> MergeOutcome:
+    def enable_auto_merge(self, pr: PullRequest, method: str, message: str = "") -> MergeOutcome:
         if method not in MERGE_METHODS:
             raise UsageError(f"unknown merge method {method!r}",
                              hint="use merge, squash or rebase")
@@ -743,7 +760,9 @@ class GitHubForge:
         pull = repo.get_pull(number)
 
         def act() -> MergeOutcome:
-            pull.enable_automerge(merge_method=method.upper())
+            title, _, body = message.strip().partition("\n\n")
+            pull.enable_automerge(merge_method=method.upper(), commit_headline=title or NotSet,
+                                  commit_body=body or NotSet)
             return MergeOutcome(merged=False, auto_merge=True)
 
         def declined(exc: GithubException) -> MergeOutcome | _Unhandled:
@@ -756,7 +775,7 @@ class GitHubForge:
                                        f"({said}): the token lacks {CONTENTS} and {PULLS}"))
             if "clean status" in said.lower():
                 # Nothing left to wait for: GitHub wants a plain merge.
-                return self.merge(pr, method, pull.head.sha)
+                return self.merge(pr, method, pull.head.sha, message)
             if "not allowed" in said.lower() or "protected branch rules" in said.lower():
                 return MergeOutcome(merged=False, reason=(
                     f"GitHub will not auto-merge #{number} ({said}): allow auto-merge in the "

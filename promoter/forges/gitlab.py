@@ -735,8 +735,9 @@ class GitLabForge:
         return MergeOutcome(merged=False,
                             reason=f"GitLab did not merge !{mr.get('iid')}: {_why(mr)}")
 
-    def merge(self, pr: PullRequest, method: str, sha: str) -> MergeOutcome:
-        data: dict[str, Any] = {"sha": sha, "should_remove_source_branch": True}
+    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+        data: dict[str, Any] = {"sha": sha, "should_remove_source_branch": True,
+                                **_messages(message)}
         if method == "squash":
             data["squash"] = True
         result = self._put_merge(pr, data)
@@ -750,9 +751,9 @@ class GitLabForge:
         return MergeOutcome(merged=False,
                             reason=f"GitLab will not merge !{pr.number} now: {_why(mr)}")
 
-    def enable_auto_merge(self, pr: PullRequest, method: str) -> MergeOutcome:
+    def enable_auto_merge(self, pr: PullRequest, method: str, message: str = "") -> MergeOutcome:
         data: dict[str, Any] = {"auto_merge": True, "merge_when_pipeline_succeeds": True,
-                                "should_remove_source_branch": True}
+                                "should_remove_source_branch": True, **_messages(message)}
         if method == "squash":
             data["squash"] = True
         if pr.head_sha:
@@ -782,3 +783,10 @@ class GitLabForge:
             return self.merge(pr, method, head)
         return MergeOutcome(merged=False, reason=f"GitLab would not enable auto-merge on "
                                                  f"!{pr.number}: {_why(mr)}")
+
+
+def _messages(message: str) -> dict[str, str]:
+    """The merge and squash commit messages: promoter's own, trailers included."""
+    if not message.strip():
+        return {}
+    return {"merge_commit_message": message, "squash_commit_message": message}

@@ -180,6 +180,7 @@ class MergeRequest:
     squash: bool = False
     auto_merge: bool = False  # merge_when_pipeline_succeeds
     auto_merge_squash: bool = False
+    merge_message: str | None = None  # merge_commit_message / squash_commit_message
     merge_commit_sha: str | None = None
     squash_commit_sha: str | None = None
     merged_by: str | None = None
@@ -544,7 +545,9 @@ class FakeGitLab:
         head = mr.sha
         if head is None:
             raise HTTPError(405)
-        if squash:
+        if mr.merge_message:
+            message = mr.merge_message
+        elif squash:
             message = mr.title
         else:
             message = (f"Merge branch '{mr.source_branch}' into '{mr.target_branch}'\n\n"
@@ -1045,6 +1048,9 @@ class FakeGitLab:
         auto = _truthy(params.get("auto_merge", False)) or \
             _truthy(params.get("merge_when_pipeline_succeeds", False))
         squash = _truthy(params.get("squash", mr.squash))
+        chosen = params.get("squash_commit_message" if squash else "merge_commit_message")
+        if chosen:
+            mr.merge_message = str(chosen)
         remove = _truthy(params.get("should_remove_source_branch",
                                     mr.remove_source_branch))
         pipeline = project.pipelines.get(mr.sha)
