@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 GENERATOR_VERSION = 3
-STAMP = ".bench-gen.json"
+STAMP = ".gen.json"  # beside the tree (OUT.gen.json), never inside it
 
 TARGET = "ghcr.io/acme/api"
 TARGET_OLD = {"dev": "1.4.2", "staging": "1.4.1", "prod": "1.4.0"}
@@ -505,7 +505,7 @@ def write(tree: Tree, out: Path) -> None:
 
 def generate(out: Path, files: int, seed: int, *, force: bool = False) -> dict[str, object]:
     """Write the tree to ``out`` unless an identical one is already there; its stats."""
-    stamp = out / STAMP
+    stamp = out.with_name(out.name + STAMP)
     want = {"generator": GENERATOR_VERSION, "files": files, "seed": seed}
     if not force and stamp.is_file():
         have = json.loads(stamp.read_text(encoding="utf-8"))
@@ -513,6 +513,7 @@ def generate(out: Path, files: int, seed: int, *, force: bool = False) -> dict[s
             return dict(have)
     if out.exists():
         shutil.rmtree(out)
+    stamp.unlink(missing_ok=True)
     out.mkdir(parents=True)
     tree = build(files, seed)
     write(tree, out)

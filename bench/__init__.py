@@ -1,0 +1,1 @@
+"""Benchmarks for promoter (not tests): ``python bench/run.py`` or ``make bench``."""
