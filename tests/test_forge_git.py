@@ -19,6 +19,7 @@ import pytest
 from promoter.errors import AuthError, ConflictError, ForgeError, UsageError
 from promoter.forges.base import ChecksState, Forge, Head, PullRequest, RequestSpec
 from promoter.forges.git import GitForge, check_branch, check_path, strip_userinfo
+from promoter.forges.gitclone import url_secrets
 
 TOKEN = "tok-3f9a7c1e5b2d"  # a fake credential; must never appear in a message
 
@@ -38,7 +39,7 @@ def scrubbed_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No CI or git variables of the machine, and an empty HOME (no ~/.gitconfig)."""
     for key in list(os.environ):
         if key.startswith(("GIT_", "GITHUB_", "GITLAB_", "CI_", "PROMOTE_")) or key in (
-                "CI", "SSH_AUTH_SOCK", "EMAIL"):
+                "CI", "SSH_AUTH_SOCK", "EMAIL") or key.lower().endswith("_proxy"):
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     home.mkdir()
@@ -220,6 +221,21 @@ def test_empty_remote_says_to_push_a_first_commit(tmp_path: Path, forges: Any) -
     git(bare, "init", "-q", "--bare")
     with pytest.raises(UsageError, match="no branches"):
         forges(bare).snapshot(None)
+
+
+def test_non_ascii_and_non_utf8_paths_round_trip(tmp_path: Path, forges: Any) -> None:
+    latin1 = os.fsdecode(b"envs/caf\xe9.yaml")  # not UTF-8: kept as surrogate escapes
+    remote = make_remote(tmp_path, {"envs/ümlaut/straße.yaml": b"a: 1\n", latin1: b"b: 2\n"})
+    forge = forges(remote.path)
+    snap = forge.snapshot("main")
+    assert dict(snap.files) == {"envs/ümlaut/straße.yaml": b"a: 1\n", latin1: b"b: 2\n"}
+    sha = forge.write_commit("b", snap, {latin1: b"b: 3\n", "envs/ümlaut/straße.yaml": b"a: 2\n"},
+                             "m", replace=None)
+    changed = subprocess.run(["git", "show", "--format=", "--name-only", "-z", sha],
+                             cwd=remote.path, env=_env(), capture_output=True,
+                             check=True).stdout.split(b"\x00")
+    assert sorted(p for p in changed if p) == [b"envs/caf\xe9.yaml",
+                                               "envs/ümlaut/straße.yaml".encode()]
 
 
 def test_close_and_context_manager_remove_the_private_clone(remote: Remote,
@@ -550,6 +566,20 @@ def test_merge_of_a_change_already_on_main_merges_nothing(remote: Remote,
     assert "already contains" in outcome.reason
     assert remote.sha("main") == landed
     assert remote.sha("promote/dev/api") is None
+
+
+@pytest.mark.parametrize("moved", [False, True])
+@pytest.mark.parametrize("method", ["merge", "squash"])
+def test_merge_uses_the_message_it_is_given(remote: Remote, forges: Any, method: str,
+                                            moved: bool) -> None:
+    forge = forges(remote.path)
+    sha, pr = promote(forge, remote)
+    if moved:
+        remote.commit("main", {"README.md": b"moved\n"}, "moved")
+    message = "Promote api to 1.1.0 (#0)\n\nPromoted-By: promoter\n"
+    assert forge.merge(pr, method, sha, message).merged
+    assert remote.git("log", "-1", "--format=%B", "main") == message.strip()
+    assert remote.show("main", "envs/dev/deploy.yaml").endswith(b"api:1.1.0\n")
 
 
 def test_enable_auto_merge_merges_now(remote: Remote, forges: Any) -> None:
@@ -883,6 +913,25 @@ def test_unreachable_host_is_retried_then_a_forge_error_without_the_token(
     assert f"127.0.0.1:{port}" in str(info.value)
     assert info.value.code == 5
     assert len(sleeps) >= 2
+
+
+def test_a_url_credential_is_never_handed_to_a_credential_helper(http: GitHTTP,
+                                                                  forges: Any) -> None:
+    home = Path(os.environ["HOME"])
+    (home / ".gitconfig").write_text("[credential]\n\thelper = store\n")
+    forge = forges(http.url("config.git"))
+    snap = forge.snapshot("main")
+    forge.write_commit("promote/x", snap, {"README.md": b"x\n"}, "m", replace=None)
+    assert not (home / ".git-credentials").exists()
+
+
+def test_url_secrets_are_passwords_and_lone_tokens_not_user_names() -> None:
+    assert url_secrets("ssh://git@host/r.git") == ()
+    assert url_secrets("git@github.com:o/r.git") == ()
+    assert url_secrets("https://oauth2:s%40cret@host/r") == ("oauth2:s%40cret", "oauth2:s@cret",
+                                                            "s%40cret", "s@cret")
+    token = "ghp_" + "x" * 36
+    assert url_secrets(f"https://{token}@github.com/o/r") == (token,)
 
 
 def test_strip_userinfo_everywhere_in_a_message() -> None:

@@ -6,11 +6,13 @@ reading objects in bulk (one ``ls-tree``, one ``cat-file --batch``), writing a c
 with plumbing (temporary index, ``write-tree``, ``commit-tree``) and pushing with a
 lease. It knows nothing about promotions; ``git.py`` composes it into the Forge.
 
-git runs with a clean environment: only PATH, HOME and SSH_AUTH_SOCK are kept (so
-``~/.gitconfig``, SSH keys and credential helpers still work), prompts are off, the
+git runs with a clean environment: only PATH, HOME and the variables that say how to
+reach the network (SSH agent, proxies, CA bundles: ``PASSTHROUGH_ENV``) are kept, so
+``~/.gitconfig``, SSH keys and credential helpers still work; prompts are off, the
 identity is the ``author`` given, and ``-c`` overrides switch off hooks, signing, CRLF
-conversion and automatic gc. (git drops ``-c`` settings when it starts the other side
-of a local transport, so a local remote's own hooks still run.)
+conversion and automatic gc. When the URL carries a credential, credential helpers
+are switched off too, so that no helper stores it. (git drops ``-c`` settings when it
+starts the other side of a local transport, so a local remote's own hooks still run.)
 
 Failures: ls-remote and fetch are retried through ``promoter.retry`` when git's message
 says the network flaked; a push is retried only after ls-remote shows the earlier
@@ -46,7 +48,15 @@ Runner = Callable[..., "subprocess.CompletedProcess[bytes]"]
 ``input``, ``capture_output=True``, ``check=False``, ``timeout``."""
 
 COMMAND_TIMEOUT = 600.0  # seconds for one git process; a hung network call is transient
-PASSTHROUGH_ENV = ("PATH", "HOME", "SSH_AUTH_SOCK")
+# Kept from the process environment: where git and the user's config live, and how to
+# reach the network (SSH agent or command, proxies, CA bundles). Nothing else: no GIT_DIR,
+# no tokens, no CI variables.
+PASSTHROUGH_ENV = (
+    "PATH", "HOME", "SSH_AUTH_SOCK", "GIT_SSH", "GIT_SSH_COMMAND",
+    "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+    "GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE",
+)
 
 # Settings of the user's or system config that would change what promoter writes, or
 # run code it did not ask for; the private repository never wants them.
@@ -107,14 +117,18 @@ def is_url(remote: str) -> bool:
 
 
 def url_secrets(remote: str) -> tuple[str, ...]:
-    """The userinfo and password of a URL (raw and %-decoded), longest first."""
+    """The credentials in a URL's userinfo (raw and %-decoded), longest first: the
+    password, or a long user name standing alone (``https://<token>@host``). A plain
+    user name such as ``git`` is no secret."""
     match = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/]*)@", remote)
     if not match:
         return ()
     userinfo = match.group(1)
-    found = {userinfo}
-    if ":" in userinfo:
-        found.add(userinfo.split(":", 1)[1])
+    user, colon, password = userinfo.partition(":")
+    if colon:
+        found = {userinfo, password} if password else set()
+    else:
+        found = {user} if len(user) >= 20 else set()
     found |= {unquote(s) for s in found}
     return tuple(sorted((s for s in found if s), key=len, reverse=True))
 
@@ -212,9 +226,11 @@ class Clone:
         if not remote or remote.startswith("-"):
             raise UsageError(f"{remote!r} is not a git remote",
                              hint="pass a URL git can clone or the path of a repository")
-        self.url = remote if is_url(remote) else str(Path(remote).resolve())
-        self.remote = strip_userinfo(self.url)
-        self._secrets = url_secrets(self.url)
+        self._url = remote if is_url(remote) else str(Path(remote).resolve())
+        self.remote = strip_userinfo(self._url)
+        self._secrets = url_secrets(self._url)
+        # A credential in the URL must not be handed to a helper that stores it.
+        self._overrides = GIT_OVERRIDES + (("credential.helper=",) if self._secrets else ())
         self._workdir = workdir
         self._runner = runner
         self._sleep = sleep
@@ -270,7 +286,7 @@ class Clone:
         """Run one git command in the private repository; never raises on its exit."""
         cwd = self._repo()
         command = ["git"]
-        for setting in GIT_OVERRIDES:
+        for setting in self._overrides:
             command += ["-c", setting]
         command += args
         try:
@@ -319,7 +335,7 @@ class Clone:
     def ls_remote(self, *patterns: str, symref: bool = False,
                   retried: bool = True) -> tuple[dict[str, str], str | None]:
         """{ref: sha} for the patterns, and the branch HEAD points to (with symref)."""
-        args = ["ls-remote"] + (["--symref"] if symref else []) + ["--", self.url, *patterns]
+        args = ["ls-remote"] + (["--symref"] if symref else []) + ["--", self._url, *patterns]
         run = functools.partial(self.git, *args, verb="ls-remote")
         out = self.retrying(run) if retried else run()
         refs: dict[str, str] = {}
@@ -347,7 +363,7 @@ class Clone:
             args.append(f"--depth={depth}")
         elif depth is not None:
             args.append(depth)
-        args += ["--", self.url, *(f"+refs/heads/{b}:refs/remotes/origin/{b}" for b in branches)]
+        args += ["--", self._url, *(f"+refs/heads/{b}:refs/remotes/origin/{b}" for b in branches)]
         self.retrying(functools.partial(self.git, *args, verb="fetch"))
         return {b: self.rev(f"refs/remotes/origin/{b}") for b in branches}
 
@@ -473,7 +489,7 @@ class Clone:
         args = ["push", "--porcelain", "--no-verify"]
         if lease is not None:
             args.append(f"--force-with-lease={ref}:{lease}")
-        args += ["--", self.url, f"{new or ''}:{ref}"]
+        args += ["--", self._url, f"{new or ''}:{ref}"]
 
         def once() -> str | None:
             nonlocal attempts
