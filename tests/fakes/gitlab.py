@@ -26,6 +26,7 @@ Faults (``fail``) are matched on method and a regex searched in the raw request 
 ``headers``/``body`` without applying the request; with ``reset_before`` drop the
 connection before applying it; with ``apply_then_fail`` apply it, then answer ``status``
 (or drop the connection when ``status`` is 0). ``delay`` sleeps before answering.
+``latency`` (seconds, default 0) delays every answer, for benchmarks of a slow network.
 """
 
 from __future__ import annotations
@@ -263,6 +264,7 @@ class FakeGitLab:
         self.tokens: dict[str, Token] = {}
         self.faults: list[Fault] = []
         self.requests: list[Seen] = []
+        self.latency = 0.0  # seconds added before every answer (benchmarks)
         self._ids = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -1125,6 +1127,8 @@ class _Handler(BaseHTTPRequestHandler):
         def seen(status: int, out: int) -> None:
             self.fake.record(Seen(method, raw_path, query_string, status, len(raw_body), out))
 
+        if self.fake.latency:
+            time.sleep(self.fake.latency)
         fault = self.fake.fault_for(method, raw_path)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
