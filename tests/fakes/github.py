@@ -664,8 +664,9 @@ class FakeGitHub:
             head = self._head_sha(repo, pr)
             if self._checks_state(repo, head) not in ("success", "none"):
                 continue
-            method = pr.auto_merge["merge_method"]
-            self._do_merge(repo, pr, method, None, None, pr.auto_merge["enabled_by"]["login"])
+            auto = pr.auto_merge
+            self._do_merge(repo, pr, auto["merge_method"], auto.get("commit_title"),
+                           auto.get("commit_message"), auto["enabled_by"]["login"])
 
     def _do_merge(self, repo: FakeRepo, pr: FakePull, method: str, title: str | None,
                   message: str | None, by: str) -> str | None:
@@ -1424,6 +1425,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeGitHub/1.0"
 
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body leave in two writes; without this, Nagle + delayed ACK add
+        # ~40 ms to every response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read ``fake.requests`` instead."""
 
@@ -1444,54 +1451,63 @@ class _Handler(BaseHTTPRequestHandler):
         target = self.path
         split = urllib.parse.urlsplit(target)
         path, query = urllib.parse.unquote(split.path), split.query
-        status, sent = 0, 0
-        try:
-            fault = fake._take_fault(self.command, path)
-            if fault is not None and fault.delay:
-                time.sleep(fault.delay)
-            if fault is not None and fault.reset_before:
-                self._drop()
-                return
-            if fault is not None and fault.status is not None and not fault.apply_then_fail:
-                response = _fault_response(fault)
-            else:
-                response = fake.handle(self.command, target, body, dict(self.headers.items()))
-                if fault is not None and fault.apply_then_fail:
-                    if fault.drop:
-                        self._drop()
-                        return
-                    response = _fault_response(fault)
-            status = response.status
-            sent = self._send(response)
-        finally:
+
+        def record(status: int, sent: int) -> None:
+            # Recorded before the client can see the answer, so a test that counts
+            # right after a call never races the server thread.
             with fake.lock:
                 fake.requests.append(RequestRecord(self.command, path, status, len(body),
                                                    sent, query))
 
-    def _send(self, response: Response) -> int:
-        if isinstance(response.body, bytes):
-            data = response.body
-            content_type = response.headers.get("Content-Type", "application/octet-stream")
-        elif response.body is None and response.status == 204:
-            data, content_type = b"", "application/json"
+        fault = fake._take_fault(self.command, path)
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        if fault is not None and fault.reset_before:
+            record(0, 0)
+            self._drop()
+            return
+        if fault is not None and fault.status is not None and not fault.apply_then_fail:
+            response = _fault_response(fault)
         else:
-            data = json.dumps(response.body).encode("utf-8")
-            content_type = "application/json; charset=utf-8"
+            try:
+                response = fake.handle(self.command, target, body, dict(self.headers.items()))
+            except Exception:
+                record(500, 0)
+                raise
+            if fault is not None and fault.apply_then_fail:
+                if fault.drop:
+                    record(0, 0)
+                    self._drop()
+                    return
+                response = _fault_response(fault)
+        data, headers = _encode(response)
+        record(response.status, len(data))
         self.send_response(response.status)
-        headers = {"Content-Type": content_type, "X-RateLimit-Limit": "5000",
-                   "X-RateLimit-Remaining": "4999",
-                   "X-RateLimit-Reset": str(int(time.time()) + 3600),
-                   "X-GitHub-Media-Type": "github.v3; format=json"}
-        headers.update(response.headers)
-        headers["Content-Length"] = str(len(data))
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        if data and self.command != "HEAD":
+        if data:
             self.wfile.write(data)
-        return len(data)
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _dispatch
+
+
+def _encode(response: Response) -> tuple[bytes, dict[str, str]]:
+    if isinstance(response.body, bytes):
+        data = response.body
+        content_type = response.headers.get("Content-Type", "application/octet-stream")
+    elif response.body is None and response.status == 204:
+        data, content_type = b"", "application/json"
+    else:
+        data = json.dumps(response.body).encode("utf-8")
+        content_type = "application/json; charset=utf-8"
+    headers = {"Content-Type": content_type, "X-RateLimit-Limit": "5000",
+               "X-RateLimit-Remaining": "4999",
+               "X-RateLimit-Reset": str(int(time.time()) + 3600),
+               "X-GitHub-Media-Type": "github.v3; format=json"}
+    headers.update(response.headers)
+    headers["Content-Length"] = str(len(data))
+    return data, headers
 
 
 def _fault_response(fault: Fault) -> Response:
