@@ -2,7 +2,9 @@
 
     python3 ci/install_promoter.py SOURCE_DIR VENV_DIR
 
-1. creates VENV_DIR (``venv`` with pip) with the interpreter running this script;
+1. creates VENV_DIR (``venv``) with the interpreter running this script, and runs pip
+   there from the pip wheel bundled with that Python (ensurepip's, not installed: that
+   step alone took most of a cold start), or installs pip when there is no such wheel;
 2. installs ``SOURCE_DIR/requirements.lock`` as wheels only (``--only-binary=:all:``):
    exact versions, and no setup code of an sdist ever runs;
 3. packs ``SOURCE_DIR/promoter`` into a pure-Python wheel and installs it with
@@ -148,9 +150,17 @@ def bin_dir(venv_dir: Path) -> Path:
     return venv_dir / ("Scripts" if os.name == "nt" else "bin")
 
 
-def _pip(python: Path, *args: str) -> None:
-    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check",
-               "--no-input", "--quiet", *args]
+def bundled_pip() -> Path | None:
+    """The pip wheel that ships inside this Python's ``ensurepip``, if it is there."""
+    import ensurepip
+
+    wheels = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl"))
+    return wheels[-1] if wheels else None
+
+
+def _pip(pip: list[str], *args: str) -> None:
+    command = [*pip, "install", "--disable-pip-version-check", "--no-input", "--quiet",
+               "--no-compile", *args]
     # pip's chatter goes to stderr: stdout of this script stays empty.
     subprocess.run(command, check=True, stdout=sys.stderr)
 
@@ -159,12 +169,15 @@ def install(source: Path, venv_dir: Path) -> Path:
     lock = source / "requirements.lock"
     if not lock.is_file():
         raise SystemExit(f"install_promoter: {lock} is missing; is {source} a promoter checkout?")
-    venv.EnvBuilder(with_pip=True, clear=True, symlinks=os.name != "nt").create(venv_dir)
     python = bin_dir(venv_dir) / ("python.exe" if os.name == "nt" else "python")
-    _pip(python, "--only-binary=:all:", "-r", str(lock))
+    wheel = bundled_pip()
+    # Installing pip into the virtualenv (ensurepip) is the slowest part of a cold
+    # start; pip runs just as well from its own wheel, as the virtualenv's python.
+    venv.EnvBuilder(with_pip=wheel is None, clear=True, symlinks=os.name != "nt").create(venv_dir)
+    pip = [str(python), str(wheel / "pip")] if wheel else [str(python), "-m", "pip"]
+    _pip(pip, "--only-binary=:all:", "-r", str(lock))
     with tempfile.TemporaryDirectory(prefix="promoter-wheel-") as tmp:
-        wheel = pack_wheel(source, Path(tmp))
-        _pip(python, "--no-deps", "--no-index", str(wheel))
+        _pip(pip, "--no-deps", "--no-index", str(pack_wheel(source, Path(tmp))))
     return bin_dir(venv_dir) / "promote"
 
 

@@ -693,12 +693,11 @@ def test_action_installs_promoter_for_real(tmp_path: Path, wheelhouse: Path) -> 
     version = subprocess.run([str(venv / "bin" / "promote"), "--version"], capture_output=True,
                              text=True, check=True, env={"PATH": "/usr/bin:/bin"}).stdout
     assert version.strip().endswith(metadata.version("promoter"))
-    listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json",
-                             "--exclude", "pip", "--exclude", "setuptools"],
-                            capture_output=True, text=True, check=True,
-                            env={"PATH": "/usr/bin:/bin", "PIP_CONFIG_FILE": os.devnull,
-                                 "PIP_DISABLE_PIP_VERSION_CHECK": "1"}).stdout
-    installed = {item["name"]: item["version"] for item in json.loads(listed)}
+    listed = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import importlib.metadata as m, json; "
+         "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"],
+        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"}).stdout
+    installed = {k: v for k, v in json.loads(listed).items() if k not in {"pip", "setuptools"}}
     assert {_norm(k): v for k, v in installed.items()} == {
         **{_norm(k): v for k, v in lock_pins().items()}, "promoter": metadata.version("promoter"),
     }
