@@ -207,6 +207,10 @@ def unpack_tarball(data: bytes) -> tuple[dict[str, bytes], frozenset[str]]:
     return files, frozenset(executable)
 
 
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
+
+
 def _iso(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value or "")
 
@@ -251,6 +255,9 @@ class GitHubForge:
         self._repo: Repository | None = None
         self._executable: dict[str, frozenset[str]] = {}
         self._session = requests.Session()
+        # The archive URL is pre-signed: send no credentials, not even from ~/.netrc
+        # (requests only reads .netrc when the session has no auth of its own).
+        self._session.auth = _no_auth
 
     def close(self) -> None:
         """Close the HTTP connections (the forge can be used again afterwards)."""

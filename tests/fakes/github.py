@@ -832,6 +832,10 @@ class FakeGitHub:
     # -- tarball ----------------------------------------------------------------------
 
     def _codeload(self, ctx: Ctx) -> Response:
+        if ctx.headers.get("Authorization"):
+            # Stricter than codeload: the link is pre-signed, so a client that sends its
+            # API token along is leaking it to another host.
+            raise ApiError(400, "codeload takes no credentials: the link is pre-signed")
         token = ctx.query.get("token", "")
         found = self._downloads.get(token)
         m = re.fullmatch(r"/_codeload/([^/]+)/([^/]+)/legacy\.tar\.gz/([0-9a-f]{40})", ctx.path)
@@ -1470,7 +1474,8 @@ class _Handler(BaseHTTPRequestHandler):
             response = _fault_response(fault)
         else:
             try:
-                response = fake.handle(self.command, target, body, dict(self.headers.items()))
+                response = fake.handle(self.command, target, body,
+                                       {k.title(): v for k, v in self.headers.items()})
             except Exception:
                 record(500, 0)
                 raise
