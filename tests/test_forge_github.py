@@ -6,7 +6,7 @@ from __future__ import annotations
 import email.utils
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -727,3 +727,44 @@ def test_bare_repo_merges_like_a_forge(tmp_path: Path) -> None:
     assert repo.merge("main", head, "squash", "m") is None  # conflict: nothing moves
     assert repo.resolve("main") == clash
     assert repo.update_ref("main", head, old=base) is False  # compare-and-swap
+
+
+# --- the fake speaks GitHub's error shapes (as PyGithub reads them) ---------------------
+
+
+def test_the_fake_answers_with_githubs_error_shapes(fake: FakeGitHub) -> None:
+    from github import Auth, Github, GithubException, UnknownObjectException
+
+    gh = Github(base_url=fake.url, auth=Auth.Token(TOKEN), retry=None, lazy=True,
+                seconds_between_requests=None, seconds_between_writes=None)
+    repo = gh.get_repo(SLUG)
+    main = repo.get_branch("main").commit.sha
+    side = bare(fake).commit_files("side", {"x": b"x"}, "side")
+
+    def failure(call: Callable[[], object]) -> tuple[int, str]:
+        with pytest.raises(GithubException) as err:
+            call()
+        data = err.value.data
+        errors = [e.get("message", e.get("field")) for e in data.get("errors", [])]
+        return err.value.status, "; ".join([data["message"], *errors])
+
+    assert failure(lambda: repo.create_git_ref("refs/heads/main", main)) == (
+        422, "Reference already exists")
+    ref = repo.get_git_ref("heads/side")
+    assert ref.object.sha == side
+    assert failure(lambda: ref.edit(main)) == (422, "Update is not a fast forward")
+    assert failure(lambda: repo.get_branch("nope")) == (404, "Branch not found")
+    with pytest.raises(UnknownObjectException):
+        repo.get_git_ref("heads/nope").object  # noqa: B018
+    repo.create_pull(base="main", head="side", title="t")
+    assert failure(lambda: repo.create_pull(base="main", head="side", title="t")) == (
+        422, "Validation Failed; A pull request already exists for acme:side.")
+    assert failure(lambda: repo.create_pull(base="main", head="main", title="t"))[0] == 422
+    status, said = failure(lambda: repo.create_pull(base="main", head="side", title="t",
+                                                    body="x" * (MAX_BODY + 1)))
+    assert (status, said.endswith("(maximum is 65536 characters)")) == (422, True)
+    assert failure(lambda: gh.get_repo("acme/nope").id) == (404, "Not Found")
+    bad = Github(base_url=fake.url, auth=Auth.Token("nope"), retry=None)
+    assert failure(lambda: bad.get_repo(SLUG).id) == (401, "Bad credentials")
+    gh.close()
+    bad.close()
