@@ -64,6 +64,9 @@ NEIGHBOURS = (  # (service dir, image, tag): prefix-sharing images, each a full 
     ("api-mirror", "registry.acme.internal:5000/acme/api", "1.3.9"),
 )
 
+MIN_FILES = 60  # the target's own files, and room to finish one more service
+NEIGHBOURS_FROM = 500  # trees this large also hold the prefix-sharing neighbours
+
 HEADER = "# Managed by the platform team. Promotions are made by CI (promoter);\n" \
          "# edit by hand only what CI does not own.\n"
 
@@ -390,8 +393,9 @@ def _tags(rng: random.Random) -> dict[str, str]:
             "prod": f"{major}.{minor}.{patch - 2}"}
 
 
-def target_services(tree: Tree, rng: random.Random) -> None:
-    """``ghcr.io/acme/api`` in exactly TARGET_FILES files; prefix-sharing neighbours."""
+def target_services(tree: Tree, rng: random.Random, neighbours: bool) -> None:
+    """``ghcr.io/acme/api`` in exactly TARGET_FILES files; prefix-sharing neighbours
+    (left out of the smallest trees, which hold only the target's own files)."""
     # api: workload + cronjob in base, three overlays  -> 5 files
     kustomize_service(tree, rng, "api", TARGET, TARGET_OLD, cron=True, kind="Deployment")
     # a canary Application overriding the image      -> 1 file
@@ -410,7 +414,7 @@ def target_services(tree: Tree, rng: random.Random) -> None:
                      rng.randint(1500, 4000), extra=sidecar)
     # a one-off Job manifest                          -> 1 file
     tree.add("jobs/api-backfill.yaml", job(rng, "api-backfill", f"{TARGET}:{TARGET_OLD['prod']}"))
-    for svc, image, tag in NEIGHBOURS:
+    for svc, image, tag in NEIGHBOURS if neighbours else ():
         tags = {"dev": tag, "staging": tag, "prod": tag}
         if svc in ("api-gateway", "partner-api"):
             helm_service(tree, rng, svc, image, tags, rng.randint(1500, 3000))
@@ -475,9 +479,10 @@ def build(files: int, seed: int) -> Tree:
     """The whole tree in memory: ``files`` manifests plus ``.promoter.yaml``."""
     rng = random.Random(seed)
     tree = Tree()
-    target_services(tree, rng)
+    target_services(tree, rng, neighbours=files >= NEIGHBOURS_FROM)
     names = service_names(rng)
-    budget = files - 120  # room to finish the last service; cluster files fill the rest
+    # room to finish the last service; cluster files fill the rest
+    budget = files - 30 if files < NEIGHBOURS_FROM else files - 120
     while len(tree) < budget:
         svc = next(names)
         if rng.random() < 0.15:
@@ -539,8 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="regenerate even if present")
     parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
-    if args.files < 200:
-        parser.error("--files must be at least 200 (the fixed services need about 150)")
+    if args.files < MIN_FILES:
+        parser.error(f"--files must be at least {MIN_FILES} (the target's own files)")
     stats = generate(args.out, args.files, args.seed, force=args.force)
     print(json.dumps(stats, indent=2))
     return 0
