@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -62,9 +63,8 @@ def git(cwd: Path, *args: str, input: bytes | None = None, **env: str) -> str:
 class Remote:
     """A repository playing the config repo, and the people who commit to it."""
 
-    def __init__(self, path: Path, *, bare: bool = True) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.bare = bare
 
     def git(self, *args: str, input: bytes | None = None, **env: str) -> str:
         return git(self.path, *args, input=input, **env)
@@ -74,19 +74,24 @@ class Remote:
                                 cwd=self.path, env=_env(), capture_output=True, check=False)
         return result.stdout.decode().strip() or None
 
-    def commit(self, branch: str, files: Mapping[str, bytes | None], message: str,
+    def commit(self, branch: str, files: Mapping[str, bytes], message: str,
                *, start: str | None = None) -> str:
         """Someone else's commit on ``branch`` (from ``start``'s tip when it is new)."""
         parent = self.sha(start or branch)
         index = self.path / "tmp-index"
         env = {"GIT_INDEX_FILE": str(index)}
         self.git("read-tree", *([parent] if parent else ["--empty"]), **env)
-        for path, data in files.items():
-            if data is None:
-                self.git("update-index", "--force-remove", path, **env)
-                continue
-            blob = self.git("hash-object", "-w", "--stdin", input=data)
-            self.git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", **env)
+        staged = self.path / "tmp-blobs"
+        staged.mkdir()
+        for n, data in enumerate(files.values()):
+            (staged / str(n)).write_bytes(data)
+        blobs = self.git("hash-object", "-w", "--stdin-paths", "--no-filters",
+                         input="".join(f"{staged / str(n)}\n" for n in range(len(files)))
+                         .encode()).split()
+        shutil.rmtree(staged)
+        entries = b"".join(f"100644 {blob}\t".encode() + os.fsencode(path) + b"\x00"
+                           for path, blob in zip(files, blobs, strict=True))
+        self.git("update-index", "-z", "--index-info", input=entries, **env)
         tree = self.git("write-tree", **env)
         index.unlink()
         sha = self.git("commit-tree", tree, *(["-p", parent] if parent else []), "-m", message)
@@ -678,7 +683,7 @@ def _non_bare(tmp_path: Path) -> Remote:
         (work / path).write_bytes(data)
     git(work, "add", ".")
     git(work, "commit", "-q", "-m", "seed")
-    return Remote(work, bare=False)
+    return Remote(work)
 
 
 def test_non_bare_repository_path(tmp_path: Path, forges: Any) -> None:
@@ -959,3 +964,83 @@ def test_git_failures_never_carry_the_url_password(tmp_path: Path, forges: Any) 
 def test_a_remote_that_looks_like_an_option_is_refused() -> None:
     with pytest.raises(UsageError):
         GitForge("--upload-pack=touch /tmp/x")
+
+
+def _failing(verb: str, stderr: str, times: int = 1_000) -> tuple[Any, list[str]]:
+    """A runner whose ``verb`` commands fail with ``stderr`` (``times`` times) and that
+    runs every other command for real; it records the failed calls."""
+    failed: list[str] = []
+
+    def runner(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        if verb in command and len(failed) < times:
+            failed.append(verb)
+            return subprocess.CompletedProcess(command, 128, b"", stderr.encode())
+        return subprocess.run(command, **kwargs)
+
+    return runner, failed
+
+
+@pytest.mark.parametrize(("stderr", "error", "retried"), [
+    ("git@host: Permission denied (publickey).\nfatal: Could not read from remote "
+     "repository.\n", AuthError, False),
+    ("remote: HTTP Basic: Access denied\nfatal: Authentication failed for 'https://h/r/'\n",
+     AuthError, False),
+    ("ERROR: Repository not found.\nfatal: Could not read from remote repository.\n",
+     UsageError, False),
+    ("ssh: Could not resolve hostname gitlab.example: Name or service not known\n",
+     ForgeError, True),
+    ("error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502\n",
+     ForgeError, True),
+    ("error: RPC failed; HTTP 403 curl 22 The requested URL returned error: 403\n",
+     AuthError, False),
+    ("fatal: early EOF\nfatal: index-pack failed\n", ForgeError, True),
+    ("fatal: remote error: upload-pack: not our ref 0123\n", ForgeError, False),
+])
+def test_git_failures_are_classified(remote: Remote, forges: Any, stderr: str,
+                                     error: type[Exception], retried: bool) -> None:
+    runner, failed = _failing("ls-remote", stderr)
+    with pytest.raises(error) as info:
+        forges(remote.path, runner=runner).snapshot("main")
+    assert type(info.value) is error or error is ForgeError
+    assert (len(failed) > 1) is retried
+    assert stderr.splitlines()[0] in str(info.value)
+
+
+def test_a_transient_failure_then_success(remote: Remote, forges: Any) -> None:
+    runner, failed = _failing("fetch", "fatal: unable to access 'x': Connection reset by peer",
+                              times=2)
+    sleeps: list[float] = []
+    snap = forges(remote.path, runner=runner, sleep=sleeps.append).snapshot("main")
+    assert dict(snap.files) == SEED
+    assert failed == ["fetch", "fetch"]
+    assert len(sleeps) == 2
+
+
+def test_a_hung_git_is_retried_and_its_command_line_never_shows(remote: Remote,
+                                                                forges: Any) -> None:
+    calls: list[list[str]] = []
+
+    def runner(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        if "ls-remote" in command:
+            calls.append(command)
+            raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+        return subprocess.run(command, **kwargs)
+
+    url = f"https://bot:{TOKEN}@127.0.0.1:9/config.git"
+    with pytest.raises(ForgeError, match="timed out") as info:
+        forges(url, runner=runner).snapshot("main")
+    assert len(calls) > 1
+    assert url in calls[0]  # git itself does get the credentials
+    _no_token(info.value)
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None or TOKEN not in str(info.value.__context__)
+
+
+def test_git_missing_from_path_is_a_usage_error(remote: Remote, forges: Any,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(UsageError, match="git command was not found"):
+        forges(remote.path).snapshot("main")

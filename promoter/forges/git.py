@@ -68,6 +68,11 @@ MERGE_ATTEMPTS = 3
 _MOVED = ("fetch first", "non-fast-forward", "stale info")
 
 
+def _listing(names: Sequence[str], limit: int = 20) -> str:
+    shown = ", ".join(names[:limit])
+    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
+
+
 class GitForge:
     """promoter's Forge for a plain git remote. Use it as a context manager, or call
     ``close()``, so the private clone is removed. ``runner`` and ``sleep`` are there to
@@ -120,11 +125,11 @@ class GitForge:
         branch = base if base is not None else head
         if branch is None:
             raise UsageError(f"{self.remote} does not say which branch is its default (HEAD)",
-                             hint=f"pass --base; branches: {', '.join(branches)}")
+                             hint=f"pass --base; branches: {_listing(branches)}")
         check_branch(branch)
         if branch not in branches:
             raise UsageError(f"base branch {branch!r} does not exist in {self.remote}",
-                             hint=f"branches that exist: {', '.join(branches)}; pass --base")
+                             hint=f"branches that exist: {_listing(branches)}; pass --base")
         commit = clone.fetch([branch], depth=1)[branch]
         entries = [e for e in clone.ls_tree(commit) if e.mode in ("100644", "100755")]
         blobs = clone.cat_batch(e.sha for e in entries)

@@ -294,12 +294,15 @@ class Clone:
                                 input=input, capture_output=True, check=False,
                                 timeout=COMMAND_TIMEOUT)
         except FileNotFoundError:
-            raise UsageError("the git command was not found",
-                             hint="install git and make sure it is on PATH") from None
+            missing = True
         except subprocess.TimeoutExpired:
-            # The exception's text holds the command line, URL included: drop it.
-            raise GitFailed(verb, self.remote, f"timed out after {COMMAND_TIMEOUT:.0f}s",
-                            -1) from None
+            missing = False
+        # Raised outside the handlers so that the original exception, whose text holds
+        # the command line (URL and credentials included), is not even its context.
+        if missing:
+            raise UsageError("the git command was not found",
+                             hint="install git and make sure it is on PATH")
+        raise GitFailed(verb, self.remote, f"timed out after {COMMAND_TIMEOUT:.0f}s", -1)
 
     def git(self, *args: str, verb: str, input: bytes | None = None,
             env: Mapping[str, str] | None = None, ok: Iterable[int] = (0,)) -> bytes:
