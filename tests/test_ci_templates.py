@@ -37,6 +37,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from promoter.ci_output import github_output_values, gitlab_dotenv_values
+from tests.fakes.github import FakeGitHub
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTION = ROOT / "action.yml"
@@ -499,6 +500,63 @@ def test_action_hostile_inputs_stay_data(tmp_path: Path) -> None:
                                 "base": f"main; touch {marker}"}, fast(tmp_path))
     assert not marker.exists()
     assert run.code == 2, run.logs
+
+
+def test_action_opens_a_pull_request_on_github(tmp_path: Path) -> None:
+    with FakeGitHub(tmp_path / "fake") as gh:
+        gh.add_token(TOKEN)
+        gh.create_repo("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode()})
+        run = run_action(tmp_path, {"repo": "acme/config", "api-url": gh.url, "token": TOKEN,
+                                    "image": "ghcr.io/acme/api:1.4.2", "labels": "prod"},
+                         fast(tmp_path))
+        assert run.code == 0, run.logs
+        out = run.outputs
+        assert (out["status"], out["pr-number"], out["changed"]) == ("proposed", "1", "true")
+        pull = gh.pull("acme/config", 1)
+        assert out["pr-url"] == pull["html_url"]
+        assert out["branch"] == pull["head"]["ref"]
+        assert out["commit"] == pull["head"]["sha"]
+        assert [label["name"] for label in pull["labels"]] == ["prod"]
+        # the provenance of this (emulated) workflow run reaches the pull request
+        assert "https://github.com/acme/api/actions/runs/4242" in pull["body"]
+        assert f"[pull request \\#1]({pull['html_url']}) (opened)" in run.summary
+        assert_no_secret(run.visible_log() + run.summary + json.dumps(out) + pull["body"],
+                         TOKEN)
+
+
+def test_action_merges_on_github_when_policy_allows(tmp_path: Path) -> None:
+    policy = (b"version: 1\ndefaults: {wait_for_checks: false}\n"
+              b"environments:\n  prod: {paths: ['envs/prod/**'], auto_merge: true}\n")
+    with FakeGitHub(tmp_path / "fake") as gh:
+        gh.add_token(TOKEN)
+        gh.create_repo("acme/config", {".promoter.yaml": policy,
+                                       "envs/prod/deploy.yaml": DEPLOY.encode()})
+        run = run_action(tmp_path, {"repo": "acme/config", "api-url": gh.url, "token": TOKEN,
+                                    "image": "ghcr.io/acme/api:1.4.2", "env": "prod",
+                                    "auto-merge": "true", "require-merge": "true"},
+                         fast(tmp_path))
+        assert run.code == 0, run.logs
+        assert run.outputs["status"] == "merged"
+        assert run.outputs["merged"] == "true"
+        assert json.loads(run.outputs["policy"])["allows_merge"] is True
+        assert gh.pull("acme/config", 1)["merged"] is True
+        assert "### Policy: merge allowed" in run.summary
+
+
+def test_action_refusal_exits_4_with_outputs(tmp_path: Path) -> None:
+    with FakeGitHub(tmp_path / "fake") as gh:
+        gh.add_token(TOKEN)
+        gh.create_repo("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode()})
+        run = run_action(tmp_path, {"repo": "acme/config", "api-url": gh.url, "token": TOKEN,
+                                    "image": "ghcr.io/acme/api:1.4.2", "require-merge": "true"},
+                         fast(tmp_path))
+        assert run.code == 4, run.logs
+        assert run.outputs["merged"] == "false"
+        assert run.outputs["status"] in {"refused", "error"}
+        assert gh.pull("acme/config", 1)["state"] == "open"  # left for a human
+        assert run.summary.startswith("## promote: ")
+        assert any(note.startswith("::error ") for note in run.annotations), run.logs
+        assert_no_secret(run.visible_log() + run.summary, TOKEN)
 
 
 # --- the GitLab template, run -------------------------------------------------------
