@@ -764,7 +764,7 @@ def test_request_counts_of_a_typical_promotion(gl: FakeGitLab, project: Project,
         ("GET", 404),  # the promotion branch does not exist yet
         ("POST", 201),  # one commit, three files
         ("GET", 200), ("POST", 201),  # reviewer id, the merge request
-        ("GET", 200),  # pipelines of the merge request
+        ("GET", 200),  # the merge request: its head pipeline
         ("PUT", 200),  # merge
     ]
     assert sum(r.bytes_in for r in gl.requests) < 4_000
@@ -849,3 +849,6 @@ def test_the_fake_answers_with_gitlabs_error_shapes(gl: FakeGitLab, project: Pro
             ("2", "2", "", "1")
         assert answer.json()[0]["id"] == project.repo.log("main", 2)[1]["sha"]
         assert 'rel="prev"' in answer.headers["Link"]
+        gl.set_pipeline(project.repo.resolve(BRANCH) or "", "running")
+        status, pipelines = call("GET", f"{api}/merge_requests/1/pipelines")
+        assert (status, [p["status"] for p in pipelines]) == (200, ["running"])

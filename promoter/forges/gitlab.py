@@ -14,8 +14,8 @@ Requests of a first promotion (base given, no reviewers, pipeline pending)::
     find_request   GET merge_requests?source_branch=&target_branch=&state=opened
     open_request   POST merge_requests                               (+ GET users?username=
                    per reviewer / assignee)
-    checks         GET merge_requests/:iid/pipelines                 (+ GET commit statuses
-                   when no pipeline ran for the sha)
+    checks         GET merge_requests/:iid (its head_pipeline)       (+ GET commit statuses
+                   when no pipeline ran for the sha: external CI)
     enable_auto_merge / merge   PUT merge_requests/:iid/merge
 
 Retries belong to ``promoter.retry`` (tenacity), never to python-gitlab: the client is
@@ -672,23 +672,21 @@ class GitLabForge:
     # -- checks and merging -----------------------------------------------------------
 
     def checks(self, pr: PullRequest, sha: str) -> ChecksState:
-        mr = self._project.mergerequests.get(pr.number, lazy=True)
-
         def look() -> ChecksState:
-            pipelines = mr.pipelines.list(per_page=100, get_all=False)
-            for pipeline in pipelines:  # newest first
-                if pipeline.attributes.get("sha") == sha:
-                    return _pipeline_state(str(pipeline.attributes.get("status")))
+            mr = self._get_mr(pr.number)
+            pipeline = mr.get("head_pipeline") or {}
+            if pipeline.get("sha") == sha:
+                return _pipeline_state(str(pipeline.get("status")))
             commit = self._project.commits.get(sha, lazy=True)
             statuses = commit.statuses.list(per_page=100, get_all=False)
             state = _statuses_state(s.attributes for s in statuses)
             # Nothing ran yet; when the project requires a pipeline, one is coming (GitLab
             # creates it a moment after the push): that is pending, not none.
-            coming = (state is ChecksState.NONE and pr.state == "open"
-                      and _why(self._get_mr(pr.number)) in _CI_COMING)
+            coming = (state is ChecksState.NONE and mr.get("state") == "opened"
+                      and mr.get("sha") == sha and _why(mr) in _CI_COMING)
             return ChecksState.PENDING if coming else state
 
-        return self._run(f"read the pipelines of merge request !{pr.number}", look)
+        return self._run(f"read the pipeline of merge request !{pr.number}", look)
 
     def _read_mr(self, pr: PullRequest) -> dict[str, Any]:
         return self._run(f"read merge request !{pr.number}", lambda: self._get_mr(pr.number))
