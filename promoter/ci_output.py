@@ -200,7 +200,7 @@ def github_summary(result: Result) -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: verdict, link, changes, policy, diff."""
     status = _text(result.get("status")) or "failed"
     heading = _STATUS_TEXT.get(status) or md(status)
-    if status in {"failed", "error"} and result.get("exit_code") is not None:
+    if status in {"failed", "error", "refused"} and result.get("exit_code") is not None:
         heading += f" (exit {md(result.get('exit_code'))})"
     lines = [f"## promote: {heading}", ""]
     if result.get("error"):
@@ -386,6 +386,8 @@ def load_result(text: str, exit_code: int | None) -> dict[str, Any]:
             loaded = None
     if not isinstance(loaded, dict):
         return {"status": "failed", "exit_code": exit_code, "changed": False}
+    if exit_code == 4 and loaded.get("status") == "error":
+        loaded["status"] = "refused"  # the policy refused what the caller demanded
     if exit_code and loaded.get("status") in {None, "", "ok"}:
         loaded["status"] = "failed"
     if exit_code and loaded.get("exit_code") is None:

@@ -320,6 +320,10 @@ def test_load_result() -> None:
     assert load_result(json.dumps(RESULT), 0) == RESULT
     refused = load_result(json.dumps({**RESULT, "status": "refused"}), 4)
     assert (refused["status"], refused["exit_code"]) == ("refused", 4)
+    error = load_result('{"status": "error", "exit_code": 4, "error": "policy refused"}', 4)
+    assert error["status"] == "refused"
+    assert github_summary(error).startswith("## promote: merge refused by policy (exit 4)\n")
+    assert load_result('{"status": "error", "exit_code": 5}', 5)["status"] == "error"
 
 
 def test_write_ci_outputs_appends_and_writes(tmp_path: Path) -> None:

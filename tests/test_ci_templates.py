@@ -38,6 +38,7 @@ from ruamel.yaml import YAML
 
 from promoter.ci_output import github_output_values, gitlab_dotenv_values
 from tests.fakes.github import FakeGitHub
+from tests.fakes.gitlab import FakeGitLab
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTION = ROOT / "action.yml"
@@ -552,7 +553,7 @@ def test_action_refusal_exits_4_with_outputs(tmp_path: Path) -> None:
                          fast(tmp_path))
         assert run.code == 4, run.logs
         assert run.outputs["merged"] == "false"
-        assert run.outputs["status"] in {"refused", "error"}
+        assert run.outputs["status"] == "refused"
         assert gh.pull("acme/config", 1)["state"] == "open"  # left for a human
         assert run.summary.startswith("## promote: ")
         assert any(note.startswith("::error ") for note in run.annotations), run.logs
@@ -677,6 +678,41 @@ def test_gitlab_job_proposes_and_leaves_the_reports(tmp_path: Path, shell: str) 
     assert json.loads(run.report)["status"] == "proposed"
     assert run.annotations == {"promoter": []}  # plain git: no merge request to link
     assert_no_secret(run.log + run.report + str(dotenv), TOKEN, JOB_TOKEN)
+
+
+def test_gitlab_job_opens_a_merge_request_and_links_it(tmp_path: Path) -> None:
+    with FakeGitLab(tmp_path / "fake") as gl:
+        gl.add_token(TOKEN)
+        gl.add_project("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode()})
+        run = run_gitlab_job(tmp_path, {"config-repo": "acme/config", "api-url": gl.url,
+                                        "image-ref": "$CI_REGISTRY_IMAGE:$CI_COMMIT_TAG"},
+                             {"PROMOTE_TOKEN": TOKEN, "PROMOTER_PYTHON": sys.executable})
+        assert run.code == 0, run.log
+        mr = gl.merge_request("acme/config", 1)
+    assert run.dotenv["PROMOTE_MR_IID"] == "1"
+    assert run.dotenv["PROMOTE_MR_URL"] == mr["web_url"]
+    assert run.dotenv["PROMOTE_BRANCH"] == mr["source_branch"]
+    assert run.dotenv["PROMOTE_STATUS"] == "proposed"
+    assert run.annotations == {"promoter": [{"external_link": {
+        "label": "Merge request !1", "url": mr["web_url"]}}]}
+    # the provenance of this (emulated) pipeline reaches the merge request
+    assert "https://gitlab.example.com/acme/api/-/pipelines/7" in mr["description"]
+    assert_no_secret(run.log + run.report + mr["description"], TOKEN, JOB_TOKEN)
+
+
+def test_gitlab_job_token_alone_cannot_promote_into_another_project(tmp_path: Path) -> None:
+    with FakeGitLab(tmp_path / "fake") as gl:
+        gl.add_token(JOB_TOKEN, kind="job", project="acme/api")
+        gl.add_project("acme/api", {"README.md": b"app\n"})
+        gl.add_project("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode()})
+        run = run_gitlab_job(tmp_path, {"config-repo": "acme/config", "api-url": gl.url,
+                                        "image-ref": "ghcr.io/acme/api:1.4.2"},
+                             {"PROMOTER_PYTHON": sys.executable})
+        assert gl.merge_requests("acme/config") == []
+    assert run.code == 5, run.log
+    assert run.dotenv["PROMOTE_STATUS"] in {"error", "failed"}
+    assert "PROMOTE_TOKEN" in run.log  # the error says what to do
+    assert JOB_TOKEN not in run.log
 
 
 def test_gitlab_job_failure_still_leaves_the_dotenv(tmp_path: Path) -> None:
