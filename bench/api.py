@@ -125,13 +125,13 @@ def load_tree(bare: Any, src: Path, extra: dict[str, bytes]) -> str:
 class GitHubSide:
     name = "github"
 
-    def __init__(self, tmp: Path, src: Path) -> None:
+    def __init__(self, tmp: Path, src: Path, extra: dict[str, bytes] | None = None) -> None:
         from tests.fakes.github import FakeGitHub
 
         self.fake = FakeGitHub(tmp).start()
         self.fake.add_token(TOKEN)
         self.repo = self.fake.create_repo(SLUG, {"README.md": b"config\n"})
-        load_tree(self.repo.bare, src, {".promoter.yaml": CONFIG})
+        load_tree(self.repo.bare, src, extra or {".promoter.yaml": CONFIG})
         self._latency: Any = None
 
     def forge(self) -> Any:
@@ -175,14 +175,15 @@ class GitHubSide:
 class GitLabSide:
     name = "gitlab"
 
-    def __init__(self, tmp: Path, src: Path) -> None:
+    def __init__(self, tmp: Path, src: Path, extra: dict[str, bytes] | None = None,
+                 ci: bool = True) -> None:
         from tests.fakes.gitlab import FakeGitLab
 
         self.fake = FakeGitLab(tmp).start()
         self.fake.add_token(TOKEN)
         self.project = self.fake.add_project(SLUG, {"README.md": b"config\n"})
-        self.project.ci = True
-        load_tree(self.project.repo, src, {".promoter.yaml": CONFIG})
+        self.project.ci = ci  # pipelines run on every commit (set by on_commit)
+        load_tree(self.project.repo, src, extra or {".promoter.yaml": CONFIG})
 
     def forge(self) -> Any:
         from promoter.forges.gitlab import GitLabForge

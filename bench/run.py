@@ -1,0 +1,87 @@
+"""Run promoter's benchmarks: ``make bench`` (or ``python bench/run.py``).
+
+    python bench/run.py                       # all four, full sizes (under 10 minutes)
+    python bench/run.py --quick               # a fast pass (about 2 minutes)
+    python bench/run.py engine startup        # some of them
+    python bench/run.py engine --sizes 1000,10000
+
+Generated config repos are kept in bench/out/ (git-ignored) and reused while the
+generator and its arguments are unchanged. Results: bench/results/<name>.json (with
+the machine), and bench/results/summary.md (every table of this run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import api, common, concurrency, engine, startup
+
+NAMES = ("engine", "startup", "api", "concurrency")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"which benchmarks ({', '.join(NAMES)}; default: all)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, fewer runs")
+    parser.add_argument("--sizes", help="engine repo sizes, comma-separated "
+                        "(default 1000,10000,100000; --quick 1000,10000)")
+    parser.add_argument("--seed", type=int, default=1, help="generator seed")
+    args = parser.parse_args(argv)
+    names = args.names or list(NAMES)
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(NAMES)}")
+    quick = args.quick
+    if args.sizes:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    else:
+        sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
+    started = time.perf_counter()
+    sections: list[tuple[str, str, float]] = []
+    for name in names:
+        t0 = time.perf_counter()
+        if name == "engine":
+            data = engine.run(sizes, seed=args.seed, runs=1 if quick else 3, quick=quick)
+        elif name == "startup":
+            data = startup.run(runs=5 if quick else 10)
+        elif name == "api":
+            data = api.run(sizes=(100, 1_000 if quick else 10_000), seed=args.seed,
+                           latency_runs=1 if quick else 2)
+        else:
+            data = concurrency.run(fan=10 if quick else 20, racers=5 if quick else 10,
+                                   seed=args.seed)
+        sections.append((name, data["tables"], time.perf_counter() - t0))
+        print(f"[{name}: {time.perf_counter() - t0:.0f} s]\n", flush=True)
+    total = time.perf_counter() - started
+    write_summary(sections, total, quick)
+    print(f"all done in {total:.0f} s; results in {common.RESULTS}")
+    return 0
+
+
+def write_summary(sections: list[tuple[str, str, float]], total: float, quick: bool) -> Path:
+    m = common.machine()
+    lines = [
+        "# promoter benchmarks: latest run", "",
+        f"- date: {m['date']}{' (--quick)' if quick else ''}",
+        f"- machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['platform']}",
+        f"- Python {m['python']} ({m['implementation']}); load average at the end: "
+        f"{m['loadavg_at_start']}",
+        f"- total time: {total:.0f} s", "",
+    ]
+    for name, text, seconds in sections:
+        lines += [f"## {name} ({seconds:.0f} s)", "", text, ""]
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    path = common.RESULTS / "summary.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
