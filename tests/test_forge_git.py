@@ -145,6 +145,8 @@ def forges(tmp_path: Path) -> Iterator[Callable[..., GitForge]]:
     yield make
     for forge in made:
         forge.close()
+    work = tmp_path / "work"
+    assert not work.exists() or list(work.iterdir()) == []  # no private clone left behind
 
 
 def promote(forge: GitForge, remote: Remote, tag: str = "1.1.0", *,
