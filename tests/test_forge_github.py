@@ -415,6 +415,21 @@ def test_auto_merge_on_a_clean_request_merges_at_once(fake: FakeGitHub,
     assert fake.count("PUT", r"/merge$") == 1
 
 
+def test_auto_merge_guards_against_a_moved_head(fake: FakeGitHub, forge: GitHubForge) -> None:
+    _, sha = promote(forge)
+    pr = forge.open_request("promote/dev/api", "main", RequestSpec("t", "b"))
+    assert pr.head_sha == sha
+    moved = bare(fake).commit_files("promote/dev/api", {"README.md": b"sneaky\n"}, "push")
+    fake.set_checks(SLUG, moved, "pending")
+    with pytest.raises(ConflictError, match="moved"):
+        forge.enable_auto_merge(pr, "squash")
+    fake.set_checks(SLUG, moved, "success")
+    with pytest.raises(ConflictError, match="moved"):
+        forge.enable_auto_merge(pr, "squash")  # green checks change nothing
+    state = fake.pull(SLUG, pr.number)
+    assert (state["state"], state["auto_merge"]) == ("open", None)
+
+
 def test_auto_merge_switched_off_in_the_repository(fake: FakeGitHub,
                                                    forge: GitHubForge) -> None:
     fake.repos[SLUG].allow_auto_merge = False

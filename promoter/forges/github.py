@@ -300,10 +300,13 @@ class GitHubForge:
                     hint="install the App on that repository (or give it access to it)")
             return UNHANDLED
 
-        installation = self._call(
-            "find the GitHub App's installation",
-            lambda: integration.get_repo_installation(self.owner, self.repo_name),
-            recover=not_installed)
+        try:
+            installation = self._call(
+                "find the GitHub App's installation",
+                lambda: integration.get_repo_installation(self.owner, self.repo_name),
+                recover=not_installed)
+        finally:
+            integration.close()
         auth = app.get_installation_auth(installation.id)
         gh = Github(auth=auth, **self._client_kwargs())
         token = self._call("create a GitHub App installation token", lambda: auth.token)
@@ -769,7 +772,8 @@ class GitHubForge:
         def act() -> MergeOutcome:
             title, _, body = message.strip().partition("\n\n")
             pull.enable_automerge(merge_method=method.upper(), commit_headline=title or NotSet,
-                                  commit_body=body or NotSet)
+                                  commit_body=body or NotSet,
+                                  expected_head_oid=pr.head_sha or NotSet)
             return MergeOutcome(merged=False, auto_merge=True)
 
         def declined(exc: GithubException) -> MergeOutcome | _Unhandled:
@@ -780,9 +784,14 @@ class GitHubForge:
             if "FORBIDDEN" in types:
                 raise AuthError(redact(f"GitHub refused to enable auto-merge on #{number} "
                                        f"({said}): the token lacks {CONTENTS} and {PULLS}"))
+            if "expected head" in said.lower():
+                raise ConflictError(
+                    f"pull request #{number}'s branch moved past {pr.head_sha[:12]}: GitHub "
+                    f"says {said!r}", hint="someone pushed to the promotion branch; run "
+                                           "promote again")
             if "clean status" in said.lower():
-                # Nothing left to wait for: GitHub wants a plain merge.
-                return self.merge(pr, method, pull.head.sha, message)
+                # Nothing left to wait for: GitHub wants a plain merge (same head guard).
+                return self.merge(pr, method, pr.head_sha or pull.head.sha, message)
             if "not allowed" in said.lower() or "protected branch rules" in said.lower():
                 return MergeOutcome(merged=False, reason=(
                     f"GitHub will not auto-merge #{number} ({said}): allow auto-merge in the "
