@@ -27,6 +27,11 @@ retried only after checking whether the failed attempt took effect (the connecti
 drop after GitLab applied it): a commit whose parent, message and files are ours, an open
 merge request for the branch, a merged merge request, a note already posted.
 
+Known limits: GitLab has no compare-and-swap for ``force``; the branch is checked to be
+at the commit being replaced right before the forced commit, which leaves a window of one
+request. The archive is ``git archive`` output, so a config repo whose
+``.gitattributes`` uses ``export-ignore`` / ``export-subst`` would be seen filtered.
+
 Merge methods: GitLab's merge method (merge commit, semi-linear, fast-forward) is a
 project setting, not a per-request choice. ``squash`` asks for ``squash=true``; ``merge``
 and ``rebase`` merge by the project's method without squashing -- a promotion branch is
@@ -454,8 +459,8 @@ class GitLabForge:
         def fetch() -> list[LoggedCommit]:
             commits: list[LoggedCommit] = []
             page = 1
+            per_page = min(LOG_PAGE, limit)
             while len(commits) < limit:
-                per_page = min(LOG_PAGE, limit - len(commits)) if page == 1 else LOG_PAGE
                 batch = self._project.commits.list(ref_name=branch, first_parent=True,
                                                    per_page=per_page, page=page,
                                                    get_all=False)
@@ -536,7 +541,7 @@ class GitLabForge:
                 created = self._project.commits.create(payload)
             except glexc.GitlabCreateError as exc:
                 if (replace is None and _status(exc) == 400
-                        and "already exists" in _message(exc)):
+                        and "a branch called" in _message(exc).lower()):
                     head = self._get_head(branch)
                     done = ours(head)
                     if done is not None:
@@ -560,13 +565,13 @@ class GitLabForge:
 
     # -- merge requests ---------------------------------------------------------------
 
-    def find_request(self, branch: str, base: str) -> PullRequest | None:
-        def find() -> PullRequest | None:
-            found = self._project.mergerequests.list(
-                source_branch=branch, target_branch=base, state="opened", get_all=False)
-            return _pull(found[0].attributes) if found else None
+    def _find(self, branch: str, base: str) -> PullRequest | None:
+        found = self._project.mergerequests.list(
+            source_branch=branch, target_branch=base, state="opened", get_all=False)
+        return _pull(found[0].attributes) if found else None
 
-        return self._run(f"find the merge request of {branch}", find)
+    def find_request(self, branch: str, base: str) -> PullRequest | None:
+        return self._run(f"find the merge request of {branch}", lambda: self._find(branch, base))
 
     def _user_id(self, username: str) -> int:
         name = username.strip().removeprefix("@")
@@ -609,11 +614,6 @@ class GitLabForge:
         if spec.labels:
             payload["labels"] = ",".join(spec.labels)
 
-        def existing() -> PullRequest | None:
-            found = self._project.mergerequests.list(
-                source_branch=branch, target_branch=base, state="opened", get_all=False)
-            return _pull(found[0].attributes) if found else None
-
         def create() -> PullRequest | None:
             try:
                 created = self._project.mergerequests.create(payload)
@@ -623,7 +623,8 @@ class GitLabForge:
                 raise
             return _pull(created.attributes)
 
-        made = self._write(f"open a merge request for {branch}", create, existing)
+        made = self._write(f"open a merge request for {branch}", create,
+                           lambda: self._find(branch, base))
         if made is not None:
             return made
         found = self.find_request(branch, base)
