@@ -308,6 +308,8 @@ def test_base_moved_underneath(h: Harness, capsys: pytest.CaptureFixture[str]) -
     code, second = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.1")
     assert code == 0
     tip = h.branch("promote/prod/api") or ""
+    assert second["commit"] == tip != first["commit"]
+    assert second["pull_request"]["created"] is False
     assert h.bare.log(tip, 2)[1]["sha"] == h.bare.resolve("main")  # rebuilt on the new base
     assert h.bare.read_file(tip, "README.md") == b"someone else\n"  # nothing lost
     assert len(h.open_requests()) == 1
