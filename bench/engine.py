@@ -57,8 +57,9 @@ def naive(root: Path, every: int, image: str) -> dict[str, Any]:
     yaml = YAML()
     files = mentions = rewritten = size = 0
     for path in list(yaml_files(root))[::every]:
-        text = path.read_text(encoding="utf-8")
-        size += len(text)
+        data = path.read_bytes()
+        size += len(data)
+        text = data.decode("utf-8")
         docs = list(yaml.load_all(text))
         if any(_mentions(doc, image) for doc in docs):
             mentions += 1

@@ -65,7 +65,7 @@ NEIGHBOURS = (  # (service dir, image, tag): prefix-sharing images, each a full 
 )
 
 MIN_FILES = 60  # the target's own files, and room to finish one more service
-NEIGHBOURS_FROM = 500  # trees this large also hold the prefix-sharing neighbours
+NEIGHBOURS_FROM = 200  # trees this large also hold the prefix-sharing neighbours
 
 HEADER = "# Managed by the platform team. Promotions are made by CI (promoter);\n" \
          "# edit by hand only what CI does not own.\n"
