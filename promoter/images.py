@@ -55,10 +55,18 @@ class ImageRef:
 
     @property
     def familiar(self) -> str:
-        """The short form people write: ``nginx``, ``acme/api``, ``ghcr.io/acme/api``."""
-        if self.domain == DEFAULT_DOMAIN:
-            return self.path.removeprefix(OFFICIAL_PREFIX)
-        return self.name
+        """The short form people write: ``nginx``, ``acme/api``, ``ghcr.io/acme/api``.
+        It parses back to the same repository: ``library/`` goes only before a single
+        component, and ``docker.io/`` stays when the path would read as a registry."""
+        if self.domain != DEFAULT_DOMAIN:
+            return self.name
+        short = self.path.removeprefix(OFFICIAL_PREFIX)
+        if "/" not in short:
+            return short
+        first = self.path.split("/", 1)[0]
+        if "." in first or ":" in first or first == "localhost":
+            return self.name
+        return self.path
 
     @property
     def short(self) -> str:
