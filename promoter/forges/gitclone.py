@@ -263,14 +263,19 @@ class Clone:
         self._dir = None
 
     def _repo(self) -> Path:
-        if self._dir is None:
-            if self._workdir is not None:
-                self._workdir.mkdir(parents=True, exist_ok=True)
-            path = Path(tempfile.mkdtemp(prefix="promoter-git-", dir=self._workdir))
-            self._cleanup = weakref.finalize(self, shutil.rmtree, str(path), True)
-            self._dir = path
+        if self._dir is not None:
+            return self._dir
+        if self._workdir is not None:
+            self._workdir.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix="promoter-git-", dir=self._workdir))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(path), True)
+        self._dir = path
+        try:
             self.git("init", "-q", ".", verb="init")
-        return self._dir
+        except PromoteError:
+            self.close()  # never leave a half-made repository to be used later
+            raise
+        return path
 
     # -- running git ------------------------------------------------------------------
 
