@@ -159,7 +159,10 @@ def test_lock_pins_exactly_what_the_tests_run_with() -> None:
     assert {"click", "ruamel.yaml", "ruamel.yaml.clib", "tenacity", "PyGithub",
             "python-gitlab"} <= set(pins)
     for name, version in pins.items():
-        assert metadata.version(name) == version, f"requirements.lock: {name}"
+        assert metadata.version(name) == version, (
+            f"requirements.lock pins {name}=={version} but the tests run with "
+            f"{metadata.version(name)}: update the lock, or install the test environment "
+            "with `pip install -c requirements.lock -e .[test]`")
     # nothing the runtime needs is missing: every requirement of a pinned package
     # (without extras and markers that apply here) is pinned too
     wanted = {_norm(name) for name in pins}
@@ -742,6 +745,7 @@ def _repack(name: str, out: Path) -> None:
     """A wheel of an installed distribution, rebuilt from its RECORD (the test venv has
     the exact pinned versions; no network is needed to install them again)."""
     dist = metadata.distribution(name)
+    assert dist.version == lock_pins()[name], "see test_lock_pins_exactly_what_the_tests_run_with"
     files = [f for f in dist.files or [] if not str(f).startswith("..")
              and "__pycache__" not in str(f)]
     info_dir = next(str(f).split("/")[0] for f in files if str(f).split("/")[0]
