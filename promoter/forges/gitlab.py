@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -203,8 +204,9 @@ def _cap(text: str, limit: int, what: str) -> str:
     return text[: limit - len(note)] + note
 
 
-def unpack_archive(data: bytes) -> dict[str, bytes]:
-    """``{path: content}`` of the regular files of a GitLab ``archive.tar.gz``.
+def unpack_archive(data: bytes) -> tuple[dict[str, bytes], str | None]:
+    """``{path: content}`` of the regular files of a GitLab ``archive.tar.gz``, and the
+    commit it was made from (``git archive`` records it in the pax global header).
 
     The archive's single top directory (``<project>-<sha>/``) is dropped. Symlinks are
     skipped, whether they point inside the tree (the target is in the result under its
@@ -222,7 +224,9 @@ def unpack_archive(data: bytes) -> dict[str, bytes]:
             handle = tar.extractfile(member)
             if handle is not None:
                 files[path] = handle.read()
-    return files
+        comment = tar.pax_headers.get("comment", "")
+    commit = comment if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", comment) else None
+    return files, commit
 
 
 def _pull(mr: Mapping[str, Any]) -> PullRequest:
@@ -438,19 +442,33 @@ class GitLabForge:
                 raise UsageError(f"GitLab project {self.repo} has no default branch "
                                  "(empty repository?)", hint="push an initial commit first")
         branch = base
-        head = self._run(f"read branch {branch}", lambda: self._get_head(branch))
-        if head is None:
+
+        def archive() -> bytes | None:
+            try:
+                data: bytes = self._project.repository_archive(sha=branch, format="tar.gz")
+            except glexc.GitlabError as exc:
+                if exc.response_code == 404:
+                    return None
+                raise
+            return data
+
+        # One request: the archive of the branch names its commit in the pax header.
+        data = self._run(f"download the archive of {branch}", archive)
+        if data is None:
             raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
                              f"{self.repo}", hint="check --base")
-        data = self._run(f"download the archive of {branch}",
-                         lambda: self._project.repository_archive(sha=head.sha,
-                                                                  format="tar.gz"))
         try:
-            files = unpack_archive(data)
+            files, commit = unpack_archive(data)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise ForgeError(f"GitLab sent an unreadable archive of {branch} "
-                             f"({head.sha[:12]}) of {self.repo}: {exc}") from exc
-        return Snapshot(branch=branch, commit=head.sha, files=files)
+                             f"of {self.repo}: {exc}") from exc
+        if commit is None:  # an archive without the header: ask for the branch's tip
+            head = self._run(f"read branch {branch}", lambda: self._get_head(branch))
+            if head is None:
+                raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
+                                 f"{self.repo}", hint="check --base")
+            commit = head.sha
+        return Snapshot(branch=branch, commit=commit, files=files)
 
     def read_head(self, branch: str) -> Head | None:
         return self._run(f"read branch {branch}", lambda: self._get_head(branch))
