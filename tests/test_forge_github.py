@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fakes.github import FakeGitHub
-from fakes.gitrepo import BareRepo
 
 from promoter import redact
 from promoter.errors import AuthError, ConflictError, ForgeError, UsageError
 from promoter.forges.base import ChecksState, Forge, Head, RequestSpec, Snapshot
 from promoter.forges.github import MAX_BODY, TRUNCATED_NOTE, GitHubForge, cap_body
+from tests.fakes.github import FakeGitHub
+from tests.fakes.gitrepo import BareRepo
 
 TOKEN = "ghp_fake0token0for0tests0x7k2"  # must never appear in a message
 READ_TOKEN = "ghp_read0only0token0for0tests0q9"

@@ -17,9 +17,10 @@ Every call runs ``git`` with a clean environment (no global or system config, a 
 identity), so it works on a machine without ``git config user.name``. One lock per
 repository path serialises the calls of a threaded server.
 
-Importing: ``tests/`` is not a package, so pytest (default ``prepend`` import mode) puts
-``tests/`` on ``sys.path``: test modules write ``from fakes.gitrepo import BareRepo``;
-modules inside ``tests/fakes/`` use relative imports (``from .gitrepo import BareRepo``).
+Importing: pytest runs with ``pythonpath = ["."]``, so test modules write
+``from tests.fakes.gitrepo import BareRepo``; modules inside ``tests/fakes/`` use relative
+imports (``from .gitrepo import BareRepo``). (``from fakes.gitrepo import ...`` also works,
+because ``tests/`` is not a package, but it loads a second copy of the module.)
 """
 
 from __future__ import annotations
