@@ -17,6 +17,7 @@ Test controls:
     requests          every request: RequestRecord(method, path, status, bytes_in,
                       bytes_out, query); status 0 = the connection was dropped
     reset_counts()    forget recorded requests
+    latency           seconds added before every answer (default 0)
     count(method, path_regex)  how many recorded requests match
     fail(...)         fault injection (statuses, Retry-After, dropped connections,
                       writes that apply and then fail, delays)
@@ -235,6 +236,7 @@ class FakeGitHub:
         self.apps: dict[int, App] = {}
         self.requests: list[RequestRecord] = []
         self.faults: list[Fault] = []
+        self.latency = 0.0  # seconds added before every answer (benchmarks of a slow network)
         self.lock = threading.RLock()
         self._ids = itertools.count(1000)
         self._downloads: dict[str, tuple[str, str]] = {}
@@ -1463,6 +1465,8 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.requests.append(RequestRecord(self.command, path, status, len(body),
                                                    sent, query))
 
+        if fake.latency:
+            time.sleep(fake.latency)
         fault = fake._take_fault(self.command, path)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
