@@ -229,6 +229,15 @@ def test_unsafe_paths_are_refused_before_any_request(fake: FakeGitHub, forge: Gi
     assert fake.requests == []
 
 
+@pytest.mark.parametrize("branch", ["has space", "-flag", "a..b", "x.lock", "a~1", ""])
+def test_invalid_branch_names_are_refused_before_any_request(fake: FakeGitHub,
+                                                             forge: GitHubForge,
+                                                             branch: str) -> None:
+    with pytest.raises(UsageError, match="not a valid branch name"):
+        forge.read_head(branch)
+    assert fake.requests == []
+
+
 # --- pull requests --------------------------------------------------------------------------
 
 
