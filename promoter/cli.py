@@ -86,8 +86,11 @@ def _echo(text: str, err: bool = False) -> None:
               "commit nothing.")
 @click.option("--dry-run", is_flag=True, help="Change nothing anywhere; show what would change.")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--auto-merge", is_flag=True, help="Ask to merge; granted only if policy allows.")
-@click.option("--require-merge", is_flag=True, help="Exit 4 when policy refuses the merge.")
+@click.option("--auto-merge", is_flag=True, allow_from_autoenv=False,
+              help="Ask to merge; granted only if policy allows (never read from the "
+              "environment).")
+@click.option("--require-merge", is_flag=True, allow_from_autoenv=False,
+              help="Exit 4 when policy refuses the merge.")
 @click.option("--merge-timeout", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="How long to wait for checks before leaving auto-merge to the forge (or "
               "the request open).")
@@ -142,12 +145,15 @@ def main(**opts: Any) -> None:
 def _fail(exc: PromoteError, json_out: bool, environ: Mapping[str, str]) -> None:
     message = redact(exc.render())
     if json_out:
-        click.echo(json.dumps({"status": "error", "exit_code": exc.code, "error": message,
-                               "file": exc.file, "line": exc.line}))
-    if environ.get("GITHUB_ACTIONS") == "true":
+        done = dict(exc.result or {})
+        done.update({"status": "refused" if exc.code == 4 else "error",
+                     "exit_code": exc.code, "error": message, "file": exc.file,
+                     "line": exc.line})
+        _echo(json.dumps(done, indent=2 if exc.result else None, ensure_ascii=False))
+    if environ.get("GITHUB_ACTIONS") == "true":  # an annotation on the workflow run
         from promoter.ci_output import github_annotations
 
-        click.echo(redact(github_annotations(exc)), nl=False)
+        click.echo(redact(github_annotations(exc)), nl=False, err=True)
     _echo(f"error: {message}", err=True)
     sys.exit(exc.code)
 
@@ -297,7 +303,7 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
     if kind == "git":
         from promoter.forges.git import GitForge
 
-        return GitForge(opts["repo"])
+        return GitForge(opts["repo"], retry_timeout=timeout)
     token, job = _token(kind, environ)
     if kind == "github":
         from promoter.forges.github import GitHubForge

@@ -29,6 +29,7 @@ class PromoteError(Exception):
         self.line = line
         self.column = column
         self.hint = hint
+        self.result: dict[str, object] | None = None  # what was done before it failed
         super().__init__(self.render())
 
     def location(self) -> str:

@@ -199,7 +199,7 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         result["message"] = "policy refused the promotion: " + "; ".join(
             c.reason for c in verdict.checks if c.status == "fail")
         if request.require_merge:
-            raise PolicyRefused(result["message"])
+            raise _with(PolicyRefused(result["message"]), result)
         return result
     if request.dry_run:
         result["status"] = "dry-run"
@@ -238,8 +238,8 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         failed = ", ".join(c.name for c in verdict.checks if c.status == "fail")
         _say(result, f"left for review (policy: {failed})")
         if request.require_merge:
-            raise PolicyRefused(f"policy refused the merge ({failed}); the request stays "
-                                f"open: {pr.url}")
+            raise _with(PolicyRefused(f"policy refused the merge ({failed}); the request "
+                                      f"stays open: {pr.url}"), result)
     else:
         _say(result, "left for review")
     return result
@@ -377,7 +377,10 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
             else:
                 _not_merged(request, result, f"checks still running; {outcome.reason}")
             return
-    outcome = forge.merge(pr, method, commit, message)
+    try:
+        outcome = forge.merge(pr, method, commit, message)
+    except ConflictError:
+        raise _BaseMoved from None  # re-plan on the new base (bounded in run())
     if outcome.merged:
         result["merged"] = True
         result["status"] = "merged"
@@ -388,6 +391,13 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
     _not_merged(request, result, outcome.reason or "the forge did not merge")
 
 
+def _with(error: PromoteError, result: dict[str, Any]) -> PromoteError:
+    """Attach what was done (request opened, policy verdict) to an exit-4 error, so the
+    JSON output and the CI outputs still carry it."""
+    error.result = dict(result)
+    return error
+
+
 def _say(result: dict[str, Any], text: str) -> None:
     result["message"] = f"{result['message']}; {text}" if result.get("message") else text
 
@@ -395,7 +405,7 @@ def _say(result: dict[str, Any], text: str) -> None:
 def _not_merged(request: Request, result: dict[str, Any], why: str) -> None:
     _say(result, why)
     if request.require_merge:
-        raise PolicyRefused(f"not merged: {why}")
+        raise _with(PolicyRefused(f"not merged: {why}"), result)
 
 
 def _checks_reason(state: ChecksState) -> str:

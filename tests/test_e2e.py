@@ -449,3 +449,32 @@ def test_history_and_rollback(h: Harness, capsys: pytest.CaptureFixture[str]) ->
     assert again["merged"] is False
     assert {c["name"]: c["status"] for c in again["policy"]["checks"]}["rollback_guard"] == \
         "fail"
+
+
+class HotfixAfterCommit(CIOnPush):
+    """Someone lands a conflicting hotfix on main right after promoter's first commit."""
+
+    def __init__(self, forge: Forge, h: Harness) -> None:
+        super().__init__(forge, h)
+        self.done = False
+
+    def write_commit(self, *args: Any, **kwargs: Any) -> str:
+        sha = self.inner.write_commit(*args, **kwargs)
+        if not self.done:
+            self.done = True
+            self.h.bare.commit_files("main", {"envs/dev/deploy.yaml": deploy("1.0.5")},
+                                     "hotfix: 1.0.5")
+        return sha
+
+
+def test_merge_that_lost_a_race_is_redone_on_the_new_base(h: Harness) -> None:
+    request = promote.Request(images=(parse("ghcr.io/acme/api:1.1.0"),), env="dev")
+    effects = promote.Effects(now=lambda: TUESDAY, sleep=lambda _: None)
+    forge: Any = HotfixAfterCommit(h.forge(), h)
+    result = promote.run(forge, request, {}, [], effects)
+    assert result["merged"] is True
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.1.0")
+    # the hotfix is in history, under the promotion: nothing was forced over it
+    messages = [c["message"] for c in h.bare.log("main", 10)]
+    assert any(m.startswith("hotfix: 1.0.5") for m in messages)
+    assert result["changes"][0]["old"] == "ghcr.io/acme/api:1.0.5"

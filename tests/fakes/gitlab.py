@@ -497,6 +497,8 @@ class FakeGitLab:
             return "not_open"
         if mr.draft:
             return "draft_status"
+        if self._conflicts(project, mr):
+            return "conflict"
         pipeline = project.pipelines.get(mr.sha or "")
         if project.ci and project.pipelines_must_succeed:
             if pipeline is None or pipeline.status in FAILED:
@@ -504,6 +506,14 @@ class FakeGitLab:
             if pipeline.status != "success":
                 return "ci_still_running"
         return "mergeable"
+
+    @staticmethod
+    def _conflicts(project: Project, mr: MergeRequest) -> bool:
+        """Whether merging the MR's head into its target would conflict (3-way)."""
+        target = project.repo.resolve(mr.target_branch)
+        if mr.state != "opened" or mr.sha is None or target is None:
+            return False
+        return project.repo._merged_tree(target, mr.sha) is None
 
     def _mr_json(self, project: Project, mr: MergeRequest, detail: bool) -> dict[str, Any]:
         self._refresh(project, mr)
@@ -528,7 +538,7 @@ class FakeGitLab:
             "squash_commit_sha": mr.squash_commit_sha, "discussion_locked": None,
             "should_remove_source_branch": None,
             "force_remove_source_branch": mr.remove_source_branch, "squash": mr.squash,
-            "squash_on_merge": mr.squash, "has_conflicts": False,
+            "squash_on_merge": mr.squash, "has_conflicts": self._conflicts(project, mr),
             "web_url": f"{project.web_url}/-/merge_requests/{mr.iid}",
             "references": {"short": f"!{mr.iid}", "relative": f"!{mr.iid}",
                            "full": f"{project.path}!{mr.iid}"},
@@ -557,8 +567,8 @@ class FakeGitLab:
         user = self.add_user(username)
         new = project.repo.merge(mr.target_branch, head, "squash" if squash else "merge",
                                  message, user.name, f"{user.username}@example.com")
-        if new is None:
-            raise HTTPError(422, {"message": "Branch cannot be merged"})
+        if new is None:  # GitLab: 406 Not Acceptable, "Branch cannot be merged"
+            raise HTTPError(406, {"message": "Branch cannot be merged"})
         mr.state = "merged"
         mr.auto_merge = False
         mr.merged_by = username
