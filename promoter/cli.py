@@ -44,6 +44,10 @@ Examples:
   promote --repo acme/config --forge github --rollback --env prod --image ghcr.io/acme/api
 
 \b
+Shell completion (bash; zsh and fish likewise with zsh_source / fish_source):
+  eval "$(_PROMOTE_COMPLETE=bash_source promote)"
+
+\b
 Token: PROMOTE_TOKEN, else GITHUB_TOKEN (github) or GITLAB_TOKEN / CI_JOB_TOKEN (gitlab).
 Every option can also be set as PROMOTE_<OPTION>, e.g. PROMOTE_IMAGE, PROMOTE_ENV.
 
@@ -271,7 +275,8 @@ def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Any) -> dict[str, Any
     from promoter import promote
 
     request = _request(opts)
-    effects = promote.Effects(now=lambda: datetime.now(timezone.utc))
+    effects = promote.Effects(now=lambda: datetime.now(timezone.utc),
+                              log=lambda text: _log(opts, text))
     if opts["show_history"]:
         entries = promote.history(forge, request.base, request.env, request.images)
         return {"status": "history", "forge": forge.name, "env": request.env,

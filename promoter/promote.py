@@ -79,6 +79,7 @@ class Effects:
     now: Callable[[], datetime]
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
+    log: Callable[[str], None] = lambda _: None  # --verbose: one line per step
 
 
 # --- selection ----------------------------------------------------------------------------
@@ -148,7 +149,9 @@ class _BaseMoved(Exception):
 
 def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
               provenance_trailers: Sequence[tuple[str, str]], effects: Effects) -> dict[str, Any]:
+    say = effects.log
     snap = forge.snapshot(request.base)
+    say(f"base {snap.branch} at {snap.commit[:12]}: {len(snap.files)} files")
     config_text = snap.files.get(CONFIG_FILE)
     config = config_mod.load(config_text)
     env = config.env(request.env) if request.env else None
@@ -168,6 +171,8 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     if policy.name in config.environments and request.rollback_of is None and policy.auto_merge:
         rolled_back = rolled_back_versions(forge, snap.branch, policy.name, request.images)
     changes = image_changes(plan, request.images)
+    say(f"plan: {len(plan.changes)} change(s) in {len(plan.files)} file(s); policy "
+        f"{policy.name}")
     want_merge = policy.auto_merge
     verdict = policy_mod.evaluate(plan, policy, images=list(request.images), now=effects.now(),
                                   upstream=upstream, want_merge=want_merge,
@@ -219,6 +224,7 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         draft=settings.draft,
     )
     commit, created_branch, new_commit = ensure_branch(forge, branch, snap, plan, message)
+    say(f"branch {branch} at {commit[:12]} ({'new commit' if new_commit else 'reused'})")
     result["commit"] = commit
     try:
         pr, created, updated = ensure_request(forge, branch, snap.branch, spec, created_branch)
@@ -232,6 +238,8 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     result["status"] = "proposed"
     verb = "opened" if created else "updated" if updated else "unchanged, already proposed:"
     result["message"] = f"{verb} {pr.url}"
+    say(f"request {pr.url}: {'created' if created else 'updated' if updated else 'unchanged'}"
+        f"; policy {'allows' if verdict.allows_merge else 'does not allow'} a merge")
     if verdict.allows_merge:
         _merge(forge, pr, commit, message, settings, request, verdict, result, effects)
     elif want_merge or request.require_merge:

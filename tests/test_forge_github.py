@@ -157,8 +157,8 @@ def test_write_commit_makes_one_atomic_commit(fake: FakeGitHub, forge: GitHubFor
     assert tree["scripts/run.sh"][0] == "100755"  # the mode survives an edit
     assert len(tree) == len(SEED) + 3
     assert repo.resolve("main") == snap.commit  # nothing else moved
-    # base commit, one blob (binary content), tree, commit, ref
-    assert [r.method for r in fake.requests] == ["GET", "POST", "POST", "POST", "POST"]
+    # one blob (binary content), tree, commit, ref: the base tree came with the snapshot
+    assert [r.method for r in fake.requests] == ["POST", "POST", "POST", "POST"]
 
 
 def test_creating_over_someone_elses_branch_is_a_conflict(fake: FakeGitHub,
@@ -193,7 +193,7 @@ def test_replace_moves_our_own_branch(fake: FakeGitHub, forge: GitHubForge) -> N
                                 "Promote api to 1.2.0", replace=head)
     assert git_log(repo, "promote/dev/api") == [second, *git_log(repo, "main")]
     assert repo.read_file(second, "README.md") == b"moved on\n"
-    assert [r.method for r in fake.requests] == ["GET", "POST", "POST", "GET", "PATCH"]
+    assert [r.method for r in fake.requests] == ["POST", "POST", "GET", "PATCH"]
 
 
 def test_replace_refuses_when_someone_else_moved_the_branch(fake: FakeGitHub,
@@ -470,7 +470,7 @@ def test_log_follows_first_parents(fake: FakeGitHub, forge: GitHubForge) -> None
 # --- the request budget of a whole promotion ----------------------------------------------
 
 
-def test_a_typical_promotion_costs_fourteen_requests(fake: FakeGitHub,
+def test_a_typical_promotion_costs_thirteen_requests(fake: FakeGitHub,
                                                      forge: GitHubForge) -> None:
     spent = []
 
@@ -493,7 +493,7 @@ def test_a_typical_promotion_costs_fourteen_requests(fake: FakeGitHub,
     spent.append(step())
     assert forge.merge(pr, "squash", sha).merged
     spent.append(step())
-    assert spent == [3, 1, 4, 3, 2, 1]
+    assert spent == [3, 1, 3, 3, 2, 1]
 
 
 # --- retries --------------------------------------------------------------------------------

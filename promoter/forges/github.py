@@ -254,6 +254,7 @@ class GitHubForge:
         self._gh: Github | None = None
         self._repo: Repository | None = None
         self._executable: dict[str, frozenset[str]] = {}
+        self._trees: dict[str, str] = {}  # commit sha -> its tree sha, from the snapshot
         self._session = requests.Session()
         # The archive URL is pre-signed: send no credentials, not even from ~/.netrc
         # (requests only reads .netrc when the session has no auth of its own).
@@ -423,8 +424,10 @@ class GitHubForge:
                 raise self._missing_branch(branch)
             return UNHANDLED
 
-        sha = self._call(f"read branch {branch}", lambda: repo.get_branch(branch).commit.sha,
-                         need=READ, recover=missing)
+        # the branch answer carries the commit's tree too: write_commit needs no GET for it
+        sha, tree = self._call(f"read branch {branch}", lambda: _tip(repo.get_branch(branch)),
+                               need=READ, recover=missing)
+        self._trees[sha] = tree
         files, executable = self._call(f"download {self.slug} at {sha[:12]}",
                                        lambda: self._download(repo, sha), need=READ)
         self._executable[sha] = executable
@@ -491,8 +494,11 @@ class GitHubForge:
         for path in files:
             check_path(path)
         _, repo = self._client()
-        parent: GitCommit = self._call(f"read commit {base.commit[:12]}",
-                                       lambda: repo.get_git_commit(base.commit), need=READ)
+        known = self._trees.get(base.commit)
+        parent: GitCommit = GitCommit(repo.requester, {}, {
+            "sha": base.commit, "tree": {"sha": known}}, completed=True) if known else \
+            self._call(f"read commit {base.commit[:12]}",
+                       lambda: repo.get_git_commit(base.commit), need=READ)
         executable = self._executable.get(base.commit, frozenset())
         elements = []
         for path, data in sorted(files.items()):
@@ -802,3 +808,8 @@ class GitHubForge:
         return self._call(f"enable auto-merge on pull request #{number}", act,
                           need=f"{CONTENTS} and {PULLS}", recover=declined)
 
+
+def _tip(branch: Any) -> tuple[str, str]:
+    """(commit sha, tree sha) of a branch, both from the one GET of the branch."""
+    commit = branch.commit
+    return str(commit.sha), str(commit.commit.tree.sha)
