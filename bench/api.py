@@ -96,6 +96,7 @@ class Side(Protocol):
     def set_latency(self, seconds: float) -> None: ...
     def main_file(self, path: str) -> bytes | None: ...
     def open_requests(self) -> int: ...
+    def open_titles(self) -> list[str]: ...
 
 
 def load_tree(bare: Any, src: Path, extra: dict[str, bytes]) -> str:
@@ -166,7 +167,10 @@ class GitHubSide:
         return data
 
     def open_requests(self) -> int:
-        return len(self.fake.pulls(SLUG, "open"))
+        return len(self.open_titles())
+
+    def open_titles(self) -> list[str]:
+        return [p.title for p in self.fake.pulls(SLUG, "open")]
 
     def stop(self) -> None:
         self.fake.stop()
@@ -214,7 +218,11 @@ class GitLabSide:
         return data
 
     def open_requests(self) -> int:
-        return sum(1 for mr in self.fake.merge_requests(SLUG) if mr["state"] == "opened")
+        return len(self.open_titles())
+
+    def open_titles(self) -> list[str]:
+        return [str(mr["title"]) for mr in self.fake.merge_requests(SLUG)
+                if mr["state"] == "opened"]
 
     def stop(self) -> None:
         self.fake.stop()

@@ -146,7 +146,7 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "loadavg_at_start": [round(x, 2) for x in load] if load else None,
+        "loadavg": [round(x, 2) for x in load] if load else None,  # 1, 5, 15 min, when written
     }
 
 

@@ -181,6 +181,7 @@ def race(kind: str, tmp: Path, ballast: Path, n: int, seed: int) -> dict[str, An
                 "final": final, "highest": versions[-1],
                 "final_is_highest": final == versions[-1], "landed_sequence": seq,
                 "downgrades": downgrades, "open_requests": side.open_requests(),
+                "open_titles": side.open_titles(),
                 "merged": sum(o.merged for o in outcomes),
                 "statuses": dict(Counter(f"{o.status} (exit {o.code})" for o in outcomes)),
                 "outcomes": [o.to_json() for o in outcomes]}

@@ -232,14 +232,14 @@ def tables(results: Sequence[dict[str, Any]]) -> str:
 def naive_plan(size: int, runs: int, quick: bool) -> tuple[int, int]:
     """(every k-th file, timed runs) for the naive way: whole trees up to 10,000 files
     (one run above 1,000, where a run takes most of a minute), else a sample of about
-    2,000 files (1,000 with --quick) extrapolated linearly."""
+    1,000 files extrapolated linearly."""
     if quick:
         return max(1, -(-size // 1_000)), 1
     if size <= 1_000:
         return 1, runs
     if size <= 10_000:
         return 1, 1
-    return -(-size // 2_000), runs
+    return -(-size // 1_000), runs
 
 
 def run(sizes: Sequence[int], *, seed: int = 1, runs: int = 3, quick: bool = False,

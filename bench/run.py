@@ -72,7 +72,7 @@ def write_summary(sections: list[tuple[str, str, float]], total: float, quick: b
         f"- date: {m['date']}{' (--quick)' if quick else ''}",
         f"- machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['platform']}",
         f"- Python {m['python']} ({m['implementation']}); load average at the end: "
-        f"{m['loadavg_at_start']}",
+        f"{m['loadavg']}",
         f"- total time: {total:.0f} s", "",
     ]
     for name, text, seconds in sections:
