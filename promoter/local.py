@@ -28,16 +28,28 @@ class WorkTree(Mapping[str, bytes]):
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self._base = str(self.root)
         self._paths = sorted(self._walk())
 
     def _walk(self) -> Iterator[str]:
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
-            rel_dir = os.path.relpath(dirpath, self.root)
-            for name in filenames:
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-                if (is_manifest(rel) or rel == CONFIG_FILE) and self.regular(rel):
-                    yield rel
+        """Regular manifest files, never through a symlink. The directory entries' own
+        types (``d_type``) decide, so walking costs no ``stat`` per file."""
+        pending = [""]
+        while pending:
+            rel_dir = pending.pop()
+            try:
+                entries = os.scandir(os.path.join(self._base, rel_dir))
+            except OSError:  # unreadable or vanished directory: skipped, as os.walk does
+                continue
+            with entries:
+                for entry in entries:
+                    rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name not in SKIP_DIRS:
+                            pending.append(rel)
+                    elif entry.is_file(follow_symlinks=False) and (
+                            is_manifest(rel) or rel == CONFIG_FILE):
+                        yield rel
 
     def regular(self, rel: str) -> bool:
         """A regular file, not a symlink: git stores a symlink as its target's path, so
@@ -53,7 +65,8 @@ class WorkTree(Mapping[str, bytes]):
     def __getitem__(self, key: str) -> bytes:
         if key not in self._paths_set:
             raise KeyError(key)
-        return (self.root / key).read_bytes()
+        with open(os.path.join(self._base, key), "rb") as handle:
+            return handle.read()
 
     @property
     def _paths_set(self) -> frozenset[str]:
