@@ -189,8 +189,23 @@ def race(kind: str, tmp: Path, ballast: Path, n: int, seed: int) -> dict[str, An
         side.stop()
 
 
-def run(*, fan: int = 20, racers: int = 10, seed: int = 1, ballast_files: int = 1_000,
-        out: Path = common.OUT, results: Path = common.RESULTS) -> dict[str, Any]:
+def races(kind: str, tmp: Path, ballast: Path, n: int, seed: int,
+          trials: int) -> dict[str, Any]:
+    """``race`` ``trials`` times (seeds seed, seed+1, ...: different start orders); the
+    first trial in full, and for every trial its final version and downgrades."""
+    runs = [race(kind, tmp / f"trial-{i}", ballast, n, seed + i) for i in range(trials)]
+    first = dict(runs[0])
+    first["trials"] = [{"start_order": r["start_order"], "final": r["final"],
+                        "final_is_highest": r["final_is_highest"],
+                        "landed_sequence": r["landed_sequence"],
+                        "downgrades": r["downgrades"], "statuses": r["statuses"]}
+                       for r in runs]
+    return first
+
+
+def run(*, fan: int = 20, racers: int = 10, seed: int = 1, trials: int = 3,
+        ballast_files: int = 1_000, out: Path = common.OUT,
+        results: Path = common.RESULTS) -> dict[str, Any]:
     if str(common.ROOT) not in sys.path:
         sys.path.insert(0, str(common.ROOT))  # tests.fakes
     ballast = out / f"repo-{ballast_files}"
@@ -202,9 +217,10 @@ def run(*, fan: int = 20, racers: int = 10, seed: int = 1, ballast_files: int = 
             print(f"concurrency: {kind}, {fan} images at once ...", file=sys.stderr,
                   flush=True)
             data["fan_in"].append(fan_in(kind, tmp / f"{kind}-fan", ballast, fan))
-            print(f"concurrency: {kind}, {racers} versions of one image at once ...",
-                  file=sys.stderr, flush=True)
-            data["race"].append(race(kind, tmp / f"{kind}-race", ballast, racers, seed))
+            print(f"concurrency: {kind}, {racers} versions of one image at once "
+                  f"x {trials} ...", file=sys.stderr, flush=True)
+            data["race"].append(races(kind, tmp / f"{kind}-race", ballast, racers, seed,
+                                      trials))
     text = tables(data)
     print(text)
     data["tables"] = text
@@ -227,4 +243,14 @@ def tables(data: dict[str, Any]) -> str:
     second = common.table(["forge", "racers", "final", "final = highest", "versions landed "
                            "on main, in order", "downgrades", "left open", "wall s",
                            "outcomes"], rows)
+    trials = []
+    for r in data["race"]:
+        for i, t in enumerate(r.get("trials", [])):
+            failed = sum(v for k, v in t["statuses"].items() if "exit 5" in k)
+            trials.append([r["forge"], i + 1, " ".join(t["start_order"]), t["final"],
+                           "yes" if t["final_is_highest"] else "NO",
+                           len(t["downgrades"]), failed])
+    if trials:
+        second += "\n\n" + common.table(["forge", "trial", "start order", "final",
+                                          "final = highest", "downgrades", "exit 5"], trials)
     return first + "\n\n" + second

@@ -140,11 +140,12 @@ def test_concurrency_scenarios(tiny: Path, tmp_path: Path) -> None:
     ballast = tiny / f"repo-{SMALL}"
     with api.no_proxy():
         fan = concurrency.fan_in("github", tmp_path / "fan", ballast, 2)
-        race = concurrency.race("gitlab", tmp_path / "race", ballast, 2, seed=1)
+        race = concurrency.races("gitlab", tmp_path / "race", ballast, 2, seed=1, trials=1)
     assert fan["merged"] == 2
     assert fan["final_tree_new_tags"] == 2
     assert race["landed_sequence"][0] == "1.0.0"
     assert sorted(race["start_order"]) == ["1.0.1", "1.0.2"]
     assert len(race["outcomes"]) == 2
+    assert len(race["trials"]) == 1
     text = concurrency.tables({"fan_in": [fan], "race": [race]})
     assert "final = highest" in text
