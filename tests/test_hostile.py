@@ -152,12 +152,12 @@ def check_refused(case: Case, mode: str, code: int, out: str, err: str) -> None:
 
 def check_changes(case: Case, world: World, mode: str, before: Mapping[str, bytes],
                   after: Mapping[str, bytes]) -> None:
-    """Only the ``changed`` files differ, each by 1.0.0 -> the new version."""
+    """Only the ``changed`` files differ, each by ``old`` -> ``version``."""
     assert set(after) == set(before)
     for path, old in before.items():
         new = after[path]
         if path in case.changed:
-            assert new == old.replace(b"1.0.0", case.version.encode()), path
+            assert new == old.replace(case.old.encode(), case.version.encode()), path
             assert new != old, f"{path} should have changed"
         else:
             assert new == old, f"{path} changed but should not have"

@@ -8,8 +8,8 @@ own ``files``, ``links`` and ``fifos``), the promote arguments, and what must ha
   there is a place, contains each of ``says``, carries no traceback, and NOTHING is
   written: the whole temp tree (repo and the ``outside`` directory next to it) hashes
   the same before and after, and through a forge no branch or ref is left.
-- ``code`` 0: only the files in ``changed`` change, each exactly by turning ``1.0.0``
-  into ``version`` (so ``1.0.0`` appears in a case only where an image value sits),
+- ``code`` 0: only the files in ``changed`` change, each exactly by turning ``old``
+  (``1.0.0``) into ``version`` (so ``old`` appears only where an image value sits),
   and each of ``says`` appears in the output (e.g. the skip warning).
 
 ``modes`` says how a case runs: ``in-place`` (``--in-place``), ``json``
@@ -73,6 +73,7 @@ class Case:
     changed: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()  # files reported as skipped (a warning, not fatal)
     version: str = "2.0.0"
+    old: str = "1.0.0"  # what ``version`` replaces in the changed files
 
 
 # --- generated content --------------------------------------------------------------------
@@ -334,6 +335,21 @@ CASES: tuple[Case, ...] = (
          files={".promoter.yaml": b"version: 1\n" + laughs('"x"')}),
     Case("config_not_utf8", (f"--image={IMAGE}",), 2, ("UTF-8",), ".promoter.yaml",
          files={".promoter.yaml": b"\xff\xfev\x00"}),
+    # regressions found by fuzzing (tests/test_fuzz.py)
+    Case("fuzz_familiar_nested_library_from_env",
+         ("--image=docker.io/library/team/app", "--from=dev", "--env=prod"), 0, base=False,
+         files={".promoter.yaml": b'version: 1\nenvironments:\n  dev: {paths: ["dev/**"]}\n'
+                                  b'  prod: {paths: ["prod/**"]}\n',
+                "dev/app.yaml": b"image: docker.io/library/team/app:1.0.0\n",
+                "prod/app.yaml": b"image: docker.io/library/team/app:0.9.0\n"},
+         changed=("prod/app.yaml",), old="0.9.0", version="1.0.0"),
+    Case("fuzz_familiar_dotted_namespace_from_env",
+         ("--image=docker.io/my.org/app", "--from=dev", "--env=prod"), 0, base=False,
+         files={".promoter.yaml": b'version: 1\nenvironments:\n  dev: {paths: ["dev/**"]}\n'
+                                  b'  prod: {paths: ["prod/**"]}\n',
+                "dev/app.yaml": b"image: docker.io/my.org/app:1.0.0\n",
+                "prod/app.yaml": b"image: docker.io/my.org/app:0.9.0\n"},
+         changed=("prod/app.yaml",), old="0.9.0", version="1.0.0"),
     Case("env_name_dotdot", (f"--image={IMAGE}", "--env=../../outside"), 2,
          ("unknown environment",),
          files={".promoter.yaml": b'version: 1\nenvironments:\n  dev: {paths: ["envs/dev/**"]}\n'}),
