@@ -45,7 +45,7 @@ from promoter.report import (
     trailers,
 )
 
-MAX_RACE_ATTEMPTS = 3
+MAX_RACE_ATTEMPTS = 5
 POLL_INTERVAL = 10.0
 
 
@@ -223,7 +223,16 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         assignees=settings.assignees,
         draft=settings.draft,
     )
-    commit, created_branch, new_commit = ensure_branch(forge, branch, snap, plan, message)
+    try:
+        commit, created_branch, new_commit = ensure_branch(forge, branch, snap, plan, message,
+                                                           request.images)
+    except _Superseded as newer:
+        result["status"] = "superseded"
+        result["message"] = (f"a newer promotion is already proposed on {branch} "
+                             f"({newer.ref}); nothing to do")
+        if request.require_merge:
+            raise _with(PolicyRefused(result["message"]), result) from None
+        return result
     say(f"branch {branch} at {commit[:12]} ({'new commit' if new_commit else 'reused'})")
     result["commit"] = commit
     try:
@@ -304,10 +313,14 @@ def versions_in(files: Mapping[str, bytes], config: config_mod.Config, request: 
     return tuple(out)
 
 
-def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan,
-                  message: str) -> tuple[str, bool, bool]:
+def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message: str,
+                  images: Sequence[ImageRef] = ()) -> tuple[str, bool, bool]:
     """One commit holding the plan on ``branch``: (sha, branch created, new commit).
-    A branch whose tip already carries this plan's fingerprint on this base is reused."""
+
+    A branch whose tip already carries this plan's fingerprint on this base is reused.
+    A tip that proposes a higher version of the same image is never replaced by a lower
+    one (_Superseded). When another run wrote the branch between our read and our write,
+    the whole promotion is planned again (_BaseMoved), so the highest version wins."""
     head = forge.read_head(branch)
     mark = f"{TRAILER_FINGERPRINT}: {fingerprint(plan.files)}"
     if head is not None:
@@ -316,10 +329,39 @@ def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan,
                 f"branch {branch} has a commit promoter did not make ({head.sha[:12]})",
                 hint="someone pushed to the promotion branch; merge or close that request "
                      "by hand, or delete the branch, then promote again")
+        newer = newer_proposed(head, images)
+        if newer is not None:
+            raise _Superseded(newer)
         if mark in head.message and snap.commit in head.parents:
             return head.sha, False, False
-    sha = forge.write_commit(branch, snap, plan.files, message, replace=head)
+    try:
+        sha = forge.write_commit(branch, snap, plan.files, message, replace=head)
+    except ConflictError:
+        raise _BaseMoved from None  # another run got there first: look again
     return sha, head is None, True
+
+
+class _Superseded(Exception):
+    def __init__(self, ref: str) -> None:
+        super().__init__(ref)
+        self.ref = ref
+
+
+def newer_proposed(head: Head, images: Sequence[ImageRef]) -> str | None:
+    """A Promoted-Image on ``head`` that is a higher semver of one of ``images``."""
+    from promoter.images import parse_version, try_parse
+
+    for key, value in trailers(head.message):
+        theirs = try_parse(value) if key == TRAILER_IMAGE else None
+        if theirs is None:
+            continue
+        for ours in images:
+            if ours.name != theirs.name:
+                continue
+            a, b = parse_version(theirs.tag), parse_version(ours.tag)
+            if a is not None and b is not None and a > b:
+                return value
+    return None
 
 
 def is_promoter_commit(head: Head) -> bool:

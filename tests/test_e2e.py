@@ -478,3 +478,17 @@ def test_merge_that_lost_a_race_is_redone_on_the_new_base(h: Harness) -> None:
     messages = [c["message"] for c in h.bare.log("main", 10)]
     assert any(m.startswith("hotfix: 1.0.5") for m in messages)
     assert result["changes"][0]["old"] == "ghcr.io/acme/api:1.0.5"
+
+
+def test_a_lower_version_never_replaces_a_higher_proposal(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.10")[0] == 0
+    tip = h.branch("promote/prod/api")
+    code, late = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.9")
+    assert code == 0
+    assert late["status"] == "superseded"
+    assert "ghcr.io/acme/api:1.0.10" in late["message"]
+    assert h.branch("promote/prod/api") == tip  # untouched
+    code, _ = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.9",
+                  "--require-merge")
+    assert code == 4
