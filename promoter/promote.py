@@ -224,8 +224,9 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         draft=settings.draft,
     )
     try:
+        guard = () if request.rollback_of is not None else request.images
         commit, created_branch, new_commit = ensure_branch(forge, branch, snap, plan, message,
-                                                           request.images)
+                                                           guard)
     except _Superseded as newer:
         result["status"] = "superseded"
         result["message"] = (f"a newer promotion is already proposed on {branch} "
@@ -329,7 +330,7 @@ def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message
                 f"branch {branch} has a commit promoter did not make ({head.sha[:12]})",
                 hint="someone pushed to the promotion branch; merge or close that request "
                      "by hand, or delete the branch, then promote again")
-        newer = newer_proposed(head, images)
+        newer = newer_proposed(head, images, plan)
         if newer is not None:
             raise _Superseded(newer)
         if mark in head.message and snap.commit in head.parents:
@@ -347,13 +348,15 @@ class _Superseded(Exception):
         self.ref = ref
 
 
-def newer_proposed(head: Head, images: Sequence[ImageRef]) -> str | None:
-    """A Promoted-Image on ``head`` that is a higher semver of one of ``images``."""
+def newer_proposed(head: Head, images: Sequence[ImageRef], plan: Plan) -> str | None:
+    """A Promoted-Image on ``head``, still in flight (the base does not run it yet), that
+    is a higher semver of one of ``images``."""
     from promoter.images import parse_version, try_parse
 
+    running = {(f.image, f.old_tag) for f in plan.found}
     for key, value in trailers(head.message):
         theirs = try_parse(value) if key == TRAILER_IMAGE else None
-        if theirs is None:
+        if theirs is None or (theirs.name, theirs.tag) in running:
             continue
         for ours in images:
             if ours.name != theirs.name:
