@@ -23,6 +23,7 @@ from fakes.gitrepo import BareRepo
 
 from promoter import promote
 from promoter.forges.base import Forge
+from promoter.forges.git import GitForge
 from promoter.forges.github import GitHubForge
 from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
@@ -119,9 +120,9 @@ class GitHubHarness:
     url: str = ""
 
     @classmethod
-    def start(cls, fake: FakeGitHub, config: bytes) -> GitHubHarness:
+    def start(cls, fake: FakeGitHub, content: Mapping[str, bytes]) -> GitHubHarness:
         fake.add_token(TOKEN)
-        bare = fake.create_repo(SLUG, files(config)).bare
+        bare = fake.create_repo(SLUG, content).bare
         return cls(fake, bare, url=fake.url)
 
     def forge(self, sleep: Sleeps | None = None, timeout: float = 15) -> Forge:
@@ -161,10 +162,10 @@ class GitLabHarness:
     url: str = ""
 
     @classmethod
-    def start(cls, fake: FakeGitLab, config: bytes) -> GitLabHarness:
+    def start(cls, fake: FakeGitLab, content: Mapping[str, bytes]) -> GitLabHarness:
         fake.add_token(GL_TOKEN)
         fake.add_user("sre-lead")
-        bare = fake.add_project(SLUG, files(config)).repo
+        bare = fake.add_project(SLUG, content).repo
         return cls(fake, bare, url=fake.url)
 
     def forge(self, sleep: Sleeps | None = None, timeout: float = 15) -> Forge:
@@ -195,12 +196,49 @@ class GitLabHarness:
         return f"{mr.get('title', '')}\n{mr.get('description') or ''}"
 
 
+@dataclass
+class GitHarness:
+    """Plain git: a bare repo; the promotion branches are the requests."""
+
+    bare: BareRepo
+    kind: str = "git"
+    token: str = ""
+    url: str = ""
+
+    def forge(self, sleep: Sleeps | None = None, timeout: float = 15) -> Forge:
+        return GitForge(str(self.bare.path), sleep=sleep if sleep is not None else Sleeps())
+
+    def fail(self, method: str, path: str, status: int, *, times: int = 1,
+             headers: Mapping[str, str] | None = None, body: Any = None,
+             apply_then_fail: bool = False, drop: bool = False, reset_before: bool = False,
+             delay: float = 0.0) -> None:
+        raise NotImplementedError("plain git has no HTTP faults here (see test_forge_git)")
+
+    def changes(self) -> list[Change]:
+        return [Change(0, "open", ref.removeprefix("refs/heads/"))
+                for ref in self.bare.list_refs("refs/heads/promote/")]
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        return []
+
+    def reset_counts(self) -> None:
+        """Nothing is counted for plain git."""
+
+    def request_text(self, number: int) -> str:
+        return ""
+
+
 @contextlib.contextmanager
-def harness(kind: str, root: Path, config: bytes = MERGING) -> Iterator[Harness]:
-    """A fake forge holding acme/config; call ``no_proxy`` first (loopback only)."""
-    if kind == "github":
+def harness(kind: str, root: Path, config: bytes = MERGING,
+            extra: Mapping[str, bytes] | None = None) -> Iterator[Harness]:
+    """A forge holding acme/config (``extra`` files added); the fakes listen on
+    127.0.0.1, so the caller removes any proxy from the environment first."""
+    content = {**files(config), **(extra or {})}
+    if kind == "git":
+        yield GitHarness(BareRepo.init(root / "config.git", content))
+    elif kind == "github":
         with FakeGitHub(root) as gh:
-            yield GitHubHarness.start(gh, config)
+            yield GitHubHarness.start(gh, content)
     else:
         with FakeGitLab(root) as gl:
             # Accepted sockets inherit TCP_NODELAY from the listening one (Linux). The
@@ -208,7 +246,7 @@ def harness(kind: str, root: Path, config: bytes = MERGING) -> Iterator[Harness]
             # for a delayed ACK. (A one-line fix in tests/fakes/gitlab.py is reported.)
             with contextlib.suppress(OSError, AttributeError):
                 gl._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            yield GitLabHarness.start(gl, config)
+            yield GitLabHarness.start(gl, content)
 
 
 # --- what the server holds ----------------------------------------------------------------
