@@ -198,7 +198,7 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         "provenance": dict(provenance),
     }
     if plan.noop:
-        return _up_to_date(forge, request, snap, branch, result, changes)
+        return _up_to_date(forge, request, snap, plan, branch, result, changes)
     if verdict.refused:
         result["status"] = "refused"
         result["message"] = "policy refused the promotion: " + "; ".join(
@@ -386,23 +386,35 @@ def ensure_request(forge: Forge, branch: str, base: str, spec: RequestSpec,
     return pr, False, False
 
 
-def _up_to_date(forge: Forge, request: Request, snap: Snapshot, branch: str,
+def _up_to_date(forge: Forge, request: Request, snap: Snapshot, plan: Plan, branch: str,
                 result: dict[str, Any], changes: Sequence[Any]) -> dict[str, Any]:
     result["status"] = "up-to-date"
     versions = ", ".join(f"{c.name}:{c.after}" for c in changes) or "the requested values"
     result["message"] = f"already up to date: {snap.branch} runs {versions}"
-    if request.dry_run:
-        return result
-    stale = forge.find_request(branch, snap.branch)
-    if stale is not None:
-        forge.close_request(stale, f"Closed by promoter: {snap.branch} already runs "
-                                   f"{versions} (commit {snap.commit[:12]}), so this request "
-                                   "has nothing left to do.")
-        head = forge.read_head(branch)
-        if head is not None and is_promoter_commit(head):
-            forge.delete_branch(branch)
-        result["closed_pull_request"] = {"url": stale.url, "number": stale.number}
+    if not request.dry_run:
+        _close_if_pointless(forge, branch, snap, plan, result,
+                            f"{snap.branch} already runs {versions}")
     return result
+
+
+def _close_if_pointless(forge: Forge, branch: str, snap: Snapshot, plan: Plan,
+                        result: dict[str, Any], why: str) -> None:
+    """Close the open request of ``branch`` (and delete the branch) unless it proposes
+    something newer than the base runs: that one is another run's work in flight."""
+    stale = forge.find_request(branch, snap.branch)
+    if stale is None:
+        return
+    head = forge.read_head(branch)
+    if head is not None:
+        running = tuple(ImageRef(f.image.partition("/")[0], f.image.partition("/")[2],
+                                 f.old_tag) for f in plan.found if f.old_tag)
+        if not is_promoter_commit(head) or newer_proposed(head, running, plan) is not None:
+            return
+    forge.close_request(stale, f"Closed by promoter: {why} (commit {snap.commit[:12]}), so "
+                               "this request has nothing left to do.")
+    if head is not None:
+        forge.delete_branch(branch)
+    result["closed_pull_request"] = {"url": stale.url, "number": stale.number}
 
 
 def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,

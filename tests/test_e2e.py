@@ -294,11 +294,25 @@ def test_open_rerun_update_and_noop(h: Harness, capsys: pytest.CaptureFixture[st
     if h.kind != "git":
         assert "1.0.2" in updated.title
 
-    # promoting what main already runs opens nothing and closes the pointless request
-    code, noop = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.0")
+    # promoting something lower than the open proposal leaves that proposal alone
+    code, lower = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.0")
+    assert code == 0
+    assert lower["status"] == "up-to-date"
+    assert len(h.open_requests()) == 1
+
+    # main gets 1.0.2 some other way: the open request is now pointless, and promoting
+    # what main already runs opens nothing and closes it, saying why
+    h.bare.commit_files("main", {"envs/prod/deploy.yaml": deploy("1.0.2")}, "hotfix by hand")
+    code, noop = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.2")
     assert code == 0
     assert noop["status"] == "up-to-date"
+    assert noop["closed_pull_request"]["number"] == updated.number
     assert h.open_requests() == []
+    if isinstance(h, GitHubHarness):
+        assert any("already runs" in c for c in h.fake.comments(SLUG, updated.number))
+    if isinstance(h, GitLabHarness):
+        assert any("already runs" in n for n in h.fake.notes(SLUG, updated.number))
+    assert h.branch("promote/prod/api") is None
 
 
 def test_base_moved_underneath(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
