@@ -198,7 +198,8 @@ def races(kind: str, tmp: Path, ballast: Path, n: int, seed: int,
     first["trials"] = [{"start_order": r["start_order"], "final": r["final"],
                         "final_is_highest": r["final_is_highest"],
                         "landed_sequence": r["landed_sequence"],
-                        "downgrades": r["downgrades"], "statuses": r["statuses"]}
+                        "downgrades": r["downgrades"], "statuses": r["statuses"],
+                        "open_titles": r["open_titles"]}
                        for r in runs]
     return first
 
@@ -249,8 +250,10 @@ def tables(data: dict[str, Any]) -> str:
             failed = sum(v for k, v in t["statuses"].items() if "exit 5" in k)
             trials.append([r["forge"], i + 1, " ".join(t["start_order"]), t["final"],
                            "yes" if t["final_is_highest"] else "NO",
-                           len(t["downgrades"]), failed])
+                           len(t["downgrades"]), failed,
+                           "; ".join(t.get("open_titles", [])) or "none"])
     if trials:
         second += "\n\n" + common.table(["forge", "trial", "start order", "final",
-                                          "final = highest", "downgrades", "exit 5"], trials)
+                                          "final = highest", "downgrades", "exit 5",
+                                          "left open"], trials)
     return first + "\n\n" + second

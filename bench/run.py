@@ -13,6 +13,7 @@ the machine), and bench/results/summary.md (every table of this run).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -66,17 +67,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_summary(sections: list[tuple[str, str, float]], total: float, quick: bool) -> Path:
+    """``results/summary.md``: the tables of this run, then the latest results of the
+    benchmarks this run left out (each with its own date), from ``results/*.json``."""
     m = common.machine()
+    ran = {name for name, _, _ in sections}
     lines = [
-        "# promoter benchmarks: latest run", "",
-        f"- date: {m['date']}{' (--quick)' if quick else ''}",
+        "# promoter benchmarks: latest results", "",
+        f"- this run: {m['date']}{' (--quick)' if quick else ''}, "
+        f"{', '.join(n for n, _, _ in sections)}, {total:.0f} s",
         f"- machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['platform']}",
         f"- Python {m['python']} ({m['implementation']}); load average at the end: "
-        f"{m['loadavg']}",
-        f"- total time: {total:.0f} s", "",
+        f"{m['loadavg']}", "",
     ]
     for name, text, seconds in sections:
-        lines += [f"## {name} ({seconds:.0f} s)", "", text, ""]
+        lines += [f"## {name} ({seconds:.0f} s, this run)", "", text, ""]
+    for name in NAMES:
+        path = common.RESULTS / f"{name}.json"
+        if name in ran or not path.is_file():
+            continue
+        old = json.loads(path.read_text(encoding="utf-8"))
+        lines += [f"## {name} (earlier run: {old['machine']['date']}"
+                  f"{', --quick' if old.get('quick') else ''})", "", old["tables"], ""]
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     path = common.RESULTS / "summary.md"
     path.write_text("\n".join(lines), encoding="utf-8")
