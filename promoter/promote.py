@@ -132,9 +132,10 @@ def branch_name(request: Request) -> str:
 def run(forge: Forge, request: Request, provenance: Mapping[str, Any],
         provenance_trailers: Sequence[tuple[str, str]], effects: Effects) -> dict[str, Any]:
     """Promote, and return the JSON-able result. Raises PromoteError subclasses."""
+    written: set[str] = set()  # commits this run made, across its attempts
     for attempt in range(1, MAX_RACE_ATTEMPTS + 1):
         try:
-            return _run_once(forge, request, provenance, provenance_trailers, effects)
+            return _run_once(forge, request, provenance, provenance_trailers, effects, written)
         except _BaseMoved:
             if attempt == MAX_RACE_ATTEMPTS:
                 raise ConflictError(
@@ -148,7 +149,8 @@ class _BaseMoved(Exception):
 
 
 def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
-              provenance_trailers: Sequence[tuple[str, str]], effects: Effects) -> dict[str, Any]:
+              provenance_trailers: Sequence[tuple[str, str]], effects: Effects,
+              written: set[str]) -> dict[str, Any]:
     say = effects.log
     snap = forge.snapshot(request.base)
     say(f"base {snap.branch} at {snap.commit[:12]}: {len(snap.files)} files")
@@ -203,6 +205,7 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         result["status"] = "refused"
         result["message"] = "policy refused the promotion: " + "; ".join(
             c.reason for c in verdict.checks if c.status == "fail")
+        _withdraw(forge, branch, snap.branch, written, result, "the policy now refuses it")
         if request.require_merge:
             raise _with(PolicyRefused(result["message"]), result)
         return result
@@ -231,10 +234,13 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         result["status"] = "superseded"
         result["message"] = (f"a newer promotion is already proposed on {branch} "
                              f"({newer.ref}); nothing to do")
+        _withdraw(forge, branch, snap.branch, written, result, f"{newer.ref} supersedes it")
         if request.require_merge:
             raise _with(PolicyRefused(result["message"]), result) from None
         return result
     say(f"branch {branch} at {commit[:12]} ({'new commit' if new_commit else 'reused'})")
+    if new_commit:
+        written.add(commit)
     result["commit"] = commit
     try:
         pr, created, updated = ensure_request(forge, branch, snap.branch, spec, created_branch)
@@ -395,6 +401,22 @@ def _up_to_date(forge: Forge, request: Request, snap: Snapshot, plan: Plan, bran
         _close_if_pointless(forge, branch, snap, plan, result,
                             f"{snap.branch} already runs {versions}")
     return result
+
+
+def _withdraw(forge: Forge, branch: str, base: str, written: set[str],
+              result: dict[str, Any], why: str) -> None:
+    """After a re-plan refused what an earlier attempt of this same run proposed, close
+    that request, but only while the branch still holds this run's own commit."""
+    if not written:
+        return
+    head = forge.read_head(branch)
+    if head is None or head.sha not in written:
+        return
+    pr = forge.find_request(branch, base)
+    if pr is not None:
+        forge.close_request(pr, f"Closed by promoter: {why}.")
+        result["closed_pull_request"] = {"url": pr.url, "number": pr.number}
+    forge.delete_branch(branch)
 
 
 def _close_if_pointless(forge: Forge, branch: str, snap: Snapshot, plan: Plan,
