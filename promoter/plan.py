@@ -53,6 +53,32 @@ def needle_pattern(needles: Iterable[bytes]) -> re.Pattern[bytes]:
     return re.compile(b"|".join(alts) if alts else rb"(?!)")
 
 
+_URL_TOKEN_END = re.compile(rb"[\s'\",\[\]{}]")
+_COMMENT = re.compile(rb"(?:^|[ \t])#")
+
+
+def may_mention(pattern: re.Pattern[bytes], data: bytes) -> bool:
+    """Whether ``data`` has a match of ``pattern`` that could be part of an image value.
+
+    Two kinds of match cannot, so they do not make a file worth parsing: one inside a
+    URL token (``http://api:8080/x``: a reference never holds ``://``) and one in a
+    comment (a ``#`` after white space, with no quote before it on the line). Flux
+    markers live in comments and always count."""
+    for m in pattern.finditer(data):
+        if m.group().startswith(b"$"):
+            return True
+        start = m.start()
+        line = data[data.rfind(b"\n", 0, start) + 1 : start]
+        comment = _COMMENT.search(line)
+        if comment is not None and b"'" not in line[: comment.start()] \
+                and b'"' not in line[: comment.start()]:
+            continue
+        scheme = line.rfind(b"://")
+        if scheme < 0 or _URL_TOKEN_END.search(line, scheme):
+            return True
+    return False
+
+
 def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) -> Plan:
     """Find and edit every targeted image in the selected manifests of ``files``.
 
@@ -73,7 +99,7 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) ->
         if not is_manifest(path) or not select(path):
             continue
         data = files[path]
-        if path not in set_files and not pattern.search(data):
+        if path not in set_files and not may_mention(pattern, data):
             continue
         try:
             result = edit_file(path, data, targets)

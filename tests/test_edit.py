@@ -99,6 +99,17 @@ def test_prefilter_does_not_parse_near_misses() -> None:
     # apiVersion, api2 and my-api never reach the parser: the broken YAML would raise
     files = {"x.yaml": b"apiVersion: v1\nimage: ghcr.io/acme/api2:1\nname: my-api\n  : [\n"}
     assert make_plan(files, API, lambda _: True).found == ()
+    # a URL token or a comment cannot hold an image value: not parsed either
+    files = {"y.yaml": b"url: http://api:8080/v1  # the api\n# api\nbroken: [\n"}
+    assert make_plan(files, API, lambda _: True).skips == ()
+    # but a reference after a URL elsewhere on the line, or before a comment, is found
+    files = {"z.yaml": b'{url: "http://x", image: "ghcr.io/acme/api:1"}  # api\n'}
+    assert [f.old for f in make_plan(files, API, lambda _: True).found] == [
+        "ghcr.io/acme/api:1"]
+    files = {"m.yaml": b'x: 1 # {"$imagepolicy": "ns:api"}\n'}
+    marker = Targets(markers={"ns:api": parse("ghcr.io/acme/api:2")})
+    assert [f.new for f in make_plan(files, marker, lambda _: True).found] == [
+        "ghcr.io/acme/api:2"]
 
 
 # --- property: an edit changes exactly the value's characters ---------------------------
