@@ -177,11 +177,14 @@ def race(kind: str, tmp: Path, ballast: Path, n: int, seed: int) -> dict[str, An
         downgrades = [f"{seq[i - 1]} -> {seq[i]}" for i in range(1, len(seq))
                       if key[i] < key[i - 1]]
         final = seq[-1] if seq else None
+        # a run that says "merged" although its version never reached main
+        phantom = [o.image.rsplit(":", 1)[1] for o in outcomes
+                   if o.merged and o.image.rsplit(":", 1)[1] not in seq]
         return {"forge": kind, "promotions": n, "start_order": order, "wall": wall,
                 "final": final, "highest": versions[-1],
                 "final_is_highest": final == versions[-1], "landed_sequence": seq,
                 "downgrades": downgrades, "open_requests": side.open_requests(),
-                "open_titles": side.open_titles(),
+                "open_titles": side.open_titles(), "merged_but_not_landed": phantom,
                 "merged": sum(o.merged for o in outcomes),
                 "statuses": dict(Counter(f"{o.status} (exit {o.code})" for o in outcomes)),
                 "outcomes": [o.to_json() for o in outcomes]}
@@ -199,7 +202,9 @@ def races(kind: str, tmp: Path, ballast: Path, n: int, seed: int,
                         "final_is_highest": r["final_is_highest"],
                         "landed_sequence": r["landed_sequence"],
                         "downgrades": r["downgrades"], "statuses": r["statuses"],
-                        "open_titles": r["open_titles"]}
+                        "open_titles": r["open_titles"],
+                        "merged_but_not_landed": r["merged_but_not_landed"],
+                        "outcomes": r["outcomes"]}
                        for r in runs]
     return first
 
@@ -251,9 +256,10 @@ def tables(data: dict[str, Any]) -> str:
             trials.append([r["forge"], i + 1, " ".join(t["start_order"]), t["final"],
                            "yes" if t["final_is_highest"] else "NO",
                            len(t["downgrades"]), failed,
+                           ", ".join(t["merged_but_not_landed"]) or "none",
                            "; ".join(t.get("open_titles", [])) or "none"])
     if trials:
         second += "\n\n" + common.table(["forge", "trial", "start order", "final",
                                           "final = highest", "downgrades", "exit 5",
-                                          "left open"], trials)
+                                          "said merged, never landed", "left open"], trials)
     return first + "\n\n" + second

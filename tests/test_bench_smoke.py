@@ -147,5 +147,6 @@ def test_concurrency_scenarios(tiny: Path, tmp_path: Path) -> None:
     assert sorted(race["start_order"]) == ["1.0.1", "1.0.2"]
     assert len(race["outcomes"]) == 2
     assert len(race["trials"]) == 1
+    assert set(race["merged_but_not_landed"]) <= {"1.0.1", "1.0.2"}
     text = concurrency.tables({"fan_in": [fan], "race": [race]})
     assert "final = highest" in text
