@@ -10,6 +10,7 @@ text and re-parses the result to prove that only those values changed.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -242,9 +243,25 @@ def _scalar_ids(root: Node) -> list[int]:
 # --- matching slots against targets ------------------------------------------------------
 
 
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _one_line(value: str, node: Node, file: str) -> str:
+    """The value as it is, unless it holds a line break or an invisible/control
+    character: such a value would be carried into commit messages (and their trailers,
+    which history and rollback read) and PR titles, so the file is refused instead."""
+    if any(unicodedata.category(ch) in _UNSAFE_CATEGORIES for ch in value):
+        raise refuse(f"the current value {value!r} holds a line break or control "
+                     "character", node, file, "fix the value by hand, then promote again")
+    return value
+
+
 def _found(node: Node, file: str, slot_field: str, fmt: str, image: str, new: str,
            old_tag: str | None, old_digest: str | None) -> _Edit:
-    old = "" if is_null(node) else str(node.value)
+    old = _one_line("" if is_null(node) else str(node.value), node, file)
+    for part in (old_tag, old_digest):
+        if part:
+            _one_line(part, node, file)
     return _Edit(node, new, Found(file, line_of(node), column_of(node), image, slot_field, fmt,
                                   old, new, old_tag, old_digest))
 
@@ -372,6 +389,6 @@ def _set(op: SetOp, doc: Document, file: str) -> _Edit | None:
         return None
     if not isinstance(node, ScalarNode):
         raise refuse(f"--set: {op.key!r} is not a single value", node, file)
-    old = "" if is_null(node) else str(node.value)
+    old = _one_line("" if is_null(node) else str(node.value), node, file)
     return _Edit(node, op.value, Found(file, line_of(node), column_of(node), "", op.key, "set",
                                        old, op.value))
