@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import unicodedata
 from functools import lru_cache
 
 from promoter.errors import UsageError
@@ -65,4 +66,7 @@ def is_glob(pattern: str) -> bool:
 
 
 def is_manifest(path: str) -> bool:
-    return path.endswith(MANIFEST_SUFFIXES) and posixpath.basename(path) != CONFIG_FILE
+    """A YAML/JSON file promoter may read; never one whose name holds a line break or
+    control character (git allows them; commit messages and PR bodies would carry it)."""
+    return (path.endswith(MANIFEST_SUFFIXES) and posixpath.basename(path) != CONFIG_FILE
+            and not any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in path))
