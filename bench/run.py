@@ -7,7 +7,8 @@
 
 Generated config repos are kept in bench/out/ (git-ignored) and reused while the
 generator and its arguments are unchanged. Results: bench/results/<name>.json (with
-the machine), and bench/results/summary.md (every table of this run).
+the machine) and bench/results/summary.md (the latest tables of every benchmark);
+--quick writes to bench/results/quick/ instead, never over a full run's results.
 """
 
 from __future__ import annotations
@@ -44,29 +45,32 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [int(s) for s in args.sizes.split(",")]
     else:
         sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
+    results = common.RESULTS / "quick" if quick else common.RESULTS  # never over a full run
     started = time.perf_counter()
     sections: list[tuple[str, str, float]] = []
     for name in names:
         t0 = time.perf_counter()
         if name == "engine":
-            data = engine.run(sizes, seed=args.seed, runs=1 if quick else 3, quick=quick)
+            data = engine.run(sizes, seed=args.seed, runs=1 if quick else 3, quick=quick,
+                              results=results)
         elif name == "startup":
-            data = startup.run(runs=5 if quick else 10)
+            data = startup.run(runs=5 if quick else 10, results=results)
         elif name == "api":
             data = api.run(sizes=(100, 1_000 if quick else 10_000), seed=args.seed,
-                           latency_runs=1 if quick else 2)
+                           latency_runs=1 if quick else 2, results=results)
         else:
             data = concurrency.run(fan=10 if quick else 20, racers=5 if quick else 10,
-                                   seed=args.seed, trials=1 if quick else 3)
+                                   seed=args.seed, trials=1 if quick else 3, results=results)
         sections.append((name, data["tables"], time.perf_counter() - t0))
         print(f"[{name}: {time.perf_counter() - t0:.0f} s]\n", flush=True)
     total = time.perf_counter() - started
-    write_summary(sections, total, quick)
-    print(f"all done in {total:.0f} s; results in {common.RESULTS}")
+    write_summary(sections, total, quick, results)
+    print(f"all done in {total:.0f} s; results in {results}")
     return 0
 
 
-def write_summary(sections: list[tuple[str, str, float]], total: float, quick: bool) -> Path:
+def write_summary(sections: list[tuple[str, str, float]], total: float, quick: bool,
+                  results: Path) -> Path:
     """``results/summary.md``: the tables of this run, then the latest results of the
     benchmarks this run left out (each with its own date), from ``results/*.json``."""
     m = common.machine()
@@ -82,14 +86,14 @@ def write_summary(sections: list[tuple[str, str, float]], total: float, quick: b
     for name, text, seconds in sections:
         lines += [f"## {name} ({seconds:.0f} s, this run)", "", text, ""]
     for name in NAMES:
-        path = common.RESULTS / f"{name}.json"
+        path = results / f"{name}.json"
         if name in ran or not path.is_file():
             continue
         old = json.loads(path.read_text(encoding="utf-8"))
         lines += [f"## {name} (earlier run: {old['machine']['date']}"
                   f"{', --quick' if old.get('quick') else ''})", "", old["tables"], ""]
-    common.RESULTS.mkdir(parents=True, exist_ok=True)
-    path = common.RESULTS / "summary.md"
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / "summary.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
