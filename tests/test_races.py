@@ -219,12 +219,10 @@ def test_base_moved_on_the_same_line_to_a_higher_version(kind: str, tmp_path: Pa
         assert state.main_file == deploy("1.0.5")
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, reported: after a lost merge race the "
-                   "re-plan is refused (downgrade) but the request opened by the first "
-                   "attempt stays open, while the result says 'nothing is proposed' "
-                   "(promote.py: close it as _up_to_date does)")
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_refused_redo_leaves_no_request_open(kind: str, tmp_path: Path) -> None:
+    """The request the first attempt opened is withdrawn when the re-plan is refused
+    (it was left open, while the result said 'nothing is proposed', until d9e945f)."""
     with harness(kind, tmp_path) as h:
         result = run_closed(Before(h.forge(), "merge", lambda: h.bare.commit_files(
             "main", {"envs/prod/deploy.yaml": deploy("1.0.5")}, "hotfix by hand")), "1.0.1")
