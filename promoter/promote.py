@@ -170,7 +170,8 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         policy = replace(policy, allow_downgrade=True)  # a rollback is a deliberate downgrade
     upstream = upstream_versions(snap.files, request, config, policy)
     rolled_back: dict[str, str] = {}
-    if policy.name in config.environments and request.rollback_of is None and policy.auto_merge:
+    if policy.name in config.environments and request.rollback_of is None and policy.auto_merge \
+            and not plan.noop:
         rolled_back = rolled_back_versions(forge, snap.branch, policy.name, request.images)
     changes = image_changes(plan, request.images)
     say(f"plan: {len(plan.changes)} change(s) in {len(plan.files)} file(s); policy "

@@ -742,6 +742,8 @@ class GitHubForge:
         def already() -> MergeOutcome | None:
             pull = repo.get_pull(number)
             if pull.merged:
+                if pull.head.sha != sha:
+                    raise self._merged_elsewhere(number, sha)
                 return MergeOutcome(merged=True, sha=pull.merge_commit_sha)
             return None
 
@@ -755,7 +757,9 @@ class GitHubForge:
             if exc.status != 405:
                 return UNHANDLED
             pull = repo.get_pull(number)
-            if pull.merged:  # merged meanwhile (auto-merge, a person): done
+            if pull.merged:  # merged meanwhile (auto-merge, a person): done, if it was ours
+                if pull.head.sha != sha:
+                    raise self._merged_elsewhere(number, sha)
                 return MergeOutcome(merged=True, sha=pull.merge_commit_sha)
             why = f"GitHub will not merge #{number}: {said}"
             if pull.mergeable_state == "dirty":
@@ -766,6 +770,10 @@ class GitHubForge:
 
         return self._write(f"merge pull request #{number}", act, already,
                            need=f"{CONTENTS} and {PULLS}", recover=refused)
+
+    def _merged_elsewhere(self, number: int, sha: str) -> ConflictError:
+        return ConflictError(f"pull request #{number} of {self.slug} was merged at another "
+                             f"head than {sha[:12]}", hint="another run merged first; run again")
 
     def enable_auto_merge(self, pr: PullRequest, method: str, message: str = "") -> MergeOutcome:
         if method not in MERGE_METHODS:

@@ -728,6 +728,8 @@ class GitLabForge:
         def landed() -> dict[str, Any] | _Refusal | None:
             mr = self._get_mr(pr.number)
             if mr.get("state") == "merged":
+                if data.get("sha") and mr.get("sha") != data.get("sha"):
+                    return _Refusal(409, "merged at another head")  # not our commit
                 return mr
             if data.get("auto_merge") and mr.get("merge_when_pipeline_succeeds"):
                 return mr
@@ -764,6 +766,8 @@ class GitLabForge:
             raise self._moved(pr, sha, result.message)
         mr = self._read_mr(pr)
         if mr.get("state") == "merged":
+            if mr.get("sha") != sha:  # merged meanwhile, but at another run's commit
+                raise self._moved(pr, sha, "merged at another head")
             return self._outcome(mr)
         return MergeOutcome(merged=False,
                             reason=f"GitLab will not merge !{pr.number} now: {_why(mr)}")
@@ -785,6 +789,8 @@ class GitLabForge:
                 raise self._moved(pr, pr.head_sha, result.message)
             mr = self._read_mr(pr)
             if mr.get("state") != "opened":
+                if mr.get("state") == "merged" and pr.head_sha and mr.get("sha") != pr.head_sha:
+                    raise self._moved(pr, pr.head_sha, "merged at another head")
                 return self._outcome(mr)
             pipeline = mr.get("head_pipeline") or {}
             if _why(mr) in _REFUSED or str(pipeline.get("status")) in _FAILED:
