@@ -323,3 +323,36 @@ def test_a_pipe_in_a_file_name_cannot_break_the_table(kind: str, tmp_path: Path,
         result = promote_once(h.forge(), "1.0.1")
         text = h.request_text(result["pull_request"]["number"])
         assert {n for n, row in table_rows(text) if row.startswith("| `envs/prod/")} == {5}
+
+
+# --- a few refusals through the GitHub and GitLab APIs -----------------------------------------
+
+API_CASES = ("bomb_alias_over_image", "duplicate_keys", "invalid_utf8", "templated_braces",
+             "deep_flow_10000", "trailer_injection_in_old_tag", "config_paths_dotdot",
+             "file_dotdot_etc_passwd", "tag_newline", "set_value_command")
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+@pytest.mark.parametrize("name", API_CASES)
+def test_hostile_through_the_apis(name: str, kind: str, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before anything is written: no branch, no commit, no request."""
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    case = BY_NAME[name]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    content = contents(case, outside)
+    config = content.pop(".promoter.yaml", b"version: 1\n")
+    with harness(kind, tmp_path / "forge", config, extra=content) as h:
+        monkeypatch.setenv("PROMOTE_TOKEN", h.token)
+        refs = h.bare.list_refs()
+        args = [a.replace("{outside}", str(outside)) for a in case.args]
+        code = run(["--repo", "acme/config", "--forge", kind, "--api-url", h.url, *args,
+                    "--output", "json"])
+        out, err = capsys.readouterr()
+        check_refused(case, "json", code, out, err)
+        assert h.bare.list_refs() == refs, "a branch was left behind"
+        assert h.changes() == [], "a request was opened"
+        assert not [r for r in h.requests() if r[0] != "GET"], "something was written"
