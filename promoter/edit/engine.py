@@ -46,7 +46,8 @@ FORMATS: tuple[Format, ...] = (
     ("helm", helm.applies, helm.slots),
 )
 
-_SET_VALUE = re.compile(r"[A-Za-z0-9_.:/@=+-]{1,512}")
+MAX_SET_VALUE = 512
+_SET_VALUE = re.compile(r"[A-Za-z0-9_.:/@=+-]+")
 _KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -65,6 +66,9 @@ class SetOp:
         if not (colon and eq and file and key and value):
             raise UsageError(f"--set {text!r}: expected FILE:dotted.key=VALUE",
                              hint="for example --set values.yaml:image.tag=1.4.2")
+        if len(value) > MAX_SET_VALUE:
+            raise UsageError(f"--set {file}:{key}: the value has {len(value)} characters, "
+                             f"more than the {MAX_SET_VALUE} an image value may have")
         if not _SET_VALUE.fullmatch(value):
             raise UsageError(f"--set {file}:{key}: the value has characters an image value "
                              "never has (white space, quotes, shell characters)",
