@@ -278,7 +278,7 @@ CASES: tuple[Case, ...] = (
     Case("set_value_yaml_injection", ("--set=envs/prod/values.yaml:image.tag=1 #",), 2,
          ("characters an image value never has",), modes=LOCAL),
     Case("set_value_too_long", ("--set=envs/prod/values.yaml:image.tag=" + "1" * 600,), 2,
-         ("image.tag",), modes=LOCAL),
+         ("600 characters, more than the 512",), modes=LOCAL),
     Case("set_file_dotdot", ("--set=../outside/deploy.yaml:image=1",), 2,
          ("leaves the config repo",), modes=LOCAL),
     Case("set_file_dotdot_forge", ("--set=../outside/deploy.yaml:image=1",), 2,
