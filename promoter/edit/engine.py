@@ -35,6 +35,7 @@ from promoter.edit.slots import MarkerSlot, PartsSlot, RefSlot, Slot
 from promoter.edit.splice import apply, refuse, replacement
 from promoter.errors import EditError, UsageError
 from promoter.images import ImageRef, parse_name, try_parse
+from promoter.paths import safe_relative
 
 Format = tuple[str, Callable[[Document, str], bool], Callable[[Document, str], Iterator[Slot]]]
 
@@ -66,6 +67,7 @@ class SetOp:
         if not (colon and eq and file and key and value):
             raise UsageError(f"--set {text!r}: expected FILE:dotted.key=VALUE",
                              hint="for example --set values.yaml:image.tag=1.4.2")
+        file = safe_relative(file, "--set")  # the same refusal with every forge
         if len(value) > MAX_SET_VALUE:
             raise UsageError(f"--set {file}:{key}: the value has {len(value)} characters, "
                              f"more than the {MAX_SET_VALUE} an image value may have")
