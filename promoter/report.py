@@ -36,8 +36,9 @@ def md(text: str) -> str:
 
 
 def code(text: str) -> str:
-    """A value as inline code, safe whatever backticks it holds."""
-    text = text.replace("\r", " ").replace("\n", " ")
+    """A value as inline code, safe whatever backticks it holds, and inside a table cell
+    too: GFM splits cells at a bare ``|`` even within code, so it is escaped."""
+    text = text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
     fence = "`"
     while fence in text:
         fence += "`"
