@@ -157,7 +157,8 @@ def test_snapshot_of_a_named_base_skips_the_project_request(
 
     assert (snap.branch, snap.commit) == ("release", other)
     assert snap.files["README.md"] == b"release\n"
-    assert gl.count() == 1
+    assert gl.count("GET", r"/projects/acme%2Fconfig$") == 0, gl.requests
+    assert gl.count("GET", r"/repository/archive\.tar\.gz$") == 1, gl.requests
 
 
 def test_snapshot_of_a_missing_base_is_a_usage_error(project: Project,

@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from promoter import retry
-from promoter.errors import AuthError, ForgeError, PromoteError, UsageError
+from promoter.errors import AuthError, ConflictError, ForgeError, PromoteError, UsageError
 from promoter.redact import redact
 
 T = TypeVar("T")
@@ -527,7 +527,12 @@ class Clone:
                 f"repository ({detail})",
                 hint="promote into a bare repository, or run `git config "
                      "receive.denyCurrentBranch updateInstead` in it")
-        if _AUTH.search(detail) or "protected" in detail.lower():
+        lowered = detail.lower()
+        if "cannot lock ref" in lowered or "reference already exists" in lowered \
+                or "but expected" in lowered:  # another push won the race for this ref
+            return ConflictError(f"{ref} in {self.remote} moved while promoter pushed "
+                                 f"({detail})", hint="promote plans again on the new tip")
+        if _AUTH.search(detail) or "protected" in lowered:
             return AuthError(f"{self.remote} refused the push to {ref}: {detail}",
                              hint="the credentials in use may not push to this branch")
         return ForgeError(f"{self.remote} refused the push to {ref}: {detail}",
