@@ -245,9 +245,11 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     result["commit"] = commit
     try:
         pr, created, updated = ensure_request(forge, branch, snap.branch, spec, created_branch)
-    except PromoteError:
+    except PromoteError as error:
         if created_branch:
             forge.delete_branch(branch)  # leave nothing half-made behind
+        if isinstance(error, ConflictError):  # another run's request got in the way:
+            raise _BaseMoved from None  # plan again (it may have merged this very change)
         raise
     updated = not created and (updated or new_commit)
     result["pull_request"] = {"url": pr.url, "number": pr.number, "created": created,
