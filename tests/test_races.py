@@ -289,7 +289,7 @@ def test_two_promotions_of_one_file_at_once(kind: str, step: str, layout: str,
     with harness(kind, tmp_path, extra={"envs/prod/deploy.yaml": text}) as h:
         images = [("api", "1.0.1"), ("web", "1.0.1")]
         outcomes = at_once(h, step, images)
-        for (image, tag), o in zip(images, outcomes, strict=True):
+        for o in outcomes:
             clear(o)
             assert not isinstance(o, PromoteError), o  # a lost race is planned again
             assert o["status"] == "merged", o
