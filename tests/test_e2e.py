@@ -506,3 +506,20 @@ def test_a_lower_version_never_replaces_a_higher_proposal(
     code, _ = cli(h, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.9",
                   "--require-merge")
     assert code == 4
+
+
+def test_dry_run_through_a_forge_writes_nothing(h: Harness,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    before = dict(h.bare.list_refs("refs/"))
+    code, result = cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:1.1.0",
+                       "--dry-run")
+    assert code == 0
+    assert result["status"] == "dry-run"
+    assert result["branch"] == "promote/dev/api"
+    assert [(c["file"], c["new"]) for c in result["changes"]] == [
+        ("envs/dev/deploy.yaml", "ghcr.io/acme/api:1.1.0")]
+    assert '+        image: "ghcr.io/acme/api:1.1.0"   # promoted by CI' in result["diff"]
+    assert dict(h.bare.list_refs("refs/")) == before
+    assert h.open_requests() == []
+    if isinstance(h, (GitHubHarness, GitLabHarness)):
+        assert h.fake.count("POST") + h.fake.count("PUT") + h.fake.count("PATCH") == 0
