@@ -446,6 +446,14 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
            settings: config_mod.EnvPolicy, request: Request, verdict: policy_mod.Verdict,
            result: dict[str, Any], effects: Effects) -> None:
     method = settings.merge_method
+    if settings.wait_for_checks and request.merge_timeout <= 0:
+        # nothing to wait here: the forge's own auto-merge merges once the checks pass
+        # (and merges at once when there is nothing to wait for)
+        result["policy"] = verdict.with_check(policy_mod.Check(
+            "checks_green", "skip", "left to the forge: its auto-merge waits for the checks "
+            "(give --merge-timeout to wait here)")).to_json()
+        _auto_merge(forge, pr, method, message, request, result, "")
+        return
     if settings.wait_for_checks:
         state = _wait_for_checks(forge, pr, commit, request.merge_timeout, effects)
         check = policy_mod.Check("checks_green", "pass" if state in (
@@ -456,16 +464,7 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
             _not_merged(request, result, f"checks failed on {commit[:12]}; left open for review")
             return
         if state == ChecksState.PENDING:
-            outcome = forge.enable_auto_merge(pr, method, message)
-            result["auto_merge"] = outcome.auto_merge
-            result["merged"] = outcome.merged
-            if outcome.merged:
-                result["status"] = "merged"
-            elif outcome.auto_merge:
-                result["status"] = "auto-merge"
-                _say(result, "checks still running: auto-merge enabled")
-            else:
-                _not_merged(request, result, f"checks still running; {outcome.reason}")
+            _auto_merge(forge, pr, method, message, request, result, "checks still running; ")
             return
     try:
         outcome = forge.merge(pr, method, commit, message)
@@ -486,6 +485,26 @@ def _with(error: PromoteError, result: dict[str, Any]) -> PromoteError:
     JSON output and the CI outputs still carry it."""
     error.result = dict(result)
     return error
+
+
+def _auto_merge(forge: Forge, pr: PullRequest, method: str, message: str, request: Request,
+                result: dict[str, Any], why: str) -> None:
+    try:
+        outcome = forge.enable_auto_merge(pr, method, message)
+    except ConflictError:
+        raise _BaseMoved from None  # the head or the base moved: plan again
+    result["auto_merge"] = outcome.auto_merge
+    result["merged"] = outcome.merged
+    if outcome.merged:
+        result["status"] = "merged"
+        _say(result, "merged")
+    elif outcome.auto_merge:
+        result["status"] = "auto-merge"
+        _say(result, f"{why}auto-merge enabled: the forge merges once the checks pass")
+    elif "base" in outcome.reason.lower() or "conflict" in outcome.reason.lower():
+        raise _BaseMoved
+    else:
+        _not_merged(request, result, f"{why}{outcome.reason}")
 
 
 def _say(result: dict[str, Any], text: str) -> None:

@@ -95,6 +95,10 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
 SHARED = {("github", "update"): ENDPOINTS[("github", "merge")],
           ("gitlab", "update"): ENDPOINTS[("gitlab", "merge")]}
 
+# promote waits for checks itself (it polls statuses and check runs / pipelines, which
+# then find nothing pending), so those read endpoints are part of every flow faulted here
+WAIT = 30.0
+
 
 def http_date(seconds: float) -> str:
     return email.utils.formatdate(time.time() + seconds, usegmt=True)
@@ -206,13 +210,13 @@ def test_fault_is_survived(kind: str, scenario: str, method: str, path: str, nam
     with harness(kind, tmp_path, config_for(scenario)) as h:
         base = h.bare.resolve("main") or ""
         if scenario == "update":
-            first = promote_once(h.forge(), "1.0.1")
+            first = promote_once(h.forge(), "1.0.1", merge_timeout=WAIT)
             assert first["pull_request"]["created"] is True
         h.reset_counts()
         options = inject(h, method, path, name)
         sleeps = Sleeps()
         tag = "1.0.2" if scenario == "update" else "1.0.1"
-        result = promote_once(h.forge(sleeps), tag)
+        result = promote_once(h.forge(sleeps), tag, merge_timeout=WAIT)
         assert fault_fired(h, method, path, options), "the fault never fired"
         if scenario == "merge":
             check_merged(h, base, result, tag)
@@ -229,9 +233,10 @@ def test_the_endpoint_lists_cover_a_clean_run(kind: str, scenario: str,
                                               tmp_path: Path) -> None:
     with harness(kind, tmp_path, config_for(scenario)) as h:
         if scenario == "update":
-            promote_once(h.forge(), "1.0.1")
+            promote_once(h.forge(), "1.0.1", merge_timeout=WAIT)
         h.reset_counts()
-        promote_once(h.forge(), "1.0.2" if scenario == "update" else "1.0.1")
+        promote_once(h.forge(), "1.0.2" if scenario == "update" else "1.0.1",
+                     merge_timeout=WAIT)
         listed = ENDPOINTS[(kind, scenario)] + SHARED.get((kind, scenario), [])
         seen = {(m, p) for m, p, _ in h.requests()}
         assert seen
@@ -258,7 +263,7 @@ def test_exhausted_retries_leave_nothing_half_made(kind: str, method: str, path:
         h.fail(method, path, 503, times=1000, headers={"Retry-After": "1"})
         sleeps = Sleeps()
         with pytest.raises(ForgeError) as caught:
-            promote_once(h.forge(sleeps), "1.0.1")
+            promote_once(h.forge(sleeps), "1.0.1", merge_timeout=WAIT)
         err = caught.value
         assert err.code == 5
         text = str(err)
@@ -300,7 +305,7 @@ def test_a_response_slower_than_the_timeout_is_retried(kind: str, method: str, p
             h.fail(method, path, 0, delay=0.9, apply_then_fail=True, drop=True)
             forge = h.forge(Sleeps(), timeout=0.4)
         started = time.monotonic()
-        result = promote_once(forge, "1.0.1")
+        result = promote_once(forge, "1.0.1", merge_timeout=WAIT)
         assert time.monotonic() - started < 10
         time.sleep(0.4 if kind == "github" else 0.6)  # let the slow request finish
         check_merged(h, base, result, "1.0.1")

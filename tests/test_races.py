@@ -63,7 +63,8 @@ class Before:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
-        if name != self.step:
+        merging = self.step == "merge" and name == "enable_auto_merge"  # either merges
+        if name != self.step and not merging:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:

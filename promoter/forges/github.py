@@ -255,6 +255,7 @@ class GitHubForge:
         self._repo: Repository | None = None
         self._executable: dict[str, frozenset[str]] = {}
         self._trees: dict[str, str] = {}  # commit sha -> its tree sha, from the snapshot
+        self._opened: dict[int, GhPull] = {}  # pull requests this forge created (node ids)
         self._session = requests.Session()
         # The archive URL is pre-signed: send no credentials, not even from ~/.netrc
         # (requests only reads .netrc when the session has no auth of its own).
@@ -629,6 +630,7 @@ class GitHubForge:
         def act() -> tuple[PullRequest, bool]:
             extra: dict[str, Any] = {"draft": True} if spec.draft else {}
             pull = repo.create_pull(base=base, head=branch, title=title, body=body, **extra)
+            self._opened[pull.number] = pull
             return self._to_pr(pull), True
 
         def already() -> tuple[PullRequest, bool] | None:
@@ -781,7 +783,8 @@ class GitHubForge:
                              hint="use merge, squash or rebase")
         _, repo = self._client()
         number = pr.number
-        pull = repo.get_pull(number)
+        # a request this forge opened already has its node id: no GET for it
+        pull = self._opened.get(number) or repo.get_pull(number)
 
         def act() -> MergeOutcome:
             title, _, body = message.strip().partition("\n\n")
@@ -803,6 +806,9 @@ class GitHubForge:
                     f"pull request #{number}'s branch moved past {pr.head_sha[:12]}: GitHub "
                     f"says {said!r}", hint="someone pushed to the promotion branch; run "
                                            "promote again")
+            if "dirty status" in said.lower():  # a merge conflict with the base branch
+                return MergeOutcome(merged=False, reason=(
+                    f"GitHub will not auto-merge #{number}: it conflicts with the base branch"))
             if "clean status" in said.lower():
                 # Nothing left to wait for: GitHub wants a plain merge (same head guard).
                 return self.merge(pr, method, pr.head_sha or pull.head.sha, message)
