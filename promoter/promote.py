@@ -26,7 +26,7 @@ from promoter import policy as policy_mod
 from promoter.edit import SetOp, Targets
 from promoter.errors import ConflictError, NotFound, PolicyRefused, PromoteError, UsageError
 from promoter.forges.base import ChecksState, Forge, Head, PullRequest, RequestSpec, Snapshot
-from promoter.images import ImageRef
+from promoter.images import ImageRef, parse, parse_name, parse_version, try_parse
 from promoter.paths import CONFIG_FILE, glob_match, safe_relative
 from promoter.plan import Plan, make_plan
 from promoter.report import (
@@ -110,8 +110,6 @@ def targets_for(request: Request, config: config_mod.Config) -> Targets:
 
 
 def _name(repo: str) -> str:
-    from promoter.images import parse_name
-
     domain, path = parse_name(repo)
     return f"{domain}/{path}"
 
@@ -360,8 +358,6 @@ class _Superseded(Exception):
 def newer_proposed(head: Head, images: Sequence[ImageRef], plan: Plan) -> str | None:
     """A Promoted-Image on ``head``, still in flight (the base does not run it yet), that
     is a higher semver of one of ``images``."""
-    from promoter.images import parse_version, try_parse
-
     running = {(f.image, f.old_tag) for f in plan.found}
     for key, value in trailers(head.message):
         theirs = try_parse(value) if key == TRAILER_IMAGE else None
@@ -590,8 +586,6 @@ def history(forge: Forge, base: str | None, env: str | None,
 
 
 def _ref_name(text: str) -> str:
-    from promoter.images import try_parse
-
     ref = try_parse(text)
     return ref.name if ref else text
 
@@ -605,8 +599,6 @@ def rolled_back_versions(forge: Forge, base: str, env: str,
     for ref in images:
         entries = history(forge, base, env, [ref], limit=200)
         if entries and entries[0].rollback_of:
-            from promoter.images import try_parse
-
             bad = try_parse(entries[0].rollback_of)
             if bad is not None:
                 out[ref.name] = bad.version
@@ -630,8 +622,6 @@ def rollback_request(forge: Forge, request: Request) -> Request:
         previous = [p for p in last.previous if _ref_name(p) == ref.name]
         if not previous:
             raise NotFound(f"the last promotion of {ref.familiar} records no previous image")
-        from promoter.images import parse
-
         restored.append(parse(previous[0]))
         rolled_from.extend(p for p in last.images if _ref_name(p) == ref.name)
     return replace(request, images=tuple(restored), rollback_of=", ".join(rolled_from))
