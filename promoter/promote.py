@@ -167,17 +167,20 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     if request.rollback_of is not None:
         policy = replace(policy, allow_downgrade=True)  # a rollback is a deliberate downgrade
     upstream = upstream_versions(snap.files, request, config, policy)
-    rolled_back: dict[str, str] = {}
-    if policy.name in config.environments and request.rollback_of is None and policy.auto_merge \
-            and not plan.noop:
-        rolled_back = rolled_back_versions(forge, snap.branch, policy.name, request.images)
     changes = image_changes(plan, request.images)
     say(f"plan: {len(plan.changes)} change(s) in {len(plan.files)} file(s); policy "
         f"{policy.name}")
     want_merge = policy.auto_merge
-    verdict = policy_mod.evaluate(plan, policy, images=list(request.images), now=effects.now(),
-                                  upstream=upstream, want_merge=want_merge,
-                                  rolled_back=rolled_back)
+    now = effects.now()
+    verdict = policy_mod.evaluate(plan, policy, images=list(request.images), now=now,
+                                  upstream=upstream, want_merge=want_merge)
+    if verdict.allows_merge and policy.name in config.environments \
+            and request.rollback_of is None and not plan.noop:
+        # the rollback guard reads history: only worth a request when a merge is on
+        rolled_back = rolled_back_versions(forge, snap.branch, policy.name, request.images)
+        verdict = policy_mod.evaluate(plan, policy, images=list(request.images), now=now,
+                                      upstream=upstream, want_merge=want_merge,
+                                      rolled_back=rolled_back)
     branch = branch_name(request)
     result: dict[str, Any] = {
         "status": "",

@@ -806,6 +806,12 @@ class GitHubForge:
                     f"pull request #{number}'s branch moved past {pr.head_sha[:12]}: GitHub "
                     f"says {said!r}", hint="someone pushed to the promotion branch; run "
                                            "promote again")
+            if "is closed" in said.lower() or "already merged" in said.lower():
+                done = repo.get_pull(number)  # merged meanwhile (another run, a person)?
+                if done.merged and pr.head_sha and done.head.sha != pr.head_sha:
+                    raise self._merged_elsewhere(number, pr.head_sha)
+                if done.merged:
+                    return MergeOutcome(merged=True, sha=done.merge_commit_sha)
             if "dirty status" in said.lower():  # a merge conflict with the base branch
                 return MergeOutcome(merged=False, reason=(
                     f"GitHub will not auto-merge #{number}: it conflicts with the base branch"))
