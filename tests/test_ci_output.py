@@ -25,6 +25,7 @@ from promoter.ci_output import (
     write_ci_outputs,
 )
 from promoter.errors import EditError, ForgeError, PromoteError
+from tests.ci_files import parse_github_output
 
 POLICY = {
     "allows_merge": False,
@@ -65,27 +66,6 @@ RESULT: dict[str, Any] = {
                    "pipeline_url": "https://github.com/acme/api/actions/runs/1",
                    "actor": "jane"},
 }
-
-
-def parse_github_output(text: str) -> dict[str, str]:
-    """Read a $GITHUB_OUTPUT file the way the runner does (both forms)."""
-    values: dict[str, str] = {}
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delim = line.split("<<", 1)
-            end = lines.index(delim, i + 1)
-            values[name] = "\n".join(lines[i + 1:end])
-            i = end + 1
-        else:
-            name, value = line.split("=", 1)
-            values[name] = value
-            i += 1
-    return values
 
 
 # --- $GITHUB_OUTPUT -----------------------------------------------------------------

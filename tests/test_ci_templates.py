@@ -37,6 +37,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from promoter.ci_output import github_output_values, gitlab_dotenv_values
+from tests.ci_files import parse_github_output
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
 
@@ -212,25 +213,6 @@ class ActionRun:
         return text
 
 
-def parse_github_output(text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line:
-            i += 1
-            continue
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delim = line.split("<<", 1)
-            end = lines.index(delim, i + 1)
-            values[name] = "\n".join(lines[i + 1:end])
-            i = end + 1
-        else:
-            name, value = line.split("=", 1)
-            values[name] = value
-            i += 1
-    return values
 
 
 _EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
@@ -161,11 +162,8 @@ def test_a_near_miss_is_never_the_same_repository(name: str, data: st.DataObject
 def test_look_alikes_are_refused(text: str, where: int, char: str) -> None:
     where %= len(text) + 1
     bad = text[:where] + char + text[where:]
-    try:
+    with pytest.raises(InvalidReference):
         parse(bad)
-    except InvalidReference:
-        return
-    raise AssertionError(f"{bad!r} was accepted")
 
 
 # --- (b) the YAML edit --------------------------------------------------------------------
