@@ -123,7 +123,21 @@ def load_tree(bare: Any, src: Path, extra: dict[str, bytes]) -> str:
     return sha
 
 
-class GitHubSide:
+class _Counted:
+    """What both fake forges record: every request, with its body sizes."""
+
+    fake: Any
+
+    def mark(self) -> int:
+        return len(self.fake.requests)
+
+    def traffic(self, since: int) -> Traffic:
+        seen = self.fake.requests[since:]
+        return Traffic(len(seen), sum(r.bytes_in for r in seen), sum(r.bytes_out for r in seen),
+                       tuple(shape(r.method, r.path) for r in seen))
+
+
+class GitHubSide(_Counted):
     name = "github"
 
     def __init__(self, tmp: Path, src: Path, extra: dict[str, bytes] | None = None) -> None:
@@ -139,14 +153,6 @@ class GitHubSide:
         from promoter.forges.github import GitHubForge
 
         return GitHubForge(SLUG, api_url=self.fake.url, token=TOKEN)
-
-    def mark(self) -> int:
-        return len(self.fake.requests)
-
-    def traffic(self, since: int) -> Traffic:
-        seen = self.fake.requests[since:]
-        return Traffic(len(seen), sum(r.bytes_in for r in seen), sum(r.bytes_out for r in seen),
-                       tuple(shape(r.method, r.path) for r in seen))
 
     def on_commit(self, sha: str) -> None:
         self.fake.set_checks(SLUG, sha, "pending")
@@ -176,7 +182,7 @@ class GitHubSide:
         self.fake.stop()
 
 
-class GitLabSide:
+class GitLabSide(_Counted):
     name = "gitlab"
 
     def __init__(self, tmp: Path, src: Path, extra: dict[str, bytes] | None = None,
@@ -193,14 +199,6 @@ class GitLabSide:
         from promoter.forges.gitlab import GitLabForge
 
         return GitLabForge(SLUG, api_url=self.fake.url, token=TOKEN)
-
-    def mark(self) -> int:
-        return len(self.fake.requests)
-
-    def traffic(self, since: int) -> Traffic:
-        seen = self.fake.requests[since:]
-        return Traffic(len(seen), sum(r.bytes_in for r in seen), sum(r.bytes_out for r in seen),
-                       tuple(shape(r.method, r.path) for r in seen))
 
     def on_commit(self, sha: str) -> None:
         self.fake.set_pipeline(sha, "running", project=SLUG)
