@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from promoter import config as config_mod
 from promoter import policy as policy_mod
+from promoter import proof
 from promoter.edit import SetOp, Targets
 from promoter.errors import ConflictError, NotFound, PolicyRefused, PromoteError, UsageError
 from promoter.forges.base import ChecksState, Forge, Head, PullRequest, RequestSpec, Snapshot
@@ -37,7 +38,6 @@ from promoter.report import (
     TRAILER_ROLLBACK,
     changes_json,
     commit_message,
-    fingerprint,
     image_changes,
     pr_body,
     skips_json,
@@ -47,6 +47,7 @@ from promoter.report import (
 
 MAX_RACE_ATTEMPTS = 5
 POLL_INTERVAL = 10.0
+NONE_GRACE = 15.0  # seconds "no checks" must last before it counts as "no CI here"
 
 
 @dataclass(frozen=True)
@@ -230,8 +231,9 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     )
     try:
         guard = () if request.rollback_of is not None else request.images
-        commit, created_branch, new_commit = ensure_branch(forge, branch, snap, plan, message,
-                                                           guard)
+        commit, created_branch, new_commit = ensure_branch(
+            forge, branch, snap, plan, message, guard,
+            lambda refs: _plan_quietly(snap.files, replace(request, images=refs), config, env))
     except _Superseded as newer:
         result["status"] = "superseded"
         result["message"] = (f"a newer promotion is already proposed on {branch} "
@@ -286,6 +288,16 @@ def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Con
     return plan
 
 
+def _plan_quietly(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
+                  env: config_mod.EnvPolicy | None) -> Plan | None:
+    """The plan of ``request`` over ``files``, or None when it cannot be made (the images
+    are nowhere, or the refs a branch names are unusable): such a claim proves nothing."""
+    try:
+        return prepare(files, request, config, env)
+    except PromoteError:
+        return None
+
+
 def upstream_versions(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
                       policy: config_mod.EnvPolicy
                       ) -> dict[str, set[tuple[str | None, str | None]]] | None:
@@ -325,31 +337,57 @@ def versions_in(files: Mapping[str, bytes], config: config_mod.Config, request: 
 
 
 def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message: str,
-                  images: Sequence[ImageRef] = ()) -> tuple[str, bool, bool]:
+                  images: Sequence[ImageRef] = (),
+                  plan_for: Callable[[tuple[ImageRef, ...]], Plan | None] = lambda _: None,
+                  ) -> tuple[str, bool, bool]:
     """One commit holding the plan on ``branch``: (sha, branch created, new commit).
 
-    A branch whose tip already carries this plan's fingerprint on this base is reused.
-    A tip that proposes a higher version of the same image is never replaced by a lower
-    one (_Superseded). When another run wrote the branch between our read and our write,
-    the whole promotion is planned again (_BaseMoved), so the highest version wins."""
+    A tip is reused only when it is proved: its only parent is the base and it changes
+    exactly the plan's files to exactly the plan's bytes (``proof.holds``). Trailers
+    prove nothing. A tip that proves a higher version of the same image (planned again
+    here from its trailers, ``plan_for``) is never replaced by a lower one
+    (_Superseded). A tip on this base that proves neither is someone else's commit:
+    exit 5 naming it. A promoter-looking tip on an older base is rebuilt on this one.
+    When another run wrote the branch between our read and our write, the whole
+    promotion is planned again (_BaseMoved), so the highest version wins."""
     head = forge.read_head(branch)
-    mark = f"{TRAILER_FINGERPRINT}: {fingerprint(plan.files)}"
     if head is not None:
         if not is_promoter_commit(head):
             raise ConflictError(
                 f"branch {branch} has a commit promoter did not make ({head.sha[:12]})",
                 hint="someone pushed to the promotion branch; merge or close that request "
                      "by hand, or delete the branch, then promote again")
-        newer = newer_proposed(head, images, plan)
-        if newer is not None:
-            raise _Superseded(newer)
-        if mark in head.message and snap.commit in head.parents:
-            return head.sha, False, False
+        changed = forge.changed_files(head.sha) if len(head.parents) == 1 else None
+        on_base = head.parents == (snap.commit,)
+        if proof.holds(changed, plan.files):
+            if on_base:
+                return head.sha, False, False
+        else:
+            claimed = claimed_images(head)
+            theirs = plan_for(claimed) if claimed else None
+            if theirs is not None and proof.holds(changed, theirs.files):
+                newer = newer_proposed(head, images, plan)
+                if newer is not None:
+                    raise _Superseded(newer)
+            elif on_base:
+                raise ConflictError(
+                    f"branch {branch} holds {head.sha[:12]}, which says it is a promotion "
+                    "but changes something else than what it names; promoter will not reuse, "
+                    "merge or overwrite it",
+                    hint="someone pushed to the promotion branch: check that commit, then "
+                         "delete the branch (or close its request) and promote again")
     try:
         sha = forge.write_commit(branch, snap, plan.files, message, replace=head)
     except ConflictError:
         raise _BaseMoved from None  # another run got there first: look again
     return sha, head is None, True
+
+
+def claimed_images(head: Head) -> tuple[ImageRef, ...]:
+    """The ``Promoted-Image`` trailers of ``head`` that parse: what it says it promotes
+    (data to be proved, never evidence)."""
+    found = (try_parse(v) for k, v in trailers(head.message) if k == TRAILER_IMAGE)
+    return tuple(dict.fromkeys(ref for ref in found if ref is not None))
 
 
 class _Superseded(Exception):
@@ -444,6 +482,8 @@ def _close_if_pointless(forge: Forge, branch: str, snap: Snapshot, plan: Plan,
 def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
            settings: config_mod.EnvPolicy, request: Request, verdict: policy_mod.Verdict,
            result: dict[str, Any], effects: Effects) -> None:
+    """Merge ``commit`` (the one this run wrote or proved, never the head the forge
+    reports) now, or hand it to the forge's auto-merge pinned to the same commit."""
     method = settings.merge_method
     if settings.wait_for_checks and request.merge_timeout <= 0:
         # nothing to wait here: the forge's own auto-merge merges once the checks pass
@@ -451,7 +491,7 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
         result["policy"] = verdict.with_check(policy_mod.Check(
             "checks_green", "skip", "left to the forge: its auto-merge waits for the checks "
             "(give --merge-timeout to wait here)")).to_json()
-        _auto_merge(forge, pr, method, message, request, result, "")
+        _auto_merge(forge, pr, commit, method, message, request, result, "")
         return
     if settings.wait_for_checks:
         state = _wait_for_checks(forge, pr, commit, request.merge_timeout, effects)
@@ -463,7 +503,8 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
             _not_merged(request, result, f"checks failed on {commit[:12]}; left open for review")
             return
         if state == ChecksState.PENDING:
-            _auto_merge(forge, pr, method, message, request, result, "checks still running; ")
+            _auto_merge(forge, pr, commit, method, message, request, result,
+                        "checks still running; ")
             return
     try:
         outcome = forge.merge(pr, method, commit, message)
@@ -476,7 +517,10 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
         return
     if "base" in outcome.reason.lower() or "conflict" in outcome.reason.lower():
         raise _BaseMoved
-    _not_merged(request, result, outcome.reason or "the forge did not merge")
+    # The forge will not merge now (a required check it expects has not reported yet,
+    # a review it requires): never give up at once, hand over to its auto-merge.
+    _auto_merge(forge, pr, commit, method, message, request, result,
+                f"{outcome.reason or 'the forge did not merge now'}; ")
 
 
 def _with(error: PromoteError, result: dict[str, Any]) -> PromoteError:
@@ -486,10 +530,10 @@ def _with(error: PromoteError, result: dict[str, Any]) -> PromoteError:
     return error
 
 
-def _auto_merge(forge: Forge, pr: PullRequest, method: str, message: str, request: Request,
-                result: dict[str, Any], why: str) -> None:
+def _auto_merge(forge: Forge, pr: PullRequest, commit: str, method: str, message: str,
+                request: Request, result: dict[str, Any], why: str) -> None:
     try:
-        outcome = forge.enable_auto_merge(pr, method, message)
+        outcome = forge.enable_auto_merge(pr, method, commit, message)
     except ConflictError:
         raise _BaseMoved from None  # the head or the base moved: plan again
     result["auto_merge"] = outcome.auto_merge
@@ -527,12 +571,29 @@ def _checks_reason(state: ChecksState) -> str:
 
 def _wait_for_checks(forge: Forge, pr: PullRequest, sha: str, timeout: float,
                      effects: Effects) -> ChecksState:
-    deadline = effects.monotonic() + max(timeout, 0.0)
-    while True:
+    """Poll the checks of ``sha`` until they settle or ``timeout`` passes. "No checks"
+    right after a push is not final: CI registers its checks a moment later, so NONE
+    counts only once ``NONE_GRACE`` seconds (within the timeout) have shown none."""
+    start = effects.monotonic()
+    deadline = start + max(timeout, 0.0)
+    grace = start + min(NONE_GRACE, max(timeout, 0.0))
+    for delay in _poll_delays():
         state = forge.checks(pr, sha)
-        if state != ChecksState.PENDING or effects.monotonic() >= deadline:
+        now = effects.monotonic()
+        if state in (ChecksState.SUCCESS, ChecksState.FAILURE) or now >= deadline:
             return state
-        effects.sleep(min(POLL_INTERVAL, max(deadline - effects.monotonic(), 0.0)))
+        if state == ChecksState.NONE and now >= grace:
+            return state
+        effects.sleep(min(delay, max(deadline - now, 0.0)))
+    raise AssertionError("unreachable")
+
+
+def _poll_delays() -> Iterator[float]:
+    """1, 2, 4, 8, then every POLL_INTERVAL seconds: quick checks are seen quickly."""
+    delay = 1.0
+    while True:
+        yield min(delay, POLL_INTERVAL)
+        delay *= 2
 
 
 # --- history and rollback -----------------------------------------------------------------

@@ -63,10 +63,12 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("POST", r"/requested_reviewers$", WRITE),
         ("GET", r"/status$", READ),
         ("GET", r"/check-runs$", READ),
+        ("GET", r"/pulls/\d+$", READ),
         ("PUT", r"/merge$", WRITE),
     ],
     ("github", "update"): [
         ("GET", r"/branches/promote/", READ),
+        ("GET", r"/commits/[0-9a-f]{40}$", READ),
         ("GET", r"/git/ref/heads/promote/", READ),
         ("PATCH", r"/git/refs/heads/promote/", WRITE),
         ("GET", r"/pulls$", READ),
@@ -86,6 +88,9 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ],
     ("gitlab", "update"): [
         ("GET", r"/repository/branches/promote", READ),
+        ("GET", r"/repository/commits/[0-9a-f]{40}$", READ),
+        ("GET", r"/repository/commits/[0-9a-f]{40}/diff$", READ),
+        ("GET", r"/repository/files/.+/raw$", READ),
         ("POST", r"/repository/commits$", WRITE),
         ("GET", r"/merge_requests$", READ),
         ("PUT", r"/merge_requests/\d+$", WRITE),

@@ -594,7 +594,8 @@ def test_merge_uses_the_message_it_is_given(remote: Remote, forges: Any, method:
 def test_enable_auto_merge_merges_now(remote: Remote, forges: Any) -> None:
     forge = forges(remote.path)
     _, pr = promote(forge, remote)
-    outcome = forge.enable_auto_merge(PullRequest(0, pr.url, pr.branch, "main"), "rebase")
+    outcome = forge.enable_auto_merge(PullRequest(0, pr.url, pr.branch, "main"), "rebase",
+                                      pr.head_sha)
     assert outcome.merged
     assert not outcome.auto_merge
     assert remote.show("main", "envs/dev/deploy.yaml").endswith(b"api:1.1.0\n")

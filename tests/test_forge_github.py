@@ -366,7 +366,7 @@ def test_auto_merge_carries_promoters_message(fake: FakeGitHub, forge: GitHubFor
     pr = forge.open_request("promote/dev/api", "main", RequestSpec("t", "b"))
     fake.set_checks(SLUG, sha, "pending")
     message = "Promote api\n\nPromoted-Image: ghcr.io/acme/api:1.1.0"
-    assert forge.enable_auto_merge(pr, "squash", message).auto_merge
+    assert forge.enable_auto_merge(pr, "squash", pr.head_sha, message).auto_merge
     fake.set_checks(SLUG, sha, "success")
     info = bare(fake).commit("main")
     assert info is not None
@@ -399,7 +399,7 @@ def test_auto_merge_waits_for_green_checks(fake: FakeGitHub, forge: GitHubForge)
     pr = forge.open_request("promote/dev/api", "main", RequestSpec("Promote api", "b"))
     fake.set_checks(SLUG, sha, "pending")
     fake.reset_counts()
-    outcome = forge.enable_auto_merge(pr, "squash")
+    outcome = forge.enable_auto_merge(pr, "squash", pr.head_sha)
     assert (outcome.merged, outcome.auto_merge) == (False, True)
     # the forge opened this request, so it knows its node id: the GraphQL call alone
     assert [r.method for r in fake.requests] == ["POST"]
@@ -418,7 +418,7 @@ def test_auto_merge_on_a_clean_request_merges_at_once(fake: FakeGitHub,
     _, sha = promote(forge)
     pr = forge.open_request("promote/dev/api", "main", RequestSpec("t", "b"))
     fake.set_checks(SLUG, sha, "success")
-    outcome = forge.enable_auto_merge(pr, "merge")
+    outcome = forge.enable_auto_merge(pr, "merge", pr.head_sha)
     assert outcome.merged
     assert outcome.sha == bare(fake).resolve("main")
     assert fake.count("POST", r"/graphql$") == 1
@@ -432,10 +432,10 @@ def test_auto_merge_guards_against_a_moved_head(fake: FakeGitHub, forge: GitHubF
     moved = bare(fake).commit_files("promote/dev/api", {"README.md": b"sneaky\n"}, "push")
     fake.set_checks(SLUG, moved, "pending")
     with pytest.raises(ConflictError, match="moved"):
-        forge.enable_auto_merge(pr, "squash")
+        forge.enable_auto_merge(pr, "squash", pr.head_sha)
     fake.set_checks(SLUG, moved, "success")
     with pytest.raises(ConflictError, match="moved"):
-        forge.enable_auto_merge(pr, "squash")  # green checks change nothing
+        forge.enable_auto_merge(pr, "squash", pr.head_sha)  # green checks change nothing
     state = fake.pull(SLUG, pr.number)
     assert (state["state"], state["auto_merge"]) == ("open", None)
 
@@ -446,7 +446,7 @@ def test_auto_merge_switched_off_in_the_repository(fake: FakeGitHub,
     _, sha = promote(forge)
     pr = forge.open_request("promote/dev/api", "main", RequestSpec("t", "b"))
     fake.set_checks(SLUG, sha, "pending")
-    outcome = forge.enable_auto_merge(pr, "squash")
+    outcome = forge.enable_auto_merge(pr, "squash", pr.head_sha)
     assert (outcome.merged, outcome.auto_merge) == (False, False)
     assert "allow auto-merge" in outcome.reason
 
@@ -471,7 +471,7 @@ def test_log_follows_first_parents(fake: FakeGitHub, forge: GitHubForge) -> None
 # --- the request budget of a whole promotion ----------------------------------------------
 
 
-def test_a_typical_promotion_costs_thirteen_requests(fake: FakeGitHub,
+def test_a_typical_promotion_costs_fourteen_requests(fake: FakeGitHub,
                                                      forge: GitHubForge) -> None:
     spent = []
 
@@ -494,7 +494,7 @@ def test_a_typical_promotion_costs_thirteen_requests(fake: FakeGitHub,
     spent.append(step())
     assert forge.merge(pr, "squash", sha).merged
     spent.append(step())
-    assert spent == [3, 1, 3, 3, 2, 1]
+    assert spent == [3, 1, 3, 3, 3, 1]  # checks: none reported, so is the PR blocked?
 
 
 # --- retries --------------------------------------------------------------------------------
@@ -684,7 +684,7 @@ def test_github_enterprise_api_prefix(tmp_path: Path) -> None:
             snap, sha = promote(forge)
             pr = forge.open_request("promote/dev/api", "main", RequestSpec("t", "b"))
             ghes.set_checks(SLUG, sha, "pending")
-            assert forge.enable_auto_merge(pr, "squash").auto_merge
+            assert forge.enable_auto_merge(pr, "squash", pr.head_sha).auto_merge
         assert ghes.count("POST", r"^/api/graphql$") == 1
         assert dict(snap.files) == SEED
 

@@ -654,7 +654,7 @@ def test_auto_merge_waits_for_the_pipeline_to_exist_then_merges_on_success(
     base = project.repo.resolve("main")
     gl.reset_counts()
 
-    outcome = forge.enable_auto_merge(pr, "squash")
+    outcome = forge.enable_auto_merge(pr, "squash", pr.head_sha)
 
     assert outcome.auto_merge and not outcome.merged
     assert sleeps.waits == list(AUTO_MERGE_WAITS[:2])
@@ -681,14 +681,14 @@ def test_a_failed_pipeline_does_not_merge(gl: FakeGitLab, project: Project,
     pr, sha = _opened(forge)
     gl.set_pipeline(sha, "running")
     base = project.repo.resolve("main")
-    assert forge.enable_auto_merge(pr, "merge").auto_merge
+    assert forge.enable_auto_merge(pr, "merge", pr.head_sha).auto_merge
 
     gl.set_pipeline(sha, "failed")
 
     mr = gl.merge_request("acme/config", pr.number)
     assert mr["state"] == "opened" and mr["merge_when_pipeline_succeeds"] is False
     assert project.repo.resolve("main") == base
-    again = forge.enable_auto_merge(pr, "merge")
+    again = forge.enable_auto_merge(pr, "merge", pr.head_sha)
     assert not again.merged and not again.auto_merge
     assert "pipeline failed" in again.reason
     assert project.repo.resolve("main") == base
@@ -700,7 +700,7 @@ def test_auto_merge_when_the_pipeline_already_passed_merges_now(
     pr, sha = _opened(forge)
     gl.set_pipeline(sha, "success")
 
-    outcome = forge.enable_auto_merge(pr, "merge")
+    outcome = forge.enable_auto_merge(pr, "merge", pr.head_sha)
 
     assert outcome.merged and outcome.sha == project.repo.resolve("main")
 
@@ -713,7 +713,7 @@ def test_auto_merge_without_ci_on_an_old_server_merges_directly(
     pr, sha = _opened(forge)
     base = project.repo.resolve("main")
 
-    outcome = forge.enable_auto_merge(pr, "squash")
+    outcome = forge.enable_auto_merge(pr, "squash", pr.head_sha)
 
     assert outcome.merged and not outcome.auto_merge
     assert sleeps.waits == list(AUTO_MERGE_WAITS)
@@ -728,7 +728,7 @@ def test_auto_merge_gives_up_when_a_required_pipeline_never_comes(
     pr, _ = _opened(forge)
     base = project.repo.resolve("main")
 
-    outcome = forge.enable_auto_merge(pr, "merge")
+    outcome = forge.enable_auto_merge(pr, "merge", pr.head_sha)
 
     assert not outcome.merged and not outcome.auto_merge
     assert "ci_must_pass" in outcome.reason
@@ -738,7 +738,7 @@ def test_auto_merge_gives_up_when_a_required_pipeline_never_comes(
 def test_a_draft_is_not_merged(gl: FakeGitLab, project: Project, forge: GitLabForge) -> None:
     pr, _ = _opened(forge, draft=True)
 
-    outcome = forge.enable_auto_merge(pr, "merge")
+    outcome = forge.enable_auto_merge(pr, "merge", pr.head_sha)
 
     assert not outcome.merged and "draft_status" in outcome.reason
 

@@ -113,6 +113,14 @@ class Forge(Protocol):
         A retried write that had already taken effect is detected, never repeated."""
         ...
 
+    def changed_files(self, sha: str) -> Mapping[str, str] | None:
+        """What commit ``sha`` changed against its only parent: path -> git blob sha of
+        the new content of each file it modified or added. None when the commit does
+        anything else as well (deletes or renames a file, changes a mode or a file's
+        type, has several parents, or changes more files than the forge lists): such a
+        commit is never proved."""
+        ...
+
     def delete_branch(self, branch: str) -> None: ...
 
     def find_request(self, branch: str, base: str) -> PullRequest | None:
@@ -135,9 +143,11 @@ class Forge(Protocol):
         so the trailers promoter writes reach the base branch whatever the method."""
         ...
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, message: str = "") -> MergeOutcome:
-        """Ask the forge to merge once checks pass (GitHub auto-merge, GitLab
-        merge-when-pipeline-succeeds); merge directly when already mergeable."""
+    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+                          message: str = "") -> MergeOutcome:
+        """Ask the forge to merge ``sha`` once checks pass (GitHub auto-merge, GitLab
+        merge-when-pipeline-succeeds); merge directly when already mergeable. The forge
+        is told ``sha``, so a head that moved after promoter proved it is never merged."""
         ...
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:

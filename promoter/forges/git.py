@@ -93,6 +93,7 @@ class GitForge:
         self._clone = Clone(remote, workdir=workdir, author=author, runner=runner,
                             sleep=sleep, retry_timeout=retry_timeout)
         self.remote = self._clone.remote  # the URL without credentials, or the path
+        self._heads: dict[str, str] = {}  # branch tips read_head saw -> their branch
 
     def __repr__(self) -> str:
         return f"GitForge({self.remote!r})"
@@ -142,9 +143,24 @@ class GitForge:
         if sha is None:
             return None
         if not self._clone.has_commit(sha):
-            sha = self._clone.fetch([branch], depth=1)[branch]
+            sha = self._clone.fetch([branch], depth=2)[branch]  # with its parent
+        self._heads[sha] = branch
         commit = self._clone.commit(sha)
         return Head(sha=sha, message=commit.message, parents=commit.parents)
+
+    def changed_files(self, sha: str) -> Mapping[str, str] | None:
+        """``git diff-tree`` of a tip ``read_head`` returned against its only parent."""
+        clone = self._clone
+        if not clone.has_commit(sha):
+            return None
+        parents = clone.commit(sha).parents
+        if len(parents) != 1:
+            return None
+        if not clone.has_commit(parents[0]) and sha in self._heads:
+            clone.fetch([self._heads[sha]], depth="--deepen=1")
+        if not clone.has_commit(parents[0]):
+            return None
+        return clone.changed_blobs(parents[0], sha)
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
         """Newest first, first parent only, at most ``limit``. ``author`` is the author's
@@ -256,15 +272,9 @@ class GitForge:
 
     # -- merging --------------------------------------------------------------------------
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, message: str = "") -> MergeOutcome:
-        """No CI to wait for in plain git: merge now."""
-        sha = pr.head_sha
-        if not sha:
-            head = self.read_head(pr.branch)
-            if head is None:
-                raise ConflictError(f"branch {pr.branch!r} no longer exists in {self.remote}",
-                                    hint="re-run promote")
-            sha = head.sha
+    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+                          message: str = "") -> MergeOutcome:
+        """No CI to wait for in plain git: merge ``sha`` now."""
         return self.merge(pr, method, sha, message)
 
     def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:

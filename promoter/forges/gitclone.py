@@ -417,6 +417,21 @@ class Clone:
             pos = end + 1 + size + 1
         return found
 
+    def changed_blobs(self, parent: str, commit: str) -> dict[str, str] | None:
+        """path -> new blob id of each file ``commit`` changed or added against
+        ``parent``; None when it also deletes or renames a file or changes a mode or type."""
+        out = self.git("diff-tree", "-r", "-z", "--no-renames", parent, commit,
+                       verb="diff-tree")
+        fields = out.rstrip(b"\x00").split(b"\x00") if out.strip(b"\x00") else []
+        changed: dict[str, str] = {}
+        for meta, path in zip(fields[0::2], fields[1::2], strict=True):
+            old_mode, new_mode, _old, new, status = meta.lstrip(b":").decode().split(" ")
+            same_mode = status == "A" or old_mode == new_mode
+            if status not in ("M", "A") or not same_mode or new_mode not in ("100644", "100755"):
+                return None
+            changed[path.decode("utf-8", "surrogateescape")] = new
+        return changed
+
     def ls_tree(self, commit: str) -> list[TreeEntry]:
         """Every file, symlink and submodule of the commit's tree (one ``ls-tree -r``)."""
         out = self.git("ls-tree", "-r", "-z", "--full-tree", commit, verb="ls-tree")

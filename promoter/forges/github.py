@@ -68,6 +68,7 @@ MAX_BODY: Final = 65_536  # GitHub's limit for a pull request body (and a commen
 MAX_TITLE: Final = 256
 MAX_FILE: Final = 10 * 1024 * 1024  # larger files are left out of a snapshot
 PER_PAGE: Final = 100
+MAX_LISTED: Final = 300  # files GitHub lists for one commit on the first page
 MERGE_METHODS: Final = ("merge", "squash", "rebase")
 FAILED_CONCLUSIONS: Final = frozenset(
     {"failure", "timed_out", "cancelled", "action_required", "startup_failure", "stale"})
@@ -518,7 +519,7 @@ class GitHubForge:
         commit = self._call("create the commit",
                             lambda: repo.create_git_commit(message, tree, [parent]))
         if replace is None:
-            return self._create_branch(repo, branch, commit.sha, tree.sha)
+            return self._create_branch(repo, branch, commit.sha, tree.sha, base.commit)
         return self._move_branch(repo, branch, replace.sha, commit.sha)
 
     def _upload(self, repo: Repository, path: str, data: bytes) -> str:
@@ -537,7 +538,8 @@ class GitHubForge:
             raise
         return ref
 
-    def _create_branch(self, repo: Repository, branch: str, sha: str, tree: str) -> str:
+    def _create_branch(self, repo: Repository, branch: str, sha: str, tree: str,
+                       parent_sha: str) -> str:
         def act() -> str:
             repo.create_git_ref(f"refs/heads/{branch}", sha)
             return sha
@@ -554,8 +556,11 @@ class GitHubForge:
                 raise ConflictError(f"branch {branch} appeared and vanished while promoter "
                                     "was creating it", hint="run promote again")
             current = ref.object.sha
-            if current == sha or repo.get_git_commit(current).tree.sha == tree:
-                return current  # an earlier attempt (or an identical run) already made it
+            if current == sha:
+                return current  # an earlier attempt of this call already made it
+            found = repo.get_git_commit(current)
+            if found.tree.sha == tree and [p.sha for p in found.parents] == [parent_sha]:
+                return current  # an identical run made the same commit on the same base
             raise ConflictError(
                 f"branch {branch} already exists in {self.slug} at {current[:12]}, made by "
                 "another run or by someone else; promoter will not overwrite it",
@@ -584,6 +589,28 @@ class GitHubForge:
             return new
 
         return self._call(f"move branch {branch}", move)
+
+    def changed_files(self, sha: str) -> Mapping[str, str] | None:
+        """One GET of the commit: its parents and the files it changed (with their new
+        blob shas). GitHub lists at most ``MAX_LISTED`` files of a commit; a commit that
+        changes more, or anything but file contents, is never proved."""
+        _, repo = self._client()
+
+        def read() -> Mapping[str, str] | None:
+            commit = repo.get_commit(sha)
+            if len(commit.parents) != 1:
+                return None
+            files = commit.raw_data.get("files") or []
+            if len(files) >= MAX_LISTED:
+                return None
+            out: dict[str, str] = {}
+            for entry in files:
+                if entry.get("status") not in ("modified", "added") or not entry.get("sha"):
+                    return None  # removed, renamed, copied, mode or type changed
+                out[str(entry["filename"])] = str(entry["sha"])
+            return out
+
+        return self._call(f"read commit {sha[:12]}", read, need=READ)
 
     def delete_branch(self, branch: str) -> None:
         check_branch(branch)
@@ -718,7 +745,13 @@ class GitHubForge:
             else:
                 states.append("success")
         if not states:
-            return ChecksState.NONE
+            # Nothing reported yet. When the base branch requires checks GitHub calls
+            # the request "blocked": they are coming (CI registers a moment after a
+            # push), so that is pending, not "no CI here".
+            blocked = self._call(f"read pull request #{pr.number}",
+                                 lambda: repo.get_pull(pr.number).mergeable_state,
+                                 need=PULLS) == "blocked"
+            return ChecksState.PENDING if blocked else ChecksState.NONE
         if any(s in ("failure", "error") for s in states):
             return ChecksState.FAILURE
         if any(s != "success" for s in states):
@@ -777,7 +810,8 @@ class GitHubForge:
         return ConflictError(f"pull request #{number} of {self.slug} was merged at another "
                              f"head than {sha[:12]}", hint="another run merged first; run again")
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, message: str = "") -> MergeOutcome:
+    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+                          message: str = "") -> MergeOutcome:
         if method not in MERGE_METHODS:
             raise UsageError(f"unknown merge method {method!r}",
                              hint="use merge, squash or rebase")
@@ -790,7 +824,7 @@ class GitHubForge:
             title, _, body = message.strip().partition("\n\n")
             pull.enable_automerge(merge_method=method.upper(), commit_headline=title or NotSet,
                                   commit_body=body or NotSet,
-                                  expected_head_oid=pr.head_sha or NotSet)
+                                  expected_head_oid=sha)
             return MergeOutcome(merged=False, auto_merge=True)
 
         def declined(exc: GithubException) -> MergeOutcome | _Unhandled:
@@ -803,13 +837,13 @@ class GitHubForge:
                                        f"({said}): the token lacks {CONTENTS} and {PULLS}"))
             if "expected head" in said.lower():
                 raise ConflictError(
-                    f"pull request #{number}'s branch moved past {pr.head_sha[:12]}: GitHub "
+                    f"pull request #{number}'s branch moved past {sha[:12]}: GitHub "
                     f"says {said!r}", hint="someone pushed to the promotion branch; run "
                                            "promote again")
             if "is closed" in said.lower() or "already merged" in said.lower():
                 done = repo.get_pull(number)  # merged meanwhile (another run, a person)?
-                if done.merged and pr.head_sha and done.head.sha != pr.head_sha:
-                    raise self._merged_elsewhere(number, pr.head_sha)
+                if done.merged and done.head.sha != sha:
+                    raise self._merged_elsewhere(number, sha)
                 if done.merged:
                     return MergeOutcome(merged=True, sha=done.merge_commit_sha)
             if "dirty status" in said.lower():  # a merge conflict with the base branch
@@ -817,7 +851,7 @@ class GitHubForge:
                     f"GitHub will not auto-merge #{number}: it conflicts with the base branch"))
             if "clean status" in said.lower():
                 # Nothing left to wait for: GitHub wants a plain merge (same head guard).
-                return self.merge(pr, method, pr.head_sha or pull.head.sha, message)
+                return self.merge(pr, method, sha, message)
             if "not allowed" in said.lower() or "protected branch rules" in said.lower():
                 return MergeOutcome(merged=False, reason=(
                     f"GitHub will not auto-merge #{number} ({said}): allow auto-merge in the "

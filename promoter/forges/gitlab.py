@@ -80,6 +80,7 @@ from promoter.forges.base import (
     RequestSpec,
     Snapshot,
 )
+from promoter.proof import blob_sha, holds
 from promoter.redact import redact, register
 
 T = TypeVar("T")
@@ -87,6 +88,7 @@ T = TypeVar("T")
 MAX_DESCRIPTION = 1_000_000  # GitLab refuses longer merge request descriptions
 MAX_TITLE = 255
 AUTO_MERGE_WAITS = (1.0, 2.0, 4.0, 8.0)  # seconds between auto-merge attempts
+MAX_LISTED = 1000  # changed files of one commit that promoter will read to prove it
 LOG_PAGE = 100
 
 AUTH_HINT = (
@@ -525,8 +527,8 @@ class GitLabForge:
                 return None
             if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
                 return None
-            same = all(self._raw(path, head.sha) == content for path, content in files.items())
-            return head.sha if same else None
+            # the message is anyone's to copy: only the whole change proves it is ours
+            return head.sha if holds(self._changed(head.sha), files) else None
 
         def in_the_way(head: Head | None) -> ConflictError:
             where = f"branch {branch} of {self.repo}"
@@ -569,6 +571,35 @@ class GitLabForge:
             return str(created.attributes["id"])
 
         return self._run(f"commit to {branch}", attempt)
+
+    def changed_files(self, sha: str) -> Mapping[str, str] | None:
+        """GET the commit (its parents), GET its diff (paths, modes, flags), then the
+        raw new content of each changed file, hashed here as git would: 2 + N requests.
+        GitLab's diff carries no blob ids, so the contents themselves are compared."""
+        return self._run(f"read commit {sha[:12]}", lambda: self._changed(sha))
+
+    def _changed(self, sha: str) -> Mapping[str, str] | None:
+        """``changed_files`` without a retry of its own (callers run it under ``_run``)."""
+        commit = self._project.commits.get(sha)
+        if len(commit.attributes.get("parent_ids") or []) != 1:
+            return None
+        diffs = commit.diff(get_all=True)
+        if len(diffs) >= MAX_LISTED:
+            return None
+        paths = []
+        for d in diffs:
+            same_mode = d.get("new_file") or d.get("a_mode") == d.get("b_mode")
+            if (d.get("deleted_file") or d.get("renamed_file") or not same_mode
+                    or d.get("b_mode") not in ("100644", "100755")):
+                return None
+            paths.append(str(d["new_path"]))
+        out: dict[str, str] = {}
+        for path in paths:
+            data = self._raw(path, sha)
+            if data is None:
+                return None
+            out[path] = blob_sha(data)
+        return out
 
     def delete_branch(self, branch: str) -> None:
         def delete() -> None:
@@ -772,13 +803,13 @@ class GitLabForge:
         return MergeOutcome(merged=False,
                             reason=f"GitLab will not merge !{pr.number} now: {_why(mr)}")
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, message: str = "") -> MergeOutcome:
+    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+                          message: str = "") -> MergeOutcome:
         data: dict[str, Any] = {"auto_merge": True, "merge_when_pipeline_succeeds": True,
                                 "should_remove_source_branch": True, **_messages(message)}
         if method == "squash":
             data["squash"] = True
-        if pr.head_sha:
-            data["sha"] = pr.head_sha
+        data["sha"] = sha  # GitLab refuses (409) when the head moved past the proved commit
         waited = 0.0
         mr: dict[str, Any] = {}
         for wait in (*AUTO_MERGE_WAITS, None):
@@ -786,11 +817,11 @@ class GitLabForge:
             if isinstance(result, dict):
                 return self._outcome(result)
             if result.status == 409:
-                raise self._moved(pr, pr.head_sha, result.message)
+                raise self._moved(pr, sha, result.message)
             mr = self._read_mr(pr)
             if mr.get("state") != "opened":
-                if mr.get("state") == "merged" and pr.head_sha and mr.get("sha") != pr.head_sha:
-                    raise self._moved(pr, pr.head_sha, "merged at another head")
+                if mr.get("state") == "merged" and mr.get("sha") != sha:
+                    raise self._moved(pr, sha, "merged at another head")
                 return self._outcome(mr)
             pipeline = mr.get("head_pipeline") or {}
             if _why(mr) in _REFUSED or str(pipeline.get("status")) in _FAILED:
@@ -800,10 +831,9 @@ class GitLabForge:
                 break
             self.sleep(wait)  # the pipeline may not exist yet: ask again
             waited += wait
-        head = pr.head_sha or str(mr.get("sha") or "")
-        if head and self.checks(pr, head) is ChecksState.NONE:
+        if self.checks(pr, sha) is ChecksState.NONE:
             # No pipeline appeared for the head (a project without CI): merge directly.
-            return self.merge(pr, method, head)
+            return self.merge(pr, method, sha, message)
         return MergeOutcome(merged=False, reason=f"GitLab would not enable auto-merge on "
                                                  f"!{pr.number}: {_why(mr)}")
 

@@ -146,6 +146,10 @@ class FakeRepo:
     allow_rebase_merge: bool = True
     delete_branch_on_merge: bool = False
     required_checks: tuple[str, ...] = ()
+    # The repo's CI, as GitHub Actions behaves in time: a moment after a branch is
+    # written through the API, check run "ci" registers (pending), then finishes.
+    # (seconds until it registers, seconds until it completes, its conclusion)
+    ci_after_push: tuple[float, float, str] | None = None
     collaborators: set[str] | None = None
     pulls: dict[int, FakePull] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
@@ -242,6 +246,7 @@ class FakeGitHub:
         self._downloads: dict[str, tuple[str, str]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._timers: list[threading.Timer] = []  # CI runs started by ci_after_push
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -257,6 +262,8 @@ class FakeGitHub:
         return self
 
     def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -488,7 +495,8 @@ class FakeGitHub:
         for path in sorted(set(new) | set(old)):
             if new.get(path) == old.get(path):
                 continue
-            status = "added" if path not in old else "removed" if path not in new else "modified"
+            status = "added" if path not in old else "removed" if path not in new else (
+                "changed" if new[path][0] != old[path][0] else "modified")  # mode or type
             blob = (new.get(path) or old[path])[1]
             files.append({"sha": blob, "filename": path, "status": status, "additions": 0,
                           "deletions": 0, "changes": 0,
@@ -548,7 +556,11 @@ class FakeGitHub:
             if proc.returncode != 0:
                 return False, "dirty"
         state = self._checks_state(repo, head)
-        if state == "pending":
+        missing = any(
+            checks_state([s for s in repo.statuses.get(head, []) if s["context"] == name],
+                         [r for r in repo.check_runs.get(head, []) if r["name"] == name])
+            == "none" for name in repo.required_checks)
+        if state == "pending" or missing:  # a required check has not reported yet
             return True, "blocked"
         if state == "failure":
             return True, "blocked" if repo.required_checks else "unstable"
@@ -986,6 +998,7 @@ class FakeGitHub:
             raise ApiError(422, "Reference already exists")
         if not repo.bare.update_ref(ref, sha, old=ZERO):
             raise ApiError(422, "Reference name is invalid")
+        self._start_ci(repo, sha)
         return Response(201, self._ref_json(repo, ref, sha))
 
     def _update_ref(self, ctx: Ctx, repo: FakeRepo, ref: str) -> Response:
@@ -1001,7 +1014,18 @@ class FakeGitHub:
             raise ApiError(422, "Update is not a fast forward")
         if not repo.bare.update_ref(full, sha, old=current):
             raise ApiError(422, "Reference cannot be updated")
+        self._start_ci(repo, sha)
         return Response(200, self._ref_json(repo, full, sha))
+
+    def _start_ci(self, repo: FakeRepo, sha: str) -> None:
+        if repo.ci_after_push is None:
+            return
+        register, finish, conclusion = repo.ci_after_push
+        for delay, state in ((register, "pending"), (register + finish, conclusion)):
+            timer = threading.Timer(delay, self.set_checks, (repo.full_name, sha, state))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
 
     def _delete_ref(self, ctx: Ctx, repo: FakeRepo, ref: str) -> Response:
         full = f"refs/{ref}"

@@ -213,6 +213,9 @@ class Project:
     pipelines_must_succeed: bool = True
     legacy_auto_merge: bool = False  # an old server: no auto-merge without a pipeline
     pipeline_on_commit: str | None = None  # status of a pipeline made for API commits
+    # as GitLab behaves in time: the pipeline of an API commit exists only this many
+    # seconds after the commit (then ``pipeline_on_commit``), and succeeds after more
+    pipeline_delay: tuple[float, float] | None = None
     protected: set[str] = field(default_factory=set)
     merge_requests: dict[int, MergeRequest] = field(default_factory=dict)
     pipelines: dict[str, Pipeline] = field(default_factory=dict)  # latest per sha
@@ -270,6 +273,7 @@ class FakeGitLab:
         self._server.daemon_threads = True
         self._server.fake = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
+        self._timers: list[threading.Timer] = []  # pipelines started by pipeline_delay
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # lifecycle
@@ -281,6 +285,8 @@ class FakeGitLab:
         return self
 
     def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -742,7 +748,28 @@ class FakeGitLab:
                 return 200, self._commit_json(project, entry, detail=True), {}
             if rest[2:] == ["statuses"] and method == "GET":
                 return self._page(self._statuses(project, sha), params, raw_path)
+            if rest[2:] == ["diff"] and method == "GET":
+                return self._page(self._diff(project, sha), params, raw_path)
         raise HTTPError(404, {"error": "404 Not Found"})
+
+    @staticmethod
+    def _diff(project: Project, sha: str) -> list[dict[str, Any]]:
+        """``GET commits/:sha/diff``: the changes against the first parent, with modes
+        and the new/renamed/deleted flags (the diff text is not modelled)."""
+        entry = project.repo.commit(sha)
+        assert entry is not None
+        new = project.repo.read_tree(sha)
+        old = project.repo.read_tree(entry["parents"][0]) if entry["parents"] else {}
+        out = []
+        for path in sorted(set(new) | set(old)):
+            if new.get(path) == old.get(path):
+                continue
+            out.append({"old_path": path, "new_path": path,
+                        "a_mode": old[path][0] if path in old else "0",
+                        "b_mode": new[path][0] if path in new else "0",
+                        "new_file": path not in old, "renamed_file": False,
+                        "deleted_file": path not in new, "diff": ""})
+        return out
 
     def _statuses(self, project: Project, sha: str) -> list[dict[str, Any]]:
         found = []
@@ -825,7 +852,16 @@ class FakeGitLab:
         old = current if current is not None else ZERO
         if not repo.update_ref(branch, sha, old=old):
             raise _bad("Could not update the branch: it moved (try again)")
-        if project.pipeline_on_commit:
+        if project.pipeline_delay is not None:
+            created, finish = project.pipeline_delay
+            for delay, status in ((created, project.pipeline_on_commit or "running"),
+                                  (created + finish, "success")):
+                timer = threading.Timer(delay, self.set_pipeline, (sha, status, project.id),
+                                        {"ref": branch})
+                timer.daemon = True
+                self._timers.append(timer)
+                timer.start()
+        elif project.pipeline_on_commit:
             self.set_pipeline(sha, project.pipeline_on_commit, project.id, ref=branch)
         entry = repo.commit(sha)
         assert entry is not None
