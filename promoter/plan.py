@@ -6,6 +6,7 @@ Pure: takes bytes and values, returns values. The forges and the CLI feed it.
 from __future__ import annotations
 
 import difflib
+import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from promoter.edit.engine import Targets, edit_file
 from promoter.edit.results import Found, Skip
 from promoter.errors import EditError, UsageError
+from promoter.images import try_parse
 from promoter.paths import is_manifest
 
 __all__ = ["Found", "Plan", "Skip", "Targets", "make_plan", "unified_diff"]
@@ -95,11 +97,15 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) ->
     skips: list[Skip] = []
     new_files: dict[str, bytes] = {}
     originals: dict[str, bytes] = {}
+    charts = chart_dirs(files)
     for path in sorted(files):
         if not is_manifest(path) or not select(path):
             continue
         data = files[path]
         if path not in set_files and not may_mention(pattern, data):
+            continue
+        if path not in set_files and in_chart_templates(path, charts):
+            skips.append(_template_skip(path, data, targets))
             continue
         try:
             result = edit_file(path, data, targets)
@@ -119,9 +125,72 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) ->
                 unified_diff(originals, new_files))
 
 
+# --- files that are not YAML: Helm chart templates, broken files ------------------------
+
+CHART_FILE = "Chart.yaml"
+# a token that may be an image reference; one glued to a template action is not
+_REF_TOKEN = re.compile(rb"(?<![\w.:/@{}$-])[A-Za-z0-9][\w.:/@-]*(?![\w.:/@{}-])")
+
+
+def chart_dirs(files: Iterable[str]) -> frozenset[str]:
+    """Folders holding a Helm chart: a ``Chart.yaml`` (its ``templates/`` are Go
+    templates, not YAML; its values files stay in scope)."""
+    return frozenset(posixpath.dirname(p) for p in files
+                     if posixpath.basename(p) == CHART_FILE)
+
+
+def in_chart_templates(path: str, charts: frozenset[str]) -> bool:
+    parts = path.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part == "templates" and "/".join(parts[:i]) in charts:
+            return True
+    return False
+
+
+def full_reference(data: bytes, targets: Targets) -> tuple[int, str] | None:
+    """The first line (1-based) and text of a whole reference to a targeted image in
+    ``data``, read as bytes: ``ghcr.io/acme/api:1.4.0``, ``redis:7.2``,
+    ``ghcr.io/acme/api``; never a bare word (``redis``) or a value glued to a template
+    action (``ghcr.io/acme/api:{{ .Values.tag }}``)."""
+    names = {ref.name for ref in targets.images}
+    shorts = {ref.short.encode() for ref in targets.images}
+    if not names:
+        return None
+    for m in _REF_TOKEN.finditer(data):
+        token = m.group()
+        if not any(s in token for s in shorts):
+            continue
+        try:
+            text = token.decode("ascii")
+        except UnicodeDecodeError:
+            continue
+        ref = try_parse(text)
+        if ref is None or ref.name not in names:
+            continue
+        if ref.tag or ref.digest or "/" in ref.written:
+            return data.count(b"\n", 0, m.start()) + 1, text
+    return None
+
+
+def _template_skip(path: str, data: bytes, targets: Targets) -> Skip:
+    """A chart template is never read as a manifest: a Skip, or a refusal when its
+    bytes hold a reference promoter would have changed in a manifest."""
+    held = full_reference(data, targets)
+    if held is not None:
+        line, text = held
+        raise EditError(f"a Helm chart template holds the image {text} itself; promoter "
+                        "edits values files, not Go templates", file=path, line=line,
+                        hint="move the reference into the chart's values.yaml, or leave the "
+                             "file out with --file/--path")
+    line = next((data.count(b"\n", 0, m.start()) + 1
+                 for m in needle_pattern(targets.needles()).finditer(data)), 0)
+    names = ", ".join(sorted(ref.familiar for ref in targets.images)) or "the marker targets"
+    return Skip(path, line, "", f"Helm chart template (Go template, not YAML): not read for "
+                                f"{names}; the chart's values files are")
+
+
 def _mentions(data: bytes, targets: Targets) -> bool:
-    return any(ref.name.encode() in data or ref.familiar.encode() in data
-               for ref in targets.images) or b"$imagepolicy" in data
+    return full_reference(data, targets) is not None or b"$imagepolicy" in data
 
 
 def unified_diff(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> str:

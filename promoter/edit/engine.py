@@ -14,9 +14,9 @@ import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from ruamel.yaml.nodes import Node, ScalarNode
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 
-from promoter.edit import argocd, helm, kustomize, markers, workload
+from promoter.edit import argocd, flux, helm, kustomize, markers, workload
 from promoter.edit.document import (
     BOM,
     Document,
@@ -32,7 +32,7 @@ from promoter.edit.document import (
 )
 from promoter.edit.results import Found, Skip
 from promoter.edit.slots import MarkerSlot, PartsSlot, RefSlot, Slot
-from promoter.edit.splice import apply, refuse, replacement
+from promoter.edit.splice import Replacement, apply, insertion, refuse, replacement
 from promoter.errors import EditError, UsageError
 from promoter.images import ImageRef, parse_name, try_parse
 from promoter.paths import safe_relative
@@ -42,6 +42,7 @@ Format = tuple[str, Callable[[Document, str], bool], Callable[[Document, str], I
 # Which format reads a document: the first whose ``applies`` says yes.
 FORMATS: tuple[Format, ...] = (
     ("argocd", argocd.applies, argocd.slots),
+    ("flux", flux.applies, flux.slots),
     ("kustomize", kustomize.applies, kustomize.slots),
     ("workload", workload.applies, workload.slots),
     ("helm", helm.applies, helm.slots),
@@ -128,9 +129,10 @@ class FileEdit:
 
 @dataclass
 class _Edit:
-    node: Node
+    node: Node  # the scalar to rewrite; for an insertion, the mapping that gains a key
     new: str
     found: Found
+    insert: tuple[ScalarNode, ScalarNode] | None = None  # (key, value) the new line follows
 
 
 def new_versions(ref: ImageRef, target: ImageRef) -> tuple[str | None, str | None]:
@@ -166,7 +168,7 @@ def edit_file(file: str, data: bytes, targets: Targets) -> FileEdit:
     if not changing:
         return FileEdit(found, tuple(skips))
     _guard(docs, changing, file)
-    new_body = apply(body, [replacement(body, e.node, e.new, file) for e in changing])
+    new_body = apply(body, [_splice(body, e, file) for e in changing])
     _verify(docs, new_body, changing, file)
     new_text = BOM + new_body if bom else new_body
     return FileEdit(found, tuple(skips), new_text.encode("utf-8"))
@@ -178,6 +180,13 @@ def _slots(doc: Document, file: str, marker_at: dict[int, str]) -> Iterator[Slot
         if applies(doc, file):
             yield from slots(doc, file)
             return
+
+
+def _splice(body: str, edit: _Edit, file: str) -> Replacement:
+    if edit.insert is None:
+        return replacement(body, edit.node, edit.new, file)
+    key, value = edit.insert
+    return insertion(body, key, value, "digest", edit.new, file)
 
 
 def _guard(docs: list[Document], changing: list[_Edit], file: str) -> None:
@@ -201,9 +210,9 @@ def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: st
     if len(new_docs) != len(docs):
         raise EditError("the edit changed the number of YAML documents (a bug: please report)",
                         file=file)
-    expected = {id(e.node): e.new for e in changing}
+    expected = {id(e.node): e.new for e in changing if e.insert is None}
     for old, new in zip(docs, new_docs, strict=True):
-        old_rows = _rows_with_ids(old.root)
+        old_rows = _with_insertions(_rows_with_ids(old.root), changing)
         new_rows = flatten(new.root)
         if len(old_rows) != len(new_rows):
             raise EditError("the edit changed the document's structure (a bug: please report)",
@@ -213,13 +222,40 @@ def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: st
         ):
             if path != npath:
                 raise EditError(f"the edit moved {path!r} (a bug: please report)", file=file)
-            if node_id in expected:
+            if node_id == _INSERTED:
+                if (path, tag, value) != (npath, ntag, nvalue):
+                    raise EditError(f"the new key {path!r} did not load as {value!r} (a bug: "
+                                    "please report)", file=file)
+            elif node_id in expected:
                 if nvalue != expected[node_id]:
                     raise EditError(f"the edit of {path!r} did not produce {expected[node_id]!r}"
                                     " (a bug: please report)", file=file)
             elif (tag, value) != (ntag, nvalue):
                 raise EditError(f"the edit changed {path!r} too (a bug: please report)",
                                 file=file)
+
+
+_INSERTED = -1  # the id of a row the edit adds (a new key)
+_STR = "tag:yaml.org,2002:str"
+
+
+def _with_insertions(rows: list[tuple[str, str, str, int]], changing: list[_Edit]
+                     ) -> list[tuple[str, str, str, int]]:
+    """The rows the edited document must have: each inserted key right after the key
+    its line follows, and its mapping one key longer."""
+    out = list(rows)
+    for e in changing:
+        if e.insert is None:
+            continue
+        _key, after = e.insert
+        at = next((i for i, r in enumerate(out) if r[3] == id(after)), None)
+        owner = next((i for i, r in enumerate(out) if r[3] == id(e.node)), None)
+        if at is None or owner is None:
+            continue  # not in this document
+        path, tag, count, node_id = out[owner]
+        out[owner] = (path, tag, str(int(count) + 1), node_id)
+        out.insert(at + 1, (f"{path}.digest" if path else "digest", _STR, e.new, _INSERTED))
+    return out
 
 
 def _rows_with_ids(root: Node) -> list[tuple[str, str, str, int]]:
@@ -331,29 +367,54 @@ def _resolve_parts(slot: PartsSlot, targets: Targets, file: str,
     line = line_of(slot.name_node)
     wrote = False
     if target.tag is not None:
+        if tag_node is None and slot.ambiguous:
+            skips.append(Skip(file, line, name, f"{slot.field}: several keys beside the "
+                              f"repository may hold its tag ({', '.join(slot.ambiguous)}); "
+                              "use --set on the right one"))
+            return
         if tag_node is None:
             skips.append(Skip(file, line, name, f"{slot.field} has no tag key next to the "
                               "repository; add one, or use --set"))
         else:
             wrote = True
-            yield _found(tag_node, file, f"{slot.field}.{_key(slot, 'tag')}", slot.format, name,
+            yield _found(tag_node, file, f"{slot.field}.{slot.tag_key}", slot.format, name,
                          target.tag, old_tag, old_digest)
     if target.digest is not None:
         if digest_node is None:
-            skips.append(Skip(file, line, name, f"{slot.field} has no digest key; "
-                              "only the tag was written" if wrote else
-                              f"{slot.field} has no digest key for a digest-only promotion"))
+            inserted = _digest_insertion(slot, target.digest, name, old_tag, file)
+            if inserted is not None:
+                yield inserted
+            else:
+                skips.append(Skip(file, line, name, f"{slot.field} has no digest key; "
+                                  "only the tag was written" if wrote else
+                                  f"{slot.field} has no digest key for a digest-only "
+                                  "promotion"))
         else:
-            yield _found(digest_node, file, f"{slot.field}.digest", slot.format, name,
-                         target.digest, old_tag, old_digest)
+            yield _found(digest_node, file, f"{slot.field}.{slot.digest_key}", slot.format,
+                         name, target.digest, old_tag, old_digest)
     elif digest_node is not None and old_digest and wrote:
         # a new tag must not keep a stale digest beside it (the digest would win)
-        yield _found(digest_node, file, f"{slot.field}.digest", slot.format, name, "",
-                     old_tag, old_digest)
+        yield _found(digest_node, file, f"{slot.field}.{slot.digest_key}", slot.format, name,
+                     "", old_tag, old_digest)
 
 
-def _key(slot: PartsSlot, role: str) -> str:
-    return "newTag" if slot.format == "kustomize" and role == "tag" else role
+def _digest_insertion(slot: PartsSlot, digest: str, name: str, old_tag: str | None,
+                      file: str) -> _Edit | None:
+    """A ``digest:`` line under the entry's tag (or name) line, at the same indent, as
+    ``kustomize edit set image`` writes it; None when the entry's layout does not allow
+    an exact insertion (a flow map, a value spanning lines). The text is known only at
+    splice time; here the anchor and the new key are recorded."""
+    entry = slot.entry
+    if not isinstance(entry, MappingNode) or entry.flow_style:
+        return None
+    anchor = slot.tag if slot.tag is not None else slot.name_node
+    key = next((k for k, v in entry.value if v is anchor), None)
+    if not isinstance(key, ScalarNode) or not isinstance(anchor, ScalarNode) \
+            or anchor.style in ("|", ">") or key.start_mark.line != anchor.end_mark.line:
+        return None
+    found = Found(file, anchor.end_mark.line + 2, key.start_mark.column + 1, name,
+                  f"{slot.field}.digest", slot.format, "", digest, old_tag, None)
+    return _Edit(entry, digest, found, insert=(key, anchor))
 
 
 def _resolve_marker(slot: MarkerSlot, targets: Targets, file: str,

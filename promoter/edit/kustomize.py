@@ -39,4 +39,6 @@ def entries(images: object, path: str, fmt: str) -> Iterator[Slot]:
             digest=get(entry, "digest"),
             field=f"{path}[{i}]",
             format=fmt,
+            tag_key="newTag",
+            entry=entry,  # a missing digest key is inserted, as `kustomize edit set image` does
         )

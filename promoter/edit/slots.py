@@ -33,6 +33,10 @@ class PartsSlot:
     digest: Node | None  # None: the mapping has no digest key
     field: str
     format: str
+    tag_key: str = "tag"  # the keys' names, for messages and fields
+    digest_key: str = "digest"
+    ambiguous: tuple[str, ...] = ()  # no tag key because several keys might be it
+    entry: Node | None = None  # the mapping, when a missing digest key may be inserted
 
 
 @dataclass(frozen=True)
