@@ -8,13 +8,14 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from promoter.edit.engine import Targets, edit_file
+from promoter.edit.kustomize import images_set_over
 from promoter.edit.results import Found, Skip
 from promoter.errors import EditError, UsageError
-from promoter.images import try_parse
+from promoter.images import ImageRef, try_parse
 from promoter.paths import is_manifest
 
 __all__ = ["Found", "Plan", "Skip", "Targets", "make_plan", "unified_diff"]
@@ -98,6 +99,7 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) ->
     new_files: dict[str, bytes] = {}
     originals: dict[str, bytes] = {}
     charts = chart_dirs(files)
+    overlays: dict[str, dict[str, str]] | None = None  # read on first need
     for path in sorted(files):
         if not is_manifest(path) or not select(path):
             continue
@@ -107,8 +109,10 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) ->
         if path not in set_files and in_chart_templates(path, charts):
             skips.append(_template_skip(path, data, targets))
             continue
+        if overlays is None and _untagged(data, targets):
+            overlays = images_set_over(files)
         try:
-            result = edit_file(path, data, targets)
+            result = edit_file(path, data, targets, (overlays or {}).get(path, {}))
         except EditError as exc:
             if exc.hint is None and exc.line is None:
                 raise
@@ -147,28 +151,28 @@ def in_chart_templates(path: str, charts: frozenset[str]) -> bool:
     return False
 
 
-def full_reference(data: bytes, targets: Targets) -> tuple[int, str] | None:
-    """The first line (1-based) and text of a whole reference to a targeted image in
-    ``data``, read as bytes: ``ghcr.io/acme/api:1.4.0``, ``redis:7.2``,
-    ``ghcr.io/acme/api``; never a bare word (``redis``) or a value glued to a template
-    action (``ghcr.io/acme/api:{{ .Values.tag }}``)."""
+def _references(data: bytes, targets: Targets) -> Iterator[tuple[int, ImageRef]]:
+    """Byte offsets and parsed values of the tokens of ``data`` that name a targeted
+    image (``ghcr.io/acme/api:1.4.0``, ``redis``), never one glued to a template action
+    (``ghcr.io/acme/api:{{ .Values.tag }}``)."""
     names = {ref.name for ref in targets.images}
     shorts = {ref.short.encode() for ref in targets.images}
-    if not names:
-        return None
-    for m in _REF_TOKEN.finditer(data):
+    for m in _REF_TOKEN.finditer(data) if names else ():
         token = m.group()
         if not any(s in token for s in shorts):
             continue
-        try:
-            text = token.decode("ascii")
-        except UnicodeDecodeError:
-            continue
-        ref = try_parse(text)
-        if ref is None or ref.name not in names:
-            continue
+        ref = try_parse(token.decode("ascii", "replace"))
+        if ref is not None and ref.name in names:
+            yield m.start(), ref
+
+
+def full_reference(data: bytes, targets: Targets) -> tuple[int, str] | None:
+    """The first line (1-based) and text of a whole reference to a targeted image in
+    ``data``, read as bytes: ``ghcr.io/acme/api:1.4.0``, ``redis:7.2``,
+    ``ghcr.io/acme/api``; never a bare word (``redis``)."""
+    for start, ref in _references(data, targets):
         if ref.tag or ref.digest or "/" in ref.written:
-            return data.count(b"\n", 0, m.start()) + 1, text
+            return data.count(b"\n", 0, start) + 1, str(ref)
     return None
 
 
@@ -187,6 +191,12 @@ def _template_skip(path: str, data: bytes, targets: Targets) -> Skip:
     names = ", ".join(sorted(ref.familiar for ref in targets.images)) or "the marker targets"
     return Skip(path, line, "", f"Helm chart template (Go template, not YAML): not read for "
                                 f"{names}; the chart's values files are")
+
+
+def _untagged(data: bytes, targets: Targets) -> bool:
+    """Whether ``data`` may hold an untagged reference to a targeted image (then the
+    kustomizations that might include it are worth reading)."""
+    return any(ref.tag is None and ref.digest is None for _, ref in _references(data, targets))
 
 
 def _mentions(data: bytes, targets: Targets) -> bool:

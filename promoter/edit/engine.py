@@ -141,7 +141,10 @@ def new_versions(ref: ImageRef, target: ImageRef) -> tuple[str | None, str | Non
     return target.tag, target.digest
 
 
-def edit_file(file: str, data: bytes, targets: Targets) -> FileEdit:
+def edit_file(file: str, data: bytes, targets: Targets,
+              overlays: Mapping[str, str] | None = None) -> FileEdit:
+    """``overlays``: image name -> the kustomization whose ``images:`` sets that image
+    for this file (a kustomize base): an untagged reference to it stays untagged."""
     text = decode(data, file)
     bom = text.startswith(BOM)
     body = text[1:] if bom else text
@@ -158,7 +161,7 @@ def edit_file(file: str, data: bytes, targets: Targets) -> FileEdit:
                 unmatched.discard(op)
                 edits.setdefault(id(edit.node), edit)
         for slot in _slots(doc, file, marker_at):
-            for edit in _resolve(slot, targets, file, skips):
+            for edit in _resolve(slot, targets, file, skips, overlays or {}):
                 edits.setdefault(id(edit.node), edit)
     for op in unmatched:
         raise UsageError(f"--set: key {op.key!r} not found", file=file,
@@ -312,16 +315,18 @@ def _templated(value: str, targets: Targets) -> bool:
     return ("{{" in value or "${" in value) and any(r.short in value for r in targets.images)
 
 
-def _resolve(slot: Slot, targets: Targets, file: str, skips: list[Skip]) -> Iterator[_Edit]:
+def _resolve(slot: Slot, targets: Targets, file: str, skips: list[Skip],
+             overlays: Mapping[str, str]) -> Iterator[_Edit]:
     if isinstance(slot, RefSlot):
-        yield from _resolve_ref(slot, targets, file)
+        yield from _resolve_ref(slot, targets, file, skips, overlays)
     elif isinstance(slot, PartsSlot):
         yield from _resolve_parts(slot, targets, file, skips)
     else:
         yield from _resolve_marker(slot, targets, file, skips)
 
 
-def _resolve_ref(slot: RefSlot, targets: Targets, file: str) -> Iterator[_Edit]:
+def _resolve_ref(slot: RefSlot, targets: Targets, file: str, skips: list[Skip],
+                 overlays: Mapping[str, str]) -> Iterator[_Edit]:
     node = slot.node
     if not isinstance(node, ScalarNode) or is_null(node):
         return
@@ -341,6 +346,10 @@ def _resolve_ref(slot: RefSlot, targets: Targets, file: str) -> Iterator[_Edit]:
         return
     target = targets.image_for(ref.name)
     if target is None:
+        return
+    if ref.tag is None and ref.digest is None and ref.name in overlays:
+        skips.append(Skip(file, line_of(node), ref.name, f"{slot.field} is untagged in a "
+                          f"kustomize base: {overlays[ref.name]} sets its tag (images:)"))
         return
     tag, digest = new_versions(ref, target)
     new = prefix + eq + ref.with_version(tag, digest)

@@ -1,9 +1,9 @@
 """Flux HelmRelease (``helm.toolkit.fluxcd.io``, any version): inline Helm values.
 
 ``spec.values`` is a values file written inline: every shape the Helm values walker
-knows applies there, as in Argo CD's ``helm.valuesObject``. ``spec.postRenderers[*]
-.kustomize.images`` are kustomize image entries. ``spec.valuesFrom`` names a ConfigMap or Secret: not
-inline, so not read here.
+knows applies there, as in Argo CD's ``helm.valuesObject``.
+``spec.postRenderers[*].kustomize.images`` are kustomize image entries.
+``spec.valuesFrom`` names a ConfigMap or Secret: not inline, so not read here.
 """
 
 from __future__ import annotations
