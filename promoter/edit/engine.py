@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 
-from promoter.edit import argocd, flux, helm, kustomize, markers, workload
+from promoter.edit import anchors, argocd, flux, helm, kustomize, markers, workload
 from promoter.edit.document import (
     BOM,
     Document,
@@ -172,7 +172,12 @@ def edit_file(file: str, data: bytes, targets: Targets,
         return FileEdit(found, tuple(skips))
     _guard(docs, changing, file)
     new_body = apply(body, [_splice(body, e, file) for e in changing])
-    _verify(docs, new_body, changing, file)
+    new_docs = _verify(docs, new_body, changing, file)
+    for doc, new_doc in zip(docs, new_docs, strict=True):
+        shared = [e for e in changing if id(e.node) in doc.shared]
+        if shared:
+            _prove_through_aliases(doc, new_doc, shared[0], targets, sets, file, marker_at,
+                                   overlays or {})
     new_text = BOM + new_body if bom else new_body
     return FileEdit(found, tuple(skips), new_text.encode("utf-8"))
 
@@ -193,21 +198,18 @@ def _splice(body: str, edit: _Edit, file: str) -> Replacement:
 
 
 def _guard(docs: list[Document], changing: list[_Edit], file: str) -> None:
-    """Refuse what cannot be edited exactly: duplicate keys, values behind aliases."""
+    """Refuse what cannot be edited exactly: duplicate keys. (Values behind aliases are
+    proven after the splice, by ``_prove_through_aliases``.)"""
     for doc in docs:
         dup = duplicate_key(doc.root)
         if dup is not None:
             key, node = dup
             raise refuse(f"duplicate key {key!r}: which one counts is ambiguous", node, file,
                          "remove the duplicate, then promote again")
-        for e in changing:
-            if id(e.node) in doc.shared:
-                raise refuse("the value is shared through a YAML anchor/alias; editing it "
-                             "would change every alias", e.node, file,
-                             "edit the anchor by hand, or give each use its own value")
 
 
-def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: str) -> None:
+def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: str
+            ) -> list[Document]:
     """Re-parse the edited text: the trees must match except at the edited values."""
     new_docs = parse(new_body, file)
     if len(new_docs) != len(docs):
@@ -225,7 +227,11 @@ def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: st
         ):
             if path != npath:
                 raise EditError(f"the edit moved {path!r} (a bug: please report)", file=file)
-            if node_id == _INSERTED:
+            if tag == "alias":  # an alias of an edited anchor: proven on the resolved tree
+                if ntag != "alias":
+                    raise EditError(f"the edit changed {path!r} too (a bug: please report)",
+                                    file=file)
+            elif node_id == _INSERTED:
                 if (path, tag, value) != (npath, ntag, nvalue):
                     raise EditError(f"the new key {path!r} did not load as {value!r} (a bug: "
                                     "please report)", file=file)
@@ -236,6 +242,52 @@ def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: st
             elif (tag, value) != (ntag, nvalue):
                 raise EditError(f"the edit changed {path!r} too (a bug: please report)",
                                 file=file)
+    return new_docs
+
+
+_ALIAS_HINT = "edit the anchor by hand, or give each use its own value"
+
+
+def _prove_through_aliases(old: Document, new: Document, edit: _Edit, targets: Targets,
+                           sets: list[SetOp], file: str, marker_at: dict[int, str],
+                           overlays: Mapping[str, str]) -> None:
+    """An edited value is shared through an anchor: resolve every alias and merge key of
+    the document before and after the edit, and accept only when each value that changed
+    is one the promotion means to change at that place (the formats find an image slot
+    there, for a targeted image, whose new value is exactly the new one), and none of
+    them changed through a merge key. Otherwise refuse, naming the edited value."""
+    try:
+        before, after = anchors.expand(old.root), anchors.expand(new.root)
+    except anchors.TooLarge:
+        raise refuse("the value is shared through a YAML anchor/alias that is used too often "
+                     "(or recursively) to prove the edit safe", edit.node, file,
+                     _ALIAS_HINT) from None
+    resolved = Document(before.root, old.index)
+    intended: dict[int, str] = {}
+    for op in sets:
+        found = _set(op, resolved, file)
+        if found is not None:
+            intended[id(found.node)] = found.new
+    for slot in _slots(resolved, file, marker_at):
+        for e in _resolve(slot, targets, file, [], overlays):
+            intended.setdefault(id(e.node), e.new)
+    old_rows = _rows_with_ids(before.root)
+    new_rows = flatten(after.root)
+    if [r[0] for r in old_rows] != [r[0] for r in new_rows]:
+        raise refuse("the value is shared through a YAML anchor/alias, and the edit changes "
+                     "the shape of an aliased map", edit.node, file, _ALIAS_HINT)
+    for (path, tag, value, node_id), (_, ntag, nvalue) in zip(old_rows, new_rows,
+                                                              strict=True):
+        if (tag, value) == (ntag, nvalue):
+            continue
+        if node_id in before.merged:
+            raise refuse(f"the value is shared through a YAML anchor/alias; editing it would "
+                         f"change {path!r} through a merge key (<<), which tools read "
+                         "differently", edit.node, file, _ALIAS_HINT)
+        if intended.get(node_id) != nvalue:
+            raise refuse(f"the value is shared through a YAML anchor/alias; editing it would "
+                         f"change {path!r} too, which is not a place of the promoted image",
+                         edit.node, file, _ALIAS_HINT)
 
 
 _INSERTED = -1  # the id of a row the edit adds (a new key)

@@ -178,13 +178,15 @@ def walk(node: Node, path: str, fmt: str) -> Iterator[Slot]:
             if found is not None:
                 yield found
             keys = keyed(current) if found is None else {}
+            nested: list[tuple[Node, str, bool]] = []
             for key, value in items(current):
                 sub = f"{here}.{key}" if here else key
                 if isinstance(value, ScalarNode):
                     if _imageish(key) and found is None:
                         yield _split(keys, key, value, here, fmt) or RefSlot(value, sub, fmt)
                 else:
-                    stack.append((value, sub, _imageish(key)))
+                    nested.append((value, sub, _imageish(key)))
+            stack.extend(reversed(nested))  # document order: an anchor before its aliases
         elif isinstance(current, SequenceNode):
-            for i, item in enumerate(current.value):
-                stack.append((item, f"{here}[{i}]", under_image))
+            stack.extend(reversed([(item, f"{here}[{i}]", under_image)
+                                   for i, item in enumerate(current.value)]))
