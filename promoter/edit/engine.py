@@ -367,6 +367,32 @@ def _templated(value: str, targets: Targets) -> bool:
     return ("{{" in value or "${" in value) and any(r.short in value for r in targets.images)
 
 
+# what other tools substitute before deploying: {TAG}, ${TAG}, $TAG, <TAG>, %TAG%, __TAG__
+_PLACEHOLDER = re.compile(r"\{\w+\}|\$\{?\w+\}?|<\w+>|%\w+%|__\w+__|@\w+@")
+
+
+def _placeholder(text: str, targets: Targets) -> str | None:
+    """The tag of ``repo:TAG`` when repo is a targeted image and TAG a placeholder."""
+    name, colon, tag = text.rpartition(":")
+    if not colon or not _PLACEHOLDER.fullmatch(tag):
+        return None
+    try:
+        domain, path = parse_name(name)
+    except UsageError:
+        return None
+    return tag if targets.image_for(f"{domain}/{path}") is not None else None
+
+
+def _name_in(text: str) -> str:
+    """The canonical repository at the front of a templated value, or ''."""
+    name = text.rpartition(":")[0] or text
+    try:
+        domain, path = parse_name(name)
+    except UsageError:
+        return ""
+    return f"{domain}/{path}"
+
+
 def _resolve(slot: Slot, targets: Targets, file: str, skips: list[Skip],
              overlays: Mapping[str, str]) -> Iterator[_Edit]:
     if isinstance(slot, RefSlot):
@@ -393,8 +419,19 @@ def _resolve_ref(slot: RefSlot, targets: Targets, file: str, skips: list[Skip],
     ref = try_parse(text)
     if ref is None:
         if _templated(value, targets):
+            if slot.template:
+                skips.append(Skip(file, line_of(node), _name_in(text),
+                                  f"{slot.field} is templated ({value}): left alone, the "
+                                  "generator's parameters set it"))
+                return
             raise refuse(f"templated image value {value!r} cannot be promoted", node, file,
                          "use --set on the values it is built from, or leave the file out")
+        placeholder = _placeholder(text, targets)
+        if placeholder is not None:
+            raise refuse(f"placeholder tag {placeholder!r} in {value!r}: promoter cannot tell "
+                         "which version it stands for", node, file,
+                         "write a real tag there once (promoter keeps it current from then "
+                         "on), use --set, or leave the file out with --file/--path")
         return
     target = targets.image_for(ref.name)
     if target is None:
@@ -426,6 +463,13 @@ def _resolve_parts(slot: PartsSlot, targets: Targets, file: str,
     old_digest = None if digest_node is None or is_null(digest_node) else str(digest_node.value)
     old_digest = old_digest or None
     line = line_of(slot.name_node)
+    if old_tag is not None and ("{{" in old_tag or "${" in old_tag):
+        if slot.template:
+            skips.append(Skip(file, line, name, f"{slot.field}.{slot.tag_key} is templated "
+                              f"({old_tag}): left alone, the generator's parameters set it"))
+            return
+        raise refuse(f"templated tag {old_tag!r} cannot be promoted", tag_node or slot.name_node,
+                     file, "use --set on the value it is built from, or leave the file out")
     wrote = False
     if target.tag is not None:
         if tag_node is None and slot.ambiguous:
