@@ -131,4 +131,4 @@ def _parameters(params: Node | None, path: str) -> Iterator[Slot]:
             tag = by_name.get(stem + "tag")
             digest = by_name.get(stem + "digest")
             yield PartsSlot(full, value, tag[1] if tag else None, digest[1] if digest else None,
-                            f"{path}[{i}]", "argocd")
+                            path, "argocd", tag_key=f"{stem}tag", digest_key=f"{stem}digest")
