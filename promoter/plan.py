@@ -110,7 +110,7 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) ->
             skips.append(_template_skip(path, data, targets))
             continue
         if overlays is None and _untagged(data, targets):
-            overlays = images_set_over(files)
+            overlays = images_set_over(files, {ref.name for ref in targets.images})
         try:
             result = edit_file(path, data, targets, (overlays or {}).get(path, {}))
         except EditError as exc:
@@ -132,8 +132,6 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) ->
 # --- files that are not YAML: Helm chart templates, broken files ------------------------
 
 CHART_FILE = "Chart.yaml"
-# a token that may be an image reference; one glued to a template action is not
-_REF_TOKEN = re.compile(rb"(?<![\w.:/@{}$-])[A-Za-z0-9][\w.:/@-]*(?![\w.:/@{}-])")
 
 
 def chart_dirs(files: Iterable[str]) -> frozenset[str]:
@@ -151,19 +149,33 @@ def in_chart_templates(path: str, charts: frozenset[str]) -> bool:
     return False
 
 
+_TOKEN_CHARS = re.compile(rb"[\w.:/@-]*")
+
+
 def _references(data: bytes, targets: Targets) -> Iterator[tuple[int, ImageRef]]:
     """Byte offsets and parsed values of the tokens of ``data`` that name a targeted
     image (``ghcr.io/acme/api:1.4.0``, ``redis``), never one glued to a template action
-    (``ghcr.io/acme/api:{{ .Values.tag }}``)."""
+    (``ghcr.io/acme/api:{{ .Values.tag }}``). Only the places where a targeted name
+    occurs are looked at."""
     names = {ref.name for ref in targets.images}
-    shorts = {ref.short.encode() for ref in targets.images}
-    for m in _REF_TOKEN.finditer(data) if names else ():
-        token = m.group()
-        if not any(s in token for s in shorts):
+    if not names:
+        return
+    needle = needle_pattern(tuple({ref.short.encode() for ref in targets.images}))
+    last = -1
+    for m in needle.finditer(data):
+        start = m.start()
+        while start > 0 and _TOKEN_CHARS.fullmatch(data, start - 1, start):
+            start -= 1
+        if start <= last:
+            continue  # the same token, met again
+        token_end = _TOKEN_CHARS.match(data, start)
+        end = token_end.end() if token_end else m.end()
+        last = end
+        if data[start - 1 : start] in (b"{", b"}", b"$") or data[end : end + 1] in (b"{", b"}"):
             continue
-        ref = try_parse(token.decode("ascii", "replace"))
+        ref = try_parse(data[start:end].decode("ascii", "replace"))
         if ref is not None and ref.name in names:
-            yield m.start(), ref
+            yield start, ref
 
 
 def full_reference(data: bytes, targets: Targets) -> tuple[int, str] | None:

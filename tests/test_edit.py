@@ -335,7 +335,7 @@ def test_kustomization_graph_is_read_from_the_file_map() -> None:
         "comp/side.yaml": b"kind: Deployment\n",
         "other/deploy.yaml": b"kind: Deployment\n",
     }
-    covered = images_set_over(files)
+    covered = images_set_over(files, {"ghcr.io/acme/api", "docker.io/library/nginx"})
     api = {"ghcr.io/acme/api": "dev/kustomization.yaml"}
     assert covered == {"base/deploy.yaml": api, "shared/cm.yaml": api, "shared/p.yaml": api,
                        "comp/side.yaml": api}

@@ -7,6 +7,7 @@ manifests spell it). Its tag lives in ``newTag`` and its digest in ``digest``.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Collection, Iterator, Mapping
 
 from promoter.edit.document import Document, decode, get, parse, scalar_value, seq
@@ -96,29 +97,42 @@ def _entries(path: str, data: bytes, files: Collection[str]) -> tuple[list[str],
     return included, names
 
 
-def images_set_over(files: Mapping[str, bytes]) -> dict[str, dict[str, str]]:
+def images_set_over(files: Mapping[str, bytes], images: Collection[str]
+                    ) -> dict[str, dict[str, str]]:
     """For each file a kustomization includes (directly, or through resources, bases,
-    components and patches), the images that kustomization's ``images:`` sets, each
-    with the kustomization that sets it: image name -> kustomization path. Pure: reads
-    only the kustomization files of ``files``."""
-    names_of_files = frozenset(files)
-    graph: dict[str, tuple[list[str], set[str]]] = {
-        path: _entries(path, files[path], names_of_files) for path in sorted(names_of_files)
-        if is_kustomization(path)}
+    components and patches), those of ``images`` (canonical names) that the
+    kustomization's ``images:`` sets, each with the kustomization that sets it:
+    image name -> kustomization path. Pure: reads only kustomization files of
+    ``files``; only those that name one of ``images`` (by a byte search) and the ones
+    they include are parsed."""
+    paths = frozenset(files)
+    shorts = b"|".join(re.escape(name.rsplit("/", 1)[-1].encode()) for name in images)
+    named = re.compile(rb"(?<![\w.-])(?:" + shorts + rb")(?![\w.-])" if shorts else rb"(?!)")
+    parsed: dict[str, tuple[list[str], set[str]]] = {}
+
+    def read(path: str) -> tuple[list[str], set[str]]:
+        if path not in parsed:
+            parsed[path] = _entries(path, files[path], paths)
+        return parsed[path]
+
     covered: dict[str, dict[str, str]] = {}
-    for top, (_, names) in graph.items():
+    for top in sorted(p for p in paths if is_kustomization(p)):
+        data = files[top]
+        if b"images" not in data or not named.search(data):
+            continue
+        names = read(top)[1] & set(images)
         if not names:
             continue
         seen = {top}
-        stack = list(graph[top][0])
+        stack = list(read(top)[0])
         while stack:
             path = stack.pop()
             if path in seen:
                 continue
             seen.add(path)
-            if path in graph:
-                stack.extend(graph[path][0])
+            if is_kustomization(path):
+                stack.extend(read(path)[0])
                 continue
-            for name in names:
+            for name in sorted(names):
                 covered.setdefault(path, {}).setdefault(name, top)
     return covered
