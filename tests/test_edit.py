@@ -278,6 +278,9 @@ def test_edits_through_anchors_when_proven(text: str, expected: str) -> None:
          "worker: {repository: ghcr.io/acme/worker, tag: *v}\n", 1, "worker.tag"),
         # the anchor lives at a key that is no image field
         ("versions:\n  api: &v ghcr.io/acme/api:1.0.0\nimage: *v\n", 2, "versions.api"),
+        # an image map that holds itself cannot be resolved, so nothing is proven
+        ("image: &i\n  repository: ghcr.io/acme/api\n  tag: 1.0.0\n  self: *i\n", 3,
+         "recursively"),
     ],
 )
 def test_edits_through_anchors_refused_otherwise(text: str, line: int, place: str) -> None:

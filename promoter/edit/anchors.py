@@ -38,16 +38,24 @@ class Expanded:
 def expand(root: Node, limit: int = MAX_EXPANDED) -> Expanded:
     out = Expanded(root)
     budget = [limit]
-    out.root = _copy(root, False, out.merged, budget, frozenset())
+    out.root = _copy(root, False, out.merged, budget, set())
     return out
 
 
 def _copy(node: Node, via_merge: bool, merged: set[int], budget: list[int],
-          inside: frozenset[int]) -> Node:
+          inside: set[int]) -> Node:
     budget[0] -= 1
     if budget[0] < 0 or id(node) in inside:  # too many copies, or a recursive alias
         raise TooLarge
-    inner = inside | {id(node)}
+    inside.add(id(node))
+    try:
+        return _copy_of(node, via_merge, merged, budget, inside)
+    finally:
+        inside.discard(id(node))
+
+
+def _copy_of(node: Node, via_merge: bool, merged: set[int], budget: list[int],
+             inner: set[int]) -> Node:
     copy: Node
     if isinstance(node, ScalarNode):
         copy = ScalarNode(node.tag, node.value, node.start_mark, node.end_mark,
