@@ -4,7 +4,10 @@
 
 The formats (an explicit table) say where images live; this module matches them
 against the targeted images, renders the new values, splices them into the original
-text and re-parses the result to prove that only those values changed.
+text and re-parses the result to prove that only those values changed (and, for a
+kustomize digest, that exactly the one new key appeared). An edited value behind a
+YAML anchor is proven again on the document with its aliases and merge keys resolved
+(anchors.py): every value that changed there must be one the promotion meant to change.
 """
 
 from __future__ import annotations

@@ -1,7 +1,13 @@
 """Kustomize ``images:`` entries: name, newName, newTag, digest.
 
 The entry's image is ``newName`` when given, else ``name`` (the name as the base
-manifests spell it). Its tag lives in ``newTag`` and its digest in ``digest``.
+manifests spell it). Its tag lives in ``newTag`` and its digest in ``digest``; a
+digest promotion into a block entry without a ``digest`` key inserts that key under the
+tag, as ``kustomize edit set image`` does (the engine proves the new key by re-parsing).
+
+``images_set_over`` reads the kustomization graph (resources, bases, components,
+patches; relative paths) from the file map, so that an untagged reference in a base
+is left to the overlay whose ``images:`` entry sets its tag.
 """
 
 from __future__ import annotations
