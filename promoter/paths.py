@@ -13,6 +13,7 @@ from functools import lru_cache
 from promoter.errors import UsageError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+MANIFEST_NAMES = frozenset({"Kustomization"})  # kustomize's extension-less file name
 CONFIG_FILE = ".promoter.yaml"
 
 
@@ -68,5 +69,6 @@ def is_glob(pattern: str) -> bool:
 def is_manifest(path: str) -> bool:
     """A YAML/JSON file promoter may read; never one whose name holds a line break or
     control character (git allows them; commit messages and PR bodies would carry it)."""
-    return (path.endswith(MANIFEST_SUFFIXES) and posixpath.basename(path) != CONFIG_FILE
+    return ((path.endswith(MANIFEST_SUFFIXES) or posixpath.basename(path) in MANIFEST_NAMES)
+            and posixpath.basename(path) != CONFIG_FILE
             and not any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in path))

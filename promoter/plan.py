@@ -6,13 +6,16 @@ Pure: takes bytes and values, returns values. The forges and the CLI feed it.
 from __future__ import annotations
 
 import difflib
+import posixpath
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from promoter.edit.engine import Targets, edit_file
+from promoter.edit.kustomize import images_set_over
 from promoter.edit.results import Found, Skip
 from promoter.errors import EditError, UsageError
+from promoter.images import ImageRef, try_parse
 from promoter.paths import is_manifest
 
 __all__ = ["Found", "Plan", "Skip", "Targets", "make_plan", "unified_diff"]
@@ -95,14 +98,21 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) ->
     skips: list[Skip] = []
     new_files: dict[str, bytes] = {}
     originals: dict[str, bytes] = {}
+    charts = chart_dirs(files)
+    overlays: dict[str, dict[str, str]] | None = None  # read on first need
     for path in sorted(files):
         if not is_manifest(path) or not select(path):
             continue
         data = files[path]
         if path not in set_files and not may_mention(pattern, data):
             continue
+        if path not in set_files and in_chart_templates(path, charts):
+            skips.append(_template_skip(path, data, targets))
+            continue
+        if overlays is None and _untagged(data, targets):
+            overlays = images_set_over(files, {ref.name for ref in targets.images})
         try:
-            result = edit_file(path, data, targets)
+            result = edit_file(path, data, targets, (overlays or {}).get(path, {}))
         except EditError as exc:
             if exc.hint is None and exc.line is None:
                 raise
@@ -119,9 +129,90 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) ->
                 unified_diff(originals, new_files))
 
 
+# --- files that are not YAML: Helm chart templates, broken files ------------------------
+
+CHART_FILE = "Chart.yaml"
+
+
+def chart_dirs(files: Iterable[str]) -> frozenset[str]:
+    """Folders holding a Helm chart: a ``Chart.yaml`` (its ``templates/`` are Go
+    templates, not YAML; its values files stay in scope)."""
+    return frozenset(posixpath.dirname(p) for p in files
+                     if posixpath.basename(p) == CHART_FILE)
+
+
+def in_chart_templates(path: str, charts: frozenset[str]) -> bool:
+    parts = path.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part == "templates" and "/".join(parts[:i]) in charts:
+            return True
+    return False
+
+
+_TOKEN_CHARS = re.compile(rb"[\w.:/@-]*")
+
+
+def _references(data: bytes, targets: Targets) -> Iterator[tuple[int, ImageRef]]:
+    """Byte offsets and parsed values of the tokens of ``data`` that name a targeted
+    image (``ghcr.io/acme/api:1.4.0``, ``redis``), never one glued to a template action
+    (``ghcr.io/acme/api:{{ .Values.tag }}``). Only the places where a targeted name
+    occurs are looked at."""
+    names = {ref.name for ref in targets.images}
+    if not names:
+        return
+    needle = needle_pattern(tuple({ref.short.encode() for ref in targets.images}))
+    last = -1
+    for m in needle.finditer(data):
+        start = m.start()
+        while start > 0 and _TOKEN_CHARS.fullmatch(data, start - 1, start):
+            start -= 1
+        if start <= last:
+            continue  # the same token, met again
+        token_end = _TOKEN_CHARS.match(data, start)
+        end = token_end.end() if token_end else m.end()
+        last = end
+        if data[start - 1 : start] in (b"{", b"}", b"$") or data[end : end + 1] in (b"{", b"}"):
+            continue
+        ref = try_parse(data[start:end].decode("ascii", "replace"))
+        if ref is not None and ref.name in names:
+            yield start, ref
+
+
+def full_reference(data: bytes, targets: Targets) -> tuple[int, str] | None:
+    """The first line (1-based) and text of a whole reference to a targeted image in
+    ``data``, read as bytes: ``ghcr.io/acme/api:1.4.0``, ``redis:7.2``,
+    ``ghcr.io/acme/api``; never a bare word (``redis``)."""
+    for start, ref in _references(data, targets):
+        if ref.tag or ref.digest or "/" in ref.written:
+            return data.count(b"\n", 0, start) + 1, str(ref)
+    return None
+
+
+def _template_skip(path: str, data: bytes, targets: Targets) -> Skip:
+    """A chart template is never read as a manifest: a Skip, or a refusal when its
+    bytes hold a reference promoter would have changed in a manifest."""
+    held = full_reference(data, targets)
+    if held is not None:
+        line, text = held
+        raise EditError(f"a Helm chart template holds the image {text} itself; promoter "
+                        "edits values files, not Go templates", file=path, line=line,
+                        hint="move the reference into the chart's values.yaml, or leave the "
+                             "file out with --file/--path")
+    line = next((data.count(b"\n", 0, m.start()) + 1
+                 for m in needle_pattern(targets.needles()).finditer(data)), 0)
+    names = ", ".join(sorted(ref.familiar for ref in targets.images)) or "the marker targets"
+    return Skip(path, line, "", f"Helm chart template (Go template, not YAML): not read for "
+                                f"{names}; the chart's values files are")
+
+
+def _untagged(data: bytes, targets: Targets) -> bool:
+    """Whether ``data`` may hold an untagged reference to a targeted image (then the
+    kustomizations that might include it are worth reading)."""
+    return any(ref.tag is None and ref.digest is None for _, ref in _references(data, targets))
+
+
 def _mentions(data: bytes, targets: Targets) -> bool:
-    return any(ref.name.encode() in data or ref.familiar.encode() in data
-               for ref in targets.images) or b"$imagepolicy" in data
+    return full_reference(data, targets) is not None or b"$imagepolicy" in data
 
 
 def unified_diff(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> str:

@@ -282,8 +282,10 @@ def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Con
     if not plan.found:
         where = ", ".join(request.files) or request.path or (
             f"environment {request.env}" if request.env else "the repo")
-        names = ", ".join(r.familiar for r in request.images) or "the --set/--marker targets"
-        raise NotFound(f"{names} is referenced nowhere in {where}",
+        names = ", ".join(r.familiar for r in request.images)
+        subject = (f"{names} is" if len(request.images) == 1 else f"{names} are" if names
+                   else "the --set/--marker targets are")
+        raise NotFound(f"{subject} referenced nowhere in {where}",
                        hint="check the image name, or widen --file/--path/--env")
     return plan
 

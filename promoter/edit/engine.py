@@ -4,7 +4,10 @@
 
 The formats (an explicit table) say where images live; this module matches them
 against the targeted images, renders the new values, splices them into the original
-text and re-parses the result to prove that only those values changed.
+text and re-parses the result to prove that only those values changed (and, for a
+kustomize digest, that exactly the one new key appeared). An edited value behind a
+YAML anchor is proven again on the document with its aliases and merge keys resolved
+(anchors.py): every value that changed there must be one the promotion meant to change.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from ruamel.yaml.nodes import Node, ScalarNode
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 
-from promoter.edit import argocd, helm, kustomize, markers, workload
+from promoter.edit import anchors, argocd, flux, helm, kustomize, markers, workload
 from promoter.edit.document import (
     BOM,
     Document,
@@ -32,7 +35,7 @@ from promoter.edit.document import (
 )
 from promoter.edit.results import Found, Skip
 from promoter.edit.slots import MarkerSlot, PartsSlot, RefSlot, Slot
-from promoter.edit.splice import apply, refuse, replacement
+from promoter.edit.splice import Replacement, apply, insertion, refuse, replacement
 from promoter.errors import EditError, UsageError
 from promoter.images import ImageRef, parse_name, try_parse
 from promoter.paths import safe_relative
@@ -42,6 +45,7 @@ Format = tuple[str, Callable[[Document, str], bool], Callable[[Document, str], I
 # Which format reads a document: the first whose ``applies`` says yes.
 FORMATS: tuple[Format, ...] = (
     ("argocd", argocd.applies, argocd.slots),
+    ("flux", flux.applies, flux.slots),
     ("kustomize", kustomize.applies, kustomize.slots),
     ("workload", workload.applies, workload.slots),
     ("helm", helm.applies, helm.slots),
@@ -128,9 +132,10 @@ class FileEdit:
 
 @dataclass
 class _Edit:
-    node: Node
+    node: Node  # the scalar to rewrite; for an insertion, the mapping that gains a key
     new: str
     found: Found
+    insert: tuple[ScalarNode, ScalarNode] | None = None  # (key, value) the new line follows
 
 
 def new_versions(ref: ImageRef, target: ImageRef) -> tuple[str | None, str | None]:
@@ -139,7 +144,10 @@ def new_versions(ref: ImageRef, target: ImageRef) -> tuple[str | None, str | Non
     return target.tag, target.digest
 
 
-def edit_file(file: str, data: bytes, targets: Targets) -> FileEdit:
+def edit_file(file: str, data: bytes, targets: Targets,
+              overlays: Mapping[str, str] | None = None) -> FileEdit:
+    """``overlays``: image name -> the kustomization whose ``images:`` sets that image
+    for this file (a kustomize base): an untagged reference to it stays untagged."""
     text = decode(data, file)
     bom = text.startswith(BOM)
     body = text[1:] if bom else text
@@ -156,7 +164,7 @@ def edit_file(file: str, data: bytes, targets: Targets) -> FileEdit:
                 unmatched.discard(op)
                 edits.setdefault(id(edit.node), edit)
         for slot in _slots(doc, file, marker_at):
-            for edit in _resolve(slot, targets, file, skips):
+            for edit in _resolve(slot, targets, file, skips, overlays or {}):
                 edits.setdefault(id(edit.node), edit)
     for op in unmatched:
         raise UsageError(f"--set: key {op.key!r} not found", file=file,
@@ -166,8 +174,13 @@ def edit_file(file: str, data: bytes, targets: Targets) -> FileEdit:
     if not changing:
         return FileEdit(found, tuple(skips))
     _guard(docs, changing, file)
-    new_body = apply(body, [replacement(body, e.node, e.new, file) for e in changing])
-    _verify(docs, new_body, changing, file)
+    new_body = apply(body, [_splice(body, e, file) for e in changing])
+    new_docs = _verify(docs, new_body, changing, file)
+    for doc, new_doc in zip(docs, new_docs, strict=True):
+        shared = [e for e in changing if id(e.node) in doc.shared]
+        if shared:
+            _prove_through_aliases(doc, new_doc, shared[0], targets, sets, file, marker_at,
+                                   overlays or {})
     new_text = BOM + new_body if bom else new_body
     return FileEdit(found, tuple(skips), new_text.encode("utf-8"))
 
@@ -180,30 +193,34 @@ def _slots(doc: Document, file: str, marker_at: dict[int, str]) -> Iterator[Slot
             return
 
 
+def _splice(body: str, edit: _Edit, file: str) -> Replacement:
+    if edit.insert is None:
+        return replacement(body, edit.node, edit.new, file)
+    key, value = edit.insert
+    return insertion(body, key, value, "digest", edit.new, file)
+
+
 def _guard(docs: list[Document], changing: list[_Edit], file: str) -> None:
-    """Refuse what cannot be edited exactly: duplicate keys, values behind aliases."""
+    """Refuse what cannot be edited exactly: duplicate keys. (Values behind aliases are
+    proven after the splice, by ``_prove_through_aliases``.)"""
     for doc in docs:
         dup = duplicate_key(doc.root)
         if dup is not None:
             key, node = dup
             raise refuse(f"duplicate key {key!r}: which one counts is ambiguous", node, file,
                          "remove the duplicate, then promote again")
-        for e in changing:
-            if id(e.node) in doc.shared:
-                raise refuse("the value is shared through a YAML anchor/alias; editing it "
-                             "would change every alias", e.node, file,
-                             "edit the anchor by hand, or give each use its own value")
 
 
-def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: str) -> None:
+def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: str
+            ) -> list[Document]:
     """Re-parse the edited text: the trees must match except at the edited values."""
     new_docs = parse(new_body, file)
     if len(new_docs) != len(docs):
         raise EditError("the edit changed the number of YAML documents (a bug: please report)",
                         file=file)
-    expected = {id(e.node): e.new for e in changing}
+    expected = {id(e.node): e.new for e in changing if e.insert is None}
     for old, new in zip(docs, new_docs, strict=True):
-        old_rows = _rows_with_ids(old.root)
+        old_rows = _with_insertions(_rows_with_ids(old.root), changing)
         new_rows = flatten(new.root)
         if len(old_rows) != len(new_rows):
             raise EditError("the edit changed the document's structure (a bug: please report)",
@@ -213,13 +230,90 @@ def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: st
         ):
             if path != npath:
                 raise EditError(f"the edit moved {path!r} (a bug: please report)", file=file)
-            if node_id in expected:
+            if tag == "alias":  # an alias of an edited anchor: proven on the resolved tree
+                if ntag != "alias":
+                    raise EditError(f"the edit changed {path!r} too (a bug: please report)",
+                                    file=file)
+            elif node_id == _INSERTED:
+                if (path, tag, value) != (npath, ntag, nvalue):
+                    raise EditError(f"the new key {path!r} did not load as {value!r} (a bug: "
+                                    "please report)", file=file)
+            elif node_id in expected:
                 if nvalue != expected[node_id]:
                     raise EditError(f"the edit of {path!r} did not produce {expected[node_id]!r}"
                                     " (a bug: please report)", file=file)
             elif (tag, value) != (ntag, nvalue):
                 raise EditError(f"the edit changed {path!r} too (a bug: please report)",
                                 file=file)
+    return new_docs
+
+
+_ALIAS_HINT = "edit the anchor by hand, or give each use its own value"
+
+
+def _prove_through_aliases(old: Document, new: Document, edit: _Edit, targets: Targets,
+                           sets: list[SetOp], file: str, marker_at: dict[int, str],
+                           overlays: Mapping[str, str]) -> None:
+    """An edited value is shared through an anchor: resolve every alias and merge key of
+    the document before and after the edit, and accept only when each value that changed
+    is one the promotion means to change at that place (the formats find an image slot
+    there, for a targeted image, whose new value is exactly the new one), and none of
+    them changed through a merge key. Otherwise refuse, naming the edited value."""
+    try:
+        before, after = anchors.expand(old.root), anchors.expand(new.root)
+    except anchors.TooLarge:
+        raise refuse("the value is shared through a YAML anchor/alias that is used too often "
+                     "(or recursively) to prove the edit safe", edit.node, file,
+                     _ALIAS_HINT) from None
+    resolved = Document(before.root, old.index)
+    intended: dict[int, str] = {}
+    for op in sets:
+        found = _set(op, resolved, file)
+        if found is not None:
+            intended[id(found.node)] = found.new
+    for slot in _slots(resolved, file, marker_at):
+        for e in _resolve(slot, targets, file, [], overlays):
+            intended.setdefault(id(e.node), e.new)
+    old_rows = _rows_with_ids(before.root)
+    new_rows = flatten(after.root)
+    if [r[0] for r in old_rows] != [r[0] for r in new_rows]:
+        raise refuse("the value is shared through a YAML anchor/alias, and the edit changes "
+                     "the shape of an aliased map", edit.node, file, _ALIAS_HINT)
+    for (path, tag, value, node_id), (_, ntag, nvalue) in zip(old_rows, new_rows,
+                                                              strict=True):
+        if (tag, value) == (ntag, nvalue):
+            continue
+        if node_id in before.merged:
+            raise refuse(f"the value is shared through a YAML anchor/alias; editing it would "
+                         f"change {path!r} through a merge key (<<), which tools read "
+                         "differently", edit.node, file, _ALIAS_HINT)
+        if intended.get(node_id) != nvalue:
+            raise refuse(f"the value is shared through a YAML anchor/alias; editing it would "
+                         f"change {path!r} too, which is not a place of the promoted image",
+                         edit.node, file, _ALIAS_HINT)
+
+
+_INSERTED = -1  # the id of a row the edit adds (a new key)
+_STR = "tag:yaml.org,2002:str"
+
+
+def _with_insertions(rows: list[tuple[str, str, str, int]], changing: list[_Edit]
+                     ) -> list[tuple[str, str, str, int]]:
+    """The rows the edited document must have: each inserted key right after the key
+    its line follows, and its mapping one key longer."""
+    out = list(rows)
+    for e in changing:
+        if e.insert is None:
+            continue
+        _key, after = e.insert
+        at = next((i for i, r in enumerate(out) if r[3] == id(after)), None)
+        owner = next((i for i, r in enumerate(out) if r[3] == id(e.node)), None)
+        if at is None or owner is None:
+            continue  # not in this document
+        path, tag, count, node_id = out[owner]
+        out[owner] = (path, tag, str(int(count) + 1), node_id)
+        out.insert(at + 1, (f"{path}.digest" if path else "digest", _STR, e.new, _INSERTED))
+    return out
 
 
 def _rows_with_ids(root: Node) -> list[tuple[str, str, str, int]]:
@@ -276,16 +370,44 @@ def _templated(value: str, targets: Targets) -> bool:
     return ("{{" in value or "${" in value) and any(r.short in value for r in targets.images)
 
 
-def _resolve(slot: Slot, targets: Targets, file: str, skips: list[Skip]) -> Iterator[_Edit]:
+# what other tools substitute before deploying: {TAG}, ${TAG}, $TAG, <TAG>, %TAG%, __TAG__
+_PLACEHOLDER = re.compile(r"\{\w+\}|\$\{?\w+\}?|<\w+>|%\w+%|__\w+__|@\w+@")
+
+
+def _placeholder(text: str, targets: Targets) -> str | None:
+    """The tag of ``repo:TAG`` when repo is a targeted image and TAG a placeholder."""
+    name, colon, tag = text.rpartition(":")
+    if not colon or not _PLACEHOLDER.fullmatch(tag):
+        return None
+    try:
+        domain, path = parse_name(name)
+    except UsageError:
+        return None
+    return tag if targets.image_for(f"{domain}/{path}") is not None else None
+
+
+def _name_in(text: str) -> str:
+    """The canonical repository at the front of a templated value, or ''."""
+    name = text.rpartition(":")[0] or text
+    try:
+        domain, path = parse_name(name)
+    except UsageError:
+        return ""
+    return f"{domain}/{path}"
+
+
+def _resolve(slot: Slot, targets: Targets, file: str, skips: list[Skip],
+             overlays: Mapping[str, str]) -> Iterator[_Edit]:
     if isinstance(slot, RefSlot):
-        yield from _resolve_ref(slot, targets, file)
+        yield from _resolve_ref(slot, targets, file, skips, overlays)
     elif isinstance(slot, PartsSlot):
         yield from _resolve_parts(slot, targets, file, skips)
     else:
         yield from _resolve_marker(slot, targets, file, skips)
 
 
-def _resolve_ref(slot: RefSlot, targets: Targets, file: str) -> Iterator[_Edit]:
+def _resolve_ref(slot: RefSlot, targets: Targets, file: str, skips: list[Skip],
+                 overlays: Mapping[str, str]) -> Iterator[_Edit]:
     node = slot.node
     if not isinstance(node, ScalarNode) or is_null(node):
         return
@@ -300,11 +422,26 @@ def _resolve_ref(slot: RefSlot, targets: Targets, file: str) -> Iterator[_Edit]:
     ref = try_parse(text)
     if ref is None:
         if _templated(value, targets):
+            if slot.template:
+                skips.append(Skip(file, line_of(node), _name_in(text),
+                                  f"{slot.field} is templated ({value}): left alone, the "
+                                  "generator's parameters set it"))
+                return
             raise refuse(f"templated image value {value!r} cannot be promoted", node, file,
                          "use --set on the values it is built from, or leave the file out")
+        placeholder = _placeholder(text, targets)
+        if placeholder is not None:
+            raise refuse(f"placeholder tag {placeholder!r} in {value!r}: promoter cannot tell "
+                         "which version it stands for", node, file,
+                         "write a real tag there once (promoter keeps it current from then "
+                         "on), use --set, or leave the file out with --file/--path")
         return
     target = targets.image_for(ref.name)
     if target is None:
+        return
+    if ref.tag is None and ref.digest is None and ref.name in overlays:
+        skips.append(Skip(file, line_of(node), ref.name, f"{slot.field} is untagged in a "
+                          f"kustomize base: {overlays[ref.name]} sets its tag (images:)"))
         return
     tag, digest = new_versions(ref, target)
     new = prefix + eq + ref.with_version(tag, digest)
@@ -329,31 +466,63 @@ def _resolve_parts(slot: PartsSlot, targets: Targets, file: str,
     old_digest = None if digest_node is None or is_null(digest_node) else str(digest_node.value)
     old_digest = old_digest or None
     line = line_of(slot.name_node)
+    if old_tag is not None and ("{{" in old_tag or "${" in old_tag):
+        if slot.template:
+            skips.append(Skip(file, line, name, f"{slot.field}.{slot.tag_key} is templated "
+                              f"({old_tag}): left alone, the generator's parameters set it"))
+            return
+        raise refuse(f"templated tag {old_tag!r} cannot be promoted", tag_node or slot.name_node,
+                     file, "use --set on the value it is built from, or leave the file out")
     wrote = False
     if target.tag is not None:
+        if tag_node is None and slot.ambiguous:
+            skips.append(Skip(file, line, name, f"{slot.field}: several keys beside the "
+                              f"repository may hold its tag ({', '.join(slot.ambiguous)}); "
+                              "use --set on the right one"))
+            return
         if tag_node is None:
             skips.append(Skip(file, line, name, f"{slot.field} has no tag key next to the "
                               "repository; add one, or use --set"))
         else:
             wrote = True
-            yield _found(tag_node, file, f"{slot.field}.{_key(slot, 'tag')}", slot.format, name,
+            yield _found(tag_node, file, f"{slot.field}.{slot.tag_key}", slot.format, name,
                          target.tag, old_tag, old_digest)
     if target.digest is not None:
         if digest_node is None:
-            skips.append(Skip(file, line, name, f"{slot.field} has no digest key; "
-                              "only the tag was written" if wrote else
-                              f"{slot.field} has no digest key for a digest-only promotion"))
+            inserted = _digest_insertion(slot, target.digest, name, old_tag, file)
+            if inserted is not None:
+                yield inserted
+            else:
+                skips.append(Skip(file, line, name, f"{slot.field} has no digest key; "
+                                  "only the tag was written" if wrote else
+                                  f"{slot.field} has no digest key for a digest-only "
+                                  "promotion"))
         else:
-            yield _found(digest_node, file, f"{slot.field}.digest", slot.format, name,
-                         target.digest, old_tag, old_digest)
+            yield _found(digest_node, file, f"{slot.field}.{slot.digest_key}", slot.format,
+                         name, target.digest, old_tag, old_digest)
     elif digest_node is not None and old_digest and wrote:
         # a new tag must not keep a stale digest beside it (the digest would win)
-        yield _found(digest_node, file, f"{slot.field}.digest", slot.format, name, "",
-                     old_tag, old_digest)
+        yield _found(digest_node, file, f"{slot.field}.{slot.digest_key}", slot.format, name,
+                     "", old_tag, old_digest)
 
 
-def _key(slot: PartsSlot, role: str) -> str:
-    return "newTag" if slot.format == "kustomize" and role == "tag" else role
+def _digest_insertion(slot: PartsSlot, digest: str, name: str, old_tag: str | None,
+                      file: str) -> _Edit | None:
+    """A ``digest:`` line under the entry's tag (or name) line, at the same indent, as
+    ``kustomize edit set image`` writes it; None when the entry's layout does not allow
+    an exact insertion (a flow map, a value spanning lines). The text is known only at
+    splice time; here the anchor and the new key are recorded."""
+    entry = slot.entry
+    if not isinstance(entry, MappingNode) or entry.flow_style:
+        return None
+    anchor = slot.tag if slot.tag is not None else slot.name_node
+    key = next((k for k, v in entry.value if v is anchor), None)
+    if not isinstance(key, ScalarNode) or not isinstance(anchor, ScalarNode) \
+            or anchor.style in ("|", ">") or key.start_mark.line != anchor.end_mark.line:
+        return None
+    found = Found(file, anchor.end_mark.line + 2, key.start_mark.column + 1, name,
+                  f"{slot.field}.digest", slot.format, "", digest, old_tag, None)
+    return _Edit(entry, digest, found, insert=(key, anchor))
 
 
 def _resolve_marker(slot: MarkerSlot, targets: Targets, file: str,

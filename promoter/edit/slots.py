@@ -21,6 +21,7 @@ class RefSlot:
     field: str
     format: str
     override: bool = False
+    template: bool = False  # a Go template by design (an ApplicationSet's): templated = left alone
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class PartsSlot:
     digest: Node | None  # None: the mapping has no digest key
     field: str
     format: str
+    tag_key: str = "tag"  # the keys' names, for messages and fields
+    digest_key: str = "digest"
+    ambiguous: tuple[str, ...] = ()  # no tag key because several keys might be it
+    template: bool = False  # see RefSlot.template
+    entry: Node | None = None  # the mapping, when a missing digest key may be inserted
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ multi-line flow scalars are refused: they cannot be rewritten exactly in place.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ruamel.yaml.nodes import Node, ScalarNode
@@ -20,6 +21,7 @@ from promoter.errors import EditError
 _RESOLVERS = (VersionedResolver(version=(1, 1)), VersionedResolver(version=(1, 2)))
 _STR = "tag:yaml.org,2002:str"
 _INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
+_LINE_LEAD = re.compile(r"[ ]*(?:-[ ]+)*")  # indentation, and the dashes of list items
 
 
 @dataclass(frozen=True)
@@ -96,3 +98,21 @@ def apply(text: str, replacements: list[Replacement]) -> str:
         pos = rep.end
     out.append(text[pos:])
     return "".join(out)
+
+
+def insertion(text: str, key: ScalarNode, value: ScalarNode, new_key: str, new_value: str,
+              file: str) -> Replacement:
+    """A new ``new_key: new_value`` line right after the line of ``key: value`` in a block
+    mapping, at the same indent and with the file's line break; nothing else moves."""
+    start = text.rfind("\n", 0, key.start_mark.index) + 1
+    lead = text[start : key.start_mark.index]
+    if not _LINE_LEAD.fullmatch(lead) or "\n" in text[key.start_mark.index : value.end_mark.index]:
+        raise refuse(f"cannot insert {new_key!r} exactly beside this key", key, file,
+                     f"add a {new_key} key by hand, then promote again")
+    body = new_value if plain_ok(new_value) else double_quoted(new_value)
+    line = f"{' ' * len(lead)}{new_key}: {body}"
+    end = text.find("\n", value.end_mark.index)
+    if end < 0:  # the last line, with no line break after it: none after the new one either
+        return Replacement(len(text), len(text), ("\r\n" if "\r\n" in text else "\n") + line)
+    newline = "\r\n" if text[end - 1 : end] == "\r" else "\n"
+    return Replacement(end + 1, end + 1, line + newline)
