@@ -88,6 +88,11 @@ class ConflictError(ForgeError):
     pass
 
 
+class BranchExists(ConflictError):
+    """A commit for a new branch found the branch there already (a forge that writes
+    first, see ``Forge.write_first``): look at it, then decide."""
+
+
 EXIT_CODES = {
     0: "done, or already up to date",
     2: "bad input: usage, unparsable YAML, invalid reference, unsafe path (nothing written)",

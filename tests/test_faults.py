@@ -49,15 +49,11 @@ READ, WRITE = "read", "write"
 # (method, path regex, kind) — every request of a clean run matches one of them
 ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ("github", "merge"): [
-        ("GET", r"^/repos/acme/config$", READ),
-        ("GET", r"/branches/main$", READ),
+        ("POST", r"^/graphql#PromoterRun$", READ),
         ("GET", r"/tarball/", READ),
         ("GET", r"^/_codeload/", READ),
         ("GET", r"/repos/acme/config/commits$", READ),
-        ("GET", r"/branches/promote/", READ),
-        ("POST", r"/git/trees$", WRITE),
-        ("POST", r"/git/commits$", WRITE),
-        ("POST", r"/git/refs$", WRITE),
+        ("POST", r"^/graphql#PromoterCommit$", WRITE),
         ("POST", r"/pulls$", WRITE),
         ("POST", r"/issues/\d+/labels$", WRITE),
         ("POST", r"/requested_reviewers$", WRITE),
@@ -67,18 +63,17 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("PUT", r"/merge$", WRITE),
     ],
     ("github", "update"): [
-        ("GET", r"/branches/promote/", READ),
         ("GET", r"/commits/[0-9a-f]{40}$", READ),
+        ("POST", r"/git/trees$", WRITE),
+        ("POST", r"/git/commits$", WRITE),
         ("GET", r"/git/ref/heads/promote/", READ),
         ("PATCH", r"/git/refs/heads/promote/", WRITE),
-        ("GET", r"/pulls$", READ),
         ("PATCH", r"/pulls/\d+$", WRITE),
     ],
     ("gitlab", "merge"): [
         ("GET", r"/projects/acme%2Fconfig$", READ),
         ("GET", r"/repository/archive\.tar\.gz$", READ),
         ("GET", r"/repository/commits$", READ),
-        ("GET", r"/repository/branches/promote", READ),
         ("POST", r"/repository/commits$", WRITE),
         ("GET", r"/api/v4/users$", READ),
         ("POST", r"/merge_requests$", WRITE),
@@ -293,7 +288,8 @@ def test_exhausted_retries_leave_nothing_half_made(kind: str, method: str, path:
 # whatever the timing: an unreferenced tree or commit, a merge of a merged request. A
 # late POST /pulls landing after the merge would open a second request: no client can
 # prevent a write the server applies after the whole run ended.
-SLOW = [("github", "GET", r"/branches/main$"), ("github", "POST", r"/git/commits$"),
+SLOW = [("github", "POST", r"^/graphql#PromoterRun$"),
+        ("github", "POST", r"^/graphql#PromoterCommit$"),
         ("github", "PUT", r"/merge$"),
         ("gitlab", "GET", r"/repository/archive\.tar\.gz$"), ("gitlab", "PUT", r"/merge$")]
 
@@ -336,7 +332,7 @@ def test_cli_survives_server_errors(kind: str, tmp_path: Path, monkeypatch: pyte
     with harness(kind, tmp_path) as h:
         monkeypatch.setenv("PROMOTE_TOKEN", h.token)
         base = h.bare.resolve("main") or ""
-        write = r"/git/commits$" if kind == "github" else r"/repository/commits$"
+        write = r"/graphql#PromoterCommit$" if kind == "github" else r"/repository/commits$"
         h.fail("POST", write, 503, times=2, headers={"Retry-After": "0"})
         h.fail("*", r"/pulls$|/merge_requests$", 429, headers={"Retry-After": "0"})
         code, out, _ = cli(h, capsys, "--retry-timeout", "5")
@@ -350,7 +346,7 @@ def test_cli_gives_up_with_exit_5(kind: str, tmp_path: Path, monkeypatch: pytest
     with harness(kind, tmp_path) as h:
         monkeypatch.setenv("PROMOTE_TOKEN", h.token)
         base = h.bare.resolve("main") or ""
-        write = r"/git/trees$" if kind == "github" else r"/repository/commits$"
+        write = r"/graphql#PromoterCommit$" if kind == "github" else r"/repository/commits$"
         h.fail("POST", write, 502, times=1000, headers={"Retry-After": "0"})
         started = time.monotonic()
         code, out, err = cli(h, capsys, "--retry-timeout", "0.5")

@@ -85,6 +85,9 @@ def promote(forge: GitHubForge, branch: str = "promote/dev/api",
     return snap, sha
 
 
+EXECUTABLE = {"scripts/run.sh": b"#!/bin/sh\necho 2\n"}  # takes the Git Data API
+
+
 def test_the_forge_satisfies_the_protocol(forge: GitHubForge) -> None:
     implementation: Forge = forge
     assert implementation.name == "github"
@@ -99,9 +102,11 @@ def test_snapshot_returns_every_file_byte_for_byte(fake: FakeGitHub,
     assert snap.branch == "main"
     assert snap.commit == bare(fake).resolve("main")
     assert dict(snap.files) == {**SEED, "scripts/run.sh": b"#!/bin/sh\necho hi\n"}
-    # one branch read, the tarball link, the archive: never one request per file
-    assert [(r.method, r.status) for r in fake.requests] == [
-        ("GET", 200), ("GET", 302), ("GET", 200)]
+    # one GraphQL query (tip, tree), the tarball link, the archive: never one per file
+    assert [(r.method, r.path, r.status) for r in fake.requests] == [
+        ("POST", "/graphql#PromoterRun", 200),
+        ("GET", f"/repos/{SLUG}/tarball/{snap.commit}", 302),
+        ("GET", f"/_codeload/{SLUG}/legacy.tar.gz/{snap.commit}", 200)]
 
 
 def test_snapshot_of_the_default_branch(fake: FakeGitHub, tmp_path: Path) -> None:
@@ -109,7 +114,7 @@ def test_snapshot_of_the_default_branch(fake: FakeGitHub, tmp_path: Path) -> Non
     with GitHubForge("acme/trunk", api_url=fake.url, token=TOKEN) as forge:
         snap = forge.snapshot(None)
     assert (snap.branch, dict(snap.files)) == ("trunk", {"a.yaml": b"a: 1\n"})
-    assert fake.count() == 4
+    assert fake.count() == 3  # the default branch comes with the same query
 
 
 def test_snapshot_skips_symlinks_and_huge_files(fake: FakeGitHub, forge: GitHubForge) -> None:
@@ -173,12 +178,24 @@ def test_creating_over_someone_elses_branch_is_a_conflict(fake: FakeGitHub,
 
 def test_creating_the_same_commit_again_is_accepted(fake: FakeGitHub,
                                                     forge: GitHubForge) -> None:
-    snap, first = promote(forge)
-    again = forge.write_commit("promote/dev/api", snap, {
-        "envs/dev/deploy.yaml": b"kind: Deployment\nimage: ghcr.io/acme/api:1.1.0\n"},
-        "Promote api to 1.1.0", replace=None)
+    snap, first = promote(forge, files=EXECUTABLE)  # the Git Data API
+    again = forge.write_commit("promote/dev/api", snap, EXECUTABLE, "Promote api to 1.1.0",
+                               replace=None)
     assert again == first  # same tree on the branch already: that run's commit is kept
     assert bare(fake).resolve("promote/dev/api") == first
+
+
+def test_a_branch_made_by_another_run_meanwhile_is_a_conflict(fake: FakeGitHub,
+                                                              forge: GitHubForge) -> None:
+    """createRef refuses a branch that is there; promote then plans again (and reuses
+    that commit when it proves), never reporting the other run's branch as its own."""
+    snap, first = promote(forge)
+    with pytest.raises(ConflictError, match="already exists"):
+        forge.write_commit("promote/dev/api", snap, {
+            "envs/dev/deploy.yaml": b"kind: Deployment\nimage: ghcr.io/acme/api:1.1.0\n"},
+            "Promote api to 1.1.0", replace=None)
+    assert bare(fake).resolve("promote/dev/api") == first
+    assert first in fake.signed
 
 
 def test_replace_moves_our_own_branch(fake: FakeGitHub, forge: GitHubForge) -> None:
@@ -421,7 +438,7 @@ def test_auto_merge_on_a_clean_request_merges_at_once(fake: FakeGitHub,
     outcome = forge.enable_auto_merge(pr, "merge", pr.head_sha)
     assert outcome.merged
     assert outcome.sha == bare(fake).resolve("main")
-    assert fake.count("POST", r"/graphql$") == 1
+    assert fake.count("POST", r"/graphql#PromoterAutoMerge$") == 1
     assert fake.count("PUT", r"/merge$") == 1
 
 
@@ -471,8 +488,8 @@ def test_log_follows_first_parents(fake: FakeGitHub, forge: GitHubForge) -> None
 # --- the request budget of a whole promotion ----------------------------------------------
 
 
-def test_a_typical_promotion_costs_fourteen_requests(fake: FakeGitHub,
-                                                     forge: GitHubForge) -> None:
+def test_a_typical_promotion_costs_eleven_requests(fake: FakeGitHub,
+                                                   forge: GitHubForge) -> None:
     spent = []
 
     def step() -> int:
@@ -480,9 +497,9 @@ def test_a_typical_promotion_costs_fourteen_requests(fake: FakeGitHub,
         fake.reset_counts()
         return n
 
-    snap = forge.snapshot("main")
+    snap = forge.snapshot("main", "promote/dev/api")
     spent.append(step())
-    assert forge.read_head("promote/dev/api") is None
+    assert forge.read_head("promote/dev/api") is None  # answered by the run query
     spent.append(step())
     sha = forge.write_commit("promote/dev/api", snap, {"envs/dev/deploy.yaml": b"v\n"},
                              "Promote", replace=None)
@@ -494,7 +511,10 @@ def test_a_typical_promotion_costs_fourteen_requests(fake: FakeGitHub,
     spent.append(step())
     assert forge.merge(pr, "squash", sha).merged
     spent.append(step())
-    assert spent == [3, 1, 3, 3, 3, 1]  # checks: none reported, so is the PR blocked?
+    # snapshot: query + tarball + archive; the commit: one mutation (createRef +
+    # createCommitOnBranch); checks: none reported, so is the PR blocked?
+    assert spent == [3, 0, 1, 3, 3, 1]
+    assert fake.count() == 0
 
 
 # --- retries --------------------------------------------------------------------------------
@@ -503,12 +523,12 @@ def test_a_typical_promotion_costs_fourteen_requests(fake: FakeGitHub,
 def test_transient_failures_are_survived_with_one_commit_and_one_request(
         fake: FakeGitHub, forge: GitHubForge, sleeps: list[float]) -> None:
     repo = bare(fake)
-    fake.fail("POST", r"/git/trees$", 502, times=3)
-    fake.fail("POST", r"/git/commits$", 429, headers={"Retry-After": "5"})
+    fake.fail("POST", r"/graphql#PromoterRun$", 502, times=3)
+    fake.fail("POST", r"/graphql#PromoterCommit$", 429, headers={"Retry-After": "5"})
     when = email.utils.formatdate(time.time() + 9, usegmt=True)
-    fake.fail("POST", r"/git/refs$", 429, headers={"Retry-After": when})
+    fake.fail("GET", r"/tarball/", 429, headers={"Retry-After": when})
     fake.fail("POST", r"/pulls$", 403, headers={"Retry-After": "7"})
-    fake.fail("GET", r"/branches/", 503, times=2)
+    fake.fail("GET", r"^/_codeload/", 503, times=2)
     snap, sha = promote(forge)
     pr = forge.open_request("promote/dev/api", "main", SPEC)
     assert git_log(repo, "promote/dev/api") == [sha, *git_log(repo, "main")]
@@ -522,10 +542,44 @@ def test_transient_failures_are_survived_with_one_commit_and_one_request(
     assert all(f.hits == f.times for f in fake.faults)
 
 
+def test_transient_failures_of_the_git_data_api_are_survived(
+        fake: FakeGitHub, forge: GitHubForge, sleeps: list[float]) -> None:
+    repo = bare(fake)
+    fake.fail("POST", r"/git/trees$", 502, times=3)
+    fake.fail("POST", r"/git/commits$", 429, headers={"Retry-After": "5"})
+    fake.fail("POST", r"/git/refs$", 503, times=2)
+    _, sha = promote(forge, files=EXECUTABLE)
+    assert git_log(repo, "promote/dev/api") == [sha, *git_log(repo, "main")]
+    assert repo.read_tree(sha)["scripts/run.sh"][0] == "100755"  # the mode is kept
+    assert fake.count("POST", r"/graphql#PromoterCommit$") == 0
+    assert len(sleeps) == 3 + 1 + 2
+    assert all(f.hits == f.times for f in fake.faults)
+
+
+def test_a_commit_made_before_the_connection_dropped_is_not_made_twice(
+        fake: FakeGitHub, forge: GitHubForge) -> None:
+    fake.fail("POST", r"/graphql#PromoterCommit$", apply_then_fail=True, drop=True)
+    snap, sha = promote(forge)
+    repo = bare(fake)
+    assert repo.resolve("promote/dev/api") == sha
+    assert git_log(repo, "promote/dev/api") == [sha, snap.commit, *git_log(repo, "main")[1:]]
+    assert fake.count("POST", r"/graphql#PromoterCommit$") == 1  # looked, then stopped
+    assert fake.count("GET", r"/git/ref/heads/promote/dev/api$") == 1
+
+
+def test_a_commit_mutation_reset_before_it_ran_is_sent_again(fake: FakeGitHub,
+                                                             forge: GitHubForge) -> None:
+    fake.fail("POST", r"/graphql#PromoterCommit$", reset_before=True, times=2)
+    _, sha = promote(forge)
+    assert bare(fake).resolve("promote/dev/api") == sha
+    assert fake.count("POST", r"/graphql#PromoterCommit$") == 3
+    assert sha in fake.signed
+
+
 def test_a_ref_created_before_the_connection_dropped_is_not_created_twice(
         fake: FakeGitHub, forge: GitHubForge) -> None:
     fake.fail("POST", r"/git/refs$", apply_then_fail=True, drop=True)
-    _, sha = promote(forge)
+    _, sha = promote(forge, files=EXECUTABLE)
     assert bare(fake).resolve("promote/dev/api") == sha
     assert fake.count("POST", r"/git/refs$") == 1  # the retry looked first, then stopped
     assert fake.count("GET", r"/git/ref/heads/promote/dev/api$") == 1
@@ -572,13 +626,13 @@ def test_a_connection_reset_before_the_write_is_retried(fake: FakeGitHub,
                                                         forge: GitHubForge) -> None:
     fake.fail("POST", r"/git/commits$", reset_before=True, times=2)
     fake.fail("POST", r"/git/refs$", reset_before=True)
-    _, sha = promote(forge)
+    _, sha = promote(forge, files=EXECUTABLE)
     assert bare(fake).resolve("promote/dev/api") == sha
     assert fake.count("POST", r"/git/refs$") == 2
 
 
 def test_a_slow_answer_times_out_and_is_retried(fake: FakeGitHub, sleeps: list[float]) -> None:
-    fake.fail("GET", r"/branches/main$", None, delay=1.2)
+    fake.fail("POST", r"/graphql#PromoterRun$", None, delay=1.2)
     with GitHubForge(SLUG, api_url=fake.url, token=TOKEN, sleep=sleeps.append,
                      timeout=1) as forge:
         assert forge.snapshot("main").commit == bare(fake).resolve("main")
@@ -587,11 +641,11 @@ def test_a_slow_answer_times_out_and_is_retried(fake: FakeGitHub, sleeps: list[f
 
 def test_retries_run_out_into_a_forge_error(fake: FakeGitHub, forge: GitHubForge,
                                             sleeps: list[float]) -> None:
-    fake.fail("GET", r"/branches/main$", 503, times=100)
+    fake.fail("POST", r"/graphql#PromoterRun$", 503, times=100)
     with pytest.raises(ForgeError) as err:
         forge.snapshot("main")
     assert err.value.code == 5
-    assert "read branch main" in str(err.value)
+    assert "read the repository" in str(err.value)
     assert "503" in str(err.value)
     assert TOKEN not in str(err.value)
     assert 1 <= len(sleeps) < 100
@@ -685,7 +739,8 @@ def test_github_enterprise_api_prefix(tmp_path: Path) -> None:
             pr = forge.open_request("promote/dev/api", "main", RequestSpec("t", "b"))
             ghes.set_checks(SLUG, sha, "pending")
             assert forge.enable_auto_merge(pr, "squash", pr.head_sha).auto_merge
-        assert ghes.count("POST", r"^/api/graphql$") == 1
+        assert ghes.count("POST", r"^/api/graphql#PromoterAutoMerge$") == 1
+        assert ghes.count("POST", r"^/api/graphql#PromoterCommit$") == 1
         assert dict(snap.files) == SEED
 
 

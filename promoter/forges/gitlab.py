@@ -65,6 +65,7 @@ import requests
 from promoter import __version__, retry
 from promoter.errors import (
     AuthError,
+    BranchExists,
     ConfigError,
     ConflictError,
     ForgeError,
@@ -245,6 +246,9 @@ def _pull(mr: Mapping[str, Any]) -> PullRequest:
         head_sha=str(mr.get("sha") or ""),
         state=state,
         labels=labels,
+        auto_merge=(("squash" if mr.get("squash") else "merge")
+                    if mr.get("merge_when_pipeline_succeeds")
+                    else None),
     )
 
 
@@ -289,6 +293,7 @@ class GitLabForge:
     another project), not both. Nothing here reads the environment."""
 
     name = "gitlab"
+    write_first = True  # POST commits with start_sha makes branch and commit, or says 400
 
     def __init__(
         self,
@@ -435,7 +440,7 @@ class GitLabForge:
 
     # -- reading ----------------------------------------------------------------------
 
-    def snapshot(self, base: str | None) -> Snapshot:
+    def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
         if base is None:
             project = self._run("read the project",
                                 lambda: self._gl.projects.get(self._key))
@@ -532,8 +537,8 @@ class GitLabForge:
 
         def in_the_way(head: Head | None) -> ConflictError:
             where = f"branch {branch} of {self.repo}"
-            if replace is None:
-                return ConflictError(
+            if replace is None:  # promote reads the branch and judges it
+                return BranchExists(
                     f"{where} already exists with a commit promoter did not make for this "
                     f"base ({head.sha[:12] if head else 'unknown'})",
                     hint="another run or a person created it; run again to update it, or "
@@ -562,6 +567,9 @@ class GitLabForge:
             except glexc.GitlabCreateError as exc:
                 if (replace is None and _status(exc) == 400
                         and "a branch called" in _message(exc).lower()):
+                    if attempts == 1:  # it was there before this call: promote looks
+                        raise BranchExists(f"branch {branch} of {self.repo} already exists",
+                                           hint="run promote again") from None
                     head = self._get_head(branch)
                     done = ours(head)
                     if done is not None:
@@ -619,7 +627,8 @@ class GitLabForge:
             source_branch=branch, target_branch=base, state="opened", get_all=False)
         return _pull(found[0].attributes) if found else None
 
-    def find_request(self, branch: str, base: str) -> PullRequest | None:
+    def find_request(self, branch: str, base: str, *,
+                     confirm_none: bool = False) -> PullRequest | None:
         return self._run(f"find the merge request of {branch}", lambda: self._find(branch, base))
 
     def _user_id(self, username: str) -> int:
@@ -650,7 +659,12 @@ class GitLabForge:
             title = f"Draft: {title}"
         return _cap(title, MAX_TITLE, "title").replace("\n", " ")
 
-    def open_request(self, branch: str, base: str, spec: RequestSpec) -> PullRequest:
+    def commit_verified(self, sha: str) -> bool | None:
+        """Commits made through the API are not signed by GitLab here: unknown."""
+        return None
+
+    def open_request(self, branch: str, base: str, spec: RequestSpec, *,
+                     auto_merge_next: bool = False) -> PullRequest:
         people = self._people(spec)
         payload: dict[str, Any] = {
             "source_branch": branch,
@@ -805,6 +819,10 @@ class GitLabForge:
 
     def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
                           message: str = "") -> MergeOutcome:
+        if (pr.auto_merge is not None and pr.head_sha == sha
+                and (pr.auto_merge == "squash") == (method == "squash")):
+            # already set, by an earlier run, to merge this very commit this way
+            return MergeOutcome(merged=False, auto_merge=True)
         data: dict[str, Any] = {"auto_merge": True, "merge_when_pipeline_succeeds": True,
                                 "should_remove_source_branch": True, **_messages(message)}
         if method == "squash":
