@@ -4,8 +4,9 @@
 # repo; promote then works on it exactly as on any remote, through the plain-git forge.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# Everything lives in one directory that is kept afterwards, so the paths printed below
+# (the remote, the promotion branches) can still be looked at; it is named at the end.
 work=$(mktemp -d "${TMPDIR:-/tmp}/promoter-demo.XXXXXX")
-trap 'rm -rf "$work"' EXIT
 remote="$work/config.git"
 ident=(-c user.name="Demo" -c user.email="demo@example.invalid")
 
@@ -40,3 +41,7 @@ promote --repo "$remote" --history --image ghcr.io/acme/api
 
 say "the config repo now"
 git --git-dir "$remote" log --oneline --graph --all --decorate
+
+say "kept for you to look at: $work"
+echo "  the config repo: git --git-dir $remote log --all"
+echo "  remove it with:  rm -rf $work"

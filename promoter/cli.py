@@ -199,12 +199,14 @@ def _request(opts: Mapping[str, Any]) -> Request:
     from promoter.images import parse
     from promoter.promote import Request
 
-    images = []
-    for text in opts["images"]:
-        images.append(parse(text))
-    if opts["from_env"]:
-        # --from: names only; the versions come from the upstream environment
-        images = [parse(r.familiar) for r in images] if images else []
+    images = [parse(text) for text in opts["images"]]
+    names_only = [flag for flag, on in (("--from", opts["from_env"]), ("--history",
+                  opts["show_history"]), ("--rollback", opts["rollback"])) if on]
+    for text, ref in zip(opts["images"], images, strict=True):
+        if names_only and (ref.tag or ref.digest):
+            # the version comes from the environment or the history, never from --image
+            raise UsageError(f"{names_only[0]} takes image names without a tag or digest, "
+                             f"got --image {text}", hint=f"write --image {ref.familiar}")
     markers = {}
     for text in opts["markers"]:
         policy, eq, ref = text.partition("=")
@@ -217,8 +219,6 @@ def _request(opts: Mapping[str, Any]) -> Request:
         raise UsageError("nothing to promote: give --image REF (or --marker / --set)")
     if opts["from_env"] and not opts["env"]:
         raise UsageError("--from needs --env (the environment to promote into)")
-    if opts["in_place"] and opts["dry_run"]:
-        raise UsageError("--in-place and --dry-run contradict each other; pick one")
     return Request(
         images=tuple(images), markers=markers, sets=sets, files=tuple(opts["files"]),
         path=opts["path"] or "", env=opts["env"], from_env=opts["from_env"], base=opts["base"],
@@ -238,7 +238,12 @@ def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
         return "gitlab"
     if environ.get("GITHUB_ACTIONS") == "true":
         return "github"
-    raise UsageError(f"cannot tell which forge holds {repo!r}",
+    from promoter.preflight import looks_like_path, missing_directory
+
+    if looks_like_path(repo):
+        raise missing_directory(repo)
+    raise UsageError(f"cannot tell which forge holds {repo!r}: no directory of that name "
+                     "exists here, and it is no git URL",
                      hint="say --forge github, --forge gitlab or --forge git")
 
 
@@ -260,7 +265,15 @@ def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
         from promoter.local import run_local
 
         _log(opts, f"working tree {opts['repo']}")
-        return run_local(Path(opts["repo"]), _request(opts), write=opts["in_place"])
+        # --in-place --dry-run previews the in-place edit: nothing is written
+        return run_local(Path(opts["repo"]), _request(opts),
+                         write=opts["in_place"] and not opts["dry_run"],
+                         now=datetime.now(timezone.utc))
+    if kind == "git":
+        from promoter.preflight import check_git_remote
+
+        check_git_remote(opts["repo"], opts["base"],
+                         writes=not (opts["dry_run"] or opts["show_history"]))
     forge = _make_forge(kind, opts, environ, ctx)
     try:
         return _run_forge(forge, opts, ctx)

@@ -347,6 +347,8 @@ def _show(text: str) -> str:
     """A value from the file, quoted for a message (short, printable)."""
     if len(text) > 60:
         text = text[:57] + "..."
+    if text.isprintable() and "'" not in text:
+        return f"'{text}'"  # as written: a regex's backslashes are not doubled
     return repr(text)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -275,7 +275,9 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
 
 def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
             env: config_mod.EnvPolicy | None) -> Plan:
-    """The plan over the selected files; NotFound when the image is nowhere in them."""
+    """The plan over the selected files; NotFound when the image is nowhere in them, and
+    UsageError when a ``--file`` pattern names no file at all (a typo, not a miss)."""
+    unmatched_files(files, request.files)
     plan = make_plan(files, targets_for(request, config), selector(request, env))
     if not plan.found:
         where = ", ".join(request.files) or request.path or (
@@ -284,6 +286,25 @@ def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Con
         raise NotFound(f"{names} is referenced nowhere in {where}",
                        hint="check the image name, or widen --file/--path/--env")
     return plan
+
+
+def unmatched_files(paths: Iterable[str], patterns: Sequence[str]) -> None:
+    """Each ``--file`` glob must match some file of the repo (before --env/--path
+    narrow the selection); one that matches nothing is exit 2, like a literal --file
+    that names no file."""
+    pending = {safe_relative(g, "--file"): g for g in patterns}
+    if not pending:
+        return
+    for path in paths:
+        for glob in [g for g in pending if glob_match(g, path)]:
+            del pending[glob]
+        if not pending:
+            return
+    shown = ", ".join(pending.values())
+    raise UsageError(f"--file {shown}: the glob matched no file in the config repo",
+                     hint="--file is relative to the repo root, ** spans directories (e.g. "
+                          "--file 'envs/**/*.yaml'), and files are never read through a "
+                          "symlink")
 
 
 def upstream_versions(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
@@ -398,10 +419,10 @@ def _up_to_date(forge: Forge, request: Request, snap: Snapshot, plan: Plan, bran
                 result: dict[str, Any], changes: Sequence[Any]) -> dict[str, Any]:
     result["status"] = "up-to-date"
     versions = ", ".join(f"{c.name}:{c.after}" for c in changes) or "the requested values"
-    result["message"] = f"already up to date: {snap.branch} runs {versions}"
+    result["message"] = f"already up to date: {snap.branch} already sets {versions}"
     if not request.dry_run:
         _close_if_pointless(forge, branch, snap, plan, result,
-                            f"{snap.branch} already runs {versions}")
+                            f"{snap.branch} already sets {versions}")
     return result
 
 
@@ -445,7 +466,9 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
            settings: config_mod.EnvPolicy, request: Request, verdict: policy_mod.Verdict,
            result: dict[str, Any], effects: Effects) -> None:
     method = settings.merge_method
-    if settings.wait_for_checks and request.merge_timeout <= 0:
+    # plain git has no CI statuses: nothing to leave to the forge, the check reads NONE
+    forge_checks = getattr(forge, "has_checks", True)
+    if settings.wait_for_checks and request.merge_timeout <= 0 and forge_checks:
         # nothing to wait here: the forge's own auto-merge merges once the checks pass
         # (and merges at once when there is nothing to wait for)
         result["policy"] = verdict.with_check(policy_mod.Check(

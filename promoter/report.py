@@ -191,6 +191,10 @@ def result_text(result: Mapping[str, Any], color: bool) -> str:
     """The human report of a run, for the terminal."""
     out: list[str] = []
     status = result.get("status", "")
+    pr = result.get("pull_request") or {}
+    if pr and not pr.get("created") and not pr.get("updated"):
+        # a re-run that found its request as it left it: the change was shown then
+        return "\n".join([*_policy_lines(result), result.get("message") or status])
     for ch in result.get("changes", []):
         out.append(f"{ch['file']}:{ch['line']}: {ch['old'] or '(empty)'} -> {ch['new']}")
     for skip in result.get("skips", []):
@@ -198,13 +202,17 @@ def result_text(result: Mapping[str, Any], color: bool) -> str:
     diff = result.get("diff") or ""
     if diff:
         out.append(colorize(diff.rstrip("\n")) if color else diff.rstrip("\n"))
-    policy = result.get("policy")
-    if policy and policy.get("checks"):
-        out.append("policy:")
-        for check in policy["checks"]:
-            out.append(f"  {check['status']:<5} {check['name']}: {check['reason']}")
+    out.extend(_policy_lines(result))
     out.append(result.get("message") or status)
     return "\n".join(out)
+
+
+def _policy_lines(result: Mapping[str, Any]) -> list[str]:
+    policy = result.get("policy")
+    if not policy or not policy.get("checks"):
+        return []
+    return ["policy:"] + [f"  {check['status']:<5} {check['name']}: {check['reason']}"
+                          for check in policy["checks"]]
 
 
 def colorize(diff: str) -> str:

@@ -79,6 +79,7 @@ class GitForge:
     be replaced in tests."""
 
     name = "git"
+    has_checks = False  # no CI statuses: promote does not leave checks "to the forge"
 
     def __init__(
         self,
