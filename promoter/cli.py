@@ -315,6 +315,26 @@ def _history_line(entry: Any) -> str:
                                         if entry.source_commit else "")
 
 
+def api_root(kind: str, url: str) -> str:
+    """The API root a forge client wants, from what users paste. GitHub: a GitHub
+    Enterprise Server root as in the browser (``https://HOST``) is
+    ``https://HOST/api/v3``, and ``https://github.com`` is ``https://api.github.com``;
+    anything with a path is taken as the API root it names. GitLab: the server root
+    (python-gitlab itself drops a trailing ``/api/v4``, the form CI_API_V4_URL has)."""
+    from urllib.parse import urlsplit
+
+    url = url.strip().rstrip("/")
+    if kind == "gitlab":
+        return url
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or parts.path or parts.query or host == "api.github.com":
+        return url
+    if host in ("github.com", "www.github.com"):
+        return "https://api.github.com"
+    return f"{url}/api/v3"
+
+
 def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                 ctx: Any) -> Forge:
     timeout = float(opts["retry_timeout"])
@@ -341,7 +361,7 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
         if not token and not opts["github_app_id"]:
             raise UsageError("no token: set PROMOTE_TOKEN (or GITHUB_TOKEN), or use a GitHub App",
                              hint="the token needs contents:write and pull-requests:write")
-        return GitHubForge(opts["repo"], api_url=api.rstrip("/"), token=token,
+        return GitHubForge(opts["repo"], api_url=api_root("github", api), token=token,
                            app_id=opts["github_app_id"], app_key=key if opts["github_app_id"]
                            else None, retry_timeout=timeout)
     from promoter.forges.gitlab import GitLabForge
@@ -350,7 +370,7 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
     if not token and not job:
         raise UsageError("no token: set PROMOTE_TOKEN (or GITLAB_TOKEN)",
                          hint="a project or group access token with the api scope")
-    return GitLabForge(opts["repo"], api_url=api.rstrip("/"), token=token, job_token=job,
+    return GitLabForge(opts["repo"], api_url=api_root("gitlab", api), token=token, job_token=job,
                        retry_timeout=timeout)
 
 
