@@ -19,6 +19,10 @@ git -C "$work/seed" add -A
 git -C "$work/seed" "${ident[@]}" commit -q -m "config: initial environments"
 git -C "$work/seed" push -q "$remote" main
 
+# who the promotion commits are by (also --author, or author: in .promoter.yaml; without
+# them plain git takes the CI user, or git's user.name / user.email)
+export PROMOTE_AUTHOR="promoter demo <demo@example.invalid>"
+
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "CI built ghcr.io/acme/api:1.5.0 -> dev (policy: dev auto-merges minor steps)"

@@ -107,6 +107,9 @@ def _echo(text: str, err: bool = False) -> None:
 @click.option("--assignee", "assignees", envvar="PROMOTE_ASSIGNEE", multiple=True,
               help="Assignee (repeatable).")
 @click.option("--draft", is_flag=True, help="Open the PR/MR as a draft.")
+@click.option("--author", metavar='"NAME <EMAIL>"', help="Who the promotion commit is by "
+              "(default: author: in .promoter.yaml; plain git: the CI user, else git's "
+              "user.name/user.email; GitHub/GitLab: the token's user).")
 @click.option("--github-app-id", help="GitHub App id (with --github-app-key-file or "
               "$PROMOTE_GITHUB_APP_KEY) instead of a token.")
 @click.option("--github-app-key-file", type=click.Path(dir_okay=False), help="GitHub App "
@@ -195,6 +198,7 @@ def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | No
 
 
 def _request(opts: Mapping[str, Any]) -> Request:
+    from promoter import identity
     from promoter.edit import SetOp
     from promoter.images import parse
     from promoter.promote import Request
@@ -225,7 +229,8 @@ def _request(opts: Mapping[str, Any]) -> Request:
         dry_run=opts["dry_run"], auto_merge=opts["auto_merge"],
         require_merge=opts["require_merge"], merge_timeout=opts["merge_timeout"],
         labels=tuple(opts["labels"]), reviewers=tuple(opts["reviewers"]),
-        assignees=tuple(opts["assignees"]), draft=opts["draft"])
+        assignees=tuple(opts["assignees"]), draft=opts["draft"],
+        author=identity.parse(opts["author"]) if opts["author"] else None)
 
 
 def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
@@ -339,9 +344,13 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                 ctx: Any) -> Forge:
     timeout = float(opts["retry_timeout"])
     if kind == "git":
+        from promoter import identity
         from promoter.forges.git import GitForge
 
-        return GitForge(opts["repo"], retry_timeout=timeout)
+        # the forge's own default: --author, else the CI user (author: of the config,
+        # read later, comes with each commit); merge commits use it too
+        author = identity.parse(opts["author"]) if opts["author"] else identity.from_ci(environ)
+        return GitForge(opts["repo"], author=author, retry_timeout=timeout)
     token, job = _token(kind, environ)
     if kind == "github":
         from promoter.forges.github import GitHubForge

@@ -22,6 +22,7 @@
           - {start: "2026-12-20T00:00:00+01:00", end: "2027-01-04T00:00:00+01:00"}
     markers:                           # Flux image-policy markers -> image repository
       "flux-system:podinfo": ghcr.io/stefanprodan/podinfo
+    author: "Release Bot <release-bot@example.com>"   # who promotion commits are by
 
 Rules worth knowing:
 
@@ -66,7 +67,9 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
+from promoter import identity
 from promoter.errors import ConfigError, InvalidReference, PromoteError, UsageError
+from promoter.identity import Identity
 from promoter.images import Bump, parse_name
 from promoter.paths import glob_match
 
@@ -197,6 +200,7 @@ class Config:
     defaults: EnvPolicy
     markers: dict[str, str] = field(default_factory=dict)
     file: str = DEFAULT_FILE
+    author: Identity | None = None  # who promotion commits are by (--author overrides)
 
     @property
     def present(self) -> bool:
@@ -329,7 +333,7 @@ _POLICY_KEYS = (
     "draft",
 )
 _ENV_ONLY_KEYS = ("paths", "require_upstream")
-_TOP_KEYS = ("version", "defaults", "environments", "markers")
+_TOP_KEYS = ("version", "defaults", "environments", "markers", "author")
 _WEEKLY_KEYS = ("days", "from", "to", "tz")
 _ABSOLUTE_KEYS = ("start", "end", "tz")
 
@@ -466,7 +470,18 @@ class _Loader:
         markers: dict[str, str] = {}
         if "markers" in by_key and not self.is_null(by_key["markers"][1]):
             markers = self.markers(by_key["markers"][1])
-        return Config(environments, defaults, markers, self.file)
+        author = None
+        if "author" in by_key:
+            author = self.author(by_key["author"][1])
+        return Config(environments, defaults, markers, self.file, author=author)
+
+    def author(self, node: Node) -> Identity:
+        text = self.string(node, "author")
+        why = identity.problem(text)
+        if why is not None:
+            raise self.error(node, f"author {_show(text)}: {why}",
+                             hint=f"e.g. author: {identity.EXAMPLE}")
+        return identity.parse(text, "author")
 
     def environments(self, node: Node, defaults: EnvPolicy) -> dict[str, EnvPolicy]:
         envs: dict[str, EnvPolicy] = {}

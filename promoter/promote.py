@@ -26,6 +26,7 @@ from promoter import policy as policy_mod
 from promoter.edit import SetOp, Targets
 from promoter.errors import ConflictError, NotFound, PolicyRefused, PromoteError, UsageError
 from promoter.forges.base import ChecksState, Forge, Head, PullRequest, RequestSpec, Snapshot
+from promoter.identity import Identity
 from promoter.images import ImageRef, parse, parse_name, parse_version, try_parse
 from promoter.paths import CONFIG_FILE, glob_match, safe_relative
 from promoter.plan import Plan, make_plan
@@ -70,6 +71,7 @@ class Request:
     assignees: tuple[str, ...] = ()
     draft: bool = False
     rollback_of: str | None = None  # set by rollback(): the version being rolled back
+    author: Identity | None = None  # --author; else author: of the config; else the forge's
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,7 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     try:
         guard = () if request.rollback_of is not None else request.images
         commit, created_branch, new_commit = ensure_branch(forge, branch, snap, plan, message,
-                                                           guard)
+                                                           guard, request.author or config.author)
     except _Superseded as newer:
         result["status"] = "superseded"
         result["message"] = (f"a newer promotion is already proposed on {branch} "
@@ -346,7 +348,8 @@ def versions_in(files: Mapping[str, bytes], config: config_mod.Config, request: 
 
 
 def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message: str,
-                  images: Sequence[ImageRef] = ()) -> tuple[str, bool, bool]:
+                  images: Sequence[ImageRef] = (),
+                  author: Identity | None = None) -> tuple[str, bool, bool]:
     """One commit holding the plan on ``branch``: (sha, branch created, new commit).
 
     A branch whose tip already carries this plan's fingerprint on this base is reused.
@@ -367,7 +370,8 @@ def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message
         if mark in head.message and snap.commit in head.parents:
             return head.sha, False, False
     try:
-        sha = forge.write_commit(branch, snap, plan.files, message, replace=head)
+        sha = forge.write_commit(branch, snap, plan.files, message, replace=head,
+                                 author=author)
     except ConflictError:
         raise _BaseMoved from None  # another run got there first: look again
     return sha, head is None, True

@@ -618,6 +618,8 @@ def run_gitlab_job(tmp_path: Path, inputs: Mapping[str, str], extra_env: Mapping
         "CI_REGISTRY_IMAGE": "ghcr.io/acme/api",
         "CI_COMMIT_TAG": "1.4.2",
         "GITLAB_USER_LOGIN": "jane",
+        "GITLAB_USER_NAME": "Jane Doe",
+        "GITLAB_USER_EMAIL": "jane@example.com",
     } | dict(extra_env)
     env |= _expand_variables(variables, env)
     # a dotenv report of an earlier job, inherited through needs:, must change nothing
@@ -1047,3 +1049,33 @@ def test_gitlab_job_history_mode(tmp_path: Path) -> None:
                          {"PROMOTER_PYTHON": sys.executable})
     assert run.code == 0, run.log
     assert json.loads(run.report)["status"] == "history"
+
+
+def test_action_and_template_author_input(tmp_path: Path) -> None:
+    bare = config_repo(tmp_path)
+    run = run_action(tmp_path, {"repo": str(bare), "forge": "git",
+                                "image": "ghcr.io/acme/api:1.4.2",
+                                "author": "Release Bot <release-bot@acme.test>"},
+                     fast(tmp_path))
+    assert run.code == 0, run.logs
+    assert git("log", "-1", "--format=%an <%ae>", run.outputs["commit"], cwd=bare).strip() == \
+        "Release Bot <release-bot@acme.test>"
+    # without the input, plain git takes the workflow's actor
+    again = run_action(tmp_path, {"repo": str(bare), "forge": "git",
+                                  "image": "ghcr.io/acme/api:1.4.3"}, fast(tmp_path))
+    assert again.code == 0, again.logs
+    assert git("log", "-1", "--format=%an <%ae>", again.outputs["commit"], cwd=bare).strip() \
+        == "jane <jane@users.noreply.github.com>"
+    job = run_gitlab_job(tmp_path, {"repo": str(bare), "forge": "git",
+                                    "image": "ghcr.io/acme/api:1.4.4"},
+                         {"PROMOTER_PYTHON": sys.executable})
+    assert job.code == 0, job.log
+    assert git("log", "-1", "--format=%an <%ae>", job.dotenv["PROMOTE_COMMIT"], cwd=bare) \
+        .strip() == "Jane Doe <jane@example.com>"
+    job = run_gitlab_job(tmp_path, {"repo": str(bare), "forge": "git",
+                                    "image": "ghcr.io/acme/api:1.4.5",
+                                    "author": "Release Bot <release-bot@acme.test>"},
+                         {"PROMOTER_PYTHON": sys.executable})
+    assert job.code == 0, job.log
+    assert git("log", "-1", "--format=%an <%ae>", job.dotenv["PROMOTE_COMMIT"], cwd=bare) \
+        .strip() == "Release Bot <release-bot@acme.test>"

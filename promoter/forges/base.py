@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+from promoter.identity import Identity
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -103,6 +105,7 @@ class Forge(Protocol):
         message: str,
         *,
         replace: Head | None,
+        author: Identity | None = None,
     ) -> str:
         """Make one commit whose parent is ``base.commit`` and whose tree is the base tree
         with ``files`` replaced; point ``branch`` at it; return the commit sha.
@@ -110,7 +113,8 @@ class Forge(Protocol):
         ``replace=None``: the branch must not exist; if another run created it meanwhile,
         raise ConflictError. ``replace=head``: move the branch from ``head.sha`` (a
         promoter commit) to the new commit, only if it is still at ``head.sha``.
-        A retried write that had already taken effect is detected, never repeated."""
+        A retried write that had already taken effect is detected, never repeated.
+        ``author``: who the commit is by (the API's token user when None)."""
         ...
 
     def delete_branch(self, branch: str) -> None: ...

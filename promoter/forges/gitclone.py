@@ -221,8 +221,9 @@ class Clone:
     """A private repository for one remote. ``remote`` is what messages show: the URL
     without its userinfo, or the absolute path."""
 
-    def __init__(self, remote: str, *, workdir: Path | None, author: tuple[str, str],
-                 runner: Runner, sleep: Callable[[float], None], retry_timeout: float) -> None:
+    def __init__(self, remote: str, *, workdir: Path | None,
+                 author: tuple[str, str] | None, runner: Runner,
+                 sleep: Callable[[float], None], retry_timeout: float) -> None:
         if not remote or remote.startswith("-"):
             raise UsageError(f"{remote!r} is not a git remote",
                              hint="pass a URL git can clone or the path of a repository")
@@ -235,12 +236,11 @@ class Clone:
         self._runner = runner
         self._sleep = sleep
         self._retry_timeout = retry_timeout
-        name, email = author
+        # who commits are by: None leaves it to the git config (see config_identity)
+        self.identity = author
         self._env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
         self._env.update({
             "GIT_TERMINAL_PROMPT": "0", "GIT_LFS_SKIP_SMUDGE": "1", "LC_ALL": "C",
-            "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-            "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email,
         })
         self._dir: Path | None = None
         self._cleanup: weakref.finalize[Any, Any] | None = None
@@ -294,8 +294,13 @@ class Clone:
         for setting in self._overrides:
             command += ["-c", setting]
         command += args
+        who: dict[str, str] = {}
+        if self.identity is not None:
+            name, email = self.identity
+            who = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+                   "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
         try:
-            return self._runner(command, cwd=str(cwd), env={**self._env, **(env or {})},
+            return self._runner(command, cwd=str(cwd), env={**self._env, **who, **(env or {})},
                                 input=input, capture_output=True, check=False,
                                 timeout=COMMAND_TIMEOUT)
         except FileNotFoundError:
@@ -337,6 +342,18 @@ class Clone:
                 f"{self.remote} is not a git repository, or does not exist: {detail}",
                 hint="check --repo: a URL git can clone, or the path of a repository")
         return exc
+
+    def config_value(self, key: str) -> str | None:
+        """A setting of the user's git config (global and system; the private repo has
+        none of its own), or None when unset."""
+        result = self.run("config", "--get", key, verb="config")
+        value = result.stdout.decode("utf-8", "replace").strip()
+        return value if result.returncode == 0 and value else None
+
+    def config_identity(self) -> tuple[str, str] | None:
+        """``user.name`` and ``user.email`` of the git config, when both are set."""
+        name, email = self.config_value("user.name"), self.config_value("user.email")
+        return (name, email) if name and email else None
 
     # -- the remote's refs ---------------------------------------------------------------
 

@@ -41,7 +41,14 @@ from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import requests
-from github import Auth, Github, GithubException, GithubIntegration, InputGitTreeElement
+from github import (
+    Auth,
+    Github,
+    GithubException,
+    GithubIntegration,
+    InputGitAuthor,
+    InputGitTreeElement,
+)
 from github.GitCommit import GitCommit
 from github.GithubObject import NotSet
 from github.GitRef import GitRef
@@ -59,6 +66,7 @@ from promoter.forges.base import (
     RequestSpec,
     Snapshot,
 )
+from promoter.identity import Identity
 from promoter.redact import redact, register
 
 T = TypeVar("T")
@@ -490,7 +498,8 @@ class GitHubForge:
     # -- writing ----------------------------------------------------------------------
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
-                     message: str, *, replace: Head | None) -> str:
+                     message: str, *, replace: Head | None,
+                     author: Identity | None = None) -> str:
         check_branch(branch)
         for path in files:
             check_path(path)
@@ -515,8 +524,11 @@ class GitHubForge:
         # repeated POST is harmless, so these two are retried as they are.
         tree = self._call("create the tree",
                           lambda: repo.create_git_tree(elements, base_tree=parent.tree))
+        # an author given (--author, author:) is also the committer, as GitHub does it;
+        # without one, GitHub records the token's user
+        who = {"author": InputGitAuthor(author.name, author.email)} if author else {}
         commit = self._call("create the commit",
-                            lambda: repo.create_git_commit(message, tree, [parent]))
+                            lambda: repo.create_git_commit(message, tree, [parent], **who))
         if replace is None:
             return self._create_branch(repo, branch, commit.sha, tree.sha)
         return self._move_branch(repo, branch, replace.sha, commit.sha)

@@ -80,6 +80,7 @@ from promoter.forges.base import (
     RequestSpec,
     Snapshot,
 )
+from promoter.identity import Identity
 from promoter.redact import redact, register
 
 T = TypeVar("T")
@@ -500,7 +501,8 @@ class GitLabForge:
     # -- the commit -------------------------------------------------------------------
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
-                     message: str, *, replace: Head | None) -> str:
+                     message: str, *, replace: Head | None,
+                     author: Identity | None = None) -> str:
         actions = [
             {
                 "action": "update" if path in base.files else "create",
@@ -518,6 +520,8 @@ class GitLabForge:
         }
         if replace is not None:
             payload["force"] = True
+        if author is not None:  # without it, GitLab records the token's user
+            payload["author_name"], payload["author_email"] = author.name, author.email
 
         def ours(head: Head | None) -> str | None:
             """The head's sha when it is the commit this call makes (an earlier attempt)."""
