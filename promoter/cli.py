@@ -219,7 +219,7 @@ def _request(opts: Mapping[str, Any]) -> Request:
                              hint="e.g. --marker flux-system:podinfo=ghcr.io/x/podinfo:1.2.3")
         markers[policy] = parse(ref)
     sets = tuple(SetOp.parse(s) for s in opts["sets"])
-    if not (images or markers or sets):
+    if not (images or markers or sets or opts["show_history"]):  # history: all images
         raise UsageError("nothing to promote: give --image REF (or --marker / --set)")
     if opts["from_env"] and not opts["env"]:
         raise UsageError("--from needs --env (the environment to promote into)")

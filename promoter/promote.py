@@ -37,12 +37,10 @@ from promoter.report import (
     TRAILER_PREVIOUS,
     TRAILER_ROLLBACK,
     changes_json,
-    commit_message,
     fingerprint,
     image_changes,
-    pr_body,
     skips_json,
-    title,
+    texts,
     trailers,
 )
 
@@ -219,12 +217,14 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         return result
 
     settings = policy
-    message = commit_message(changes, plan, request.env, provenance_trailers,
-                             rollback_of=request.rollback_of)
+    said = texts(config.templates, changes, plan, request.env, provenance,
+                 provenance_trailers, policy_mod.render_markdown(verdict),
+                 [f"{c.status} {c.name}: {c.reason}" for c in verdict.checks],
+                 rollback_of=request.rollback_of)
+    message = said.message
     spec = RequestSpec(
-        title=title(changes, request.env, rollback=request.rollback_of is not None),
-        body=pr_body(changes, plan, request.env, provenance,
-                     policy_mod.render_markdown(verdict)),
+        title=said.title,
+        body=said.body,
         labels=settings.labels,
         reviewers=settings.reviewers,
         assignees=settings.assignees,
