@@ -107,6 +107,9 @@ def _echo(text: str, err: bool = False) -> None:
 @click.option("--assignee", "assignees", envvar="PROMOTE_ASSIGNEE", multiple=True,
               help="Assignee (repeatable).")
 @click.option("--draft", is_flag=True, help="Open the PR/MR as a draft.")
+@click.option("--sign", is_flag=True, help="Plain git: sign the commits with your git "
+              "signing setup (gpg.format, user.signingkey); exit 2 before writing when git "
+              "cannot sign. Also: signing: true in .promoter.yaml.")
 @click.option("--author", metavar='"NAME <EMAIL>"', help="Who the promotion commit is by "
               "(default: author: in .promoter.yaml; plain git: the CI user, else git's "
               "user.name/user.email; GitHub/GitLab: the token's user).")
@@ -230,7 +233,8 @@ def _request(opts: Mapping[str, Any]) -> Request:
         require_merge=opts["require_merge"], merge_timeout=opts["merge_timeout"],
         labels=tuple(opts["labels"]), reviewers=tuple(opts["reviewers"]),
         assignees=tuple(opts["assignees"]), draft=opts["draft"],
-        author=identity.parse(opts["author"]) if opts["author"] else None)
+        author=identity.parse(opts["author"]) if opts["author"] else None,
+        sign=opts["sign"])
 
 
 def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:

@@ -25,6 +25,7 @@
     author: "Release Bot <release-bot@example.com>"   # who promotion commits are by
     templates:                         # title, body, commit: {name} fields only, see
       title: "deploy({env}): {names} {new}"   # promoter.templates; trailers always follow
+    signing: false                     # plain git: sign with your git signing key (or exit 2)
 
 Rules worth knowing:
 
@@ -206,6 +207,7 @@ class Config:
     file: str = DEFAULT_FILE
     author: Identity | None = None  # who promotion commits are by (--author overrides)
     templates: Templates = field(default_factory=Templates)  # title, body, commit message
+    signing: bool = False  # plain git: sign commits with the user's git signing key
 
     @property
     def present(self) -> bool:
@@ -338,7 +340,8 @@ _POLICY_KEYS = (
     "draft",
 )
 _ENV_ONLY_KEYS = ("paths", "require_upstream")
-_TOP_KEYS = ("version", "defaults", "environments", "markers", "author", "templates")
+_TOP_KEYS = ("version", "defaults", "environments", "markers", "author", "templates",
+             "signing")
 _WEEKLY_KEYS = ("days", "from", "to", "tz")
 _ABSOLUTE_KEYS = ("start", "end", "tz")
 
@@ -483,8 +486,9 @@ class _Loader:
         templates = Templates()
         if "templates" in by_key and not self.is_null(by_key["templates"][1]):
             templates = self.templates(by_key["templates"][1])
+        signing = "signing" in by_key and self.boolean(by_key["signing"][1], "signing")
         return Config(environments, defaults, markers, self.file, author=author,
-                      templates=templates)
+                      templates=templates, signing=signing)
 
     def templates(self, node: Node) -> Templates:
         entries = self.mapping(node, "templates")

@@ -70,6 +70,7 @@ class Request:
     draft: bool = False
     rollback_of: str | None = None  # set by rollback(): the version being rolled back
     author: Identity | None = None  # --author; else author: of the config; else the forge's
+    sign: bool = False  # --sign (signing: true in the config asks for it too)
 
 
 @dataclass(frozen=True)
@@ -230,10 +231,13 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         assignees=settings.assignees,
         draft=settings.draft,
     )
+    # who the commits of this run are by, and whether they are signed: refused here,
+    # before anything is written, when signing is asked for and not possible
+    forge.use_identity(request.author or config.author, sign=request.sign or config.signing)
     try:
         guard = () if request.rollback_of is not None else request.images
         commit, created_branch, new_commit = ensure_branch(forge, branch, snap, plan, message,
-                                                           guard, request.author or config.author)
+                                                           guard)
     except _Superseded as newer:
         result["status"] = "superseded"
         result["message"] = (f"a newer promotion is already proposed on {branch} "
@@ -348,8 +352,7 @@ def versions_in(files: Mapping[str, bytes], config: config_mod.Config, request: 
 
 
 def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message: str,
-                  images: Sequence[ImageRef] = (),
-                  author: Identity | None = None) -> tuple[str, bool, bool]:
+                  images: Sequence[ImageRef] = ()) -> tuple[str, bool, bool]:
     """One commit holding the plan on ``branch``: (sha, branch created, new commit).
 
     A branch whose tip already carries this plan's fingerprint on this base is reused.
@@ -370,8 +373,7 @@ def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message
         if mark in head.message and snap.commit in head.parents:
             return head.sha, False, False
     try:
-        sha = forge.write_commit(branch, snap, plan.files, message, replace=head,
-                                 author=author)
+        sha = forge.write_commit(branch, snap, plan.files, message, replace=head)
     except ConflictError:
         raise _BaseMoved from None  # another run got there first: look again
     return sha, head is None, True

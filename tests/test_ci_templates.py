@@ -1079,3 +1079,36 @@ def test_action_and_template_author_input(tmp_path: Path) -> None:
     assert job.code == 0, job.log
     assert git("log", "-1", "--format=%an <%ae>", job.dotenv["PROMOTE_COMMIT"], cwd=bare) \
         .strip() == "Release Bot <release-bot@acme.test>"
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen for a key")
+def test_action_and_template_sign_input(tmp_path: Path) -> None:
+    home = tmp_path / "home"  # base_env's HOME: the runner's git config
+    home.mkdir()
+    key = home / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True,
+                   capture_output=True)
+    (home / ".gitconfig").write_text(f"[gpg]\n\tformat = ssh\n[user]\n\tsigningkey = {key}\n")
+    allowed = home / "allowed"
+    allowed.write_text(f"signer {key.with_suffix('.pub').read_text().strip()}\n")
+    bare = config_repo(tmp_path)
+
+    def signed(sha: str) -> bool:
+        return subprocess.run(["git", "-c", f"gpg.ssh.allowedSignersFile={allowed}",
+                               "verify-commit", sha], cwd=bare, capture_output=True,
+                              check=False).returncode == 0
+
+    run = run_action(tmp_path, {"repo": str(bare), "forge": "git", "sign": "true",
+                                "image": "ghcr.io/acme/api:1.4.2"}, fast(tmp_path))
+    assert run.code == 0, run.logs
+    assert signed(run.outputs["commit"])
+    job = run_gitlab_job(tmp_path, {"repo": str(bare), "forge": "git", "sign": "true",
+                                    "image": "ghcr.io/acme/api:1.4.3"},
+                         {"PROMOTER_PYTHON": sys.executable})
+    assert job.code == 0, job.log
+    assert signed(job.dotenv["PROMOTE_COMMIT"])
+    unsigned = run_gitlab_job(tmp_path, {"repo": str(bare), "forge": "git",
+                                         "image": "ghcr.io/acme/api:1.4.4"},
+                              {"PROMOTER_PYTHON": sys.executable})
+    assert unsigned.code == 0, unsigned.log
+    assert not signed(unsigned.dotenv["PROMOTE_COMMIT"])

@@ -105,7 +105,6 @@ class Forge(Protocol):
         message: str,
         *,
         replace: Head | None,
-        author: Identity | None = None,
     ) -> str:
         """Make one commit whose parent is ``base.commit`` and whose tree is the base tree
         with ``files`` replaced; point ``branch`` at it; return the commit sha.
@@ -113,8 +112,13 @@ class Forge(Protocol):
         ``replace=None``: the branch must not exist; if another run created it meanwhile,
         raise ConflictError. ``replace=head``: move the branch from ``head.sha`` (a
         promoter commit) to the new commit, only if it is still at ``head.sha``.
-        A retried write that had already taken effect is detected, never repeated.
-        ``author``: who the commit is by (the API's token user when None)."""
+        A retried write that had already taken effect is detected, never repeated."""
+        ...
+
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """Who every commit this forge writes from now on is by (promotion, merge,
+        squash; None: the forge's default), and whether it is signed. Raises UsageError,
+        before anything is written, when signing is asked for and not possible."""
         ...
 
     def delete_branch(self, branch: str) -> None: ...

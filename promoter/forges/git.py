@@ -166,14 +166,20 @@ class GitForge:
 
     # -- writing ------------------------------------------------------------------------
 
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """``author`` (--author, or author: in the config) is the author and committer of
+        every commit this forge writes from now on, merge commits included; ``sign``
+        signs them all with the user's git signing key (refused, before anything is
+        written, when git cannot sign)."""
+        self._use_identity(author)
+        if sign and not self._clone.sign:
+            self._clone.enable_signing()
+
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
-                     message: str, *, replace: Head | None,
-                     author: Identity | None = None) -> str:
-        """``author`` (--author, or author: in the config) is the author and committer
-        of this commit and of the merge commits this forge makes afterwards."""
+                     message: str, *, replace: Head | None) -> str:
         check_branch(branch)
         clone = self._clone
-        self._use_identity(author)
+        self._use_identity(None)
         self._ensure_commit(base)
         tree = clone.build_tree(base.commit, files)
         if replace is not None and self._same_change(replace.sha, branch, tree, base.commit):
@@ -229,6 +235,8 @@ class GitForge:
             if not self._clone.has_commit(sha):
                 return False
         commit = self._clone.commit(sha)
+        if self._clone.sign and not self._clone.is_signed(sha):
+            return False  # signing asked for: an unsigned commit is not the same change
         return commit.tree == tree and commit.parents == (parent,)
 
     def delete_branch(self, branch: str) -> None:
@@ -343,7 +351,8 @@ class GitForge:
         if merge_base == tip:
             return None
         tip_commit = self._clone.commit(tip)
-        if merge_base == base_tip and (method == "rebase" or (
+        signed = not self._clone.sign or self._clone.is_signed(tip)
+        if signed and merge_base == base_tip and (method == "rebase" or (
                 method == "squash" and tip_commit.parents == (base_tip,)
                 and message.strip() in ("", tip_commit.message.strip()))):
             return tip  # already on the base tip: fast-forward, as git rebase would

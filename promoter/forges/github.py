@@ -253,6 +253,7 @@ class GitHubForge:
         self.slug = repo
         self.owner, self.repo_name = parts
         self.api_url = api_url.rstrip("/")
+        self._author: Identity | None = None  # use_identity(); None: the token's user
         self.token = token
         self.app_id = app_id
         self.app_key = app_key
@@ -497,9 +498,20 @@ class GitHubForge:
 
     # -- writing ----------------------------------------------------------------------
 
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """``author`` goes to the Git Data API's commit (also as its committer); None
+        leaves it to GitHub (the token's user). promoter has no key to sign an API
+        commit with, so ``sign`` is refused: nothing unsigned is pushed instead."""
+        if sign:
+            raise UsageError(
+                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
+                "promoter cannot sign a commit it makes through the GitHub API",
+                hint="promote through --forge git with the repository's git URL, where "
+                     "your git signing key is used, or leave signing off")
+        self._author = author
+
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
-                     message: str, *, replace: Head | None,
-                     author: Identity | None = None) -> str:
+                     message: str, *, replace: Head | None) -> str:
         check_branch(branch)
         for path in files:
             check_path(path)
@@ -526,6 +538,7 @@ class GitHubForge:
                           lambda: repo.create_git_tree(elements, base_tree=parent.tree))
         # an author given (--author, author:) is also the committer, as GitHub does it;
         # without one, GitHub records the token's user
+        author = self._author
         who = {"author": InputGitAuthor(author.name, author.email)} if author else {}
         commit = self._call("create the commit",
                             lambda: repo.create_git_commit(message, tree, [parent], **who))

@@ -314,6 +314,7 @@ class GitLabForge:
                              hint="give the GitLab server root, e.g. https://gitlab.com")
         self.repo = repo
         self.api_url = url
+        self._author: Identity | None = None  # use_identity(); None: the token's user
         self.retry_timeout = retry_timeout
         self.sleep = sleep
         self._job_token = bool(job_token) and not token
@@ -500,9 +501,20 @@ class GitLabForge:
 
     # -- the commit -------------------------------------------------------------------
 
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """``author`` goes to the commits API (author_name, author_email); None leaves
+        it to GitLab (the token's user). promoter has no key to sign an API commit with,
+        so ``sign`` is refused: nothing unsigned is pushed instead."""
+        if sign:
+            raise UsageError(
+                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
+                "promoter cannot sign a commit it makes through the GitLab API",
+                hint="promote through --forge git with the project's git URL, where your "
+                     "git signing key is used, or leave signing off")
+        self._author = author
+
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
-                     message: str, *, replace: Head | None,
-                     author: Identity | None = None) -> str:
+                     message: str, *, replace: Head | None) -> str:
         actions = [
             {
                 "action": "update" if path in base.files else "create",
@@ -520,6 +532,7 @@ class GitLabForge:
         }
         if replace is not None:
             payload["force"] = True
+        author = self._author
         if author is not None:  # without it, GitLab records the token's user
             payload["author_name"], payload["author_email"] = author.name, author.email
 
