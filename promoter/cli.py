@@ -243,14 +243,14 @@ def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
     repo = opts["repo"] or ""
     if "://" in repo or repo.startswith("git@") or repo.endswith(".git") or Path(repo).exists():
         return "git"
+    from promoter.preflight import looks_like_path, missing_directory
+
+    if looks_like_path(repo):  # ./confg: a typo, in CI too (no forge has such a project)
+        raise missing_directory(repo)
     if environ.get("GITLAB_CI") == "true":
         return "gitlab"
     if environ.get("GITHUB_ACTIONS") == "true":
         return "github"
-    from promoter.preflight import looks_like_path, missing_directory
-
-    if looks_like_path(repo):
-        raise missing_directory(repo)
     raise UsageError(f"cannot tell which forge holds {repo!r}: no directory of that name "
                      "exists here, and it is no git URL",
                      hint="say --forge github, --forge gitlab or --forge git")

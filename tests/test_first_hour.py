@@ -74,12 +74,16 @@ def promote(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 # --- --repo -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", [[], ["--in-place"], ["--dry-run"], ["--forge", "git"]])
+@pytest.mark.parametrize("mode", [[], ["--in-place"], ["--dry-run"], ["--forge", "git"],
+                                  ["in GitLab CI"]])
 def test_a_mistyped_repo_directory_says_it_does_not_exist(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         mode: list[str]) -> None:
     checkout(tmp_path)
     monkeypatch.chdir(tmp_path)
+    if mode == ["in GitLab CI"]:  # not taken for a GitLab project path
+        monkeypatch.setenv("GITLAB_CI", "true")
+        mode = []
     code, _, err = promote(capsys, "--repo", "./confg", "--image", "ghcr.io/acme/api:1.5.0",
                            *mode)
     assert code == 2
