@@ -107,6 +107,12 @@ def _echo(text: str, err: bool = False) -> None:
 @click.option("--assignee", "assignees", envvar="PROMOTE_ASSIGNEE", multiple=True,
               help="Assignee (repeatable).")
 @click.option("--draft", is_flag=True, help="Open the PR/MR as a draft.")
+@click.option("--sign", is_flag=True, help="Plain git: sign the commits with your git "
+              "signing setup (gpg.format, user.signingkey); exit 2 before writing when git "
+              "cannot sign. Also: signing: true in .promoter.yaml.")
+@click.option("--author", metavar='"NAME <EMAIL>"', help="Who the promotion commit is by "
+              "(default: author: in .promoter.yaml; plain git: the CI user, else git's "
+              "user.name/user.email; GitHub/GitLab: the token's user).")
 @click.option("--github-app-id", help="GitHub App id (with --github-app-key-file or "
               "$PROMOTE_GITHUB_APP_KEY) instead of a token.")
 @click.option("--github-app-key-file", type=click.Path(dir_okay=False), help="GitHub App "
@@ -195,16 +201,19 @@ def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | No
 
 
 def _request(opts: Mapping[str, Any]) -> Request:
+    from promoter import identity
     from promoter.edit import SetOp
     from promoter.images import parse
     from promoter.promote import Request
 
-    images = []
-    for text in opts["images"]:
-        images.append(parse(text))
-    if opts["from_env"]:
-        # --from: names only; the versions come from the upstream environment
-        images = [parse(r.familiar) for r in images] if images else []
+    images = [parse(text) for text in opts["images"]]
+    names_only = [flag for flag, on in (("--from", opts["from_env"]), ("--history",
+                  opts["show_history"]), ("--rollback", opts["rollback"])) if on]
+    for text, ref in zip(opts["images"], images, strict=True):
+        if names_only and (ref.tag or ref.digest):
+            # the version comes from the environment or the history, never from --image
+            raise UsageError(f"{names_only[0]} takes image names without a tag or digest, "
+                             f"got --image {text}", hint=f"write --image {ref.familiar}")
     markers = {}
     for text in opts["markers"]:
         policy, eq, ref = text.partition("=")
@@ -213,19 +222,19 @@ def _request(opts: Mapping[str, Any]) -> Request:
                              hint="e.g. --marker flux-system:podinfo=ghcr.io/x/podinfo:1.2.3")
         markers[policy] = parse(ref)
     sets = tuple(SetOp.parse(s) for s in opts["sets"])
-    if not (images or markers or sets):
+    if not (images or markers or sets or opts["show_history"]):  # history: all images
         raise UsageError("nothing to promote: give --image REF (or --marker / --set)")
     if opts["from_env"] and not opts["env"]:
         raise UsageError("--from needs --env (the environment to promote into)")
-    if opts["in_place"] and opts["dry_run"]:
-        raise UsageError("--in-place and --dry-run contradict each other; pick one")
     return Request(
         images=tuple(images), markers=markers, sets=sets, files=tuple(opts["files"]),
         path=opts["path"] or "", env=opts["env"], from_env=opts["from_env"], base=opts["base"],
         dry_run=opts["dry_run"], auto_merge=opts["auto_merge"],
         require_merge=opts["require_merge"], merge_timeout=opts["merge_timeout"],
         labels=tuple(opts["labels"]), reviewers=tuple(opts["reviewers"]),
-        assignees=tuple(opts["assignees"]), draft=opts["draft"])
+        assignees=tuple(opts["assignees"]), draft=opts["draft"],
+        author=identity.parse(opts["author"]) if opts["author"] else None,
+        sign=opts["sign"])
 
 
 def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
@@ -234,11 +243,16 @@ def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
     repo = opts["repo"] or ""
     if "://" in repo or repo.startswith("git@") or repo.endswith(".git") or Path(repo).exists():
         return "git"
+    from promoter.preflight import looks_like_path, missing_directory
+
+    if looks_like_path(repo):  # ./confg: a typo, in CI too (no forge has such a project)
+        raise missing_directory(repo)
     if environ.get("GITLAB_CI") == "true":
         return "gitlab"
     if environ.get("GITHUB_ACTIONS") == "true":
         return "github"
-    raise UsageError(f"cannot tell which forge holds {repo!r}",
+    raise UsageError(f"cannot tell which forge holds {repo!r}: no directory of that name "
+                     "exists here, and it is no git URL",
                      hint="say --forge github, --forge gitlab or --forge git")
 
 
@@ -260,7 +274,15 @@ def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
         from promoter.local import run_local
 
         _log(opts, f"working tree {opts['repo']}")
-        return run_local(Path(opts["repo"]), _request(opts), write=opts["in_place"])
+        # --in-place --dry-run previews the in-place edit: nothing is written
+        return run_local(Path(opts["repo"]), _request(opts),
+                         write=opts["in_place"] and not opts["dry_run"],
+                         now=datetime.now(timezone.utc))
+    if kind == "git":
+        from promoter.preflight import check_git_remote
+
+        check_git_remote(opts["repo"], opts["base"],
+                         writes=not (opts["dry_run"] or opts["show_history"]))
     forge = _make_forge(kind, opts, environ, ctx)
     try:
         return _run_forge(forge, opts, ctx)
@@ -302,13 +324,37 @@ def _history_line(entry: Any) -> str:
                                         if entry.source_commit else "")
 
 
+def api_root(kind: str, url: str) -> str:
+    """The API root a forge client wants, from what users paste. GitHub: a GitHub
+    Enterprise Server root as in the browser (``https://HOST``) is
+    ``https://HOST/api/v3``, and ``https://github.com`` is ``https://api.github.com``;
+    anything with a path is taken as the API root it names. GitLab: the server root
+    (python-gitlab itself drops a trailing ``/api/v4``, the form CI_API_V4_URL has)."""
+    from urllib.parse import urlsplit
+
+    url = url.strip().rstrip("/")
+    if kind == "gitlab":
+        return url
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or parts.path or parts.query or host == "api.github.com":
+        return url
+    if host in ("github.com", "www.github.com"):
+        return "https://api.github.com"
+    return f"{url}/api/v3"
+
+
 def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                 ctx: Any) -> Forge:
     timeout = float(opts["retry_timeout"])
     if kind == "git":
+        from promoter import identity
         from promoter.forges.git import GitForge
 
-        return GitForge(opts["repo"], retry_timeout=timeout)
+        # the forge's own default: --author, else the CI user (author: of the config,
+        # read later, comes with each commit); merge commits use it too
+        author = identity.parse(opts["author"]) if opts["author"] else identity.from_ci(environ)
+        return GitForge(opts["repo"], author=author, retry_timeout=timeout)
     token, job = _token(kind, environ)
     if kind == "github":
         from promoter.forges.github import GitHubForge
@@ -328,7 +374,7 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
         if not token and not opts["github_app_id"]:
             raise UsageError("no token: set PROMOTE_TOKEN (or GITHUB_TOKEN), or use a GitHub App",
                              hint="the token needs contents:write and pull-requests:write")
-        return GitHubForge(opts["repo"], api_url=api.rstrip("/"), token=token,
+        return GitHubForge(opts["repo"], api_url=api_root("github", api), token=token,
                            app_id=opts["github_app_id"], app_key=key if opts["github_app_id"]
                            else None, retry_timeout=timeout)
     from promoter.forges.gitlab import GitLabForge
@@ -337,7 +383,7 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
     if not token and not job:
         raise UsageError("no token: set PROMOTE_TOKEN (or GITLAB_TOKEN)",
                          hint="a project or group access token with the api scope")
-    return GitLabForge(opts["repo"], api_url=api.rstrip("/"), token=token, job_token=job,
+    return GitLabForge(opts["repo"], api_url=api_root("gitlab", api), token=token, job_token=job,
                        retry_timeout=timeout)
 
 

@@ -304,8 +304,9 @@ def _semver_bump(policy: EnvPolicy, steps: list[_Step]) -> Check:
             parts.append(
                 (
                     FAIL,
-                    f"{label}no tag runs now ({_ver(None, step.old_digest)}), so the step to "
-                    f"{step.new_tag} cannot be measured; a human merges",
+                    f"{label}no tag is set now"
+                    + (f" (only {_ver(None, step.old_digest)})" if step.old_digest else "")
+                    + f", so the step to {step.new_tag} cannot be measured; a human merges",
                 )
             )
             continue

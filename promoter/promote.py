@@ -4,7 +4,7 @@
       -> no-op: close a now-pointless request, done
       -> refused (downgrade): report, nothing proposed
       -> dry run: report, nothing written
-      -> ensure branch (one commit; none when the fingerprint is already there)
+      -> ensure branch (one commit; none when a tip proves the plan already)
       -> ensure request (open or update; one per branch)
       -> merge / auto-merge when the verdict allows it, redone on a moved base
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from promoter import proof
 from promoter.edit import SetOp, Targets
 from promoter.errors import ConflictError, NotFound, PolicyRefused, PromoteError, UsageError
 from promoter.forges.base import ChecksState, Forge, Head, PullRequest, RequestSpec, Snapshot
+from promoter.identity import Identity
 from promoter.images import ImageRef, parse, parse_name, parse_version, try_parse
 from promoter.paths import CONFIG_FILE, glob_match, safe_relative
 from promoter.plan import Plan, make_plan
@@ -37,11 +38,9 @@ from promoter.report import (
     TRAILER_PREVIOUS,
     TRAILER_ROLLBACK,
     changes_json,
-    commit_message,
     image_changes,
-    pr_body,
     skips_json,
-    title,
+    texts,
     trailers,
 )
 
@@ -71,6 +70,8 @@ class Request:
     assignees: tuple[str, ...] = ()
     draft: bool = False
     rollback_of: str | None = None  # set by rollback(): the version being rolled back
+    author: Identity | None = None  # --author; else author: of the config; else the forge's
+    sign: bool = False  # --sign (signing: true in the config asks for it too)
 
 
 @dataclass(frozen=True)
@@ -218,17 +219,22 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         return result
 
     settings = policy
-    message = commit_message(changes, plan, request.env, provenance_trailers,
-                             rollback_of=request.rollback_of)
+    said = texts(config.templates, changes, plan, request.env, provenance,
+                 provenance_trailers, policy_mod.render_markdown(verdict),
+                 [f"{c.status} {c.name}: {c.reason}" for c in verdict.checks],
+                 rollback_of=request.rollback_of)
+    message = said.message
     spec = RequestSpec(
-        title=title(changes, request.env, rollback=request.rollback_of is not None),
-        body=pr_body(changes, plan, request.env, provenance,
-                     policy_mod.render_markdown(verdict)),
+        title=said.title,
+        body=said.body,
         labels=settings.labels,
         reviewers=settings.reviewers,
         assignees=settings.assignees,
         draft=settings.draft,
     )
+    # who the commits of this run are by, and whether they are signed: refused here,
+    # before anything is written, when signing is asked for and not possible
+    forge.use_identity(request.author or config.author, sign=request.sign or config.signing)
     try:
         guard = () if request.rollback_of is not None else request.images
         commit, created_branch, new_commit = ensure_branch(
@@ -277,7 +283,9 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
 
 def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
             env: config_mod.EnvPolicy | None) -> Plan:
-    """The plan over the selected files; NotFound when the image is nowhere in them."""
+    """The plan over the selected files; NotFound when the image is nowhere in them, and
+    UsageError when a ``--file`` pattern names no file at all (a typo, not a miss)."""
+    unmatched_files(files, request.files)
     plan = make_plan(files, targets_for(request, config), selector(request, env))
     if not plan.found:
         where = ", ".join(request.files) or request.path or (
@@ -298,6 +306,25 @@ def _plan_quietly(files: Mapping[str, bytes], request: Request, config: config_m
         return prepare(files, request, config, env)
     except PromoteError:
         return None
+
+
+def unmatched_files(paths: Iterable[str], patterns: Sequence[str]) -> None:
+    """Each ``--file`` glob must match some file of the repo (before --env/--path
+    narrow the selection); one that matches nothing is exit 2, like a literal --file
+    that names no file."""
+    pending = {safe_relative(g, "--file"): g for g in patterns}
+    if not pending:
+        return
+    for path in paths:
+        for glob in [g for g in pending if glob_match(g, path)]:
+            del pending[glob]
+        if not pending:
+            return
+    shown = ", ".join(pending.values())
+    raise UsageError(f"--file {shown}: the glob matched no file in the config repo",
+                     hint="--file is relative to the repo root, ** spans directories (e.g. "
+                          "--file 'envs/**/*.yaml'), and files are never read through a "
+                          "symlink")
 
 
 def upstream_versions(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
@@ -438,10 +465,10 @@ def _up_to_date(forge: Forge, request: Request, snap: Snapshot, plan: Plan, bran
                 result: dict[str, Any], changes: Sequence[Any]) -> dict[str, Any]:
     result["status"] = "up-to-date"
     versions = ", ".join(f"{c.name}:{c.after}" for c in changes) or "the requested values"
-    result["message"] = f"already up to date: {snap.branch} runs {versions}"
+    result["message"] = f"already up to date: {snap.branch} already sets {versions}"
     if not request.dry_run:
         _close_if_pointless(forge, branch, snap, plan, result,
-                            f"{snap.branch} already runs {versions}")
+                            f"{snap.branch} already sets {versions}")
     return result
 
 
@@ -487,7 +514,9 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
     """Merge ``commit`` (the one this run wrote or proved, never the head the forge
     reports) now, or hand it to the forge's auto-merge pinned to the same commit."""
     method = settings.merge_method
-    if settings.wait_for_checks and request.merge_timeout <= 0:
+    # plain git has no CI statuses: nothing to leave to the forge, the check reads NONE
+    forge_checks = getattr(forge, "has_checks", True)
+    if settings.wait_for_checks and request.merge_timeout <= 0 and forge_checks:
         # nothing to wait here: the forge's own auto-merge merges once the checks pass
         # (and merges at once when there is nothing to wait for)
         result["policy"] = verdict.with_check(policy_mod.Check(
@@ -496,7 +525,9 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
         _auto_merge(forge, pr, commit, method, message, request, result, "")
         return
     if settings.wait_for_checks:
-        state = _wait_for_checks(forge, pr, commit, request.merge_timeout, effects)
+        # a forge without checks answers NONE at once: nothing to wait for there
+        state = _wait_for_checks(forge, pr, commit,
+                                 request.merge_timeout if forge_checks else 0.0, effects)
         check = policy_mod.Check("checks_green", "pass" if state in (
             ChecksState.SUCCESS, ChecksState.NONE) else "fail", _checks_reason(state))
         verdict = verdict.with_check(check)

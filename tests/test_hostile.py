@@ -45,6 +45,8 @@ def _quiet_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     home.mkdir()
+    # only a git identity: plain git commits need an author (promoter.identity)
+    (home / ".gitconfig").write_text("[user]\n\tname = Tester\n\temail = tester@example.com\n")
     monkeypatch.setenv("HOME", str(home))
     scratch = tmp_path / "scratch"
     scratch.mkdir()

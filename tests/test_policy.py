@@ -324,7 +324,10 @@ def test_semver_bump_digest_cases() -> None:
     assert status(digest_only, "no_downgrade") == "skip"
     untagged = ev(None, f"{API}:1.4.3", old_digest=DIGEST_B)
     assert status(untagged, "semver_bump") == "fail"
-    assert "no tag runs now (sha256:bbbbbbbbbbbb)" in reason(untagged, "semver_bump")
+    assert "no tag is set now (only sha256:bbbbbbbbbbbb)" in reason(untagged, "semver_bump")
+    bare = ev(None, f"{API}:1.4.3")  # neither tag nor digest: nothing doubled up
+    assert "no tag is set now, so the step to 1.4.3" in reason(bare, "semver_bump")
+    assert "((" not in reason(bare, "semver_bump")
     same_tag = ev("1.4.3", f"{API}:1.4.3@{DIGEST_A}", old_digest=DIGEST_B)
     assert status(same_tag, "semver_bump") == "pass"
 

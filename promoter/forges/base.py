@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+from promoter.identity import Identity
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -119,6 +121,12 @@ class Forge(Protocol):
         anything else as well (deletes or renames a file, changes a mode or a file's
         type, has several parents, or changes more files than the forge lists): such a
         commit is never proved."""
+        ...
+
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """Who every commit this forge writes from now on is by (promotion, merge,
+        squash; None: the forge's default), and whether it is signed. Raises UsageError,
+        before anything is written, when signing is asked for and not possible."""
         ...
 
     def delete_branch(self, branch: str) -> None: ...

@@ -56,6 +56,7 @@ from promoter.forges.gitclone import (
     check_path,
     strip_userinfo,
 )
+from promoter.identity import EXAMPLE, Identity
 
 if TYPE_CHECKING:
     from promoter.forges.base import Forge
@@ -79,17 +80,21 @@ class GitForge:
     be replaced in tests."""
 
     name = "git"
+    has_checks = False  # no CI statuses: promote does not leave checks "to the forge"
 
     def __init__(
         self,
         remote: str,
         workdir: Path | None = None,
-        author: tuple[str, str] = ("promoter", "promoter@localhost"),
+        author: Identity | tuple[str, str] | None = None,
         runner: Runner = subprocess.run,
         *,
         sleep: Callable[[float], None] = time.sleep,
         retry_timeout: float = retry.DEFAULT_TIMEOUT,
     ) -> None:
+        if isinstance(author, Identity):
+            author = (author.name, author.email)
+        # the default author (the CI user); None: the git config's user.name / user.email
         self._clone = Clone(remote, workdir=workdir, author=author, runner=runner,
                             sleep=sleep, retry_timeout=retry_timeout)
         self.remote = self._clone.remote  # the URL without credentials, or the path
@@ -177,10 +182,20 @@ class GitForge:
 
     # -- writing ------------------------------------------------------------------------
 
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """``author`` (--author, or author: in the config) is the author and committer of
+        every commit this forge writes from now on, merge commits included; ``sign``
+        signs them all with the user's git signing key (refused, before anything is
+        written, when git cannot sign)."""
+        self._use_identity(author)
+        if sign and not self._clone.sign:
+            self._clone.enable_signing()
+
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
         check_branch(branch)
         clone = self._clone
+        self._use_identity(None)
         self._ensure_commit(base)
         tree = clone.build_tree(base.commit, files)
         if replace is not None and self._same_change(replace.sha, branch, tree, base.commit):
@@ -204,6 +219,20 @@ class GitForge:
             f"{replace.sha[:12]}; promoter does not force over someone else's commit",
             hint="re-run promote to start from the current state")
 
+    def _use_identity(self, author: Identity | None) -> None:
+        """Who the commits are by: ``author``, else the default given to the forge (the
+        CI user), else the git config; none of them is exit 2 before anything is
+        written (a made-up address is what push rules reject)."""
+        if author is not None:
+            self._clone.identity = (author.name, author.email)
+        if self._clone.identity is None:
+            self._clone.identity = self._clone.config_identity()
+        if self._clone.identity is None:
+            raise UsageError(
+                "no commit author for plain git: neither --author, author: in "
+                ".promoter.yaml, a CI user, nor git's user.name and user.email is set",
+                hint=f"e.g. --author {EXAMPLE}, or git config --global user.email …")
+
     def _ensure_commit(self, base: Snapshot) -> None:
         """Have the snapshot's commit in the clone (a Snapshot from another instance)."""
         if self._clone.has_commit(base.commit):
@@ -222,6 +251,8 @@ class GitForge:
             if not self._clone.has_commit(sha):
                 return False
         commit = self._clone.commit(sha)
+        if self._clone.sign and not self._clone.is_signed(sha):
+            return False  # signing asked for: an unsigned commit is not the same change
         return commit.tree == tree and commit.parents == (parent,)
 
     def delete_branch(self, branch: str) -> None:
@@ -287,6 +318,7 @@ class GitForge:
                              hint=f"use one of: {', '.join(MERGE_METHODS)}")
         check_branch(pr.branch)
         check_branch(pr.base)
+        self._use_identity(None)  # a merge commit has an author too
         for _attempt in range(MERGE_ATTEMPTS):
             base_tip, tip = self._merge_tips(pr)
             if tip != sha:
@@ -329,7 +361,8 @@ class GitForge:
         if merge_base == tip:
             return None
         tip_commit = self._clone.commit(tip)
-        if merge_base == base_tip and (method == "rebase" or (
+        signed = not self._clone.sign or self._clone.is_signed(tip)
+        if signed and merge_base == base_tip and (method == "rebase" or (
                 method == "squash" and tip_commit.parents == (base_tip,)
                 and message.strip() in ("", tip_commit.message.strip()))):
             return tip  # already on the base tip: fast-forward, as git rebase would

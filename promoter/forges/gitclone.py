@@ -56,6 +56,7 @@ PASSTHROUGH_ENV = (
     "http_proxy", "https_proxy", "no_proxy", "all_proxy",
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
     "GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE",
+    "GNUPGHOME",  # where gpg finds the signing key (--sign)
 )
 
 # Settings of the user's or system config that would change what promoter writes, or
@@ -221,8 +222,9 @@ class Clone:
     """A private repository for one remote. ``remote`` is what messages show: the URL
     without its userinfo, or the absolute path."""
 
-    def __init__(self, remote: str, *, workdir: Path | None, author: tuple[str, str],
-                 runner: Runner, sleep: Callable[[float], None], retry_timeout: float) -> None:
+    def __init__(self, remote: str, *, workdir: Path | None,
+                 author: tuple[str, str] | None, runner: Runner,
+                 sleep: Callable[[float], None], retry_timeout: float) -> None:
         if not remote or remote.startswith("-"):
             raise UsageError(f"{remote!r} is not a git remote",
                              hint="pass a URL git can clone or the path of a repository")
@@ -235,12 +237,12 @@ class Clone:
         self._runner = runner
         self._sleep = sleep
         self._retry_timeout = retry_timeout
-        name, email = author
+        # who commits are by: None leaves it to the git config (see config_identity)
+        self.identity = author
+        self.sign = False  # sign every commit (enable_signing): the user's git signing key
         self._env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
         self._env.update({
             "GIT_TERMINAL_PROMPT": "0", "GIT_LFS_SKIP_SMUDGE": "1", "LC_ALL": "C",
-            "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-            "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email,
         })
         self._dir: Path | None = None
         self._cleanup: weakref.finalize[Any, Any] | None = None
@@ -294,8 +296,13 @@ class Clone:
         for setting in self._overrides:
             command += ["-c", setting]
         command += args
+        who: dict[str, str] = {}
+        if self.identity is not None:
+            name, email = self.identity
+            who = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+                   "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
         try:
-            return self._runner(command, cwd=str(cwd), env={**self._env, **(env or {})},
+            return self._runner(command, cwd=str(cwd), env={**self._env, **who, **(env or {})},
                                 input=input, capture_output=True, check=False,
                                 timeout=COMMAND_TIMEOUT)
         except FileNotFoundError:
@@ -337,6 +344,43 @@ class Clone:
                 f"{self.remote} is not a git repository, or does not exist: {detail}",
                 hint="check --repo: a URL git can clone, or the path of a repository")
         return exc
+
+    def config_value(self, key: str) -> str | None:
+        """A setting of the user's git config (global and system; the private repo has
+        none of its own), or None when unset."""
+        result = self.run("config", "--get", key, verb="config")
+        value = result.stdout.decode("utf-8", "replace").strip()
+        return value if result.returncode == 0 and value else None
+
+    def enable_signing(self) -> None:
+        """Sign every commit from now on with the user's git signing setup (gpg.format,
+        user.signingkey, gpg.ssh.program, …), after proving it works: a throwaway
+        signed commit of the empty tree, made here and never pushed. UsageError when
+        git cannot sign, so nothing unsigned is written instead."""
+        empty = self.git("mktree", verb="mktree", input=b"").decode().strip()
+        probe = self.run("commit-tree", "-S", empty, verb="commit-tree",
+                         input=b"promoter: signing probe\n")
+        if probe.returncode != 0:
+            detail = self.clean((probe.stderr or probe.stdout).decode("utf-8", "replace"))
+            raise UsageError(
+                "signing was asked for (--sign, or signing: true in .promoter.yaml), but git "
+                f"cannot sign here: {' '.join(detail.split()) or 'no reason given'}; "
+                "nothing was written",
+                hint="set user.signingkey (with gpg.format ssh for an SSH key) in your git "
+                     "config, or leave signing off")
+        self.sign = True
+
+    def is_signed(self, sha: str) -> bool:
+        """Whether the commit object carries a signature (gpgsig header)."""
+        raw = self.git("cat-file", "commit", sha, verb="cat-file")
+        header = raw.partition(b"\n\n")[0]
+        return any(line.startswith((b"gpgsig ", b"gpgsig-sha256 "))
+                   for line in header.split(b"\n"))
+
+    def config_identity(self) -> tuple[str, str] | None:
+        """``user.name`` and ``user.email`` of the git config, when both are set."""
+        name, email = self.config_value("user.name"), self.config_value("user.email")
+        return (name, email) if name and email else None
 
     # -- the remote's refs ---------------------------------------------------------------
 
@@ -494,7 +538,7 @@ class Clone:
     def commit_tree(self, tree: str, parents: Sequence[str], message: str,
                     env: Mapping[str, str] | None = None) -> str:
         """A new commit object (message verbatim); nothing points to it yet."""
-        args = ["commit-tree", tree]
+        args = ["commit-tree", *(["-S"] if self.sign else []), tree]
         for parent in parents:
             args += ["-p", parent]
         return self.git(*args, verb="commit-tree", input=message.encode(),

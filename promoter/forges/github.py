@@ -41,7 +41,14 @@ from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import requests
-from github import Auth, Github, GithubException, GithubIntegration, InputGitTreeElement
+from github import (
+    Auth,
+    Github,
+    GithubException,
+    GithubIntegration,
+    InputGitAuthor,
+    InputGitTreeElement,
+)
 from github.GitCommit import GitCommit
 from github.GithubObject import NotSet
 from github.GitRef import GitRef
@@ -59,6 +66,7 @@ from promoter.forges.base import (
     RequestSpec,
     Snapshot,
 )
+from promoter.identity import Identity
 from promoter.redact import redact, register
 
 T = TypeVar("T")
@@ -246,6 +254,7 @@ class GitHubForge:
         self.slug = repo
         self.owner, self.repo_name = parts
         self.api_url = api_url.rstrip("/")
+        self._author: Identity | None = None  # use_identity(); None: the token's user
         self.token = token
         self.app_id = app_id
         self.app_key = app_key
@@ -490,6 +499,18 @@ class GitHubForge:
 
     # -- writing ----------------------------------------------------------------------
 
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """``author`` goes to the Git Data API's commit (also as its committer); None
+        leaves it to GitHub (the token's user). promoter has no key to sign an API
+        commit with, so ``sign`` is refused: nothing unsigned is pushed instead."""
+        if sign:
+            raise UsageError(
+                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
+                "promoter cannot sign a commit it makes through the GitHub API",
+                hint="promote through --forge git with the repository's git URL, where "
+                     "your git signing key is used, or leave signing off")
+        self._author = author
+
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
         check_branch(branch)
@@ -516,8 +537,12 @@ class GitHubForge:
         # repeated POST is harmless, so these two are retried as they are.
         tree = self._call("create the tree",
                           lambda: repo.create_git_tree(elements, base_tree=parent.tree))
+        # an author given (--author, author:) is also the committer, as GitHub does it;
+        # without one, GitHub records the token's user
+        author = self._author
+        who = {"author": InputGitAuthor(author.name, author.email)} if author else {}
         commit = self._call("create the commit",
-                            lambda: repo.create_git_commit(message, tree, [parent]))
+                            lambda: repo.create_git_commit(message, tree, [parent], **who))
         if replace is None:
             return self._create_branch(repo, branch, commit.sha, tree.sha, base.commit)
         return self._move_branch(repo, branch, replace.sha, commit.sha)

@@ -80,6 +80,7 @@ from promoter.forges.base import (
     RequestSpec,
     Snapshot,
 )
+from promoter.identity import Identity
 from promoter.proof import blob_sha, holds
 from promoter.redact import redact, register
 
@@ -315,6 +316,7 @@ class GitLabForge:
                              hint="give the GitLab server root, e.g. https://gitlab.com")
         self.repo = repo
         self.api_url = url
+        self._author: Identity | None = None  # use_identity(); None: the token's user
         self.retry_timeout = retry_timeout
         self.sleep = sleep
         self._job_token = bool(job_token) and not token
@@ -501,6 +503,18 @@ class GitLabForge:
 
     # -- the commit -------------------------------------------------------------------
 
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """``author`` goes to the commits API (author_name, author_email); None leaves
+        it to GitLab (the token's user). promoter has no key to sign an API commit with,
+        so ``sign`` is refused: nothing unsigned is pushed instead."""
+        if sign:
+            raise UsageError(
+                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
+                "promoter cannot sign a commit it makes through the GitLab API",
+                hint="promote through --forge git with the project's git URL, where your "
+                     "git signing key is used, or leave signing off")
+        self._author = author
+
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
         actions = [
@@ -520,6 +534,9 @@ class GitLabForge:
         }
         if replace is not None:
             payload["force"] = True
+        author = self._author
+        if author is not None:  # without it, GitLab records the token's user
+            payload["author_name"], payload["author_email"] = author.name, author.email
 
         def ours(head: Head | None) -> str | None:
             """The head's sha when it is the commit this call makes (an earlier attempt)."""
