@@ -32,7 +32,7 @@ from promoter.edit.document import (
 )
 from promoter.edit.results import Found, Skip
 from promoter.edit.slots import MarkerSlot, PartsSlot, RefSlot, Slot
-from promoter.edit.splice import apply, refuse, replacement
+from promoter.edit.splice import Replacement, apply, refuse, replacement
 from promoter.errors import EditError, UsageError
 from promoter.images import ImageRef, parse_name, try_parse
 from promoter.paths import safe_relative
@@ -48,6 +48,7 @@ FORMATS: tuple[Format, ...] = (
 )
 
 MAX_SET_VALUE = 512
+_STR = "tag:yaml.org,2002:str"
 _SET_VALUE = re.compile(r"[A-Za-z0-9_.:/@=+-]+")
 _KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -97,13 +98,18 @@ class Targets:
     sets: tuple[SetOp, ...] = ()
 
     def __post_init__(self) -> None:
-        seen: dict[str, ImageRef] = {}
-        for ref in self.images:
-            first = seen.setdefault(ref.name, ref)
+        """One version per repository across --image and --marker: two different refs
+        for one repository would leave the files disagreeing, and the policy judging one
+        of them while the other is written."""
+        seen: dict[str, tuple[str, ImageRef]] = {}
+        given = [(f"--image {ref}", ref) for ref in self.images]
+        given += [(f"--marker {policy}={ref}", ref) for policy, ref in self.markers.items()]
+        for what, ref in given:
+            first_what, first = seen.setdefault(ref.name, (what, ref))
             if (first.tag, first.digest) != (ref.tag, ref.digest):
-                raise UsageError(f"--image names {ref.familiar} twice, as {first.version} and "
-                                 f"{ref.version}: which one to promote is ambiguous",
-                                 hint="give each image once")
+                raise UsageError(f"{first_what} and {what} name {ref.familiar} twice, at two "
+                                 f"versions ({first.version} and {ref.version}): which one to "
+                                 "promote is ambiguous", hint="give each image one version")
 
     def needles(self) -> tuple[bytes, ...]:
         """Byte strings at least one of which a file must contain to be worth parsing."""
@@ -166,8 +172,9 @@ def edit_file(file: str, data: bytes, targets: Targets) -> FileEdit:
     if not changing:
         return FileEdit(found, tuple(skips))
     _guard(docs, changing, file)
-    new_body = apply(body, [replacement(body, e.node, e.new, file) for e in changing])
-    _verify(docs, new_body, changing, file)
+    replacements = [replacement(body, e.node, e.new, file) for e in changing]
+    new_body = apply(body, replacements)
+    verify(docs, body, new_body, replacements, {id(e.node): e.new for e in changing}, file)
     new_text = BOM + new_body if bom else new_body
     return FileEdit(found, tuple(skips), new_text.encode("utf-8"))
 
@@ -195,13 +202,51 @@ def _guard(docs: list[Document], changing: list[_Edit], file: str) -> None:
                              "edit the anchor by hand, or give each use its own value")
 
 
-def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: str) -> None:
+def verify(docs: list[Document], body: str, new_body: str, replacements: list[Replacement],
+           expected: Mapping[int, str], file: str) -> None:
+    """The safety proof of a splice; EditError (a bug, never a silent rewrite) unless
+
+    - the text outside the replaced spans is byte-for-byte the original (comments,
+      quotes, keys, white space), each span holds exactly its replacement, and
+    - re-parsing the new text gives the same tree except at the edited values, each of
+      which now loads as the intended string (``expected``: node id -> new value).
+    """
+    _verify_text(body, new_body, replacements, file)
+    _verify_tree(docs, new_body, expected, file)
+
+
+def _verify_text(body: str, new_body: str, replacements: list[Replacement], file: str) -> None:
+    old_pos = new_pos = 0
+    for rep in sorted(replacements, key=lambda r: r.start):
+        kept = body[old_pos:rep.start]
+        if new_body[new_pos:new_pos + len(kept)] != kept:
+            _moved(body, new_body, old_pos, new_pos, kept, file)
+        new_pos += len(kept)
+        if new_body[new_pos:new_pos + len(rep.text)] != rep.text:
+            raise EditError("the edited value is not what was planned (a bug: please report)",
+                            file=file, line=body.count("\n", 0, rep.start) + 1)
+        new_pos += len(rep.text)
+        old_pos = rep.end
+    tail = body[old_pos:]
+    if new_body[new_pos:] != tail:
+        _moved(body, new_body, old_pos, new_pos, tail, file)
+
+
+def _moved(body: str, new_body: str, old_pos: int, new_pos: int, kept: str, file: str) -> None:
+    got = new_body[new_pos:new_pos + len(kept) + 1]
+    offset = next((i for i, (a, b) in enumerate(zip(kept, got, strict=False)) if a != b), len(kept))
+    line = body.count("\n", 0, old_pos + offset) + 1
+    raise EditError("the edit changed text outside the image values (a bug: please report)",
+                    file=file, line=line)
+
+
+def _verify_tree(docs: list[Document], new_body: str, expected: Mapping[int, str],
+                 file: str) -> None:
     """Re-parse the edited text: the trees must match except at the edited values."""
     new_docs = parse(new_body, file)
     if len(new_docs) != len(docs):
         raise EditError("the edit changed the number of YAML documents (a bug: please report)",
                         file=file)
-    expected = {id(e.node): e.new for e in changing}
     for old, new in zip(docs, new_docs, strict=True):
         old_rows = _rows_with_ids(old.root)
         new_rows = flatten(new.root)
@@ -214,7 +259,7 @@ def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: st
             if path != npath:
                 raise EditError(f"the edit moved {path!r} (a bug: please report)", file=file)
             if node_id in expected:
-                if nvalue != expected[node_id]:
+                if nvalue != expected[node_id] or ntag != _STR:
                     raise EditError(f"the edit of {path!r} did not produce {expected[node_id]!r}"
                                     " (a bug: please report)", file=file)
             elif (tag, value) != (ntag, nvalue):
@@ -263,13 +308,13 @@ def _one_line(value: str, node: Node, file: str) -> str:
 
 
 def _found(node: Node, file: str, slot_field: str, fmt: str, image: str, new: str,
-           old_tag: str | None, old_digest: str | None) -> _Edit:
+           old_tag: str | None, old_digest: str | None, target: ImageRef) -> _Edit:
     old = _one_line("" if is_null(node) else str(node.value), node, file)
     for part in (old_tag, old_digest):
         if part:
             _one_line(part, node, file)
     return _Edit(node, new, Found(file, line_of(node), column_of(node), image, slot_field, fmt,
-                                  old, new, old_tag, old_digest))
+                                  old, new, old_tag, old_digest, target.tag, target.digest))
 
 
 def _templated(value: str, targets: Targets) -> bool:
@@ -308,7 +353,8 @@ def _resolve_ref(slot: RefSlot, targets: Targets, file: str) -> Iterator[_Edit]:
         return
     tag, digest = new_versions(ref, target)
     new = prefix + eq + ref.with_version(tag, digest)
-    yield _found(node, file, slot.field, slot.format, ref.name, new, ref.tag, ref.digest)
+    yield _found(node, file, slot.field, slot.format, ref.name, new, ref.tag, ref.digest,
+                 ImageRef(ref.domain, ref.path, tag, digest))
 
 
 def _resolve_parts(slot: PartsSlot, targets: Targets, file: str,
@@ -337,7 +383,7 @@ def _resolve_parts(slot: PartsSlot, targets: Targets, file: str,
         else:
             wrote = True
             yield _found(tag_node, file, f"{slot.field}.{_key(slot, 'tag')}", slot.format, name,
-                         target.tag, old_tag, old_digest)
+                         target.tag, old_tag, old_digest, target)
     if target.digest is not None:
         if digest_node is None:
             skips.append(Skip(file, line, name, f"{slot.field} has no digest key; "
@@ -345,11 +391,11 @@ def _resolve_parts(slot: PartsSlot, targets: Targets, file: str,
                               f"{slot.field} has no digest key for a digest-only promotion"))
         else:
             yield _found(digest_node, file, f"{slot.field}.digest", slot.format, name,
-                         target.digest, old_tag, old_digest)
+                         target.digest, old_tag, old_digest, target)
     elif digest_node is not None and old_digest and wrote:
         # a new tag must not keep a stale digest beside it (the digest would win)
         yield _found(digest_node, file, f"{slot.field}.digest", slot.format, name, "",
-                     old_tag, old_digest)
+                     old_tag, old_digest, target)
 
 
 def _key(slot: PartsSlot, role: str) -> str:
@@ -378,7 +424,7 @@ def _resolve_marker(slot: MarkerSlot, targets: Targets, file: str,
         new = part
     old_tag = old.tag if old else (value if slot.role == "tag" else None)
     old_digest = old.digest if old else (value if slot.role == "digest" else None)
-    yield _found(node, file, slot.field, "marker", target.name, new, old_tag, old_digest)
+    yield _found(node, file, slot.field, "marker", target.name, new, old_tag, old_digest, target)
 
 
 def _set(op: SetOp, doc: Document, file: str) -> _Edit | None:

@@ -1,0 +1,238 @@
+"""Trust rules (issue #10): every doubt fails closed, on every forge.
+
+The same scenarios on plain git, the fake GitHub and the fake GitLab (real HTTP, real
+bare repos), through the real CLI. Setup commits go straight into the bare repo; what
+an attacker (or a careless user) does to the config repo is a real ``git push``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_e2e import CONFIG, Harness, _harness, cli, deploy
+
+API = "ghcr.io/acme/api"
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "b" * 64
+
+
+@pytest.fixture(params=["git", "github", "gitlab"])
+def h(request: pytest.FixtureRequest, tmp_path: Path,
+      monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    yield from _harness(request.param, tmp_path, monkeypatch)
+
+
+def checks(result: dict[str, object]) -> dict[str, str]:
+    policy = result["policy"]
+    assert isinstance(policy, dict)
+    return {c["name"]: c["status"] for c in policy["checks"]}
+
+
+def reasons(result: dict[str, object]) -> dict[str, str]:
+    policy = result["policy"]
+    assert isinstance(policy, dict)
+    return {c["name"]: c["reason"] for c in policy["checks"]}
+
+
+def git_push(h: Harness, work: Path, change: Callable[[Path], None], message: str,
+             branch: str = "main") -> str:
+    """Clone the config repo, let ``change`` edit the work tree, commit and push it:
+    what anyone with push access does. Returns the pushed commit."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "mallory", "GIT_AUTHOR_EMAIL": "m@example.com",
+           "GIT_COMMITTER_NAME": "mallory", "GIT_COMMITTER_EMAIL": "m@example.com",
+           "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(work.parent)}
+
+    def git(*args: str, cwd: Path = work) -> str:
+        proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True,
+                              check=True)
+        return proc.stdout.decode().strip()
+
+    if not work.exists():
+        git("clone", "-q", str(h.bare.path), str(work), cwd=work.parent)
+    git("fetch", "-q", "origin")
+    git("checkout", "-q", "-B", branch, f"origin/{branch}")
+    change(work)
+    git("add", "-A")
+    git("commit", "-q", "-m", message)
+    git("push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+    return git("rev-parse", "HEAD")
+
+
+def unchanged(h: Harness, before: dict[str, str]) -> None:
+    """Nothing was written anywhere: same refs, no request."""
+    assert dict(h.bare.list_refs("refs/heads/")) == before
+    assert h.open_requests() == []
+
+
+# --- hole 4: a promotion names a version; what cannot be judged fails ---------------------
+
+
+def test_an_untagged_image_is_refused_before_anything_is_written(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    before = dict(h.bare.list_refs("refs/heads/"))
+    code, result = cli(h, capsys, "--env", "dev", "--image", API)
+    assert code == 2
+    assert "no tag or digest" in result["error"]
+    assert "latest" in result["error"]
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.0.1",
+                       "--marker", f"flux-system:api={API}")
+    assert code == 2
+    assert "--marker" in result["error"]
+    unchanged(h, before)
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.0.0")
+
+
+def test_a_digest_only_promotion_is_proposed_but_never_auto_merged(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    tagged = CONFIG.replace(b"  wait_for_checks: false\n",
+                            b"  wait_for_checks: false\n  allowed_tags: ['^\\d+\\.\\d+\\.\\d+$']\n")
+    h.bare.commit_files("main", {".promoter.yaml": tagged}, "policy: release tags only")
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}@{DIGEST_A}")
+    assert code == 0, result
+    assert result["merged"] is False
+    assert result["status"] == "proposed"
+    found = checks(result)
+    assert found["allowed_tags"] == "fail"  # configured, and a digest has no tag to match
+    assert found["semver_bump"] == "fail"  # the step cannot be measured
+    assert found["no_downgrade"] == "fail"  # nor ordered (but not refused: a human may merge)
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.0.0")
+    assert len(h.open_requests()) == 1
+
+
+def test_history_and_rollback_still_take_a_bare_name(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(h, capsys, "--env", "dev", "--image", f"{API}:1.1.0")[0] == 0
+    code, hist = cli(h, capsys, "--history", "--env", "dev", "--image", API)
+    assert code == 0
+    assert [e["images"] for e in hist["history"]] == [[f"{API}:1.1.0"]]
+    code, back = cli(h, capsys, "--rollback", "--env", "dev", "--image", API)
+    assert code == 0, back
+    assert back["images"] == [f"{API}:1.0.0"]
+
+
+# --- hole 5: every written value is judged by its own new value ----------------------------
+
+
+MARKED = b"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: worker}
+spec:
+  template:
+    spec:
+      containers:
+      - name: api
+        image: ghcr.io/acme/api:1.0.0 # {"$imagepolicy": "flux-system:api"}
+"""
+
+
+def test_a_marker_cannot_smuggle_another_version_of_the_image(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    h.bare.commit_files("main", {"envs/dev/marked.yaml": MARKED}, "a flux marker")
+    before = dict(h.bare.list_refs("refs/heads/"))
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.0.1",
+                       "--marker", f"flux-system:api={API}:9.9.9-evil")
+    assert code == 2
+    assert "two versions" in result["error"]
+    unchanged(h, before)
+    assert h.main_file("envs/dev/marked.yaml") == MARKED
+
+
+def test_a_marker_value_is_judged_by_what_it_writes(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    h.bare.commit_files("main", {"envs/dev/marked.yaml": MARKED}, "a flux marker")
+    code, result = cli(h, capsys, "--env", "dev", "--marker",
+                       f"flux-system:api={API}:9.9.9")
+    assert code == 0, result
+    assert checks(result)["semver_bump"] == "fail"
+    assert "1.0.0 → 9.9.9 is a major step" in reasons(result)["semver_bump"]
+    assert result["merged"] is False
+    assert h.main_file("envs/dev/marked.yaml") == MARKED
+
+
+def test_a_set_value_that_is_no_image_reference_never_auto_merges(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = cli(h, capsys, "--env", "dev", "--set",
+                       "envs/dev/deploy.yaml:spec.template.spec.containers[0].name=evil")
+    assert code == 0, result
+    assert result["merged"] is False
+    assert "is not an image reference" in reasons(result)["semver_bump"]
+
+
+def test_a_set_reference_is_judged_as_an_image(h: Harness,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # a whole reference replacing the same repository's reference is judged as one
+    code, result = cli(h, capsys, "--env", "dev", "--set",
+                       f"envs/dev/deploy.yaml:spec.template.spec.containers[0].image={API}:1.0.1")
+    assert code == 0, result
+    assert checks(result)["semver_bump"] == "pass"
+    assert result["merged"] is True
+
+
+def test_a_set_reference_that_swaps_the_repository_never_auto_merges(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = cli(h, capsys, "--env", "dev", "--set",
+                       "envs/dev/deploy.yaml:spec.template.spec.containers[0].image="
+                       "ghcr.io/evil/api:1.0.2")
+    assert code == 0, result
+    assert result["merged"] is False
+    assert checks(result)["allowed_tags"] in ("skip", "fail")
+    assert checks(result)["semver_bump"] == "fail"
+
+
+# --- hole 7: require_upstream keeps the upstream's digest ----------------------------------
+
+
+def pinned(tag: str, digest: str) -> bytes:
+    return deploy(tag).replace(f"api:{tag}".encode(), f"api:{tag}@{digest}".encode())
+
+
+def test_a_tag_only_promotion_cannot_drop_the_upstream_digest(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    h.bare.commit_files("main", {"envs/dev/deploy.yaml": pinned("1.1.0", DIGEST_A)},
+                        "dev runs a pinned 1.1.0")
+    code, result = cli(h, capsys, "--env", "staging", "--image", f"{API}:1.1.0", "--dry-run")
+    assert code == 0, result
+    assert checks(result)["require_upstream"] == "fail"
+    assert "would drop the pin" in reasons(result)["require_upstream"]
+    assert f"{API}:1.1.0@{DIGEST_A}" in reasons(result)["require_upstream"]
+    # the same tag with the upstream's digest passes, and so does --from (it carries it)
+    code, result = cli(h, capsys, "--env", "staging", "--image", f"{API}:1.1.0@{DIGEST_A}",
+                       "--dry-run")
+    assert checks(result)["require_upstream"] == "pass"
+    code, result = cli(h, capsys, "--env", "staging", "--image", f"{API}:1.1.0@{DIGEST_B}",
+                       "--dry-run")
+    assert checks(result)["require_upstream"] == "fail"
+    code, result = cli(h, capsys, "--env", "staging", "--from", "dev", "--image", API,
+                       "--dry-run")
+    assert result["images"] == [f"{API}:1.1.0@{DIGEST_A}"]
+    assert checks(result)["require_upstream"] == "pass"
+
+
+# --- hole 11: --history needs no image; --rollback says what it needs ----------------------
+
+
+def test_history_without_an_image_lists_every_promotion(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(h, capsys, "--env", "dev", "--image", f"{API}:1.1.0")[0] == 0
+    code, hist = cli(h, capsys, "--history", "--env", "dev")
+    assert code == 0, hist
+    assert hist["status"] == "history"
+    assert [e["images"] for e in hist["history"]] == [[f"{API}:1.1.0"]]
+    code, hist = cli(h, capsys, "--history")
+    assert code == 0, hist
+
+
+def test_rollback_without_an_image_says_so(h: Harness,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = cli(h, capsys, "--rollback", "--env", "dev")
+    assert code == 2
+    assert "--rollback needs --image NAME" in result["error"]
+    code, result = cli(h, capsys, "--rollback", "--image", API)
+    assert code == 2
+    assert "--rollback needs --env" in result["error"]
