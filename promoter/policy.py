@@ -146,6 +146,7 @@ def evaluate(
     want_merge: bool,
     upstream: Upstream | None = None,
     rolled_back: Mapping[str, str] | None = None,
+    rollback: bool = False,
 ) -> Verdict:
     """Judge ``plan`` under ``policy``.
 
@@ -157,12 +158,14 @@ def evaluate(
     ``auto_merge_enabled`` (flags only tighten). ``upstream``: image name -> the
     (tag, digest) pairs the ``require_upstream`` environment runs (None: not read).
     ``rolled_back``: image name -> the version (``ImageRef.version``) a rollback in
-    this environment moved away from."""
+    this environment moved away from. ``rollback``: the plan is a rollback, a deliberate
+    return to an earlier version, which no_downgrade does not stop (the policy itself,
+    allow_downgrade included, is reported as it is)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise PromoteError("internal error: evaluate() needs a timezone-aware 'now'")
     eff = policy if policy is not None else BUILTIN
     steps = _steps(plan, images)
-    downgrade, proven_downgrade = _no_downgrade(eff, steps)
+    downgrade, proven_downgrade = _no_downgrade(eff, steps, rollback)
     checks = (
         _auto_merge_enabled(eff, want_merge),
         _allowed_tags(eff, steps),
@@ -353,12 +356,18 @@ def _semver_bump(policy: EnvPolicy, steps: list[_Step]) -> Check:
     return _combine(name, parts)
 
 
-def _no_downgrade(policy: EnvPolicy, steps: list[_Step]) -> tuple[Check, bool]:
+def _no_downgrade(policy: EnvPolicy, steps: list[_Step],
+                  rollback: bool = False) -> tuple[Check, bool]:
     """The check, and whether a downgrade is proven (refused outright). Versions that
     cannot be ordered fail the check for auto-merge but are proposed for a human."""
     name = "no_downgrade"
     if not steps:
         return Check(name, SKIP, "nothing changes"), False
+    if rollback:
+        allowed = "true" if policy.allow_downgrade else "false"
+        return Check(name, SKIP, "a rollback restores an earlier version on purpose; "
+                     f"no_downgrade does not apply to it ({_desc(policy)} has "
+                     f"allow_downgrade: {allowed})"), False
     many = _many(steps)
     parts: list[tuple[str, str]] = []
     proven = False

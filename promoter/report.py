@@ -108,9 +108,12 @@ def commit_message(
     env: str | None,
     provenance: Iterable[tuple[str, str]],
     *,
-    rollback_of: str | None = None,
+    rollback_of: str | Sequence[str] | None = None,
 ) -> str:
-    lines = [title(changes, env, rollback=rollback_of is not None), ""]
+    """``rollback_of``: the reference(s) a rollback moves away from, one trailer each, so
+    each parses back on its own (``Promote-Rollback-Of: ghcr.io/acme/api:1.2.0``)."""
+    away = (rollback_of,) if isinstance(rollback_of, str) else tuple(rollback_of or ())
+    lines = [title(changes, env, rollback=bool(away)), ""]
     for f in plan.changes:
         lines.append(f"- {f.file}:{f.line} {f.field}: {f.old or '(empty)'} -> {f.new or '(empty)'}")
     lines.append("")
@@ -121,8 +124,7 @@ def commit_message(
         lines.append(f"{TRAILER_ENV}: {env}")
     for key, value in provenance:
         lines.append(f"{key}: {value}")
-    if rollback_of:
-        lines.append(f"{TRAILER_ROLLBACK}: {rollback_of}")
+    lines.extend(f"{TRAILER_ROLLBACK}: {ref}" for ref in away)
     lines.append(f"{TRAILER_FINGERPRINT}: {fingerprint(plan.files)}")
     return "\n".join(lines) + "\n"
 

@@ -236,3 +236,97 @@ def test_rollback_without_an_image_says_so(h: Harness,
     code, result = cli(h, capsys, "--rollback", "--image", API)
     assert code == 2
     assert "--rollback needs --env" in result["error"]
+
+
+# --- hole 6: rollback is idempotent, per image, and its guard holds ------------------------
+
+
+WORKER = "ghcr.io/acme/worker"
+
+
+def worker(tag: str) -> bytes:
+    return deploy(tag).replace(b"acme/api", b"acme/worker").replace(b"name: api", b"name: worker")
+
+
+def human_merge(h: Harness, branch: str) -> None:
+    """A reviewer merges the open request of ``branch`` as it stands (squash, keeping
+    the promotion commit's message and so its trailers)."""
+    forge = h.forge()
+    try:
+        head = forge.read_head(branch)
+        assert head is not None
+        pr = forge.find_request(branch, "main")
+        assert pr is not None
+        assert forge.merge(pr, "squash", head.sha, head.message).merged
+    finally:
+        close = getattr(forge, "close", None)
+        if close is not None:
+            close()
+
+
+def test_a_second_rollback_is_a_no_op(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(h, capsys, "--env", "dev", "--image", f"{API}:1.1.0")[0] == 0
+    assert cli(h, capsys, "--env", "dev", "--image", f"{API}:1.2.0")[0] == 0
+    code, back = cli(h, capsys, "--rollback", "--env", "dev", "--image", API)
+    assert code == 0, back
+    assert back["merged"] is True
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.1.0")
+    # the real policy is reported: dev has allow_downgrade: false, a rollback is exempt
+    no_downgrade = reasons(back)["no_downgrade"]
+    assert "allow_downgrade: false" in no_downgrade
+    assert "allow_downgrade: true" not in no_downgrade
+    code, again = cli(h, capsys, "--rollback", "--env", "dev", "--image", API)  # CI retried
+    assert code == 0, again
+    assert again["status"] == "up-to-date"
+    assert again["images"] == [f"{API}:1.1.0"]
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.1.0")  # never flips back
+    assert h.open_requests() == []
+
+
+def test_a_rollback_of_two_images_arms_the_guard_for_each(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    h.bare.commit_files("main", {"envs/dev/worker.yaml": worker("2.0.0")}, "a worker")
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.1.0",
+                       "--image", f"{WORKER}:2.1.0")
+    assert code == 0, result
+    assert result["merged"] is True
+    code, back = cli(h, capsys, "--rollback", "--env", "dev", "--image", API,
+                     "--image", WORKER)
+    assert code == 0, back
+    assert sorted(back["images"]) == [f"{API}:1.0.0", f"{WORKER}:2.0.0"]
+    code, hist = cli(h, capsys, "--history", "--env", "dev")
+    assert sorted(hist["history"][0]["rollback_of"]) == [f"{API}:1.1.0", f"{WORKER}:2.1.0"]
+    message = h.bare.log("main", 1)[0]["message"]
+    assert f"Promote-Rollback-Of: {API}:1.1.0\n" in message
+    assert f"Promote-Rollback-Of: {WORKER}:2.1.0\n" in message
+    for image in (f"{API}:1.1.0", f"{WORKER}:2.1.0"):
+        code, again = cli(h, capsys, "--env", "dev", "--image", image, "--dry-run")
+        assert checks(again)["rollback_guard"] == "fail", image
+
+
+def test_the_rollback_guard_lifts_only_above_the_rolled_back_version(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(h, capsys, "--env", "dev", "--image", f"{API}:1.1.0")[0] == 0
+    assert cli(h, capsys, "--env", "dev", "--image", f"{API}:1.2.0")[0] == 0
+    assert cli(h, capsys, "--rollback", "--env", "dev", "--image", API)[0] == 0
+    # 1.1.5 is at or below 1.2.0: it waits for a human, who merges it
+    code, lower = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.1.5")
+    assert code == 0, lower
+    assert lower["merged"] is False
+    assert checks(lower)["rollback_guard"] == "fail"
+    human_merge(h, "promote/dev/api")
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.1.5")
+    # the human merge of a LOWER version does not lift the guard for 1.2.0
+    code, bad = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.2.0")
+    assert code == 0, bad
+    assert checks(bad)["rollback_guard"] == "fail"
+    assert bad["merged"] is False
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.1.5")
+    # a version above the rolled-back one lands (the guard lets it through), and lifts it
+    human_merge(h, "promote/dev/api")  # a human decides 1.2.0 is fine after all
+    code, above = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.2.1")
+    assert code == 0, above
+    assert checks(above)["rollback_guard"] == "pass"
+    assert above["merged"] is True
+    code, later = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.2.2")
+    assert "nothing was rolled back" in reasons(later)["rollback_guard"]
