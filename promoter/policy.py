@@ -12,9 +12,14 @@ Pure: no network, no clock (``now`` is passed in), no environment reads.
     rollback_guard      after a rollback away from X, nothing <= X merges by itself
     checks_green        added later by the orchestrator with ``Verdict.with_check``
 
-``allows_merge`` = a merge was wanted and no check failed. ``refused`` = a downgrade the
-policy does not allow: do not even propose it (whether or not a merge was wanted).
-A failing check other than no_downgrade only means a human merges.
+``allows_merge`` = a merge was wanted and no check failed. ``refused`` = a proven
+downgrade the policy does not allow: do not even propose it (whether or not a merge was
+wanted). Any other failing check only means a human merges.
+
+Fail closed: each written value (every change of the plan) is judged by its own new
+value, never by another reference's. A check that applies but cannot tell (no tag to
+match, a step or an order that cannot be measured, a ``--set`` value that is no image
+reference) FAILS; SKIP only means the policy makes the check not apply here.
 """
 
 from __future__ import annotations
@@ -479,11 +484,13 @@ def _paths_only(policy: EnvPolicy, plan: Plan) -> Check:
     name = "paths_only"
     if not policy.paths:
         return Check(name, SKIP, f"{_desc(policy)} owns no paths")
-    files = list(dict.fromkeys([*(f.file for f in plan.changes), *plan.files]))
+    files = list(dict.fromkeys([*(f.file for f in plan.changes), *plan.touched]))
     if not files:
         return Check(name, SKIP, "nothing changes")
     globs = ", ".join(policy.paths)
-    outside = [f for f in files if not policy.matches(f)]
+    through = {alias: path for path, aliases in plan.aliases.items() for alias in aliases}
+    outside = [f"{f} (a link to {through[f]})" if f in through else f
+               for f in files if not policy.matches(f)]
     if outside:
         shown = ", ".join(outside[:5]) + (
             f" and {len(outside) - 5} more" if len(outside) > 5 else ""

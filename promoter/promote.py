@@ -25,7 +25,16 @@ from promoter import config as config_mod
 from promoter import policy as policy_mod
 from promoter.edit import SetOp, Targets
 from promoter.errors import ConflictError, NotFound, PolicyRefused, PromoteError, UsageError
-from promoter.forges.base import ChecksState, Forge, Head, PullRequest, RequestSpec, Snapshot
+from promoter.forges.base import (
+    LINK_MODE,
+    ChecksState,
+    Forge,
+    Head,
+    PullRequest,
+    RequestSpec,
+    Snapshot,
+    check_policy_entry,
+)
 from promoter.images import ImageRef, Version, parse_name, parse_version, try_parse
 from promoter.paths import CONFIG_FILE, glob_match, safe_relative
 from promoter.plan import Plan, make_plan
@@ -153,16 +162,15 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     say = effects.log
     snap = forge.snapshot(request.base)
     say(f"base {snap.branch} at {snap.commit[:12]}: {len(snap.files)} files")
-    config_text = snap.files.get(CONFIG_FILE)
-    config = config_mod.load(config_text)
+    config = config_mod.load(policy_file(snap))
     env = config.env(request.env) if request.env else None
     if request.from_env:
         request = replace(request, images=versions_in(snap.files, config, request))
-    plan = prepare(snap.files, request, config, env)
+    plan = prepare(snap.files, request, config, env, snap.links)
     # the policy: --env's, else the environment that owns the changed files (a change
     # spanning several is refused), else the defaults; flags only tighten it
     policy = config_mod.tighten(
-        config_mod.select(config, env=request.env, files=plan.files),
+        config_mod.select(config, env=request.env, files=plan.touched),
         auto_merge=True if request.auto_merge else None, draft=request.draft or None,
         labels=request.labels, reviewers=request.reviewers, assignees=request.assignees)
     upstream = upstream_versions(snap.files, request, config, policy)
@@ -273,10 +281,20 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     return result
 
 
+def policy_file(snap: Snapshot) -> bytes | None:
+    """``.promoter.yaml`` of the base, or None when the base tree has no such path. A
+    policy file that is a link is refused (exit 2): never run on built-in defaults while
+    the repo holds a policy (the forges refuse directories and submodules likewise)."""
+    target = snap.links.get(CONFIG_FILE)
+    if target is not None:
+        check_policy_entry(LINK_MODE, target)
+    return snap.files.get(CONFIG_FILE)
+
+
 def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
-            env: config_mod.EnvPolicy | None) -> Plan:
+            env: config_mod.EnvPolicy | None, links: Mapping[str, str] | None = None) -> Plan:
     """The plan over the selected files; NotFound when the image is nowhere in them."""
-    plan = make_plan(files, targets_for(request, config), selector(request, env))
+    plan = make_plan(files, targets_for(request, config), selector(request, env), links)
     if not plan.found:
         where = ", ".join(request.files) or request.path or (
             f"environment {request.env}" if request.env else "the repo")

@@ -330,3 +330,142 @@ def test_the_rollback_guard_lifts_only_above_the_rolled_back_version(
     assert above["merged"] is True
     code, later = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.2.2")
     assert "nothing was rolled back" in reasons(later)["rollback_guard"]
+
+
+# --- hole 3: the policy file is read as a blob, or the run stops ---------------------------
+
+
+def _link(work: Path, path: str, target: str) -> None:
+    (work / path).unlink()
+    (work / path).symlink_to(target)
+
+
+def test_a_policy_file_that_is_a_symlink_stops_the_run(
+        h: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def relink(work: Path) -> None:  # the policy moves; the root keeps a link to it
+        (work / "policy").mkdir()
+        (work / "policy/real.yaml").write_bytes(CONFIG)
+        _link(work, ".promoter.yaml", "policy/real.yaml")
+
+    git_push(h, tmp_path / "work", relink, "policy: keep it under policy/")
+    before = dict(h.bare.list_refs("refs/heads/"))
+    # with the policy ignored, --auto-merge on the built-in policy would merge into prod
+    code, result = cli(h, capsys, "--file", "envs/prod/deploy.yaml",
+                       "--image", f"{API}:1.0.1", "--auto-merge")
+    assert code == 2, result
+    assert ".promoter.yaml on the base branch is a symbolic link to 'policy/real.yaml'" \
+        in result["error"]
+    assert "regular file" in result["error"]
+    unchanged(h, before)
+    assert h.main_file("envs/prod/deploy.yaml") == deploy("1.0.0")
+
+
+def test_a_policy_path_that_is_a_directory_stops_the_run(
+        h: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def into_dir(work: Path) -> None:
+        (work / ".promoter.yaml").unlink()
+        (work / ".promoter.yaml").mkdir()
+        (work / ".promoter.yaml/policy.yaml").write_bytes(CONFIG)
+
+    git_push(h, tmp_path / "work", into_dir, "policy: a directory")
+    code, result = cli(h, capsys, "--file", "envs/prod/deploy.yaml",
+                       "--image", f"{API}:1.0.1", "--auto-merge")
+    assert code == 2, result
+    assert ".promoter.yaml on the base branch is a directory" in result["error"]
+    assert h.main_file("envs/prod/deploy.yaml") == deploy("1.0.0")
+
+
+def test_a_policy_file_left_out_of_the_archive_is_still_read(
+        h: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def hide(work: Path) -> None:  # archives (GitHub tarball, GitLab archive) drop it
+        (work / ".gitattributes").write_text(".promoter.yaml export-ignore\n"
+                                             ".gitattributes export-ignore\n")
+
+    git_push(h, tmp_path / "work", hide, "chore: slimmer archives")
+    code, result = cli(h, capsys, "--file", "envs/prod/deploy.yaml",
+                       "--image", f"{API}:1.0.1", "--auto-merge")
+    assert code == 0, result
+    assert result["merged"] is False  # prod's own policy: no auto-merge
+    assert "environment prod has auto_merge: false" in \
+        reasons(result)["auto_merge_enabled"]
+    assert h.main_file("envs/prod/deploy.yaml") == deploy("1.0.0")
+
+
+def test_a_policy_file_rewritten_in_the_archive_is_read_as_committed(
+        h: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # export-subst expands $Format:...$ in archives: %n turns a comment into a key, so
+    # the archived policy would let prod auto-merge; the committed blob does not
+    subst = CONFIG.replace(b"  prod:\n", b"  prod:\n    # $Format:%n    auto_merge: true$\n")
+
+    def rewrite(work: Path) -> None:
+        (work / ".promoter.yaml").write_bytes(subst)
+        (work / ".gitattributes").write_text(".promoter.yaml export-subst\n")
+
+    git_push(h, tmp_path / "work", rewrite, "policy: a note")
+    code, result = cli(h, capsys, "--env", "prod", "--image", f"{API}:1.0.1", "--dry-run")
+    assert code == 0, result
+    assert checks(result)["auto_merge_enabled"] == "fail"
+    assert "environment prod has auto_merge: false" in reasons(result)["auto_merge_enabled"]
+
+
+@pytest.fixture
+def github(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    yield from _harness("github", tmp_path, monkeypatch)
+
+
+def test_a_policy_file_too_large_for_the_archive_is_still_read(
+        github: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    h = github
+    padded = CONFIG + b"# " + b"x" * (10 * 1024 * 1024) + b"\n"  # over the tarball cap
+
+    def grow(work: Path) -> None:
+        (work / ".promoter.yaml").write_bytes(padded)
+
+    git_push(h, tmp_path / "work", grow, "policy: a long comment")
+    code, result = cli(h, capsys, "--file", "envs/prod/deploy.yaml",
+                       "--image", f"{API}:1.0.1", "--auto-merge")
+    assert code in (0, 2), result  # read (prod's policy holds) or refused as too large
+    if code == 0:
+        assert result["merged"] is False
+        assert checks(result)["auto_merge_enabled"] == "fail"
+    assert h.main_file("envs/prod/deploy.yaml") == deploy("1.0.0")
+
+
+# --- hole 8: a link makes a file belong to every environment that reaches it ---------------
+
+
+def test_a_prod_link_to_a_dev_file_keeps_dev_from_auto_merging_it(
+        h: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    git_push(h, tmp_path / "work",
+             lambda work: _link(work, "envs/prod/deploy.yaml", "../dev/deploy.yaml"),
+             "prod follows dev")
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.0.1")
+    assert code == 0, result
+    assert checks(result)["paths_only"] == "fail"
+    assert "envs/prod/deploy.yaml (a link to envs/dev/deploy.yaml) is outside environment " \
+           "dev's paths" in reasons(result)["paths_only"]
+    assert result["merged"] is False
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.0.0")
+    # without --env the change belongs to dev and prod at once: refused outright
+    code, result = cli(h, capsys, "--file", "envs/dev/deploy.yaml",
+                       "--image", f"{API}:1.0.2", "--auto-merge")
+    assert code == 2, result
+    assert "spans several environments" in result["error"]
+
+
+def test_a_directory_link_makes_every_file_under_it_an_alias(
+        h: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def alias_dir(work: Path) -> None:
+        for name in ("deploy.yaml",):
+            (work / "envs/prod" / name).unlink()
+        (work / "envs/prod").rmdir()
+        (work / "envs/prod").symlink_to("dev")
+
+    git_push(h, tmp_path / "work", alias_dir, "prod is dev")
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.0.1")
+    assert code == 0, result
+    assert checks(result)["paths_only"] == "fail"
+    assert "envs/prod/deploy.yaml (a link to envs/dev/deploy.yaml)" in \
+        reasons(result)["paths_only"]
+    assert result["merged"] is False
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.0.0")
