@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from promoter import promote
+from promoter.errors import ConfigError
+from promoter.forges.base import Snapshot
 from tests.test_e2e import CONFIG, Harness, _harness, cli, deploy
 
 API = "ghcr.io/acme/api"
@@ -469,3 +472,56 @@ def test_a_directory_link_makes_every_file_under_it_an_alias(
         reasons(result)["paths_only"]
     assert result["merged"] is False
     assert h.main_file("envs/dev/deploy.yaml") == deploy("1.0.0")
+
+
+def test_every_forge_snapshot_knows_the_links_and_refuses_a_linked_policy(
+        h: Harness, tmp_path: Path) -> None:
+    def links(work: Path) -> None:
+        _link(work, "envs/prod/deploy.yaml", "../dev/deploy.yaml")
+        (work / "policy.yaml").write_bytes(CONFIG)
+
+    git_push(h, tmp_path / "work", links, "links")
+    forge = h.forge()
+    try:
+        snap = forge.snapshot(None)
+        assert snap.links == {"envs/prod/deploy.yaml": "../dev/deploy.yaml"}
+        assert "envs/prod/deploy.yaml" not in snap.files
+        assert snap.files[".promoter.yaml"] == CONFIG
+        git_push(h, tmp_path / "work", lambda work: _link(work, ".promoter.yaml",
+                                                          "policy.yaml"), "linked policy")
+        with pytest.raises(ConfigError, match=r"is a symbolic link to 'policy\.yaml'") as info:
+            forge.snapshot(None)
+        assert info.value.code == 2
+        assert info.value.file == ".promoter.yaml"
+    finally:
+        close = getattr(forge, "close", None)
+        if close is not None:
+            close()
+
+
+def test_the_run_refuses_a_snapshot_whose_policy_file_is_a_link() -> None:
+    # whatever a forge does, the orchestrator never reads a linked policy as "no policy"
+    snap = Snapshot("main", "0" * 40, {"policy.yaml": CONFIG},
+                    links={".promoter.yaml": "policy.yaml"})
+    with pytest.raises(ConfigError, match="symbolic link"):
+        promote.policy_file(snap)
+    assert promote.policy_file(Snapshot("main", "0" * 40, {})) is None
+
+
+@pytest.mark.parametrize(
+    ("links", "aliases"),
+    [
+        ({"envs/prod/deploy.yaml": "../dev/deploy.yaml"}, ("envs/prod/deploy.yaml",)),
+        ({"envs/prod": "dev"}, ("envs/prod/deploy.yaml",)),
+        ({"envs/prod": "dev", "envs/qa": "prod"}, ("envs/prod/deploy.yaml",
+                                                   "envs/qa/deploy.yaml")),  # a chain
+        ({"envs/loop": "."}, ("envs/loop/dev/deploy.yaml",)),  # a loop ends at once
+        ({"all": "."}, ("all/envs/dev/deploy.yaml",)),  # the root
+        ({"out": "../../etc/passwd", "abs": "/etc/passwd", "other": "envs/staging"}, ()),
+    ],
+)
+def test_link_aliases(links: dict[str, str], aliases: tuple[str, ...]) -> None:
+    from promoter.paths import link_aliases
+
+    found = link_aliases(["envs/dev/deploy.yaml"], links)
+    assert found.get("envs/dev/deploy.yaml", ()) == aliases
