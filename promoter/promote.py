@@ -667,7 +667,10 @@ def rollback_request(forge: Forge, request: Request) -> Request:
                            hint="history is read from commits promoter made (their trailers)")
         last = entries[0]
         if _of(last.rollback_of, ref.name):  # already rolled back: keep it so
-            restored.extend(_of(last.images, ref.name)[:1])
+            kept = _of(last.images, ref.name)
+            if not kept:
+                raise NotFound(f"the last rollback of {ref.familiar} records no image")
+            restored.append(kept[0])
             rolled_from.extend(str(r) for r in _of(last.rollback_of, ref.name))
             continue
         previous = _of(last.previous, ref.name)

@@ -768,3 +768,13 @@ def test_each_written_value_is_judged_by_its_own_version() -> None:
     v = evaluate(plan_of(evil), CFG.env("staging"), images=[parse(f"{API}:1.4.3")],
                  now=THURSDAY, want_merge=True, upstream=upstream)
     assert status(v, "require_upstream") == "fail"
+
+
+def test_a_rollback_reports_the_real_allow_downgrade() -> None:
+    for allowed in (False, True):
+        env = replace(CFG.env("dev"), allow_downgrade=allowed)
+        v = ev("1.5.0", f"{API}:1.4.9", env, rollback=True)
+        assert not v.refused
+        assert status(v, "no_downgrade") == "skip"
+        assert f"allow_downgrade: {'true' if allowed else 'false'})" in reason(v, "no_downgrade")
+        assert v.allows_merge
