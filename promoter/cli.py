@@ -22,6 +22,7 @@ from promoter.redact import redact, register
 
 if TYPE_CHECKING:
     from promoter.forges.base import Forge
+    from promoter.images import ImageRef
     from promoter.promote import Request
 
 EPILOG = """\b
@@ -201,6 +202,9 @@ def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | No
 
 
 def _request(opts: Mapping[str, Any]) -> Request:
+    """The validated request. ``--history`` and ``--rollback`` take bare image names
+    (which image, not which version); a promotion needs a tag or digest on every
+    reference, so a bare name never ships ``latest`` by accident."""
     from promoter import identity
     from promoter.edit import SetOp
     from promoter.images import parse
@@ -214,15 +218,26 @@ def _request(opts: Mapping[str, Any]) -> Request:
             # the version comes from the environment or the history, never from --image
             raise UsageError(f"{names_only[0]} takes image names without a tag or digest, "
                              f"got --image {text}", hint=f"write --image {ref.familiar}")
+        if not names_only:
+            _versioned(ref, f"--image {text}")
     markers = {}
     for text in opts["markers"]:
-        policy, eq, ref = text.partition("=")
+        policy, eq, ref_text = text.partition("=")
         if not eq or policy.count(":") != 1 or not all(policy.split(":")):
             raise UsageError(f"--marker {text!r}: expected NS:POLICY=REF",
                              hint="e.g. --marker flux-system:podinfo=ghcr.io/x/podinfo:1.2.3")
-        markers[policy] = parse(ref)
+        markers[policy] = _versioned(parse(ref_text), f"--marker {text}")
     sets = tuple(SetOp.parse(s) for s in opts["sets"])
-    if not (images or markers or sets or opts["show_history"]):  # history: all images
+    if opts["show_history"]:
+        if markers or sets:
+            raise UsageError("--history reads the history; --marker and --set do not apply")
+    elif opts["rollback"]:
+        if not opts["env"]:
+            raise UsageError("--rollback needs --env (which environment to roll back)")
+        if not images:
+            raise UsageError("--rollback needs --image NAME (which image to roll back)",
+                             hint="e.g. --rollback --env prod --image ghcr.io/acme/api")
+    elif not (images or markers or sets):
         raise UsageError("nothing to promote: give --image REF (or --marker / --set)")
     if opts["from_env"] and not opts["env"]:
         raise UsageError("--from needs --env (the environment to promote into)")
@@ -235,6 +250,16 @@ def _request(opts: Mapping[str, Any]) -> Request:
         assignees=tuple(opts["assignees"]), draft=opts["draft"],
         author=identity.parse(opts["author"]) if opts["author"] else None,
         sign=opts["sign"])
+
+
+def _versioned(ref: ImageRef, what: str) -> ImageRef:
+    """``ref`` when it pins a tag or digest; a bare name is exit 2 (it would write
+    ``latest`` implicitly, which no policy check can judge)."""
+    if ref.tag is None and ref.digest is None:
+        raise UsageError(f"{what}: no tag or digest; promoting a bare name would deploy "
+                         "whatever 'latest' is", hint=f"give a version, e.g. {ref.familiar}:1.4.2 "
+                         f"or {ref.familiar}@sha256:..., or use --from ENV")
+    return ref
 
 
 def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
@@ -305,8 +330,6 @@ def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Any) -> dict[str, Any
                 "history": [e.to_json() for e in entries],
                 "message": "\n".join(_history_line(e) for e in entries) or "no promotions"}
     if opts["rollback"]:
-        if not request.env:
-            raise UsageError("--rollback needs --env (which environment to roll back)")
         request = promote.rollback_request(forge, request)
     _log(opts, f"{forge.name}: promoting {', '.join(map(str, request.images))}")
     result = promote.run(forge, request, context_mod.provenance_dict(ctx),

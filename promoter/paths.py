@@ -8,6 +8,7 @@ from __future__ import annotations
 import posixpath
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 from promoter.errors import UsageError
@@ -72,3 +73,44 @@ def is_manifest(path: str) -> bool:
     return ((path.endswith(MANIFEST_SUFFIXES) or posixpath.basename(path) in MANIFEST_NAMES)
             and posixpath.basename(path) != CONFIG_FILE
             and not any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in path))
+
+
+MAX_ALIASES = 256  # paths a file may be reached by through links (link cycles end here)
+
+
+def link_target(path: str, target: str) -> str | None:
+    """The repo-relative path the symbolic link at ``path`` (whose stored target is
+    ``target``) resolves to; None when it points outside the repo. ``""`` is the root."""
+    if not target or target.startswith("/") or "\x00" in target:
+        return None
+    norm = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if norm == ".." or norm.startswith("../"):
+        return None
+    return "" if norm == "." else norm
+
+
+def link_aliases(paths: Iterable[str], links: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """For each of ``paths``, the other repo paths that reach it through symbolic links:
+    a link to the file itself, or to a directory above it, followed through chains of
+    links. A change to the file is a change at each of them too."""
+    resolved = [(link, t) for link, target in sorted(links.items())
+                if (t := link_target(link, target)) is not None]
+    out: dict[str, tuple[str, ...]] = {}
+    for path in paths:
+        names = {path}
+        frontier = [path]
+        while frontier and len(names) < MAX_ALIASES:
+            name = frontier.pop()
+            for link, target in resolved:
+                if target and name != target and not name.startswith(target + "/"):
+                    continue
+                if name.startswith(link + "/"):
+                    continue  # already through this link: a link to its own parent loops
+                alias = link + name[len(target):] if target else f"{link}/{name}"
+                if alias not in names and len(names) < MAX_ALIASES:
+                    names.add(alias)
+                    frontier.append(alias)
+        names.discard(path)
+        if names:
+            out[path] = tuple(sorted(names))
+    return out

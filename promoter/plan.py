@@ -16,7 +16,7 @@ from promoter.edit.kustomize import images_set_over
 from promoter.edit.results import Found, Skip
 from promoter.errors import EditError, UsageError
 from promoter.images import ImageRef, try_parse
-from promoter.paths import is_manifest
+from promoter.paths import is_manifest, link_aliases
 
 __all__ = ["Found", "Plan", "Skip", "Targets", "make_plan", "unified_diff"]
 
@@ -28,6 +28,17 @@ class Plan:
     files: dict[str, bytes] = field(default_factory=dict)  # new content of changed files
     originals: dict[str, bytes] = field(default_factory=dict)  # old content of those files
     diff: str = ""
+    # changed file -> the other paths that reach it through symbolic links: a change to
+    # the file is a change there too (paths_only and the owning environment see them)
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def touched(self) -> tuple[str, ...]:
+        """Every path whose content the plan changes: the files and their link aliases."""
+        out = dict.fromkeys(self.files)
+        for path in self.files:
+            out.update(dict.fromkeys(self.aliases.get(path, ())))
+        return tuple(out)
 
     @property
     def changes(self) -> tuple[Found, ...]:
@@ -82,8 +93,10 @@ def may_mention(pattern: re.Pattern[bytes], data: bytes) -> bool:
     return False
 
 
-def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) -> Plan:
+def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector,
+              links: Mapping[str, str] | None = None) -> Plan:
     """Find and edit every targeted image in the selected manifests of ``files``.
+    ``links``: the tree's symbolic links (path -> target), for ``Plan.aliases``.
 
     Files that cannot contain a match (by a byte search) are never parsed. A file that
     fails to parse is fatal only when it mentions a targeted image; otherwise it is a
@@ -126,7 +139,7 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) ->
             new_files[path] = result.new
             originals[path] = data
     return Plan(tuple(found), tuple(skips), new_files, originals,
-                unified_diff(originals, new_files))
+                unified_diff(originals, new_files), link_aliases(new_files, links or {}))
 
 
 # --- files that are not YAML: Helm chart templates, broken files ------------------------

@@ -109,15 +109,18 @@ def commit_message(
     env: str | None,
     provenance: Iterable[tuple[str, str]],
     *,
-    rollback_of: str | None = None,
+    rollback_of: str | Sequence[str] | None = None,
     head: str | None = None,
 ) -> str:
     """Title and change list (or ``head``, a rendered ``templates.commit``), then the
-    trailers: always the last paragraph, whatever ``head`` says."""
+    trailers: always the last paragraph, whatever ``head`` says. ``rollback_of``: the
+    reference(s) a rollback moves away from, one trailer each, so each parses back on
+    its own (``Promote-Rollback-Of: ghcr.io/acme/api:1.2.0``)."""
+    away = (rollback_of,) if isinstance(rollback_of, str) else tuple(rollback_of or ())
     if head is not None and head.strip():
         lines = [head.strip("\n"), ""]
     else:
-        lines = [title(changes, env, rollback=rollback_of is not None), ""]
+        lines = [title(changes, env, rollback=bool(away)), ""]
         lines.extend(_change_lines(plan))
         lines.append("")
     for c in changes:
@@ -127,8 +130,7 @@ def commit_message(
         lines.append(f"{TRAILER_ENV}: {env}")
     for key, value in provenance:
         lines.append(f"{key}: {value}")
-    if rollback_of:
-        lines.append(f"{TRAILER_ROLLBACK}: {rollback_of}")
+    lines.extend(f"{TRAILER_ROLLBACK}: {ref}" for ref in away)
     lines.append(f"{TRAILER_FINGERPRINT}: {fingerprint(plan.files)}")
     return "\n".join(lines) + "\n"
 
@@ -157,12 +159,12 @@ def texts(
     policy_markdown: str,
     policy_lines: Sequence[str],
     *,
-    rollback_of: str | None = None,
+    rollback_of: Sequence[str] = (),
     limit: int = GITHUB_BODY_LIMIT,
 ) -> Texts:
     """The title, body and commit message: the config's templates where it has them,
     promoter's own otherwise; the commit's trailers are appended after either."""
-    rollback = rollback_of is not None
+    rollback = bool(rollback_of)
     plain = template_fields(changes, plan, env, provenance, policy_lines, rollback=rollback,
                             markdown=False)
     the_title = title(changes, env, rollback=rollback)

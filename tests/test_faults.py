@@ -53,6 +53,7 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("GET", r"/branches/main$", READ),
         ("GET", r"/tarball/", READ),
         ("GET", r"^/_codeload/", READ),
+        ("GET", r"/git/trees/[0-9a-f]{40}$", READ),  # the root tree: the policy file
         ("GET", r"/repos/acme/config/commits$", READ),
         ("GET", r"/branches/promote/", READ),
         ("POST", r"/git/trees$", WRITE),
@@ -77,6 +78,7 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ("gitlab", "merge"): [
         ("GET", r"/projects/acme%2Fconfig$", READ),
         ("GET", r"/repository/archive\.tar\.gz$", READ),
+        ("GET", r"/repository/tree$", READ),  # the root tree: the policy file
         ("GET", r"/repository/commits$", READ),
         ("GET", r"/repository/branches/promote", READ),
         ("POST", r"/repository/commits$", WRITE),

@@ -99,9 +99,11 @@ def test_snapshot_returns_every_file_byte_for_byte(fake: FakeGitHub,
     assert snap.branch == "main"
     assert snap.commit == bare(fake).resolve("main")
     assert dict(snap.files) == {**SEED, "scripts/run.sh": b"#!/bin/sh\necho hi\n"}
-    # one branch read, the tarball link, the archive: never one request per file
+    # one branch read, the tarball link, the archive, the root tree (is .promoter.yaml
+    # there, as which blob?): never one request per file
     assert [(r.method, r.status) for r in fake.requests] == [
-        ("GET", 200), ("GET", 302), ("GET", 200)]
+        ("GET", 200), ("GET", 302), ("GET", 200), ("GET", 200)]
+    assert fake.count("GET", r"/git/trees/") == 1
 
 
 def test_snapshot_of_the_default_branch(fake: FakeGitHub, tmp_path: Path) -> None:
@@ -109,7 +111,7 @@ def test_snapshot_of_the_default_branch(fake: FakeGitHub, tmp_path: Path) -> Non
     with GitHubForge("acme/trunk", api_url=fake.url, token=TOKEN) as forge:
         snap = forge.snapshot(None)
     assert (snap.branch, dict(snap.files)) == ("trunk", {"a.yaml": b"a: 1\n"})
-    assert fake.count() == 4
+    assert fake.count() == 5
 
 
 def test_snapshot_skips_symlinks_and_huge_files(fake: FakeGitHub, forge: GitHubForge) -> None:
@@ -494,7 +496,8 @@ def test_a_typical_promotion_costs_fourteen_requests(fake: FakeGitHub,
     spent.append(step())
     assert forge.merge(pr, "squash", sha).merged
     spent.append(step())
-    assert spent == [3, 1, 3, 3, 3, 1]  # checks: none reported, so is the PR blocked?
+    # the snapshot also reads the root tree; checks: none reported, so is the PR blocked?
+    assert spent == [4, 1, 3, 3, 3, 1]
 
 
 # --- retries --------------------------------------------------------------------------------

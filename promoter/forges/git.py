@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING
 from promoter import retry
 from promoter.errors import ConflictError, ForgeError, UsageError
 from promoter.forges.base import (
+    LINK_MODE,
+    REGULAR_MODES,
     ChecksState,
     Head,
     LoggedCommit,
@@ -47,6 +49,7 @@ from promoter.forges.base import (
     PullRequest,
     RequestSpec,
     Snapshot,
+    check_policy_entry,
 )
 from promoter.forges.gitclone import (
     Clone,
@@ -57,6 +60,7 @@ from promoter.forges.gitclone import (
     strip_userinfo,
 )
 from promoter.identity import EXAMPLE, Identity
+from promoter.paths import CONFIG_FILE
 
 if TYPE_CHECKING:
     from promoter.forges.base import Forge
@@ -137,10 +141,18 @@ class GitForge:
             raise UsageError(f"base branch {branch!r} does not exist in {self.remote}",
                              hint=f"branches that exist: {_listing(branches)}; pass --base")
         commit = clone.fetch([branch], depth=1)[branch]
-        entries = [e for e in clone.ls_tree(commit) if e.mode in ("100644", "100755")]
-        blobs = clone.cat_batch(e.sha for e in entries)
+        tree = clone.ls_tree(commit)
+        entries = [e for e in tree if e.mode in REGULAR_MODES]
+        links = [e for e in tree if e.mode == LINK_MODE]
+        blobs = clone.cat_batch(e.sha for e in [*entries, *links])
+        targets = {e.path: blobs[e.sha].decode("utf-8", "surrogateescape") for e in links}
+        for entry in tree:  # the policy file in any form but a regular file stops the run
+            if entry.path == CONFIG_FILE:
+                check_policy_entry(entry.mode, targets.get(CONFIG_FILE))
+            elif entry.path.startswith(CONFIG_FILE + "/"):
+                check_policy_entry("040000")
         return Snapshot(branch=branch, commit=commit,
-                        files={e.path: blobs[e.sha] for e in entries})
+                        files={e.path: blobs[e.sha] for e in entries}, links=targets)
 
     def read_head(self, branch: str) -> Head | None:
         check_branch(branch)

@@ -2,8 +2,10 @@
 
 One promotion is one atomic commit made with the Git Data API, then a pull request:
 
-    snapshot      GET branch, GET tarball (302) + GET the archive it points to;
-                  the default branch costs one more GET (the repository)
+    snapshot      GET branch, GET tarball (302) + GET the archive it points to,
+                  GET the root tree (is .promoter.yaml there, and which blob?), and
+                  GET its blob when the archive's copy differs (export-ignore/-subst,
+                  too large); the default branch costs one more GET (the repository)
     read_head     GET branch                                          (1 request)
     write_commit  GET git commit, POST tree (base_tree + inline content),
                   POST commit, POST ref                               (4 requests)
@@ -65,8 +67,11 @@ from promoter.forges.base import (
     PullRequest,
     RequestSpec,
     Snapshot,
+    check_policy_entry,
+    git_blob_sha,
 )
 from promoter.identity import Identity
+from promoter.paths import CONFIG_FILE
 from promoter.redact import redact, register
 
 T = TypeVar("T")
@@ -189,21 +194,25 @@ def check_path(path: str) -> None:
                          hint="paths must stay inside the config repo")
 
 
-def unpack_tarball(data: bytes) -> tuple[dict[str, bytes], frozenset[str]]:
-    """The regular files of a GitHub tarball (``owner-repo-sha7/`` stripped) and the
-    executable ones among them. Symlinks are never followed or returned (a link that
-    points inside the repo has its target listed under the target's own path; one that
-    points outside is refused by leaving it out); files over ``MAX_FILE`` are left out."""
+def unpack_tarball(data: bytes) -> tuple[dict[str, bytes], frozenset[str], dict[str, str]]:
+    """The regular files of a GitHub tarball (``owner-repo-sha7/`` stripped), the
+    executable ones among them, and the symlinks (path -> target as stored). Symlinks
+    are never followed (a link that points inside the repo has its target listed under
+    the target's own path); files over ``MAX_FILE`` are left out."""
     files: dict[str, bytes] = {}
     executable: set[str] = set()
+    links: dict[str, str] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for member in tar:
                 parts = PurePosixPath(member.name).parts
                 if len(parts) < 2 or member.name.startswith("/") or ".." in parts:
                     continue
+                if member.issym():
+                    links["/".join(parts[1:])] = member.linkname
+                    continue
                 if not member.isfile() or member.size > MAX_FILE:
-                    continue  # directories, symlinks, hard links, devices, huge files
+                    continue  # directories, hard links, devices, huge files
                 handle = tar.extractfile(member)
                 if handle is None:
                     continue
@@ -213,7 +222,7 @@ def unpack_tarball(data: bytes) -> tuple[dict[str, bytes], frozenset[str]]:
                     executable.add(rel)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise _DownloadFailed(None, reason=f"broken archive ({type(exc).__name__})") from exc
-    return files, frozenset(executable)
+    return files, frozenset(executable), links
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -439,12 +448,38 @@ class GitHubForge:
         sha, tree = self._call(f"read branch {branch}", lambda: _tip(repo.get_branch(branch)),
                                need=READ, recover=missing)
         self._trees[sha] = tree
-        files, executable = self._call(f"download {self.slug} at {sha[:12]}",
-                                       lambda: self._download(repo, sha), need=READ)
+        files, executable, links = self._call(f"download {self.slug} at {sha[:12]}",
+                                              lambda: self._download(repo, sha), need=READ)
         self._executable[sha] = executable
-        return Snapshot(branch=branch, commit=sha, files=files)
+        self._policy_file(repo, tree, files, links)
+        return Snapshot(branch=branch, commit=sha, files=files, links=links)
 
-    def _download(self, repo: Repository, sha: str) -> tuple[dict[str, bytes], frozenset[str]]:
+    def _policy_file(self, repo: Repository, tree: str, files: dict[str, bytes],
+                     links: dict[str, str]) -> None:
+        """Make ``files`` hold ``.promoter.yaml`` exactly as the base tree does: the
+        archive alone cannot tell (``export-ignore`` drops it, ``export-subst`` rewrites
+        it, ``MAX_FILE`` leaves it out), so the root tree is read (one GET) and the blob
+        too when the archive's copy is not that blob (one more). A link, directory or
+        submodule at the path stops the run (exit 2)."""
+        entries = self._call(f"read the root tree of {self.slug}",
+                             lambda: repo.get_git_tree(tree).tree, need=READ)
+        entry = next((e for e in entries if e.path == CONFIG_FILE), None)
+        if entry is None:
+            files.pop(CONFIG_FILE, None)
+            links.pop(CONFIG_FILE, None)
+            return
+        check_policy_entry(entry.mode, links.get(CONFIG_FILE))
+        held = files.get(CONFIG_FILE)
+        if held is not None and git_blob_sha(held) == entry.sha:
+            return
+        blob = self._call(f"read {CONFIG_FILE} of {self.slug}",
+                          lambda: repo.get_git_blob(entry.sha), need=READ)
+        content = blob.content or ""
+        files[CONFIG_FILE] = base64.b64decode(content) if blob.encoding == "base64" \
+            else content.encode("utf-8")
+
+    def _download(self, repo: Repository, sha: str
+                  ) -> tuple[dict[str, bytes], frozenset[str], dict[str, str]]:
         location = repo.get_archive_link("tarball", sha)
         response = self._session.get(location, timeout=self.timeout)
         if response.status_code != 200:

@@ -6,8 +6,10 @@ GitLab creates the branch and the commit together, however many files change.
 
 Requests of a first promotion (base given, no reviewers, pipeline pending)::
 
-    snapshot       GET branches/:base, GET archive.tar.gz?sha=...   (+ GET project
-                   when the base is the default branch)
+    snapshot       GET archive.tar.gz?sha=..., GET repository/tree?ref=<commit> (is
+                   .promoter.yaml there, as which blob?) (+ GET project when the base is
+                   the default branch; + GET its raw blob when the archive's copy
+                   differs: export-ignore / export-subst)
     read_head      GET branches/:branch                              (404: none yet)
     write_commit   POST commits                                      (+ GET branch when
                    replacing: the branch must still be at the commit we replace)
@@ -30,7 +32,8 @@ merge request for the branch, a merged merge request, a note already posted.
 Known limits: GitLab has no compare-and-swap for ``force``; the branch is checked to be
 at the commit being replaced right before the forced commit, which leaves a window of one
 request. The archive is ``git archive`` output, so a config repo whose
-``.gitattributes`` uses ``export-ignore`` / ``export-subst`` would be seen filtered.
+``.gitattributes`` uses ``export-ignore`` / ``export-subst`` is seen filtered; the
+policy file alone is always read from the tree itself.
 
 Merge methods: GitLab's merge method (merge commit, semi-linear, fast-forward) is a
 project setting, not a per-request choice. ``squash`` asks for ``squash=true``; ``merge``
@@ -79,8 +82,11 @@ from promoter.forges.base import (
     PullRequest,
     RequestSpec,
     Snapshot,
+    check_policy_entry,
+    git_blob_sha,
 )
 from promoter.identity import Identity
+from promoter.paths import CONFIG_FILE
 from promoter.proof import blob_sha, holds
 from promoter.redact import redact, register
 
@@ -207,29 +213,34 @@ def _cap(text: str, limit: int, what: str) -> str:
     return text[: limit - len(note)] + note
 
 
-def unpack_archive(data: bytes) -> tuple[dict[str, bytes], str | None]:
-    """``{path: content}`` of the regular files of a GitLab ``archive.tar.gz``, and the
-    commit it was made from (``git archive`` records it in the pax global header).
+def unpack_archive(data: bytes) -> tuple[dict[str, bytes], str | None, dict[str, str]]:
+    """``{path: content}`` of the regular files of a GitLab ``archive.tar.gz``, the
+    commit it was made from (``git archive`` records it in the pax global header), and
+    the symlinks (path -> target as stored).
 
     The archive's single top directory (``<project>-<sha>/``) is dropped. Symlinks are
-    skipped, whether they point inside the tree (the target is in the result under its
-    own path; editing through the link would replace it with a file) or out of it;
-    so are paths that would leave the tree."""
+    never followed, whether they point inside the tree (the target is in the result
+    under its own path; editing through the link would replace it with a file) or out
+    of it; paths that would leave the tree are skipped."""
     files: dict[str, bytes] = {}
+    links: dict[str, str] = {}
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         for member in tar:
-            if not member.isreg():
+            if not (member.isreg() or member.issym()):
                 continue
             _top, _, path = member.name.partition("/")
             parts = PurePosixPath(path).parts
             if not path or path.startswith("/") or ".." in parts:
+                continue
+            if member.issym():
+                links[path] = member.linkname
                 continue
             handle = tar.extractfile(member)
             if handle is not None:
                 files[path] = handle.read()
         comment = tar.pax_headers.get("comment", "")
     commit = comment if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", comment) else None
-    return files, commit
+    return files, commit, links
 
 
 def _pull(mr: Mapping[str, Any]) -> PullRequest:
@@ -462,7 +473,7 @@ class GitLabForge:
             raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
                              f"{self.repo}", hint="check --base")
         try:
-            files, commit = unpack_archive(data)
+            files, commit, links = unpack_archive(data)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise ForgeError(f"GitLab sent an unreadable archive of {branch} "
                              f"of {self.repo}: {exc}") from exc
@@ -472,7 +483,32 @@ class GitLabForge:
                 raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
                                  f"{self.repo}", hint="check --base")
             commit = head.sha
-        return Snapshot(branch=branch, commit=commit, files=files)
+        self._policy_file(commit, files, links)
+        return Snapshot(branch=branch, commit=commit, files=files, links=links)
+
+    def _policy_file(self, commit: str, files: dict[str, bytes], links: dict[str, str]) -> None:
+        """Make ``files`` hold ``.promoter.yaml`` exactly as the base tree does: the
+        archive alone cannot tell (``export-ignore`` drops it, ``export-subst`` rewrites
+        it), so the root tree is listed at the snapshot's commit (one GET per 100 root
+        entries) and the blob read when the archive's copy is not that blob (one more).
+        A link, directory or submodule at the path stops the run (exit 2)."""
+        def root() -> list[dict[str, Any]]:
+            listing = self._project.repository_tree(ref=commit, per_page=100, get_all=True)
+            return [dict(e) for e in listing]
+
+        entry = next((e for e in self._run(f"read the root tree of {self.repo}", root)
+                      if e.get("path") == CONFIG_FILE), None)
+        if entry is None:
+            files.pop(CONFIG_FILE, None)
+            links.pop(CONFIG_FILE, None)
+            return
+        check_policy_entry(str(entry.get("mode")), links.get(CONFIG_FILE))
+        sha = str(entry.get("id"))
+        held = files.get(CONFIG_FILE)
+        if held is not None and git_blob_sha(held) == sha:
+            return
+        files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}",
+                                       lambda: self._project.repository_raw_blob(sha))
 
     def read_head(self, branch: str) -> Head | None:
         return self._run(f"read branch {branch}", lambda: self._get_head(branch))
