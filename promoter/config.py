@@ -68,6 +68,7 @@ from ruamel.yaml.reader import ReaderError
 
 from promoter.errors import ConfigError, InvalidReference, PromoteError, UsageError
 from promoter.images import Bump, parse_name
+from promoter.limits import MAX_CONFIG_DEPTH, yaml_depth
 from promoter.paths import glob_match
 
 DEFAULT_FILE = ".promoter.yaml"
@@ -390,6 +391,15 @@ class _Loader:
 
     def load(self, data: bytes | str) -> Config:
         text = self.decode(data)
+        deep = yaml_depth(text, MAX_CONFIG_DEPTH)
+        if deep is not None:
+            raise ConfigError(
+                f"the config file is nested more than {MAX_CONFIG_DEPTH} levels deep",
+                file=self.file,
+                line=deep.line,
+                column=deep.column,
+                hint="a .promoter.yaml needs a handful of levels; fix the file",
+            )
         try:
             root = YAML(typ="safe", pure=True).compose(text)
         except MarkedYAMLError as exc:
