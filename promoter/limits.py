@@ -21,7 +21,11 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import regex
+
+from promoter.errors import ConfigError
 
 MAX_DEPTH = 400
 MAX_CONFIG_DEPTH = 64
@@ -73,6 +77,38 @@ def _walk(text: str, limit: int) -> TooDeep | None:
         # and reports the problem with its own message.
         return None
     return None
+
+
+@dataclass(frozen=True)
+class TagPattern:
+    """One ``allowed_tags`` pattern from the config repo, matched with a time limit.
+
+    Compiled with the ``regex`` package (Python ``re`` syntax), whose matcher gives up
+    after ``timeout`` seconds: a pattern such as ``^v?(\\d+\\.?)+$`` would otherwise take
+    exponential time on a long tag. A match that runs out of time raises ConfigError
+    (exit 2) naming the pattern's file and line, so a hostile policy is a message, not a
+    hung job."""
+
+    pattern: str
+    file: str = ".promoter.yaml"
+    line: int | None = None
+    column: int | None = None
+    timeout: float = REGEX_TIMEOUT
+    compiled: regex.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compiled", regex.compile(self.pattern))
+
+    def fullmatch(self, text: str) -> bool:
+        try:
+            return self.compiled.fullmatch(text, timeout=self.timeout) is not None
+        except TimeoutError:
+            raise ConfigError(
+                f"allowed_tags pattern {self.pattern!r} took more than {self.timeout:g}s on "
+                f"a tag of {len(text)} characters (catastrophic backtracking)",
+                file=self.file, line=self.line, column=self.column,
+                hint="rewrite it without nested repetition, e.g. '^v?\\d+(\\.\\d+)*$'",
+            ) from None
 
 
 class ArchiveTooLarge(Exception):

@@ -1,0 +1,161 @@
+"""Hostile repos and hostile servers, through the real CLI (issue #11).
+
+Each test drives ``promote`` (in process, or as a real process where a hang, a signal
+or the argv of its children is the point) against real parts started here: bare repos,
+the fake GitHub and GitLab servers, ``git http-backend`` behind a loopback server
+(``fakes.githttp``), and loopback servers that redirect to a second one and record what
+they receive.
+
+- ReDoS: an ``allowed_tags`` pattern or a ``paths`` glob from the config repo never
+  hangs the job; a pattern that runs out of time is exit 2 naming its line.
+- Tags with leading zeros (``01.0.0``) are ordered: a downgrade written that way is still
+  refused, and the step is never one that merges by itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fakes.gitrepo import BareRepo
+
+from promoter.cli import run
+from promoter.paths import _glob_fullmatch
+
+PROMOTE = str(Path(sys.executable).with_name("promote"))
+API = "ghcr.io/acme/api"
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No git or proxy settings of the machine, an empty HOME."""
+    for key in list(os.environ):
+        if key.startswith("GIT_") or key.lower().endswith("_proxy"):
+            monkeypatch.delenv(key)
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+
+
+def process(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
+    """``promote`` as a real process with a small clean environment."""
+    base = {"PATH": os.environ["PATH"], "HOME": os.environ["HOME"], "LC_ALL": "C.UTF-8"}
+    return subprocess.run([PROMOTE, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**base, **env}, check=False)
+
+
+# --- ReDoS from the config repo ----------------------------------------------------------------
+
+
+def policy_repo(tmp_path: Path, config: bytes, files: dict[str, bytes]) -> Path:
+    bare = tmp_path / "config.git"
+    BareRepo.init(bare, {".promoter.yaml": config, **files})
+    return bare
+
+
+def test_issue_pattern_with_a_long_tag_does_not_hang(tmp_path: Path) -> None:
+    """``^v?(\\d+\\.?)+$`` took 15 s on a 28-character tag with ``re``; 48 hung."""
+    config = (b"version: 1\ndefaults:\n  allowed_tags: ['^v?(\\d+\\.?)+$']\n"
+              b"environments:\n  dev: {paths: [envs/dev], auto_merge: true}\n")
+    bare = policy_repo(tmp_path, config, {"envs/dev/a.yaml": b"image: ghcr.io/acme/api:1.0.0\n"})
+    tag = "1" * 48 + "x"
+    proc = process("--repo", str(bare), "--forge", "git", "--env", "dev", "--dry-run",
+                   "--output", "json", "--image", f"{API}:{tag}")
+    assert proc.returncode == 0, proc.stderr
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["policy"]["checks"]}
+    assert checks["allowed_tags"]["status"] == "fail"
+
+
+def test_pattern_that_runs_out_of_time_is_exit_2_with_its_line(tmp_path: Path) -> None:
+    config = (b"version: 1\ndefaults:\n  allowed_tags:\n    - '^v\\d+$'\n    - '^(\\d|\\d\\d)+$'\n"
+              b"environments:\n  dev: {paths: [envs/dev], auto_merge: true}\n")
+    bare = policy_repo(tmp_path, config, {"envs/dev/a.yaml": b"image: ghcr.io/acme/api:1.0.0\n"})
+    proc = process("--repo", str(bare), "--forge", "git", "--env", "dev", "--dry-run",
+                   "--image", f"{API}:{'1' * 60}x")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: .promoter.yaml:5:7: allowed_tags pattern"), proc.stderr
+    assert "took more than" in proc.stderr and "Traceback" not in proc.stderr
+    assert BareRepo(bare).list_refs() == {"refs/heads/main": BareRepo(bare).resolve("main")}
+
+
+def test_glob_in_paths_does_not_backtrack(tmp_path: Path) -> None:
+    """``envs/*a*a*a*a*a*a*a*a*b`` against a 60-character name: C(60, 8) tries with a
+    backtracking matcher, a few thousand steps here."""
+    config = (b"version: 1\nenvironments:\n  dev: {paths: [envs/dev]}\n"
+              b"  odd: {paths: ['envs/*a*a*a*a*a*a*a*a*b']}\n")
+    name = "envs/" + "a" * 60 + ".yaml"
+    bare = policy_repo(tmp_path, config, {name: b"image: ghcr.io/acme/api:1.0.0\n"})
+    proc = process("--repo", str(bare), "--forge", "git", "--dry-run", "--output", "json",
+                   "--image", f"{API}:2.0.0")
+    assert proc.returncode == 0, proc.stderr
+    assert [c["file"] for c in json.loads(proc.stdout)["changes"]] == [name]
+
+
+# --- tags with leading zeros ----------------------------------------------------------------
+
+
+LEADING_ZERO_CONFIG = (b"version: 1\ndefaults:\n  allowed_tags: ['^v?\\d+\\.\\d+\\.\\d+$']\n"
+                       b"environments:\n  dev: {paths: [envs/dev], auto_merge: true}\n")
+
+
+def test_leading_zero_downgrade_is_refused(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``01.0.0`` passes the default release pattern; it is still a step down from 2.0.0."""
+    bare = policy_repo(tmp_path, LEADING_ZERO_CONFIG,
+                       {"envs/dev/a.yaml": b"image: ghcr.io/acme/api:2.0.0\n"})
+    code = run(["--repo", str(bare), "--forge", "git", "--env", "dev", "--output", "json",
+                "--image", f"{API}:01.0.0"])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    checks = {c["name"]: c for c in report["policy"]["checks"]}
+    assert checks["no_downgrade"]["status"] == "fail", checks["no_downgrade"]
+    assert (code, report["status"]) == (0, "refused"), err
+    assert set(BareRepo(bare).list_refs()) == {"refs/heads/main"}  # nothing proposed
+
+
+def test_leading_zero_upgrade_never_merges_by_itself(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    bare = policy_repo(tmp_path, LEADING_ZERO_CONFIG,
+                       {"envs/dev/a.yaml": b"image: ghcr.io/acme/api:1.0.0\n"})
+    code = run(["--repo", str(bare), "--forge", "git", "--env", "dev", "--output", "json",
+                "--image", f"{API}:01.0.1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    checks = {c["name"]: c for c in report["policy"]["checks"]}
+    assert checks["no_downgrade"]["status"] == "pass"
+    assert checks["semver_bump"]["status"] == "fail"
+    assert "leading zero" in checks["semver_bump"]["reason"]
+    assert report["merged"] is False
+
+
+def _backtracking_glob(pattern: str) -> str:
+    """The regex the glob rules describe (what paths.py compiled before): the oracle."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        for token, regex in (("**/", "(?:.*/)?"), ("**", ".*"), ("*", "[^/]*"), ("?", "[^/]")):
+            if pattern.startswith(token, i):
+                out.append(regex)
+                i += len(token)
+                break
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return "".join(out)
+
+
+def test_linear_glob_means_what_the_regex_meant() -> None:
+    pieces = ("**/", "**", "*", "?", "a", "/", "b")
+    patterns = {"".join(p) for n in range(4) for p in itertools.product(pieces, repeat=n)}
+    paths = {"".join(p) for n in range(5) for p in itertools.product("ab/", repeat=n)}
+    for pattern in patterns:
+        oracle = re.compile(_backtracking_glob(pattern))
+        for path in paths:
+            assert _glob_fullmatch(pattern, path) == bool(oracle.fullmatch(path)), (pattern, path)
