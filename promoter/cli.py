@@ -18,7 +18,7 @@ import click
 
 from promoter import __version__
 from promoter.errors import EXIT_CODES, PromoteError, UsageError
-from promoter.redact import redact, register
+from promoter.redact import fold, no_commands, redact, register
 
 if TYPE_CHECKING:
     from promoter.forges.base import Forge
@@ -57,7 +57,8 @@ Exit codes:
 
 
 def _echo(text: str, err: bool = False) -> None:
-    click.echo(redact(text), err=err)
+    # no line of ours may be read as a GitHub Actions workflow command (::add-mask::...)
+    click.echo(no_commands(redact(text)), err=err)
 
 
 @click.command(context_settings={"auto_envvar_prefix": "PROMOTE", "max_content_width": 100,
@@ -147,7 +148,7 @@ def main(**opts: Any) -> None:
 
 
 def _fail(exc: PromoteError, json_out: bool, environ: Mapping[str, str]) -> None:
-    message = redact(exc.render())
+    message = fold(redact(exc.render()))  # one line, whatever a server put in it
     if json_out:
         done = dict(exc.result or {})
         done.update({"status": "refused" if exc.code == 4 else "error",
@@ -157,7 +158,8 @@ def _fail(exc: PromoteError, json_out: bool, environ: Mapping[str, str]) -> None
     if environ.get("GITHUB_ACTIONS") == "true":  # an annotation on the workflow run
         from promoter.ci_output import github_annotations
 
-        click.echo(redact(github_annotations(exc)), nl=False, err=True)
+        annotation = fold(redact(github_annotations(exc)).rstrip("\n"))
+        click.echo(annotation.replace("##[", "# #["), err=True)
     _echo(f"error: {message}", err=True)
     sys.exit(exc.code)
 
@@ -176,7 +178,7 @@ def _emit(result: dict[str, Any], opts: Mapping[str, Any], environ: Mapping[str,
 
 def _log(opts: Mapping[str, Any], text: str) -> None:
     if opts["verbose"]:
-        _echo(f"promote: {text}", err=True)
+        _echo(f"promote: {fold(text)}", err=True)
 
 
 def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -289,8 +291,15 @@ def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Any) -> dict[str, Any
     _log(opts, f"{forge.name}: promoting {', '.join(map(str, request.images))}")
     result = promote.run(forge, request, context_mod.provenance_dict(ctx),
                          context_mod.trailers(ctx), effects)
-    result["repo"] = opts["repo"]
+    result["repo"] = _shown_repo(opts["repo"])
     return result
+
+
+def _shown_repo(repo: str) -> str:
+    """``--repo`` as reports show it: a git URL without its user information."""
+    from promoter.forges.gitclone import strip_userinfo
+
+    return strip_userinfo(repo)
 
 
 def _history_line(entry: Any) -> str:
@@ -307,7 +316,10 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
     timeout = float(opts["retry_timeout"])
     if kind == "git":
         from promoter.forges.git import GitForge
+        from promoter.forges.gitclone import url_secrets
 
+        for secret in url_secrets(opts["repo"]):  # a token in the URL: masked everywhere
+            register(secret)
         return GitForge(opts["repo"], retry_timeout=timeout)
     token, job = _token(kind, environ)
     if kind == "github":

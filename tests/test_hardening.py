@@ -8,6 +8,8 @@ they receive.
 
 - ReDoS: an ``allowed_tags`` pattern or a ``paths`` glob from the config repo never
   hangs the job; a pattern that runs out of time is exit 2 naming its line.
+- Workflow-command injection: a forge's error body with ``\n::add-mask::`` never starts
+  a line of promoter's output.
 - Tags with leading zeros (``01.0.0``) are ordered: a downgrade written that way is still
   refused, and the step is never one that merges by itself.
 """
@@ -23,13 +25,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes.github import FakeGitHub
 from fakes.gitrepo import BareRepo
+from hostile.forges import REVIEWED, SLUG, files
 
 from promoter.cli import run
 from promoter.paths import _glob_fullmatch
 
 PROMOTE = str(Path(sys.executable).with_name("promote"))
 API = "ghcr.io/acme/api"
+GH_TOKEN = "ghp_HARDENINGhardening0123456789abcdefGH"
 
 
 @pytest.fixture(autouse=True)
@@ -159,3 +164,35 @@ def test_linear_glob_means_what_the_regex_meant() -> None:
         oracle = re.compile(_backtracking_glob(pattern))
         for path in paths:
             assert _glob_fullmatch(pattern, path) == bool(oracle.fullmatch(path)), (pattern, path)
+
+
+# --- workflow-command injection through a forge's error body ----------------------------------
+
+INJECTED = ("Validation Failed\n::add-mask::ghp_everything\n::warning file=x.yaml::pwned\r\n"
+            "  ::set-output name=merged::true\u2028##[add-mask]legacy")
+
+
+def test_forge_error_body_cannot_issue_workflow_commands(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """GitHub Actions reads any output line starting with ``::`` (after blanks) as a
+    command: a server's error text must stay one line of data."""
+    with FakeGitHub(tmp_path / "gh") as gh:
+        gh.add_token(GH_TOKEN)
+        gh.create_repo(SLUG, files(REVIEWED))
+        gh.fail("POST", r"/pulls$", 422, times=100, body={"message": INJECTED})
+        for key, value in {"PROMOTE_TOKEN": GH_TOKEN, "GITHUB_ACTIONS": "true", "CI": "true",
+                           "GITHUB_OUTPUT": str(tmp_path / "out"),
+                           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary")}.items():
+            monkeypatch.setenv(key, value)
+        for output in ("text", "json"):
+            code = run(["--repo", SLUG, "--forge", "github", "--api-url", gh.url, "--env",
+                        "prod", "--image", f"{API}:1.0.1", "--output", output, "--verbose"])
+            out, err = capsys.readouterr()
+            assert code == 5, err
+            assert "pwned" in err  # the server's words are shown...
+            commands = [line for line in (out + err).splitlines()
+                        if line.strip().startswith("::")]
+            assert commands and all(line.startswith("::error ") for line in commands), commands
+            assert "%0A::add-mask::" in commands[0]  # ...escaped inside promoter's own one
+            assert "##[" not in out + err

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+import shutil
 import socket
 import subprocess
 import traceback
@@ -38,6 +40,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fakes.github import FakeGitHub
+from fakes.githttp import GitServer, Recorder
 from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import BareRepo
 from hostile.forges import MERGING, SLUG, files
@@ -336,6 +339,56 @@ def test_git_url_credentials_leak_nothing(runner: Runner, gh: FakeGitHub) -> Non
                          "--output", "json", "--retry-timeout", "0.3")
         assert got == 5, runner.scan.texts.get("stderr")
     assert runner.scan.leaks({GH_TOKEN, GL_TOKEN}) == []
+
+
+def git_shim(bin_dir: Path, log: Path) -> None:
+    """``git`` on PATH that records the argv of every call (NUL-separated, one call a
+    line) and runs the real git: what ``ps`` or /proc/<pid>/cmdline would show."""
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir.mkdir()
+    shim = bin_dir / "git"
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\0" "$@" >> "{log}"\necho >> "{log}"\n'
+                    f'exec "{real}" "$@"\n')
+    shim.chmod(0o755)
+
+
+def test_git_url_credentials_on_success_leak_nothing(runner: Runner, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A promotion that works, with the token in --repo: not in the JSON report (GitLab's
+    promote.json), the step summary, the outputs, the dotenv, nor on the argv of any
+    git child; git gets it through its environment."""
+    root = tmp_path / "served"
+    BareRepo.init(root / "config.git", files(MERGING))
+    log = tmp_path / "git-argv.log"
+    git_shim(tmp_path / "bin", log)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    runner.github_actions()
+    with GitServer(root, user="oauth2", token=GH_TOKEN) as server:
+        got = runner.cli("--repo", server.url("config.git"), "--forge", "git", "--env", "prod",
+                         "--image", IMAGE, "--output", "json")
+        seen = server.headers_seen()
+    assert got == 0, runner.scan.texts.get("stderr")
+    assert f"127.0.0.1:{server.port}/config.git" in runner.scan.texts["stdout"]
+    assert "'Authorization': 'Basic " in seen  # the server did get the credential
+    calls = log.read_bytes()
+    assert b"ls-remote" in calls and b"push" in calls
+    runner.scan.add("argv of git children", calls)
+    runner.scan.add("repository objects", all_objects(BareRepo(root / "config.git")))
+    assert runner.scan.leaks({GH_TOKEN}) == []
+
+
+def test_git_url_credentials_never_follow_a_redirect(runner: Runner, tmp_path: Path) -> None:
+    """A remote that answers 302 to another origin: git does not follow it, so the
+    other server never sees the credential (or anything)."""
+    with Recorder() as other, GitServer(tmp_path, user="oauth2", token=GH_TOKEN) as server:
+        server.redirect_to = other.url
+        got = runner.cli("--repo", server.url("config.git"), "--forge", "git", "--image",
+                         IMAGE, "--output", "json", "--retry-timeout", "0.3")
+        elsewhere = other.seen
+    assert got in (2, 5), runner.scan.texts.get("stderr")
+    assert elsewhere == []  # not even a request: curl's own header stripping aside
+    assert runner.scan.leaks({GH_TOKEN}) == []
 
 
 # --- exceptions raised to API callers ----------------------------------------------------------

@@ -10,9 +10,15 @@ git runs with a clean environment: only PATH, HOME and the variables that say ho
 reach the network (SSH agent, proxies, CA bundles: ``PASSTHROUGH_ENV``) are kept, so
 ``~/.gitconfig``, SSH keys and credential helpers still work; prompts are off, the
 identity is the ``author`` given, and ``-c`` overrides switch off hooks, signing, CRLF
-conversion and automatic gc. When the URL carries a credential, credential helpers
-are switched off too, so that no helper stores it. (git drops ``-c`` settings when it
-starts the other side of a local transport, so a local remote's own hooks still run.)
+conversion and automatic gc. When an http(s) URL carries a credential, git never sees
+it on its command line (where ``ps`` shows it): the URL is passed without it and the
+credential as an ``Authorization`` header through ``GIT_CONFIG_COUNT`` /
+``http.extraHeader`` in git's environment; credential helpers are switched off, so
+that no helper stores it, and so are redirects (``http.followRedirects=false``), so
+that the header never reaches another host. Without a credential in the URL, git
+follows a redirect of its first request only (``initial``), never a later one. (git
+drops ``-c`` settings when it starts the other side of a local transport, so a local
+remote's own hooks still run.)
 
 Failures: ls-remote and fetch are retried through ``promoter.retry`` when git's message
 says the network flaked; a push is retried only after ls-remote shows the earlier
@@ -24,6 +30,7 @@ password masked, and passes ``redact``.
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import re
@@ -109,6 +116,28 @@ _REF_BAD = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)")
 def strip_userinfo(text: str) -> str:
     """``https://user:TOKEN@host/x`` -> ``https://host/x``, anywhere in ``text``."""
     return _USERINFO.sub(r"\1", text)
+
+
+def split_credential(url: str) -> tuple[str, tuple[str, str] | None]:
+    """An http(s) URL without its userinfo, and the (user, password) it carried
+    (%-decoded); any other URL or path unchanged, with None."""
+    match = re.match(r"^(https?://)([^/@]*)@(.*)$", url, re.IGNORECASE | re.DOTALL)
+    if not match:
+        return url, None
+    user, _, password = match.group(2).partition(":")
+    return match.group(1) + match.group(3), (unquote(user), unquote(password))
+
+
+def credential_env(credential: tuple[str, str] | None) -> dict[str, str]:
+    """Environment that makes git send ``credential`` as Basic auth with every request
+    (``http.extraHeader`` through ``GIT_CONFIG_COUNT``; git 2.31+), so it is never on
+    a command line."""
+    if credential is None:
+        return {}
+    user, password = credential
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
 
 
 def is_url(remote: str) -> bool:
@@ -226,11 +255,18 @@ class Clone:
         if not remote or remote.startswith("-"):
             raise UsageError(f"{remote!r} is not a git remote",
                              hint="pass a URL git can clone or the path of a repository")
-        self._url = remote if is_url(remote) else str(Path(remote).resolve())
-        self.remote = strip_userinfo(self._url)
-        self._secrets = url_secrets(self._url)
-        # A credential in the URL must not be handed to a helper that stores it.
-        self._overrides = GIT_OVERRIDES + (("credential.helper=",) if self._secrets else ())
+        url = remote if is_url(remote) else str(Path(remote).resolve())
+        self.remote = strip_userinfo(url)
+        self._secrets = url_secrets(url)
+        # An http(s) credential never goes on git's command line (``ps`` shows it): git
+        # gets the URL without it, and the credential as a header through its
+        # environment (``credential_env``). Other schemes keep their user name.
+        self._url, credential = split_credential(url) if self._secrets else (url, None)
+        # A credential in the URL must not be handed to a helper that stores it, nor
+        # follow a redirect to another host.
+        self._overrides = GIT_OVERRIDES + (
+            ("credential.helper=", "http.followRedirects=false") if self._secrets
+            else ("http.followRedirects=initial",))
         self._workdir = workdir
         self._runner = runner
         self._sleep = sleep
@@ -242,6 +278,7 @@ class Clone:
             "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
             "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email,
         })
+        self._env.update(credential_env(credential))
         self._dir: Path | None = None
         self._cleanup: weakref.finalize[Any, Any] | None = None
 

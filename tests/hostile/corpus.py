@@ -352,6 +352,15 @@ CASES: tuple[Case, ...] = (
                                   b'  dev: {paths: ["**"]}\n'}),
     Case("config_bomb", (f"--image={IMAGE}",), 2, (), ".promoter.yaml",
          files={".promoter.yaml": b"version: 1\n" + laughs('"x"')}),
+    # patterns that backtrack: a time limit (allowed_tags) and a linear matcher (paths)
+    Case("config_regex_backtracking", ("--image=ghcr.io/acme/api:" + "1" * 60 + "x",), 2,
+         ("took more than",), ".promoter.yaml:3", modes=("git",),
+         files={".promoter.yaml": b"version: 1\ndefaults:\n  allowed_tags: ['^(\\d|\\d\\d)+$']\n"}),
+    Case("config_glob_backtracking", (f"--image={IMAGE}",), 0,
+         changed=(*BASE_CHANGED, "envs/" + "a" * 60 + ".yaml"),
+         files={".promoter.yaml": b"version: 1\nenvironments:\n"
+                                  b"  odd: {paths: ['envs/*a*a*a*a*a*a*a*a*b']}\n",
+                "envs/" + "a" * 60 + ".yaml": b"image: ghcr.io/acme/api:1.0.0\n"}),
     # deeper than the pure-Python composer's recursion: was "internal error", exit 1
     Case("config_nested_5000", (f"--image={IMAGE}",), 2, ("nested more than 64",),
          ".promoter.yaml:2", files={".promoter.yaml": lambda _: nested_config(5_000)}),
