@@ -39,8 +39,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fakes.github import FakeGitHub
 from fakes.githttp import GitServer, Recorder
+from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import BareRepo
 from hostile.forges import MERGING, SLUG, files

@@ -91,7 +91,7 @@ class Recorder(_Server):
 class GitServer(_Server):
     """``git http-backend`` for the repositories under ``root``, with Basic auth."""
 
-    def __init__(self, root: Path, user: str = "bot", token: str = "tok") -> None:
+    def __init__(self, root: Path, user: str = "bot", token: str = "tok") -> None:  # noqa: S107
         super().__init__()
         self.root = root
         self.user = user
