@@ -349,8 +349,22 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
     if not token and not job:
         raise UsageError("no token: set PROMOTE_TOKEN (or GITLAB_TOKEN)",
                          hint="a project or group access token with the api scope")
+    if job and not token:
+        _job_token_stays_home(api, environ.get("CI_SERVER_URL") or "")
     return GitLabForge(opts["repo"], api_url=api.rstrip("/"), token=token, job_token=job,
                        retry_timeout=timeout)
+
+
+def _job_token_stays_home(api: str, server: str) -> None:
+    """CI_JOB_TOKEN is issued by the GitLab running the job (CI_SERVER_URL): it is sent
+    to that origin only, never to another --api-url."""
+    from promoter.forges.http import origin, same_origin
+
+    if not server or not same_origin(api, server):
+        raise UsageError(
+            f"CI_JOB_TOKEN belongs to {origin(server) if server else 'the GitLab of the job'}"
+            f" (CI_SERVER_URL); promoter does not send it to {origin(api)}",
+            hint="for another GitLab, set PROMOTE_TOKEN to an access token issued there")
 
 
 def run(argv: Sequence[str]) -> int:

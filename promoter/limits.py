@@ -112,12 +112,17 @@ class TagPattern:
 
 
 class ArchiveTooLarge(Exception):
-    """An archive (or what it unpacks to) is larger than its limit."""
+    """An archive (or what it unpacks to) is larger than its limit. ``what``: "the
+    archive has" or "the archive unpacks to"."""
 
     def __init__(self, what: str, limit: int) -> None:
-        super().__init__(f"{what} more than {limit:,} bytes")
         self.what = what
         self.limit = limit
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        return (f"{self.what} more than {self.limit:,} bytes, the most promoter reads "
+                "from a forge")
 
 
 def gunzip(data: bytes, limit: int = MAX_UNPACKED_BYTES) -> bytes:

@@ -854,6 +854,50 @@ def test_gitlab_job_sends_no_job_token_to_another_server(tmp_path: Path) -> None
     assert JOB_TOKEN not in run.log
 
 
+def test_gitlab_job_token_does_not_follow_a_redirect(tmp_path: Path) -> None:
+    """The job's own GitLab answers the archive download with a 302 to another server:
+    that server must not receive the job token."""
+    seen: list[str] = []
+
+    class Other(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("JOB-TOKEN", ""))
+            self.send_error(404, "Not Found")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    target = f"http://127.0.0.1:{other.server_address[1]}"
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    own = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (other, own)]
+    for thread in threads:
+        thread.start()
+    try:
+        api = f"http://127.0.0.1:{own.server_address[1]}/api/v4"
+        run = run_gitlab_job(tmp_path, {"config-repo": "acme/config",
+                                        "image-ref": "ghcr.io/acme/api:1.4.2"},
+                             {"CI_API_V4_URL": api})
+    finally:
+        for server in (other, own):
+            server.shutdown()
+            server.server_close()
+    assert run.code != 0
+    assert seen == [""]  # the redirect was followed, without the token
+    assert JOB_TOKEN not in run.log
+
+
 def test_install_script_packs_a_reproducible_wheel(tmp_path: Path) -> None:
     sys.path.insert(0, str(ROOT / "ci"))
     try:

@@ -10,12 +10,17 @@ they receive.
   hangs the job; a pattern that runs out of time is exit 2 naming its line.
 - Workflow-command injection: a forge's error body with ``\n::add-mask::`` never starts
   a line of promoter's output.
+- Odd and redirecting forges: a 3xx from the GitHub API, a redirect to another origin
+  from GitLab, are exit 5 with a message; no token reaches the other server.
+- Archives: a GitHub/GitLab archive over MAX_ARCHIVE_BYTES, or unpacking to more than
+  MAX_UNPACKED_BYTES, is exit 5 with a message (a gzip bomb of ~270 KB here).
 - Tags with leading zeros (``01.0.0``) are ordered: a downgrade written that way is still
   refused, and the step is never one that merges by itself.
 """
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import os
@@ -25,16 +30,20 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes.githttp import GitServer, Recorder
 from fakes.github import FakeGitHub
+from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import BareRepo
 from hostile.forges import REVIEWED, SLUG, files
 
 from promoter.cli import run
+from promoter.limits import MAX_ARCHIVE_BYTES, MAX_UNPACKED_BYTES
 from promoter.paths import _glob_fullmatch
 
 PROMOTE = str(Path(sys.executable).with_name("promote"))
 API = "ghcr.io/acme/api"
 GH_TOKEN = "ghp_HARDENINGhardening0123456789abcdefGH"
+GL_TOKEN = "glpat-HARDENINGhardening-0123456789"
 
 
 @pytest.fixture(autouse=True)
@@ -196,3 +205,113 @@ def test_forge_error_body_cannot_issue_workflow_commands(
             assert commands and all(line.startswith("::error ") for line in commands), commands
             assert "%0A::add-mask::" in commands[0]  # ...escaped inside promoter's own one
             assert "##[" not in out + err
+
+
+# --- odd and redirecting forges --------------------------------------------------------------
+
+
+def _forge_env(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
+    monkeypatch.setenv("PROMOTE_TOKEN", token)
+
+
+def test_github_api_redirect_to_another_server_is_exit_5(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--api-url answering 302 to a second loopback server (another origin): a message and
+    exit 5, and the second server never hears from promoter."""
+    _forge_env(monkeypatch, GH_TOKEN)
+    with Recorder() as other, GitServer(tmp_path) as api:
+        api.redirect_to = other.root_url
+        code = run(["--repo", SLUG, "--forge", "github", "--api-url", api.root_url, "--image",
+                    f"{API}:1.0.1", "--retry-timeout", "0.3"])
+        assert other.seen == []
+    out, err = capsys.readouterr()
+    assert code == 5, err
+    assert "answered 302 (a redirect to http://127.0.0.1:" in err and "--api-url" in err
+    assert GH_TOKEN not in out + err
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", r"/branches/", 302), ("GET", r"/branches/", 307), ("GET", r"/branches/", 304),
+    ("GET", r"/branches/", 301), ("POST", r"/pulls$", 307), ("POST", r"/git/trees$", 302)])
+def test_github_odd_statuses_are_exit_5_with_a_message(
+        method: str, path: str, status: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Today PyGithub reads a redirect's empty body as the object: 'internal error', exit 1
+    (a 301 to another host: its RuntimeError)."""
+    _forge_env(monkeypatch, GH_TOKEN)
+    with FakeGitHub(tmp_path / "gh") as gh:
+        gh.add_token(GH_TOKEN)
+        gh.create_repo(SLUG, files(REVIEWED))
+        gh.fail(method, path, status, times=100,
+                headers={"Location": "http://elsewhere.invalid/x"})
+        code = run(["--repo", SLUG, "--forge", "github", "--api-url", gh.url, "--env",
+                    "prod", "--image", f"{API}:1.0.1", "--retry-timeout", "0.3"])
+    _out, err = capsys.readouterr()
+    assert code == 5, err
+    assert f"GitHub answered {status} (" in err and "internal error" not in err
+
+
+def test_gitlab_redirect_to_another_server_keeps_the_token(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """requests keeps PRIVATE-TOKEN on a redirect to another host: promoter refuses the
+    redirect instead, so the second server receives nothing."""
+    _forge_env(monkeypatch, GL_TOKEN)
+    with Recorder() as other, GitServer(tmp_path) as api:
+        api.redirect_to = other.root_url
+        code = run(["--repo", SLUG, "--forge", "gitlab", "--api-url", api.root_url, "--image",
+                    f"{API}:1.0.1", "--retry-timeout", "0.3"])
+        assert GL_TOKEN not in other.headers_seen()
+        assert other.seen == []
+    _out, err = capsys.readouterr()
+    assert code == 5, err
+    assert "a redirect to http://127.0.0.1:" in err and "does not send the token" in err
+
+
+# --- huge and compressed archives -----------------------------------------------------------
+
+
+def gzip_bomb(unpacked: int) -> bytes:
+    """Concatenated gzip members of 1 MiB of zeros each: ~1 KB per MiB unpacked."""
+    member = gzip.compress(bytes(1 << 20))
+    return member * (unpacked >> 20)
+
+
+BOMB = gzip_bomb(MAX_UNPACKED_BYTES + (8 << 20))
+HUGE = bytes(MAX_ARCHIVE_BYTES + 1)
+
+
+@pytest.mark.parametrize(("body", "says"), [(BOMB, "unpacks to more than"),
+                                            (HUGE, "has more than")], ids=["bomb", "huge"])
+def test_github_archive_limits(body: bytes, says: str, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    _forge_env(monkeypatch, GH_TOKEN)
+    with FakeGitHub(tmp_path / "gh") as gh:
+        gh.add_token(GH_TOKEN)
+        gh.create_repo(SLUG, files(REVIEWED))
+        gh.fail("GET", r"^/_codeload/", 200, times=100, body=body)
+        code = run(["--repo", SLUG, "--forge", "github", "--api-url", gh.url, "--env",
+                    "prod", "--image", f"{API}:1.0.1", "--retry-timeout", "0.3"])
+        assert gh.count("GET", r"^/_codeload/") == 1  # refused, not retried
+    _out, err = capsys.readouterr()
+    assert code == 5, err
+    assert says in err and "bytes, the most promoter reads" in err
+
+
+@pytest.mark.parametrize(("body", "says"), [(BOMB, "unpacks to more than"),
+                                            (HUGE, "has more than")], ids=["bomb", "huge"])
+def test_gitlab_archive_limits(body: bytes, says: str, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    _forge_env(monkeypatch, GL_TOKEN)
+    with FakeGitLab(tmp_path / "gl") as gl:
+        gl.add_token(GL_TOKEN)
+        gl.add_project(SLUG, files(REVIEWED))
+        gl.fail("GET", r"/repository/archive", 200, times=100, body=body)
+        code = run(["--repo", SLUG, "--forge", "gitlab", "--api-url", gl.url, "--env",
+                    "prod", "--image", f"{API}:1.0.1", "--retry-timeout", "0.3"])
+    _out, err = capsys.readouterr()
+    assert code == 5, err
+    assert says in err and "bytes, the most promoter reads" in err

@@ -282,6 +282,10 @@ GITLAB_CASES: dict[str, tuple[dict[str, str], list[str], int, Any]] = {
     "bad-token": ({"PROMOTE_TOKEN": BAD_TOKEN}, [], 5, None),
     "read-api-token": ({"PROMOTE_TOKEN": GL_READ_TOKEN}, [], 5, None),
     "job-token-of-another-project": ({"CI_JOB_TOKEN": JOB_TOKEN}, [], 5, None),
+    # the job token is only ever sent to the GitLab that runs the job (CI_SERVER_URL)
+    "job-token-to-another-gitlab": ({"CI_JOB_TOKEN": JOB_TOKEN,
+                                     "CI_SERVER_URL": "https://gitlab.example.com"}, [], 2,
+                                    None),
     "server-500s": ({"PROMOTE_TOKEN": GL_TOKEN}, ["--retry-timeout", "0.3"], 5,
                     lambda f: f.fail("POST", r"/repository/commits$", 500, times=1000,
                                      headers={"Retry-After": "0"})),
@@ -298,6 +302,7 @@ def test_gitlab_runs_leak_nothing(name: str, gl: FakeGitLab, runner: Runner,
     monkeypatch.setenv("GITLAB_CI", "true")
     monkeypatch.setenv("CI_PROJECT_PATH", "acme/app")
     monkeypatch.setenv("CI_PIPELINE_URL", "https://gitlab.example/acme/app/-/pipelines/1")
+    monkeypatch.setenv("CI_SERVER_URL", gl.url)  # the job runs on this GitLab
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
     if faults is not None:
@@ -320,6 +325,9 @@ def test_gitlab_runs_leak_nothing(name: str, gl: FakeGitLab, runner: Runner,
         assert redact.MASK in runner.scan.texts["stderr"]
     if name == "job-token-of-another-project":  # and the message says what to do instead
         assert "access token" in runner.scan.texts["stderr"]
+    if name == "job-token-to-another-gitlab":  # not a single request reached the server
+        assert gl.requests == []
+        assert "does not send it to" in runner.scan.texts["stderr"]
 
 
 # --- plain git: a token in the remote's URL --------------------------------------------------
@@ -382,7 +390,7 @@ def test_git_url_credentials_never_follow_a_redirect(runner: Runner, tmp_path: P
     """A remote that answers 302 to another origin: git does not follow it, so the
     other server never sees the credential (or anything)."""
     with Recorder() as other, GitServer(tmp_path, user="oauth2", token=GH_TOKEN) as server:
-        server.redirect_to = other.url
+        server.redirect_to = other.root_url
         got = runner.cli("--repo", server.url("config.git"), "--forge", "git", "--image",
                          IMAGE, "--output", "json", "--retry-timeout", "0.3")
         elsewhere = other.seen

@@ -8,7 +8,7 @@ and a server that only redirects (to record what a client sends where).
         git_server.seen                               # (method, path, headers) received
 
     with Recorder() as other:                          # answers 404, records every request
-        other.url, other.seen
+        other.root_url, other.seen
 
 Both run a ``ThreadingHTTPServer`` on 127.0.0.1 with an ephemeral port: a different port
 is a different origin, so a redirect from one to the other is a cross-origin redirect.
@@ -72,7 +72,7 @@ class _Server:
         self.stop()
 
     @property
-    def url(self) -> str:
+    def root_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def headers_seen(self) -> str:
@@ -99,7 +99,7 @@ class GitServer(_Server):
         self.delay = 0.0  # seconds before answering each request
         self.redirect_to: str | None = None  # answer 302 to this URL (+ the path)
 
-    def url(self, repo: str) -> str:  # type: ignore[override]
+    def url(self, repo: str) -> str:
         return f"http://{self.user}:{self.token}@127.0.0.1:{self.port}/{repo}"
 
     def handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
