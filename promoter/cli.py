@@ -6,10 +6,13 @@ Heavy imports (ruamel.yaml, PyGithub, python-gitlab) happen inside the command, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,12 +133,17 @@ def main(**opts: Any) -> None:
     environ = dict(os.environ)
     json_out = opts["output"] == "json"
     try:
-        result = _run(opts, environ)
+        with _signals_unwind():
+            result = _run(opts, environ)
     except PromoteError as exc:
         _fail(exc, json_out, environ)
     except KeyboardInterrupt:
-        _echo("interrupted", err=True)
+        _echo("interrupted; temporary files removed", err=True)
         sys.exit(130)
+    except _Terminated as exc:
+        _echo(f"terminated ({signal.Signals(exc.signum).name}); temporary files removed",
+              err=True)
+        sys.exit(128 + exc.signum)
     except Exception as exc:  # the last resort: no traceback for users, exit 1
         if opts["verbose"]:
             import traceback
@@ -145,6 +153,36 @@ def main(**opts: Any) -> None:
               "with --verbose output", err=True)
         sys.exit(1)
     _emit(result, opts, environ)
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C, so every ``finally`` runs (the
+    forge's ``close`` removes its private clone, ``subprocess.run`` kills its git)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """While the command runs, SIGTERM and SIGHUP raise ``_Terminated`` instead of
+    killing the process on the spot (which would leave ``promoter-git-*`` clones behind);
+    the previous handlers come back afterwards. Only the main thread can set them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_terminated)
+                for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _fail(exc: PromoteError, json_out: bool, environ: Mapping[str, str]) -> None:

@@ -14,6 +14,8 @@ they receive.
   from GitLab, are exit 5 with a message; no token reaches the other server.
 - Archives: a GitHub/GitLab archive over MAX_ARCHIVE_BYTES, or unpacking to more than
   MAX_UNPACKED_BYTES, is exit 5 with a message (a gzip bomb of ~270 KB here).
+- Signals: SIGTERM, SIGINT or SIGHUP while git waits for a slow server leave no
+  ``promoter-git-*`` clone behind, and the exit is 128 + the signal, not a death by it.
 - Tags with leading zeros (``01.0.0``) are ordered: a downgrade written that way is still
   refused, and the step is never one that merges by itself.
 """
@@ -25,8 +27,10 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -315,3 +319,39 @@ def test_gitlab_archive_limits(body: bytes, says: str, tmp_path: Path,
     _out, err = capsys.readouterr()
     assert code == 5, err
     assert says in err and "bytes, the most promoter reads" in err
+
+
+# --- signals ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 128 + 15), (signal.SIGINT, 130),
+                                           (signal.SIGHUP, 128 + 1)])
+def test_a_signal_leaves_no_private_clone_behind(sig: int, code: int, tmp_path: Path) -> None:
+    """promote as a real process, held by a slow git server; the signal arrives while
+    git waits for the network. The process exits by itself (no death by signal) with
+    128 + the signal, and the promoter-git-* clone is gone."""
+    root = tmp_path / "served"
+    BareRepo.init(root / "config.git", {"a.yaml": b"image: ghcr.io/acme/api:1.0.0\n"})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with GitServer(root, user="oauth2", token=GH_TOKEN) as server:
+        server.hold = threading.Event()
+        env = {"PATH": os.environ["PATH"], "HOME": os.environ["HOME"], "LC_ALL": "C.UTF-8",
+               "TMPDIR": str(scratch)}
+        proc = subprocess.Popen([PROMOTE, "--repo", server.url("config.git"), "--forge", "git",
+                                 "--image", f"{API}:2.0.0"], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert server.arrived.wait(30), "promote never reached the server"
+            assert [p.name[:13] for p in scratch.iterdir()] == ["promoter-git-"]
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            server.hold.set()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == code, err
+    assert "temporary files removed" in err and "Traceback" not in err
+    assert list(scratch.iterdir()) == []
+    assert GH_TOKEN not in out + err

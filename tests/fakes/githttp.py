@@ -4,6 +4,8 @@ and a server that only redirects (to record what a client sends where).
     with GitServer(root, user="bot", token="s3cret") as git_server:
         url = git_server.url("config.git")            # http://bot:s3cret@127.0.0.1:PORT/...
         git_server.delay = 5.0                         # a slow server (per request)
+        git_server.hold = threading.Event()            # ... until the test sets it
+        git_server.arrived.wait(20)                    # a request is being held
         git_server.redirect_to = "http://127.0.0.1:9/"  # answer 302 there instead
         git_server.seen                               # (method, path, headers) received
 
@@ -98,6 +100,8 @@ class GitServer(_Server):
         self.token = token
         self.delay = 0.0  # seconds before answering each request
         self.redirect_to: str | None = None  # answer 302 to this URL (+ the path)
+        self.hold: threading.Event | None = None  # set: requests wait until it is set
+        self.arrived = threading.Event()  # a request is waiting on ``hold``
 
     def url(self, repo: str) -> str:
         return f"http://{self.user}:{self.token}@127.0.0.1:{self.port}/{repo}"
@@ -105,6 +109,9 @@ class GitServer(_Server):
     def handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         if self.delay:
             time.sleep(self.delay)
+        if self.hold is not None:  # a slow server, for as long as the test wants
+            self.arrived.set()
+            self.hold.wait(60)
         if self.redirect_to is not None:
             return reply(handler, 302, {"Location": self.redirect_to + handler.path}, b"")
         expected = base64.b64encode(f"{self.user}:{self.token}".encode()).decode()
