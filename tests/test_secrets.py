@@ -20,6 +20,11 @@ for each secret: the tokens (also base64-encoded, as in Basic auth), the PEM key
 each of its lines, the installation tokens the fake GitHub minted for the App; and,
 everywhere but third-party DEBUG logs, the pre-signed archive links it handed out.
 Exceptions raised to an API caller are checked too, as a traceback would show them.
+
+Also: a token in a git URL is never on the argv of a ``git`` child (a shim on PATH
+records every call), never followed through a redirect; an API that redirects to a
+second server sends it nothing; a manifest deep enough to crash the YAML composer ends
+in exit 2, not a core dump.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -397,6 +403,46 @@ def test_git_url_credentials_never_follow_a_redirect(runner: Runner, tmp_path: P
     assert got in (2, 5), runner.scan.texts.get("stderr")
     assert elsewhere == []  # not even a request: curl's own header stripping aside
     assert runner.scan.leaks({GH_TOKEN}) == []
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_api_redirect_to_another_server_receives_no_token(kind: str, runner: Runner,
+                                                          tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """--api-url answers every request with a 302 to a second loopback server (another
+    origin): nothing reaches that server, and the run leaks nothing."""
+    token = GH_TOKEN if kind == "github" else GL_TOKEN
+    monkeypatch.setenv("PROMOTE_TOKEN", token)
+    with Recorder() as other, GitServer(tmp_path) as api:
+        api.redirect_to = other.root_url
+        got = runner.cli("--repo", SLUG, "--forge", kind, "--api-url", api.root_url,
+                         "--image", IMAGE, "--retry-timeout", "0.3")
+        runner.scan.add("requests to the redirect target", other.headers_seen())
+        assert other.seen == []
+    assert got == 5, runner.scan.texts.get("stderr")
+    assert runner.scan.leaks({token}) == []
+
+
+def test_a_manifest_deep_enough_to_crash_the_parser_dumps_no_core(tmp_path: Path) -> None:
+    """A 60,000-deep manifest used to end in SIGSEGV, and a core dump holds the token of
+    the environment and of the URL. Now: exit 2, a message, no core, no token."""
+    root = tmp_path / "served"
+    deep = b"image: ghcr.io/acme/api:1.0.0\nx: " + b"[" * 60_000 + b"]" * 60_000 + b"\n"
+    BareRepo.init(root / "config.git", {**files(MERGING), "envs/prod/deep.yaml": deep})
+    work = tmp_path / "cwd"
+    work.mkdir()
+    promote = str(Path(sys.executable).with_name("promote"))
+    with GitServer(root, user="oauth2", token=GH_TOKEN) as server:
+        proc = subprocess.run([promote, "--repo", server.url("config.git"), "--forge", "git",
+                               "--image", IMAGE, "--output", "json"], cwd=work,
+                              capture_output=True, text=True, timeout=60, check=False,
+                              env={"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+                                   "PROMOTE_TOKEN": GL_TOKEN})
+    assert proc.returncode == 2, proc.stderr
+    assert "envs/prod/deep.yaml:2" in proc.stderr and "nested more than" in proc.stderr
+    assert list(work.iterdir()) == []  # no core file
+    assert Scan({"stdout": proc.stdout, "stderr": proc.stderr}).leaks({GH_TOKEN, GL_TOKEN}) == []
 
 
 # --- exceptions raised to API callers ----------------------------------------------------------
