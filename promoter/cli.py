@@ -360,6 +360,10 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
             register(secret)
         return GitForge(opts["repo"], retry_timeout=timeout)
     token, job = _token(kind, environ)
+    from promoter.forges.gitclone import url_secrets
+
+    for secret in url_secrets(opts["api_url"] or ""):  # user:password@ in --api-url
+        register(secret)
     if kind == "github":
         from promoter.forges.github import GitHubForge
 
