@@ -690,9 +690,10 @@ def test_gitlab_job_token_alone_cannot_promote_into_another_project(tmp_path: Pa
         gl.add_token(JOB_TOKEN, kind="job", project="acme/api")
         gl.add_project("acme/api", {"README.md": b"app\n"})
         gl.add_project("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode()})
+        # the job runs on this GitLab: the job token may be sent to it (and only to it)
         run = run_gitlab_job(tmp_path, {"config-repo": "acme/config", "api-url": gl.url,
                                         "image-ref": "ghcr.io/acme/api:1.4.2"},
-                             {"PROMOTER_PYTHON": sys.executable})
+                             {"PROMOTER_PYTHON": sys.executable, "CI_SERVER_URL": gl.url})
         assert gl.merge_requests("acme/config") == []
     assert run.code == 5, run.log
     assert run.dotenv["PROMOTE_STATUS"] in {"error", "failed"}
