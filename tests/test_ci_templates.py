@@ -38,6 +38,7 @@ from ruamel.yaml import YAML
 
 from promoter.ci_output import github_output_values, gitlab_dotenv_values
 from tests.ci_files import parse_github_output
+from tests.fakes.githttp import GitServer
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
 
@@ -699,6 +700,21 @@ def test_gitlab_job_token_alone_cannot_promote_into_another_project(tmp_path: Pa
     assert run.dotenv["PROMOTE_STATUS"] in {"error", "failed"}
     assert "PROMOTE_TOKEN" in run.log  # the error says what to do
     assert JOB_TOKEN not in run.log
+
+
+def test_gitlab_job_with_a_token_in_the_git_url_keeps_it_out_of_the_artifacts(
+        tmp_path: Path) -> None:
+    """config-repo is an http URL carrying a token: the promote.json artifact, the
+    dotenv report and the job log show the URL without it."""
+    config_repo(tmp_path)
+    url_token = "glpat-URLtokenURLtoken-0123456789"
+    with GitServer(tmp_path, user="oauth2", token=url_token) as server:
+        run = run_gitlab_job(tmp_path, {"config-repo": server.url("config.git"),
+                                        "forge": "git", "image-ref": "ghcr.io/acme/api:1.4.2"},
+                             {"PROMOTER_PYTHON": sys.executable})
+    assert run.code == 0, run.log
+    assert f"127.0.0.1:{server.port}/config.git" in run.report
+    assert_no_secret(run.log + run.report + json.dumps(run.dotenv), url_token)
 
 
 def test_gitlab_job_failure_still_leaves_the_dotenv(tmp_path: Path) -> None:
