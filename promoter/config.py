@@ -394,7 +394,7 @@ class _Loader:
 
     def load(self, data: bytes | str) -> Config:
         text = self.decode(data)
-        deep = yaml_depth(text, MAX_CONFIG_DEPTH)
+        deep = yaml_depth(text, MAX_CONFIG_DEPTH, pure=True)
         if deep is not None:
             raise ConfigError(
                 f"the config file is nested more than {MAX_CONFIG_DEPTH} levels deep",

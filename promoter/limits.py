@@ -43,23 +43,25 @@ class TooDeep:
     column: int
 
 
-def yaml_depth(text: str, limit: int) -> TooDeep | None:
+def yaml_depth(text: str, limit: int, *, pure: bool = False) -> TooDeep | None:
     """None when ``text`` nests at most ``limit`` collections deep (as far as it parses),
-    else where the first collection beyond the limit starts."""
+    else where the first collection beyond the limit starts. ``pure``: walk with the
+    parser the composer will use (the pure-Python one for .promoter.yaml), so both stop
+    at the same syntax error."""
     brackets = text.count("[") + text.count("{")
     room = limit - brackets - 2
     if room > 0 and not re.search(rf"(?m)^[ \t?:-]{{{room}}}", text):
         return None  # the bound from the bytes alone is within the limit
-    return _walk(text, limit)
+    return _walk(text, limit, pure)
 
 
-def _walk(text: str, limit: int) -> TooDeep | None:
+def _walk(text: str, limit: int, pure: bool = False) -> TooDeep | None:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
     from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 
     try:
-        loader = YAML(typ="safe", pure=False)  # the C parser (ruamel.yaml.clib)
+        loader = YAML(typ="safe", pure=pure)  # the C parser (ruamel.yaml.clib) by default
     except ImportError:  # pragma: no cover - clib missing: the pure parser, same events
         loader = YAML(typ="safe", pure=True)
     depth = 0

@@ -31,6 +31,7 @@ installation token, which is registered with ``redact`` like every other secret)
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import io
 import json
@@ -476,6 +477,8 @@ class GitHubForge:
         location = repo.get_archive_link("tarball", sha)
         with self._session.get(location, timeout=self.timeout, stream=True) as response:
             if response.status_code != 200:
+                with contextlib.suppress(ArchiveTooLarge):  # read a small error body, so
+                    read_capped(response, 1 << 20, "the answer")  # the connection is reused
                 raise _DownloadFailed(response.status_code, dict(response.headers))
             data = read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
         return unpack_tarball(data)
