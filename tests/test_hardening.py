@@ -26,6 +26,7 @@ import gzip
 import itertools
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -41,6 +42,7 @@ from fakes.gitrepo import BareRepo
 from hostile.forges import REVIEWED, SLUG, files
 
 from promoter.cli import run
+from promoter.forges.gitclone import strip_userinfo
 from promoter.limits import MAX_ARCHIVE_BYTES, MAX_UNPACKED_BYTES
 from promoter.paths import _glob_fullmatch
 
@@ -355,3 +357,19 @@ def test_a_signal_leaves_no_private_clone_behind(sig: int, code: int, tmp_path: 
     assert "temporary files removed" in err and "Traceback" not in err
     assert list(scratch.iterdir()) == []
     assert GH_TOKEN not in out + err
+
+
+# --- messages from a hostile remote ----------------------------------------------------------
+
+
+def test_stripping_user_information_is_linear_and_means_the_same() -> None:
+    """git's messages (a server's words) pass through strip_userinfo: the regex it used
+    took quadratic time on a long run of letters (a 1 MB message: minutes)."""
+    oracle = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s'\"]*@")
+    rng = random.Random(11)  # noqa: S311 - test data, not a secret
+    for _ in range(20_000):
+        text = "".join(rng.choice("a1:/@ '\"x+.-") for _ in range(rng.randint(0, 14)))
+        assert strip_userinfo(text) == oracle.sub(r"\1", text), text
+    # a process, since a regex holds the GIL: ~45 s for 200 KB with the quadratic regex
+    subprocess.run([sys.executable, "-c", "from promoter.forges.gitclone import "
+                    "strip_userinfo; strip_userinfo('a' * 200_000)"], check=True, timeout=15)
