@@ -42,7 +42,7 @@ from fakes.gitrepo import BareRepo
 from hostile.forges import REVIEWED, SLUG, files
 
 from promoter.cli import run
-from promoter.forges.gitclone import strip_userinfo
+from promoter.forges.gitclone import MAX_MESSAGE, Clone, strip_userinfo
 from promoter.limits import MAX_ARCHIVE_BYTES, MAX_UNPACKED_BYTES
 from promoter.paths import _glob_fullmatch
 
@@ -373,3 +373,17 @@ def test_stripping_user_information_is_linear_and_means_the_same() -> None:
     # a process, since a regex holds the GIL: ~45 s for 200 KB with the quadratic regex
     subprocess.run([sys.executable, "-c", "from promoter.forges.gitclone import "
                     "strip_userinfo; strip_userinfo('a' * 200_000)"], check=True, timeout=15)
+
+
+def test_a_remote_s_long_message_is_cut_after_its_secrets_are_out() -> None:
+    """git's messages can carry a lot of a server's words (sideband lines): they are cut
+    to MAX_MESSAGE characters before the patterns that classify them, and only after
+    the URL's credential is out (a cut never leaves half a token)."""
+    clone = Clone(f"https://oauth2:{GH_TOKEN}@127.0.0.1:9/config.git", workdir=None,
+                  author=("promoter", "promoter@localhost"), runner=subprocess.run,
+                  sleep=lambda _: None, retry_timeout=1)
+    half = MAX_MESSAGE // 2 - len(GH_TOKEN) // 2
+    text = "x" * half + GH_TOKEN + "y" * 100_000 + f" https://oauth2:{GH_TOKEN}@host/x"
+    cleaned = clone.clean(text)
+    assert len(cleaned) < MAX_MESSAGE + 100 and "characters cut" in cleaned
+    assert GH_TOKEN[:8] not in cleaned and GH_TOKEN[-8:] not in cleaned

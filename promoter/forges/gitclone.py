@@ -54,6 +54,7 @@ Runner = Callable[..., "subprocess.CompletedProcess[bytes]"]
 """``subprocess.run`` or a stand-in: called with the command and ``cwd``, ``env``,
 ``input``, ``capture_output=True``, ``check=False``, ``timeout``."""
 
+MAX_MESSAGE = 8192  # characters of a git message kept for errors and their classification
 COMMAND_TIMEOUT = 600.0  # seconds for one git process; a hung network call is transient
 # Kept from the process environment: where git and the user's config live, and how to
 # reach the network (SSH agent or command, proxies, CA bundles). Nothing else: no GIT_DIR,
@@ -339,11 +340,19 @@ class Clone:
     # -- running git ------------------------------------------------------------------
 
     def clean(self, text: str) -> str:
-        """``text`` with no credential of the URL and no registered secret in it."""
+        """``text`` with no credential of the URL and no registered secret in it, and at
+        most MAX_MESSAGE characters (the middle of a longer one is cut, after the
+        secrets are out): git's messages carry a server's words, and the patterns that
+        classify them must not face megabytes."""
         text = strip_userinfo(text)
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return redact(text)
+        text = redact(text)
+        if len(text) > MAX_MESSAGE:
+            half = MAX_MESSAGE // 2
+            text = f"{text[:half]}\n[... {len(text) - 2 * half:,} characters cut ...]\n" \
+                   f"{text[-half:]}"
+        return text
 
     def run(self, *args: str, verb: str, input: bytes | None = None,
             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
