@@ -6,10 +6,13 @@ Heavy imports (ruamel.yaml, PyGithub, python-gitlab) happen inside the command, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +21,7 @@ import click
 
 from promoter import __version__
 from promoter.errors import EXIT_CODES, PromoteError, UsageError
-from promoter.redact import redact, register
+from promoter.redact import fold, no_commands, redact, register
 
 if TYPE_CHECKING:
     from promoter.forges.base import Forge
@@ -58,7 +61,8 @@ Exit codes:
 
 
 def _echo(text: str, err: bool = False) -> None:
-    click.echo(redact(text), err=err)
+    # no line of ours may be read as a GitHub Actions workflow command (::add-mask::...)
+    click.echo(no_commands(redact(text)), err=err)
 
 
 @click.command(context_settings={"auto_envvar_prefix": "PROMOTE", "max_content_width": 100,
@@ -136,12 +140,17 @@ def main(**opts: Any) -> None:
     environ = dict(os.environ)
     json_out = opts["output"] == "json"
     try:
-        result = _run(opts, environ)
+        with _signals_unwind():
+            result = _run(opts, environ)
     except PromoteError as exc:
         _fail(exc, json_out, environ)
     except KeyboardInterrupt:
-        _echo("interrupted", err=True)
+        _echo("interrupted; temporary files removed", err=True)
         sys.exit(130)
+    except _Terminated as exc:
+        _echo(f"terminated ({signal.Signals(exc.signum).name}); temporary files removed",
+              err=True)
+        sys.exit(128 + exc.signum)
     except Exception as exc:  # the last resort: no traceback for users, exit 1
         if opts["verbose"]:
             import traceback
@@ -153,8 +162,38 @@ def main(**opts: Any) -> None:
     _emit(result, opts, environ)
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C, so every ``finally`` runs (the
+    forge's ``close`` removes its private clone, ``subprocess.run`` kills its git)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """While the command runs, SIGTERM and SIGHUP raise ``_Terminated`` instead of
+    killing the process on the spot (which would leave ``promoter-git-*`` clones behind);
+    the previous handlers come back afterwards. Only the main thread can set them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_terminated)
+                for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _fail(exc: PromoteError, json_out: bool, environ: Mapping[str, str]) -> None:
-    message = redact(exc.render())
+    message = fold(redact(exc.render()))  # one line, whatever a server put in it
     if json_out:
         done = dict(exc.result or {})
         done.update({"status": "refused" if exc.code == 4 else "error",
@@ -164,7 +203,8 @@ def _fail(exc: PromoteError, json_out: bool, environ: Mapping[str, str]) -> None
     if environ.get("GITHUB_ACTIONS") == "true":  # an annotation on the workflow run
         from promoter.ci_output import github_annotations
 
-        click.echo(redact(github_annotations(exc)), nl=False, err=True)
+        annotation = fold(redact(github_annotations(exc)).rstrip("\n"))
+        click.echo(annotation.replace("##[", "# #["), err=True)
     _echo(f"error: {message}", err=True)
     sys.exit(exc.code)
 
@@ -183,7 +223,7 @@ def _emit(result: dict[str, Any], opts: Mapping[str, Any], environ: Mapping[str,
 
 def _log(opts: Mapping[str, Any], text: str) -> None:
     if opts["verbose"]:
-        _echo(f"promote: {text}", err=True)
+        _echo(f"promote: {fold(text)}", err=True)
 
 
 def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -334,8 +374,15 @@ def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Any) -> dict[str, Any
     _log(opts, f"{forge.name}: promoting {', '.join(map(str, request.images))}")
     result = promote.run(forge, request, context_mod.provenance_dict(ctx),
                          context_mod.trailers(ctx), effects)
-    result["repo"] = opts["repo"]
+    result["repo"] = _shown_repo(opts["repo"])
     return result
+
+
+def _shown_repo(repo: str) -> str:
+    """``--repo`` as reports show it: a git URL without its user information."""
+    from promoter.forges.gitclone import strip_userinfo
+
+    return strip_userinfo(repo)
 
 
 def _history_line(entry: Any) -> str:
@@ -373,12 +420,19 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
     if kind == "git":
         from promoter import identity
         from promoter.forges.git import GitForge
+        from promoter.forges.gitclone import url_secrets
 
+        for secret in url_secrets(opts["repo"]):  # a token in the URL: masked everywhere
+            register(secret)
         # the forge's own default: --author, else the CI user (author: of the config,
         # read later, comes with each commit); merge commits use it too
         author = identity.parse(opts["author"]) if opts["author"] else identity.from_ci(environ)
         return GitForge(opts["repo"], author=author, retry_timeout=timeout)
     token, job = _token(kind, environ)
+    from promoter.forges.gitclone import url_secrets
+
+    for secret in url_secrets(opts["api_url"] or ""):  # user:password@ in --api-url
+        register(secret)
     if kind == "github":
         from promoter.forges.github import GitHubForge
 
@@ -406,8 +460,22 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
     if not token and not job:
         raise UsageError("no token: set PROMOTE_TOKEN (or GITLAB_TOKEN)",
                          hint="a project or group access token with the api scope")
+    if job and not token:
+        _job_token_stays_home(api, environ.get("CI_SERVER_URL") or "")
     return GitLabForge(opts["repo"], api_url=api_root("gitlab", api), token=token, job_token=job,
                        retry_timeout=timeout)
+
+
+def _job_token_stays_home(api: str, server: str) -> None:
+    """CI_JOB_TOKEN is issued by the GitLab running the job (CI_SERVER_URL): it is sent
+    to that origin only, never to another --api-url."""
+    from promoter.forges.http import origin, same_origin
+
+    if not server or not same_origin(api, server):
+        raise UsageError(
+            f"CI_JOB_TOKEN belongs to {origin(server) if server else 'the GitLab of the job'}"
+            f" (CI_SERVER_URL); promoter does not send it to {origin(api)}",
+            hint="for another GitLab, set PROMOTE_TOKEN to an access token issued there")
 
 
 def run(argv: Sequence[str]) -> int:

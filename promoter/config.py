@@ -35,7 +35,9 @@ Rules worth knowing:
 - An environment key overrides the same key of ``defaults`` as a whole (lists too).
   ``paths`` and ``require_upstream`` exist only per environment.
 - ``allowed_tags`` absent means any tag; an empty list is an error (it would refuse
-  every tag). Patterns use Python ``re`` syntax and must match the whole tag.
+  every tag). Patterns use Python ``re`` syntax and must match the whole tag; they are
+  matched with the ``regex`` package under a time limit (``promoter.limits.TagPattern``),
+  so a pattern that backtracks catastrophically is an error naming its line, not a hang.
 - Paths are globs relative to the repo root, matched like ``--file`` globs
   (``promoter.paths.glob_match``): ``*`` and ``?`` stay inside one path segment, ``**``
   (a whole segment) spans any depth, and a plain directory covers everything below it,
@@ -65,6 +67,7 @@ from datetime import date, datetime, time, timezone, tzinfo
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import regex
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -75,6 +78,7 @@ from promoter import templates as tpl
 from promoter.errors import ConfigError, InvalidReference, PromoteError, UsageError
 from promoter.identity import Identity
 from promoter.images import Bump, parse_name
+from promoter.limits import MAX_CONFIG_DEPTH, TagPattern, yaml_depth
 from promoter.paths import glob_match
 from promoter.templates import Templates
 
@@ -173,7 +177,7 @@ class EnvPolicy:
     paths: tuple[str, ...] = ()
     auto_merge: bool = False
     merge_method: MergeMethod = "squash"
-    allowed_tags: tuple[re.Pattern[str], ...] | None = None  # None: any tag
+    allowed_tags: tuple[TagPattern, ...] | None = None  # None: any tag
     max_auto_merge_bump: Bump = Bump.MINOR
     allow_downgrade: bool = False
     wait_for_checks: bool = True
@@ -406,6 +410,15 @@ class _Loader:
     def load(self, data: bytes | str) -> Config:
         text = self.decode(data)
         self.text = text
+        deep = yaml_depth(text, MAX_CONFIG_DEPTH, pure=True)
+        if deep is not None:
+            raise ConfigError(
+                f"the config file is nested more than {MAX_CONFIG_DEPTH} levels deep",
+                file=self.file,
+                line=deep.line,
+                column=deep.column,
+                hint="a .promoter.yaml needs a handful of levels; fix the file",
+            )
         try:
             root = YAML(typ="safe", pure=True).compose(text)
         except MarkedYAMLError as exc:
@@ -667,7 +680,7 @@ class _Loader:
                 changes[key] = self.nonempty(value, self.string(value, at), at)
         return replace(base, **changes)
 
-    def patterns(self, node: Node, where: str) -> tuple[re.Pattern[str], ...]:
+    def patterns(self, node: Node, where: str) -> tuple[TagPattern, ...]:
         items = self.strings(node, where)
         if not items:
             raise self.error(
@@ -677,12 +690,14 @@ class _Loader:
             )
         out = []
         for item, text in items:
+            mark = item.start_mark
             try:
-                out.append(re.compile(text))
-            except re.error as exc:
+                out.append(TagPattern(text, self.file, mark.line + 1, mark.column + 1))
+            except regex.error as exc:
                 raise self.error(
                     item,
-                    f"{where}: {_show(text)} is not a valid regular expression ({exc.msg})",
+                    f"{where}: {_show(text)} is not a valid regular expression "
+                    f"({getattr(exc, 'msg', exc)})",
                     hint="use Python re syntax; the pattern must match the whole tag",
                 ) from None
         return tuple(out)

@@ -36,6 +36,8 @@ from promoter.images import (
     ImageRef,
     Version,
     bump,
+    leading_zero,
+    order_version,
     parse_version,
     try_parse,
     valid_digest,
@@ -346,7 +348,11 @@ def _semver_bump(policy: EnvPolicy, steps: list[_Step]) -> Check:
         old, new = parse_version(step.old_tag), parse_version(step.new_tag)
         arrow = f"{step.old_tag} → {step.new_tag}"
         if old is None or new is None:
-            parts.append((FAIL, f"{label}{arrow} is not a semantic version step; a human merges"))
+            zeros = [t for t in (step.old_tag, step.new_tag) if leading_zero(t)]
+            why = (f" ({zeros[0]} has a leading zero, which semantic versioning forbids)"
+                   if zeros else "")
+            parts.append((FAIL, f"{label}{arrow} is not a semantic version step{why}; "
+                                "a human merges"))
             continue
         step_kind = bump(old, new)
         if step_kind == Bump.NONE:
@@ -382,8 +388,8 @@ def _no_downgrade(policy: EnvPolicy, steps: list[_Step],
         if step.opaque:
             parts.append((FAIL, f"{step.shown} {_OPAQUE}"))
             continue
-        old = parse_version(step.old_tag) if step.old_tag else None
-        new = parse_version(step.new_tag) if step.new_tag else None
+        # ordered also with leading zeros (01.0.0), so a downgrade cannot hide behind them
+        old, new = order_version(step.old_tag), order_version(step.new_tag)
         arrow = f"{_ver(step.old_tag, step.old_digest)} → {_ver(step.new_tag, step.new_digest)}"
         if old is None or new is None:
             if step.old_tag is not None and step.old_tag == step.new_tag:
@@ -545,8 +551,8 @@ def _newer(
     provably not, None when they cannot be ordered."""
     if digest is not None and digest == bad_digest:
         return False
-    new: Version | None = parse_version(tag)
-    old: Version | None = parse_version(bad_tag)
+    new: Version | None = order_version(tag)
+    old: Version | None = order_version(bad_tag)
     if new is not None and old is not None:
         return new > old
     if tag is not None and tag == bad_tag:

@@ -38,6 +38,7 @@ from ruamel.yaml import YAML
 
 from promoter.ci_output import github_output_values, gitlab_dotenv_values
 from tests.ci_files import parse_github_output
+from tests.fakes.githttp import GitServer
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
 
@@ -692,14 +693,30 @@ def test_gitlab_job_token_alone_cannot_promote_into_another_project(tmp_path: Pa
         gl.add_token(JOB_TOKEN, kind="job", project="acme/api")
         gl.add_project("acme/api", {"README.md": b"app\n"})
         gl.add_project("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode()})
+        # the job runs on this GitLab: the job token may be sent to it (and only to it)
         run = run_gitlab_job(tmp_path, {"repo": "acme/config", "api-url": gl.url,
                                         "image": "ghcr.io/acme/api:1.4.2"},
-                             {"PROMOTER_PYTHON": sys.executable})
+                             {"PROMOTER_PYTHON": sys.executable, "CI_SERVER_URL": gl.url})
         assert gl.merge_requests("acme/config") == []
     assert run.code == 5, run.log
     assert run.dotenv["PROMOTE_STATUS"] in {"error", "failed"}
     assert "PROMOTE_TOKEN" in run.log  # the error says what to do
     assert JOB_TOKEN not in run.log
+
+
+def test_gitlab_job_with_a_token_in_the_git_url_keeps_it_out_of_the_artifacts(
+        tmp_path: Path) -> None:
+    """config-repo is an http URL carrying a token: the promote.json artifact, the
+    dotenv report and the job log show the URL without it."""
+    config_repo(tmp_path)
+    url_token = "glpat-URLtokenURLtoken-0123456789"
+    with GitServer(tmp_path, user="oauth2", token=url_token) as server:
+        run = run_gitlab_job(tmp_path, {"config-repo": server.url("config.git"),
+                                        "forge": "git", "image-ref": "ghcr.io/acme/api:1.4.2"},
+                             {"PROMOTER_PYTHON": sys.executable})
+    assert run.code == 0, run.log
+    assert f"127.0.0.1:{server.port}/config.git" in run.report
+    assert_no_secret(run.log + run.report + json.dumps(run.dotenv), url_token)
 
 
 def test_gitlab_job_failure_still_leaves_the_dotenv(tmp_path: Path) -> None:
@@ -856,6 +873,50 @@ def test_gitlab_job_sends_no_job_token_to_another_server(tmp_path: Path) -> None
     assert run.code != 0
     assert tokens == [""]
     assert "cannot download promoter v0.1.0" in run.log
+    assert JOB_TOKEN not in run.log
+
+
+def test_gitlab_job_token_does_not_follow_a_redirect(tmp_path: Path) -> None:
+    """The job's own GitLab answers the archive download with a 302 to another server:
+    that server must not receive the job token."""
+    seen: list[str] = []
+
+    class Other(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("JOB-TOKEN", ""))
+            self.send_error(404, "Not Found")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    target = f"http://127.0.0.1:{other.server_address[1]}"
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    own = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (other, own)]
+    for thread in threads:
+        thread.start()
+    try:
+        api = f"http://127.0.0.1:{own.server_address[1]}/api/v4"
+        run = run_gitlab_job(tmp_path, {"config-repo": "acme/config",
+                                        "image-ref": "ghcr.io/acme/api:1.4.2"},
+                             {"CI_API_V4_URL": api})
+    finally:
+        for server in (other, own):
+            server.shutdown()
+            server.server_close()
+    assert run.code != 0
+    assert seen == [""]  # the redirect was followed, without the token
     assert JOB_TOKEN not in run.log
 
 

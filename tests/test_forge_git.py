@@ -1029,10 +1029,12 @@ def test_a_transient_failure_then_success(remote: Remote, forges: Any) -> None:
 def test_a_hung_git_is_retried_and_its_command_line_never_shows(remote: Remote,
                                                                 forges: Any) -> None:
     calls: list[list[str]] = []
+    envs: list[dict[str, str]] = []
 
     def runner(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
         if "ls-remote" in command:
             calls.append(command)
+            envs.append(kwargs["env"])
             raise subprocess.TimeoutExpired(command, kwargs["timeout"])
         return subprocess.run(command, **kwargs)
 
@@ -1040,7 +1042,11 @@ def test_a_hung_git_is_retried_and_its_command_line_never_shows(remote: Remote,
     with pytest.raises(ForgeError, match="timed out") as info:
         forges(url, runner=runner).snapshot("main")
     assert len(calls) > 1
-    assert url in calls[0]  # git itself does get the credentials
+    # git itself does get the credentials, through its environment, never its argv
+    assert "https://127.0.0.1:9/config.git" in calls[0]
+    assert TOKEN not in " ".join(calls[0])
+    basic = base64.b64encode(f"bot:{TOKEN}".encode()).decode()
+    assert envs[0]["GIT_CONFIG_VALUE_0"] == f"Authorization: Basic {basic}"
     _no_token(info.value)
     assert info.value.__cause__ is None
     assert info.value.__context__ is None or TOKEN not in str(info.value.__context__)

@@ -240,7 +240,8 @@ def test_corpus_is_big_enough() -> None:
 # --- the same, as a real process ------------------------------------------------------------
 
 PROMOTE = str(Path(sys.executable).with_name("promote"))
-PROCESS_CASES = ("deep_flow_10000", "bomb_alias_over_image", "invalid_utf8", "tag_newline",
+PROCESS_CASES = ("deep_flow_10000", "deep_brackets_60000", "config_nested_5000",
+                 "bomb_alias_over_image", "invalid_utf8", "tag_newline",
                  "file_dotdot_etc_passwd", "config_paths_dotdot", "symlink_dir_outside",
                  "fifo_named_by_file")
 

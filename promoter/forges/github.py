@@ -2,10 +2,12 @@
 
 One promotion is one atomic commit made with the Git Data API, then a pull request:
 
-    snapshot      GET branch, GET tarball (302) + GET the archive it points to,
-                  GET the root tree (is .promoter.yaml there, and which blob?), and
-                  GET its blob when the archive's copy differs (export-ignore/-subst,
-                  too large); the default branch costs one more GET (the repository)
+    snapshot      GET branch, GET tarball (302) + GET the archive it points to
+                  (at most promoter.limits.MAX_ARCHIVE_BYTES, unpacking to at most
+                  MAX_UNPACKED_BYTES: else exit 5), GET the root tree (is
+                  .promoter.yaml there, and which blob?), and GET its blob when the
+                  archive's copy differs (export-ignore/-subst, too large); the default
+                  branch costs one more GET (the repository)
     read_head     GET branch                                          (1 request)
     write_commit  GET git commit, POST tree (base_tree + inline content),
                   POST commit, POST ref                               (4 requests)
@@ -31,6 +33,7 @@ installation token, which is registered with ``redact`` like every other secret)
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import io
 import json
@@ -70,7 +73,15 @@ from promoter.forges.base import (
     check_policy_entry,
     git_blob_sha,
 )
+from promoter.forges.http import (
+    OddAnswer,
+    StatusGuard,
+    cross_host_301,
+    origin,
+    read_capped,
+)
 from promoter.identity import Identity
+from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge, gunzip
 from promoter.paths import CONFIG_FILE
 from promoter.redact import redact, register
 
@@ -203,7 +214,8 @@ def unpack_tarball(data: bytes) -> tuple[dict[str, bytes], frozenset[str], dict[
     executable: set[str] = set()
     links: dict[str, str] = {}
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        # decompressed here, at most MAX_UNPACKED_BYTES (ArchiveTooLarge past it)
+        with tarfile.open(fileobj=io.BytesIO(gunzip(data)), mode="r:") as tar:
             for member in tar:
                 parts = PurePosixPath(member.name).parts
                 if len(parts) < 2 or member.name.startswith("/") or ".." in parts:
@@ -296,7 +308,9 @@ class GitHubForge:
     # -- plumbing ---------------------------------------------------------------------
 
     def _client_kwargs(self) -> dict[str, Any]:
-        return {"base_url": self.api_url, "timeout": self.timeout, "retry": None,
+        # StatusGuard retries nothing (promoter.retry does) and turns answers PyGithub
+        # would misread (a redirect, a 202) into OddAnswer (promoter.forges.http)
+        return {"base_url": self.api_url, "timeout": self.timeout, "retry": StatusGuard(),
                 "seconds_between_requests": None, "seconds_between_writes": None,
                 "lazy": True, "per_page": PER_PAGE}
 
@@ -348,6 +362,16 @@ class GitHubForge:
                 if not isinstance(handled, _Unhandled):
                     return handled
             raise self._translate(op, exc, need) from None
+        except OddAnswer as exc:
+            raise self._odd_answer(op, exc.status, exc.location) from None
+        except RuntimeError as exc:
+            if not cross_host_301(exc):
+                raise
+            raise self._odd_answer(op, 301, None) from None
+        except ArchiveTooLarge as exc:
+            raise ForgeError(f"could not {op}: {exc.describe()}",
+                             hint="a config repo that large is not supported; see "
+                                  "SECURITY.md (limits)") from None
         except _DownloadFailed as exc:
             what = exc.reason or f"HTTP {exc.status}"
             raise ForgeError(redact(f"could not {op}: the download failed ({what}), even "
@@ -406,6 +430,21 @@ class GitHubForge:
                        f"{self.slug} does not exist or the token cannot see it"),
                 hint="check --repo and the repositories the token may access")
         return ForgeError(redact(f"GitHub refused to {op} on {self.slug} ({status} {said})"))
+
+    def _odd_answer(self, op: str, status: int, location: str | None) -> PromoteError:
+        if status == 202:
+            return ForgeError(f"GitHub answered 202 (accepted, still processing) when trying "
+                              f"to {op} on {self.slug}", hint="run again later")
+        if status == 304:
+            said = "304 (not modified, which promoter never asks for)"
+        else:
+            said = f"{status} (a redirect to {location or 'another address'})"
+        return ForgeError(
+            redact(f"GitHub answered {said} when trying to {op} on {self.slug}; promoter "
+                   f"does not follow redirects of the API, so the token stays with "
+                   f"{origin(self.api_url)}"),
+            hint="check --api-url: the API root, e.g. https://api.github.com or "
+                 "https://HOST/api/v3 for GitHub Enterprise")
 
     def _missing_branch(self, branch: str) -> PromoteError:
         """A 404 on a branch: the branch is missing, or the whole repository is."""
@@ -481,10 +520,13 @@ class GitHubForge:
     def _download(self, repo: Repository, sha: str
                   ) -> tuple[dict[str, bytes], frozenset[str], dict[str, str]]:
         location = repo.get_archive_link("tarball", sha)
-        response = self._session.get(location, timeout=self.timeout)
-        if response.status_code != 200:
-            raise _DownloadFailed(response.status_code, dict(response.headers))
-        return unpack_tarball(response.content)
+        with self._session.get(location, timeout=self.timeout, stream=True) as response:
+            if response.status_code != 200:
+                with contextlib.suppress(ArchiveTooLarge):  # read a small error body, so
+                    read_capped(response, 1 << 20, "the answer")  # the connection is reused
+                raise _DownloadFailed(response.status_code, dict(response.headers))
+            data = read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
+        return unpack_tarball(data)
 
     def read_head(self, branch: str) -> Head | None:
         check_branch(branch)

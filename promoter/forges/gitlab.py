@@ -56,6 +56,7 @@ import io
 import re
 import tarfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -85,7 +86,9 @@ from promoter.forges.base import (
     check_policy_entry,
     git_blob_sha,
 )
+from promoter.forges.http import CrossOriginRedirect, collect, refuse_cross_origin
 from promoter.identity import Identity
+from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge, gunzip
 from promoter.paths import CONFIG_FILE
 from promoter.proof import blob_sha, holds
 from promoter.redact import redact, register
@@ -224,7 +227,8 @@ def unpack_archive(data: bytes) -> tuple[dict[str, bytes], str | None, dict[str,
     of it; paths that would leave the tree are skipped."""
     files: dict[str, bytes] = {}
     links: dict[str, str] = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+    # decompressed here, at most MAX_UNPACKED_BYTES (ArchiveTooLarge past it)
+    with tarfile.open(fileobj=io.BytesIO(gunzip(data)), mode="r:") as tar:
         for member in tar:
             if not (member.isreg() or member.issym()):
                 continue
@@ -333,6 +337,8 @@ class GitLabForge:
         self._job_token = bool(job_token) and not token
         session = requests.Session()
         session.hooks["response"].append(_raise_transient)
+        # requests keeps PRIVATE-TOKEN / JOB-TOKEN on a redirect to another host: refuse
+        refuse_cross_origin(session)
         self._gl = gitlab.Gitlab(
             url=url,
             private_token=token or None,
@@ -383,6 +389,13 @@ class GitLabForge:
                        f"{exc.message}"),
                 hint=f"gave up after retrying for up to {self.retry_timeout:g}s; "
                      "GitLab may be down or rate-limiting, run again later")
+        if isinstance(exc, CrossOriginRedirect):
+            return ForgeError(
+                redact(f"GitLab at {exc.source} answered {exc.status}, a redirect to "
+                       f"{exc.target}, when trying to {what} in {where}; promoter does not "
+                       "send the token to another host"),
+                hint="check --api-url: give the GitLab server root that serves the API "
+                     "itself (e.g. https://gitlab.example.com, not an old or proxy address)")
         if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                             requests.exceptions.InvalidSchema)):
             return UsageError(redact(f"--api-url {self.api_url} is not usable: {exc}"))
@@ -460,21 +473,29 @@ class GitLabForge:
 
         def archive() -> bytes | None:
             try:
-                data: bytes = self._project.repository_archive(sha=branch, format="tar.gz")
+                chunks = self._project.repository_archive(
+                    sha=branch, format="tar.gz", streamed=True, iterator=True,
+                    chunk_size=1 << 16)
             except glexc.GitlabError as exc:
                 if exc.response_code == 404:
                     return None
                 raise
-            return data
+            return collect(chunks, MAX_ARCHIVE_BYTES, "the archive")
 
         # One request: the archive of the branch names its commit in the pax header.
-        data = self._run(f"download the archive of {branch}", archive)
-        if data is None:
-            raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
-                             f"{self.repo}", hint="check --base")
         try:
+            data = self._run(f"download the archive of {branch}", archive)
+            if data is None:
+                raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
+                                 f"{self.repo}", hint="check --base")
             files, commit, links = unpack_archive(data)
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except ArchiveTooLarge as exc:
+            raise ForgeError(
+                f"could not download the archive of {branch} of {self.repo}: "
+                f"{exc.describe()}",
+                hint="a config repo that large is not supported; see SECURITY.md "
+                     "(limits)") from None
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ForgeError(f"GitLab sent an unreadable archive of {branch} "
                              f"of {self.repo}: {exc}") from exc
         if commit is None:  # an archive without the header: ask for the branch's tip
