@@ -54,12 +54,13 @@ GL_TOKEN = "glpat-HARDENINGhardening-0123456789"
 
 @pytest.fixture(autouse=True)
 def _quiet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No git or proxy settings of the machine, an empty HOME."""
+    """No git or proxy settings of the machine: a HOME with only a commit identity."""
     for key in list(os.environ):
         if key.startswith("GIT_") or key.lower().endswith("_proxy"):
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
+    (home / ".gitconfig").write_text("[user]\n\tname = Tester\n\temail = tester@example.com\n")
     monkeypatch.setenv("HOME", str(home))
 
 
