@@ -224,6 +224,44 @@ def test_rerun_reuses_a_proved_tip(h: Harness, capsys: pytest.CaptureFixture[str
     assert h.bare.resolve("refs/heads/promote/prod/api") == tip
 
 
+def test_a_proved_tree_with_a_forged_record_never_reaches_history(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attacker pre-places exactly the planned change, but with a message whose
+    Previous-Image names an old, vulnerable tag. With rebase merges that very commit
+    would land on main, and --rollback would later restore the attacker's choice."""
+    rebase = DIRECT.replace(b"defaults: {wait_for_checks: false}",
+                            b"defaults: {wait_for_checks: false, merge_method: rebase}")
+    for kind in KINDS:
+        with harness(kind, tmp_path / kind, rebase) as h:
+            if h.token:
+                monkeypatch.setenv("PROMOTE_TOKEN", h.token)
+            message = legit_message(tmp_path / kind, capsys, "dev", "1.1.0")
+            assert "Previous-Image: ghcr.io/acme/api:1.0.0" in message
+            forged = message.replace("Previous-Image: ghcr.io/acme/api:1.0.0",
+                                     "Previous-Image: ghcr.io/acme/api:0.0.1-vulnerable")
+            attacker_push(h, tmp_path / kind, "promote/dev/api", h.bare.resolve("main") or "",
+                          {DEV: deploy("1.1.0")}, forged)
+            code, out = cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:1.1.0")
+            assert code == 0, out
+            assert main_file(h, DEV) == deploy("1.1.0"), kind
+            history = "\n".join(e["message"] for e in h.bare.log("main", 10))
+            assert "0.0.1-vulnerable" not in history, kind
+            assert "Previous-Image: ghcr.io/acme/api:1.0.0" in history, kind
+
+
+def test_a_set_only_promotion_reruns_as_a_no_op(h: Harness,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A --set promotion records no Promoted-Image; its re-run is proved by its tree."""
+    args = ("--env", "prod", "--set", "envs/prod/deploy.yaml:metadata.name=api-v2")
+    assert cli(h, capsys, *args)[0] == 0
+    tip = h.bare.resolve("refs/heads/promote/prod/set")
+    assert tip is not None
+    code, out = cli(h, capsys, *args)
+    assert code == 0, out
+    assert h.bare.resolve("refs/heads/promote/prod/set") == tip
+
+
 def test_blob_ids_match_git() -> None:
     path = Path(__file__)
     expected = subprocess.run(["git", "hash-object", str(path)], capture_output=True,
