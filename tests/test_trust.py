@@ -26,13 +26,17 @@ import pytest
 from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import ZERO, BareRepo
-from hostile.forges import SLUG, Harness, deploy, effects, files, harness
+from hostile.forges import GL_TOKEN, SLUG, Harness, deploy, effects, files, harness
+from hostile.forges import TOKEN as GH_TOKEN
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from promoter import promote, proof
 from promoter.cli import run
 from promoter.errors import PromoteError
+from promoter.forges.git import GitForge
+from promoter.forges.github import GitHubForge
+from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
 
 KINDS = ["git", "github", "gitlab"]
@@ -400,28 +404,21 @@ def test_foreign_pushes_between_steps_never_reach_main(
 
 def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
            content: dict[str, bytes]) -> tuple[BareRepo, Any]:
-    from hostile.forges import GitHarness, GitHubHarness, GitLabHarness
-
+    """A new config repo for one example: a bare repo, or one more repository on the
+    test's fake server, and a forge client for it."""
     if kind == "git":
-        g = GitHarness(BareRepo.init(path, content))
-        return g.bare, g.forge()
+        bare = BareRepo.init(path, content)
+        return bare, GitForge(str(bare.path), sleep=lambda _: None)
+    slug = f"acme/config{n}"
     if kind == "github":
         gh: FakeGitHub = servers["gh"]
-        if n == 0:
-            gh.add_token(GitHubHarness.token)
-        slug = f"acme/config{n}"
-        bare = gh.create_repo(slug, content).bare
-        from promoter.forges.github import GitHubForge
-        return bare, GitHubForge(slug, api_url=gh.url, token=GitHubHarness.token,
-                                 sleep=lambda _: None)
+        gh.add_token(GH_TOKEN)
+        return gh.create_repo(slug, content).bare, GitHubForge(
+            slug, api_url=gh.url, token=GH_TOKEN, sleep=lambda _: None)
     gl: FakeGitLab = servers["gl"]
-    if n == 0:
-        gl.add_token(GitLabHarness.token)
-    slug = f"acme/config{n}"
-    bare = gl.add_project(slug, content).repo
-    from promoter.forges.gitlab import GitLabForge
-    return bare, GitLabForge(slug, api_url=gl.url, token=GitLabHarness.token,
-                             sleep=lambda _: None)
+    gl.add_token(GL_TOKEN)
+    return gl.add_project(slug, content).repo, GitLabForge(
+        slug, api_url=gl.url, token=GL_TOKEN, sleep=lambda _: None)
 
 
 # --- checks that register a moment after the push -----------------------------------------
