@@ -4,8 +4,9 @@
 # repo; promote then works on it exactly as on any remote, through the plain-git forge.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# Everything lives in one directory that is kept afterwards, so the paths printed below
+# (the remote, the promotion branches) can still be looked at; it is named at the end.
 work=$(mktemp -d "${TMPDIR:-/tmp}/promoter-demo.XXXXXX")
-trap 'rm -rf "$work"' EXIT
 remote="$work/config.git"
 ident=(-c user.name="Demo" -c user.email="demo@example.invalid")
 
@@ -17,6 +18,10 @@ git -C "$work/seed" checkout -q -b main
 git -C "$work/seed" add -A
 git -C "$work/seed" "${ident[@]}" commit -q -m "config: initial environments"
 git -C "$work/seed" push -q "$remote" main
+
+# who the promotion commits are by (also --author, or author: in .promoter.yaml; without
+# them plain git takes the CI user, or git's user.name / user.email)
+export PROMOTE_AUTHOR="promoter demo <demo@example.invalid>"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -40,3 +45,7 @@ promote --repo "$remote" --history --image ghcr.io/acme/api
 
 say "the config repo now"
 git --git-dir "$remote" log --oneline --graph --all --decorate
+
+say "kept for you to look at: $work"
+echo "  the config repo: git --git-dir $remote log --all"
+echo "  remove it with:  rm -rf $work"

@@ -6,10 +6,13 @@ Heavy imports (ruamel.yaml, PyGithub, python-gitlab) happen inside the command, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,10 +21,11 @@ import click
 
 from promoter import __version__
 from promoter.errors import EXIT_CODES, PromoteError, UsageError
-from promoter.redact import redact, register
+from promoter.redact import fold, no_commands, redact, register
 
 if TYPE_CHECKING:
     from promoter.forges.base import Forge
+    from promoter.images import ImageRef
     from promoter.promote import Request
 
 EPILOG = """\b
@@ -57,7 +61,8 @@ Exit codes:
 
 
 def _echo(text: str, err: bool = False) -> None:
-    click.echo(redact(text), err=err)
+    # no line of ours may be read as a GitHub Actions workflow command (::add-mask::...)
+    click.echo(no_commands(redact(text)), err=err)
 
 
 @click.command(context_settings={"auto_envvar_prefix": "PROMOTE", "max_content_width": 100,
@@ -107,6 +112,12 @@ def _echo(text: str, err: bool = False) -> None:
 @click.option("--assignee", "assignees", envvar="PROMOTE_ASSIGNEE", multiple=True,
               help="Assignee (repeatable).")
 @click.option("--draft", is_flag=True, help="Open the PR/MR as a draft.")
+@click.option("--sign", is_flag=True, help="Plain git: sign the commits with your git "
+              "signing setup (gpg.format, user.signingkey); exit 2 before writing when git "
+              "cannot sign. Also: signing: true in .promoter.yaml.")
+@click.option("--author", metavar='"NAME <EMAIL>"', help="Who the promotion commit is by "
+              "(default: author: in .promoter.yaml; plain git: the CI user, else git's "
+              "user.name/user.email; GitHub/GitLab: the token's user).")
 @click.option("--github-app-id", help="GitHub App id (with --github-app-key-file or "
               "$PROMOTE_GITHUB_APP_KEY) instead of a token.")
 @click.option("--github-app-key-file", type=click.Path(dir_okay=False), help="GitHub App "
@@ -129,12 +140,17 @@ def main(**opts: Any) -> None:
     environ = dict(os.environ)
     json_out = opts["output"] == "json"
     try:
-        result = _run(opts, environ)
+        with _signals_unwind():
+            result = _run(opts, environ)
     except PromoteError as exc:
         _fail(exc, json_out, environ)
     except KeyboardInterrupt:
-        _echo("interrupted", err=True)
+        _echo("interrupted; temporary files removed", err=True)
         sys.exit(130)
+    except _Terminated as exc:
+        _echo(f"terminated ({signal.Signals(exc.signum).name}); temporary files removed",
+              err=True)
+        sys.exit(128 + exc.signum)
     except Exception as exc:  # the last resort: no traceback for users, exit 1
         if opts["verbose"]:
             import traceback
@@ -146,8 +162,38 @@ def main(**opts: Any) -> None:
     _emit(result, opts, environ)
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C, so every ``finally`` runs (the
+    forge's ``close`` removes its private clone, ``subprocess.run`` kills its git)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """While the command runs, SIGTERM and SIGHUP raise ``_Terminated`` instead of
+    killing the process on the spot (which would leave ``promoter-git-*`` clones behind);
+    the previous handlers come back afterwards. Only the main thread can set them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_terminated)
+                for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _fail(exc: PromoteError, json_out: bool, environ: Mapping[str, str]) -> None:
-    message = redact(exc.render())
+    message = fold(redact(exc.render()))  # one line, whatever a server put in it
     if json_out:
         done = dict(exc.result or {})
         done.update({"status": "refused" if exc.code == 4 else "error",
@@ -157,7 +203,8 @@ def _fail(exc: PromoteError, json_out: bool, environ: Mapping[str, str]) -> None
     if environ.get("GITHUB_ACTIONS") == "true":  # an annotation on the workflow run
         from promoter.ci_output import github_annotations
 
-        click.echo(redact(github_annotations(exc)), nl=False, err=True)
+        annotation = fold(redact(github_annotations(exc)).rstrip("\n"))
+        click.echo(annotation.replace("##[", "# #["), err=True)
     _echo(f"error: {message}", err=True)
     sys.exit(exc.code)
 
@@ -176,7 +223,7 @@ def _emit(result: dict[str, Any], opts: Mapping[str, Any], environ: Mapping[str,
 
 def _log(opts: Mapping[str, Any], text: str) -> None:
     if opts["verbose"]:
-        _echo(f"promote: {text}", err=True)
+        _echo(f"promote: {fold(text)}", err=True)
 
 
 def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -195,37 +242,64 @@ def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | No
 
 
 def _request(opts: Mapping[str, Any]) -> Request:
+    """The validated request. ``--history`` and ``--rollback`` take bare image names
+    (which image, not which version); a promotion needs a tag or digest on every
+    reference, so a bare name never ships ``latest`` by accident."""
+    from promoter import identity
     from promoter.edit import SetOp
     from promoter.images import parse
     from promoter.promote import Request
 
-    images = []
-    for text in opts["images"]:
-        images.append(parse(text))
-    if opts["from_env"]:
-        # --from: names only; the versions come from the upstream environment
-        images = [parse(r.familiar) for r in images] if images else []
+    images = [parse(text) for text in opts["images"]]
+    names_only = [flag for flag, on in (("--from", opts["from_env"]), ("--history",
+                  opts["show_history"]), ("--rollback", opts["rollback"])) if on]
+    for text, ref in zip(opts["images"], images, strict=True):
+        if names_only and (ref.tag or ref.digest):
+            # the version comes from the environment or the history, never from --image
+            raise UsageError(f"{names_only[0]} takes image names without a tag or digest, "
+                             f"got --image {text}", hint=f"write --image {ref.familiar}")
+        if not names_only:
+            _versioned(ref, f"--image {text}")
     markers = {}
     for text in opts["markers"]:
-        policy, eq, ref = text.partition("=")
+        policy, eq, ref_text = text.partition("=")
         if not eq or policy.count(":") != 1 or not all(policy.split(":")):
             raise UsageError(f"--marker {text!r}: expected NS:POLICY=REF",
                              hint="e.g. --marker flux-system:podinfo=ghcr.io/x/podinfo:1.2.3")
-        markers[policy] = parse(ref)
+        markers[policy] = _versioned(parse(ref_text), f"--marker {text}")
     sets = tuple(SetOp.parse(s) for s in opts["sets"])
-    if not (images or markers or sets):
+    if opts["show_history"]:
+        if markers or sets:
+            raise UsageError("--history reads the history; --marker and --set do not apply")
+    elif opts["rollback"]:
+        if not opts["env"]:
+            raise UsageError("--rollback needs --env (which environment to roll back)")
+        if not images:
+            raise UsageError("--rollback needs --image NAME (which image to roll back)",
+                             hint="e.g. --rollback --env prod --image ghcr.io/acme/api")
+    elif not (images or markers or sets):
         raise UsageError("nothing to promote: give --image REF (or --marker / --set)")
     if opts["from_env"] and not opts["env"]:
         raise UsageError("--from needs --env (the environment to promote into)")
-    if opts["in_place"] and opts["dry_run"]:
-        raise UsageError("--in-place and --dry-run contradict each other; pick one")
     return Request(
         images=tuple(images), markers=markers, sets=sets, files=tuple(opts["files"]),
         path=opts["path"] or "", env=opts["env"], from_env=opts["from_env"], base=opts["base"],
         dry_run=opts["dry_run"], auto_merge=opts["auto_merge"],
         require_merge=opts["require_merge"], merge_timeout=opts["merge_timeout"],
         labels=tuple(opts["labels"]), reviewers=tuple(opts["reviewers"]),
-        assignees=tuple(opts["assignees"]), draft=opts["draft"])
+        assignees=tuple(opts["assignees"]), draft=opts["draft"],
+        author=identity.parse(opts["author"]) if opts["author"] else None,
+        sign=opts["sign"])
+
+
+def _versioned(ref: ImageRef, what: str) -> ImageRef:
+    """``ref`` when it pins a tag or digest; a bare name is exit 2 (it would write
+    ``latest`` implicitly, which no policy check can judge)."""
+    if ref.tag is None and ref.digest is None:
+        raise UsageError(f"{what}: no tag or digest; promoting a bare name would deploy "
+                         "whatever 'latest' is", hint=f"give a version, e.g. {ref.familiar}:1.4.2 "
+                         f"or {ref.familiar}@sha256:..., or use --from ENV")
+    return ref
 
 
 def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
@@ -234,11 +308,16 @@ def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
     repo = opts["repo"] or ""
     if "://" in repo or repo.startswith("git@") or repo.endswith(".git") or Path(repo).exists():
         return "git"
+    from promoter.preflight import looks_like_path, missing_directory
+
+    if looks_like_path(repo):  # ./confg: a typo, in CI too (no forge has such a project)
+        raise missing_directory(repo)
     if environ.get("GITLAB_CI") == "true":
         return "gitlab"
     if environ.get("GITHUB_ACTIONS") == "true":
         return "github"
-    raise UsageError(f"cannot tell which forge holds {repo!r}",
+    raise UsageError(f"cannot tell which forge holds {repo!r}: no directory of that name "
+                     "exists here, and it is no git URL",
                      hint="say --forge github, --forge gitlab or --forge git")
 
 
@@ -260,7 +339,15 @@ def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
         from promoter.local import run_local
 
         _log(opts, f"working tree {opts['repo']}")
-        return run_local(Path(opts["repo"]), _request(opts), write=opts["in_place"])
+        # --in-place --dry-run previews the in-place edit: nothing is written
+        return run_local(Path(opts["repo"]), _request(opts),
+                         write=opts["in_place"] and not opts["dry_run"],
+                         now=datetime.now(timezone.utc))
+    if kind == "git":
+        from promoter.preflight import check_git_remote
+
+        check_git_remote(opts["repo"], opts["base"],
+                         writes=not (opts["dry_run"] or opts["show_history"]))
     forge = _make_forge(kind, opts, environ, ctx)
     try:
         return _run_forge(forge, opts, ctx)
@@ -283,14 +370,19 @@ def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Any) -> dict[str, Any
                 "history": [e.to_json() for e in entries],
                 "message": "\n".join(_history_line(e) for e in entries) or "no promotions"}
     if opts["rollback"]:
-        if not request.env:
-            raise UsageError("--rollback needs --env (which environment to roll back)")
         request = promote.rollback_request(forge, request)
     _log(opts, f"{forge.name}: promoting {', '.join(map(str, request.images))}")
     result = promote.run(forge, request, context_mod.provenance_dict(ctx),
                          context_mod.trailers(ctx), effects)
-    result["repo"] = opts["repo"]
+    result["repo"] = _shown_repo(opts["repo"])
     return result
+
+
+def _shown_repo(repo: str) -> str:
+    """``--repo`` as reports show it: a git URL without its user information."""
+    from promoter.forges.gitclone import strip_userinfo
+
+    return strip_userinfo(repo)
 
 
 def _history_line(entry: Any) -> str:
@@ -302,14 +394,45 @@ def _history_line(entry: Any) -> str:
                                         if entry.source_commit else "")
 
 
+def api_root(kind: str, url: str) -> str:
+    """The API root a forge client wants, from what users paste. GitHub: a GitHub
+    Enterprise Server root as in the browser (``https://HOST``) is
+    ``https://HOST/api/v3``, and ``https://github.com`` is ``https://api.github.com``;
+    anything with a path is taken as the API root it names. GitLab: the server root
+    (python-gitlab itself drops a trailing ``/api/v4``, the form CI_API_V4_URL has)."""
+    from urllib.parse import urlsplit
+
+    url = url.strip().rstrip("/")
+    if kind == "gitlab":
+        return url
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or parts.path or parts.query or host == "api.github.com":
+        return url
+    if host in ("github.com", "www.github.com"):
+        return "https://api.github.com"
+    return f"{url}/api/v3"
+
+
 def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                 ctx: Any) -> Forge:
     timeout = float(opts["retry_timeout"])
     if kind == "git":
+        from promoter import identity
         from promoter.forges.git import GitForge
+        from promoter.forges.gitclone import url_secrets
 
-        return GitForge(opts["repo"], retry_timeout=timeout)
+        for secret in url_secrets(opts["repo"]):  # a token in the URL: masked everywhere
+            register(secret)
+        # the forge's own default: --author, else the CI user (author: of the config,
+        # read later, comes with each commit); merge commits use it too
+        author = identity.parse(opts["author"]) if opts["author"] else identity.from_ci(environ)
+        return GitForge(opts["repo"], author=author, retry_timeout=timeout)
     token, job = _token(kind, environ)
+    from promoter.forges.gitclone import url_secrets
+
+    for secret in url_secrets(opts["api_url"] or ""):  # user:password@ in --api-url
+        register(secret)
     if kind == "github":
         from promoter.forges.github import GitHubForge
 
@@ -328,7 +451,7 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
         if not token and not opts["github_app_id"]:
             raise UsageError("no token: set PROMOTE_TOKEN (or GITHUB_TOKEN), or use a GitHub App",
                              hint="the token needs contents:write and pull-requests:write")
-        return GitHubForge(opts["repo"], api_url=api.rstrip("/"), token=token,
+        return GitHubForge(opts["repo"], api_url=api_root("github", api), token=token,
                            app_id=opts["github_app_id"], app_key=key if opts["github_app_id"]
                            else None, retry_timeout=timeout)
     from promoter.forges.gitlab import GitLabForge
@@ -337,8 +460,22 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
     if not token and not job:
         raise UsageError("no token: set PROMOTE_TOKEN (or GITLAB_TOKEN)",
                          hint="a project or group access token with the api scope")
-    return GitLabForge(opts["repo"], api_url=api.rstrip("/"), token=token, job_token=job,
+    if job and not token:
+        _job_token_stays_home(api, environ.get("CI_SERVER_URL") or "")
+    return GitLabForge(opts["repo"], api_url=api_root("gitlab", api), token=token, job_token=job,
                        retry_timeout=timeout)
+
+
+def _job_token_stays_home(api: str, server: str) -> None:
+    """CI_JOB_TOKEN is issued by the GitLab running the job (CI_SERVER_URL): it is sent
+    to that origin only, never to another --api-url."""
+    from promoter.forges.http import origin, same_origin
+
+    if not server or not same_origin(api, server):
+        raise UsageError(
+            f"CI_JOB_TOKEN belongs to {origin(server) if server else 'the GitLab of the job'}"
+            f" (CI_SERVER_URL); promoter does not send it to {origin(api)}",
+            hint="for another GitLab, set PROMOTE_TOKEN to an access token issued there")
 
 
 def run(argv: Sequence[str]) -> int:

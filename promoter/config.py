@@ -22,6 +22,10 @@
           - {start: "2026-12-20T00:00:00+01:00", end: "2027-01-04T00:00:00+01:00"}
     markers:                           # Flux image-policy markers -> image repository
       "flux-system:podinfo": ghcr.io/stefanprodan/podinfo
+    author: "Release Bot <release-bot@example.com>"   # who promotion commits are by
+    templates:                         # title, body, commit: {name} fields only, see
+      title: "deploy({env}): {names} {new}"   # promoter.templates; trailers always follow
+    signing: false                     # plain git: sign with your git signing key (or exit 2)
 
 Rules worth knowing:
 
@@ -31,7 +35,9 @@ Rules worth knowing:
 - An environment key overrides the same key of ``defaults`` as a whole (lists too).
   ``paths`` and ``require_upstream`` exist only per environment.
 - ``allowed_tags`` absent means any tag; an empty list is an error (it would refuse
-  every tag). Patterns use Python ``re`` syntax and must match the whole tag.
+  every tag). Patterns use Python ``re`` syntax and must match the whole tag; they are
+  matched with the ``regex`` package under a time limit (``promoter.limits.TagPattern``),
+  so a pattern that backtracks catastrophically is an error naming its line, not a hang.
 - Paths are globs relative to the repo root, matched like ``--file`` globs
   (``promoter.paths.glob_match``): ``*`` and ``?`` stay inside one path segment, ``**``
   (a whole segment) spans any depth, and a plain directory covers everything below it,
@@ -61,14 +67,20 @@ from datetime import date, datetime, time, timezone, tzinfo
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import regex
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
+from promoter import identity
+from promoter import templates as tpl
 from promoter.errors import ConfigError, InvalidReference, PromoteError, UsageError
+from promoter.identity import Identity
 from promoter.images import Bump, parse_name
+from promoter.limits import MAX_CONFIG_DEPTH, TagPattern, yaml_depth
 from promoter.paths import glob_match
+from promoter.templates import Templates
 
 DEFAULT_FILE = ".promoter.yaml"
 
@@ -165,7 +177,7 @@ class EnvPolicy:
     paths: tuple[str, ...] = ()
     auto_merge: bool = False
     merge_method: MergeMethod = "squash"
-    allowed_tags: tuple[re.Pattern[str], ...] | None = None  # None: any tag
+    allowed_tags: tuple[TagPattern, ...] | None = None  # None: any tag
     max_auto_merge_bump: Bump = Bump.MINOR
     allow_downgrade: bool = False
     wait_for_checks: bool = True
@@ -197,6 +209,9 @@ class Config:
     defaults: EnvPolicy
     markers: dict[str, str] = field(default_factory=dict)
     file: str = DEFAULT_FILE
+    author: Identity | None = None  # who promotion commits are by (--author overrides)
+    templates: Templates = field(default_factory=Templates)  # title, body, commit message
+    signing: bool = False  # plain git: sign commits with the user's git signing key
 
     @property
     def present(self) -> bool:
@@ -329,7 +344,8 @@ _POLICY_KEYS = (
     "draft",
 )
 _ENV_ONLY_KEYS = ("paths", "require_upstream")
-_TOP_KEYS = ("version", "defaults", "environments", "markers")
+_TOP_KEYS = ("version", "defaults", "environments", "markers", "author", "templates",
+             "signing")
 _WEEKLY_KEYS = ("days", "from", "to", "tz")
 _ABSOLUTE_KEYS = ("start", "end", "tz")
 
@@ -347,6 +363,8 @@ def _show(text: str) -> str:
     """A value from the file, quoted for a message (short, printable)."""
     if len(text) > 60:
         text = text[:57] + "..."
+    if text.isprintable() and "'" not in text:
+        return f"'{text}'"  # as written: a regex's backslashes are not doubled
     return repr(text)
 
 
@@ -379,6 +397,7 @@ class _Loader:
         # An empty value (``key:`` and nothing) is marked where the next token starts;
         # errors about it point at its key instead.
         self.key_of_empty: dict[int, Node] = {}
+        self.text = ""
 
     def error(self, node: Node, message: str, hint: str | None = None) -> ConfigError:
         mark = self.key_of_empty.get(id(node), node).start_mark
@@ -390,6 +409,16 @@ class _Loader:
 
     def load(self, data: bytes | str) -> Config:
         text = self.decode(data)
+        self.text = text
+        deep = yaml_depth(text, MAX_CONFIG_DEPTH, pure=True)
+        if deep is not None:
+            raise ConfigError(
+                f"the config file is nested more than {MAX_CONFIG_DEPTH} levels deep",
+                file=self.file,
+                line=deep.line,
+                column=deep.column,
+                hint="a .promoter.yaml needs a handful of levels; fix the file",
+            )
         try:
             root = YAML(typ="safe", pure=True).compose(text)
         except MarkedYAMLError as exc:
@@ -464,7 +493,57 @@ class _Loader:
         markers: dict[str, str] = {}
         if "markers" in by_key and not self.is_null(by_key["markers"][1]):
             markers = self.markers(by_key["markers"][1])
-        return Config(environments, defaults, markers, self.file)
+        author = None
+        if "author" in by_key:
+            author = self.author(by_key["author"][1])
+        templates = Templates()
+        if "templates" in by_key and not self.is_null(by_key["templates"][1]):
+            templates = self.templates(by_key["templates"][1])
+        signing = "signing" in by_key and self.boolean(by_key["signing"][1], "signing")
+        return Config(environments, defaults, markers, self.file, author=author,
+                      templates=templates, signing=signing)
+
+    def templates(self, node: Node) -> Templates:
+        entries = self.mapping(node, "templates")
+        self.known_keys(entries, tpl.TARGETS, "templates")
+        parsed: dict[str, tpl.Template] = {}
+        for key, _, value in entries:
+            text = self.string(value, f"templates.{key}")
+            try:
+                parsed[key] = tpl.parse(text, key)
+            except tpl.TemplateProblem as exc:
+                line, column = self.inside(value, text, exc.offset)
+                raise ConfigError(f"templates.{key}: {exc.message}", file=self.file,
+                                  line=line, column=column,
+                                  hint="fields: " + ", ".join("{" + f + "}" for f in tpl.FIELDS)
+                                  + "; {{ and }} are literal braces") from None
+        return Templates(**parsed)
+
+    def inside(self, node: Node, value: str, offset: int) -> tuple[int, int]:
+        """Line and column (1-based) in the file of character ``offset`` of a scalar's
+        value: exact for plain, quoted (without escapes) and block scalars."""
+        mark = node.start_mark
+        before = value[:offset]
+        row = before.count("\n")
+        in_line = offset - (before.rfind("\n") + 1)
+        style = getattr(node, "style", None)
+        if style in ("|", ">"):  # the value starts on the line after the indicator
+            lines = self.text.splitlines()
+            index = mark.line + 1 + row
+            wanted = value.splitlines()[row] if row < len(value.splitlines()) else ""
+            source = lines[index] if index < len(lines) else ""
+            start = source.find(wanted) if wanted else len(source) - len(source.lstrip())
+            return index + 1, max(start, 0) + in_line + 1
+        if row == 0:
+            return mark.line + 1, mark.column + 1 + in_line + (1 if style in ("'", '"') else 0)
+        return mark.line + 1 + row, in_line + 1
+    def author(self, node: Node) -> Identity:
+        text = self.string(node, "author")
+        why = identity.problem(text)
+        if why is not None:
+            raise self.error(node, f"author {_show(text)}: {why}",
+                             hint=f"e.g. author: {identity.EXAMPLE}")
+        return identity.parse(text, "author")
 
     def environments(self, node: Node, defaults: EnvPolicy) -> dict[str, EnvPolicy]:
         envs: dict[str, EnvPolicy] = {}
@@ -601,7 +680,7 @@ class _Loader:
                 changes[key] = self.nonempty(value, self.string(value, at), at)
         return replace(base, **changes)
 
-    def patterns(self, node: Node, where: str) -> tuple[re.Pattern[str], ...]:
+    def patterns(self, node: Node, where: str) -> tuple[TagPattern, ...]:
         items = self.strings(node, where)
         if not items:
             raise self.error(
@@ -611,12 +690,14 @@ class _Loader:
             )
         out = []
         for item, text in items:
+            mark = item.start_mark
             try:
-                out.append(re.compile(text))
-            except re.error as exc:
+                out.append(TagPattern(text, self.file, mark.line + 1, mark.column + 1))
+            except regex.error as exc:
                 raise self.error(
                     item,
-                    f"{where}: {_show(text)} is not a valid regular expression ({exc.msg})",
+                    f"{where}: {_show(text)} is not a valid regular expression "
+                    f"({getattr(exc, 'msg', exc)})",
                     hint="use Python re syntax; the pattern must match the whole tag",
                 ) from None
         return tuple(out)

@@ -95,7 +95,8 @@ class BranchExists(ConflictError):
 
 EXIT_CODES = {
     0: "done, or already up to date",
-    2: "bad input: usage, unparsable YAML, invalid reference, unsafe path (nothing written)",
+    2: "bad input: usage, unparsable YAML, invalid reference, unsafe path, a --file glob "
+       "that matches no file (nothing written)",
     3: "the image is referenced nowhere in the targeted files",
     4: "policy refused something the caller demanded (--require-merge)",
     5: "the forge failed after retries, or a conflict it would not force",

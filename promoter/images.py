@@ -226,6 +226,32 @@ def parse_version(tag: str | None) -> Version | None:
     return Version(int(m.group(1)), int(m.group(2)), int(m.group(3)), pre)
 
 
+_LOOSE_RE = re.compile(
+    r"v?(\d+)\.(\d+)\.(\d+)"
+    r"(?:-([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
+    r"(?:\+[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*)?", re.ASCII)
+
+
+def order_version(tag: str | None) -> Version | None:
+    """A version to ORDER ``tag`` by, also when it is not strict semver because a number
+    has leading zeros (``01.0.0`` orders as 1.0.0): the default release pattern
+    ``^v?\\d+\\.\\d+\\.\\d+$`` lets such tags through, and a downgrade must not hide
+    behind them. Whether a step may merge by itself still needs ``parse_version``."""
+    if not tag:
+        return None
+    m = _LOOSE_RE.fullmatch(tag)
+    if not m:
+        return None
+    pre = tuple(p.lstrip("0") or "0" if p.isdigit() else p
+                for p in m.group(4).split(".")) if m.group(4) else ()
+    return Version(int(m.group(1)), int(m.group(2)), int(m.group(3)), pre)
+
+
+def leading_zero(tag: str | None) -> bool:
+    """True when ``tag`` reads as a version only with leading zeros (``01.0.0``)."""
+    return parse_version(tag) is None and order_version(tag) is not None
+
+
 def bump(old: Version, new: Version) -> Bump:
     if old.major != new.major:
         return Bump.MAJOR

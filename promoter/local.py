@@ -8,17 +8,34 @@ the whole plan succeeded: each file atomically (temp file + rename), its mode ke
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from promoter import config as config_mod
+from promoter import policy as policy_mod
 from promoter.errors import UsageError
+from promoter.forges.base import LoggedCommit
 from promoter.paths import CONFIG_FILE, is_glob, is_manifest, safe_relative
-from promoter.promote import Request, prepare, selector, targets_for, versions_in
+from promoter.plan import Plan, needle_pattern
+from promoter.promote import (
+    Request,
+    prepare,
+    rolled_back_versions,
+    selector,
+    targets_for,
+    upstream_versions,
+    versions_in,
+)
 from promoter.report import changes_json, skips_json
+from promoter.search import grep_holding
+
+if TYPE_CHECKING:
+    from promoter.forges.base import Forge
 
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", ".venv"})
 
@@ -26,10 +43,22 @@ SKIP_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", ".venv"})
 class WorkTree(Mapping[str, bytes]):
     """Repo-relative path -> bytes, for the manifests of a directory (read on access)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, native_search: bool = True) -> None:
         self.root = root.resolve()
         self._base = str(self.root)
         self._paths = sorted(self._walk())
+        self._native = native_search
+        self._holding: dict[tuple[bytes, ...], frozenset[str] | None] = {}
+
+    def holding(self, needles: Sequence[bytes]) -> frozenset[str] | None:
+        """The manifests holding any of ``needles``, found by grep (once per needle set);
+        None without grep (then the planner reads every file itself)."""
+        key = tuple(sorted(set(needles)))
+        if not self._native or not key:
+            return None
+        if key not in self._holding:
+            self._holding[key] = grep_holding(self.root, needle_pattern(key).pattern, SKIP_DIRS)
+        return self._holding[key]
 
     def _walk(self) -> Iterator[str]:
         """Regular manifest files, never through a symlink. The directory entries' own
@@ -108,7 +137,8 @@ def check_selection(tree: WorkTree, request: Request) -> None:
         safe_relative(op.file, "--set")
 
 
-def run_local(root: Path, request: Request, *, write: bool) -> dict[str, Any]:
+def run_local(root: Path, request: Request, *, write: bool,
+              now: datetime | None = None) -> dict[str, Any]:
     if not root.is_dir():
         raise UsageError(f"--repo {root} is not a directory")
     tree = WorkTree(root)
@@ -134,10 +164,71 @@ def run_local(root: Path, request: Request, *, write: bool) -> dict[str, Any]:
         "in-place": f"edited {n} file(s) in {root}",
         "dry-run": f"dry run: would edit {n} file(s)",
     }[status]
-    return {"status": status, "forge": None, "repo": str(root), "env": request.env,
-            "images": [str(r) for r in request.images], "changes": changes_json(plan),
-            "skips": skips_json(plan), "diff": plan.diff, "changed": not plan.noop,
-            "message": message, "targets": [selector_info(request)]}
+    result = {"status": status, "forge": None, "repo": str(root), "env": request.env,
+              "images": [str(r) for r in request.images], "changes": changes_json(plan),
+              "skips": skips_json(plan), "diff": plan.diff, "changed": not plan.noop,
+              "message": message, "targets": [selector_info(request)]}
+    if now is not None and not plan.noop:
+        result.update(preview_policy(tree, request, config, plan, now, tree.root))
+    return result
+
+
+def preview_policy(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
+                   plan: Plan, now: datetime, root: Path) -> dict[str, Any]:
+    """The verdict a promotion of this change would get, read-only, from the checkout's
+    own .promoter.yaml, so a pre-merge job can preview it. The rollback guard reads the
+    checkout's own history (none: it fails, closed); ``checks_green`` is left to the run
+    through the forge."""
+    try:
+        policy = config_mod.tighten(
+            config_mod.select(config, env=request.env, files=plan.files),
+            auto_merge=True if request.auto_merge else None, draft=request.draft or None)
+    except UsageError as exc:  # the change spans environments: no single policy
+        return {"policy": None, "policy_note": exc.message}
+    upstream = upstream_versions(files, request, config, policy)
+    verdict = policy_mod.evaluate(plan, policy, images=list(request.images), now=now,
+                                  upstream=upstream, want_merge=policy.auto_merge)
+    if verdict.allows_merge and policy.name in config.environments:
+        # the rollback guard reads the history: here, the checkout's own commits
+        history = CheckoutLog(root)
+        if not history.readable():
+            return {"policy": verdict.with_check(policy_mod.Check(
+                "rollback_guard", "fail", "no git history in this directory to read "
+                "rollbacks from; a human merges")).to_json()}
+        rolled = rolled_back_versions(cast("Forge", history), "HEAD", policy.name,
+                                      request.images)
+        verdict = policy_mod.evaluate(plan, policy, images=list(request.images), now=now,
+                                      upstream=upstream, want_merge=policy.auto_merge,
+                                      rolled_back=rolled)
+    return {"policy": verdict.to_json()}
+
+
+class CheckoutLog:
+    """The commits of a local checkout, newest first, read with ``git log``: what
+    ``promote.history`` needs (only ``log``) to find rollbacks in a working tree."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        return subprocess.run(["git", "-C", str(self.root), *args], capture_output=True,
+                              check=False, env=env, timeout=60)
+
+    def readable(self) -> bool:
+        return self._git("rev-parse", "--verify", "-q", "HEAD").returncode == 0
+
+    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        out = self._git("log", "--first-parent", f"--max-count={limit}",
+                        "--format=%H%x1f%an%x1f%aI%x1f%B%x1e", branch, "--")
+        commits = []
+        for record in out.stdout.decode("utf-8", "replace").split("\x1e"):
+            fields = record.strip("\n").split("\x1f")
+            if len(fields) == 4:
+                sha, author, date, message = fields
+                commits.append(LoggedCommit(sha=sha, message=message, author=author,
+                                            date=date))
+        return commits
 
 
 def selector_info(request: Request) -> dict[str, Any]:

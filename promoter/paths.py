@@ -1,6 +1,8 @@
 """Repo-relative paths and globs: what a caller may select, and nothing outside the repo.
 
-``**`` matches any number of directories, ``*`` and ``?`` stay inside one.
+``**`` matches any number of directories, ``*`` and ``?`` stay inside one. Globs come
+from the config repo too (``paths`` in .promoter.yaml), so they are matched without
+backtracking: a pattern like ``envs/*a*a*a*a*a*a*a*a*b`` costs len(pattern) * len(path).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import posixpath
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 from promoter.errors import UsageError
@@ -31,33 +34,77 @@ def safe_relative(path: str, what: str) -> str:
     return "" if norm == "." else norm
 
 
+# Glob tokens: a literal character, ``?`` (one character but '/'), ``*`` (any run without
+# '/'), ``**`` (any run) and ``**/`` (nothing, or any run that ends with '/').
+_ONE, _STAR, _ANY, _DIRS = "?", "*", "**", "**/"
+
+
 @lru_cache(maxsize=256)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out = []
+def _tokens(pattern: str) -> tuple[str, ...]:
+    out: list[str] = []
     i = 0
     while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
+        for token in (_DIRS, _ANY, _STAR, _ONE):
+            if pattern.startswith(token, i):
+                out.append(token)
+                i += len(token)
+                break
         else:
-            out.append(re.escape(pattern[i]))
+            out.append(pattern[i])
             i += 1
-    return re.compile("".join(out))
+    return tuple(out)
+
+
+def _glob_fullmatch(pattern: str, path: str) -> bool:
+    """Whether the glob matches the whole path, in time linear in len(pattern) *
+    len(path): a set of positions in the pattern advances one character at a time (no
+    backtracking, so ``*a*a*a*a*b`` against a long name cannot take exponential time).
+    A position is an index into the tokens, or (index, True) inside a ``**/`` run."""
+    tokens = _tokens(pattern)
+    end = len(tokens)
+
+    def closure(states: set[tuple[int, bool]]) -> set[tuple[int, bool]]:
+        todo = list(states)
+        while todo:  # stars and **/ may match nothing: skip over them
+            i, inside = todo.pop()
+            if not inside and i < end and tokens[i] in (_STAR, _ANY, _DIRS):
+                nxt = (i + 1, False)
+                if nxt not in states:
+                    states.add(nxt)
+                    todo.append(nxt)
+        return states
+
+    states = closure({(0, False)})
+    for ch in path:
+        moved: set[tuple[int, bool]] = set()
+        for i, _inside in states:
+            if i == end:
+                continue
+            token = tokens[i]
+            if token == _DIRS:  # (.*/)? : stay inside the run; a '/' may end it
+                moved.add((i, True))
+                if ch == "/":
+                    moved.add((i + 1, False))
+            elif token == _ANY:
+                moved.add((i, False))
+            elif token == _STAR:
+                if ch != "/":
+                    moved.add((i, False))
+            elif token == _ONE:
+                if ch != "/":
+                    moved.add((i + 1, False))
+            elif token == ch:
+                moved.add((i + 1, False))
+        if not moved:
+            return False
+        states = closure(moved)
+    return (end, False) in states
 
 
 def glob_match(pattern: str, path: str) -> bool:
     """Whether repo-relative ``path`` matches ``pattern``; a plain directory matches
     everything beneath it."""
-    if _glob_regex(pattern).fullmatch(path):
+    if _glob_fullmatch(pattern, path):
         return True
     return not any(c in pattern for c in "*?") and path.startswith(pattern.rstrip("/") + "/")
 
@@ -72,3 +119,44 @@ def is_manifest(path: str) -> bool:
     return ((path.endswith(MANIFEST_SUFFIXES) or posixpath.basename(path) in MANIFEST_NAMES)
             and posixpath.basename(path) != CONFIG_FILE
             and not any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in path))
+
+
+MAX_ALIASES = 256  # paths a file may be reached by through links (link cycles end here)
+
+
+def link_target(path: str, target: str) -> str | None:
+    """The repo-relative path the symbolic link at ``path`` (whose stored target is
+    ``target``) resolves to; None when it points outside the repo. ``""`` is the root."""
+    if not target or target.startswith("/") or "\x00" in target:
+        return None
+    norm = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if norm == ".." or norm.startswith("../"):
+        return None
+    return "" if norm == "." else norm
+
+
+def link_aliases(paths: Iterable[str], links: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """For each of ``paths``, the other repo paths that reach it through symbolic links:
+    a link to the file itself, or to a directory above it, followed through chains of
+    links. A change to the file is a change at each of them too."""
+    resolved = [(link, t) for link, target in sorted(links.items())
+                if (t := link_target(link, target)) is not None]
+    out: dict[str, tuple[str, ...]] = {}
+    for path in paths:
+        names = {path}
+        frontier = [path]
+        while frontier and len(names) < MAX_ALIASES:
+            name = frontier.pop()
+            for link, target in resolved:
+                if target and name != target and not name.startswith(target + "/"):
+                    continue
+                if name.startswith(link + "/"):
+                    continue  # already through this link: a link to its own parent loops
+                alias = link + name[len(target):] if target else f"{link}/{name}"
+                if alias not in names and len(names) < MAX_ALIASES:
+                    names.add(alias)
+                    frontier.append(alias)
+        names.discard(path)
+        if names:
+            out[path] = tuple(sorted(names))
+    return out

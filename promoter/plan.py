@@ -8,15 +8,16 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from promoter.edit.engine import Targets, edit_file
 from promoter.edit.kustomize import images_set_over
 from promoter.edit.results import Found, Skip
 from promoter.errors import EditError, UsageError
 from promoter.images import ImageRef, try_parse
-from promoter.paths import is_manifest
+from promoter.paths import is_manifest, link_aliases
 
 __all__ = ["Found", "Plan", "Skip", "Targets", "make_plan", "unified_diff"]
 
@@ -28,6 +29,17 @@ class Plan:
     files: dict[str, bytes] = field(default_factory=dict)  # new content of changed files
     originals: dict[str, bytes] = field(default_factory=dict)  # old content of those files
     diff: str = ""
+    # changed file -> the other paths that reach it through symbolic links: a change to
+    # the file is a change there too (paths_only and the owning environment see them)
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def touched(self) -> tuple[str, ...]:
+        """Every path whose content the plan changes: the files and their link aliases."""
+        out = dict.fromkeys(self.files)
+        for path in self.files:
+            out.update(dict.fromkeys(self.aliases.get(path, ())))
+        return tuple(out)
 
     @property
     def changes(self) -> tuple[Found, ...]:
@@ -42,6 +54,15 @@ class Plan:
 
 
 Selector = Callable[[str], bool]
+
+
+@runtime_checkable
+class Searchable(Protocol):
+    """A file map that can tell, without Python reading each file, which paths hold any
+    of some byte strings (a working tree asks grep): a superset of the files the byte
+    pre-filter passes, or None when it cannot tell."""
+
+    def holding(self, needles: Sequence[bytes]) -> Collection[str] | None: ...
 
 
 def needle_pattern(needles: Iterable[bytes]) -> re.Pattern[bytes]:
@@ -82,13 +103,18 @@ def may_mention(pattern: re.Pattern[bytes], data: bytes) -> bool:
     return False
 
 
-def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) -> Plan:
+def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector,
+              links: Mapping[str, str] | None = None) -> Plan:
     """Find and edit every targeted image in the selected manifests of ``files``.
+    ``links``: the tree's symbolic links (path -> target), for ``Plan.aliases``.
 
     Files that cannot contain a match (by a byte search) are never parsed. A file that
     fails to parse is fatal only when it mentions a targeted image; otherwise it is a
     Skip with the parser's message."""
     pattern = needle_pattern(targets.needles())
+    # files that hold no needle's bytes cannot pass may_mention: not even read
+    holding = files.holding(tuple(targets.needles())) if isinstance(files, Searchable) \
+        else None
     set_files = {op.file for op in targets.sets}
     for name in sorted(set_files):
         if name not in files:
@@ -102,6 +128,8 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) ->
     overlays: dict[str, dict[str, str]] | None = None  # read on first need
     for path in sorted(files):
         if not is_manifest(path) or not select(path):
+            continue
+        if holding is not None and path not in holding and path not in set_files:
             continue
         data = files[path]
         if path not in set_files and not may_mention(pattern, data):
@@ -126,7 +154,7 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector) ->
             new_files[path] = result.new
             originals[path] = data
     return Plan(tuple(found), tuple(skips), new_files, originals,
-                unified_diff(originals, new_files))
+                unified_diff(originals, new_files), link_aliases(new_files, links or {}))
 
 
 # --- files that are not YAML: Helm chart templates, broken files ------------------------

@@ -12,9 +12,14 @@ Pure: no network, no clock (``now`` is passed in), no environment reads.
     rollback_guard      after a rollback away from X, nothing <= X merges by itself
     checks_green        added later by the orchestrator with ``Verdict.with_check``
 
-``allows_merge`` = a merge was wanted and no check failed. ``refused`` = a downgrade the
-policy does not allow: do not even propose it (whether or not a merge was wanted).
-A failing check other than no_downgrade only means a human merges.
+``allows_merge`` = a merge was wanted and no check failed. ``refused`` = a proven
+downgrade the policy does not allow: do not even propose it (whether or not a merge was
+wanted). Any other failing check only means a human merges.
+
+Fail closed: each written value (every change of the plan) is judged by its own new
+value, never by another reference's. A check that applies but cannot tell (no tag to
+match, a step or an order that cannot be measured, a ``--set`` value that is no image
+reference) FAILS; SKIP only means the policy makes the check not apply here.
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ from promoter.images import (
     ImageRef,
     Version,
     bump,
+    leading_zero,
+    order_version,
     parse_version,
     try_parse,
     valid_digest,
 )
-from promoter.plan import Plan
+from promoter.plan import Found, Plan
 from promoter.redact import redact
 
 PASS = "pass"  # noqa: S105 - a check status, not a password
@@ -131,6 +138,7 @@ class _Step:
     old_digest: str | None
     new_tag: str | None
     new_digest: str | None
+    opaque: bool = False  # a --set value that is no image reference: nothing can judge it
 
 
 Upstream = Mapping[str, Set[tuple[str | None, str | None]]]
@@ -145,6 +153,7 @@ def evaluate(
     want_merge: bool,
     upstream: Upstream | None = None,
     rolled_back: Mapping[str, str] | None = None,
+    rollback: bool = False,
 ) -> Verdict:
     """Judge ``plan`` under ``policy``.
 
@@ -156,12 +165,14 @@ def evaluate(
     ``auto_merge_enabled`` (flags only tighten). ``upstream``: image name -> the
     (tag, digest) pairs the ``require_upstream`` environment runs (None: not read).
     ``rolled_back``: image name -> the version (``ImageRef.version``) a rollback in
-    this environment moved away from."""
+    this environment moved away from. ``rollback``: the plan is a rollback, a deliberate
+    return to an earlier version, which no_downgrade does not stop (the policy itself,
+    allow_downgrade included, is reported as it is)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise PromoteError("internal error: evaluate() needs a timezone-aware 'now'")
     eff = policy if policy is not None else BUILTIN
     steps = _steps(plan, images)
-    downgrade = _no_downgrade(eff, steps)
+    downgrade, proven_downgrade = _no_downgrade(eff, steps, rollback)
     checks = (
         _auto_merge_enabled(eff, want_merge),
         _allowed_tags(eff, steps),
@@ -172,37 +183,50 @@ def evaluate(
         _paths_only(eff, plan),
         _rollback_guard(eff, steps, rolled_back or {}),
     )
-    refused = downgrade.failed
+    refused = proven_downgrade
     allows = want_merge and not refused and not any(c.failed for c in checks)
     return Verdict(checks, refused, allows, want_merge)
 
 
 def _steps(plan: Plan, images: Sequence[ImageRef]) -> list[_Step]:
-    refs: dict[str, ImageRef] = {}
-    for ref in images:
-        refs.setdefault(ref.name, ref)
+    """One step per written value, judged by that value's own new version (never by
+    another reference's: a ``--marker`` or ``--set`` value is checked for what it writes).
+    ``images`` only give familiar names for messages."""
+    shown_as = {ref.name: ref.familiar for ref in images}
     out: dict[_Step, None] = {}
     for found in plan.changes:
-        given = refs.get(found.image)
-        if given is not None:
-            shown, tag, digest = given.familiar, given.tag, given.digest
-        else:
-            shown = found.image
-            tag, digest = _read_new(found.new)
+        if found.format == "set":
+            out[_set_step(found)] = None
+            continue
+        tag, digest = found.new_tag, found.new_digest
+        if tag is None and digest is None:  # a Found made without them: read the value
+            tag, digest = _read_new(found.new, found.image)
+        shown = shown_as.get(found.image, found.image)
         out[_Step(found.image, shown, found.old_tag, found.old_digest, tag, digest)] = None
     return list(out)
 
 
-def _read_new(value: str) -> tuple[str | None, str | None]:
-    """The new (tag, digest) from a scalar when the caller gave no reference for the
-    image (``--set``): a whole reference, a bare digest, or else the text taken as a tag,
-    so a value that is no version fails the version checks instead of skipping them."""
+def _set_step(found: Found) -> _Step:
+    """A ``--set`` value: judged as an image only when it is a whole reference with a tag
+    or digest (and so is the value it replaces); anything else is opaque, and every
+    image check fails closed on it."""
+    new, old = try_parse(found.new), try_parse(found.old)
+    where = f"--set {found.file}:{found.field}"
+    if new is None or not (new.tag or new.digest) or (old is not None and old.name != new.name):
+        return _Step(where, where, None, None, None, None, opaque=True)
+    old_tag = old.tag if old is not None else None
+    old_digest = old.digest if old is not None else None
+    return _Step(new.name, new.familiar, old_tag, old_digest, new.tag, new.digest)
+
+
+def _read_new(value: str, image: str) -> tuple[str | None, str | None]:
+    """The new (tag, digest) from a whole reference to ``image``, or a bare digest."""
     if valid_digest(value):
         return None, value
     ref = try_parse(value)
-    if ref is not None and (ref.tag or ref.digest):
+    if ref is not None and ref.name == image:
         return ref.tag, ref.digest
-    return value or None, None
+    return None, None
 
 
 def _desc(policy: EnvPolicy) -> str:
@@ -264,6 +288,9 @@ def _auto_merge_enabled(policy: EnvPolicy, want: bool) -> Check:
     return Check(name, FAIL, f"{desc} has auto_merge: false; a human merges")
 
 
+_OPAQUE = "is not an image reference, so no image check can judge it; a human merges"
+
+
 def _allowed_tags(policy: EnvPolicy, steps: list[_Step]) -> Check:
     name = "allowed_tags"
     if policy.allowed_tags is None:
@@ -273,11 +300,15 @@ def _allowed_tags(policy: EnvPolicy, steps: list[_Step]) -> Check:
     many = _many(steps)
     shown = ", ".join(_q(p.pattern) for p in policy.allowed_tags)
     parts: list[tuple[str, str]] = []
-    for step in {(s.key, s.new_tag): s for s in steps}.values():
+    for step in {(s.key, s.new_tag, s.new_digest): s for s in steps}.values():
         label = _label(step, many)
         tag = step.new_tag
+        if step.opaque:
+            parts.append((FAIL, f"{step.shown} {_OPAQUE}"))
+            continue
         if tag is None:
-            parts.append((SKIP, f"{label}digest-only promotion, no tag to check"))
+            parts.append((FAIL, f"{label}{_ver(None, step.new_digest)} carries no tag, and "
+                          f"{_desc(policy)} allows only tags matching {shown}; a human merges"))
             continue
         hit = next((p for p in policy.allowed_tags if p.fullmatch(tag)), None)
         if hit is not None:
@@ -297,22 +328,31 @@ def _semver_bump(policy: EnvPolicy, steps: list[_Step]) -> Check:
     parts: list[tuple[str, str]] = []
     for step in steps:
         label = _label(step, many)
+        if step.opaque:
+            parts.append((FAIL, f"{step.shown} {_OPAQUE}"))
+            continue
         if step.new_tag is None:
-            parts.append((SKIP, f"{label}digest-only promotion, no version step"))
+            parts.append((FAIL, f"{label}{_ver(None, step.new_digest)} carries no tag, so the "
+                          "version step cannot be measured; a human merges"))
             continue
         if step.old_tag is None:
             parts.append(
                 (
                     FAIL,
-                    f"{label}no tag runs now ({_ver(None, step.old_digest)}), so the step to "
-                    f"{step.new_tag} cannot be measured; a human merges",
+                    f"{label}no tag is set now"
+                    + (f" (only {_ver(None, step.old_digest)})" if step.old_digest else "")
+                    + f", so the step to {step.new_tag} cannot be measured; a human merges",
                 )
             )
             continue
         old, new = parse_version(step.old_tag), parse_version(step.new_tag)
         arrow = f"{step.old_tag} → {step.new_tag}"
         if old is None or new is None:
-            parts.append((FAIL, f"{label}{arrow} is not a semantic version step; a human merges"))
+            zeros = [t for t in (step.old_tag, step.new_tag) if leading_zero(t)]
+            why = (f" ({zeros[0]} has a leading zero, which semantic versioning forbids)"
+                   if zeros else "")
+            parts.append((FAIL, f"{label}{arrow} is not a semantic version step{why}; "
+                                "a human merges"))
             continue
         step_kind = bump(old, new)
         if step_kind == Bump.NONE:
@@ -328,37 +368,58 @@ def _semver_bump(policy: EnvPolicy, steps: list[_Step]) -> Check:
     return _combine(name, parts)
 
 
-def _no_downgrade(policy: EnvPolicy, steps: list[_Step]) -> Check:
+def _no_downgrade(policy: EnvPolicy, steps: list[_Step],
+                  rollback: bool = False) -> tuple[Check, bool]:
+    """The check, and whether a downgrade is proven (refused outright). Versions that
+    cannot be ordered fail the check for auto-merge but are proposed for a human."""
     name = "no_downgrade"
     if not steps:
-        return Check(name, SKIP, "nothing changes")
+        return Check(name, SKIP, "nothing changes"), False
+    if rollback:
+        allowed = "true" if policy.allow_downgrade else "false"
+        return Check(name, SKIP, "a rollback restores an earlier version on purpose; "
+                     f"no_downgrade does not apply to it ({_desc(policy)} has "
+                     f"allow_downgrade: {allowed})"), False
     many = _many(steps)
     parts: list[tuple[str, str]] = []
+    proven = False
     for step in steps:
         label = _label(step, many)
-        if step.new_tag is None or step.old_tag is None:
-            parts.append((SKIP, f"{label}no tag on both sides; versions cannot be ordered"))
+        if step.opaque:
+            parts.append((FAIL, f"{step.shown} {_OPAQUE}"))
             continue
-        old, new = parse_version(step.old_tag), parse_version(step.new_tag)
-        arrow = f"{step.old_tag} → {step.new_tag}"
+        # ordered also with leading zeros (01.0.0), so a downgrade cannot hide behind them
+        old, new = order_version(step.old_tag), order_version(step.new_tag)
+        arrow = f"{_ver(step.old_tag, step.old_digest)} → {_ver(step.new_tag, step.new_digest)}"
         if old is None or new is None:
-            parts.append((SKIP, f"{label}{arrow}: not semantic versions; cannot tell a downgrade"))
+            if step.old_tag is not None and step.old_tag == step.new_tag:
+                parts.append((PASS, f"{label}{arrow}: the same tag"))
+            elif policy.allow_downgrade:
+                parts.append((SKIP, f"{label}{arrow}: not ordered, and downgrades are allowed "
+                              "(allow_downgrade: true)"))
+            else:
+                parts.append((FAIL, f"{label}{arrow}: not semantic versions on both sides, "
+                              "so a downgrade cannot be ruled out; a human merges"))
         elif new >= old:
             parts.append((PASS, f"{label}{arrow} is not a downgrade"))
         elif policy.allow_downgrade:
             parts.append((PASS, f"{label}{arrow} is a downgrade, allowed (allow_downgrade: true)"))
         else:
+            proven = True
             parts.append(
                 (
                     FAIL,
-                    f"{label}{arrow} is a downgrade; {_desc(policy)} refuses downgrades "
-                    "(allow_downgrade: false), so nothing is proposed",
+                    f"{label}{step.old_tag} → {step.new_tag} is a downgrade; {_desc(policy)} "
+                    "refuses downgrades (allow_downgrade: false), so nothing is proposed",
                 )
             )
-    return _combine(name, parts)
+    return _combine(name, parts), proven
 
 
 def _require_upstream(policy: EnvPolicy, steps: list[_Step], upstream: Upstream | None) -> Check:
+    """Passes when the upstream environment runs the new tag and digest. A tag-only
+    promotion of a tag the upstream runs pinned to a digest fails: it would drop the pin
+    (promote ``repo:tag@digest``, or ``--from``, which carries the digest over)."""
     name = "require_upstream"
     env = policy.require_upstream
     if env is None:
@@ -373,18 +434,26 @@ def _require_upstream(policy: EnvPolicy, steps: list[_Step], upstream: Upstream 
         label = _label(step, many)
         wanted = _ver(step.new_tag, step.new_digest)
         running = upstream.get(step.key) or set()
-        if step.new_tag is None and step.new_digest is None:
+        same = [(tag, digest) for tag, digest in running
+                if (step.new_tag is None or tag == step.new_tag)
+                and (step.new_digest is None or digest == step.new_digest)]
+        if step.opaque:
+            parts.append((FAIL, f"{step.shown} {_OPAQUE}"))
+        elif step.new_tag is None and step.new_digest is None:
             parts.append((FAIL, f"{label}no tag or digest to look for in {env}"))
         elif not running:
             parts.append(
                 (FAIL, f"{label}{env} does not run {step.shown}; promote {wanted} there first")
             )
-        elif any(
-            (step.new_tag is None or tag == step.new_tag)
-            and (step.new_digest is None or digest == step.new_digest)
-            for tag, digest in running
-        ):
+        elif any(step.new_digest is not None or digest is None for _, digest in same):
             parts.append((PASS, f"{label}{env} already runs {wanted}"))
+        elif same:
+            pinned = sorted((str(t), str(d)) for t, d in same)
+            shown = ", ".join(_ver(t, d) for t, d in pinned)
+            tag, digest = pinned[0]
+            parts.append((FAIL, f"{label}{env} runs {shown}, pinned to a digest; {wanted} "
+                          f"without it would drop the pin: promote {step.shown}:{tag}@{digest} "
+                          f"(or --from {env}, which carries the digest over)"))
         else:
             there = ", ".join(sorted(_ver(t, d) for t, d in running))
             parts.append(
@@ -422,11 +491,13 @@ def _paths_only(policy: EnvPolicy, plan: Plan) -> Check:
     name = "paths_only"
     if not policy.paths:
         return Check(name, SKIP, f"{_desc(policy)} owns no paths")
-    files = list(dict.fromkeys([*(f.file for f in plan.changes), *plan.files]))
+    files = list(dict.fromkeys([*(f.file for f in plan.changes), *plan.touched]))
     if not files:
         return Check(name, SKIP, "nothing changes")
     globs = ", ".join(policy.paths)
-    outside = [f for f in files if not policy.matches(f)]
+    through = {alias: path for path, aliases in plan.aliases.items() for alias in aliases}
+    outside = [f"{f} (a link to {through[f]})" if f in through else f
+               for f in files if not policy.matches(f)]
     if outside:
         shown = ", ".join(outside[:5]) + (
             f" and {len(outside) - 5} more" if len(outside) > 5 else ""
@@ -480,8 +551,8 @@ def _newer(
     provably not, None when they cannot be ordered."""
     if digest is not None and digest == bad_digest:
         return False
-    new: Version | None = parse_version(tag)
-    old: Version | None = parse_version(bad_tag)
+    new: Version | None = order_version(tag)
+    old: Version | None = order_version(bad_tag)
     if new is not None and old is not None:
         return new > old
     if tag is not None and tag == bad_tag:

@@ -4,7 +4,7 @@
       -> no-op: close a now-pointless request, done
       -> refused (downgrade): report, nothing proposed
       -> dry run: report, nothing written
-      -> ensure branch (one commit; none when the fingerprint is already there)
+      -> ensure branch (one commit; none when a tip proves the plan already)
       -> ensure request (open or update; one per branch)
       -> merge / auto-merge when the verdict allows it, redone on a moved base
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -33,8 +33,18 @@ from promoter.errors import (
     PromoteError,
     UsageError,
 )
-from promoter.forges.base import ChecksState, Forge, Head, PullRequest, RequestSpec, Snapshot
-from promoter.images import ImageRef, parse, parse_name, parse_version, try_parse
+from promoter.forges.base import (
+    LINK_MODE,
+    ChecksState,
+    Forge,
+    Head,
+    PullRequest,
+    RequestSpec,
+    Snapshot,
+    check_policy_entry,
+)
+from promoter.identity import Identity
+from promoter.images import ImageRef, Version, parse_name, parse_version, try_parse
 from promoter.paths import CONFIG_FILE, glob_match, safe_relative
 from promoter.plan import Plan, make_plan
 from promoter.report import (
@@ -44,11 +54,9 @@ from promoter.report import (
     TRAILER_PREVIOUS,
     TRAILER_ROLLBACK,
     changes_json,
-    commit_message,
     image_changes,
-    pr_body,
     skips_json,
-    title,
+    texts,
     trailers,
 )
 
@@ -77,7 +85,10 @@ class Request:
     reviewers: tuple[str, ...] = ()
     assignees: tuple[str, ...] = ()
     draft: bool = False
-    rollback_of: str | None = None  # set by rollback(): the version being rolled back
+    # set by rollback_request(): the references being rolled back (one per image)
+    rollback_of: tuple[str, ...] = ()
+    author: Identity | None = None  # --author; else author: of the config; else the forge's
+    sign: bool = False  # --sign (signing: true in the config asks for it too)
 
 
 @dataclass(frozen=True)
@@ -162,30 +173,28 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     # snapshot: a forge may read the branch and its request in the same round trip
     snap = forge.snapshot(request.base, branch_name(request))
     say(f"base {snap.branch} at {snap.commit[:12]}: {len(snap.files)} files")
-    config_text = snap.files.get(CONFIG_FILE)
-    config = config_mod.load(config_text)
+    config = config_mod.load(policy_file(snap))
     env = config.env(request.env) if request.env else None
     if request.from_env:
         request = replace(request, images=versions_in(snap.files, config, request))
-    plan = prepare(snap.files, request, config, env)
+    plan = prepare(snap.files, request, config, env, snap.links)
     # the policy: --env's, else the environment that owns the changed files (a change
     # spanning several is refused), else the defaults; flags only tighten it
     policy = config_mod.tighten(
-        config_mod.select(config, env=request.env, files=plan.files),
+        config_mod.select(config, env=request.env, files=plan.touched),
         auto_merge=True if request.auto_merge else None, draft=request.draft or None,
         labels=request.labels, reviewers=request.reviewers, assignees=request.assignees)
-    if request.rollback_of is not None:
-        policy = replace(policy, allow_downgrade=True)  # a rollback is a deliberate downgrade
     upstream = upstream_versions(snap.files, request, config, policy)
     changes = image_changes(plan, request.images)
     say(f"plan: {len(plan.changes)} change(s) in {len(plan.files)} file(s); policy "
         f"{policy.name}")
     want_merge = policy.auto_merge
     now = effects.now()
+    rollback = bool(request.rollback_of)  # a deliberate downgrade: no_downgrade says so
     verdict = policy_mod.evaluate(plan, policy, images=list(request.images), now=now,
-                                  upstream=upstream, want_merge=want_merge)
+                                  upstream=upstream, want_merge=want_merge, rollback=rollback)
     if verdict.allows_merge and policy.name in config.environments \
-            and request.rollback_of is None and not plan.noop:
+            and not rollback and not plan.noop:
         # the rollback guard reads history: only worth a request when a merge is on
         rolled_back = rolled_back_versions(forge, snap.branch, policy.name, request.images)
         verdict = policy_mod.evaluate(plan, policy, images=list(request.images), now=now,
@@ -228,22 +237,28 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         return result
 
     settings = policy
-    message = commit_message(changes, plan, request.env, provenance_trailers,
-                             rollback_of=request.rollback_of)
+    said = texts(config.templates, changes, plan, request.env, provenance,
+                 provenance_trailers, policy_mod.render_markdown(verdict),
+                 [f"{c.status} {c.name}: {c.reason}" for c in verdict.checks],
+                 rollback_of=request.rollback_of)
+    message = said.message
     spec = RequestSpec(
-        title=title(changes, request.env, rollback=request.rollback_of is not None),
-        body=pr_body(changes, plan, request.env, provenance,
-                     policy_mod.render_markdown(verdict)),
+        title=said.title,
+        body=said.body,
         labels=settings.labels,
         reviewers=settings.reviewers,
         assignees=settings.assignees,
         draft=settings.draft,
     )
+    # who the commits of this run are by, and whether they are signed: refused here,
+    # before anything is written, when signing is asked for and not possible
+    forge.use_identity(request.author or config.author, sign=request.sign or config.signing)
     try:
-        guard = () if request.rollback_of is not None else request.images
+        guard = () if rollback else request.images
         commit, created_branch, new_commit = ensure_branch(
             forge, branch, snap, plan, message, guard,
-            lambda refs: _plan_quietly(snap.files, replace(request, images=refs), config, env))
+            lambda refs: _plan_quietly(snap.files, replace(request, images=refs), config, env,
+                                       snap.links))
     except _Superseded as newer:
         result["status"] = "superseded"
         result["message"] = (f"a newer promotion is already proposed on {branch} "
@@ -292,10 +307,22 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     return result
 
 
+def policy_file(snap: Snapshot) -> bytes | None:
+    """``.promoter.yaml`` of the base, or None when the base tree has no such path. A
+    policy file that is a link is refused (exit 2): never run on built-in defaults while
+    the repo holds a policy (the forges refuse directories and submodules likewise)."""
+    target = snap.links.get(CONFIG_FILE)
+    if target is not None:
+        check_policy_entry(LINK_MODE, target)
+    return snap.files.get(CONFIG_FILE)
+
+
 def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
-            env: config_mod.EnvPolicy | None) -> Plan:
-    """The plan over the selected files; NotFound when the image is nowhere in them."""
-    plan = make_plan(files, targets_for(request, config), selector(request, env))
+            env: config_mod.EnvPolicy | None, links: Mapping[str, str] | None = None) -> Plan:
+    """The plan over the selected files; NotFound when the image is nowhere in them, and
+    UsageError when a ``--file`` pattern names no file at all (a typo, not a miss)."""
+    unmatched_files(files, request.files)
+    plan = make_plan(files, targets_for(request, config), selector(request, env), links)
     if not plan.found:
         where = ", ".join(request.files) or request.path or (
             f"environment {request.env}" if request.env else "the repo")
@@ -308,13 +335,33 @@ def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Con
 
 
 def _plan_quietly(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
-                  env: config_mod.EnvPolicy | None) -> Plan | None:
+                  env: config_mod.EnvPolicy | None, links: Mapping[str, str] | None
+                  ) -> Plan | None:
     """The plan of ``request`` over ``files``, or None when it cannot be made (the images
     are nowhere, or the refs a branch names are unusable): such a claim proves nothing."""
     try:
-        return prepare(files, request, config, env)
+        return prepare(files, request, config, env, links)
     except PromoteError:
         return None
+
+
+def unmatched_files(paths: Iterable[str], patterns: Sequence[str]) -> None:
+    """Each ``--file`` glob must match some file of the repo (before --env/--path
+    narrow the selection); one that matches nothing is exit 2, like a literal --file
+    that names no file."""
+    pending = {safe_relative(g, "--file"): g for g in patterns}
+    if not pending:
+        return
+    for path in paths:
+        for glob in [g for g in pending if glob_match(g, path)]:
+            del pending[glob]
+        if not pending:
+            return
+    shown = ", ".join(pending.values())
+    raise UsageError(f"--file {shown}: the glob matched no file in the config repo",
+                     hint="--file is relative to the repo root, ** spans directories (e.g. "
+                          "--file 'envs/**/*.yaml'), and files are never read through a "
+                          "symlink")
 
 
 def upstream_versions(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
@@ -362,10 +409,11 @@ def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message
     """One commit holding the plan on ``branch``: (sha, branch created, new commit).
 
     A tip is reused only when it is proved: its only parent is the base and it changes
-    exactly the plan's files to exactly the plan's bytes (``proof.holds``). Trailers
-    prove nothing. A tip that proves a higher version of the same image (planned again
-    here from its trailers, ``plan_for``) is never replaced by a lower one
-    (_Superseded). A tip on this base that proves neither is someone else's commit:
+    exactly the plan's files to exactly the plan's bytes (``proof.holds``), and its
+    message records the same promotion (``same_record``). Trailers prove nothing. A
+    tip that proves a higher version of the same image (planned again here from its
+    trailers, ``plan_for``) is never replaced by a lower one (_Superseded). A tip on
+    this base that says it is a promotion but proves nothing is someone else's commit:
     exit 5 naming it. A promoter-looking tip on an older base is rebuilt on this one.
     When another run wrote the branch between our read and our write, the whole
     promotion is planned again (_BaseMoved), so the highest version wins.
@@ -382,16 +430,18 @@ def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message
             return sha, True, True
     head = forge.read_head(branch)
     if head is not None:
-        if not is_promoter_commit(head):
+        changed = forge.changed_files(head.sha) if len(head.parents) == 1 else None
+        on_base = head.parents == (snap.commit,)
+        if proof.holds(changed, plan.files):
+            if on_base and same_record(head.message, message):
+                return head.sha, False, False
+            # the planned change, but on an older base or recorded otherwise (the
+            # trailers history and rollback read): written again, by this run
+        elif not is_promoter_commit(head):
             raise ConflictError(
                 f"branch {branch} has a commit promoter did not make ({head.sha[:12]})",
                 hint="someone pushed to the promotion branch; merge or close that request "
                      "by hand, or delete the branch, then promote again")
-        changed = forge.changed_files(head.sha) if len(head.parents) == 1 else None
-        on_base = head.parents == (snap.commit,)
-        if proof.holds(changed, plan.files):
-            if on_base:
-                return head.sha, False, False
         else:
             claimed = claimed_images(head)
             theirs = plan_for(claimed) if claimed else None
@@ -444,8 +494,22 @@ def newer_proposed(head: Head, images: Sequence[ImageRef], plan: Plan) -> str | 
 
 
 def is_promoter_commit(head: Head) -> bool:
-    keys = {k for k, _ in trailers(head.message)}
-    return TRAILER_FINGERPRINT in keys and TRAILER_IMAGE in keys
+    """Does ``head`` say it is a promotion? (A claim to be proved, never evidence.)"""
+    return any(k == TRAILER_FINGERPRINT for k, _ in trailers(head.message))
+
+
+# the trailers --history, --rollback and the rollback guard read
+_RECORD = (TRAILER_IMAGE, TRAILER_PREVIOUS, TRAILER_ENV, TRAILER_ROLLBACK, TRAILER_FINGERPRINT)
+
+
+def same_record(theirs: str, ours: str) -> bool:
+    """Do two commit messages record the same promotion? A proved tree with another
+    record (a forged ``Previous-Image``, say) must not reach the base's history, where
+    a rebase merge would put that very commit."""
+    def record(message: str) -> list[tuple[str, str]]:
+        return sorted((k, v) for k, v in trailers(message) if k in _RECORD)
+
+    return record(theirs) == record(ours)
 
 
 def ensure_request(forge: Forge, branch: str, base: str, spec: RequestSpec,
@@ -476,10 +540,10 @@ def _up_to_date(forge: Forge, request: Request, snap: Snapshot, plan: Plan, bran
                 result: dict[str, Any], changes: Sequence[Any]) -> dict[str, Any]:
     result["status"] = "up-to-date"
     versions = ", ".join(f"{c.name}:{c.after}" for c in changes) or "the requested values"
-    result["message"] = f"already up to date: {snap.branch} runs {versions}"
+    result["message"] = f"already up to date: {snap.branch} already sets {versions}"
     if not request.dry_run:
         _close_if_pointless(forge, branch, snap, plan, result,
-                            f"{snap.branch} already runs {versions}")
+                            f"{snap.branch} already sets {versions}")
     return result
 
 
@@ -525,7 +589,9 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
     """Merge ``commit`` (the one this run wrote or proved, never the head the forge
     reports) now, or hand it to the forge's auto-merge pinned to the same commit."""
     method = settings.merge_method
-    if settings.wait_for_checks and request.merge_timeout <= 0:
+    # plain git has no CI statuses: nothing to leave to the forge, the check reads NONE
+    forge_checks = getattr(forge, "has_checks", True)
+    if settings.wait_for_checks and request.merge_timeout <= 0 and forge_checks:
         # nothing to wait here: the forge's own auto-merge merges once the checks pass
         # (and merges at once when there is nothing to wait for)
         result["policy"] = verdict.with_check(policy_mod.Check(
@@ -534,7 +600,9 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
         _auto_merge(forge, pr, commit, method, message, request, result, "")
         return
     if settings.wait_for_checks:
-        state = _wait_for_checks(forge, pr, commit, request.merge_timeout, effects)
+        # a forge without checks answers NONE at once: nothing to wait for there
+        state = _wait_for_checks(forge, pr, commit,
+                                 request.merge_timeout if forge_checks else 0.0, effects)
         check = policy_mod.Check("checks_green", "pass" if state in (
             ChecksState.SUCCESS, ChecksState.NONE) else "fail", _checks_reason(state))
         verdict = verdict.with_check(check)
@@ -647,7 +715,7 @@ class HistoryEntry:
     env: str | None
     images: tuple[str, ...]
     previous: tuple[str, ...]
-    rollback_of: str | None
+    rollback_of: tuple[str, ...]  # one reference per image a rollback moved away from
     source_commit: str | None
     pipeline: str | None
     title: str
@@ -655,8 +723,9 @@ class HistoryEntry:
     def to_json(self) -> dict[str, Any]:
         return {"commit": self.sha, "date": self.date, "author": self.author, "env": self.env,
                 "images": list(self.images), "previous": list(self.previous),
-                "rollback_of": self.rollback_of, "source_commit": self.source_commit,
-                "pipeline": self.pipeline, "title": self.title}
+                "rollback_of": list(self.rollback_of) or None,
+                "source_commit": self.source_commit, "pipeline": self.pipeline,
+                "title": self.title}
 
 
 def history(forge: Forge, base: str | None, env: str | None,
@@ -681,9 +750,11 @@ def history(forge: Forge, base: str | None, env: str | None,
         promoted = tuple(v for k, v in tr if k == TRAILER_IMAGE)
         if names and not any(_ref_name(p) in names for p in promoted):
             continue
+        away = tuple(ref.strip() for k, v in tr if k == TRAILER_ROLLBACK
+                     for ref in v.split(", "))  # ", ": trailers older promoters wrote
         out.append(HistoryEntry(
             c.sha, c.date, c.author, keys.get(TRAILER_ENV), promoted,
-            tuple(v for k, v in tr if k == TRAILER_PREVIOUS), keys.get(TRAILER_ROLLBACK),
+            tuple(v for k, v in tr if k == TRAILER_PREVIOUS), away,
             keys.get("Source-Commit"), keys.get("Pipeline"),
             c.message.splitlines()[0] if c.message else ""))
     return out
@@ -694,24 +765,47 @@ def _ref_name(text: str) -> str:
     return ref.name if ref else text
 
 
+def _of(refs: Sequence[str], name: str) -> list[ImageRef]:
+    """The parsed references among ``refs`` that name the repository ``name``."""
+    parsed = (try_parse(r) for r in refs)
+    return [r for r in parsed if r is not None and r.name == name]
+
+
 def rolled_back_versions(forge: Forge, base: str, env: str,
                          images: Sequence[ImageRef]) -> dict[str, str]:
-    """image name -> the version a rollback moved away from, when the newest promotion
-    of that image in ``env`` is a rollback. Policy refuses to auto-merge anything at or
-    below it until a human merges a newer version: the rollback guard."""
+    """image name -> the version a rollback in ``env`` moved away from, while the guard is
+    armed: until a promotion ABOVE that version lands (a human merges it; nothing at or
+    below it merges by itself). A later promotion of a lower or unordered version keeps
+    the guard armed. With several armed rollbacks, the highest version counts."""
     out: dict[str, str] = {}
     for ref in images:
-        entries = history(forge, base, env, [ref], limit=200)
-        if entries and entries[0].rollback_of:
-            bad = try_parse(entries[0].rollback_of)
-            if bad is not None:
-                out[ref.name] = bad.version
+        highest_since: Version | None = None  # the highest version promoted after
+        armed: tuple[Version | None, str] | None = None
+        for entry in history(forge, base, env, [ref], limit=200):  # newest first
+            for bad in _of(entry.rollback_of, ref.name):
+                bad_version = parse_version(bad.tag)
+                lifted = highest_since is not None and bad_version is not None \
+                    and highest_since > bad_version
+                if not lifted and (armed is None or _above(bad_version, armed[0])):
+                    armed = (bad_version, bad.version)
+            for promoted in _of(entry.images, ref.name):
+                version = parse_version(promoted.tag)
+                if version is not None and (highest_since is None or version > highest_since):
+                    highest_since = version
+        if armed is not None:
+            out[ref.name] = armed[1]
     return out
+
+
+def _above(version: Version | None, than: Version | None) -> bool:
+    return version is not None and (than is None or version > than)
 
 
 def rollback_request(forge: Forge, request: Request) -> Request:
     """The request that restores the previous image of ``request.env``: taken from the
-    newest promotion of each image in the history."""
+    newest promotion of each image in the history. When that newest promotion is itself
+    a rollback, the request restores what it restored: a re-run is a no-op, never a flip
+    back to the bad version."""
     if not request.images:
         raise UsageError("--rollback needs --image NAME (which image to roll back)")
     restored: list[ImageRef] = []
@@ -723,9 +817,16 @@ def rollback_request(forge: Forge, request: Request) -> Request:
                            f"{'environment ' + request.env if request.env else 'the base'}",
                            hint="history is read from commits promoter made (their trailers)")
         last = entries[0]
-        previous = [p for p in last.previous if _ref_name(p) == ref.name]
+        if _of(last.rollback_of, ref.name):  # already rolled back: keep it so
+            kept = _of(last.images, ref.name)
+            if not kept:
+                raise NotFound(f"the last rollback of {ref.familiar} records no image")
+            restored.append(kept[0])
+            rolled_from.extend(str(r) for r in _of(last.rollback_of, ref.name))
+            continue
+        previous = _of(last.previous, ref.name)
         if not previous:
             raise NotFound(f"the last promotion of {ref.familiar} records no previous image")
-        restored.append(parse(previous[0]))
-        rolled_from.extend(p for p in last.images if _ref_name(p) == ref.name)
-    return replace(request, images=tuple(restored), rollback_of=", ".join(rolled_from))
+        restored.append(previous[0])
+        rolled_from.extend(str(r) for r in _of(last.images, ref.name))
+    return replace(request, images=tuple(restored), rollback_of=tuple(rolled_from))

@@ -16,6 +16,7 @@ from typing import Any
 
 from promoter.images import ImageRef
 from promoter.plan import Found, Plan
+from promoter.templates import Templates, one_line
 
 TRAILER_IMAGE = "Promoted-Image"
 TRAILER_PREVIOUS = "Previous-Image"
@@ -108,12 +109,20 @@ def commit_message(
     env: str | None,
     provenance: Iterable[tuple[str, str]],
     *,
-    rollback_of: str | None = None,
+    rollback_of: str | Sequence[str] | None = None,
+    head: str | None = None,
 ) -> str:
-    lines = [title(changes, env, rollback=rollback_of is not None), ""]
-    for f in plan.changes:
-        lines.append(f"- {f.file}:{f.line} {f.field}: {f.old or '(empty)'} -> {f.new or '(empty)'}")
-    lines.append("")
+    """Title and change list (or ``head``, a rendered ``templates.commit``), then the
+    trailers: always the last paragraph, whatever ``head`` says. ``rollback_of``: the
+    reference(s) a rollback moves away from, one trailer each, so each parses back on
+    its own (``Promote-Rollback-Of: ghcr.io/acme/api:1.2.0``)."""
+    away = (rollback_of,) if isinstance(rollback_of, str) else tuple(rollback_of or ())
+    if head is not None and head.strip():
+        lines = [head.strip("\n"), ""]
+    else:
+        lines = [title(changes, env, rollback=bool(away)), ""]
+        lines.extend(_change_lines(plan))
+        lines.append("")
     for c in changes:
         lines.append(f"{TRAILER_IMAGE}: {c.ref(c.after)}")
         lines.extend(f"{TRAILER_PREVIOUS}: {c.ref(before)}" for before in c.before)
@@ -121,10 +130,100 @@ def commit_message(
         lines.append(f"{TRAILER_ENV}: {env}")
     for key, value in provenance:
         lines.append(f"{key}: {value}")
-    if rollback_of:
-        lines.append(f"{TRAILER_ROLLBACK}: {rollback_of}")
+    lines.extend(f"{TRAILER_ROLLBACK}: {ref}" for ref in away)
     lines.append(f"{TRAILER_FINGERPRINT}: {fingerprint(plan.files)}")
     return "\n".join(lines) + "\n"
+
+
+def _change_lines(plan: Plan) -> list[str]:
+    return [f"- {f.file}:{f.line} {f.field}: {f.old or '(empty)'} -> {f.new or '(empty)'}"
+            for f in plan.changes]
+
+
+@dataclass(frozen=True)
+class Texts:
+    """What a promotion says: the PR/MR title and body, and the commit message."""
+
+    title: str
+    body: str
+    message: str
+
+
+def texts(
+    templates: Templates,
+    changes: Sequence[ImageChange],
+    plan: Plan,
+    env: str | None,
+    provenance: Mapping[str, Any],
+    provenance_trailers: Iterable[tuple[str, str]],
+    policy_markdown: str,
+    policy_lines: Sequence[str],
+    *,
+    rollback_of: Sequence[str] = (),
+    limit: int = GITHUB_BODY_LIMIT,
+) -> Texts:
+    """The title, body and commit message: the config's templates where it has them,
+    promoter's own otherwise; the commit's trailers are appended after either."""
+    rollback = bool(rollback_of)
+    plain = template_fields(changes, plan, env, provenance, policy_lines, rollback=rollback,
+                            markdown=False)
+    the_title = title(changes, env, rollback=rollback)
+    if templates.title is not None:
+        the_title = one_line(templates.title.render(plain)) or the_title
+    if templates.body is not None:
+        rich = template_fields(changes, plan, env, provenance, policy_lines, rollback=rollback,
+                               markdown=True, policy_markdown=policy_markdown)
+        body = _capped(templates.body.render(rich) + _FOOTER, limit)
+    else:
+        body = pr_body(changes, plan, env, provenance, policy_markdown, limit=limit)
+    head = templates.commit.render(plain) if templates.commit is not None else None
+    message = commit_message(changes, plan, env, provenance_trailers, rollback_of=rollback_of,
+                             head=head)
+    return Texts(the_title, body, message)
+
+
+def template_fields(changes: Sequence[ImageChange], plan: Plan, env: str | None,
+                    provenance: Mapping[str, Any], policy_lines: Sequence[str], *,
+                    rollback: bool, markdown: bool, policy_markdown: str = ""
+                    ) -> dict[str, str]:
+    """The values of the template fields (``promoter.templates.FIELDS``). For a body
+    (``markdown``), text values are escaped and block values are Markdown already."""
+    text = {
+        "env": env or "",
+        "images": ", ".join(c.ref(c.after) for c in changes),
+        "names": ", ".join(_short(c.name) for c in changes),
+        "old": ", ".join(v for c in changes for v in c.before),
+        "new": ", ".join(c.after for c in changes),
+        "action": "rollback" if rollback else "promote",
+        "source_url": str(provenance.get("source_url") or ""),
+        "source_commit": str(provenance.get("source_commit") or ""),
+        "pipeline_url": str(provenance.get("pipeline_url") or ""),
+        "actor": str(provenance.get("actor") or ""),
+    }
+    if not markdown:
+        return text | {"changes": "\n".join(_change_lines(plan)),
+                       "policy": "\n".join(policy_lines), "diff": plan.diff.rstrip("\n")}
+    fence = "```"
+    while fence in plan.diff:
+        fence += "`"
+    table = ["| file | line | old | new |", "|---|---|---|---|"] + [
+        f"| {code(f.file)} | {f.line} | {code(f.old or '(empty)')} | {code(f.new or '(empty)')} |"
+        for f in plan.changes]
+    return {k: md(v) for k, v in text.items()} | {
+        "changes": "\n".join(table), "policy": policy_markdown.rstrip("\n"),
+        "diff": f"{fence}diff\n{plan.diff}{fence}"}
+
+
+_FOOTER = ("\n\n<sub>Opened by promoter. Re-running the same promotion updates this "
+           "request.</sub>\n")
+
+
+def _capped(body: str, limit: int) -> str:
+    if len(body) <= limit:
+        return body
+    note = "\n\n_Cut here: the body is longer than the forge takes; see the commit._\n"
+    cut = body.rfind("\n", 0, limit - len(note)) + 1
+    return body[:cut] + note
 
 
 def trailers(message: str) -> list[tuple[str, str]]:
@@ -191,6 +290,10 @@ def result_text(result: Mapping[str, Any], color: bool) -> str:
     """The human report of a run, for the terminal."""
     out: list[str] = []
     status = result.get("status", "")
+    pr = result.get("pull_request") or {}
+    if pr and not pr.get("created") and not pr.get("updated"):
+        # a re-run that found its request as it left it: the change was shown then
+        return "\n".join([*_policy_lines(result), result.get("message") or status])
     for ch in result.get("changes", []):
         out.append(f"{ch['file']}:{ch['line']}: {ch['old'] or '(empty)'} -> {ch['new']}")
     for skip in result.get("skips", []):
@@ -198,13 +301,17 @@ def result_text(result: Mapping[str, Any], color: bool) -> str:
     diff = result.get("diff") or ""
     if diff:
         out.append(colorize(diff.rstrip("\n")) if color else diff.rstrip("\n"))
-    policy = result.get("policy")
-    if policy and policy.get("checks"):
-        out.append("policy:")
-        for check in policy["checks"]:
-            out.append(f"  {check['status']:<5} {check['name']}: {check['reason']}")
+    out.extend(_policy_lines(result))
     out.append(result.get("message") or status)
     return "\n".join(out)
+
+
+def _policy_lines(result: Mapping[str, Any]) -> list[str]:
+    policy = result.get("policy")
+    if not policy or not policy.get("checks"):
+        return []
+    return ["policy:"] + [f"  {check['status']:<5} {check['name']}: {check['reason']}"
+                          for check in policy["checks"]]
 
 
 def colorize(diff: str) -> str:

@@ -38,6 +38,7 @@ from ruamel.yaml import YAML
 
 from promoter.ci_output import github_output_values, gitlab_dotenv_values
 from tests.ci_files import parse_github_output
+from tests.fakes.githttp import GitServer
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
 
@@ -618,6 +619,8 @@ def run_gitlab_job(tmp_path: Path, inputs: Mapping[str, str], extra_env: Mapping
         "CI_REGISTRY_IMAGE": "ghcr.io/acme/api",
         "CI_COMMIT_TAG": "1.4.2",
         "GITLAB_USER_LOGIN": "jane",
+        "GITLAB_USER_NAME": "Jane Doe",
+        "GITLAB_USER_EMAIL": "jane@example.com",
     } | dict(extra_env)
     env |= _expand_variables(variables, env)
     # a dotenv report of an earlier job, inherited through needs:, must change nothing
@@ -646,8 +649,8 @@ def run_gitlab_job(tmp_path: Path, inputs: Mapping[str, str], extra_env: Mapping
 def test_gitlab_job_proposes_and_leaves_the_reports(tmp_path: Path, shell: str) -> None:
     bare = config_repo(tmp_path)
     run = run_gitlab_job(tmp_path, {
-        "config-repo": str(bare), "forge": "git",
-        "image-ref": "$CI_REGISTRY_IMAGE:$CI_COMMIT_TAG",
+        "repo": str(bare), "forge": "git",
+        "image": "$CI_REGISTRY_IMAGE:$CI_COMMIT_TAG",
         "labels": "prod, needs review", "reviewers": "a b,c",
     }, {"PROMOTE_TOKEN": TOKEN, "PROMOTER_PYTHON": sys.executable}, shell)
     assert run.code == 0, run.log
@@ -669,8 +672,8 @@ def test_gitlab_job_opens_a_merge_request_and_links_it(tmp_path: Path) -> None:
     with FakeGitLab(tmp_path / "fake") as gl:
         gl.add_token(TOKEN)
         gl.add_project("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode()})
-        run = run_gitlab_job(tmp_path, {"config-repo": "acme/config", "api-url": gl.url,
-                                        "image-ref": "$CI_REGISTRY_IMAGE:$CI_COMMIT_TAG"},
+        run = run_gitlab_job(tmp_path, {"repo": "acme/config", "api-url": gl.url,
+                                        "image": "$CI_REGISTRY_IMAGE:$CI_COMMIT_TAG"},
                              {"PROMOTE_TOKEN": TOKEN, "PROMOTER_PYTHON": sys.executable})
         assert run.code == 0, run.log
         mr = gl.merge_request("acme/config", 1)
@@ -690,9 +693,10 @@ def test_gitlab_job_token_alone_cannot_promote_into_another_project(tmp_path: Pa
         gl.add_token(JOB_TOKEN, kind="job", project="acme/api")
         gl.add_project("acme/api", {"README.md": b"app\n"})
         gl.add_project("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode()})
-        run = run_gitlab_job(tmp_path, {"config-repo": "acme/config", "api-url": gl.url,
-                                        "image-ref": "ghcr.io/acme/api:1.4.2"},
-                             {"PROMOTER_PYTHON": sys.executable})
+        # the job runs on this GitLab: the job token may be sent to it (and only to it)
+        run = run_gitlab_job(tmp_path, {"repo": "acme/config", "api-url": gl.url,
+                                        "image": "ghcr.io/acme/api:1.4.2"},
+                             {"PROMOTER_PYTHON": sys.executable, "CI_SERVER_URL": gl.url})
         assert gl.merge_requests("acme/config") == []
     assert run.code == 5, run.log
     assert run.dotenv["PROMOTE_STATUS"] in {"error", "failed"}
@@ -700,10 +704,25 @@ def test_gitlab_job_token_alone_cannot_promote_into_another_project(tmp_path: Pa
     assert JOB_TOKEN not in run.log
 
 
+def test_gitlab_job_with_a_token_in_the_git_url_keeps_it_out_of_the_artifacts(
+        tmp_path: Path) -> None:
+    """config-repo is an http URL carrying a token: the promote.json artifact, the
+    dotenv report and the job log show the URL without it."""
+    config_repo(tmp_path)
+    url_token = "glpat-URLtokenURLtoken-0123456789"
+    with GitServer(tmp_path, user="oauth2", token=url_token) as server:
+        run = run_gitlab_job(tmp_path, {"config-repo": server.url("config.git"),
+                                        "forge": "git", "image-ref": "ghcr.io/acme/api:1.4.2"},
+                             {"PROMOTER_PYTHON": sys.executable})
+    assert run.code == 0, run.log
+    assert f"127.0.0.1:{server.port}/config.git" in run.report
+    assert_no_secret(run.log + run.report + json.dumps(run.dotenv), url_token)
+
+
 def test_gitlab_job_failure_still_leaves_the_dotenv(tmp_path: Path) -> None:
     bare = config_repo(tmp_path)
-    run = run_gitlab_job(tmp_path, {"config-repo": str(bare), "forge": "git",
-                                    "image-ref": "ghcr.io/acme/nowhere:1.0.0"},
+    run = run_gitlab_job(tmp_path, {"repo": str(bare), "forge": "git",
+                                    "image": "ghcr.io/acme/nowhere:1.0.0"},
                          {"PROMOTER_PYTHON": sys.executable})
     assert run.code == 3, run.log
     assert run.dotenv["PROMOTE_STATUS"] in {"failed", "error"}
@@ -712,8 +731,8 @@ def test_gitlab_job_failure_still_leaves_the_dotenv(tmp_path: Path) -> None:
 
 def test_gitlab_job_boolean_inputs(tmp_path: Path) -> None:
     bare = config_repo(tmp_path)
-    run = run_gitlab_job(tmp_path, {"config-repo": str(bare), "forge": "git",
-                                    "image-ref": "ghcr.io/acme/api:1.4.2", "dry-run": "true"},
+    run = run_gitlab_job(tmp_path, {"repo": str(bare), "forge": "git",
+                                    "image": "ghcr.io/acme/api:1.4.2", "dry-run": "true"},
                          {"PROMOTER_PYTHON": sys.executable})
     assert run.code == 0, run.log
     assert run.dotenv["PROMOTE_STATUS"] == "dry-run"
@@ -830,13 +849,16 @@ def source_archive(top: str) -> bytes:
 
 def test_gitlab_job_installs_promoter_for_real(tmp_path: Path, wheelhouse: Path) -> None:
     bare = config_repo(tmp_path)
+    job_tmp = tmp_path / "job-tmp"  # /tmp of a shell executor, kept between jobs
+    job_tmp.mkdir()
     with archive_server(source_archive(f"promoter-v0.1.0-{SHA}"), "acme/promoter",
                         "v0.1.0") as (api, tokens):
-        run = run_gitlab_job(tmp_path, {"config-repo": str(bare), "forge": "git",
-                                        "image-ref": "ghcr.io/acme/api:1.4.2"},
+        run = run_gitlab_job(tmp_path, {"repo": str(bare), "forge": "git",
+                                        "image": "ghcr.io/acme/api:1.4.2"},
                              {"CI_API_V4_URL": api, "PROMOTE_TOKEN": TOKEN,
-                              **offline_pip(wheelhouse)})
+                              "TMPDIR": str(job_tmp), **offline_pip(wheelhouse)})
     assert run.code == 0, run.log
+    assert list(job_tmp.iterdir()) == []  # the install dir is removed after the job
     assert tokens == [JOB_TOKEN]  # same server: the archive is fetched with the job token
     assert run.dotenv["PROMOTE_STATUS"] == "proposed"
     assert "promoter installed:" in run.log
@@ -845,12 +867,56 @@ def test_gitlab_job_installs_promoter_for_real(tmp_path: Path, wheelhouse: Path)
 
 def test_gitlab_job_sends_no_job_token_to_another_server(tmp_path: Path) -> None:
     with archive_server(b"not found here", "acme/promoter", "nope") as (api, tokens):
-        run = run_gitlab_job(tmp_path, {"config-repo": "acme/config",
-                                        "image-ref": "ghcr.io/acme/api:1.4.2",
+        run = run_gitlab_job(tmp_path, {"repo": "acme/config",
+                                        "image": "ghcr.io/acme/api:1.4.2",
                                         "promoter-api-url": api}, {})
     assert run.code != 0
     assert tokens == [""]
     assert "cannot download promoter v0.1.0" in run.log
+    assert JOB_TOKEN not in run.log
+
+
+def test_gitlab_job_token_does_not_follow_a_redirect(tmp_path: Path) -> None:
+    """The job's own GitLab answers the archive download with a 302 to another server:
+    that server must not receive the job token."""
+    seen: list[str] = []
+
+    class Other(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("JOB-TOKEN", ""))
+            self.send_error(404, "Not Found")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    target = f"http://127.0.0.1:{other.server_address[1]}"
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    own = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (other, own)]
+    for thread in threads:
+        thread.start()
+    try:
+        api = f"http://127.0.0.1:{own.server_address[1]}/api/v4"
+        run = run_gitlab_job(tmp_path, {"config-repo": "acme/config",
+                                        "image-ref": "ghcr.io/acme/api:1.4.2"},
+                             {"CI_API_V4_URL": api})
+    finally:
+        for server in (other, own):
+            server.shutdown()
+            server.server_close()
+    assert run.code != 0
+    assert seen == [""]  # the redirect was followed, without the token
     assert JOB_TOKEN not in run.log
 
 
@@ -878,3 +944,232 @@ def test_install_script_packs_a_reproducible_wheel(tmp_path: Path) -> None:
     assert install_promoter.read_project(ROOT / "pyproject.toml") == \
         install_promoter._read_project_simply(text)
     shutil.rmtree(tmp_path / "a")
+
+
+# --- one vocabulary: the CLI's option names -------------------------------------------
+
+# CLI options that make no sense as a CI input: the CI entry points own the output
+# format and the reports, and a CI job has no working tree to edit or terminal to colour.
+NOT_CI = {"in-place", "output", "dotenv", "no-color", "version", "help",
+          "github-app-key-file"}
+PLURAL = {"label": "labels", "reviewer": "reviewers", "assignee": "assignees"}
+
+
+def cli_vocabulary() -> set[str]:
+    from promoter.cli import main
+
+    names = set()
+    for param in main.params:
+        for opt in param.opts:
+            if opt.startswith("--"):
+                name = opt[2:]
+                names.add(PLURAL.get(name, name))
+    return names - NOT_CI
+
+
+def test_the_action_and_the_template_use_the_cli_option_names() -> None:
+    wanted = cli_vocabulary()
+    assert {"repo", "image", "env", "api-url", "labels", "reviewers", "assignees", "draft",
+            "history", "rollback", "auto-merge", "require-merge", "merge-timeout", "file",
+            "path", "base"} <= wanted
+    action = set(load_yaml(ACTION)["inputs"])
+    header, _ = template_documents()
+    template = set(YAML(typ="safe").load(header)["spec"]["inputs"])
+    github_only = {"github-app-id"}
+    assert wanted - action == set(), "inputs the action lacks"
+    assert wanted - github_only - template == set(), "inputs the template lacks"
+    # and nothing else, but the CI entry points' own inputs
+    assert action - wanted == {"token", "github-app-key"}
+    assert template - wanted == {"stage", "job-name", "job-image", "promoter-project",
+                                 "promoter-ref", "promoter-api-url",
+                                 "config-repo", "image-ref", "environment"}  # deprecated
+
+
+def test_the_action_pulls_no_nested_action() -> None:
+    steps = load_yaml(ACTION)["runs"]["steps"]
+    assert [step for step in steps if "uses" in step] == []
+    assert "python-version" not in load_yaml(ACTION)["inputs"]
+
+
+def test_the_template_installs_the_release_it_ships_with() -> None:
+    from promoter import __version__
+
+    header, _ = template_documents()
+    inputs = YAML(typ="safe").load(header)["spec"]["inputs"]
+    assert inputs["promoter-ref"]["default"] == f"v{__version__}"
+    assert f"ref: v{__version__}" in TEMPLATE.read_text(encoding="utf-8")
+
+
+def test_action_without_python3_on_path_says_what_to_do(tmp_path: Path) -> None:
+    only_bash = tmp_path / "bin"
+    only_bash.mkdir()
+    (only_bash / "bash").symlink_to(shutil.which("bash") or "/bin/bash")
+    run = run_action(tmp_path, {"repo": "acme/config", "image": "ghcr.io/acme/api:1"},
+                     {"PATH": str(only_bash)})
+    assert run.code == 2
+    assert run.steps_run == ["Mask credentials", "Install promoter"]
+    assert any("python3 is not on PATH; set up Python 3.10 or newer in the workflow first"
+               in note for note in run.annotations), run.logs
+
+
+def test_action_draft_and_assignees_reach_the_pull_request(tmp_path: Path) -> None:
+    with FakeGitHub(tmp_path / "fake") as gh:
+        gh.add_token(TOKEN)
+        gh.create_repo("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode()})
+        run = run_action(tmp_path, {"repo": "acme/config", "api-url": gh.url, "token": TOKEN,
+                                    "image": "ghcr.io/acme/api:1.4.2", "draft": "true",
+                                    "assignees": "jane, joe", "retry-timeout": "5"},
+                         fast(tmp_path))
+        assert run.code == 0, run.logs
+        pull = gh.pull("acme/config", 1)
+    assert pull["draft"] is True
+    assert [a["login"] for a in pull["assignees"]] == ["jane", "joe"]
+
+
+def test_action_history_and_rollback_modes(tmp_path: Path) -> None:
+    bare = config_repo(tmp_path, {
+        ".promoter.yaml": "version: 1\nenvironments:\n  prod: {paths: [envs/prod]}\n",
+        "envs/prod/deploy.yaml": DEPLOY})
+    first = run_action(tmp_path, {"repo": str(bare), "forge": "git", "env": "prod",
+                                  "image": "ghcr.io/acme/api:1.4.2"}, fast(tmp_path))
+    assert first.code == 0, first.logs
+    git("update-ref", "refs/heads/main", first.outputs["commit"], cwd=bare)  # merged
+    history = run_action(tmp_path, {"repo": str(bare), "forge": "git", "env": "prod",
+                                    "history": "true", "image": "ghcr.io/acme/api"},
+                         fast(tmp_path))
+    assert history.code == 0, history.logs
+    assert history.outputs["status"] == "history"
+    assert "ghcr.io/acme/api:1.4.1 -> ghcr.io/acme/api:1.4.2" in history.logs
+    back = run_action(tmp_path, {"repo": str(bare), "forge": "git", "env": "prod",
+                                 "rollback": "true", "image": "ghcr.io/acme/api"},
+                      fast(tmp_path))
+    assert back.code == 0, back.logs
+    assert back.outputs["status"] == "proposed"
+    landed = git("show", f"{back.outputs['commit']}:envs/prod/deploy.yaml", cwd=bare)
+    assert "ghcr.io/acme/api:1.4.1" in landed
+
+
+def test_action_accepts_a_github_enterprise_server_root(tmp_path: Path) -> None:
+    from tests.tls import self_signed
+
+    cert, key = self_signed(tmp_path)
+    with FakeGitHub(tmp_path / "fake", prefix="/api/v3", tls=(cert, key)) as ghes:
+        ghes.add_token(TOKEN)
+        ghes.create_repo("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode()})
+        run = run_action(tmp_path, {"repo": "acme/config", "api-url": ghes.root_url,
+                                    "token": TOKEN, "image": "ghcr.io/acme/api:1.4.2"},
+                         fast(tmp_path) | {"REQUESTS_CA_BUNDLE": str(cert)})
+        assert run.code == 0, run.logs
+        assert run.outputs["pr-url"] == ghes.pull("acme/config", 1)["html_url"]
+
+
+def test_gitlab_job_new_inputs_and_an_api_v4_url(tmp_path: Path) -> None:
+    with FakeGitLab(tmp_path / "fake") as gl:
+        gl.add_token(TOKEN)
+        gl.add_project("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode(),
+                                       "envs/dev/deploy.yaml": DEPLOY.encode()})
+        run = run_gitlab_job(tmp_path, {"repo": "acme/config", "api-url": "$CI_API_V4_URL",
+                                        "image": "ghcr.io/acme/api:1.4.2", "draft": "true",
+                                        "file": "envs/prod/*.yaml", "verbose": "true"},
+                             {"PROMOTE_TOKEN": TOKEN, "PROMOTER_PYTHON": sys.executable,
+                              "CI_API_V4_URL": f"{gl.url}/api/v4"})
+        assert run.code == 0, run.log
+        mr = gl.merge_request("acme/config", 1)
+    assert mr["draft"] is True
+    assert json.loads(run.report)["changes"][0]["file"] == "envs/prod/deploy.yaml"
+    assert len(json.loads(run.report)["changes"]) == 1
+    assert "promote: " in run.log  # --verbose
+    assert "deprecated" not in run.log
+
+
+def test_gitlab_job_old_input_names_still_work_with_a_warning(tmp_path: Path) -> None:
+    bare = config_repo(tmp_path)
+    run = run_gitlab_job(tmp_path, {"config-repo": str(bare), "forge": "git",
+                                    "image-ref": "ghcr.io/acme/api:1.4.2",
+                                    "environment": ""},
+                         {"PROMOTER_PYTHON": sys.executable}, "sh")
+    assert run.code == 0, run.log
+    assert run.dotenv["PROMOTE_STATUS"] == "proposed"
+    assert "warning: the input config-repo (PROMOTER_CONFIG_REPO) is deprecated; use repo" \
+        in run.log
+    assert "warning: the input image-ref (PROMOTER_IMAGE_REF) is deprecated" in run.log
+    # the new name wins when both are given
+    (tmp_path / "other").mkdir()
+    other = config_repo(tmp_path / "other")
+    run = run_gitlab_job(tmp_path, {"config-repo": str(other), "repo": str(bare),
+                                    "forge": "git", "image": "ghcr.io/acme/api:1.4.2"},
+                         {"PROMOTER_PYTHON": sys.executable})
+    assert run.code == 0, run.log
+    assert git("branch", "--list", "promote/*", cwd=other) == ""
+
+
+def test_gitlab_job_history_mode(tmp_path: Path) -> None:
+    bare = config_repo(tmp_path)
+    run = run_gitlab_job(tmp_path, {"repo": str(bare), "forge": "git", "history": "true",
+                                    "image": "ghcr.io/acme/api"},
+                         {"PROMOTER_PYTHON": sys.executable})
+    assert run.code == 0, run.log
+    assert json.loads(run.report)["status"] == "history"
+
+
+def test_action_and_template_author_input(tmp_path: Path) -> None:
+    bare = config_repo(tmp_path)
+    run = run_action(tmp_path, {"repo": str(bare), "forge": "git",
+                                "image": "ghcr.io/acme/api:1.4.2",
+                                "author": "Release Bot <release-bot@acme.test>"},
+                     fast(tmp_path))
+    assert run.code == 0, run.logs
+    assert git("log", "-1", "--format=%an <%ae>", run.outputs["commit"], cwd=bare).strip() == \
+        "Release Bot <release-bot@acme.test>"
+    # without the input, plain git takes the workflow's actor
+    again = run_action(tmp_path, {"repo": str(bare), "forge": "git",
+                                  "image": "ghcr.io/acme/api:1.4.3"}, fast(tmp_path))
+    assert again.code == 0, again.logs
+    assert git("log", "-1", "--format=%an <%ae>", again.outputs["commit"], cwd=bare).strip() \
+        == "jane <jane@users.noreply.github.com>"
+    job = run_gitlab_job(tmp_path, {"repo": str(bare), "forge": "git",
+                                    "image": "ghcr.io/acme/api:1.4.4"},
+                         {"PROMOTER_PYTHON": sys.executable})
+    assert job.code == 0, job.log
+    assert git("log", "-1", "--format=%an <%ae>", job.dotenv["PROMOTE_COMMIT"], cwd=bare) \
+        .strip() == "Jane Doe <jane@example.com>"
+    job = run_gitlab_job(tmp_path, {"repo": str(bare), "forge": "git",
+                                    "image": "ghcr.io/acme/api:1.4.5",
+                                    "author": "Release Bot <release-bot@acme.test>"},
+                         {"PROMOTER_PYTHON": sys.executable})
+    assert job.code == 0, job.log
+    assert git("log", "-1", "--format=%an <%ae>", job.dotenv["PROMOTE_COMMIT"], cwd=bare) \
+        .strip() == "Release Bot <release-bot@acme.test>"
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen for a key")
+def test_action_and_template_sign_input(tmp_path: Path) -> None:
+    home = tmp_path / "home"  # base_env's HOME: the runner's git config
+    home.mkdir()
+    key = home / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True,
+                   capture_output=True)
+    (home / ".gitconfig").write_text(f"[gpg]\n\tformat = ssh\n[user]\n\tsigningkey = {key}\n")
+    allowed = home / "allowed"
+    allowed.write_text(f"signer {key.with_suffix('.pub').read_text().strip()}\n")
+    bare = config_repo(tmp_path)
+
+    def signed(sha: str) -> bool:
+        return subprocess.run(["git", "-c", f"gpg.ssh.allowedSignersFile={allowed}",
+                               "verify-commit", sha], cwd=bare, capture_output=True,
+                              check=False).returncode == 0
+
+    run = run_action(tmp_path, {"repo": str(bare), "forge": "git", "sign": "true",
+                                "image": "ghcr.io/acme/api:1.4.2"}, fast(tmp_path))
+    assert run.code == 0, run.logs
+    assert signed(run.outputs["commit"])
+    job = run_gitlab_job(tmp_path, {"repo": str(bare), "forge": "git", "sign": "true",
+                                    "image": "ghcr.io/acme/api:1.4.3"},
+                         {"PROMOTER_PYTHON": sys.executable})
+    assert job.code == 0, job.log
+    assert signed(job.dotenv["PROMOTE_COMMIT"])
+    unsigned = run_gitlab_job(tmp_path, {"repo": str(bare), "forge": "git",
+                                         "image": "ghcr.io/acme/api:1.4.4"},
+                              {"PROMOTER_PYTHON": sys.executable})
+    assert unsigned.code == 0, unsigned.log
+    assert not signed(unsigned.dotenv["PROMOTE_COMMIT"])

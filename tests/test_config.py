@@ -401,6 +401,13 @@ def test_error_says_what_to_do() -> None:
     assert "this promoter reads 'version: 1'" in str(info.value)
 
 
+def test_a_bad_regex_is_shown_as_written_not_double_escaped() -> None:
+    with pytest.raises(ConfigError) as info:
+        load("version: 1\ndefaults:\n  allowed_tags: ['^v(\\d+\\.\\d+$']\n")
+    assert "'^v(\\d+\\.\\d+$' is not a valid regular expression" in info.value.message
+    assert "\\\\" not in str(info.value)
+
+
 def test_not_utf8_names_the_line() -> None:
     with pytest.raises(ConfigError) as info:
         load(b"version: 1\ndefaults:\n  labels: [\xff]\n")

@@ -309,9 +309,9 @@ def test_open_rerun_update_and_noop(h: Harness, capsys: pytest.CaptureFixture[st
     assert noop["closed_pull_request"]["number"] == updated.number
     assert h.open_requests() == []
     if isinstance(h, GitHubHarness):
-        assert any("already runs" in c for c in h.fake.comments(SLUG, updated.number))
+        assert any("already sets" in c for c in h.fake.comments(SLUG, updated.number))
     if isinstance(h, GitLabHarness):
-        assert any("already runs" in n for n in h.fake.notes(SLUG, updated.number))
+        assert any("already sets" in n for n in h.fake.notes(SLUG, updated.number))
     assert h.branch("promote/prod/api") is None
 
 

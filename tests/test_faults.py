@@ -49,7 +49,7 @@ READ, WRITE = "read", "write"
 # (method, path regex, kind) — every request of a clean run matches one of them
 ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ("github", "merge"): [
-        ("POST", r"^/graphql#PromoterRun$", READ),
+        ("POST", r"^/graphql#PromoterRun$", READ),  # with the root tree: the policy file
         ("GET", r"/tarball/", READ),
         ("GET", r"^/_codeload/", READ),
         ("GET", r"/repos/acme/config/commits$", READ),
@@ -73,6 +73,7 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ("gitlab", "merge"): [
         ("GET", r"/projects/acme%2Fconfig$", READ),
         ("GET", r"/repository/archive\.tar\.gz$", READ),
+        ("GET", r"/repository/tree$", READ),  # the root tree: the policy file
         ("GET", r"/repository/commits$", READ),
         ("POST", r"/repository/commits$", WRITE),
         ("GET", r"/api/v4/users$", READ),

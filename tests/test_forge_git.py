@@ -44,6 +44,8 @@ def scrubbed_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     home.mkdir()
+    # only a git identity: plain git commits need an author (promoter.identity)
+    (home / ".gitconfig").write_text("[user]\n\tname = Tester\n\temail = tester@example.com\n")
     monkeypatch.setenv("HOME", str(home))
 
 
@@ -284,7 +286,8 @@ def test_write_commit_makes_one_commit_touching_several_files(remote: Remote,
     mode = remote.git("ls-tree", sha, "scripts/run.sh").split()[0]
     assert mode == "100644"  # the seed's mode is kept
     author = remote.git("log", "-1", "--format=%an <%ae>|%cn <%ce>", sha)
-    assert author == "promoter <promoter@localhost>|promoter <promoter@localhost>"
+    # no CI user and no --author: the git config's user.name / user.email
+    assert author == "Tester <tester@example.com>|Tester <tester@example.com>"
 
 
 def test_write_commit_keeps_an_executable_bit(tmp_path: Path, forges: Any) -> None:
@@ -646,7 +649,7 @@ def test_log_lists_first_parent_commits_with_messages(remote: Remote, forges: An
         "Merge branch 'promote/dev/api' into main", "change 2", "change 1"]
     assert log[1].message == "change 2\n\nbody 2\n"
     assert log[0].sha == remote.sha("main")
-    assert log[0].author == "promoter"
+    assert log[0].author == "Tester"  # git config identity (tests home)
     assert log[1].author == "Someone Else"
     assert log[0].date[:2] == "20"
     assert "T" in log[0].date
@@ -928,7 +931,8 @@ def test_unreachable_host_is_retried_then_a_forge_error_without_the_token(
 def test_a_url_credential_is_never_handed_to_a_credential_helper(http: GitHTTP,
                                                                   forges: Any) -> None:
     home = Path(os.environ["HOME"])
-    (home / ".gitconfig").write_text("[credential]\n\thelper = store\n")
+    (home / ".gitconfig").write_text("[credential]\n\thelper = store\n"
+                                     "[user]\n\tname = Tester\n\temail = tester@example.com\n")
     forge = forges(http.url("config.git"))
     snap = forge.snapshot("main")
     forge.write_commit("promote/x", snap, {"README.md": b"x\n"}, "m", replace=None)
@@ -1025,10 +1029,12 @@ def test_a_transient_failure_then_success(remote: Remote, forges: Any) -> None:
 def test_a_hung_git_is_retried_and_its_command_line_never_shows(remote: Remote,
                                                                 forges: Any) -> None:
     calls: list[list[str]] = []
+    envs: list[dict[str, str]] = []
 
     def runner(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
         if "ls-remote" in command:
             calls.append(command)
+            envs.append(kwargs["env"])
             raise subprocess.TimeoutExpired(command, kwargs["timeout"])
         return subprocess.run(command, **kwargs)
 
@@ -1036,7 +1042,11 @@ def test_a_hung_git_is_retried_and_its_command_line_never_shows(remote: Remote,
     with pytest.raises(ForgeError, match="timed out") as info:
         forges(url, runner=runner).snapshot("main")
     assert len(calls) > 1
-    assert url in calls[0]  # git itself does get the credentials
+    # git itself does get the credentials, through its environment, never its argv
+    assert "https://127.0.0.1:9/config.git" in calls[0]
+    assert TOKEN not in " ".join(calls[0])
+    basic = base64.b64encode(f"bot:{TOKEN}".encode()).decode()
+    assert envs[0]["GIT_CONFIG_VALUE_0"] == f"Authorization: Basic {basic}"
     _no_token(info.value)
     assert info.value.__cause__ is None
     assert info.value.__context__ is None or TOKEN not in str(info.value.__context__)

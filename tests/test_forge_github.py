@@ -17,6 +17,7 @@ from promoter import redact
 from promoter.errors import AuthError, ConflictError, ForgeError, UsageError
 from promoter.forges.base import ChecksState, Forge, Head, RequestSpec, Snapshot
 from promoter.forges.github import MAX_BODY, TRUNCATED_NOTE, GitHubForge, cap_body
+from promoter.identity import Identity
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitrepo import BareRepo
 
@@ -102,11 +103,13 @@ def test_snapshot_returns_every_file_byte_for_byte(fake: FakeGitHub,
     assert snap.branch == "main"
     assert snap.commit == bare(fake).resolve("main")
     assert dict(snap.files) == {**SEED, "scripts/run.sh": b"#!/bin/sh\necho hi\n"}
-    # one GraphQL query (tip, tree), the tarball link, the archive: never one per file
+    # one GraphQL query (tip, tree, the root tree's entries: is .promoter.yaml there, as
+    # which blob?), the tarball link, the archive: never one request per file
     assert [(r.method, r.path, r.status) for r in fake.requests] == [
         ("POST", "/graphql#PromoterRun", 200),
         ("GET", f"/repos/{SLUG}/tarball/{snap.commit}", 302),
         ("GET", f"/_codeload/{SLUG}/legacy.tar.gz/{snap.commit}", 200)]
+    assert fake.count("GET", r"/git/trees/") == 0
 
 
 def test_snapshot_of_the_default_branch(fake: FakeGitHub, tmp_path: Path) -> None:
@@ -848,3 +851,30 @@ def test_the_fake_answers_with_githubs_error_shapes(fake: FakeGitHub) -> None:
     assert failure(lambda: bad.get_repo(SLUG).id) == (401, "Bad credentials")
     gh.close()
     bad.close()
+
+
+def test_a_given_author_takes_the_git_data_api(fake: FakeGitHub, forge: GitHubForge) -> None:
+    """createCommitOnBranch cannot set an author: with one, the commit is made with the
+    Git Data API (unsigned), under that author."""
+    forge.use_identity(Identity("Release Bot", "release@example.com"))
+    _, sha = promote(forge)
+    info = bare(fake).commit(sha)
+    assert info is not None
+    assert (info["author_name"], info["author_email"]) == ("Release Bot", "release@example.com")
+    assert fake.count("POST", r"/graphql#PromoterCommit$") == 0
+    assert sha not in fake.signed and forge.commit_verified(sha) is None
+
+
+def test_a_commit_made_with_the_mutation_is_verified(fake: FakeGitHub,
+                                                     forge: GitHubForge) -> None:
+    _, sha = promote(forge)
+    info = bare(fake).commit(sha)
+    assert info is not None
+    assert info["message"] == "Promote api to 1.1.0"
+    assert (info["committer_name"], info["committer_email"]) == ("GitHub", "noreply@github.com")
+    assert forge.commit_verified(sha) is True
+    # a later run learns it from the run query (the head's signature)
+    with GitHubForge(SLUG, api_url=fake.url, token=TOKEN) as later:
+        later.snapshot("main", "promote/dev/api")
+        assert later.read_head("promote/dev/api") is not None
+        assert later.commit_verified(sha) is True

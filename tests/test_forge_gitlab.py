@@ -137,16 +137,17 @@ def _opened(forge: GitLabForge, **spec: Any) -> tuple[PullRequest, str]:
 # -- reading --------------------------------------------------------------------------
 
 
-def test_snapshot_is_every_file_byte_for_byte_in_two_requests(
+def test_snapshot_is_every_file_byte_for_byte_in_three_requests(
         gl: FakeGitLab, project: Project, forge: GitLabForge) -> None:
     snap = forge.snapshot(None)
 
     assert snap.branch == "main"
     assert snap.commit == project.repo.resolve("main")
     assert dict(snap.files) == FILES  # CRLF, BOM, binary kept; both symlinks left out
-    assert gl.count() == 2  # the project (default branch), then the archive of main,
+    assert gl.count() == 3  # the project (default branch), then the archive of main,
     assert gl.count("GET", r"/projects/acme%2Fconfig$") == 1  # whose pax header names
-    assert gl.count("GET", r"/repository/archive\.tar\.gz$") == 1  # the commit
+    assert gl.count("GET", r"/repository/archive\.tar\.gz$") == 1  # the commit, then
+    assert gl.count("GET", r"/repository/tree$") == 1  # the root tree: .promoter.yaml?
 
 
 def test_snapshot_of_a_named_base_skips_the_project_request(
@@ -748,7 +749,7 @@ def test_a_draft_is_not_merged(gl: FakeGitLab, project: Project, forge: GitLabFo
 
 def test_request_counts_of_a_typical_promotion(gl: FakeGitLab, project: Project,
                                                forge: GitLabForge) -> None:
-    """snapshot 2, read_head 1, write_commit 1, open_request 2 (one reviewer), checks 1,
+    """snapshot 3, read_head 1, write_commit 1, open_request 2 (one reviewer), checks 1,
     merge 1: a regression that adds requests fails here."""
     project.pipeline_on_commit = "success"
     snap = forge.snapshot(None)
@@ -762,6 +763,7 @@ def test_request_counts_of_a_typical_promotion(gl: FakeGitLab, project: Project,
 
     assert [(r.method, r.status) for r in gl.requests] == [
         ("GET", 200), ("GET", 200),  # project, archive (its pax header names the commit)
+        ("GET", 200),  # the root tree at that commit: is .promoter.yaml there, as a file?
         ("GET", 404),  # the promotion branch does not exist yet
         ("POST", 201),  # one commit, three files
         ("GET", 200), ("POST", 201),  # reviewer id, the merge request

@@ -45,6 +45,8 @@ def _quiet_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     home.mkdir()
+    # only a git identity: plain git commits need an author (promoter.identity)
+    (home / ".gitconfig").write_text("[user]\n\tname = Tester\n\temail = tester@example.com\n")
     monkeypatch.setenv("HOME", str(home))
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -238,7 +240,8 @@ def test_corpus_is_big_enough() -> None:
 # --- the same, as a real process ------------------------------------------------------------
 
 PROMOTE = str(Path(sys.executable).with_name("promote"))
-PROCESS_CASES = ("deep_flow_10000", "bomb_alias_over_image", "invalid_utf8", "tag_newline",
+PROCESS_CASES = ("deep_flow_10000", "deep_brackets_60000", "config_nested_5000",
+                 "bomb_alias_over_image", "invalid_utf8", "tag_newline",
                  "file_dotdot_etc_passwd", "config_paths_dotdot", "symlink_dir_outside",
                  "fifo_named_by_file")
 

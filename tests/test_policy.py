@@ -268,7 +268,8 @@ def test_no_config_defaults(old: str, new: str, want: bool, allows: bool, refuse
         (f"{API}:1.4.3-rc.1", "fail", r"tag '1.4.3-rc.1' matches none of allowed_tags "
                                       r"('^v?\d+\.\d+\.\d+$')"),
         (f"{API}:latest", "fail", "tag 'latest' matches none"),
-        (f"{API}@{DIGEST_A}", "skip", "digest-only promotion, no tag to check"),
+        # fail closed: allowed_tags applies here and a digest has no tag to match
+        (f"{API}@{DIGEST_A}", "fail", "carries no tag, and environment dev allows"),
         (f"{API}:1.4.3@{DIGEST_A}", "pass", "tag '1.4.3' matches"),
     ],
 )
@@ -319,12 +320,20 @@ def test_semver_bump(old: str, new: str, limit: Bump, expected: str, fragment: s
 
 
 def test_semver_bump_digest_cases() -> None:
+    # fail closed: the step cannot be measured, so no auto-merge; proposed for a human
     digest_only = ev("1.4.2", f"{API}@{DIGEST_A}")
-    assert status(digest_only, "semver_bump") == "skip"
-    assert status(digest_only, "no_downgrade") == "skip"
+    assert status(digest_only, "semver_bump") == "fail"
+    assert "carries no tag, so the version step cannot be measured" in reason(
+        digest_only, "semver_bump")
+    assert status(digest_only, "no_downgrade") == "fail"
+    assert not digest_only.refused
+    assert not digest_only.allows_merge
     untagged = ev(None, f"{API}:1.4.3", old_digest=DIGEST_B)
     assert status(untagged, "semver_bump") == "fail"
-    assert "no tag runs now (sha256:bbbbbbbbbbbb)" in reason(untagged, "semver_bump")
+    assert "no tag is set now (only sha256:bbbbbbbbbbbb)" in reason(untagged, "semver_bump")
+    bare = ev(None, f"{API}:1.4.3")  # neither tag nor digest: nothing doubled up
+    assert "no tag is set now, so the step to 1.4.3" in reason(bare, "semver_bump")
+    assert "((" not in reason(bare, "semver_bump")
     same_tag = ev("1.4.3", f"{API}:1.4.3@{DIGEST_A}", old_digest=DIGEST_B)
     assert status(same_tag, "semver_bump") == "pass"
 
@@ -362,9 +371,12 @@ def test_a_set_value_without_a_reference_is_still_judged() -> None:
     v = evaluate(plan_of(item), CFG.env("dev"), images=[], now=THURSDAY, want_merge=True)
     assert status(v, "allowed_tags") == "fail"
     assert status(v, "semver_bump") == "fail"
-    item = replace(item, new=f"{API}:1.4.3")
+    assert "is not an image reference" in reason(v, "allowed_tags")
+    assert not v.allows_merge
+    item = replace(item, old=f"{API}:1.4.2", new=f"{API}:1.4.3")
     v = evaluate(plan_of(item), CFG.env("dev"), images=[], now=THURSDAY, want_merge=True)
     assert status(v, "semver_bump") == "pass"
+    assert v.allows_merge
 
 
 def test_nothing_changes() -> None:
@@ -390,14 +402,18 @@ def test_nothing_changes() -> None:
         ("1.5.0", "1.5.0-rc.2", "fail"),  # a prerelease sorts below its release
         ("1.5.0-rc.2", "1.5.0-rc.10", "pass"),  # numeric identifiers compare as numbers
         ("v1.4.2", "1.4.1", "fail"),
-        ("latest", "1.0.0", "skip"),
-        ("main", "dev", "skip"),
+        # cannot be ordered: fails for auto-merge (fail closed), but is still proposed
+        ("latest", "1.0.0", "fail?"),
+        ("main", "dev", "fail?"),
     ],
 )
 def test_no_downgrade(old: str, new: str, expected: str) -> None:
     v = ev(old, f"{API}:{new}")
-    assert status(v, "no_downgrade") == expected
+    assert status(v, "no_downgrade") == expected.rstrip("?")
     assert v.refused is (expected == "fail")
+    if expected == "fail?":
+        assert "a downgrade cannot be ruled out" in reason(v, "no_downgrade")
+        assert not v.allows_merge
 
 
 # --- require_upstream ---------------------------------------------------------------------
@@ -407,7 +423,10 @@ def test_no_downgrade(old: str, new: str, expected: str) -> None:
     ("new", "running", "expected", "fragment"),
     [
         ("1.4.3", {("1.4.3", None)}, "pass", "dev already runs 1.4.3"),
-        ("1.4.3", {("1.4.2", None), ("1.4.3", DIGEST_A)}, "pass", "dev already runs 1.4.3"),
+        # dev pins 1.4.3 to a digest: a tag-only promotion would drop the pin
+        ("1.4.3", {("1.4.2", None), ("1.4.3", DIGEST_A)}, "fail",
+         f"dev runs 1.4.3@sha256:aaaaaaaaaaaa, pinned to a digest; 1.4.3 without it would "
+         f"drop the pin: promote ghcr.io/acme/api:1.4.3@{DIGEST_A} (or --from dev"),
         ("1.4.3", {("1.4.2", None)}, "fail", "dev runs 1.4.2, not 1.4.3; promote it to dev first"),
         ("1.4.3", set(), "fail", "dev does not run ghcr.io/acme/api"),
         (f"1.4.3@{DIGEST_A}", {("1.4.3", DIGEST_A)}, "pass", "dev already runs 1.4.3@sha256:aaa"),
@@ -731,3 +750,34 @@ def test_semver_properties(old: tuple[int, int, int, int | None],
     assert status(v, "no_downgrade") == ("fail" if downgrade and not allow_downgrade else "pass")
     assert status(v, "semver_bump") == ("pass" if small_enough else "fail")
     assert v.allows_merge is (small_enough and not (downgrade and not allow_downgrade))
+
+
+def test_each_written_value_is_judged_by_its_own_version() -> None:
+    # a marker wrote 9.9.9-evil for the same image an --image promotes at 1.4.3: the
+    # verdict judges the written value, not the --image argument
+    good = found("1.4.2", f"{API}:1.4.3")
+    evil = replace(found("1.4.2", "9.9.9-evil", file="envs/dev/b.yaml"), format="marker",
+                   new_tag="9.9.9-evil")
+    v = evaluate(plan_of(good, evil), CFG.env("dev"), images=[parse(f"{API}:1.4.3")],
+                 now=THURSDAY, want_merge=True)
+    assert status(v, "allowed_tags") == "fail"
+    assert "'9.9.9-evil' matches none" in reason(v, "allowed_tags")
+    assert status(v, "semver_bump") == "fail"
+    assert not v.allows_merge
+    v = evaluate(plan_of(evil), CFG.env("dev"), images=[parse(f"{API}:1.4.3")], now=THURSDAY,
+                 want_merge=True, rolled_back={API: "9.9.9-evil"})
+    assert status(v, "rollback_guard") == "fail"
+    upstream = {API: {("1.4.3", None)}}
+    v = evaluate(plan_of(evil), CFG.env("staging"), images=[parse(f"{API}:1.4.3")],
+                 now=THURSDAY, want_merge=True, upstream=upstream)
+    assert status(v, "require_upstream") == "fail"
+
+
+def test_a_rollback_reports_the_real_allow_downgrade() -> None:
+    for allowed in (False, True):
+        env = replace(CFG.env("dev"), allow_downgrade=allowed)
+        v = ev("1.5.0", f"{API}:1.4.9", env, rollback=True)
+        assert not v.refused
+        assert status(v, "no_downgrade") == "skip"
+        assert f"allow_downgrade: {'true' if allowed else 'false'})" in reason(v, "no_downgrade")
+        assert v.allows_merge

@@ -50,6 +50,8 @@ def _loopback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"  # plain git: no ~/.gitconfig of the machine
     home.mkdir()
+    # only a git identity: plain git commits need an author (promoter.identity)
+    (home / ".gitconfig").write_text("[user]\n\tname = Tester\n\temail = tester@example.com\n")
     monkeypatch.setenv("HOME", str(home))
 
 

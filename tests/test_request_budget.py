@@ -107,13 +107,15 @@ NEW = {
                "GET /_codeload/acme/config/legacy.tar.gz/{sha}",
                "POST /graphql#PromoterCommit", "POST {r}/pulls",
                "POST /graphql#PromoterAutoMerge"],
-    "gitlab": ["GET {p}/repository/archive.tar.gz", "POST {p}/repository/commits",
+    "gitlab": ["GET {p}/repository/archive.tar.gz", "GET {p}/repository/tree",
+               "POST {p}/repository/commits",
                "POST {p}/merge_requests", "PUT {p}/merge_requests/{n}/merge"],
 }
 RERUN = {  # the request is open with auto-merge on: prove the branch, touch nothing
     "github": ["POST /graphql#PromoterRun", "GET {r}/tarball/{sha}",
                "GET /_codeload/acme/config/legacy.tar.gz/{sha}", "GET {r}/commits/{sha}"],
-    "gitlab": ["GET {p}/repository/archive.tar.gz", "POST {p}/repository/commits",
+    "gitlab": ["GET {p}/repository/archive.tar.gz", "GET {p}/repository/tree",
+               "POST {p}/repository/commits",
                "GET {p}/repository/branches/promote%2Fall%2Fapi",
                "GET {p}/repository/commits/{sha}", "GET {p}/repository/commits/{sha}/diff",
                "GET {p}/repository/files/envs%2Fdev%2Fdeploy.yaml/raw",
@@ -123,13 +125,15 @@ RERUN = {  # the request is open with auto-merge on: prove the branch, touch not
 MERGED = {
     "github": ["POST /graphql#PromoterRun", "GET {r}/tarball/{sha}",
                "GET /_codeload/acme/config/legacy.tar.gz/{sha}"],
-    "gitlab": ["GET {p}/repository/archive.tar.gz", "GET {p}/merge_requests"],
+    "gitlab": ["GET {p}/repository/archive.tar.gz", "GET {p}/repository/tree",
+               "GET {p}/merge_requests"],
 }
 
 
 def test_new_request_rerun_and_merged_cost_exactly(h: Harness) -> None:
-    """GitHub 6 / 4 / 3, GitLab 4 / 8 / 2 (with --base; GitLab's re-run proves the branch
-    by reading each changed file, and tries the write first)."""
+    """GitHub 6 / 4 / 3, GitLab 5 / 9 / 3 (with --base; GitLab reads the root tree for
+    the policy file, its re-run proves the branch by reading each changed file, and
+    tries the write first)."""
     first = run(h, "1.0.1")
     assert (first["status"], first["auto_merge"]) == ("auto-merge", True), first
     assert calls(h) == NEW[h.kind]

@@ -20,14 +20,22 @@ for each secret: the tokens (also base64-encoded, as in Basic auth), the PEM key
 each of its lines, the installation tokens the fake GitHub minted for the App; and,
 everywhere but third-party DEBUG logs, the pre-signed archive links it handed out.
 Exceptions raised to an API caller are checked too, as a traceback would show them.
+
+Also: a token in a git URL is never on the argv of a ``git`` child (a shim on PATH
+records every call), never followed through a redirect; an API that redirects to a
+second server sends it nothing; a manifest deep enough to crash the YAML composer ends
+in exit 2, not a core dump.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import os
+import shutil
 import socket
 import subprocess
+import sys
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +45,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fakes.githttp import GitServer, Recorder
 from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import BareRepo
@@ -120,6 +129,8 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
     home.mkdir()
+    # only a git identity: plain git commits need an author (promoter.identity)
+    (home / ".gitconfig").write_text("[user]\n\tname = Tester\n\temail = tester@example.com\n")
     monkeypatch.setenv("HOME", str(home))
 
 
@@ -279,6 +290,10 @@ GITLAB_CASES: dict[str, tuple[dict[str, str], list[str], int, Any]] = {
     "bad-token": ({"PROMOTE_TOKEN": BAD_TOKEN}, [], 5, None),
     "read-api-token": ({"PROMOTE_TOKEN": GL_READ_TOKEN}, [], 5, None),
     "job-token-of-another-project": ({"CI_JOB_TOKEN": JOB_TOKEN}, [], 5, None),
+    # the job token is only ever sent to the GitLab that runs the job (CI_SERVER_URL)
+    "job-token-to-another-gitlab": ({"CI_JOB_TOKEN": JOB_TOKEN,
+                                     "CI_SERVER_URL": "https://gitlab.example.com"}, [], 2,
+                                    None),
     "server-500s": ({"PROMOTE_TOKEN": GL_TOKEN}, ["--retry-timeout", "0.3"], 5,
                     lambda f: f.fail("POST", r"/repository/commits$", 500, times=1000,
                                      headers={"Retry-After": "0"})),
@@ -295,6 +310,7 @@ def test_gitlab_runs_leak_nothing(name: str, gl: FakeGitLab, runner: Runner,
     monkeypatch.setenv("GITLAB_CI", "true")
     monkeypatch.setenv("CI_PROJECT_PATH", "acme/app")
     monkeypatch.setenv("CI_PIPELINE_URL", "https://gitlab.example/acme/app/-/pipelines/1")
+    monkeypatch.setenv("CI_SERVER_URL", gl.url)  # the job runs on this GitLab
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
     if faults is not None:
@@ -317,6 +333,9 @@ def test_gitlab_runs_leak_nothing(name: str, gl: FakeGitLab, runner: Runner,
         assert redact.MASK in runner.scan.texts["stderr"]
     if name == "job-token-of-another-project":  # and the message says what to do instead
         assert "access token" in runner.scan.texts["stderr"]
+    if name == "job-token-to-another-gitlab":  # not a single request reached the server
+        assert gl.requests == []
+        assert "does not send it to" in runner.scan.texts["stderr"]
 
 
 # --- plain git: a token in the remote's URL --------------------------------------------------
@@ -336,6 +355,96 @@ def test_git_url_credentials_leak_nothing(runner: Runner, gh: FakeGitHub) -> Non
                          "--output", "json", "--retry-timeout", "0.3")
         assert got == 5, runner.scan.texts.get("stderr")
     assert runner.scan.leaks({GH_TOKEN, GL_TOKEN}) == []
+
+
+def git_shim(bin_dir: Path, log: Path) -> None:
+    """``git`` on PATH that records the argv of every call (NUL-separated, one call a
+    line) and runs the real git: what ``ps`` or /proc/<pid>/cmdline would show."""
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir.mkdir()
+    shim = bin_dir / "git"
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\0" "$@" >> "{log}"\necho >> "{log}"\n'
+                    f'exec "{real}" "$@"\n')
+    shim.chmod(0o755)
+
+
+def test_git_url_credentials_on_success_leak_nothing(runner: Runner, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A promotion that works, with the token in --repo: not in the JSON report (GitLab's
+    promote.json), the step summary, the outputs, the dotenv, nor on the argv of any
+    git child; git gets it through its environment."""
+    root = tmp_path / "served"
+    BareRepo.init(root / "config.git", files(MERGING))
+    log = tmp_path / "git-argv.log"
+    git_shim(tmp_path / "bin", log)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    runner.github_actions()
+    with GitServer(root, user="oauth2", token=GH_TOKEN) as server:
+        got = runner.cli("--repo", server.url("config.git"), "--forge", "git", "--env", "prod",
+                         "--image", IMAGE, "--output", "json")
+        seen = server.headers_seen()
+    assert got == 0, runner.scan.texts.get("stderr")
+    assert f"127.0.0.1:{server.port}/config.git" in runner.scan.texts["stdout"]
+    assert "'Authorization': 'Basic " in seen  # the server did get the credential
+    calls = log.read_bytes()
+    assert b"ls-remote" in calls and b"push" in calls
+    runner.scan.add("argv of git children", calls)
+    runner.scan.add("repository objects", all_objects(BareRepo(root / "config.git")))
+    assert runner.scan.leaks({GH_TOKEN}) == []
+
+
+def test_git_url_credentials_never_follow_a_redirect(runner: Runner, tmp_path: Path) -> None:
+    """A remote that answers 302 to another origin: git does not follow it, so the
+    other server never sees the credential (or anything)."""
+    with Recorder() as other, GitServer(tmp_path, user="oauth2", token=GH_TOKEN) as server:
+        server.redirect_to = other.root_url
+        got = runner.cli("--repo", server.url("config.git"), "--forge", "git", "--image",
+                         IMAGE, "--output", "json", "--retry-timeout", "0.3")
+        elsewhere = other.seen
+    assert got in (2, 5), runner.scan.texts.get("stderr")
+    assert elsewhere == []  # not even a request: curl's own header stripping aside
+    assert runner.scan.leaks({GH_TOKEN}) == []
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_api_redirect_to_another_server_receives_no_token(kind: str, runner: Runner,
+                                                          tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """--api-url answers every request with a 302 to a second loopback server (another
+    origin): nothing reaches that server, and the run leaks nothing."""
+    token = GH_TOKEN if kind == "github" else GL_TOKEN
+    monkeypatch.setenv("PROMOTE_TOKEN", token)
+    with Recorder() as other, GitServer(tmp_path) as api:
+        api.redirect_to = other.root_url
+        got = runner.cli("--repo", SLUG, "--forge", kind, "--api-url", api.root_url,
+                         "--image", IMAGE, "--retry-timeout", "0.3")
+        runner.scan.add("requests to the redirect target", other.headers_seen())
+        assert other.seen == []
+    assert got == 5, runner.scan.texts.get("stderr")
+    assert runner.scan.leaks({token}) == []
+
+
+def test_a_manifest_deep_enough_to_crash_the_parser_dumps_no_core(tmp_path: Path) -> None:
+    """A 60,000-deep manifest used to end in SIGSEGV, and a core dump holds the token of
+    the environment and of the URL. Now: exit 2, a message, no core, no token."""
+    root = tmp_path / "served"
+    deep = b"image: ghcr.io/acme/api:1.0.0\nx: " + b"[" * 60_000 + b"]" * 60_000 + b"\n"
+    BareRepo.init(root / "config.git", {**files(MERGING), "envs/prod/deep.yaml": deep})
+    work = tmp_path / "cwd"
+    work.mkdir()
+    promote = str(Path(sys.executable).with_name("promote"))
+    with GitServer(root, user="oauth2", token=GH_TOKEN) as server:
+        proc = subprocess.run([promote, "--repo", server.url("config.git"), "--forge", "git",
+                               "--image", IMAGE, "--output", "json"], cwd=work,
+                              capture_output=True, text=True, timeout=60, check=False,
+                              env={"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+                                   "PROMOTE_TOKEN": GL_TOKEN})
+    assert proc.returncode == 2, proc.stderr
+    assert "envs/prod/deep.yaml:2" in proc.stderr and "nested more than" in proc.stderr
+    assert list(work.iterdir()) == []  # no core file
+    assert Scan({"stdout": proc.stdout, "stderr": proc.stderr}).leaks({GH_TOKEN, GL_TOKEN}) == []
 
 
 # --- exceptions raised to API callers ----------------------------------------------------------

@@ -16,12 +16,16 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from promoter import limits
 from promoter.errors import EditError
+from promoter.limits import yaml_depth
 
 BOM = "\ufeff"
 MERGE_KEY = "<<"
 MAX_FILE_BYTES = 8 * 1024 * 1024  # larger YAML is refused before parsing (time, memory)
-MAX_DEPTH = 400  # deeper nesting is refused: the walkers and the verifier recurse
+# Deeper is refused, measured before composing (the C composer recurses once per level
+# and crashes the process on tens of thousands); the walkers and the verifier recurse too.
+MAX_DEPTH = limits.MAX_DEPTH
 
 
 def _composer() -> YAML:
@@ -70,6 +74,11 @@ def decode(data: bytes, file: str) -> str:
 
 def parse(text: str, file: str) -> list[Document]:
     """Compose every document of ``text`` (without a BOM); EditError on bad YAML."""
+    too_deep = yaml_depth(text, MAX_DEPTH)
+    if too_deep is not None:
+        raise EditError(f"cannot parse YAML: nested more than {MAX_DEPTH} levels deep",
+                        file=file, line=too_deep.line, column=too_deep.column,
+                        hint="fix the file, or exclude it with --file/--path")
     try:
         roots = [n for n in _YAML.compose_all(text) if n is not None]
     except MarkedYAMLError as exc:

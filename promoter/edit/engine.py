@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
@@ -52,6 +52,7 @@ FORMATS: tuple[Format, ...] = (
 )
 
 MAX_SET_VALUE = 512
+_STR = "tag:yaml.org,2002:str"
 _SET_VALUE = re.compile(r"[A-Za-z0-9_.:/@=+-]+")
 _KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -101,13 +102,18 @@ class Targets:
     sets: tuple[SetOp, ...] = ()
 
     def __post_init__(self) -> None:
-        seen: dict[str, ImageRef] = {}
-        for ref in self.images:
-            first = seen.setdefault(ref.name, ref)
+        """One version per repository across --image and --marker: two different refs
+        for one repository would leave the files disagreeing, and the policy judging one
+        of them while the other is written."""
+        seen: dict[str, tuple[str, ImageRef]] = {}
+        given = [(f"--image {ref}", ref) for ref in self.images]
+        given += [(f"--marker {policy}={ref}", ref) for policy, ref in self.markers.items()]
+        for what, ref in given:
+            first_what, first = seen.setdefault(ref.name, (what, ref))
             if (first.tag, first.digest) != (ref.tag, ref.digest):
-                raise UsageError(f"--image names {ref.familiar} twice, as {first.version} and "
-                                 f"{ref.version}: which one to promote is ambiguous",
-                                 hint="give each image once")
+                raise UsageError(f"{first_what} and {what} name {ref.familiar} twice, at two "
+                                 f"versions ({first.version} and {ref.version}): which one to "
+                                 "promote is ambiguous", hint="give each image one version")
 
     def needles(self) -> tuple[bytes, ...]:
         """Byte strings at least one of which a file must contain to be worth parsing."""
@@ -174,8 +180,11 @@ def edit_file(file: str, data: bytes, targets: Targets,
     if not changing:
         return FileEdit(found, tuple(skips))
     _guard(docs, changing, file)
-    new_body = apply(body, [_splice(body, e, file) for e in changing])
-    new_docs = _verify(docs, new_body, changing, file)
+    replacements = [_splice(body, e, file) for e in changing]
+    new_body = apply(body, replacements)
+    new_docs = verify(docs, body, new_body, replacements,
+                      {id(e.node): e.new for e in changing if e.insert is None}, file,
+                      [e for e in changing if e.insert is not None])
     for doc, new_doc in zip(docs, new_docs, strict=True):
         shared = [e for e in changing if id(e.node) in doc.shared]
         if shared:
@@ -211,16 +220,57 @@ def _guard(docs: list[Document], changing: list[_Edit], file: str) -> None:
                          "remove the duplicate, then promote again")
 
 
-def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: str
-            ) -> list[Document]:
+def verify(docs: list[Document], body: str, new_body: str, replacements: list[Replacement],
+           expected: Mapping[int, str], file: str, inserted: Sequence[_Edit] = ()
+           ) -> list[Document]:
+    """The safety proof of a splice; EditError (a bug, never a silent rewrite) unless
+
+    - the text outside the replaced spans is byte-for-byte the original (comments,
+      quotes, keys, white space), each span holds exactly its replacement, and
+    - re-parsing the new text gives the same tree except at the edited values, each of
+      which now loads as the intended string (``expected``: node id -> new value),
+      and each ``inserted`` key loads right after the key its line follows.
+
+    Returns the re-parsed documents (the alias proof resolves them).
+    """
+    _verify_text(body, new_body, replacements, file)
+    return _verify_tree(docs, new_body, expected, file, inserted)
+
+
+def _verify_text(body: str, new_body: str, replacements: list[Replacement], file: str) -> None:
+    old_pos = new_pos = 0
+    for rep in sorted(replacements, key=lambda r: r.start):
+        kept = body[old_pos:rep.start]
+        if new_body[new_pos:new_pos + len(kept)] != kept:
+            _moved(body, new_body, old_pos, new_pos, kept, file)
+        new_pos += len(kept)
+        if new_body[new_pos:new_pos + len(rep.text)] != rep.text:
+            raise EditError("the edited value is not what was planned (a bug: please report)",
+                            file=file, line=body.count("\n", 0, rep.start) + 1)
+        new_pos += len(rep.text)
+        old_pos = rep.end
+    tail = body[old_pos:]
+    if new_body[new_pos:] != tail:
+        _moved(body, new_body, old_pos, new_pos, tail, file)
+
+
+def _moved(body: str, new_body: str, old_pos: int, new_pos: int, kept: str, file: str) -> None:
+    got = new_body[new_pos:new_pos + len(kept) + 1]
+    offset = next((i for i, (a, b) in enumerate(zip(kept, got, strict=False)) if a != b), len(kept))
+    line = body.count("\n", 0, old_pos + offset) + 1
+    raise EditError("the edit changed text outside the image values (a bug: please report)",
+                    file=file, line=line)
+
+
+def _verify_tree(docs: list[Document], new_body: str, expected: Mapping[int, str],
+                 file: str, inserted: Sequence[_Edit]) -> list[Document]:
     """Re-parse the edited text: the trees must match except at the edited values."""
     new_docs = parse(new_body, file)
     if len(new_docs) != len(docs):
         raise EditError("the edit changed the number of YAML documents (a bug: please report)",
                         file=file)
-    expected = {id(e.node): e.new for e in changing if e.insert is None}
     for old, new in zip(docs, new_docs, strict=True):
-        old_rows = _with_insertions(_rows_with_ids(old.root), changing)
+        old_rows = _with_insertions(_rows_with_ids(old.root), inserted)
         new_rows = flatten(new.root)
         if len(old_rows) != len(new_rows):
             raise EditError("the edit changed the document's structure (a bug: please report)",
@@ -239,7 +289,7 @@ def _verify(docs: list[Document], new_body: str, changing: list[_Edit], file: st
                     raise EditError(f"the new key {path!r} did not load as {value!r} (a bug: "
                                     "please report)", file=file)
             elif node_id in expected:
-                if nvalue != expected[node_id]:
+                if nvalue != expected[node_id] or ntag != _STR:
                     raise EditError(f"the edit of {path!r} did not produce {expected[node_id]!r}"
                                     " (a bug: please report)", file=file)
             elif (tag, value) != (ntag, nvalue):
@@ -297,7 +347,7 @@ _INSERTED = -1  # the id of a row the edit adds (a new key)
 _STR = "tag:yaml.org,2002:str"
 
 
-def _with_insertions(rows: list[tuple[str, str, str, int]], changing: list[_Edit]
+def _with_insertions(rows: list[tuple[str, str, str, int]], changing: Sequence[_Edit]
                      ) -> list[tuple[str, str, str, int]]:
     """The rows the edited document must have: each inserted key right after the key
     its line follows, and its mapping one key longer."""
@@ -357,13 +407,13 @@ def _one_line(value: str, node: Node, file: str) -> str:
 
 
 def _found(node: Node, file: str, slot_field: str, fmt: str, image: str, new: str,
-           old_tag: str | None, old_digest: str | None) -> _Edit:
+           old_tag: str | None, old_digest: str | None, target: ImageRef) -> _Edit:
     old = _one_line("" if is_null(node) else str(node.value), node, file)
     for part in (old_tag, old_digest):
         if part:
             _one_line(part, node, file)
     return _Edit(node, new, Found(file, line_of(node), column_of(node), image, slot_field, fmt,
-                                  old, new, old_tag, old_digest))
+                                  old, new, old_tag, old_digest, target.tag, target.digest))
 
 
 def _templated(value: str, targets: Targets) -> bool:
@@ -445,7 +495,8 @@ def _resolve_ref(slot: RefSlot, targets: Targets, file: str, skips: list[Skip],
         return
     tag, digest = new_versions(ref, target)
     new = prefix + eq + ref.with_version(tag, digest)
-    yield _found(node, file, slot.field, slot.format, ref.name, new, ref.tag, ref.digest)
+    yield _found(node, file, slot.field, slot.format, ref.name, new, ref.tag, ref.digest,
+                 ImageRef(ref.domain, ref.path, tag, digest))
 
 
 def _resolve_parts(slot: PartsSlot, targets: Targets, file: str,
@@ -486,10 +537,10 @@ def _resolve_parts(slot: PartsSlot, targets: Targets, file: str,
         else:
             wrote = True
             yield _found(tag_node, file, f"{slot.field}.{slot.tag_key}", slot.format, name,
-                         target.tag, old_tag, old_digest)
+                         target.tag, old_tag, old_digest, target)
     if target.digest is not None:
         if digest_node is None:
-            inserted = _digest_insertion(slot, target.digest, name, old_tag, file)
+            inserted = _digest_insertion(slot, target, name, old_tag, file)
             if inserted is not None:
                 yield inserted
             else:
@@ -499,14 +550,14 @@ def _resolve_parts(slot: PartsSlot, targets: Targets, file: str,
                                   "promotion"))
         else:
             yield _found(digest_node, file, f"{slot.field}.{slot.digest_key}", slot.format,
-                         name, target.digest, old_tag, old_digest)
+                         name, target.digest, old_tag, old_digest, target)
     elif digest_node is not None and old_digest and wrote:
         # a new tag must not keep a stale digest beside it (the digest would win)
         yield _found(digest_node, file, f"{slot.field}.{slot.digest_key}", slot.format, name,
-                     "", old_tag, old_digest)
+                     "", old_tag, old_digest, target)
 
 
-def _digest_insertion(slot: PartsSlot, digest: str, name: str, old_tag: str | None,
+def _digest_insertion(slot: PartsSlot, target: ImageRef, name: str, old_tag: str | None,
                       file: str) -> _Edit | None:
     """A ``digest:`` line under the entry's tag (or name) line, at the same indent, as
     ``kustomize edit set image`` writes it; None when the entry's layout does not allow
@@ -520,8 +571,10 @@ def _digest_insertion(slot: PartsSlot, digest: str, name: str, old_tag: str | No
     if not isinstance(key, ScalarNode) or not isinstance(anchor, ScalarNode) \
             or anchor.style in ("|", ">") or key.start_mark.line != anchor.end_mark.line:
         return None
+    digest = target.digest or ""
     found = Found(file, anchor.end_mark.line + 2, key.start_mark.column + 1, name,
-                  f"{slot.field}.digest", slot.format, "", digest, old_tag, None)
+                  f"{slot.field}.digest", slot.format, "", digest, old_tag, None,
+                  target.tag, target.digest)
     return _Edit(entry, digest, found, insert=(key, anchor))
 
 
@@ -547,7 +600,7 @@ def _resolve_marker(slot: MarkerSlot, targets: Targets, file: str,
         new = part
     old_tag = old.tag if old else (value if slot.role == "tag" else None)
     old_digest = old.digest if old else (value if slot.role == "digest" else None)
-    yield _found(node, file, slot.field, "marker", target.name, new, old_tag, old_digest)
+    yield _found(node, file, slot.field, "marker", target.name, new, old_tag, old_digest, target)
 
 
 def _set(op: SetOp, doc: Document, file: str) -> _Edit | None:

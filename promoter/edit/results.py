@@ -19,6 +19,10 @@ class Found:
     new: str  # the scalar's value after the promotion (== old when up to date)
     old_tag: str | None = None
     old_digest: str | None = None
+    # the version this write sets (from the reference that chose it: --image, --marker);
+    # None for both when the value is no image version (--set) and policy reads ``new``
+    new_tag: str | None = None
+    new_digest: str | None = None
 
     @property
     def changes(self) -> bool:

@@ -12,19 +12,55 @@ request (number 0, url = the branch), and merging is a merge pushed to the base.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+from promoter.errors import ConfigError
+from promoter.identity import Identity
+from promoter.paths import CONFIG_FILE
+
+REGULAR_MODES = ("100644", "100755")
+LINK_MODE = "120000"
+_KINDS = {LINK_MODE: "a symbolic link", "040000": "a directory", "40000": "a directory",
+          "160000": "a submodule"}
+
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The base branch at one commit, with the files promoter may read."""
+    """The base branch at one commit, with the files promoter may read.
+
+    ``files``: every regular file (the policy file always, whatever its size or
+    export attributes: forges read it from the tree itself). ``links``: every symbolic
+    link of the tree, path -> target as stored, so a change to a file is also seen as
+    a change to each path that links to it."""
 
     branch: str
     commit: str
     files: Mapping[str, bytes]
+    links: Mapping[str, str] = field(default_factory=dict)
+
+
+def git_blob_sha(data: bytes) -> str:
+    """The id git gives ``data`` as a blob (SHA-1 object format)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def check_policy_entry(mode: str, target: str | None = None) -> None:
+    """The base tree holds ``.promoter.yaml`` with ``mode``: fine when a regular file;
+    anything else stops the run (exit 2), never a silent fall-back to the built-in
+    policy."""
+    if mode in REGULAR_MODES:
+        return
+    what = _KINDS.get(mode, f"a tree entry of mode {mode}")
+    if target is not None:
+        what += f" to {target!r}"
+    raise ConfigError(
+        f"{CONFIG_FILE} on the base branch is {what}; promoter reads its policy only from a "
+        "regular file, and will not run without it", file=CONFIG_FILE,
+        hint=f"commit the policy itself as {CONFIG_FILE} (a regular file) on the base branch")
 
 
 @dataclass(frozen=True)
@@ -133,6 +169,12 @@ class Forge(Protocol):
         anything else as well (deletes or renames a file, changes a mode or a file's
         type, has several parents, or changes more files than the forge lists): such a
         commit is never proved."""
+        ...
+
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """Who every commit this forge writes from now on is by (promotion, merge,
+        squash; None: the forge's default), and whether it is signed. Raises UsageError,
+        before anything is written, when signing is asked for and not possible."""
         ...
 
     def delete_branch(self, branch: str) -> None: ...

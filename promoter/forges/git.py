@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING
 from promoter import retry
 from promoter.errors import ConflictError, ForgeError, UsageError
 from promoter.forges.base import (
+    LINK_MODE,
+    REGULAR_MODES,
     ChecksState,
     Head,
     LoggedCommit,
@@ -47,6 +49,7 @@ from promoter.forges.base import (
     PullRequest,
     RequestSpec,
     Snapshot,
+    check_policy_entry,
 )
 from promoter.forges.gitclone import (
     Clone,
@@ -56,6 +59,8 @@ from promoter.forges.gitclone import (
     check_path,
     strip_userinfo,
 )
+from promoter.identity import EXAMPLE, Identity
+from promoter.paths import CONFIG_FILE
 
 if TYPE_CHECKING:
     from promoter.forges.base import Forge
@@ -80,17 +85,21 @@ class GitForge:
 
     name = "git"
     write_first = False
+    has_checks = False  # no CI statuses: promote does not leave checks "to the forge"
 
     def __init__(
         self,
         remote: str,
         workdir: Path | None = None,
-        author: tuple[str, str] = ("promoter", "promoter@localhost"),
+        author: Identity | tuple[str, str] | None = None,
         runner: Runner = subprocess.run,
         *,
         sleep: Callable[[float], None] = time.sleep,
         retry_timeout: float = retry.DEFAULT_TIMEOUT,
     ) -> None:
+        if isinstance(author, Identity):
+            author = (author.name, author.email)
+        # the default author (the CI user); None: the git config's user.name / user.email
         self._clone = Clone(remote, workdir=workdir, author=author, runner=runner,
                             sleep=sleep, retry_timeout=retry_timeout)
         self.remote = self._clone.remote  # the URL without credentials, or the path
@@ -133,10 +142,18 @@ class GitForge:
             raise UsageError(f"base branch {branch!r} does not exist in {self.remote}",
                              hint=f"branches that exist: {_listing(branches)}; pass --base")
         commit = clone.fetch([branch], depth=1)[branch]
-        entries = [e for e in clone.ls_tree(commit) if e.mode in ("100644", "100755")]
-        blobs = clone.cat_batch(e.sha for e in entries)
+        tree = clone.ls_tree(commit)
+        entries = [e for e in tree if e.mode in REGULAR_MODES]
+        links = [e for e in tree if e.mode == LINK_MODE]
+        blobs = clone.cat_batch(e.sha for e in [*entries, *links])
+        targets = {e.path: blobs[e.sha].decode("utf-8", "surrogateescape") for e in links}
+        for entry in tree:  # the policy file in any form but a regular file stops the run
+            if entry.path == CONFIG_FILE:
+                check_policy_entry(entry.mode, targets.get(CONFIG_FILE))
+            elif entry.path.startswith(CONFIG_FILE + "/"):
+                check_policy_entry("040000")
         return Snapshot(branch=branch, commit=commit,
-                        files={e.path: blobs[e.sha] for e in entries})
+                        files={e.path: blobs[e.sha] for e in entries}, links=targets)
 
     def read_head(self, branch: str) -> Head | None:
         check_branch(branch)
@@ -178,21 +195,33 @@ class GitForge:
 
     # -- writing ------------------------------------------------------------------------
 
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """``author`` (--author, or author: in the config) is the author and committer of
+        every commit this forge writes from now on, merge commits included; ``sign``
+        signs them all with the user's git signing key (refused, before anything is
+        written, when git cannot sign)."""
+        self._use_identity(author)
+        if sign and not self._clone.sign:
+            self._clone.enable_signing()
+
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
         check_branch(branch)
         clone = self._clone
+        self._use_identity(None)
         self._ensure_commit(base)
         tree = clone.build_tree(base.commit, files)
-        if replace is not None and self._same_change(replace.sha, branch, tree, base.commit):
-            return replace.sha  # the branch already holds exactly this change
+        if replace is not None and self._same_change(replace.sha, branch, tree, base.commit,
+                                                     message):
+            return replace.sha  # the branch already holds exactly this commit
         sha = clone.commit_tree(tree, (base.commit,), message)
         reason = clone.push(f"refs/heads/{branch}", sha,
                             lease=replace.sha if replace is not None else "")
         if reason is None:
             return sha
         current = clone.remote_sha(branch)
-        if current is not None and self._same_change(current, branch, tree, base.commit):
+        if current is not None and self._same_change(current, branch, tree, base.commit,
+                                                     message):
             return current  # another run of this same promotion got there first
         if replace is None:
             raise ConflictError(
@@ -205,6 +234,20 @@ class GitForge:
             f"{replace.sha[:12]}; promoter does not force over someone else's commit",
             hint="re-run promote to start from the current state")
 
+    def _use_identity(self, author: Identity | None) -> None:
+        """Who the commits are by: ``author``, else the default given to the forge (the
+        CI user), else the git config; none of them is exit 2 before anything is
+        written (a made-up address is what push rules reject)."""
+        if author is not None:
+            self._clone.identity = (author.name, author.email)
+        if self._clone.identity is None:
+            self._clone.identity = self._clone.config_identity()
+        if self._clone.identity is None:
+            raise UsageError(
+                "no commit author for plain git: neither --author, author: in "
+                ".promoter.yaml, a CI user, nor git's user.name and user.email is set",
+                hint=f"e.g. --author {EXAMPLE}, or git config --global user.email …")
+
     def _ensure_commit(self, base: Snapshot) -> None:
         """Have the snapshot's commit in the clone (a Snapshot from another instance)."""
         if self._clone.has_commit(base.commit):
@@ -216,14 +259,20 @@ class GitForge:
                 f"base commit {base.commit[:12]} is no longer the tip of {base.branch!r} in "
                 f"{self.remote}", hint="re-run promote to start from the current base")
 
-    def _same_change(self, sha: str, branch: str, tree: str, parent: str) -> bool:
-        """Is ``sha`` a commit with exactly this tree on exactly this parent?"""
+    def _same_change(self, sha: str, branch: str, tree: str, parent: str,
+                     message: str) -> bool:
+        """Is ``sha`` a commit with exactly this tree on exactly this parent, and this
+        message (whose trailers history and rollback read: a forged record on a proved
+        tree is not the same commit)?"""
         if not self._clone.has_commit(sha):
             self._clone.fetch([branch], depth=1)
             if not self._clone.has_commit(sha):
                 return False
         commit = self._clone.commit(sha)
-        return commit.tree == tree and commit.parents == (parent,)
+        if self._clone.sign and not self._clone.is_signed(sha):
+            return False  # signing asked for: an unsigned commit is not the same change
+        return (commit.tree == tree and commit.parents == (parent,)
+                and commit.message.rstrip() == message.rstrip())
 
     def delete_branch(self, branch: str) -> None:
         """Delete the remote branch; a branch that is already gone is fine."""
@@ -294,6 +343,7 @@ class GitForge:
                              hint=f"use one of: {', '.join(MERGE_METHODS)}")
         check_branch(pr.branch)
         check_branch(pr.base)
+        self._use_identity(None)  # a merge commit has an author too
         for _attempt in range(MERGE_ATTEMPTS):
             base_tip, tip = self._merge_tips(pr)
             if tip != sha:
@@ -336,7 +386,8 @@ class GitForge:
         if merge_base == tip:
             return None
         tip_commit = self._clone.commit(tip)
-        if merge_base == base_tip and (method == "rebase" or (
+        signed = not self._clone.sign or self._clone.is_signed(tip)
+        if signed and merge_base == base_tip and (method == "rebase" or (
                 method == "squash" and tip_commit.parents == (base_tip,)
                 and message.strip() in ("", tip_commit.message.strip()))):
             return tip  # already on the base tip: fast-forward, as git rebase would

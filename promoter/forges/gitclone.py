@@ -10,9 +10,15 @@ git runs with a clean environment: only PATH, HOME and the variables that say ho
 reach the network (SSH agent, proxies, CA bundles: ``PASSTHROUGH_ENV``) are kept, so
 ``~/.gitconfig``, SSH keys and credential helpers still work; prompts are off, the
 identity is the ``author`` given, and ``-c`` overrides switch off hooks, signing, CRLF
-conversion and automatic gc. When the URL carries a credential, credential helpers
-are switched off too, so that no helper stores it. (git drops ``-c`` settings when it
-starts the other side of a local transport, so a local remote's own hooks still run.)
+conversion and automatic gc. When an http(s) URL carries a credential, git never sees
+it on its command line (where ``ps`` shows it): the URL is passed without it and the
+credential as an ``Authorization`` header through ``GIT_CONFIG_COUNT`` /
+``http.extraHeader`` in git's environment; credential helpers are switched off, so
+that no helper stores it, and so are redirects (``http.followRedirects=false``), so
+that the header never reaches another host. Without a credential in the URL, git
+follows a redirect of its first request only (``initial``), never a later one. (git
+drops ``-c`` settings when it starts the other side of a local transport, so a local
+remote's own hooks still run.)
 
 Failures: ls-remote and fetch are retried through ``promoter.retry`` when git's message
 says the network flaked; a push is retried only after ls-remote shows the earlier
@@ -24,6 +30,7 @@ password masked, and passes ``redact``.
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import re
@@ -47,6 +54,7 @@ Runner = Callable[..., "subprocess.CompletedProcess[bytes]"]
 """``subprocess.run`` or a stand-in: called with the command and ``cwd``, ``env``,
 ``input``, ``capture_output=True``, ``check=False``, ``timeout``."""
 
+MAX_MESSAGE = 8192  # characters of a git message kept for errors and their classification
 COMMAND_TIMEOUT = 600.0  # seconds for one git process; a hung network call is transient
 # Kept from the process environment: where git and the user's config live, and how to
 # reach the network (SSH agent or command, proxies, CA bundles). Nothing else: no GIT_DIR,
@@ -56,6 +64,7 @@ PASSTHROUGH_ENV = (
     "http_proxy", "https_proxy", "no_proxy", "all_proxy",
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
     "GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE",
+    "GNUPGHOME",  # where gpg finds the signing key (--sign)
 )
 
 # Settings of the user's or system config that would change what promoter writes, or
@@ -102,13 +111,57 @@ _TRANSIENT = re.compile(
 )
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SCP = re.compile(r"^[^/]*:")  # git's rule: a colon before the first slash means ssh
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s'\"]*@")
+_SCHEME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-")
+_AUTHORITY_END = re.compile(r"[/\s'\"]")
 _REF_BAD = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)")
 
 
 def strip_userinfo(text: str) -> str:
-    """``https://user:TOKEN@host/x`` -> ``https://host/x``, anywhere in ``text``."""
-    return _USERINFO.sub(r"\1", text)
+    """``https://user:TOKEN@host/x`` -> ``https://host/x``, anywhere in ``text``.
+
+    What ``re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\\s'\"]*@", r"\\1", text)`` does, in
+    linear time: that regex takes quadratic time on a long run of letters, and ``text``
+    is often a server's message (a hostile remote can make git print a megabyte)."""
+    out: list[str] = []
+    last = 0
+    for sep in re.finditer("://", text):
+        if sep.start() < last:
+            continue  # inside user information already removed
+        start = sep.start()
+        while start > last and text[start - 1] in _SCHEME_CHARS:
+            start -= 1
+        if not any(c.isascii() and c.isalpha() for c in text[start:sep.start()]):
+            continue  # no scheme before it
+        stop = _AUTHORITY_END.search(text, sep.end())
+        authority = text[sep.end():stop.start() if stop else len(text)]
+        at = authority.rfind("@")
+        if at >= 0:
+            out.append(text[last:sep.end()])
+            last = sep.end() + at + 1
+    out.append(text[last:])
+    return "".join(out)
+
+
+def split_credential(url: str) -> tuple[str, tuple[str, str] | None]:
+    """An http(s) URL without its userinfo, and the (user, password) it carried
+    (%-decoded); any other URL or path unchanged, with None."""
+    match = re.match(r"^(https?://)([^/@]*)@(.*)$", url, re.IGNORECASE | re.DOTALL)
+    if not match:
+        return url, None
+    user, _, password = match.group(2).partition(":")
+    return match.group(1) + match.group(3), (unquote(user), unquote(password))
+
+
+def credential_env(credential: tuple[str, str] | None) -> dict[str, str]:
+    """Environment that makes git send ``credential`` as Basic auth with every request
+    (``http.extraHeader`` through ``GIT_CONFIG_COUNT``; git 2.31+), so it is never on
+    a command line."""
+    if credential is None:
+        return {}
+    user, password = credential
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
 
 
 def is_url(remote: str) -> bool:
@@ -221,27 +274,36 @@ class Clone:
     """A private repository for one remote. ``remote`` is what messages show: the URL
     without its userinfo, or the absolute path."""
 
-    def __init__(self, remote: str, *, workdir: Path | None, author: tuple[str, str],
-                 runner: Runner, sleep: Callable[[float], None], retry_timeout: float) -> None:
+    def __init__(self, remote: str, *, workdir: Path | None,
+                 author: tuple[str, str] | None, runner: Runner,
+                 sleep: Callable[[float], None], retry_timeout: float) -> None:
         if not remote or remote.startswith("-"):
             raise UsageError(f"{remote!r} is not a git remote",
                              hint="pass a URL git can clone or the path of a repository")
-        self._url = remote if is_url(remote) else str(Path(remote).resolve())
-        self.remote = strip_userinfo(self._url)
-        self._secrets = url_secrets(self._url)
-        # A credential in the URL must not be handed to a helper that stores it.
-        self._overrides = GIT_OVERRIDES + (("credential.helper=",) if self._secrets else ())
+        url = remote if is_url(remote) else str(Path(remote).resolve())
+        self.remote = strip_userinfo(url)
+        self._secrets = url_secrets(url)
+        # An http(s) credential never goes on git's command line (``ps`` shows it): git
+        # gets the URL without it, and the credential as a header through its
+        # environment (``credential_env``). Other schemes keep their user name.
+        self._url, credential = split_credential(url) if self._secrets else (url, None)
+        # A credential in the URL must not be handed to a helper that stores it, nor
+        # follow a redirect to another host.
+        self._overrides = GIT_OVERRIDES + (
+            ("credential.helper=", "http.followRedirects=false") if self._secrets
+            else ("http.followRedirects=initial",))
         self._workdir = workdir
         self._runner = runner
         self._sleep = sleep
         self._retry_timeout = retry_timeout
-        name, email = author
+        # who commits are by: None leaves it to the git config (see config_identity)
+        self.identity = author
+        self.sign = False  # sign every commit (enable_signing): the user's git signing key
         self._env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
         self._env.update({
             "GIT_TERMINAL_PROMPT": "0", "GIT_LFS_SKIP_SMUDGE": "1", "LC_ALL": "C",
-            "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-            "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email,
         })
+        self._env.update(credential_env(credential))
         self._dir: Path | None = None
         self._cleanup: weakref.finalize[Any, Any] | None = None
 
@@ -280,11 +342,19 @@ class Clone:
     # -- running git ------------------------------------------------------------------
 
     def clean(self, text: str) -> str:
-        """``text`` with no credential of the URL and no registered secret in it."""
+        """``text`` with no credential of the URL and no registered secret in it, and at
+        most MAX_MESSAGE characters (the middle of a longer one is cut, after the
+        secrets are out): git's messages carry a server's words, and the patterns that
+        classify them must not face megabytes."""
         text = strip_userinfo(text)
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return redact(text)
+        text = redact(text)
+        if len(text) > MAX_MESSAGE:
+            half = MAX_MESSAGE // 2
+            text = f"{text[:half]}\n[... {len(text) - 2 * half:,} characters cut ...]\n" \
+                   f"{text[-half:]}"
+        return text
 
     def run(self, *args: str, verb: str, input: bytes | None = None,
             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -294,8 +364,13 @@ class Clone:
         for setting in self._overrides:
             command += ["-c", setting]
         command += args
+        who: dict[str, str] = {}
+        if self.identity is not None:
+            name, email = self.identity
+            who = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+                   "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
         try:
-            return self._runner(command, cwd=str(cwd), env={**self._env, **(env or {})},
+            return self._runner(command, cwd=str(cwd), env={**self._env, **who, **(env or {})},
                                 input=input, capture_output=True, check=False,
                                 timeout=COMMAND_TIMEOUT)
         except FileNotFoundError:
@@ -337,6 +412,43 @@ class Clone:
                 f"{self.remote} is not a git repository, or does not exist: {detail}",
                 hint="check --repo: a URL git can clone, or the path of a repository")
         return exc
+
+    def config_value(self, key: str) -> str | None:
+        """A setting of the user's git config (global and system; the private repo has
+        none of its own), or None when unset."""
+        result = self.run("config", "--get", key, verb="config")
+        value = result.stdout.decode("utf-8", "replace").strip()
+        return value if result.returncode == 0 and value else None
+
+    def enable_signing(self) -> None:
+        """Sign every commit from now on with the user's git signing setup (gpg.format,
+        user.signingkey, gpg.ssh.program, …), after proving it works: a throwaway
+        signed commit of the empty tree, made here and never pushed. UsageError when
+        git cannot sign, so nothing unsigned is written instead."""
+        empty = self.git("mktree", verb="mktree", input=b"").decode().strip()
+        probe = self.run("commit-tree", "-S", empty, verb="commit-tree",
+                         input=b"promoter: signing probe\n")
+        if probe.returncode != 0:
+            detail = self.clean((probe.stderr or probe.stdout).decode("utf-8", "replace"))
+            raise UsageError(
+                "signing was asked for (--sign, or signing: true in .promoter.yaml), but git "
+                f"cannot sign here: {' '.join(detail.split()) or 'no reason given'}; "
+                "nothing was written",
+                hint="set user.signingkey (with gpg.format ssh for an SSH key) in your git "
+                     "config, or leave signing off")
+        self.sign = True
+
+    def is_signed(self, sha: str) -> bool:
+        """Whether the commit object carries a signature (gpgsig header)."""
+        raw = self.git("cat-file", "commit", sha, verb="cat-file")
+        header = raw.partition(b"\n\n")[0]
+        return any(line.startswith((b"gpgsig ", b"gpgsig-sha256 "))
+                   for line in header.split(b"\n"))
+
+    def config_identity(self) -> tuple[str, str] | None:
+        """``user.name`` and ``user.email`` of the git config, when both are set."""
+        name, email = self.config_value("user.name"), self.config_value("user.email")
+        return (name, email) if name and email else None
 
     # -- the remote's refs ---------------------------------------------------------------
 
@@ -494,7 +606,7 @@ class Clone:
     def commit_tree(self, tree: str, parents: Sequence[str], message: str,
                     env: Mapping[str, str] | None = None) -> str:
         """A new commit object (message verbatim); nothing points to it yet."""
-        args = ["commit-tree", tree]
+        args = ["commit-tree", *(["-S"] if self.sign else []), tree]
         for parent in parents:
             args += ["-p", parent]
         return self.git(*args, verb="commit-tree", input=message.encode(),

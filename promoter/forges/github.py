@@ -4,7 +4,11 @@ One promotion is one atomic commit, then a pull request:
 
     snapshot      POST graphql (the run query: base tip and tree, default branch,
                   repository and label node ids, the promotion branch's tip and its open
-                  pull requests), GET tarball (302) + GET the archive it points to
+                  pull requests, the root tree's entries), GET tarball (302) + GET the
+                  archive it points to (at most promoter.limits.MAX_ARCHIVE_BYTES,
+                  unpacking to at most MAX_UNPACKED_BYTES: else exit 5); GET the blob of
+                  .promoter.yaml only when the archive's copy is not the tree's
+                  (export-ignore/-subst, too large)
     read_head     answered by the run query (once); else GET branch    (0-1 request)
     write_commit  new branch: POST graphql with createRef + createCommitOnBranch
                   (expectedHeadOid = the base; atomic; GitHub signs the commit, shown
@@ -35,19 +39,27 @@ installation token, which is registered with ``redact`` like every other secret)
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import io
 import json
 import tarfile
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import requests
-from github import Auth, Github, GithubException, GithubIntegration, InputGitTreeElement
+from github import (
+    Auth,
+    Github,
+    GithubException,
+    GithubIntegration,
+    InputGitAuthor,
+    InputGitTreeElement,
+)
 from github.GitCommit import GitCommit
 from github.GithubObject import NotSet
 from github.GitRef import GitRef
@@ -65,7 +77,19 @@ from promoter.forges.base import (
     PullRequest,
     RequestSpec,
     Snapshot,
+    check_policy_entry,
+    git_blob_sha,
 )
+from promoter.forges.http import (
+    OddAnswer,
+    StatusGuard,
+    cross_host_301,
+    origin,
+    read_capped,
+)
+from promoter.identity import Identity
+from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge, gunzip
+from promoter.paths import CONFIG_FILE
 from promoter.redact import redact, register
 
 T = TypeVar("T")
@@ -188,21 +212,26 @@ def check_path(path: str) -> None:
                          hint="paths must stay inside the config repo")
 
 
-def unpack_tarball(data: bytes) -> tuple[dict[str, bytes], frozenset[str]]:
-    """The regular files of a GitHub tarball (``owner-repo-sha7/`` stripped) and the
-    executable ones among them. Symlinks are never followed or returned (a link that
-    points inside the repo has its target listed under the target's own path; one that
-    points outside is refused by leaving it out); files over ``MAX_FILE`` are left out."""
+def unpack_tarball(data: bytes) -> tuple[dict[str, bytes], frozenset[str], dict[str, str]]:
+    """The regular files of a GitHub tarball (``owner-repo-sha7/`` stripped), the
+    executable ones among them, and the symlinks (path -> target as stored). Symlinks
+    are never followed (a link that points inside the repo has its target listed under
+    the target's own path); files over ``MAX_FILE`` are left out."""
     files: dict[str, bytes] = {}
     executable: set[str] = set()
+    links: dict[str, str] = {}
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        # decompressed here, at most MAX_UNPACKED_BYTES (ArchiveTooLarge past it)
+        with tarfile.open(fileobj=io.BytesIO(gunzip(data)), mode="r:") as tar:
             for member in tar:
                 parts = PurePosixPath(member.name).parts
                 if len(parts) < 2 or member.name.startswith("/") or ".." in parts:
                     continue
+                if member.issym():
+                    links["/".join(parts[1:])] = member.linkname
+                    continue
                 if not member.isfile() or member.size > MAX_FILE:
-                    continue  # directories, symlinks, hard links, devices, huge files
+                    continue  # directories, hard links, devices, huge files
                 handle = tar.extractfile(member)
                 if handle is None:
                     continue
@@ -212,7 +241,7 @@ def unpack_tarball(data: bytes) -> tuple[dict[str, bytes], frozenset[str]]:
                     executable.add(rel)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise _DownloadFailed(None, reason=f"broken archive ({type(exc).__name__})") from exc
-    return files, frozenset(executable)
+    return files, frozenset(executable), links
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -254,6 +283,7 @@ class GitHubForge:
         self.slug = repo
         self.owner, self.repo_name = parts
         self.api_url = api_url.rstrip("/")
+        self._author: Identity | None = None  # use_identity(); None: the token's user
         self.token = token
         self.app_id = app_id
         self.app_key = app_key
@@ -292,7 +322,9 @@ class GitHubForge:
     # -- plumbing ---------------------------------------------------------------------
 
     def _client_kwargs(self) -> dict[str, Any]:
-        return {"base_url": self.api_url, "timeout": self.timeout, "retry": None,
+        # StatusGuard retries nothing (promoter.retry does) and turns answers PyGithub
+        # would misread (a redirect, a 202) into OddAnswer (promoter.forges.http)
+        return {"base_url": self.api_url, "timeout": self.timeout, "retry": StatusGuard(),
                 "seconds_between_requests": None, "seconds_between_writes": None,
                 "lazy": True, "per_page": PER_PAGE}
 
@@ -344,6 +376,16 @@ class GitHubForge:
                 if not isinstance(handled, _Unhandled):
                     return handled
             raise self._translate(op, exc, need) from None
+        except OddAnswer as exc:
+            raise self._odd_answer(op, exc.status, exc.location) from None
+        except RuntimeError as exc:
+            if not cross_host_301(exc):
+                raise
+            raise self._odd_answer(op, 301, None) from None
+        except ArchiveTooLarge as exc:
+            raise ForgeError(f"could not {op}: {exc.describe()}",
+                             hint="a config repo that large is not supported; see "
+                                  "SECURITY.md (limits)") from None
         except _DownloadFailed as exc:
             what = exc.reason or f"HTTP {exc.status}"
             raise ForgeError(redact(f"could not {op}: the download failed ({what}), even "
@@ -402,6 +444,21 @@ class GitHubForge:
                        f"{self.slug} does not exist or the token cannot see it"),
                 hint="check --repo and the repositories the token may access")
         return ForgeError(redact(f"GitHub refused to {op} on {self.slug} ({status} {said})"))
+
+    def _odd_answer(self, op: str, status: int, location: str | None) -> PromoteError:
+        if status == 202:
+            return ForgeError(f"GitHub answered 202 (accepted, still processing) when trying "
+                              f"to {op} on {self.slug}", hint="run again later")
+        if status == 304:
+            said = "304 (not modified, which promoter never asks for)"
+        else:
+            said = f"{status} (a redirect to {location or 'another address'})"
+        return ForgeError(
+            redact(f"GitHub answered {said} when trying to {op} on {self.slug}; promoter "
+                   f"does not follow redirects of the API, so the token stays with "
+                   f"{origin(self.api_url)}"),
+            hint="check --api-url: the API root, e.g. https://api.github.com or "
+                 "https://HOST/api/v3 for GitHub Enterprise")
 
     def _missing_branch(self, branch: str) -> PromoteError:
         """A 404 on a branch: the branch is missing, or the whole repository is."""
@@ -467,22 +524,56 @@ class GitHubForge:
         sha = answer.base.sha
         check_branch(answer.base.branch)
         self._trees[sha] = answer.base.tree
-        files, executable = self._call(f"download {self.slug} at {sha[:12]}",
-                                       lambda: self._download(repo, sha), need=READ)
+        files, executable, links = self._call(f"download {self.slug} at {sha[:12]}",
+                                              lambda: self._download(repo, sha), need=READ)
         self._executable[sha] = executable
-        return Snapshot(branch=answer.base.branch, commit=sha, files=files)
+        self._policy_file(repo, answer.base.tree, files, links, answer.base.root)
+        return Snapshot(branch=answer.base.branch, commit=sha, files=files, links=links)
 
     def commit_verified(self, sha: str) -> bool | None:
         """Whether GitHub signed ``sha`` (commits made with ``createCommitOnBranch`` are,
         and show as Verified), from what this forge already knows: no request."""
         return True if sha in self._signed else None
 
-    def _download(self, repo: Repository, sha: str) -> tuple[dict[str, bytes], frozenset[str]]:
+    def _policy_file(self, repo: Repository, tree: str, files: dict[str, bytes],
+                     links: dict[str, str],
+                     root: Sequence[tuple[str, str, str]] | None = None) -> None:
+        """Make ``files`` hold ``.promoter.yaml`` exactly as the base tree does: the
+        archive alone cannot tell (``export-ignore`` drops it, ``export-subst`` rewrites
+        it, ``MAX_FILE`` leaves it out), so the root tree is read (one GET) and the blob
+        too when the archive's copy is not that blob (one more). A link, directory or
+        submodule at the path stops the run (exit 2). ``root``: the root tree's entries
+        (name, mode, blob id) as the run query read them: no GET for the tree."""
+        if root is None:
+            listed = self._call(f"read the root tree of {self.slug}",
+                                lambda: repo.get_git_tree(tree).tree, need=READ)
+            root = [(e.path, e.mode, e.sha) for e in listed]
+        entry = next((e for e in root if e[0] == CONFIG_FILE), None)
+        if entry is None:
+            files.pop(CONFIG_FILE, None)
+            links.pop(CONFIG_FILE, None)
+            return
+        _, mode, oid = entry
+        check_policy_entry(mode, links.get(CONFIG_FILE))
+        held = files.get(CONFIG_FILE)
+        if held is not None and git_blob_sha(held) == oid:
+            return
+        blob = self._call(f"read {CONFIG_FILE} of {self.slug}",
+                          lambda: repo.get_git_blob(oid), need=READ)
+        content = blob.content or ""
+        files[CONFIG_FILE] = base64.b64decode(content) if blob.encoding == "base64" \
+            else content.encode("utf-8")
+
+    def _download(self, repo: Repository, sha: str
+                  ) -> tuple[dict[str, bytes], frozenset[str], dict[str, str]]:
         location = repo.get_archive_link("tarball", sha)
-        response = self._session.get(location, timeout=self.timeout)
-        if response.status_code != 200:
-            raise _DownloadFailed(response.status_code, dict(response.headers))
-        return unpack_tarball(response.content)
+        with self._session.get(location, timeout=self.timeout, stream=True) as response:
+            if response.status_code != 200:
+                with contextlib.suppress(ArchiveTooLarge):  # read a small error body, so
+                    read_capped(response, 1 << 20, "the answer")  # the connection is reused
+                raise _DownloadFailed(response.status_code, dict(response.headers))
+            data = read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
+        return unpack_tarball(data)
 
     def read_head(self, branch: str) -> Head | None:
         check_branch(branch)
@@ -534,6 +625,18 @@ class GitHubForge:
 
     # -- writing ----------------------------------------------------------------------
 
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """``author`` goes to the Git Data API's commit (also as its committer); None
+        leaves it to GitHub (the token's user). promoter has no key to sign an API
+        commit with, so ``sign`` is refused: nothing unsigned is pushed instead."""
+        if sign:
+            raise UsageError(
+                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
+                "promoter cannot sign a commit it makes through the GitHub API",
+                hint="promote through --forge git with the repository's git URL, where "
+                     "your git signing key is used, or leave signing off")
+        self._author = author
+
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
         check_branch(branch)
@@ -543,9 +646,10 @@ class GitHubForge:
         executable = self._executable.get(base.commit, frozenset())
         run = self._run
         if (replace is None and run is not None and run.repository_id and files
-                and not executable.intersection(files)):
-            # one request, atomic, signed by GitHub (createCommitOnBranch sets no modes:
-            # a change to an executable file takes the Git Data API below)
+                and not executable.intersection(files) and self._author is None):
+            # one request, atomic, signed by GitHub (createCommitOnBranch sets no modes
+            # and no author: a change to an executable file, or a commit with --author,
+            # takes the Git Data API below)
             return self._commit_on_new_branch(repo, run.repository_id, branch, base, files,
                                               message)
         known = self._trees.get(base.commit)
@@ -567,10 +671,14 @@ class GitHubForge:
         # repeated POST is harmless, so these two are retried as they are.
         tree = self._call("create the tree",
                           lambda: repo.create_git_tree(elements, base_tree=parent.tree))
+        # an author given (--author, author:) is also the committer, as GitHub does it;
+        # without one, GitHub records the token's user
+        author = self._author
+        who = {"author": InputGitAuthor(author.name, author.email)} if author else {}
         commit = self._call("create the commit",
-                            lambda: repo.create_git_commit(message, tree, [parent]))
+                            lambda: repo.create_git_commit(message, tree, [parent], **who))
         if replace is None:
-            return self._create_branch(repo, branch, commit.sha, tree.sha, base.commit)
+            return self._create_branch(repo, branch, commit.sha, tree.sha, base.commit, message)
         return self._move_branch(repo, branch, replace.sha, commit.sha)
 
     def _commit_on_new_branch(self, repo: Repository, repository_id: str, branch: str,
@@ -607,6 +715,7 @@ class GitHubForge:
             head = ref.object.sha
             found = repo.get_git_commit(head)
             if ([p.sha for p in found.parents] == [base.commit]
+                    and found.message.strip() == gql.as_stored(message).strip()
                     and proof.holds(self.changed_files(head), files)):
                 return head
             raise self._taken(branch, head)
@@ -656,7 +765,7 @@ class GitHubForge:
         return ref
 
     def _create_branch(self, repo: Repository, branch: str, sha: str, tree: str,
-                       parent_sha: str) -> str:
+                       parent_sha: str, message: str) -> str:
         def act() -> str:
             repo.create_git_ref(f"refs/heads/{branch}", sha)
             return sha
@@ -676,7 +785,8 @@ class GitHubForge:
             if current == sha:
                 return current  # an earlier attempt of this call already made it
             found = repo.get_git_commit(current)
-            if found.tree.sha == tree and [p.sha for p in found.parents] == [parent_sha]:
+            if (found.tree.sha == tree and [p.sha for p in found.parents] == [parent_sha]
+                    and found.message.rstrip() == message.rstrip()):
                 return current  # an identical run made the same commit on the same base
             raise ConflictError(
                 f"branch {branch} already exists in {self.slug} at {current[:12]}, made by "

@@ -35,6 +35,7 @@ class Tip:
     branch: str
     sha: str
     tree: str
+    root: tuple[tuple[str, str, str], ...] = ()  # the root tree: (name, mode, oid)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class RunAnswer:
     labels: Mapping[str, str]  # name -> node id
 
 
-_TIP = "name target { oid ... on Commit { tree { oid } } }"
+_TIP = "name target { oid ... on Commit { tree { oid entries { name mode oid } } } }"
 
 
 def run_query(base: str | None, branch: str | None) -> tuple[str, dict[str, Any]]:
@@ -97,8 +98,12 @@ def parse_run(data: Mapping[str, Any], base: str | None) -> RunAnswer | None:
     tip = None
     if isinstance(ref, dict) and isinstance(ref.get("target"), dict):
         target = ref["target"]
-        tip = Tip(str(ref.get("name") or base), str(target["oid"]),
-                  str((target.get("tree") or {}).get("oid") or ""))
+        tree = target.get("tree") or {}
+        # GraphQL gives a mode as an integer: git writes it in octal ("100644")
+        root = tuple((str(e["name"]), format(int(e["mode"]), "o"), str(e["oid"]))
+                     for e in tree.get("entries") or [])
+        tip = Tip(str(ref.get("name") or base), str(target["oid"]), str(tree.get("oid") or ""),
+                  root)
     head, signed = None, False
     promotion = repo.get("promotion")
     if isinstance(promotion, dict) and isinstance(promotion.get("target"), dict):
@@ -142,6 +147,12 @@ def split_message(message: str) -> tuple[str, str]:
     with a blank line."""
     headline, _, rest = message.strip().partition("\n")
     return headline.strip(), rest.strip("\n")
+
+
+def as_stored(message: str) -> str:
+    """The message GitHub records for ``message`` sent as headline and body."""
+    headline, body = split_message(message)
+    return headline + ("\n\n" + body if body else "")
 
 
 def commit_variables(repository_id: str, slug: str, branch: str, base_sha: str,

@@ -6,8 +6,10 @@ GitLab creates the branch and the commit together, however many files change.
 
 Requests of a first promotion (base given, no reviewers, pipeline pending)::
 
-    snapshot       GET branches/:base, GET archive.tar.gz?sha=...   (+ GET project
-                   when the base is the default branch)
+    snapshot       GET archive.tar.gz?sha=..., GET repository/tree?ref=<commit> (is
+                   .promoter.yaml there, as which blob?) (+ GET project when the base is
+                   the default branch; + GET its raw blob when the archive's copy
+                   differs: export-ignore / export-subst)
     read_head      GET branches/:branch                              (404: none yet)
     write_commit   POST commits                                      (+ GET branch when
                    replacing: the branch must still be at the commit we replace)
@@ -30,7 +32,8 @@ merge request for the branch, a merged merge request, a note already posted.
 Known limits: GitLab has no compare-and-swap for ``force``; the branch is checked to be
 at the commit being replaced right before the forced commit, which leaves a window of one
 request. The archive is ``git archive`` output, so a config repo whose
-``.gitattributes`` uses ``export-ignore`` / ``export-subst`` would be seen filtered.
+``.gitattributes`` uses ``export-ignore`` / ``export-subst`` is seen filtered; the
+policy file alone is always read from the tree itself.
 
 Merge methods: GitLab's merge method (merge commit, semi-linear, fast-forward) is a
 project setting, not a per-request choice. ``squash`` asks for ``squash=true``; ``merge``
@@ -53,6 +56,7 @@ import io
 import re
 import tarfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -80,7 +84,13 @@ from promoter.forges.base import (
     PullRequest,
     RequestSpec,
     Snapshot,
+    check_policy_entry,
+    git_blob_sha,
 )
+from promoter.forges.http import CrossOriginRedirect, collect, refuse_cross_origin
+from promoter.identity import Identity
+from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge, gunzip
+from promoter.paths import CONFIG_FILE
 from promoter.proof import blob_sha, holds
 from promoter.redact import redact, register
 
@@ -207,29 +217,35 @@ def _cap(text: str, limit: int, what: str) -> str:
     return text[: limit - len(note)] + note
 
 
-def unpack_archive(data: bytes) -> tuple[dict[str, bytes], str | None]:
-    """``{path: content}`` of the regular files of a GitLab ``archive.tar.gz``, and the
-    commit it was made from (``git archive`` records it in the pax global header).
+def unpack_archive(data: bytes) -> tuple[dict[str, bytes], str | None, dict[str, str]]:
+    """``{path: content}`` of the regular files of a GitLab ``archive.tar.gz``, the
+    commit it was made from (``git archive`` records it in the pax global header), and
+    the symlinks (path -> target as stored).
 
     The archive's single top directory (``<project>-<sha>/``) is dropped. Symlinks are
-    skipped, whether they point inside the tree (the target is in the result under its
-    own path; editing through the link would replace it with a file) or out of it;
-    so are paths that would leave the tree."""
+    never followed, whether they point inside the tree (the target is in the result
+    under its own path; editing through the link would replace it with a file) or out
+    of it; paths that would leave the tree are skipped."""
     files: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+    links: dict[str, str] = {}
+    # decompressed here, at most MAX_UNPACKED_BYTES (ArchiveTooLarge past it)
+    with tarfile.open(fileobj=io.BytesIO(gunzip(data)), mode="r:") as tar:
         for member in tar:
-            if not member.isreg():
+            if not (member.isreg() or member.issym()):
                 continue
             _top, _, path = member.name.partition("/")
             parts = PurePosixPath(path).parts
             if not path or path.startswith("/") or ".." in parts:
+                continue
+            if member.issym():
+                links[path] = member.linkname
                 continue
             handle = tar.extractfile(member)
             if handle is not None:
                 files[path] = handle.read()
         comment = tar.pax_headers.get("comment", "")
     commit = comment if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", comment) else None
-    return files, commit
+    return files, commit, links
 
 
 def _pull(mr: Mapping[str, Any]) -> PullRequest:
@@ -320,11 +336,14 @@ class GitLabForge:
                              hint="give the GitLab server root, e.g. https://gitlab.com")
         self.repo = repo
         self.api_url = url
+        self._author: Identity | None = None  # use_identity(); None: the token's user
         self.retry_timeout = retry_timeout
         self.sleep = sleep
         self._job_token = bool(job_token) and not token
         session = requests.Session()
         session.hooks["response"].append(_raise_transient)
+        # requests keeps PRIVATE-TOKEN / JOB-TOKEN on a redirect to another host: refuse
+        refuse_cross_origin(session)
         self._gl = gitlab.Gitlab(
             url=url,
             private_token=token or None,
@@ -375,6 +394,13 @@ class GitLabForge:
                        f"{exc.message}"),
                 hint=f"gave up after retrying for up to {self.retry_timeout:g}s; "
                      "GitLab may be down or rate-limiting, run again later")
+        if isinstance(exc, CrossOriginRedirect):
+            return ForgeError(
+                redact(f"GitLab at {exc.source} answered {exc.status}, a redirect to "
+                       f"{exc.target}, when trying to {what} in {where}; promoter does not "
+                       "send the token to another host"),
+                hint="check --api-url: give the GitLab server root that serves the API "
+                     "itself (e.g. https://gitlab.example.com, not an old or proxy address)")
         if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                             requests.exceptions.InvalidSchema)):
             return UsageError(redact(f"--api-url {self.api_url} is not usable: {exc}"))
@@ -452,21 +478,29 @@ class GitLabForge:
 
         def archive() -> bytes | None:
             try:
-                data: bytes = self._project.repository_archive(sha=branch, format="tar.gz")
+                chunks = self._project.repository_archive(
+                    sha=branch, format="tar.gz", streamed=True, iterator=True,
+                    chunk_size=1 << 16)
             except glexc.GitlabError as exc:
                 if exc.response_code == 404:
                     return None
                 raise
-            return data
+            return collect(chunks, MAX_ARCHIVE_BYTES, "the archive")
 
         # One request: the archive of the branch names its commit in the pax header.
-        data = self._run(f"download the archive of {branch}", archive)
-        if data is None:
-            raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
-                             f"{self.repo}", hint="check --base")
         try:
-            files, commit = unpack_archive(data)
-        except (tarfile.TarError, OSError, EOFError) as exc:
+            data = self._run(f"download the archive of {branch}", archive)
+            if data is None:
+                raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
+                                 f"{self.repo}", hint="check --base")
+            files, commit, links = unpack_archive(data)
+        except ArchiveTooLarge as exc:
+            raise ForgeError(
+                f"could not download the archive of {branch} of {self.repo}: "
+                f"{exc.describe()}",
+                hint="a config repo that large is not supported; see SECURITY.md "
+                     "(limits)") from None
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ForgeError(f"GitLab sent an unreadable archive of {branch} "
                              f"of {self.repo}: {exc}") from exc
         if commit is None:  # an archive without the header: ask for the branch's tip
@@ -475,7 +509,32 @@ class GitLabForge:
                 raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
                                  f"{self.repo}", hint="check --base")
             commit = head.sha
-        return Snapshot(branch=branch, commit=commit, files=files)
+        self._policy_file(commit, files, links)
+        return Snapshot(branch=branch, commit=commit, files=files, links=links)
+
+    def _policy_file(self, commit: str, files: dict[str, bytes], links: dict[str, str]) -> None:
+        """Make ``files`` hold ``.promoter.yaml`` exactly as the base tree does: the
+        archive alone cannot tell (``export-ignore`` drops it, ``export-subst`` rewrites
+        it), so the root tree is listed at the snapshot's commit (one GET per 100 root
+        entries) and the blob read when the archive's copy is not that blob (one more).
+        A link, directory or submodule at the path stops the run (exit 2)."""
+        def root() -> list[dict[str, Any]]:
+            listing = self._project.repository_tree(ref=commit, per_page=100, get_all=True)
+            return [dict(e) for e in listing]
+
+        entry = next((e for e in self._run(f"read the root tree of {self.repo}", root)
+                      if e.get("path") == CONFIG_FILE), None)
+        if entry is None:
+            files.pop(CONFIG_FILE, None)
+            links.pop(CONFIG_FILE, None)
+            return
+        check_policy_entry(str(entry.get("mode")), links.get(CONFIG_FILE))
+        sha = str(entry.get("id"))
+        held = files.get(CONFIG_FILE)
+        if held is not None and git_blob_sha(held) == sha:
+            return
+        files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}",
+                                       lambda: self._project.repository_raw_blob(sha))
 
     def read_head(self, branch: str) -> Head | None:
         return self._run(f"read branch {branch}", lambda: self._get_head(branch))
@@ -506,6 +565,18 @@ class GitLabForge:
 
     # -- the commit -------------------------------------------------------------------
 
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """``author`` goes to the commits API (author_name, author_email); None leaves
+        it to GitLab (the token's user). promoter has no key to sign an API commit with,
+        so ``sign`` is refused: nothing unsigned is pushed instead."""
+        if sign:
+            raise UsageError(
+                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
+                "promoter cannot sign a commit it makes through the GitLab API",
+                hint="promote through --forge git with the project's git URL, where your "
+                     "git signing key is used, or leave signing off")
+        self._author = author
+
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
         actions = [
@@ -525,6 +596,9 @@ class GitLabForge:
         }
         if replace is not None:
             payload["force"] = True
+        author = self._author
+        if author is not None:  # without it, GitLab records the token's user
+            payload["author_name"], payload["author_email"] = author.name, author.email
 
         def ours(head: Head | None) -> str | None:
             """The head's sha when it is the commit this call makes (an earlier attempt)."""

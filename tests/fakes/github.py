@@ -49,6 +49,7 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -232,9 +233,11 @@ def checks_state(statuses: Sequence[Mapping[str, Any]],
 
 
 class FakeGitHub:
-    def __init__(self, root: str | Path, prefix: str = "") -> None:
+    def __init__(self, root: str | Path, prefix: str = "",
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.root = Path(root)
         self.prefix = prefix.rstrip("/")
+        self.tls = tls  # (certificate, key): serve HTTPS, as a GitHub Enterprise Server
         self.repos: dict[str, FakeRepo] = {}
         self.tokens: dict[str, TokenInfo] = {}
         self.apps: dict[int, App] = {}
@@ -256,6 +259,10 @@ class FakeGitHub:
         server.daemon_threads = True
         server.block_on_close = False
         server.fake = self  # type: ignore[attr-defined]
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
@@ -280,7 +287,7 @@ class FakeGitHub:
     def root_url(self) -> str:
         assert self._server is not None, "start the fake first"
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     @property
     def url(self) -> str:
@@ -1434,7 +1441,15 @@ class FakeGitHub:
         sha = repo.bare.resolve(f"refs/heads/{branch}") if branch else None
         if sha is None:
             return None
-        return {"name": branch, "target": {"oid": sha, "tree": {"oid": repo.bare.tree_of(sha)}}}
+        out = repo.bare.git("ls-tree", "-z", sha).stdout.decode("utf-8")
+        entries = []
+        for record in out.split("\0"):
+            if record:
+                meta, name = record.split("\t", 1)
+                mode, _kind, oid = meta.split()
+                entries.append({"name": name, "mode": int(mode, 8), "oid": oid})
+        return {"name": branch, "target": {"oid": sha, "tree": {
+            "oid": repo.bare.tree_of(sha), "entries": entries}}}
 
     def _gql_pull(self, repo: FakeRepo, pr: FakePull) -> dict[str, Any]:
         return {"id": f"PR_{repo.id}_{pr.number}", "number": pr.number,

@@ -723,6 +723,33 @@ class FakeGitLab:
             return 200, data, {"Content-Type": "application/octet-stream",
                                "Content-Disposition":
                                    f'attachment; filename="{project.name}-{safe}.tar.gz"'}
+        if what == "tree" and len(rest) == 1 and method == "GET":
+            # GET /repository/tree?ref=&path=&recursive=: the entries of one directory
+            # (or all, recursive), with git's mode: a symlink is a blob of mode 120000
+            ref = str(params.get("ref") or project.default_branch)
+            sha = repo.resolve(ref)
+            if sha is None:
+                raise _not_found("Tree")
+            path = str(params.get("path") or "").strip("/")
+            recursive = str(params.get("recursive", "")).lower() in ("true", "1")
+            spec = f"{sha}:{path}" if path else sha
+            listing = repo.git("ls-tree", "-z", *(["-r", "-t"] if recursive else []),
+                               spec, check=False)
+            if listing.returncode != 0:
+                raise _not_found("Tree")
+            entries = []
+            for record in listing.stdout.decode("utf-8").split("\0"):
+                if record:
+                    meta, name = record.split("\t", 1)
+                    mode, kind, obj = meta.split(" ")
+                    full = f"{path}/{name}" if path else name
+                    entries.append({"id": obj, "name": full.rsplit("/", 1)[-1], "type": kind,
+                                    "path": full, "mode": mode})
+            return self._page(entries, params, raw_path)
+        if what == "blobs" and len(rest) == 3 and rest[2] == "raw" and method == "GET":
+            if repo.object_type(rest[1]) != "blob":
+                raise _not_found("Blob")
+            return 200, repo.read_blob(rest[1]), {"Content-Type": "text/plain; charset=utf-8"}
         if what == "files" and len(rest) >= 3 and rest[-1] == "raw" and method == "GET":
             path = "/".join(rest[1:-1])
             ref = str(params.get("ref") or project.default_branch)

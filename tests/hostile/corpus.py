@@ -91,6 +91,17 @@ def nested_flow(depth: int, prefix: bytes = b"image: ghcr.io/acme/api:1.0.0\n") 
     return prefix + b"x: " + b"{a: " * depth + b"1" + b"}" * depth + b"\n"
 
 
+def nested_brackets(depth: int, close: bool = True,
+                    prefix: bytes = b"image: ghcr.io/acme/api:1.0.0\n") -> bytes:
+    """``x: [[[[...]]]]``: two bytes a level, so 60,000 levels are a 120 KB file."""
+    return prefix + b"x: " + b"[" * depth + (b"]" * depth if close else b"") + b"\n"
+
+
+def nested_config(depth: int) -> bytes:
+    """A .promoter.yaml whose ``defaults`` nest ``depth`` flow mappings deep."""
+    return b"version: 1\ndefaults: " + b"{a: " * depth + b"1" + b"}" * depth + b"\n"
+
+
 def nested_block_workload(depth: int) -> bytes:
     body = b"".join(b"  " * i + b"k:\n" for i in range(1, depth)) + b"  " * depth + b"v: 1\n"
     return (b"apiVersion: v1\nkind: Pod\nspec:\n  containers:\n"
@@ -143,6 +154,18 @@ CASES: tuple[Case, ...] = (
          files={"deep.yaml": lambda _: nested_flow(10_000)}),
     Case("deep_block_workload", (f"--image={IMAGE}",), 2, ("nested more than",),
          "deep.yaml", files={"deep.yaml": lambda _: nested_block_workload(1_000)}),
+    # deeper than the C composer's stack: refused before composing (was SIGSEGV, exit 139)
+    Case("deep_brackets_60000", (f"--image={IMAGE}",), 2, ("nested more than 400",),
+         "deep.yaml:2", files={"deep.yaml": lambda _: nested_brackets(60_000)}),
+    Case("deep_brackets_60000_unclosed", (f"--image={IMAGE}",), 2, ("nested more than 400",),
+         "deep.yaml:2", files={"deep.yaml": lambda _: nested_brackets(60_000, close=False)}),
+    Case("deep_brackets_unrelated_file_is_skipped", (f"--image={IMAGE}",), 0,
+         skipped=("deep.yaml",), changed=BASE_CHANGED,
+         files={"deep.yaml": lambda _: nested_brackets(60_000, prefix=b"service: api\n")}),
+    Case("deep_brackets_inside_quotes_are_text", (f"--image={IMAGE}",), 0,
+         changed=(*BASE_CHANGED, "quoted.yaml"),
+         files={"quoted.yaml": b"image: ghcr.io/acme/api:1.0.0\nx: '" + b"[" * 5000
+                + b"'\n"}),
     Case("deep_unrelated_file_is_skipped", (f"--image={IMAGE}",), 0, skipped=("deep.yaml",),
          files={"deep.yaml": lambda _: nested_flow(10_000, b"service: api\n")},
          changed=BASE_CHANGED),
@@ -205,8 +228,9 @@ CASES: tuple[Case, ...] = (
          base=False, links={"link.yaml": "../outside/deploy.yaml"}),
     Case("symlink_dir_outside", (f"--image={IMAGE}", "--path=linkdir"), 2,
          ("outside the config repo",), "linkdir", links={"linkdir": "../outside"}, modes=LOCAL),
-    Case("symlink_dir_outside_glob", (f"--image={IMAGE}", "--file=linkdir/*.yaml"), 3,
-         ("referenced nowhere",), links={"linkdir": "../outside"}),
+    Case("symlink_dir_outside_glob", (f"--image={IMAGE}", "--file=linkdir/*.yaml"), 2,
+         ("the glob matched no file", "never read through a symlink"),
+         links={"linkdir": "../outside"}),
     Case("symlink_to_etc_passwd", (f"--image={IMAGE}",), 0,
          links={"passwd.yaml": "/etc/passwd"}, changed=BASE_CHANGED),
     Case("symlink_inside_edited_once", (f"--image={IMAGE}",), 0,
@@ -329,6 +353,18 @@ CASES: tuple[Case, ...] = (
                                   b'  dev: {paths: ["**"]}\n'}),
     Case("config_bomb", (f"--image={IMAGE}",), 2, (), ".promoter.yaml",
          files={".promoter.yaml": b"version: 1\n" + laughs('"x"')}),
+    # patterns that backtrack: a time limit (allowed_tags) and a linear matcher (paths)
+    Case("config_regex_backtracking", ("--image=ghcr.io/acme/api:" + "1" * 60 + "x",), 2,
+         ("took more than",), ".promoter.yaml:3", modes=("git",),
+         files={".promoter.yaml": b"version: 1\ndefaults:\n  allowed_tags: ['^(\\d|\\d\\d)+$']\n"}),
+    Case("config_glob_backtracking", (f"--image={IMAGE}",), 0,
+         changed=(*BASE_CHANGED, "envs/" + "a" * 60 + ".yaml"),
+         files={".promoter.yaml": b"version: 1\nenvironments:\n"
+                                  b"  odd: {paths: ['envs/*a*a*a*a*a*a*a*a*b']}\n",
+                "envs/" + "a" * 60 + ".yaml": b"image: ghcr.io/acme/api:1.0.0\n"}),
+    # deeper than the pure-Python composer's recursion: was "internal error", exit 1
+    Case("config_nested_5000", (f"--image={IMAGE}",), 2, ("nested more than 64",),
+         ".promoter.yaml:2", files={".promoter.yaml": lambda _: nested_config(5_000)}),
     Case("config_not_utf8", (f"--image={IMAGE}",), 2, ("UTF-8",), ".promoter.yaml",
          files={".promoter.yaml": b"\xff\xfev\x00"}),
     # values and names that would reach commit messages, trailers and PR bodies
