@@ -26,11 +26,45 @@ from promoter.paths import MANIFEST_NAMES, MANIFEST_SUFFIXES
 TIMEOUT = 60.0  # seconds; a slower search is abandoned for the Python reader
 
 
-def grep_holding(root: Path, pattern: bytes,
-                 skip_dirs: Iterable[str] = ()) -> frozenset[str] | None:
-    """Repo-relative paths of the manifests under ``root`` where ``pattern`` (a Python
-    ``re`` byte pattern in the subset PCRE reads alike: escapes, classes, look-arounds,
-    alternation) matches, or None when the search could not be made completely."""
+class GrepSearch:
+    """``grep_holding`` started now, answered later: the search runs while the caller
+    walks the tree (grep and the walk each take about a tenth of a second at 10,000
+    files)."""
+
+    def __init__(self, root: Path, pattern: bytes, skip_dirs: Iterable[str] = ()) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        args = _grep_args(pattern, skip_dirs)
+        if args is not None:
+            try:
+                self._proc = subprocess.Popen(args, cwd=root, stdout=subprocess.PIPE,
+                                              stderr=subprocess.DEVNULL, env=_env())
+            except OSError:
+                self._proc = None
+
+    def result(self) -> frozenset[str] | None:
+        if self._proc is None:
+            return None
+        try:
+            out, _ = self._proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.communicate()
+            return None
+        finally:
+            proc, self._proc = self._proc, None
+        if proc.returncode not in (0, 1):  # 2: a file could not be read: ask Python
+            return None
+        return _paths(out)
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "LC_ALL": "C"}  # bytes, not characters: no locale decoding
+    env.pop("GREP_OPTIONS", None)
+    env.pop("GREP_COLOR", None)
+    return env
+
+
+def _grep_args(pattern: bytes, skip_dirs: Iterable[str]) -> list[str | bytes] | None:
     grep = shutil.which("grep")
     if grep is None or not pattern or b"\n" in pattern or b"\0" in pattern:
         return None
@@ -38,21 +72,20 @@ def grep_holding(root: Path, pattern: bytes,
     args += [f"--include=*{suffix}" for suffix in MANIFEST_SUFFIXES]
     args += [f"--include={name}" for name in sorted(MANIFEST_NAMES)]
     args += [f"--exclude-dir={name}" for name in sorted(skip_dirs)]
-    args += [b"-e", pattern, "--", "."]
-    env = {**os.environ, "LC_ALL": "C"}  # bytes, not characters: no locale decoding
-    env.pop("GREP_OPTIONS", None)
-    env.pop("GREP_COLOR", None)
-    try:
-        done = subprocess.run(args, cwd=root, capture_output=True, env=env,
-                              timeout=TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if done.returncode not in (0, 1):  # 2: a file could not be read: ask Python
-        return None
-    out: set[str] = set()
-    for raw in done.stdout.split(b"\0"):
-        if not raw:
-            continue
-        rel = raw[2:] if raw.startswith(b"./") else raw
-        out.add(os.fsdecode(rel))  # as os.scandir names it
-    return frozenset(out)
+    return [*args, b"-e", pattern, "--", "."]
+
+
+def _paths(out: bytes) -> frozenset[str]:
+    found: set[str] = set()
+    for raw in out.split(b"\0"):
+        if raw:
+            found.add(os.fsdecode(raw[2:] if raw.startswith(b"./") else raw))  # as scandir
+    return frozenset(found)
+
+
+def grep_holding(root: Path, pattern: bytes,
+                 skip_dirs: Iterable[str] = ()) -> frozenset[str] | None:
+    """Repo-relative paths of the manifests under ``root`` where ``pattern`` (a Python
+    ``re`` byte pattern in the subset PCRE reads alike: escapes, classes, look-arounds,
+    alternation) matches, or None when the search could not be made completely."""
+    return GrepSearch(root, pattern, skip_dirs).result()

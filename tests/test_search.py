@@ -34,9 +34,10 @@ AWKWARD = {
 
 
 class CountingTree(WorkTree):
-    def __init__(self, root: Path, native_search: bool = True) -> None:
-        super().__init__(root, native_search)
+    def __init__(self, root: Path, native_search: bool = True,
+                 prefetch: tuple[bytes, ...] = ()) -> None:
         self.read: list[str] = []
+        super().__init__(root, native_search, prefetch)
 
     def __getitem__(self, key: str) -> bytes:
         self.read.append(key)
@@ -104,3 +105,15 @@ def test_patterns_grep_cannot_take_are_left_to_python(repo: Path) -> None:
     assert grep_holding(repo, b"a\nb") is None
     assert grep_holding(repo, b"") is None
     assert grep_holding(repo, b"(?<=a+)b") is None  # PCRE: lookbehind of no fixed length
+
+
+def test_a_search_started_before_the_walk_answers_for_fewer_needles(repo: Path) -> None:
+    """run_local starts grep for the images and the Flux marker while the tree is walked;
+    the planner's own needles (a subset) are answered from it: no second grep."""
+    from promoter.edit import markers
+
+    tree = CountingTree(repo, prefetch=(*TARGETS.needles(), markers.NEEDLE))
+    assert len(tree._holding) == 1
+    plan = make_plan(tree, TARGETS, lambda _: True)
+    assert len(tree._holding) == 1  # served by the early search
+    assert plan == make_plan(WorkTree(repo, native_search=False), TARGETS, lambda _: True)
