@@ -152,3 +152,12 @@ def test_concurrency_scenarios(tiny: Path, tmp_path: Path) -> None:
     assert set(race["merged_but_not_landed"]) <= {"1.0.1", "1.0.2"}
     text = concurrency.tables({"fan_in": [fan], "race": [race]})
     assert "final = highest" in text
+
+
+def test_big_file_benchmark_runs(tmp_path: Path) -> None:
+    from bench import big
+
+    data = big.run(runs=1, results=tmp_path)
+    assert data["documents"] == big.DOCUMENTS and data["uses"] == big.USES
+    assert 1_700_000 < data["bytes"] < 2_100_000
+    assert "| 1.8" in data["tables"] and (tmp_path / "big.json").is_file()
