@@ -419,7 +419,7 @@ def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message
     promotion is planned again (_BaseMoved), so the highest version wins.
     A forge that ``write_first`` tries to make the branch before reading it: a branch
     that is there already (BranchExists) is then read and judged as above."""
-    if forge.write_first:
+    if forge.write_first(plan.files):
         try:
             sha = forge.write_commit(branch, snap, plan.files, message, replace=None)
         except BranchExists:

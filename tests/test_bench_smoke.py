@@ -122,9 +122,9 @@ def test_api_benchmark_sequence(kind: str, tiny: Path, tmp_path: Path) -> None:
     assert by["merged"].status == "up-to-date"
     writes = [c for c in by["re-run"].traffic.calls if c.startswith(("POST", "PATCH"))
               and ("commits" in c or "trees" in c)]
-    # a re-run writes no commit (GitLab tries the branch first and is refused: 400)
-    assert writes == ([] if kind == "github"
-                      else ["POST /api/v4/projects/{project}/repository/commits"])
+    # a re-run writes no commit (GitLab may try a small change's branch first: 400)
+    assert writes in ([], ["POST /api/v4/projects/{project}/repository/commits"])
+    assert kind == "gitlab" or writes == []
     assert all(s.traffic.requests > 0 for s in steps)
     assert "requests in order" in api.tables({"sequences": [
         {"forge": kind, "repo_files": SMALL, "changed_files": 10,

@@ -193,3 +193,20 @@ def test_an_updated_request_rearms_auto_merge_with_the_new_message(h: Harness) -
     assert any(c in calls(h) for c in ("POST /graphql#PromoterAutoMerge",
                                        "PUT {p}/merge_requests/{n}/merge"))
     assert "1.0.2" in armed_message(h)
+
+
+def test_gitlab_reads_the_branch_first_when_the_change_is_big(tmp_path: Path) -> None:
+    """Writing first would send the files' bytes on every re-run only to be refused: over
+    WRITE_FIRST_BYTES the branch is read first (one GET) instead."""
+    from promoter.forges.gitlab import WRITE_FIRST_BYTES
+
+    filler = b"".join(b"  key%05d: value\n" % i for i in range(WRITE_FIRST_BYTES // 16))
+    big_values = b"image: ghcr.io/acme/api:1.0.0\nsettings:\n" + filler
+    with harness("gitlab", tmp_path, CONFIG, extra={"envs/prod/values.yaml": big_values}) as h:
+        run(h, "1.0.1")
+        assert calls(h)[:4] == ["GET {p}/repository/archive.tar.gz", "GET {p}/repository/tree",
+                                "GET {p}/repository/branches/promote%2Fall%2Fapi",
+                                "POST {p}/repository/commits"]
+        again = run(h, "1.0.1")
+        assert again["status"] == "auto-merge", again
+        assert "POST {p}/repository/commits" not in calls(h)  # no bytes sent to be refused

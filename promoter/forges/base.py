@@ -125,15 +125,18 @@ class LoggedCommit:
 
 class Forge(Protocol):
     name: str
-    # True: making a new branch costs one request and fails cleanly (BranchExists) when
-    # the branch is there, so promote tries it before reading the branch
-    write_first: bool
 
     def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
         """The base branch (default branch when None) with every file of its tree.
         ``branch``: the promotion branch this run will use; a forge may read its tip and
         open request in the same round trip, and answer the next ``read_head`` /
         ``find_request`` of it from that (once)."""
+        ...
+
+    def write_first(self, files: Mapping[str, bytes]) -> bool:
+        """True: making a new branch with ``files`` costs one request and fails cleanly
+        (BranchExists) when the branch is there, cheaply enough to try it before reading
+        the branch (promote then reads it only when it is there)."""
         ...
 
     def commit_verified(self, sha: str) -> bool | None:

@@ -84,7 +84,6 @@ class GitForge:
     be replaced in tests."""
 
     name = "git"
-    write_first = False
     has_checks = False  # no CI statuses: promote does not leave checks "to the forge"
 
     def __init__(
@@ -293,6 +292,10 @@ class GitForge:
         title, _, body = head.message.partition("\n")
         return PullRequest(number=0, url=f"{self.remote}#{branch}", branch=branch, base=base,
                            title=title.strip(), body=body.strip("\n"), head_sha=head.sha)
+
+    def write_first(self, files: Mapping[str, bytes]) -> bool:
+        """A push is cheap to refuse, but the clone must be fetched first anyway."""
+        return False
 
     def commit_verified(self, sha: str) -> bool | None:
         """Plain git signs nothing promoter pushes (no key here): unknown."""

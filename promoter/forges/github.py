@@ -254,7 +254,6 @@ def _iso(value: Any) -> str:
 
 class GitHubForge:
     name = "github"
-    write_first = False  # the run query already read the branch
 
     def __init__(
         self,
@@ -529,6 +528,10 @@ class GitHubForge:
         self._executable[sha] = executable
         self._policy_file(repo, answer.base.tree, files, links, answer.base.root)
         return Snapshot(branch=answer.base.branch, commit=sha, files=files, links=links)
+
+    def write_first(self, files: Mapping[str, bytes]) -> bool:
+        """No: the run query has already read the branch (no request to save)."""
+        return False
 
     def commit_verified(self, sha: str) -> bool | None:
         """Whether GitHub signed ``sha`` (commits made with ``createCommitOnBranch`` are,
