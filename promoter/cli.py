@@ -40,6 +40,9 @@ Examples:
   # through GitLab (self-managed: --api-url https://gitlab.example.com)
   PROMOTE_TOKEN=... promote --forge gitlab --repo acme/config --env prod \\
       --image ghcr.io/acme/api:1.4.2
+  # through Gitea or Forgejo (the server root as --api-url)
+  PROMOTE_TOKEN=... promote --forge gitea --api-url https://gitea.example.com \\
+      --repo acme/config --env prod --image ghcr.io/acme/api:1.4.2
   # plain git, any remote or a local bare repo, no account needed
   promote --repo ../config.git --image ghcr.io/acme/api:1.4.2
   # promote what staging runs into prod; list history; roll back
@@ -52,7 +55,8 @@ Shell completion (bash; zsh and fish likewise with zsh_source / fish_source):
   eval "$(_PROMOTE_COMPLETE=bash_source promote)"
 
 \b
-Token: PROMOTE_TOKEN, else GITHUB_TOKEN (github) or GITLAB_TOKEN / CI_JOB_TOKEN (gitlab).
+Token: PROMOTE_TOKEN, else GITHUB_TOKEN (github), GITLAB_TOKEN / CI_JOB_TOKEN (gitlab),
+GITEA_TOKEN / FORGEJO_TOKEN (gitea).
 Every option can also be set as PROMOTE_<OPTION>, e.g. PROMOTE_IMAGE, PROMOTE_ENV.
 
 \b
@@ -69,10 +73,11 @@ def _echo(text: str, err: bool = False) -> None:
                                  "help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, "--version", prog_name="promote")
 @click.option("--repo", required=False, help="Config repo: a local DIR, a git URL or path "
-              "(plain git), or OWNER/NAME (GitHub) / GROUP/PROJECT (GitLab).")
-@click.option("--forge", type=click.Choice(["github", "gitlab", "git"]),
-              help="Where the config repo lives. Default: git for a path or git URL, gitlab "
-              "inside GitLab CI, github inside GitHub Actions.")
+              "(plain git), or OWNER/NAME (GitHub, Gitea) / GROUP/PROJECT (GitLab).")
+@click.option("--forge", type=click.Choice(["github", "gitlab", "gitea", "git"]),
+              help="Where the config repo lives (gitea: Gitea or Forgejo). Default: git for a "
+              "path or git URL, gitlab inside GitLab CI, gitea inside Gitea/Forgejo Actions, "
+              "github inside GitHub Actions.")
 @click.option("--api-url", help="GitHub API root (default $GITHUB_API_URL or "
               "https://api.github.com) or GitLab server root (default $CI_SERVER_URL).")
 @click.option("--base", help="Base branch of the config repo (default: its default branch).")
@@ -232,6 +237,8 @@ def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | No
     job = None
     if token is None and forge == "github":
         token = environ.get("GITHUB_TOKEN") or None
+    if token is None and forge == "gitea":
+        token = environ.get("GITEA_TOKEN") or environ.get("FORGEJO_TOKEN") or None
     if token is None and forge == "gitlab":
         token = environ.get("GITLAB_TOKEN") or None
         if token is None:
@@ -303,6 +310,8 @@ def _versioned(ref: ImageRef, what: str) -> ImageRef:
 
 
 def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    from promoter import context as context_mod
+
     if opts["forge"]:
         return str(opts["forge"])
     repo = opts["repo"] or ""
@@ -314,11 +323,13 @@ def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
         raise missing_directory(repo)
     if environ.get("GITLAB_CI") == "true":
         return "gitlab"
+    if context_mod.gitea_actions(environ):  # before GITHUB_ACTIONS, which they also set
+        return "gitea"
     if environ.get("GITHUB_ACTIONS") == "true":
         return "github"
     raise UsageError(f"cannot tell which forge holds {repo!r}: no directory of that name "
                      "exists here, and it is no git URL",
-                     hint="say --forge github, --forge gitlab or --forge git")
+                     hint="say --forge github, --forge gitlab, --forge gitea or --forge git")
 
 
 def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -454,6 +465,19 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
         return GitHubForge(opts["repo"], api_url=api_root("github", api), token=token,
                            app_id=opts["github_app_id"], app_key=key if opts["github_app_id"]
                            else None, retry_timeout=timeout)
+    if kind == "gitea":
+        from promoter.forges.gitea import GiteaForge
+
+        api = opts["api_url"] or (ctx.server_url if ctx.kind == "gitea" else None)
+        if not api:
+            raise UsageError("--forge gitea needs --api-url (the Gitea/Forgejo server root)",
+                             hint="e.g. --api-url https://gitea.example.com")
+        if not token:
+            raise UsageError("no token: set PROMOTE_TOKEN (or GITEA_TOKEN / FORGEJO_TOKEN)",
+                             hint="an access token with the write:repository scope (and "
+                                  "write:issue for labels and comments)")
+        return GiteaForge(opts["repo"], api_url=api.strip().rstrip("/"), token=token,
+                          retry_timeout=timeout)
     from promoter.forges.gitlab import GitLabForge
 
     api = opts["api_url"] or environ.get("CI_SERVER_URL") or "https://gitlab.com"
