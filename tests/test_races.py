@@ -38,7 +38,7 @@ from promoter.cli import run
 from promoter.errors import PromoteError
 from promoter.images import parse
 
-KINDS = ["git", "github", "gitlab"]
+KINDS = ["git", "github", "gitlab", "gitea"]
 BRANCH = "promote/prod/api"
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.gitea import FakeGitea
 from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import ZERO, BareRepo
@@ -35,7 +36,7 @@ from promoter.cli import run
 from promoter.errors import PromoteError
 from promoter.images import parse
 
-KINDS = ["git", "github", "gitlab"]
+KINDS = ["git", "github", "gitlab", "gitea"]
 DEV = "envs/dev/deploy.yaml"
 PROD = "envs/prod/deploy.yaml"
 EVIL = deploy("6.6.6-evil")
@@ -317,6 +318,8 @@ def test_foreign_pushes_between_steps_never_reach_main(
         servers["gh"] = FakeGitHub(root).start()
     elif kind == "gitlab":
         servers["gl"] = FakeGitLab(root).start()
+    elif kind == "gitea":
+        servers["gt"] = FakeGitea(root).start()
     counter = itertools.count()
 
     @settings(max_examples=12, deadline=None, derandomize=True,
@@ -376,6 +379,17 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
         from promoter.forges.github import GitHubForge
         return bare, GitHubForge(slug, api_url=gh.url, token=GitHubHarness.token,
                                  sleep=lambda _: None)
+    if kind == "gitea":
+        from hostile.forges import GiteaHarness
+
+        gt: FakeGitea = servers["gt"]
+        if n == 0:
+            gt.add_token(GiteaHarness.token)
+        slug = f"acme/config{n}"
+        bare = gt.add_repo(slug, content).bare
+        from promoter.forges.gitea import GiteaForge
+        return bare, GiteaForge(slug, api_url=gt.url, token=GiteaHarness.token,
+                                sleep=lambda _: None)
     gl: FakeGitLab = servers["gl"]
     if n == 0:
         gl.add_token(GitLabHarness.token)
