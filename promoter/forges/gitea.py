@@ -26,8 +26,8 @@ Requests of a first promotion (base given, no reviewers, no checks)::
                    pulls/{n}/requested_reviewers when reviewers are)
     checks         GET commits/{sha}/status                      (combined: Gitea Actions
                    report commit statuses too)
-    merge          POST pulls/{n}/merge with ``head_commit_id``  (+ GET pulls/{n} for the
-                   merge commit)
+    merge          POST pulls/{n}/merge with ``head_commit_id`` (Gitea answers 200 with no
+                   body: the merge commit is not reported)
 
 Replacing promoter's own branch tip (``replace=head``): Gitea has no force option on the
 contents API, and deleting the branch closes its pull request (Gitea's DeleteBranch runs
@@ -852,8 +852,8 @@ class GiteaForge:
         body = {"Do": method, "head_commit_id": sha, "delete_branch_after_merge": True,
                 **_split(message)}
         answer = self._post_merge(pr, sha, body)
-        if answer.status == 200:
-            return self._merged(pr, sha)
+        if answer.status == 200:  # merged at head_commit_id: the proved commit
+            return MergeOutcome(merged=True)
         if answer.status == 409:
             if "head" in str(answer.data).lower():
                 raise self._moved(pr, sha, str(answer.data))
@@ -866,8 +866,8 @@ class GiteaForge:
         body = {"Do": method, "head_commit_id": sha, "delete_branch_after_merge": True,
                 "merge_when_checks_succeed": True, **_split(message)}
         answer = self._post_merge(pr, sha, body)
-        if answer.status == 200:
-            return self._merged(pr, sha)
+        if answer.status == 200:  # mergeable now: merged at head_commit_id
+            return MergeOutcome(merged=True)
         scheduled = answer.status == 201 or (
             answer.status == 409 and "already scheduled" in str(answer.data).lower())
         if not scheduled:
