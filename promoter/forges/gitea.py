@@ -294,7 +294,8 @@ class GiteaForge:
             return ForgeError(redact(f"could not reach Gitea to {what} in {where}: "
                                      f"{type(exc).__name__}"),
                               hint="check --api-url and the network; retries ran out")
-        assert isinstance(exc, _Failure)
+        if not isinstance(exc, _Failure):
+            return ForgeError(redact(f"Gitea could not {what} in {where}: {exc}"))
         if retry.status_transient(exc.status, exc.headers, exc.message) is not None:
             return ForgeError(
                 redact(f"Gitea kept failing to {what} in {where}: {exc.status} {exc.message}"),
@@ -527,7 +528,8 @@ class GiteaForge:
 
     def _create(self, target: str, base: Snapshot, files: Mapping[str, bytes], message: str,
                 ours: Callable[[Head | None], str | None],
-                in_the_way: Callable[[Head | None], ConflictError]) -> str:
+                in_the_way: Callable[[Head | None], ConflictError], *,
+                scratch: bool = False) -> str:
         """POST contents with ``new_branch``: the branch and its one commit together."""
         payload = self._changes(target, base, files, message)
         attempts = 0
@@ -565,6 +567,8 @@ class GiteaForge:
             parents = tuple(str(p.get("sha")) for p in commit.get("parents") or [])
             if parents != (base.commit,):
                 # Gitea committed on the base as it is now, not on the snapshot: plan again
+                if scratch:  # our own scratch branch: nothing may point at it, remove it
+                    self._call("DELETE", f"/branches/{self._ref(target)}", missing=True)
                 raise ConflictError(f"the base {base.branch} of {self.repo} moved from "
                                     f"{base.commit[:12]} while promoting", hint="run again")
             return sha
@@ -592,7 +596,8 @@ class GiteaForge:
                                  f"promoter's update of {branch}",
                                  hint="delete that branch, then run again")
 
-        sha = self._create(scratch, base, files, message, scratch_ours, scratch_in_the_way)
+        sha = self._create(scratch, base, files, message, scratch_ours, scratch_in_the_way,
+                           scratch=True)
         path = f"/branches/{self._ref(branch)}"
         body = {"new_commit_id": sha, "old_commit_id": replace.sha, "force": True}
 
@@ -826,8 +831,7 @@ class GiteaForge:
                 if exc.status in (405, 409, 422):
                     return _Answer(exc.status, exc.message)
                 raise
-            assert answer is not None
-            return answer
+            return answer if answer is not None else _Answer(204, None)
 
         def landed() -> _Answer | None:
             data = self._get_pull(pr.number)

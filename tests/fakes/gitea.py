@@ -35,7 +35,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -133,6 +133,9 @@ class FakeGitea:
         self.faults: list[Fault] = []
         self.requests: list[Seen] = []
         self.auth_seen: list[str] = []  # every Authorization header received
+        # (method, path regex, action): run before a matching request is handled, as
+        # someone else acting at that moment (a real git push to the bare repo)
+        self.hooks: list[tuple[str, re.Pattern[str], Callable[[], None]]] = []
         self._ids = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -221,6 +224,16 @@ class FakeGitea:
                                      dict(headers or {}), body, apply_then_fail, reset_before,
                                      delay))
 
+    def before(self, method: str, path_regex: str, action: Callable[[], None]) -> None:
+        """Run ``action`` once, right before the next matching request is handled."""
+        self.hooks.append((method.upper(), re.compile(path_regex), action))
+
+    def _run_hooks(self, method: str, path: str) -> None:
+        for hook in list(self.hooks):
+            if hook[0] == method and hook[1].search(path):
+                self.hooks.remove(hook)
+                hook[2]()
+
     def reset_counts(self) -> None:
         with self.lock:
             self.requests.clear()
@@ -293,6 +306,7 @@ class FakeGitea:
 
     def handle(self, method: str, path: str, query: Mapping[str, str], body: Any,
                headers: Mapping[str, str]) -> tuple[int, Any]:
+        self._run_hooks(method, path)
         auth = headers.get("Authorization") or headers.get("authorization") or ""
         self.auth_seen.append(auth)
         user = None
