@@ -272,6 +272,7 @@ def test_changed_files_proves_only_plain_edits(gt: FakeGitea, repo: Repo,
     assert forge.changed_files(commit({"README.md": None}, [main])) is None  # deletion
     assert forge.changed_files(commit({"README.md": ("100755", blob)}, [main])) is None
     assert forge.changed_files(commit({"README.md": ("120000", blob)}, [main])) is None
+    assert forge.changed_files(commit({"new-link": ("120000", blob)}, [main])) is None
     assert forge.changed_files(commit({"README.md": ("100644", blob)}, [main, edit])) is None
 
 
