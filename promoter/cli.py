@@ -79,7 +79,9 @@ def _echo(text: str, err: bool = False) -> None:
               "path or git URL, gitlab inside GitLab CI, gitea inside Gitea/Forgejo Actions, "
               "github inside GitHub Actions.")
 @click.option("--api-url", help="GitHub API root (default $GITHUB_API_URL or "
-              "https://api.github.com) or GitLab server root (default $CI_SERVER_URL).")
+              "https://api.github.com), GitLab server root (default $CI_SERVER_URL) or "
+              "Gitea/Forgejo server root (default: the instance running Gitea/Forgejo "
+              "Actions).")
 @click.option("--base", help="Base branch of the config repo (default: its default branch).")
 @click.option("--image", "images", envvar="PROMOTE_IMAGE", multiple=True, metavar="REF",
               help="Image to promote: repo:tag, repo@sha256:..., or repo:tag@sha256:... "
