@@ -392,25 +392,28 @@ def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message
     """One commit holding the plan on ``branch``: (sha, branch created, new commit).
 
     A tip is reused only when it is proved: its only parent is the base and it changes
-    exactly the plan's files to exactly the plan's bytes (``proof.holds``). Trailers
-    prove nothing. A tip that proves a higher version of the same image (planned again
-    here from its trailers, ``plan_for``) is never replaced by a lower one
-    (_Superseded). A tip on this base that proves neither is someone else's commit:
+    exactly the plan's files to exactly the plan's bytes (``proof.holds``), and its
+    message records the same promotion (``same_record``). Trailers prove nothing. A
+    tip that proves a higher version of the same image (planned again here from its
+    trailers, ``plan_for``) is never replaced by a lower one (_Superseded). A tip on
+    this base that says it is a promotion but proves nothing is someone else's commit:
     exit 5 naming it. A promoter-looking tip on an older base is rebuilt on this one.
     When another run wrote the branch between our read and our write, the whole
     promotion is planned again (_BaseMoved), so the highest version wins."""
     head = forge.read_head(branch)
     if head is not None:
-        if not is_promoter_commit(head):
+        changed = forge.changed_files(head.sha) if len(head.parents) == 1 else None
+        on_base = head.parents == (snap.commit,)
+        if proof.holds(changed, plan.files):
+            if on_base and same_record(head.message, message):
+                return head.sha, False, False
+            # the planned change, but on an older base or recorded otherwise (the
+            # trailers history and rollback read): written again, by this run
+        elif not is_promoter_commit(head):
             raise ConflictError(
                 f"branch {branch} has a commit promoter did not make ({head.sha[:12]})",
                 hint="someone pushed to the promotion branch; merge or close that request "
                      "by hand, or delete the branch, then promote again")
-        changed = forge.changed_files(head.sha) if len(head.parents) == 1 else None
-        on_base = head.parents == (snap.commit,)
-        if proof.holds(changed, plan.files):
-            if on_base:
-                return head.sha, False, False
         else:
             claimed = claimed_images(head)
             theirs = plan_for(claimed) if claimed else None
@@ -463,8 +466,22 @@ def newer_proposed(head: Head, images: Sequence[ImageRef], plan: Plan) -> str | 
 
 
 def is_promoter_commit(head: Head) -> bool:
-    keys = {k for k, _ in trailers(head.message)}
-    return TRAILER_FINGERPRINT in keys and TRAILER_IMAGE in keys
+    """Does ``head`` say it is a promotion? (A claim to be proved, never evidence.)"""
+    return any(k == TRAILER_FINGERPRINT for k, _ in trailers(head.message))
+
+
+# the trailers --history, --rollback and the rollback guard read
+_RECORD = (TRAILER_IMAGE, TRAILER_PREVIOUS, TRAILER_ENV, TRAILER_ROLLBACK, TRAILER_FINGERPRINT)
+
+
+def same_record(theirs: str, ours: str) -> bool:
+    """Do two commit messages record the same promotion? A proved tree with another
+    record (a forged ``Previous-Image``, say) must not reach the base's history, where
+    a rebase merge would put that very commit."""
+    def record(message: str) -> list[tuple[str, str]]:
+        return sorted((k, v) for k, v in trailers(message) if k in _RECORD)
+
+    return record(theirs) == record(ours)
 
 
 def ensure_request(forge: Forge, branch: str, base: str, spec: RequestSpec,

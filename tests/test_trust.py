@@ -27,13 +27,18 @@ from fakes.gitea import FakeGitea
 from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import ZERO, BareRepo
-from hostile.forges import SLUG, Harness, deploy, effects, files, harness
+from hostile.forges import GL_TOKEN, GT_TOKEN, SLUG, Harness, deploy, effects, files, harness
+from hostile.forges import TOKEN as GH_TOKEN
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from promoter import promote, proof
 from promoter.cli import run
 from promoter.errors import PromoteError
+from promoter.forges.git import GitForge
+from promoter.forges.gitea import GiteaForge
+from promoter.forges.github import GitHubForge
+from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
 
 KINDS = ["git", "github", "gitlab", "gitea"]
@@ -225,6 +230,44 @@ def test_rerun_reuses_a_proved_tip(h: Harness, capsys: pytest.CaptureFixture[str
     assert h.bare.resolve("refs/heads/promote/prod/api") == tip
 
 
+def test_a_proved_tree_with_a_forged_record_never_reaches_history(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attacker pre-places exactly the planned change, but with a message whose
+    Previous-Image names an old, vulnerable tag. With rebase merges that very commit
+    would land on main, and --rollback would later restore the attacker's choice."""
+    rebase = DIRECT.replace(b"defaults: {wait_for_checks: false}",
+                            b"defaults: {wait_for_checks: false, merge_method: rebase}")
+    for kind in KINDS:
+        with harness(kind, tmp_path / kind, rebase) as h:
+            if h.token:
+                monkeypatch.setenv("PROMOTE_TOKEN", h.token)
+            message = legit_message(tmp_path / kind, capsys, "dev", "1.1.0")
+            assert "Previous-Image: ghcr.io/acme/api:1.0.0" in message
+            forged = message.replace("Previous-Image: ghcr.io/acme/api:1.0.0",
+                                     "Previous-Image: ghcr.io/acme/api:0.0.1-vulnerable")
+            attacker_push(h, tmp_path / kind, "promote/dev/api", h.bare.resolve("main") or "",
+                          {DEV: deploy("1.1.0")}, forged)
+            code, out = cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:1.1.0")
+            assert code == 0, out
+            assert main_file(h, DEV) == deploy("1.1.0"), kind
+            history = "\n".join(e["message"] for e in h.bare.log("main", 10))
+            assert "0.0.1-vulnerable" not in history, kind
+            assert "Previous-Image: ghcr.io/acme/api:1.0.0" in history, kind
+
+
+def test_a_set_only_promotion_reruns_as_a_no_op(h: Harness,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A --set promotion records no Promoted-Image; its re-run is proved by its tree."""
+    args = ("--env", "prod", "--set", "envs/prod/deploy.yaml:metadata.name=api-v2")
+    assert cli(h, capsys, *args)[0] == 0
+    tip = h.bare.resolve("refs/heads/promote/prod/set")
+    assert tip is not None
+    code, out = cli(h, capsys, *args)
+    assert code == 0, out
+    assert h.bare.resolve("refs/heads/promote/prod/set") == tip
+
+
 def test_blob_ids_match_git() -> None:
     path = Path(__file__)
     expected = subprocess.run(["git", "hash-object", str(path)], capture_output=True,
@@ -365,39 +408,26 @@ def test_foreign_pushes_between_steps_never_reach_main(
 
 def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
            content: dict[str, bytes]) -> tuple[BareRepo, Any]:
-    from hostile.forges import GitHarness, GitHubHarness, GitLabHarness
-
+    """A new config repo for one example: a bare repo, or one more repository on the
+    test's fake server, and a forge client for it."""
     if kind == "git":
-        g = GitHarness(BareRepo.init(path, content))
-        return g.bare, g.forge()
+        bare = BareRepo.init(path, content)
+        return bare, GitForge(str(bare.path), sleep=lambda _: None)
+    slug = f"acme/config{n}"
     if kind == "github":
         gh: FakeGitHub = servers["gh"]
-        if n == 0:
-            gh.add_token(GitHubHarness.token)
-        slug = f"acme/config{n}"
-        bare = gh.create_repo(slug, content).bare
-        from promoter.forges.github import GitHubForge
-        return bare, GitHubForge(slug, api_url=gh.url, token=GitHubHarness.token,
-                                 sleep=lambda _: None)
+        gh.add_token(GH_TOKEN)
+        return gh.create_repo(slug, content).bare, GitHubForge(
+            slug, api_url=gh.url, token=GH_TOKEN, sleep=lambda _: None)
     if kind == "gitea":
-        from hostile.forges import GiteaHarness
-
         gt: FakeGitea = servers["gt"]
-        if n == 0:
-            gt.add_token(GiteaHarness.token)
-        slug = f"acme/config{n}"
-        bare = gt.add_repo(slug, content).bare
-        from promoter.forges.gitea import GiteaForge
-        return bare, GiteaForge(slug, api_url=gt.url, token=GiteaHarness.token,
-                                sleep=lambda _: None)
+        gt.add_token(GT_TOKEN)
+        return gt.add_repo(slug, content).bare, GiteaForge(
+            slug, api_url=gt.url, token=GT_TOKEN, sleep=lambda _: None)
     gl: FakeGitLab = servers["gl"]
-    if n == 0:
-        gl.add_token(GitLabHarness.token)
-    slug = f"acme/config{n}"
-    bare = gl.add_project(slug, content).repo
-    from promoter.forges.gitlab import GitLabForge
-    return bare, GitLabForge(slug, api_url=gl.url, token=GitLabHarness.token,
-                             sleep=lambda _: None)
+    gl.add_token(GL_TOKEN)
+    return gl.add_project(slug, content).repo, GitLabForge(
+        slug, api_url=gl.url, token=GL_TOKEN, sleep=lambda _: None)
 
 
 # --- checks that register a moment after the push -----------------------------------------

@@ -210,15 +210,17 @@ class GitForge:
         self._use_identity(None)
         self._ensure_commit(base)
         tree = clone.build_tree(base.commit, files)
-        if replace is not None and self._same_change(replace.sha, branch, tree, base.commit):
-            return replace.sha  # the branch already holds exactly this change
+        if replace is not None and self._same_change(replace.sha, branch, tree, base.commit,
+                                                     message):
+            return replace.sha  # the branch already holds exactly this commit
         sha = clone.commit_tree(tree, (base.commit,), message)
         reason = clone.push(f"refs/heads/{branch}", sha,
                             lease=replace.sha if replace is not None else "")
         if reason is None:
             return sha
         current = clone.remote_sha(branch)
-        if current is not None and self._same_change(current, branch, tree, base.commit):
+        if current is not None and self._same_change(current, branch, tree, base.commit,
+                                                     message):
             return current  # another run of this same promotion got there first
         if replace is None:
             raise ConflictError(
@@ -256,8 +258,11 @@ class GitForge:
                 f"base commit {base.commit[:12]} is no longer the tip of {base.branch!r} in "
                 f"{self.remote}", hint="re-run promote to start from the current base")
 
-    def _same_change(self, sha: str, branch: str, tree: str, parent: str) -> bool:
-        """Is ``sha`` a commit with exactly this tree on exactly this parent?"""
+    def _same_change(self, sha: str, branch: str, tree: str, parent: str,
+                     message: str) -> bool:
+        """Is ``sha`` a commit with exactly this tree on exactly this parent, and this
+        message (whose trailers history and rollback read: a forged record on a proved
+        tree is not the same commit)?"""
         if not self._clone.has_commit(sha):
             self._clone.fetch([branch], depth=1)
             if not self._clone.has_commit(sha):
@@ -265,7 +270,8 @@ class GitForge:
         commit = self._clone.commit(sha)
         if self._clone.sign and not self._clone.is_signed(sha):
             return False  # signing asked for: an unsigned commit is not the same change
-        return commit.tree == tree and commit.parents == (parent,)
+        return (commit.tree == tree and commit.parents == (parent,)
+                and commit.message.rstrip() == message.rstrip())
 
     def delete_branch(self, branch: str) -> None:
         """Delete the remote branch; a branch that is already gone is fine."""

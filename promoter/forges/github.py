@@ -621,7 +621,7 @@ class GitHubForge:
         commit = self._call("create the commit",
                             lambda: repo.create_git_commit(message, tree, [parent], **who))
         if replace is None:
-            return self._create_branch(repo, branch, commit.sha, tree.sha, base.commit)
+            return self._create_branch(repo, branch, commit.sha, tree.sha, base.commit, message)
         return self._move_branch(repo, branch, replace.sha, commit.sha)
 
     def _upload(self, repo: Repository, path: str, data: bytes) -> str:
@@ -641,7 +641,7 @@ class GitHubForge:
         return ref
 
     def _create_branch(self, repo: Repository, branch: str, sha: str, tree: str,
-                       parent_sha: str) -> str:
+                       parent_sha: str, message: str) -> str:
         def act() -> str:
             repo.create_git_ref(f"refs/heads/{branch}", sha)
             return sha
@@ -661,7 +661,8 @@ class GitHubForge:
             if current == sha:
                 return current  # an earlier attempt of this call already made it
             found = repo.get_git_commit(current)
-            if found.tree.sha == tree and [p.sha for p in found.parents] == [parent_sha]:
+            if (found.tree.sha == tree and [p.sha for p in found.parents] == [parent_sha]
+                    and found.message.rstrip() == message.rstrip()):
                 return current  # an identical run made the same commit on the same base
             raise ConflictError(
                 f"branch {branch} already exists in {self.slug} at {current[:12]}, made by "
