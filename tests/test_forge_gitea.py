@@ -246,6 +246,15 @@ def test_replace_loses_a_race_at_the_branch_move(gt: FakeGitea, repo: Repo,
                                                         f"refs/heads/{BRANCH}"]
 
 
+def test_a_branch_deleted_before_the_move_is_a_conflict(gt: FakeGitea, repo: Repo,
+                                                         forge: GiteaForge) -> None:
+    snap, head, _ = replace_setup(gt, repo, forge)
+    gt.before("PUT", r"/branches/", lambda: repo.bare.delete_ref(BRANCH))
+    with pytest.raises(ConflictError, match="deleted"):
+        forge.write_commit(BRANCH, snap, NEW, MESSAGE, replace=head)
+    assert list(repo.bare.list_refs("refs/heads/")) == ["refs/heads/main"]
+
+
 def test_a_server_without_branch_moves_is_refused_not_deleted(gt: FakeGitea, repo: Repo,
                                                               forge: GiteaForge) -> None:
     snap, head, number = replace_setup(gt, repo, forge)
@@ -418,6 +427,29 @@ def test_auto_merge_of_a_mergeable_request_merges_now_pinned(gt: FakeGitea, repo
     sha, pr = opened(gt, forge)
     assert forge.enable_auto_merge(pr, "merge", sha).merged  # type: ignore[arg-type]
     assert repo.pulls[1].merged_head == sha
+
+
+def test_request_counts_of_the_remaining_steps(gt: FakeGitea, repo: Repo,
+                                               forge: GiteaForge) -> None:
+    sha, pr = opened(gt, forge)
+    other = fresh(gt)
+    gt.reset_counts()
+    other.changed_files(sha)
+    assert [m + p.split("?")[0][:11] for m, p in counts(gt)] == [
+        "GET/git/commit", "GET/git/trees/", "GET/git/trees/"]  # the commit, then 2 trees
+    gt.reset_counts()
+    other.changed_files(sha)
+    assert len(gt.requests) == 2  # the commit is cached: it never changes
+    for step, expected in (
+            (lambda: forge.find_request(BRANCH, "main"), ["GET"]),
+            (lambda: forge.checks(pr, sha), ["GET"]),  # type: ignore[arg-type]
+            (lambda: forge.close_request(pr, "bye"), ["POST", "PATCH"]),  # type: ignore[arg-type]
+            (lambda: forge.delete_branch(BRANCH), ["DELETE"]),
+            (lambda: forge.delete_branch(BRANCH), ["DELETE"]),  # already gone: fine
+            (lambda: forge.log("main", 5), ["GET"])):
+        gt.reset_counts()
+        step()
+        assert [m for m, _ in counts(gt)] == expected, step
 
 
 # --- tokens, errors, retries --------------------------------------------------------------

@@ -606,6 +606,9 @@ class GiteaForge:
                 self._call("PUT", path, body=body)
             except _Failure as exc:
                 if exc.status in (404, 405):
+                    now = self._head(branch)  # a 404 is also "no such branch (any more)"
+                    if now is None or now.sha != replace.sha:
+                        raise in_the_way(now) from None
                     raise _Unsupported(exc.message) from None
                 if exc.status in (409, 422):
                     now = self._head(branch)
