@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from fakes.gitea import FakeGitea, Repo
 from fakes.githttp import Recorder
 
@@ -267,6 +268,15 @@ def test_a_server_without_branch_moves_is_refused_not_deleted(gt: FakeGitea, rep
     assert len(repo.bare.list_refs("refs/heads/")) == 2  # the scratch branch is gone
 
 
+def test_a_lost_answer_to_the_branch_move_is_not_repeated(gt: FakeGitea, repo: Repo,
+                                                          forge: GiteaForge) -> None:
+    snap, head, _ = replace_setup(gt, repo, forge)
+    gt.fail("PUT", r"/branches/", 0, apply_then_fail=True)
+    sha = forge.write_commit(BRANCH, snap, NEW, MESSAGE, replace=head)
+    assert repo.bare.resolve(BRANCH) == sha
+    assert gt.count("PUT") == 1  # the retry read the branch and found it moved
+
+
 def test_changed_files_proves_only_plain_edits(gt: FakeGitea, repo: Repo,
                                                forge: GiteaForge) -> None:
     bare = repo.bare
@@ -501,6 +511,30 @@ def test_bad_arguments_and_the_api_suffix(gt: FakeGitea, repo: Repo) -> None:
         GiteaForge(SLUG, api_url="gitea.example.com", token=TOKEN)
     forge = GiteaForge(SLUG, api_url=gt.url + "/api/v1/", token=TOKEN)
     assert forge.snapshot(None).branch == "main"
+
+
+def test_the_fake_answers_with_giteas_error_shapes(gt: FakeGitea, repo: Repo,
+                                                   forge: GiteaForge) -> None:
+    """{"message", "url"} bodies, with the status codes of Gitea's routers/api/v1."""
+    api = f"{gt.url}/api/v1/repos/{SLUG}"
+    auth = {"Authorization": f"token {TOKEN}"}
+    sha, _ = opened(gt, forge)
+    again = requests.post(f"{api}/contents", headers=auth, timeout=5, json={
+        "branch": "main", "new_branch": BRANCH, "files": [
+            {"operation": "create", "path": "x", "content": ""}]})
+    assert again.status_code == 422 and "branch already exists" in again.json()["message"]
+    assert set(again.json()) == {"message", "url"}
+    twice = requests.post(f"{api}/pulls", headers=auth, timeout=5,
+                          json={"head": BRANCH, "base": "main", "title": "t"})
+    assert twice.status_code == 409 and "already exists" in twice.json()["message"]
+    gt.set_status(SLUG, sha, "pending")
+    now = requests.post(f"{api}/pulls/1/merge", headers=auth, timeout=5, json={"Do": "merge"})
+    assert now.status_code == 405
+    later = requests.post(f"{api}/pulls/1/merge", headers=auth, timeout=5,
+                          json={"Do": "merge", "merge_when_checks_succeed": True})
+    assert later.status_code == 201 and not later.content  # scheduled
+    assert requests.get(f"{api}/branches/nope", headers=auth, timeout=5).status_code == 404
+    assert requests.get(api, timeout=5).status_code == 404  # private: no token, no repo
 
 
 # --- CLI and CI context -------------------------------------------------------------------
