@@ -16,7 +16,7 @@ import requests
 from fakes.gitea import FakeGitea, Repo
 from fakes.githttp import Recorder
 
-from promoter import context
+from promoter import context, identity
 from promoter.cli import run
 from promoter.errors import AuthError, ConfigError, ConflictError, ForgeError, UsageError
 from promoter.forges.base import ChecksState, Head, RequestSpec, Snapshot, git_blob_sha
@@ -577,6 +577,13 @@ def test_gitea_and_forgejo_actions_are_detected(flag: str) -> None:
     assert ctx.pipeline_url == "https://gitea.example.com/acme/api/actions/runs/17"
     assert ("Source-Commit", "a" * 40) in context.trailers(ctx)
     assert context.detect({k: v for k, v in env.items() if k != flag}).kind == "github"
+
+
+def test_a_gitea_actor_gets_no_github_noreply_address() -> None:
+    assert identity.from_ci(GITEA_ENV) is None  # plain git falls back to git config
+    github = {k: v for k, v in GITEA_ENV.items() if k != "GITEA_ACTIONS"}
+    assert identity.from_ci(github) == identity.Identity(
+        "alice", "alice@users.noreply.github.com")
 
 
 def test_inside_gitea_actions_the_forge_and_server_are_defaults(
