@@ -81,6 +81,7 @@ from promoter.errors import (
     PromoteError,
     UsageError,
 )
+from promoter.forges.archive import unpack_archive
 from promoter.forges.base import (
     REGULAR_MODES,
     ChecksState,
@@ -93,7 +94,6 @@ from promoter.forges.base import (
     check_policy_entry,
     git_blob_sha,
 )
-from promoter.forges.gitlab import unpack_archive
 from promoter.forges.http import CrossOriginRedirect, read_capped, refuse_cross_origin
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge

@@ -52,14 +52,11 @@ and when no pipeline ever appears (a project without CI) merges directly.
 from __future__ import annotations
 
 import base64
-import io
-import re
 import tarfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 import gitlab
@@ -75,6 +72,7 @@ from promoter.errors import (
     PromoteError,
     UsageError,
 )
+from promoter.forges.archive import unpack_archive
 from promoter.forges.base import (
     ChecksState,
     Head,
@@ -88,7 +86,7 @@ from promoter.forges.base import (
 )
 from promoter.forges.http import CrossOriginRedirect, collect, refuse_cross_origin
 from promoter.identity import Identity
-from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge, gunzip
+from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
 from promoter.proof import blob_sha, holds
 from promoter.redact import redact, register
@@ -214,37 +212,6 @@ def _cap(text: str, limit: int, what: str) -> str:
         return text
     note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
     return text[: limit - len(note)] + note
-
-
-def unpack_archive(data: bytes) -> tuple[dict[str, bytes], str | None, dict[str, str]]:
-    """``{path: content}`` of the regular files of a GitLab ``archive.tar.gz``, the
-    commit it was made from (``git archive`` records it in the pax global header), and
-    the symlinks (path -> target as stored).
-
-    The archive's single top directory (``<project>-<sha>/``) is dropped. Symlinks are
-    never followed, whether they point inside the tree (the target is in the result
-    under its own path; editing through the link would replace it with a file) or out
-    of it; paths that would leave the tree are skipped."""
-    files: dict[str, bytes] = {}
-    links: dict[str, str] = {}
-    # decompressed here, at most MAX_UNPACKED_BYTES (ArchiveTooLarge past it)
-    with tarfile.open(fileobj=io.BytesIO(gunzip(data)), mode="r:") as tar:
-        for member in tar:
-            if not (member.isreg() or member.issym()):
-                continue
-            _top, _, path = member.name.partition("/")
-            parts = PurePosixPath(path).parts
-            if not path or path.startswith("/") or ".." in parts:
-                continue
-            if member.issym():
-                links[path] = member.linkname
-                continue
-            handle = tar.extractfile(member)
-            if handle is not None:
-                files[path] = handle.read()
-        comment = tar.pax_headers.get("comment", "")
-    commit = comment if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", comment) else None
-    return files, commit, links
 
 
 def _pull(mr: Mapping[str, Any]) -> PullRequest:
