@@ -433,7 +433,7 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
 # --- checks that register a moment after the push -----------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
 def test_required_checks_not_yet_registered_are_waited_for(
         kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -446,6 +446,10 @@ def test_required_checks_not_yet_registered_are_waited_for(
             repo = h.fake.repos[SLUG]  # type: ignore[attr-defined]
             repo.required_checks = ("ci",)
             repo.ci_after_push = (0.3, 0.5, "success")
+        elif kind == "gitea":
+            gitea = h.fake.repo(SLUG)  # type: ignore[attr-defined]
+            gitea.required_checks = ("ci",)
+            gitea.ci_after_push = (0.3, 0.5, "success")
         else:
             project = h.fake.project(SLUG)  # type: ignore[attr-defined]
             project.ci = True

@@ -95,6 +95,10 @@ class Repo:
     base_url: str
     default_branch: str = "main"
     branch_update: bool = True  # PUT /branches/{name} (Gitea >= 1.25)
+    required_checks: tuple[str, ...] = ()  # branch protection: status contexts to pass
+    # CI on every commit made through the API: (seconds until its status registers as
+    # pending, seconds more until it ends, the end state), under the context "ci"
+    ci_after_push: tuple[float, float, str] | None = None
     pulls: dict[int, Pull] = field(default_factory=dict)
     labels: dict[int, str] = field(default_factory=dict)
     statuses: dict[str, dict[str, str]] = field(default_factory=dict)  # sha -> context -> state
@@ -143,6 +147,7 @@ class FakeGitea:
         with contextlib.suppress(OSError):
             self._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._thread: threading.Thread | None = None
+        self._timers: list[threading.Timer] = []
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> FakeGitea:
@@ -152,6 +157,8 @@ class FakeGitea:
         return self
 
     def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -511,8 +518,17 @@ class FakeGitea:
             if not bare.update_ref(full_ref(new), sha, old=tip if new == old else ZERO):
                 raise HTTPError(422, f"branch already exists [name: {new}]")
             info = bare.commit(sha) or {}
+            if repo.ci_after_push is not None:
+                self._ci(repo, sha, *repo.ci_after_push)
             return 201, {"files": [{"path": p} for p in changes],
                          "commit": self._commit_json(repo, info)}
+
+    def _ci(self, repo: Repo, sha: str, register: float, run: float, end: str) -> None:
+        for delay, state in ((register, "pending"), (register + run, end)):
+            timer = threading.Timer(delay, self.set_status, (repo.full_name, sha, state))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
 
     def _pull_of(self, repo: Repo, index: str) -> Pull:
         try:
@@ -620,6 +636,9 @@ class FakeGitea:
             return 201, None
         if state not in ("", "success", "warning"):
             raise HTTPError(405, "Please try again later")
+        passed = {c for c, st in repo.statuses.get(head, {}).items() if st == "success"}
+        if not set(repo.required_checks) <= passed:
+            raise HTTPError(405, "Not all required status checks successful")
         self._merge(repo, pull, style, message, delete, body.get("head_commit_id"))
         return 200, None
 
