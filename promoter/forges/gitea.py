@@ -1,10 +1,13 @@
 """The Gitea / Forgejo forge: a small client on ``requests`` against the REST API v1.
 
-No Python client for Gitea is kept well enough to build on (``giteapy`` was last released
-in 2020 and is generated for Gitea 1.x of that time, ``py-gitea`` and ``pyforgejo`` wrap
-their own HTTP layers with no way to hand retries to ``promoter.retry``); the dozen
-endpoints promoter needs are called here directly, through the shared retry policy and
-the shared redirect rule (``promoter.forges.http``).
+Client: a small one here, on ``requests``. Of the Python clients for Gitea/Forgejo,
+``giteapy`` (generated from Gitea's Swagger) was last released in January 2020, before
+the multi-file contents API and merge-when-checks-succeed existed; ``py-gitea`` wraps
+organisations, teams, repositories and users by its own account ("not the full Swagger
+API"), not the contents, pull-merge and status endpoints promoter needs; ``pyforgejo``
+is generated for Forgejo only; none lets ``promoter.retry`` own the retries and the
+shared redirect rule guard the token. The few endpoints are called here directly, through
+``promoter.retry`` and ``promoter.forges.http``.
 
 One promotion is one commit, made by one ``POST /repos/{owner}/{repo}/contents``
 (ChangeFilesOptions) with ``branch`` (the base), ``new_branch`` (the promotion branch)
