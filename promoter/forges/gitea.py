@@ -5,9 +5,8 @@ Client: a small one here, on ``requests``. Of the Python clients for Gitea/Forge
 the multi-file contents API and merge-when-checks-succeed existed; ``py-gitea`` wraps
 organisations, teams, repositories and users by its own account ("not the full Swagger
 API"), not the contents, pull-merge and status endpoints promoter needs; ``pyforgejo``
-is generated for Forgejo only; none lets ``promoter.retry`` own the retries and the
-shared redirect rule guard the token. The few endpoints are called here directly, through
-``promoter.retry`` and ``promoter.forges.http``.
+is generated for Forgejo only. The few endpoints are called here directly, so that
+``promoter.retry`` owns every retry and ``promoter.forges.http`` guards the token.
 
 One promotion is one commit, made by one ``POST /repos/{owner}/{repo}/contents``
 (ChangeFilesOptions) with ``branch`` (the base), ``new_branch`` (the promotion branch)
