@@ -38,8 +38,8 @@ request opened from a re-created branch). So the new commit is made on a scratch
 ``<branch>-next-<base8>`` from the base, the promotion branch is moved to it with
 ``PUT branches/{branch}`` ``{new_commit_id, old_commit_id, force}`` -- a compare-and-swap
 on the commit being replaced -- and the scratch branch is deleted: 4 requests, no window.
-A server without that endpoint (Gitea before 1.25, Forgejo) answers 404/405; promoter
-then stops (exit 5) rather than delete the branch under its open request.
+A server without that endpoint (an older Gitea; a Forgejo without it) answers 404/405:
+promoter then stops (exit 5) rather than delete the branch under its open request.
 
 ``changed_files`` lists the commit's tree and its parent's (``git/trees?recursive``)
 and compares them: every path with its mode and blob id, so deletions, renames, mode

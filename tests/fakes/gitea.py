@@ -94,7 +94,7 @@ class Repo:
     bare: BareRepo
     base_url: str
     default_branch: str = "main"
-    branch_update: bool = True  # PUT /branches/{name} (Gitea >= 1.25)
+    branch_update: bool = True  # PUT /branches/{name} (newer Gitea; older servers: 404)
     required_checks: tuple[str, ...] = ()  # branch protection: status contexts to pass
     # CI on every commit made through the API: (seconds until its status registers as
     # pending, seconds more until it ends, the end state), under the context "ci"
