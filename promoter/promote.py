@@ -262,7 +262,7 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         written.add(commit)
     result["commit"] = commit
     try:
-        pr, created, updated = ensure_request(forge, branch, snap.branch, spec, created_branch)
+        pr, created, updated = ensure_request(forge, branch, snap, spec, created_branch)
     except PromoteError as error:
         if created_branch:
             forge.delete_branch(branch)  # leave nothing half-made behind
@@ -484,12 +484,19 @@ def same_record(theirs: str, ours: str) -> bool:
     return record(theirs) == record(ours)
 
 
-def ensure_request(forge: Forge, branch: str, base: str, spec: RequestSpec,
+def ensure_request(forge: Forge, branch: str, snap: Snapshot, spec: RequestSpec,
                    new_branch: bool) -> tuple[PullRequest, bool, bool]:
     """One open request for ``branch``: (request, created, updated). A branch this run
-    created cannot have one yet, so no search is spent on it."""
+    created cannot have one yet, so no search is spent on it. An existing branch with no
+    open request may be one another run has just merged: when the base moved since the
+    snapshot, the promotion is planned again instead of proposing it a second time."""
+    base = snap.branch
     pr = None if new_branch else forge.find_request(branch, base)
     if pr is None:
+        if not new_branch:
+            tip = forge.read_head(base)
+            if tip is None or tip.sha != snap.commit:
+                raise _BaseMoved
         return forge.open_request(branch, base, spec), True, False
     if pr.number == 0:  # plain git: the branch is the request, nothing else to update
         return pr, False, False
