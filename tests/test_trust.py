@@ -322,6 +322,29 @@ def test_a_push_after_the_write_is_never_merged(tmp_path: Path) -> None:
             assert main_file(h, DEV) == deploy("1.0.0"), kind
 
 
+def test_a_proposal_another_run_just_merged_is_not_proposed_again(tmp_path: Path) -> None:
+    """Rule 6 under a race: this run snapshots, then the same promotion runs to the end
+    elsewhere (merged); this run finds the branch proved but no open request. It must
+    plan again (nothing left to do), not open a second request and merge it again.
+    (GitLab and Gitea delete a merged source branch, so there the run meets no branch,
+    writes a new one and merges an empty change: open, see the closing note of #10.)"""
+    for kind in ("git", "github"):
+        with harness(kind, tmp_path / kind, DIRECT) as h:
+            base = h.bare.resolve("main") or ""
+            req = promote.Request(images=(parse("ghcr.io/acme/api:1.1.0"),), env="dev")
+
+            def other(h: Harness = h) -> None:
+                promote.run(h.forge(), req, {}, [], effects())
+
+            forge = Before(h.forge(), {"read_head": other})
+            result = promote.run(forge, req, {}, [], effects())
+            # plain git deletes a merged branch: there the run merges nothing new
+            assert result["status"] in ("up-to-date", "merged"), (kind, result["message"])
+            new = [c for c in h.bare.log("main", 20, first_parent=True) if c["sha"] != base]
+            assert len(new) == 1, (kind, [c["message"].splitlines()[0] for c in new])
+            assert main_file(h, DEV) == deploy("1.1.0"), kind
+
+
 # --- property: whatever is pushed between promoter's steps, main gets base + plan or nothing
 
 
