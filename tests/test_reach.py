@@ -33,7 +33,7 @@ from tests.fakes.gitlab import FakeGitLab
 from tests.fakes.proxy import Proxy
 from tests.tls import private_ca, self_signed
 
-TOKEN = "ghp_ReachTest0123456789abcdefghijklmnopq"  # noqa: S105 - a fake credential
+TOKEN = "ghp_ReachTest0123456789abcdefghijklmnopq"  # a fake credential
 DEPLOY = (b"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec:\n"
           b"  template:\n    spec:\n      containers:\n      - name: api\n"
           b"        image: ghcr.io/acme/api:1.4.1\n")
@@ -193,11 +193,13 @@ def test_gitlab_without_then_with_the_private_ca(
 def test_plain_git_without_then_with_the_private_ca(
         git_https: GitServer, pki: tuple[Path, Path, Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = promote(capsys, *git_args(git_https))
+    slept: list[float] = []
+    code, _, err = promote(capsys, *git_args(git_https), sleep=slept.append)
     assert code == 5, err
     assert "TLS certificate of https://127.0.0.1" in err
     assert "did not verify" in err and "--ca-bundle" in err
     assert TOKEN not in err
+    assert slept == []  # not retried
     code, out, err = promote(capsys, *git_args(git_https, "--ca-bundle", str(pki[0])))
     assert code == 0, err
     commit = json.loads(out)["commit"]
@@ -205,6 +207,16 @@ def test_plain_git_without_then_with_the_private_ca(
                            cwd=tmp_path / "srv" / "config.git", capture_output=True,
                            check=True).stdout
     assert IMAGE.encode() in shown
+
+
+def test_plain_git_ca_bundle_wins_over_git_ssl_cainfo(
+        git_https: GitServer, pki: tuple[Path, Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    other, _ = self_signed(tmp_path)  # git lets GIT_SSL_CAINFO override http.sslCAInfo
+    monkeypatch.setenv("GIT_SSL_CAINFO", str(other))
+    code, _, err = promote(capsys, *git_args(git_https, "--ca-bundle", str(pki[0]),
+                                             "--dry-run"))
+    assert code == 0, err
 
 
 def test_plain_git_gets_the_ca_bundle_through_its_environment_not_argv(
@@ -227,6 +239,20 @@ def test_plain_git_gets_the_ca_bundle_through_its_environment_not_argv(
                     for n in range(int(env["GIT_CONFIG_COUNT"]))}
         assert settings["http.sslCAInfo"] == str(pki[0])
         assert settings["http.extraHeader"].startswith("Authorization: Basic ")
+
+
+@pytest.mark.parametrize("message", [
+    "fatal: unable to access 'https://h/c.git/': gnutls_handshake() failed: The certificate "
+    "is NOT trusted. The certificate issuer is unknown.",
+    "fatal: unable to access 'https://h/c.git/': SSL certificate problem: unable to get "
+    "local issuer certificate",
+    "fatal: unable to access 'https://h/c.git/': server certificate verification failed. "
+    "CAfile: none CRLfile: none",
+])
+def test_a_git_certificate_failure_is_not_retried(message: str) -> None:
+    from promoter.forges.gitclone import GitFailed, classify
+
+    assert classify(GitFailed("fetch", "https://h/c.git", message, 128)) is None
 
 
 @pytest.mark.parametrize(("option", "env"), [

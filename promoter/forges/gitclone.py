@@ -114,7 +114,7 @@ _TRANSIENT = re.compile(
 _TLS = re.compile(
     r"SSL certificate problem|server certificate verification failed|"
     r"certificate verify failed|unable to get local issuer certificate|"
-    r"self[- ]signed certificate|SSL peer certificate",
+    r"self[- ]signed certificate|SSL peer certificate|certificate is not trusted",
     re.IGNORECASE,
 )
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

@@ -204,18 +204,16 @@ def check_ca_bundle(path: str, source: str) -> str:
         raise UsageError(f"{where}: not a file", hint="give the path of a PEM file with "
                          "the CA certificate(s) to trust (a directory is not read)")
     try:
-        text = file.read_text(encoding="ascii", errors="replace")
+        file.read_bytes()
     except OSError as exc:
         raise UsageError(f"{where}: cannot read it ({exc.strerror})",
                          hint="check the file's permissions") from None
-    pem = "the file must hold CA certificates in PEM (-----BEGIN CERTIFICATE-----)"
-    if "-----BEGIN CERTIFICATE-----" not in text:
-        raise UsageError(f"{where}: holds no PEM certificate", hint=pem)
     try:
         ssl.create_default_context().load_verify_locations(cafile=str(file))
     except ssl.SSLError as exc:
-        raise UsageError(f"{where}: its certificates cannot be read ({exc.reason})",
-                         hint=pem) from None
+        raise UsageError(f"{where}: holds no readable PEM certificate ({exc.reason})",
+                         hint="the file must hold CA certificates in PEM "
+                              "(-----BEGIN CERTIFICATE-----)") from None
     return str(file)
 
 

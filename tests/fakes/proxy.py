@@ -59,7 +59,7 @@ class Proxy:
         line = handler.rfile.readline(65537).decode("latin-1").strip()
         if not line:
             return
-        method, target, _ = (line.split(" ") + ["", ""])[:3]
+        method, target, _ = [*line.split(" "), "", ""][:3]
         headers: dict[str, str] = {}
         while True:
             header = handler.rfile.readline(65537).decode("latin-1")
