@@ -16,7 +16,10 @@ credential as an ``Authorization`` header through ``GIT_CONFIG_COUNT`` /
 ``http.extraHeader`` in git's environment; credential helpers are switched off, so
 that no helper stores it, and so are redirects (``http.followRedirects=false``), so
 that the header never reaches another host. Without a credential in the URL, git
-follows a redirect of its first request only (``initial``), never a later one. (git
+follows a redirect of its first request only (``initial``), never a later one. A CA bundle
+(``--ca-bundle``) reaches git the same way, as ``http.sslCAInfo``, and wins over a
+``GIT_SSL_CAINFO`` of the environment; a certificate that does not verify is not
+retried and says "pass --ca-bundle". (git
 drops ``-c`` settings when it starts the other side of a local transport, so a local
 remote's own hooks still run.)
 
