@@ -104,5 +104,6 @@ EXIT_CODES = {
        "that matches no file (nothing written)",
     3: "the image is referenced nowhere in the targeted files",
     4: "policy refused something the caller demanded (--require-merge)",
-    5: "the forge failed after retries, or a conflict it would not force",
+    5: "the forge failed after retries, a rate limit longer than promoter may wait, a TLS "
+       "certificate that does not verify, or a conflict it would not force",
 }
