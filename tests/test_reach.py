@@ -294,7 +294,8 @@ def test_an_unreadable_ca_bundle_is_exit_2(
         github: FakeGitHub, pki: tuple[Path, Path, Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     if os.geteuid() == 0:
-        bundle = tmp_path  # root reads every file: a directory stands in
+        bundle = tmp_path / "fifo"  # root reads every file: a FIFO stands in
+        os.mkfifo(bundle)
         wanted = "not a file"
     else:
         bundle = tmp_path / "locked.pem"
@@ -304,6 +305,21 @@ def test_an_unreadable_ca_bundle_is_exit_2(
     code, _, err = promote(capsys, *github_args(github, "--ca-bundle", str(bundle)))
     assert code == 2, err
     assert f"--ca-bundle {bundle}: {wanted}" in err
+
+
+def test_a_hashed_ca_directory_works_for_github_and_plain_git(
+        github: FakeGitHub, git_https: GitServer, pki: tuple[Path, Path, Path],
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "corp.pem").write_bytes(pki[0].read_bytes())
+    subprocess.run(["openssl", "rehash", str(certs)], check=True, capture_output=True)
+    code, _, err = promote(capsys, *github_args(github, "--ca-bundle", str(certs)))
+    assert code == 0, err
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs))  # requests' own form of it
+    code, _, err = promote(capsys, *git_args(git_https))
+    assert code == 0, err
 
 
 # --- proxies ------------------------------------------------------------------------

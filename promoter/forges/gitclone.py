@@ -173,8 +173,9 @@ def credential_env(credential: tuple[str, str] | None,
         user, password = credential
         basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         settings.append(("http.extraHeader", f"Authorization: Basic {basic}"))
-    if ca_bundle is not None:
-        settings.append(("http.sslCAInfo", ca_bundle))
+    if ca_bundle is not None:  # a file, or a directory of hashed certificates
+        key = "http.sslCAPath" if Path(ca_bundle).is_dir() else "http.sslCAInfo"
+        settings.append((key, ca_bundle))
     if not settings:
         return {}
     env = {"GIT_CONFIG_COUNT": str(len(settings))}
@@ -324,8 +325,9 @@ class Clone:
         self._env.update({
             "GIT_TERMINAL_PROMPT": "0", "GIT_LFS_SKIP_SMUDGE": "1", "LC_ALL": "C",
         })
-        if ca_bundle is not None:  # git lets GIT_SSL_CAINFO override http.sslCAInfo
+        if ca_bundle is not None:  # git lets these override http.sslCAInfo / sslCAPath
             self._env.pop("GIT_SSL_CAINFO", None)
+            self._env.pop("GIT_SSL_CAPATH", None)
         self._env.update(credential_env(credential, ca_bundle))
         self._dir: Path | None = None
         self._cleanup: weakref.finalize[Any, Any] | None = None

@@ -30,6 +30,7 @@ answers become messages, and downloads have a size limit.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import ssl
 from collections.abc import Iterable, Mapping
@@ -192,7 +193,8 @@ def session(ca_bundle: str | None = None) -> requests.Session:
 
 
 def check_ca_bundle(path: str, source: str) -> str:
-    """``path`` when it is a readable file holding at least one PEM certificate;
+    """``path`` when it is a readable file holding at least one PEM certificate (or a
+    readable directory of hashed certificates, as ``c_rehash`` makes);
     UsageError (exit 2) naming ``source`` (``--ca-bundle``, ``SSL_CERT_FILE``, ...) and
     the file otherwise."""
     file = Path(path)
@@ -200,9 +202,14 @@ def check_ca_bundle(path: str, source: str) -> str:
     if not file.exists():
         raise UsageError(f"{where}: no such file", hint="give the path of a PEM file with "
                          "the CA certificate(s) to trust")
+    if file.is_dir():  # a hashed directory (c_rehash), as requests and git accept
+        if not os.access(file, os.R_OK | os.X_OK):
+            raise UsageError(f"{where}: cannot read the directory",
+                             hint="check its permissions")
+        return str(file)
     if not file.is_file():
         raise UsageError(f"{where}: not a file", hint="give the path of a PEM file with "
-                         "the CA certificate(s) to trust (a directory is not read)")
+                         "the CA certificate(s) to trust")
     try:
         file.read_bytes()
     except OSError as exc:
