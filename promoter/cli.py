@@ -470,7 +470,12 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
 
     timeout = float(opts["retry_timeout"])
     effects: _Effects = opts["_effects"]
-    ca = ca_bundle(opts["ca_bundle"], environ)  # checked here: exit 2 naming the file
+    from promoter.forges.gitclone import is_url
+
+    # checked here (exit 2 naming the file); a local git path uses no network, and no
+    # stale SSL_CERT_FILE of the environment may stop it
+    network = kind != "git" or is_url(opts["repo"])
+    ca = ca_bundle(opts["ca_bundle"], environ if network else {})
     if kind == "git":
         from promoter import identity
         from promoter.forges.git import GitForge

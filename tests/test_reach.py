@@ -276,6 +276,16 @@ def test_a_missing_ca_bundle_is_exit_2_naming_it(
     assert github.requests == []  # nothing was sent
 
 
+def test_a_stale_ca_variable_does_not_stop_a_local_plain_git_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    bare = bare_repo(tmp_path / "local")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "gone.pem"))
+    code, _, err = promote(capsys, "--forge", "git", "--repo", str(bare), "--image", IMAGE,
+                           "--author", "Bot <bot@example.com>", "--dry-run")
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("content", [b"", b"not a certificate\n",
                                      b"-----BEGIN CERTIFICATE-----\nAAAA\n"
                                      b"-----END CERTIFICATE-----\n"])
