@@ -12,10 +12,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -53,6 +56,11 @@ Examples:
 \b
 Shell completion (bash; zsh and fish likewise with zsh_source / fish_source):
   eval "$(_PROMOTE_COMPLETE=bash_source promote)"
+
+\b
+Behind a corporate proxy, with a private CA (e.g. GitHub Enterprise Server):
+  HTTPS_PROXY=http://proxy.corp:3128 NO_PROXY=.corp.internal \\
+  promote --forge github --api-url https://github.corp.example --ca-bundle corp-ca.pem ...
 
 \b
 Token: PROMOTE_TOKEN, else GITHUB_TOKEN (github), GITLAB_TOKEN / CI_JOB_TOKEN (gitlab),
@@ -111,7 +119,15 @@ def _echo(text: str, err: bool = False) -> None:
               help="How long to wait for checks before leaving auto-merge to the forge (or "
               "the request open).")
 @click.option("--retry-timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
-              help="Total time to keep retrying a failing forge call.")
+              help="Total time to keep retrying a failing forge call. A rate limit that "
+              "lasts longer stops the run at once (exit 5, with the time it ends).")
+@click.option("--wait-for-rate-limit", is_flag=True, help="Wait for a rate limit that lasts "
+              "longer than --retry-timeout (at most 1 hour, a progress line a minute on "
+              "stderr) instead of stopping.")
+@click.option("--ca-bundle", metavar="PATH", help="CA certificates (PEM) that verify the "
+              "forge's TLS certificate (a private CA, a TLS-inspecting proxy), for all three "
+              "forges. Default: $REQUESTS_CA_BUNDLE, $CURL_CA_BUNDLE or $SSL_CERT_FILE. "
+              "Proxies: $HTTPS_PROXY, $HTTP_PROXY, $NO_PROXY.")
 @click.option("--label", "labels", envvar="PROMOTE_LABEL", multiple=True,
               help="Label for the PR/MR (repeatable).")
 @click.option("--reviewer", "reviewers", envvar="PROMOTE_REVIEWER", multiple=True,
@@ -146,6 +162,9 @@ def main(**opts: Any) -> None:
     """
     environ = dict(os.environ)
     json_out = opts["output"] == "json"
+    ctx = click.get_current_context()
+    # run(..., sleep=, clock=) injects these (tests: no real waiting)
+    opts["_effects"] = ctx.obj if isinstance(ctx.obj, _Effects) else _Effects()
     try:
         with _signals_unwind():
             result = _run(opts, environ)
@@ -167,6 +186,14 @@ def main(**opts: Any) -> None:
               "with --verbose output", err=True)
         sys.exit(1)
     _emit(result, opts, environ)
+
+
+@dataclass(frozen=True)
+class _Effects:
+    """The sleep and epoch clock of waits in the forges (``--wait-for-rate-limit``)."""
+
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
 
 
 class _Terminated(BaseException):
@@ -427,9 +454,41 @@ def api_root(kind: str, url: str) -> str:
     return f"{url}/api/v3"
 
 
+def _patience(service: str, opts: Mapping[str, Any]) -> Any:
+    from promoter import retry
+
+    effects: _Effects = opts["_effects"]
+    return retry.Patience(wait=bool(opts["wait_for_rate_limit"]), service=service,
+                          say=lambda text: _echo(f"promote: {text}", err=True),
+                          clock=effects.clock)
+
+
+def _no_cleartext_proxy(url: str, environ: Mapping[str, str], what: str) -> None:
+    """A token never goes to a proxy in clear: over http:// the proxy reads every header
+    (over https:// it sees only CONNECT host:port, the request is inside TLS)."""
+    from promoter.forges.http import cleartext_proxy, origin
+
+    proxy = cleartext_proxy(url, environ)
+    if proxy is not None:
+        raise UsageError(
+            f"{what} {origin(url)} is plain http and HTTP_PROXY sends it through {proxy}: "
+            "the proxy would read the token in the request headers. Nothing was sent",
+            hint=f"use https (a proxy then only sees the tunnel), or add "
+                 f"{urlsplit(url).hostname} to NO_PROXY")
+
+
 def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                 ctx: Any) -> Forge:
+    from promoter.forges.http import ca_bundle
+
     timeout = float(opts["retry_timeout"])
+    effects: _Effects = opts["_effects"]
+    from promoter.forges.gitclone import is_url
+
+    # checked here (exit 2 naming the file); a local git path uses no network, and no
+    # stale SSL_CERT_FILE of the environment may stop it
+    network = kind != "git" or is_url(opts["repo"])
+    ca = ca_bundle(opts["ca_bundle"], environ if network else {})
     if kind == "git":
         from promoter import identity
         from promoter.forges.git import GitForge
@@ -440,7 +499,10 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
         # the forge's own default: --author, else the CI user (author: of the config,
         # read later, comes with each commit); merge commits use it too
         author = identity.parse(opts["author"]) if opts["author"] else identity.from_ci(environ)
-        return GitForge(opts["repo"], author=author, retry_timeout=timeout)
+        if url_secrets(opts["repo"]):
+            _no_cleartext_proxy(opts["repo"], environ, "--repo")
+        return GitForge(opts["repo"], author=author, retry_timeout=timeout, ca_bundle=ca,
+                        sleep=effects.sleep)
     token, job = _token(kind, environ)
     from promoter.forges.gitclone import url_secrets
 
@@ -464,9 +526,11 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
         if not token and not opts["github_app_id"]:
             raise UsageError("no token: set PROMOTE_TOKEN (or GITHUB_TOKEN), or use a GitHub App",
                              hint="the token needs contents:write and pull-requests:write")
+        _no_cleartext_proxy(api, environ, "--api-url")
         return GitHubForge(opts["repo"], api_url=api_root("github", api), token=token,
                            app_id=opts["github_app_id"], app_key=key if opts["github_app_id"]
-                           else None, retry_timeout=timeout)
+                           else None, retry_timeout=timeout, ca_bundle=ca,
+                           sleep=effects.sleep, patience=_patience("GitHub", opts))
     if kind == "gitea":
         from promoter.forges.gitea import GiteaForge
 
@@ -479,7 +543,8 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                              hint="an access token with the write:repository scope (and "
                                   "write:issue for labels and comments)")
         return GiteaForge(opts["repo"], api_url=api.strip().rstrip("/"), token=token,
-                          retry_timeout=timeout)
+                          retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
+                          patience=_patience("Gitea", opts))
     from promoter.forges.gitlab import GitLabForge
 
     api = opts["api_url"] or environ.get("CI_SERVER_URL") or "https://gitlab.com"
@@ -488,8 +553,10 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                          hint="a project or group access token with the api scope")
     if job and not token:
         _job_token_stays_home(api, environ.get("CI_SERVER_URL") or "")
+    _no_cleartext_proxy(api, environ, "--api-url")
     return GitLabForge(opts["repo"], api_url=api_root("gitlab", api), token=token, job_token=job,
-                       retry_timeout=timeout)
+                       retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
+                       patience=_patience("GitLab", opts))
 
 
 def _job_token_stays_home(api: str, server: str) -> None:
@@ -504,10 +571,13 @@ def _job_token_stays_home(api: str, server: str) -> None:
             hint="for another GitLab, set PROMOTE_TOKEN to an access token issued there")
 
 
-def run(argv: Sequence[str]) -> int:
-    """Entry point for tests: run the command and return its exit code."""
+def run(argv: Sequence[str], *, sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None) -> int:
+    """Entry point for tests: run the command and return its exit code. ``sleep`` and
+    ``clock`` replace the real ones in the forges' waits (rate limits, retries)."""
+    effects = _Effects(sleep=sleep or time.sleep, clock=clock or time.time)
     try:
-        main.main(args=list(argv), prog_name="promote", standalone_mode=False)
+        main.main(args=list(argv), prog_name="promote", standalone_mode=False, obj=effects)
     except SystemExit as exc:
         return int(exc.code or 0)
     except click.ClickException as exc:

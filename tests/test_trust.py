@@ -333,7 +333,7 @@ def test_a_proposal_another_run_just_merged_is_not_proposed_again(tmp_path: Path
             base = h.bare.resolve("main") or ""
             req = promote.Request(images=(parse("ghcr.io/acme/api:1.1.0"),), env="dev")
 
-            def other(h: Harness = h) -> None:
+            def other(h: Harness = h, req: promote.Request = req) -> None:
                 promote.run(h.forge(), req, {}, [], effects())
 
             forge = Before(h.forge(), {"read_head": other})

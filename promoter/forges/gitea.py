@@ -97,6 +97,7 @@ from promoter.forges.base import (
     git_blob_sha,
 )
 from promoter.forges.http import CrossOriginRedirect, read_capped, refuse_cross_origin
+from promoter.forges.http import session as http_session
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -199,7 +200,9 @@ class GiteaForge:
 
     def __init__(self, repo: str, api_url: str, token: str | None = None,
                  retry_timeout: float = retry.DEFAULT_TIMEOUT,
-                 sleep: Callable[[float], None] = time.sleep, timeout: float = 15) -> None:
+                 sleep: Callable[[float], None] = time.sleep, timeout: float = 15,
+                 ca_bundle: str | None = None, patience: retry.Patience | None = None
+                 ) -> None:
         register(token)
         repo = repo.strip().strip("/")
         owner, _, name = repo.partition("/")
@@ -215,12 +218,13 @@ class GiteaForge:
         self.retry_timeout = retry_timeout
         self.sleep = sleep
         self.timeout = timeout
+        self.patience = patience or retry.Patience(service="Gitea")
         self._root = f"{url}/api/v1/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
         self._token = token
         self._author: Identity | None = None
         self._commits: dict[str, dict[str, Any]] = {}  # sha -> commit JSON (immutable)
         self._labels: dict[str, int] | None = None
-        session = requests.Session()
+        session = http_session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY
         session.headers["User-Agent"] = f"promoter/{__version__}"
         session.headers["Accept"] = "application/json"
         if token:
@@ -261,7 +265,8 @@ class GiteaForge:
 
     def _run(self, what: str, fn: Callable[[], T]) -> T:
         try:
-            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep)
+            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep,
+                              patience=self.patience)
         except (_Failure, requests.RequestException) as exc:
             raise self._translate(exc, what) from exc
 

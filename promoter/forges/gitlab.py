@@ -84,7 +84,13 @@ from promoter.forges.base import (
     check_policy_entry,
     git_blob_sha,
 )
-from promoter.forges.http import CrossOriginRedirect, collect, refuse_cross_origin
+from promoter.forges.http import (
+    CrossOriginRedirect,
+    collect,
+    refuse_cross_origin,
+    session,
+    tls_failure,
+)
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -282,6 +288,8 @@ class GitLabForge:
         retry_timeout: float = retry.DEFAULT_TIMEOUT,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 15,
+        ca_bundle: str | None = None,
+        patience: retry.Patience | None = None,
     ) -> None:
         register(token)
         register(job_token)
@@ -301,11 +309,12 @@ class GitLabForge:
         self._author: Identity | None = None  # use_identity(); None: the token's user
         self.retry_timeout = retry_timeout
         self.sleep = sleep
+        self.patience = patience or retry.Patience(service="GitLab")
         self._job_token = bool(job_token) and not token
-        session = requests.Session()
-        session.hooks["response"].append(_raise_transient)
+        http = session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY, NO_PROXY
+        http.hooks["response"].append(_raise_transient)
         # requests keeps PRIVATE-TOKEN / JOB-TOKEN on a redirect to another host: refuse
-        refuse_cross_origin(session)
+        refuse_cross_origin(http)
         self._gl = gitlab.Gitlab(
             url=url,
             private_token=token or None,
@@ -313,7 +322,8 @@ class GitLabForge:
             timeout=timeout,
             retry_transient_errors=False,
             user_agent=f"promoter/{__version__}",
-            session=session,
+            session=http,
+            ssl_verify=ca_bundle or True,
         )
         self._key: str | int = int(repo) if repo.isdigit() else repo
         self._project = self._gl.projects.get(self._key, lazy=True)
@@ -328,7 +338,8 @@ class GitLabForge:
     def _run(self, what: str, fn: Callable[[], T]) -> T:
         """``fn`` under the shared retry policy; GitLab failures become our errors."""
         try:
-            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep)
+            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep,
+                              patience=self.patience)
         except (glexc.GitlabError, requests.RequestException, _Transient) as exc:
             raise self._translate(exc, what) from exc
 
@@ -366,6 +377,9 @@ class GitLabForge:
         if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                             requests.exceptions.InvalidSchema)):
             return UsageError(redact(f"--api-url {self.api_url} is not usable: {exc}"))
+        tls = tls_failure(exc, "GitLab", self.api_url)
+        if tls is not None:
+            return tls
         if isinstance(exc, requests.RequestException):
             return ForgeError(
                 redact(f"could not reach GitLab to {what} in {where}: "
