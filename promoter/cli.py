@@ -12,10 +12,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -40,6 +43,9 @@ Examples:
   # through GitLab (self-managed: --api-url https://gitlab.example.com)
   PROMOTE_TOKEN=... promote --forge gitlab --repo acme/config --env prod \\
       --image ghcr.io/acme/api:1.4.2
+  # through Gitea or Forgejo (the server root as --api-url)
+  PROMOTE_TOKEN=... promote --forge gitea --api-url https://gitea.example.com \\
+      --repo acme/config --env prod --image ghcr.io/acme/api:1.4.2
   # plain git, any remote or a local bare repo, no account needed
   promote --repo ../config.git --image ghcr.io/acme/api:1.4.2
   # promote what staging runs into prod; list history; roll back
@@ -52,7 +58,13 @@ Shell completion (bash; zsh and fish likewise with zsh_source / fish_source):
   eval "$(_PROMOTE_COMPLETE=bash_source promote)"
 
 \b
-Token: PROMOTE_TOKEN, else GITHUB_TOKEN (github) or GITLAB_TOKEN / CI_JOB_TOKEN (gitlab).
+Behind a corporate proxy, with a private CA (e.g. GitHub Enterprise Server):
+  HTTPS_PROXY=http://proxy.corp:3128 NO_PROXY=.corp.internal \\
+  promote --forge github --api-url https://github.corp.example --ca-bundle corp-ca.pem ...
+
+\b
+Token: PROMOTE_TOKEN, else GITHUB_TOKEN (github), GITLAB_TOKEN / CI_JOB_TOKEN (gitlab),
+GITEA_TOKEN / FORGEJO_TOKEN (gitea).
 Every option can also be set as PROMOTE_<OPTION>, e.g. PROMOTE_IMAGE, PROMOTE_ENV.
 
 \b
@@ -69,12 +81,15 @@ def _echo(text: str, err: bool = False) -> None:
                                  "help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, "--version", prog_name="promote")
 @click.option("--repo", required=False, help="Config repo: a local DIR, a git URL or path "
-              "(plain git), or OWNER/NAME (GitHub) / GROUP/PROJECT (GitLab).")
-@click.option("--forge", type=click.Choice(["github", "gitlab", "git"]),
-              help="Where the config repo lives. Default: git for a path or git URL, gitlab "
-              "inside GitLab CI, github inside GitHub Actions.")
+              "(plain git), or OWNER/NAME (GitHub, Gitea) / GROUP/PROJECT (GitLab).")
+@click.option("--forge", type=click.Choice(["github", "gitlab", "gitea", "git"]),
+              help="Where the config repo lives (gitea: Gitea or Forgejo). Default: git for a "
+              "path or git URL, gitlab inside GitLab CI, gitea inside Gitea/Forgejo Actions, "
+              "github inside GitHub Actions.")
 @click.option("--api-url", help="GitHub API root (default $GITHUB_API_URL or "
-              "https://api.github.com) or GitLab server root (default $CI_SERVER_URL).")
+              "https://api.github.com), GitLab server root (default $CI_SERVER_URL) or "
+              "Gitea/Forgejo server root (default: the instance running Gitea/Forgejo "
+              "Actions).")
 @click.option("--base", help="Base branch of the config repo (default: its default branch).")
 @click.option("--image", "images", envvar="PROMOTE_IMAGE", multiple=True, metavar="REF",
               help="Image to promote: repo:tag, repo@sha256:..., or repo:tag@sha256:... "
@@ -104,7 +119,15 @@ def _echo(text: str, err: bool = False) -> None:
               help="How long to wait for checks before leaving auto-merge to the forge (or "
               "the request open).")
 @click.option("--retry-timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
-              help="Total time to keep retrying a failing forge call.")
+              help="Total time to keep retrying a failing forge call. A rate limit that "
+              "lasts longer stops the run at once (exit 5, with the time it ends).")
+@click.option("--wait-for-rate-limit", is_flag=True, help="Wait for a rate limit that lasts "
+              "longer than --retry-timeout (at most 1 hour, a progress line a minute on "
+              "stderr) instead of stopping.")
+@click.option("--ca-bundle", metavar="PATH", help="CA certificates (PEM) that verify the "
+              "forge's TLS certificate (a private CA, a TLS-inspecting proxy), for all three "
+              "forges. Default: $REQUESTS_CA_BUNDLE, $CURL_CA_BUNDLE or $SSL_CERT_FILE. "
+              "Proxies: $HTTPS_PROXY, $HTTP_PROXY, $NO_PROXY.")
 @click.option("--label", "labels", envvar="PROMOTE_LABEL", multiple=True,
               help="Label for the PR/MR (repeatable).")
 @click.option("--reviewer", "reviewers", envvar="PROMOTE_REVIEWER", multiple=True,
@@ -139,6 +162,9 @@ def main(**opts: Any) -> None:
     """
     environ = dict(os.environ)
     json_out = opts["output"] == "json"
+    ctx = click.get_current_context()
+    # run(..., sleep=, clock=) injects these (tests: no real waiting)
+    opts["_effects"] = ctx.obj if isinstance(ctx.obj, _Effects) else _Effects()
     try:
         with _signals_unwind():
             result = _run(opts, environ)
@@ -160,6 +186,14 @@ def main(**opts: Any) -> None:
               "with --verbose output", err=True)
         sys.exit(1)
     _emit(result, opts, environ)
+
+
+@dataclass(frozen=True)
+class _Effects:
+    """The sleep and epoch clock of waits in the forges (``--wait-for-rate-limit``)."""
+
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
 
 
 class _Terminated(BaseException):
@@ -232,6 +266,8 @@ def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | No
     job = None
     if token is None and forge == "github":
         token = environ.get("GITHUB_TOKEN") or None
+    if token is None and forge == "gitea":
+        token = environ.get("GITEA_TOKEN") or environ.get("FORGEJO_TOKEN") or None
     if token is None and forge == "gitlab":
         token = environ.get("GITLAB_TOKEN") or None
         if token is None:
@@ -303,6 +339,8 @@ def _versioned(ref: ImageRef, what: str) -> ImageRef:
 
 
 def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    from promoter import context as context_mod
+
     if opts["forge"]:
         return str(opts["forge"])
     repo = opts["repo"] or ""
@@ -314,11 +352,13 @@ def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
         raise missing_directory(repo)
     if environ.get("GITLAB_CI") == "true":
         return "gitlab"
+    if context_mod.gitea_actions(environ):  # before GITHUB_ACTIONS, which they also set
+        return "gitea"
     if environ.get("GITHUB_ACTIONS") == "true":
         return "github"
     raise UsageError(f"cannot tell which forge holds {repo!r}: no directory of that name "
                      "exists here, and it is no git URL",
-                     hint="say --forge github, --forge gitlab or --forge git")
+                     hint="say --forge github, --forge gitlab, --forge gitea or --forge git")
 
 
 def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -414,9 +454,41 @@ def api_root(kind: str, url: str) -> str:
     return f"{url}/api/v3"
 
 
+def _patience(service: str, opts: Mapping[str, Any]) -> Any:
+    from promoter import retry
+
+    effects: _Effects = opts["_effects"]
+    return retry.Patience(wait=bool(opts["wait_for_rate_limit"]), service=service,
+                          say=lambda text: _echo(f"promote: {text}", err=True),
+                          clock=effects.clock)
+
+
+def _no_cleartext_proxy(url: str, environ: Mapping[str, str], what: str) -> None:
+    """A token never goes to a proxy in clear: over http:// the proxy reads every header
+    (over https:// it sees only CONNECT host:port, the request is inside TLS)."""
+    from promoter.forges.http import cleartext_proxy, origin
+
+    proxy = cleartext_proxy(url, environ)
+    if proxy is not None:
+        raise UsageError(
+            f"{what} {origin(url)} is plain http and HTTP_PROXY sends it through {proxy}: "
+            "the proxy would read the token in the request headers. Nothing was sent",
+            hint=f"use https (a proxy then only sees the tunnel), or add "
+                 f"{urlsplit(url).hostname} to NO_PROXY")
+
+
 def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                 ctx: Any) -> Forge:
+    from promoter.forges.http import ca_bundle
+
     timeout = float(opts["retry_timeout"])
+    effects: _Effects = opts["_effects"]
+    from promoter.forges.gitclone import is_url
+
+    # checked here (exit 2 naming the file); a local git path uses no network, and no
+    # stale SSL_CERT_FILE of the environment may stop it
+    network = kind != "git" or is_url(opts["repo"])
+    ca = ca_bundle(opts["ca_bundle"], environ if network else {})
     if kind == "git":
         from promoter import identity
         from promoter.forges.git import GitForge
@@ -427,7 +499,10 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
         # the forge's own default: --author, else the CI user (author: of the config,
         # read later, comes with each commit); merge commits use it too
         author = identity.parse(opts["author"]) if opts["author"] else identity.from_ci(environ)
-        return GitForge(opts["repo"], author=author, retry_timeout=timeout)
+        if url_secrets(opts["repo"]):
+            _no_cleartext_proxy(opts["repo"], environ, "--repo")
+        return GitForge(opts["repo"], author=author, retry_timeout=timeout, ca_bundle=ca,
+                        sleep=effects.sleep)
     token, job = _token(kind, environ)
     from promoter.forges.gitclone import url_secrets
 
@@ -451,9 +526,25 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
         if not token and not opts["github_app_id"]:
             raise UsageError("no token: set PROMOTE_TOKEN (or GITHUB_TOKEN), or use a GitHub App",
                              hint="the token needs contents:write and pull-requests:write")
+        _no_cleartext_proxy(api, environ, "--api-url")
         return GitHubForge(opts["repo"], api_url=api_root("github", api), token=token,
                            app_id=opts["github_app_id"], app_key=key if opts["github_app_id"]
-                           else None, retry_timeout=timeout)
+                           else None, retry_timeout=timeout, ca_bundle=ca,
+                           sleep=effects.sleep, patience=_patience("GitHub", opts))
+    if kind == "gitea":
+        from promoter.forges.gitea import GiteaForge
+
+        api = opts["api_url"] or (ctx.server_url if ctx.kind == "gitea" else None)
+        if not api:
+            raise UsageError("--forge gitea needs --api-url (the Gitea/Forgejo server root)",
+                             hint="e.g. --api-url https://gitea.example.com")
+        if not token:
+            raise UsageError("no token: set PROMOTE_TOKEN (or GITEA_TOKEN / FORGEJO_TOKEN)",
+                             hint="an access token with the write:repository scope (and "
+                                  "write:issue for labels and comments)")
+        return GiteaForge(opts["repo"], api_url=api.strip().rstrip("/"), token=token,
+                          retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
+                          patience=_patience("Gitea", opts))
     from promoter.forges.gitlab import GitLabForge
 
     api = opts["api_url"] or environ.get("CI_SERVER_URL") or "https://gitlab.com"
@@ -462,8 +553,10 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                          hint="a project or group access token with the api scope")
     if job and not token:
         _job_token_stays_home(api, environ.get("CI_SERVER_URL") or "")
+    _no_cleartext_proxy(api, environ, "--api-url")
     return GitLabForge(opts["repo"], api_url=api_root("gitlab", api), token=token, job_token=job,
-                       retry_timeout=timeout)
+                       retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
+                       patience=_patience("GitLab", opts))
 
 
 def _job_token_stays_home(api: str, server: str) -> None:
@@ -478,10 +571,13 @@ def _job_token_stays_home(api: str, server: str) -> None:
             hint="for another GitLab, set PROMOTE_TOKEN to an access token issued there")
 
 
-def run(argv: Sequence[str]) -> int:
-    """Entry point for tests: run the command and return its exit code."""
+def run(argv: Sequence[str], *, sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None) -> int:
+    """Entry point for tests: run the command and return its exit code. ``sleep`` and
+    ``clock`` replace the real ones in the forges' waits (rate limits, retries)."""
+    effects = _Effects(sleep=sleep or time.sleep, clock=clock or time.time)
     try:
-        main.main(args=list(argv), prog_name="promote", standalone_mode=False)
+        main.main(args=list(argv), prog_name="promote", standalone_mode=False, obj=effects)
     except SystemExit as exc:
         return int(exc.code or 0)
     except click.ClickException as exc:

@@ -1,4 +1,5 @@
-"""Where a promotion was triggered from: GitHub Actions, GitLab CI, or a terminal.
+"""Where a promotion was triggered from: GitHub Actions, GitLab CI, Gitea / Forgejo
+Actions, or a terminal.
 
 ``detect(environ)`` is pure: it reads only the mapping it is given (the CLI passes
 ``os.environ``), never the process environment, the clock or the network.
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["github", "gitlab", "local"]
+Kind = Literal["github", "gitlab", "gitea", "local"]
 
 _SHA = re.compile(r"[0-9a-f]{7,64}")
 _SLUG = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+")
@@ -56,7 +57,10 @@ class Context:
 
 
 def detect(environ: Mapping[str, str]) -> Context:
-    """The CI context described by ``environ`` (GitHub first, then GitLab, else local)."""
+    """The CI context described by ``environ`` (Gitea / Forgejo Actions, which also set
+    ``GITHUB_*``, first; then GitHub, then GitLab, else local)."""
+    if gitea_actions(environ):
+        return _gitea(environ)
     if environ.get("GITHUB_ACTIONS") == "true":
         return _github(environ)
     if environ.get("GITLAB_CI") == "true":
@@ -83,6 +87,38 @@ def _github(env: Mapping[str, str]) -> Context:
         actor=_actor(env.get("GITHUB_ACTOR")),
         run_number=_number(env.get("GITHUB_RUN_NUMBER")),
         run_attempt=attempt,
+        server_url=server,
+        api_url=_url(env.get("GITHUB_API_URL")),
+        event=_event(env.get("GITHUB_EVENT_NAME")),
+        job_token=False,
+        project_path=repo,
+    )
+
+
+def gitea_actions(env: Mapping[str, str]) -> bool:
+    """Gitea Actions set ``GITEA_ACTIONS=true``, Forgejo Actions ``FORGEJO_ACTIONS=true``
+    (both beside the ``GITHUB_*`` variables of the same workflow syntax)."""
+    return env.get("GITEA_ACTIONS") == "true" or env.get("FORGEJO_ACTIONS") == "true"
+
+
+def _gitea(env: Mapping[str, str]) -> Context:
+    """The ``GITHUB_*`` variables as Gitea / Forgejo Actions set them: the server is the
+    Gitea instance (no default: there is no gitea.com of every job), and a run's page is
+    ``/{repo}/actions/runs/{run number}`` (the run's index in its repository)."""
+    server = _url(env.get("GITHUB_SERVER_URL"))
+    repo = _slug(env.get("GITHUB_REPOSITORY"))
+    number = _number(env.get("GITHUB_RUN_NUMBER"))
+    pipeline = f"{server}/{repo}/actions/runs/{number}" \
+        if server and repo and number is not None else None
+    return Context(
+        kind="gitea",
+        source_repo=repo,
+        source_commit=_sha(env.get("GITHUB_SHA")),
+        ref=_ref(env.get("GITHUB_REF")),
+        pipeline_url=pipeline,
+        actor=_actor(env.get("GITHUB_ACTOR")),
+        run_number=number,
+        run_attempt=_number(env.get("GITHUB_RUN_ATTEMPT")),
         server_url=server,
         api_url=_url(env.get("GITHUB_API_URL")),
         event=_event(env.get("GITHUB_EVENT_NAME")),

@@ -9,7 +9,8 @@
     ├── PolicyRefused            exit 4   policy refused something the caller demanded
     └── ForgeError               exit 5   the forge failed (after retries), or a conflict
         ├── AuthError            exit 5   missing/wrong token, no write access
-        └── ConflictError        exit 5   someone else's commit is in the way
+        ├── ConflictError        exit 5   someone else's commit is in the way
+        └── RateLimited          exit 5   a rate limit lasts longer than promoter may wait
 
 The CLI has the only handler: it prints ``error: <message>`` and exits with ``code``.
 Messages name the file and line where there is one, and say what to do. They never
@@ -93,11 +94,21 @@ class BranchExists(ConflictError):
     first, see ``Forge.write_first``): look at it, then decide."""
 
 
+class RateLimited(ForgeError):
+    """The forge asked to wait longer than the retry budget (and --wait-for-rate-limit
+    allows); ``until`` is the epoch second the limit ends."""
+
+    def __init__(self, message: str, *, until: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.until = until
+
+
 EXIT_CODES = {
     0: "done, or already up to date",
     2: "bad input: usage, unparsable YAML, invalid reference, unsafe path, a --file glob "
        "that matches no file (nothing written)",
     3: "the image is referenced nowhere in the targeted files",
     4: "policy refused something the caller demanded (--require-merge)",
-    5: "the forge failed after retries, or a conflict it would not force",
+    5: "the forge failed after retries, a rate limit longer than promoter may wait, a TLS "
+       "certificate that does not verify, or a conflict it would not force",
 }

@@ -5,7 +5,8 @@ Chosen, first match wins:
 1. ``--author "Name <email>"`` (or ``PROMOTE_AUTHOR``);
 2. ``author:`` in the config repo's ``.promoter.yaml`` (base branch);
 3. plain git only: the CI user — GitHub Actions ``GITHUB_ACTOR`` (its noreply address,
-   ``ID+login@users.noreply.github.com`` with ``GITHUB_ACTOR_ID``), GitLab CI
+   ``ID+login@users.noreply.github.com`` with ``GITHUB_ACTOR_ID``; not under Gitea /
+   Forgejo Actions, whose users have no such address), GitLab CI
    ``GITLAB_USER_NAME`` + ``GITLAB_USER_EMAIL``;
 4. plain git only: ``user.name`` / ``user.email`` of the git config;
 
@@ -60,7 +61,8 @@ def parse(text: str, what: str = "--author") -> Identity:
 
 def from_ci(environ: Mapping[str, str]) -> Identity | None:
     """The user the CI job runs for, when the environment names one properly."""
-    if environ.get("GITHUB_ACTIONS") == "true":
+    gitea = environ.get("GITEA_ACTIONS") == "true" or environ.get("FORGEJO_ACTIONS") == "true"
+    if environ.get("GITHUB_ACTIONS") == "true" and not gitea:  # (Gitea also sets it)
         login = environ.get("GITHUB_ACTOR", "")
         if _LOGIN.fullmatch(login):
             user_id = environ.get("GITHUB_ACTOR_ID", "")

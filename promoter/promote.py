@@ -276,8 +276,8 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     auto_merge_next = (verdict.allows_merge and settings.wait_for_checks
                        and request.merge_timeout <= 0)
     try:
-        pr, created, updated = ensure_request(forge, branch, snap.branch, spec, created_branch,
-                                              auto_merge_next, snap.commit)
+        pr, created, updated = ensure_request(forge, branch, snap, spec, created_branch,
+                                              auto_merge_next)
     except PromoteError as error:
         if created_branch:
             forge.delete_branch(branch)  # leave nothing half-made behind
@@ -512,21 +512,21 @@ def same_record(theirs: str, ours: str) -> bool:
     return record(theirs) == record(ours)
 
 
-def ensure_request(forge: Forge, branch: str, base: str, spec: RequestSpec,
-                   new_branch: bool, auto_merge_next: bool = False,
-                   base_commit: str | None = None) -> tuple[PullRequest, bool, bool]:
+def ensure_request(forge: Forge, branch: str, snap: Snapshot, spec: RequestSpec,
+                   new_branch: bool, auto_merge_next: bool = False
+                   ) -> tuple[PullRequest, bool, bool]:
     """One open request for ``branch``: (request, created, updated). A branch this run
-    created cannot have one yet, so no search is spent on it. A branch that was there
-    without an open request may be one whose request another run has just merged: a
-    new request for it is opened only while the base is still at ``base_commit``
-    (ConflictError otherwise: plan again)."""
+    created cannot have one yet, so no search is spent on it. An existing branch with no
+    open request may be one another run has just merged: when the base moved since the
+    snapshot, the promotion is planned again instead of proposing it a second time.
+    ``auto_merge_next``: auto-merge is enabled right after (labels may ride along)."""
+    base = snap.branch
     pr = None if new_branch else forge.find_request(branch, base, confirm_none=True)
-    if pr is None and not new_branch and base_commit is not None:
-        tip = forge.read_head(base)
-        if tip is None or tip.sha != base_commit:
-            raise ConflictError(f"{base} moved while promoting (another run merged?)",
-                                hint="run promote again")
     if pr is None:
+        if not new_branch:
+            tip = forge.read_head(base)
+            if tip is None or tip.sha != snap.commit:
+                raise _BaseMoved
         return forge.open_request(branch, base, spec,
                                   auto_merge_next=auto_merge_next), True, False
     if pr.number == 0:  # plain git: the branch is the request, nothing else to update

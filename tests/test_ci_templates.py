@@ -21,10 +21,12 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -805,8 +807,10 @@ def test_action_installs_promoter_for_real(tmp_path: Path, wheelhouse: Path) -> 
 
 
 @contextlib.contextmanager
-def archive_server(archive: bytes, project: str, ref: str) -> Iterator[tuple[str, list[str]]]:
-    """A local GitLab answering GET /projects/:id/repository/archive.tar.gz?sha=REF."""
+def archive_server(archive: bytes, project: str, ref: str,
+                   tls: tuple[Path, Path] | None = None) -> Iterator[tuple[str, list[str]]]:
+    """A local GitLab answering GET /projects/:id/repository/archive.tar.gz?sha=REF
+    (over HTTPS with ``tls``: certificate, key)."""
     seen_tokens: list[str] = []
     wanted = f"/api/v4/projects/{project.replace('/', '%2F')}/repository/archive.tar.gz?sha={ref}"
 
@@ -826,10 +830,15 @@ def archive_server(archive: bytes, project: str, ref: str) -> Iterator[tuple[str
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    scheme = "https" if tls is not None else "http"
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/api/v4", seen_tokens
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}/api/v4", seen_tokens
     finally:
         server.shutdown()
         server.server_close()
@@ -980,6 +989,7 @@ def test_the_action_and_the_template_use_the_cli_option_names() -> None:
     assert wanted - github_only - template == set(), "inputs the template lacks"
     # and nothing else, but the CI entry points' own inputs
     assert action - wanted == {"token", "github-app-key"}
+    assert {"ca-bundle", "wait-for-rate-limit"} <= action & template
     assert template - wanted == {"stage", "job-name", "job-image", "promoter-project",
                                  "promoter-ref", "promoter-api-url",
                                  "config-repo", "image-ref", "environment"}  # deprecated
@@ -1173,3 +1183,86 @@ def test_action_and_template_sign_input(tmp_path: Path) -> None:
                               {"PROMOTER_PYTHON": sys.executable})
     assert unsigned.code == 0, unsigned.log
     assert not signed(unsigned.dotenv["PROMOTE_COMMIT"])
+
+
+# --- issue #15: private CA, proxies, rate limits ------------------------------------
+
+
+def test_action_ca_bundle_and_wait_for_rate_limit_inputs(tmp_path: Path) -> None:
+    from tests.tls import private_ca
+
+    ca, cert, key = private_ca(tmp_path / "pki")
+    with FakeGitHub(tmp_path / "fake", prefix="/api/v3", tls=(cert, key)) as ghes:
+        ghes.add_token(TOKEN)
+        ghes.create_repo("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode()})
+        inputs = {"repo": "acme/config", "api-url": ghes.root_url, "token": TOKEN,
+                  "image": "ghcr.io/acme/api:1.4.2"}
+        untrusted = run_action(tmp_path, inputs, fast(tmp_path))
+        assert untrusted.code == 5, untrusted.logs
+        assert "did not verify" in untrusted.logs and "--ca-bundle" in untrusted.logs
+        run = run_action(tmp_path, inputs | {"ca-bundle": str(ca)}, fast(tmp_path))
+        assert run.code == 0, run.logs
+        assert run.outputs["pr-url"] == ghes.pull("acme/config", 1)["html_url"]
+        # a rate limit two hours long: more than wait-for-rate-limit waits, said at once
+        reset = str(int(time.time()) + 7200)
+        ghes.fail("GET", r"/branches/", 403, times=3,
+                  headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+        limited = run_action(tmp_path, inputs | {"ca-bundle": str(ca), "image":
+                                                 "ghcr.io/acme/api:1.4.3",
+                                                 "wait-for-rate-limit": "true"},
+                             fast(tmp_path))
+    assert limited.code == 5, limited.logs
+    assert "longer than --wait-for-rate-limit waits (60 min at most)" in limited.logs
+    assert limited.outputs["status"] == "error"
+    logs = untrusted.logs + run.logs + limited.logs
+    assert_no_secret("".join(line for line in logs.splitlines(keepends=True)
+                             if not line.startswith("::add-mask::")), TOKEN)
+
+
+def test_gitlab_job_ca_bundle_and_wait_for_rate_limit_inputs(tmp_path: Path) -> None:
+    from tests.tls import private_ca
+
+    ca, cert, key = private_ca(tmp_path / "pki")
+    with FakeGitLab(tmp_path / "fake", tls=(cert, key)) as gl:
+        gl.add_token(TOKEN)
+        gl.add_project("acme/config", {"envs/prod/deploy.yaml": DEPLOY.encode()})
+        inputs = {"repo": "acme/config", "api-url": gl.url, "image": "ghcr.io/acme/api:1.4.2"}
+        env = {"PROMOTE_TOKEN": TOKEN, "PROMOTER_PYTHON": sys.executable}
+        untrusted = run_gitlab_job(tmp_path, inputs, env)
+        assert untrusted.code == 5, untrusted.log
+        assert "did not verify" in untrusted.log
+        run = run_gitlab_job(tmp_path, inputs | {"ca-bundle": str(ca)}, env)
+        assert run.code == 0, run.log
+        assert run.dotenv["PROMOTE_MR_IID"] == "1"
+        gl.fail("GET", r"/projects/", 429, times=3, headers={"Retry-After": "7200"})
+        limited = run_gitlab_job(tmp_path, inputs | {"ca-bundle": str(ca),
+                                                     "wait-for-rate-limit": "true",
+                                                     "image": "ghcr.io/acme/api:1.4.3"}, env)
+    assert limited.code == 5, limited.log
+    assert "GitLab rate limited until" in limited.log
+    assert "longer than --wait-for-rate-limit waits (60 min at most)" in limited.log
+    assert limited.dotenv["PROMOTE_STATUS"] == "error"
+    assert_no_secret(untrusted.log + run.log + limited.log, TOKEN)
+
+
+def test_gitlab_job_installer_downloads_through_the_private_ca(tmp_path: Path) -> None:
+    from tests.tls import private_ca
+
+    ca, cert, key = private_ca(tmp_path / "pki")
+    with archive_server(b"not a tarball", "acme/promoter", "v0.1.0",
+                        tls=(cert, key)) as (api, tokens):
+        env = {"CI_API_V4_URL": api}
+        inputs = {"repo": "acme/config", "image": "ghcr.io/acme/api:1.4.2"}
+        untrusted = run_gitlab_job(tmp_path, inputs, env)
+        assert untrusted.code != 0
+        assert "cannot download promoter v0.1.0" in untrusted.log
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.log
+        assert tokens == []  # the TLS handshake failed: no request was made
+        trusted = run_gitlab_job(tmp_path, inputs | {"ca-bundle": str(ca)}, env)
+        assert trusted.code != 0  # the archive served here is not a tarball ...
+        assert "cannot download" not in trusted.log  # ... but it was downloaded
+        assert tokens == [JOB_TOKEN]
+        missing = run_gitlab_job(tmp_path, inputs | {"ca-bundle": str(tmp_path / "no.pem")},
+                                 env)
+    assert missing.code == 2
+    assert f"ca-bundle {tmp_path / 'no.pem'}: no such readable file" in missing.log

@@ -20,9 +20,11 @@ from promoter import context, promote
 from promoter.cli import run
 from promoter.forges.base import Forge
 from promoter.forges.git import GitForge
+from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import GitHubForge
 from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
+from tests.fakes.gitea import FakeGitea
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
 from tests.fakes.gitrepo import BareRepo
@@ -184,6 +186,32 @@ class GitLabHarness(Harness):
                                project=SLUG)
 
 
+class GiteaHarness(Harness):
+    kind = "gitea"
+
+    def __init__(self, fake: FakeGitea) -> None:
+        self.fake = fake
+        fake.add_token(TOKEN)
+        fake.add_user("sre-lead")
+        self.repo = fake.add_repo(SLUG, FILES)
+        fake.add_label(SLUG, "prod")
+        self.bare = self.repo.bare
+
+    def args(self) -> list[str]:
+        return ["--repo", SLUG, "--forge", "gitea", "--api-url", self.fake.url]
+
+    def forge(self) -> Forge:
+        return GiteaForge(SLUG, api_url=self.fake.url, token=TOKEN, sleep=lambda _: None)
+
+    def open_requests(self) -> list[Open]:
+        return [Open(p.number, p.head, p.title, p.body, self.fake.label_names(SLUG, p),
+                     list(p.reviewers))
+                for p in self.fake.pulls(SLUG) if p.state == "open"]
+
+    def set_checks(self, sha: str, state: str) -> None:
+        self.fake.set_status(SLUG, sha, state)
+
+
 def _harness(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
@@ -193,18 +221,21 @@ def _harness(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     elif kind == "github":
         with FakeGitHub(tmp_path) as fake:
             yield GitHubHarness(fake)
+    elif kind == "gitea":
+        with FakeGitea(tmp_path) as gt:
+            yield GiteaHarness(gt)
     else:
         with FakeGitLab(tmp_path) as fake:
             yield GitLabHarness(fake)
 
 
-@pytest.fixture(params=["git", "github", "gitlab"])
+@pytest.fixture(params=["git", "github", "gitlab", "gitea"])
 def h(request: pytest.FixtureRequest, tmp_path: Path,
       monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     yield from _harness(request.param, tmp_path, monkeypatch)
 
 
-@pytest.fixture(params=["github", "gitlab"])
+@pytest.fixture(params=["github", "gitlab", "gitea"])
 def api(request: pytest.FixtureRequest, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     """The forges that have checks (plain git has none)."""
@@ -312,6 +343,8 @@ def test_open_rerun_update_and_noop(h: Harness, capsys: pytest.CaptureFixture[st
         assert any("already sets" in c for c in h.fake.comments(SLUG, updated.number))
     if isinstance(h, GitLabHarness):
         assert any("already sets" in n for n in h.fake.notes(SLUG, updated.number))
+    if isinstance(h, GiteaHarness):
+        assert any("already sets" in c for c in h.fake.repo(SLUG).pulls[updated.number].comments)
     assert h.branch("promote/prod/api") is None
 
 
@@ -521,7 +554,7 @@ def test_dry_run_through_a_forge_writes_nothing(h: Harness,
     assert '+        image: "ghcr.io/acme/api:1.1.0"   # promoted by CI' in result["diff"]
     assert dict(h.bare.list_refs("refs/")) == before
     assert h.open_requests() == []
-    if isinstance(h, (GitHubHarness, GitLabHarness)):
+    if isinstance(h, (GitHubHarness, GitLabHarness, GiteaHarness)):
         # the run query is a POST to /graphql that reads; nothing else may be sent
         writes = h.fake.count("POST") - h.fake.count("POST", r"/graphql#PromoterRun$")
         assert writes + h.fake.count("PUT") + h.fake.count("PATCH") == 0

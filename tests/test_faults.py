@@ -91,10 +91,35 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("GET", r"/merge_requests$", READ),
         ("PUT", r"/merge_requests/\d+$", WRITE),
     ],
+    ("gitea", "merge"): [
+        ("GET", r"^/api/v1/repos/acme/config$", READ),
+        ("GET", r"/branches/main$", READ),
+        ("GET", r"/archive/[0-9a-f]{40}\.tar\.gz$", READ),
+        ("GET", r"/git/trees/[0-9a-f]{40}$", READ),  # the root tree: the policy file
+        ("GET", r"/acme/config/commits$", READ),
+        ("GET", r"/branches/promote/", READ),
+        ("POST", r"/contents$", WRITE),
+        ("GET", r"/labels$", READ),
+        ("POST", r"/pulls$", WRITE),
+        ("POST", r"/requested_reviewers$", WRITE),
+        ("GET", r"/commits/[0-9a-f]{40}/status$", READ),
+        ("POST", r"/pulls/\d+/merge$", WRITE),
+    ],
+    ("gitea", "update"): [
+        ("GET", r"/branches/promote/", READ),
+        ("GET", r"/git/commits/[0-9a-f]{40}$", READ),
+        ("GET", r"/git/trees/[0-9a-f]{40}$", READ),
+        ("POST", r"/contents$", WRITE),
+        ("PUT", r"/branches/promote/", WRITE),
+        ("DELETE", r"/branches/promote/.*-next-", WRITE),
+        ("GET", r"/pulls$", READ),
+        ("PATCH", r"/pulls/\d+$", WRITE),
+    ],
 }
 # endpoints of a clean run that the list of the other scenario covers
 SHARED = {("github", "update"): ENDPOINTS[("github", "merge")],
-          ("gitlab", "update"): ENDPOINTS[("gitlab", "merge")]}
+          ("gitlab", "update"): ENDPOINTS[("gitlab", "merge")],
+          ("gitea", "update"): ENDPOINTS[("gitea", "merge")]}
 
 # promote waits for checks itself (it polls statuses and check runs / pipelines, which
 # then find nothing pending), so those read endpoints are part of every flow faulted here
@@ -292,7 +317,9 @@ def test_exhausted_retries_leave_nothing_half_made(kind: str, method: str, path:
 SLOW = [("github", "POST", r"^/graphql#PromoterRun$"),
         ("github", "POST", r"^/graphql#PromoterCommit$"),
         ("github", "PUT", r"/merge$"),
-        ("gitlab", "GET", r"/repository/archive\.tar\.gz$"), ("gitlab", "PUT", r"/merge$")]
+        ("gitlab", "GET", r"/repository/archive\.tar\.gz$"), ("gitlab", "PUT", r"/merge$"),
+        ("gitea", "GET", r"/archive/"), ("gitea", "POST", r"/contents$"),
+        ("gitea", "POST", r"/merge$")]
 
 
 @pytest.mark.parametrize(("kind", "method", "path"), SLOW)
@@ -327,13 +354,14 @@ def cli(h: Harness, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[in
     return code, out, err
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
 def test_cli_survives_server_errors(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     with harness(kind, tmp_path) as h:
         monkeypatch.setenv("PROMOTE_TOKEN", h.token)
         base = h.bare.resolve("main") or ""
-        write = r"/graphql#PromoterCommit$" if kind == "github" else r"/repository/commits$"
+        write = {"github": r"/graphql#PromoterCommit$", "gitea": r"/contents$"}.get(
+            kind, r"/repository/commits$")
         h.fail("POST", write, 503, times=2, headers={"Retry-After": "0"})
         h.fail("*", r"/pulls$|/merge_requests$", 429, headers={"Retry-After": "0"})
         code, out, _ = cli(h, capsys, "--retry-timeout", "5")
@@ -341,13 +369,14 @@ def test_cli_survives_server_errors(kind: str, tmp_path: Path, monkeypatch: pyte
         check_merged(h, base, json.loads(out), "1.0.1")
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
 def test_cli_gives_up_with_exit_5(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     with harness(kind, tmp_path) as h:
         monkeypatch.setenv("PROMOTE_TOKEN", h.token)
         base = h.bare.resolve("main") or ""
-        write = r"/graphql#PromoterCommit$" if kind == "github" else r"/repository/commits$"
+        write = {"github": r"/graphql#PromoterCommit$", "gitea": r"/contents$"}.get(
+            kind, r"/repository/commits$")
         h.fail("POST", write, 502, times=1000, headers={"Retry-After": "0"})
         started = time.monotonic()
         code, out, err = cli(h, capsys, "--retry-timeout", "0.5")

@@ -59,6 +59,7 @@ from promoter.forges.gitlab import GitLabForge
 
 GH_TOKEN = "ghp_SECRETsecretSECRET0123456789abcdefGH"
 GL_TOKEN = "glpat-SECRETsecret-0123456789abcd"
+GT_TOKEN = "gitea-SECRETsecret-0123456789abcdef"
 JOB_TOKEN = "glcbt-64_SECRETjobTOKEN0123456789"
 READ_TOKEN = "ghp_READonlyREADonly0123456789abcdefRE"
 GL_READ_TOKEN = "glpat-READonlyREAD-0123456789ab"
@@ -407,14 +408,14 @@ def test_git_url_credentials_never_follow_a_redirect(runner: Runner, tmp_path: P
     assert runner.scan.leaks({GH_TOKEN}) == []
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
 def test_api_redirect_to_another_server_receives_no_token(kind: str, runner: Runner,
                                                           tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     """--api-url answers every request with a 302 to a second loopback server (another
     origin): nothing reaches that server, and the run leaks nothing."""
-    token = GH_TOKEN if kind == "github" else GL_TOKEN
+    token = {"github": GH_TOKEN, "gitea": GT_TOKEN}.get(kind, GL_TOKEN)
     monkeypatch.setenv("PROMOTE_TOKEN", token)
     with Recorder() as other, GitServer(tmp_path) as api:
         api.redirect_to = other.root_url

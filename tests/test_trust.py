@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.gitea import FakeGitea
 from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import ZERO, BareRepo
-from hostile.forges import GL_TOKEN, SLUG, Harness, deploy, effects, files, harness
+from hostile.forges import GL_TOKEN, GT_TOKEN, SLUG, Harness, deploy, effects, files, harness
 from hostile.forges import TOKEN as GH_TOKEN
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -35,11 +36,12 @@ from promoter import promote, proof
 from promoter.cli import run
 from promoter.errors import PromoteError
 from promoter.forges.git import GitForge
+from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import GitHubForge
 from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
 
-KINDS = ["git", "github", "gitlab"]
+KINDS = ["git", "github", "gitlab", "gitea"]
 DEV = "envs/dev/deploy.yaml"
 PROD = "envs/prod/deploy.yaml"
 EVIL = deploy("6.6.6-evil")
@@ -320,6 +322,29 @@ def test_a_push_after_the_write_is_never_merged(tmp_path: Path) -> None:
             assert main_file(h, DEV) == deploy("1.0.0"), kind
 
 
+def test_a_proposal_another_run_just_merged_is_not_proposed_again(tmp_path: Path) -> None:
+    """Rule 6 under a race: this run snapshots, then the same promotion runs to the end
+    elsewhere (merged); this run finds the branch proved but no open request. It must
+    plan again (nothing left to do), not open a second request and merge it again.
+    (GitLab and Gitea delete a merged source branch, so there the run meets no branch,
+    writes a new one and merges an empty change: open, see the closing note of #10.)"""
+    for kind in ("git", "github"):
+        with harness(kind, tmp_path / kind, DIRECT) as h:
+            base = h.bare.resolve("main") or ""
+            req = promote.Request(images=(parse("ghcr.io/acme/api:1.1.0"),), env="dev")
+
+            def other(h: Harness = h, req: promote.Request = req) -> None:
+                promote.run(h.forge(), req, {}, [], effects())
+
+            forge = Before(h.forge(), {"read_head": other})
+            result = promote.run(forge, req, {}, [], effects())
+            # plain git deletes a merged branch: there the run merges nothing new
+            assert result["status"] in ("up-to-date", "merged"), (kind, result["message"])
+            new = [c for c in h.bare.log("main", 20, first_parent=True) if c["sha"] != base]
+            assert len(new) == 1, (kind, [c["message"].splitlines()[0] for c in new])
+            assert main_file(h, DEV) == deploy("1.1.0"), kind
+
+
 # --- property: whatever is pushed between promoter's steps, main gets base + plan or nothing
 
 
@@ -359,6 +384,8 @@ def test_foreign_pushes_between_steps_never_reach_main(
         servers["gh"] = FakeGitHub(root).start()
     elif kind == "gitlab":
         servers["gl"] = FakeGitLab(root).start()
+    elif kind == "gitea":
+        servers["gt"] = FakeGitea(root).start()
     counter = itertools.count()
 
     @settings(max_examples=12, deadline=None, derandomize=True,
@@ -415,6 +442,11 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
         gh.add_token(GH_TOKEN)
         return gh.create_repo(slug, content).bare, GitHubForge(
             slug, api_url=gh.url, token=GH_TOKEN, sleep=lambda _: None)
+    if kind == "gitea":
+        gt: FakeGitea = servers["gt"]
+        gt.add_token(GT_TOKEN)
+        return gt.add_repo(slug, content).bare, GiteaForge(
+            slug, api_url=gt.url, token=GT_TOKEN, sleep=lambda _: None)
     gl: FakeGitLab = servers["gl"]
     gl.add_token(GL_TOKEN)
     return gl.add_project(slug, content).repo, GitLabForge(
@@ -424,7 +456,7 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
 # --- checks that register a moment after the push -----------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
 def test_required_checks_not_yet_registered_are_waited_for(
         kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -437,6 +469,10 @@ def test_required_checks_not_yet_registered_are_waited_for(
             repo = h.fake.repos[SLUG]  # type: ignore[attr-defined]
             repo.required_checks = ("ci",)
             repo.ci_after_push = (0.3, 0.5, "success")
+        elif kind == "gitea":
+            gitea = h.fake.repo(SLUG)  # type: ignore[attr-defined]
+            gitea.required_checks = ("ci",)
+            gitea.ci_after_push = (0.3, 0.5, "success")
         else:
             project = h.fake.project(SLUG)  # type: ignore[attr-defined]
             project.ci = True

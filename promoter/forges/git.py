@@ -95,12 +95,13 @@ class GitForge:
         *,
         sleep: Callable[[float], None] = time.sleep,
         retry_timeout: float = retry.DEFAULT_TIMEOUT,
+        ca_bundle: str | None = None,
     ) -> None:
         if isinstance(author, Identity):
             author = (author.name, author.email)
         # the default author (the CI user); None: the git config's user.name / user.email
         self._clone = Clone(remote, workdir=workdir, author=author, runner=runner,
-                            sleep=sleep, retry_timeout=retry_timeout)
+                            sleep=sleep, retry_timeout=retry_timeout, ca_bundle=ca_bundle)
         self.remote = self._clone.remote  # the URL without credentials, or the path
         self._heads: dict[str, str] = {}  # branch tips read_head saw -> their branch
 

@@ -16,7 +16,10 @@ credential as an ``Authorization`` header through ``GIT_CONFIG_COUNT`` /
 ``http.extraHeader`` in git's environment; credential helpers are switched off, so
 that no helper stores it, and so are redirects (``http.followRedirects=false``), so
 that the header never reaches another host. Without a credential in the URL, git
-follows a redirect of its first request only (``initial``), never a later one. (git
+follows a redirect of its first request only (``initial``), never a later one. A CA bundle
+(``--ca-bundle``) reaches git the same way, as ``http.sslCAInfo``, and wins over a
+``GIT_SSL_CAINFO`` of the environment; a certificate that does not verify is not
+retried and says "pass --ca-bundle". (git
 drops ``-c`` settings when it starts the other side of a local transport, so a local
 remote's own hooks still run.)
 
@@ -47,6 +50,7 @@ from urllib.parse import unquote
 
 from promoter import retry
 from promoter.errors import AuthError, ConflictError, ForgeError, PromoteError, UsageError
+from promoter.forges.http import CA_HINT
 from promoter.redact import redact
 
 T = TypeVar("T")
@@ -109,6 +113,13 @@ _TRANSIENT = re.compile(
     r"Empty reply from server|index-pack failed",
     re.IGNORECASE,
 )
+# libcurl's words for a server certificate that did not verify (OpenSSL and GnuTLS)
+_TLS = re.compile(
+    r"SSL certificate problem|server certificate verification failed|"
+    r"certificate verify failed|unable to get local issuer certificate|"
+    r"self[- ]signed certificate|SSL peer certificate|certificate is not trusted",
+    re.IGNORECASE,
+)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SCP = re.compile(r"^[^/]*:")  # git's rule: a colon before the first slash means ssh
 _SCHEME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-")
@@ -152,16 +163,26 @@ def split_credential(url: str) -> tuple[str, tuple[str, str] | None]:
     return match.group(1) + match.group(3), (unquote(user), unquote(password))
 
 
-def credential_env(credential: tuple[str, str] | None) -> dict[str, str]:
+def credential_env(credential: tuple[str, str] | None,
+                   ca_bundle: str | None = None) -> dict[str, str]:
     """Environment that makes git send ``credential`` as Basic auth with every request
-    (``http.extraHeader`` through ``GIT_CONFIG_COUNT``; git 2.31+), so it is never on
-    a command line."""
-    if credential is None:
+    (``http.extraHeader``) and verify TLS with ``ca_bundle`` (``http.sslCAInfo``), both
+    through ``GIT_CONFIG_COUNT`` (git 2.31+), so neither is on a command line."""
+    settings: list[tuple[str, str]] = []
+    if credential is not None:
+        user, password = credential
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        settings.append(("http.extraHeader", f"Authorization: Basic {basic}"))
+    if ca_bundle is not None:  # a file, or a directory of hashed certificates
+        key = "http.sslCAPath" if Path(ca_bundle).is_dir() else "http.sslCAInfo"
+        settings.append((key, ca_bundle))
+    if not settings:
         return {}
-    user, password = credential
-    basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
-            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
+    env = {"GIT_CONFIG_COUNT": str(len(settings))}
+    for n, (key, value) in enumerate(settings):
+        env[f"GIT_CONFIG_KEY_{n}"] = key
+        env[f"GIT_CONFIG_VALUE_{n}"] = value
+    return env
 
 
 def is_url(remote: str) -> bool:
@@ -265,7 +286,7 @@ def classify(exc: BaseException) -> retry.Transient | None:
     """Retry a failed git network command when its message says the network flaked."""
     if not isinstance(exc, GitFailed):
         return None
-    if _AUTH.search(exc.stderr) or _MISSING.search(exc.stderr):
+    if _AUTH.search(exc.stderr) or _MISSING.search(exc.stderr) or _TLS.search(exc.stderr):
         return None
     return retry.Transient() if _TRANSIENT.search(exc.stderr) else None
 
@@ -276,7 +297,8 @@ class Clone:
 
     def __init__(self, remote: str, *, workdir: Path | None,
                  author: tuple[str, str] | None, runner: Runner,
-                 sleep: Callable[[float], None], retry_timeout: float) -> None:
+                 sleep: Callable[[float], None], retry_timeout: float,
+                 ca_bundle: str | None = None) -> None:
         if not remote or remote.startswith("-"):
             raise UsageError(f"{remote!r} is not a git remote",
                              hint="pass a URL git can clone or the path of a repository")
@@ -303,7 +325,10 @@ class Clone:
         self._env.update({
             "GIT_TERMINAL_PROMPT": "0", "GIT_LFS_SKIP_SMUDGE": "1", "LC_ALL": "C",
         })
-        self._env.update(credential_env(credential))
+        if ca_bundle is not None:  # git lets these override http.sslCAInfo / sslCAPath
+            self._env.pop("GIT_SSL_CAINFO", None)
+            self._env.pop("GIT_SSL_CAPATH", None)
+        self._env.update(credential_env(credential, ca_bundle))
         self._dir: Path | None = None
         self._cleanup: weakref.finalize[Any, Any] | None = None
 
@@ -402,6 +427,9 @@ class Clone:
 
     def _translate(self, exc: GitFailed) -> PromoteError:
         detail = exc.stderr.strip()
+        if _TLS.search(detail):
+            return ForgeError(f"the TLS certificate of {self.remote} did not verify "
+                              f"(git {exc.verb}: {detail})", hint=CA_HINT)
         if _AUTH.search(detail):
             return AuthError(
                 f"{self.remote} refused git {exc.verb}: {detail}",

@@ -86,6 +86,8 @@ from promoter.forges.http import (
     cross_host_301,
     origin,
     read_capped,
+    session,
+    tls_failure,
 )
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge, gunzip
@@ -138,6 +140,8 @@ def classify(exc: BaseException) -> retry.Transient | None:
         if exc.status is None:
             return retry.Transient()
         return retry.status_transient(exc.status, exc.headers)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return None  # a certificate that does not verify will not verify next time
     if isinstance(exc, (requests.ConnectionError, requests.Timeout,
                         requests.exceptions.ChunkedEncodingError)):
         return retry.Transient()
@@ -265,6 +269,8 @@ class GitHubForge:
         retry_timeout: float = retry.DEFAULT_TIMEOUT,
         sleep: Callable[[float], None] = time.sleep,
         timeout: int = 15,
+        ca_bundle: str | None = None,
+        patience: retry.Patience | None = None,
     ) -> None:
         parts = repo.split("/")
         if len(parts) != 2 or not all(parts) or any(" " in p for p in parts):
@@ -289,6 +295,8 @@ class GitHubForge:
         self.retry_timeout = retry_timeout
         self.sleep = sleep
         self.timeout = int(timeout)
+        self.ca_bundle = ca_bundle  # CA certificates (PEM) to verify TLS with: --ca-bundle
+        self.patience = patience or retry.Patience(service="GitHub")
         self._gh: Github | None = None
         self._repo: Repository | None = None
         self._executable: dict[str, frozenset[str]] = {}
@@ -300,7 +308,7 @@ class GitHubForge:
         self._signed: set[str] = set()  # commits GitHub signed (made or seen Verified)
         # labels (name -> node id) to add with the auto-merge mutation of that request
         self._labels_due: dict[int, dict[str, str]] = {}
-        self._session = requests.Session()
+        self._session = session(ca_bundle)
         # The archive URL is pre-signed: send no credentials, not even from ~/.netrc
         # (requests only reads .netrc when the session has no auth of its own).
         self._session.auth = _no_auth
@@ -323,9 +331,10 @@ class GitHubForge:
     def _client_kwargs(self) -> dict[str, Any]:
         # StatusGuard retries nothing (promoter.retry does) and turns answers PyGithub
         # would misread (a redirect, a 202) into OddAnswer (promoter.forges.http)
+        # verify: --ca-bundle, else requests' default (REQUESTS_CA_BUNDLE or certifi)
         return {"base_url": self.api_url, "timeout": self.timeout, "retry": StatusGuard(),
                 "seconds_between_requests": None, "seconds_between_writes": None,
-                "lazy": True, "per_page": PER_PAGE}
+                "lazy": True, "per_page": PER_PAGE, "verify": self.ca_bundle or True}
 
     def _client(self) -> tuple[Github, Repository]:
         if self._gh is None or self._repo is None:
@@ -366,7 +375,8 @@ class GitHubForge:
         """``fn`` under the shared retry policy; every failure becomes a PromoteError.
         ``recover`` sees a final, non-transient GitHub error first and may answer it."""
         try:
-            return retry.call(fn, classify, timeout=self.retry_timeout, sleep=self.sleep)
+            return retry.call(fn, classify, timeout=self.retry_timeout, sleep=self.sleep,
+                              patience=self.patience)
         except PromoteError:
             raise
         except GithubException as exc:
@@ -390,6 +400,9 @@ class GitHubForge:
             raise ForgeError(redact(f"could not {op}: the download failed ({what}), even "
                                     "after retrying"), hint="run again later") from None
         except requests.RequestException as exc:
+            tls = tls_failure(exc, "GitHub", self.api_url)
+            if tls is not None:
+                raise tls from None
             raise ForgeError(
                 redact(f"could not reach GitHub at {self.api_url} to {op} "
                        f"({type(exc).__name__}), even after retrying for up to "

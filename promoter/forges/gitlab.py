@@ -52,14 +52,11 @@ and when no pipeline ever appears (a project without CI) merges directly.
 from __future__ import annotations
 
 import base64
-import io
-import re
 import tarfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 import gitlab
@@ -76,6 +73,7 @@ from promoter.errors import (
     PromoteError,
     UsageError,
 )
+from promoter.forges.archive import unpack_archive
 from promoter.forges.base import (
     ChecksState,
     Head,
@@ -87,9 +85,15 @@ from promoter.forges.base import (
     check_policy_entry,
     git_blob_sha,
 )
-from promoter.forges.http import CrossOriginRedirect, collect, refuse_cross_origin
+from promoter.forges.http import (
+    CrossOriginRedirect,
+    collect,
+    refuse_cross_origin,
+    session,
+    tls_failure,
+)
 from promoter.identity import Identity
-from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge, gunzip
+from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
 from promoter.proof import blob_sha, holds
 from promoter.redact import redact, register
@@ -218,37 +222,6 @@ def _cap(text: str, limit: int, what: str) -> str:
     return text[: limit - len(note)] + note
 
 
-def unpack_archive(data: bytes) -> tuple[dict[str, bytes], str | None, dict[str, str]]:
-    """``{path: content}`` of the regular files of a GitLab ``archive.tar.gz``, the
-    commit it was made from (``git archive`` records it in the pax global header), and
-    the symlinks (path -> target as stored).
-
-    The archive's single top directory (``<project>-<sha>/``) is dropped. Symlinks are
-    never followed, whether they point inside the tree (the target is in the result
-    under its own path; editing through the link would replace it with a file) or out
-    of it; paths that would leave the tree are skipped."""
-    files: dict[str, bytes] = {}
-    links: dict[str, str] = {}
-    # decompressed here, at most MAX_UNPACKED_BYTES (ArchiveTooLarge past it)
-    with tarfile.open(fileobj=io.BytesIO(gunzip(data)), mode="r:") as tar:
-        for member in tar:
-            if not (member.isreg() or member.issym()):
-                continue
-            _top, _, path = member.name.partition("/")
-            parts = PurePosixPath(path).parts
-            if not path or path.startswith("/") or ".." in parts:
-                continue
-            if member.issym():
-                links[path] = member.linkname
-                continue
-            handle = tar.extractfile(member)
-            if handle is not None:
-                files[path] = handle.read()
-        comment = tar.pax_headers.get("comment", "")
-    commit = comment if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", comment) else None
-    return files, commit, links
-
-
 def _pull(mr: Mapping[str, Any]) -> PullRequest:
     state = {"opened": "open", "locked": "open", "merged": "merged"}.get(
         str(mr.get("state")), "closed")
@@ -320,6 +293,8 @@ class GitLabForge:
         retry_timeout: float = retry.DEFAULT_TIMEOUT,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 15,
+        ca_bundle: str | None = None,
+        patience: retry.Patience | None = None,
     ) -> None:
         register(token)
         register(job_token)
@@ -339,11 +314,12 @@ class GitLabForge:
         self._author: Identity | None = None  # use_identity(); None: the token's user
         self.retry_timeout = retry_timeout
         self.sleep = sleep
+        self.patience = patience or retry.Patience(service="GitLab")
         self._job_token = bool(job_token) and not token
-        session = requests.Session()
-        session.hooks["response"].append(_raise_transient)
+        http = session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY, NO_PROXY
+        http.hooks["response"].append(_raise_transient)
         # requests keeps PRIVATE-TOKEN / JOB-TOKEN on a redirect to another host: refuse
-        refuse_cross_origin(session)
+        refuse_cross_origin(http)
         self._gl = gitlab.Gitlab(
             url=url,
             private_token=token or None,
@@ -351,7 +327,8 @@ class GitLabForge:
             timeout=timeout,
             retry_transient_errors=False,
             user_agent=f"promoter/{__version__}",
-            session=session,
+            session=http,
+            ssl_verify=ca_bundle or True,
         )
         self._key: str | int = int(repo) if repo.isdigit() else repo
         self._project = self._gl.projects.get(self._key, lazy=True)
@@ -366,7 +343,8 @@ class GitLabForge:
     def _run(self, what: str, fn: Callable[[], T]) -> T:
         """``fn`` under the shared retry policy; GitLab failures become our errors."""
         try:
-            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep)
+            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep,
+                              patience=self.patience)
         except (glexc.GitlabError, requests.RequestException, _Transient) as exc:
             raise self._translate(exc, what) from exc
 
@@ -404,6 +382,9 @@ class GitLabForge:
         if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                             requests.exceptions.InvalidSchema)):
             return UsageError(redact(f"--api-url {self.api_url} is not usable: {exc}"))
+        tls = tls_failure(exc, "GitLab", self.api_url)
+        if tls is not None:
+            return tls
         if isinstance(exc, requests.RequestException):
             return ForgeError(
                 redact(f"could not reach GitLab to {what} in {where}: "

@@ -14,12 +14,27 @@ answers become messages, and downloads have a size limit.
   another host is its RuntimeError, translated by ``cross_host_301``.
 - ``read_capped(response, limit)`` / ``collect(chunks, limit)``: a streamed body,
   refused past ``limit`` bytes (``promoter.limits.MAX_ARCHIVE_BYTES`` for archives).
+- ``cleartext_proxy(url, environ)``: the proxy a plain ``http://`` request to ``url``
+  would go through (``HTTP_PROXY`` / ``ALL_PROXY``, unless ``NO_PROXY`` names the
+  host). Such a proxy reads every header, the token's too: the CLI refuses it. Over
+  ``https://`` a proxy only sees ``CONNECT host:port``; the request travels inside the
+  tunnel's TLS.
+- ``session(ca_bundle)``: a ``requests`` session that verifies TLS against
+  ``ca_bundle`` (``--ca-bundle``) whatever ``REQUESTS_CA_BUNDLE`` says (plain
+  ``requests`` lets that variable override a session's own ``verify``); proxies come
+  from ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` as usual. ``check_ca_bundle``
+  reads the file first (exit 2 naming it), ``tls_failure`` words a certificate that
+  did not verify (exit 5, "pass --ca-bundle").
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
-from collections.abc import Iterable
+import ssl
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -27,7 +42,12 @@ import requests
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+from promoter.errors import ForgeError, UsageError
 from promoter.limits import ArchiveTooLarge
+
+CA_HINT = ("pass --ca-bundle PATH (or set PROMOTE_CA_BUNDLE) with the CA certificate(s) "
+           "that signed the server's certificate, in PEM: your organisation's private CA, "
+           "or the TLS-inspecting proxy's")
 
 
 class CrossOriginRedirect(requests.RequestException):
@@ -148,3 +168,129 @@ def collect(chunks: Iterable[bytes], limit: int, what: str) -> bytes:
         if len(out) > limit:
             raise ArchiveTooLarge(f"{what} has", limit)
     return bytes(out)
+
+
+class _Session(requests.Session):
+    """A session whose ``verify`` (a CA bundle) holds for every request: plain
+    ``requests`` replaces a session's ``verify`` with ``REQUESTS_CA_BUNDLE`` /
+    ``CURL_CA_BUNDLE`` when a request leaves it unset."""
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str) and verify in (None, True):
+            settings["verify"] = self.verify
+        return settings
+
+
+def session(ca_bundle: str | None = None) -> requests.Session:
+    """A ``requests`` session verifying TLS against ``ca_bundle`` (None: the default
+    store, or ``REQUESTS_CA_BUNDLE``)."""
+    made = _Session()
+    if ca_bundle:
+        made.verify = ca_bundle
+    return made
+
+
+def check_ca_bundle(path: str, source: str) -> str:
+    """``path`` when it is a readable file holding at least one PEM certificate (or a
+    readable directory of hashed certificates, as ``c_rehash`` makes);
+    UsageError (exit 2) naming ``source`` (``--ca-bundle``, ``SSL_CERT_FILE``, ...) and
+    the file otherwise."""
+    file = Path(path)
+    where = f"{source} {path}"
+    if not file.exists():
+        raise UsageError(f"{where}: no such file", hint="give the path of a PEM file with "
+                         "the CA certificate(s) to trust")
+    if file.is_dir():  # a hashed directory (c_rehash), as requests and git accept
+        if not os.access(file, os.R_OK | os.X_OK):
+            raise UsageError(f"{where}: cannot read the directory",
+                             hint="check its permissions")
+        return str(file)
+    if not file.is_file():
+        raise UsageError(f"{where}: not a file", hint="give the path of a PEM file with "
+                         "the CA certificate(s) to trust")
+    try:
+        file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read it ({exc.strerror})",
+                         hint="check the file's permissions") from None
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(file))
+    except ssl.SSLError as exc:
+        raise UsageError(f"{where}: holds no readable PEM certificate ({exc.reason})",
+                         hint="the file must hold CA certificates in PEM "
+                              "(-----BEGIN CERTIFICATE-----)") from None
+    return str(file)
+
+
+CA_SOURCES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+"""The variables a CA bundle is read from when ``--ca-bundle`` is not given, in order."""
+
+
+def ca_bundle(given: str | None, environ: Mapping[str, str]) -> str | None:
+    """The CA bundle every forge verifies TLS with: ``--ca-bundle`` /
+    ``PROMOTE_CA_BUNDLE``, else the first of ``CA_SOURCES`` set; checked (exit 2)."""
+    if given:
+        return check_ca_bundle(given, "--ca-bundle")
+    for name in CA_SOURCES:
+        if environ.get(name):
+            return check_ca_bundle(environ[name], name)
+    return None
+
+
+_VERIFY_REASON = re.compile(r"certificate verify failed: ([^(\]'\"]+)", re.IGNORECASE)
+
+
+def tls_failure(exc: BaseException, service: str, url: str) -> ForgeError | None:
+    """The error for a TLS handshake that failed (the server's certificate did not
+    verify, or TLS broke), None for any other failure."""
+    if not isinstance(exc, requests.exceptions.SSLError):
+        return None
+    found = _VERIFY_REASON.search(str(exc))
+    if found:
+        return ForgeError(f"the TLS certificate of {service} at {origin(url)} did not "
+                          f"verify ({found.group(1).strip()})", hint=CA_HINT)
+    return ForgeError(f"the TLS handshake with {service} at {origin(url)} failed",
+                      hint="check --api-url (https to an https server) and any proxy; "
+                           + CA_HINT)
+
+
+def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` (comma-separated hosts, ``.domain`` suffixes, ``host:port``,
+    IP networks, ``*``) names ``host``."""
+    for raw in no_proxy.replace(" ", ",").split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and (not entry_port.isdigit() or int(entry_port) != port):
+            continue
+        name = name.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(name, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def cleartext_proxy(url: str, environ: Mapping[str, str]) -> str | None:
+    """The proxy (its origin) a plain-http request to ``url`` would be sent to in
+    clear, per ``http_proxy`` / ``HTTP_PROXY`` / ``all_proxy`` / ``ALL_PROXY`` and
+    ``no_proxy`` / ``NO_PROXY``; None for https or when no proxy applies."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return None
+    proxy = next((environ[name] for name in ("http_proxy", "HTTP_PROXY", "all_proxy",
+                                             "ALL_PROXY") if environ.get(name)), None)
+    if proxy is None:
+        return None
+    no_proxy = environ.get("no_proxy") or environ.get("NO_PROXY") or ""
+    if _bypassed((parts.hostname or "").lower(), parts.port or 80, no_proxy):
+        return None
+    return origin(proxy if "://" in proxy else "http://" + proxy)

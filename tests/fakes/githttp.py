@@ -1,7 +1,7 @@
 """Loopback HTTP servers for the hardening tests: ``git http-backend`` behind Basic auth,
 and a server that only redirects (to record what a client sends where).
 
-    with GitServer(root, user="bot", token="s3cret") as git_server:
+    with GitServer(root, user="bot", token="s3cret") as git_server:   # tls=(cert, key): https
         url = git_server.url("config.git")            # http://bot:s3cret@127.0.0.1:PORT/...
         git_server.delay = 5.0                         # a slow server (per request)
         git_server.hold = threading.Event()            # ... until the test sets it
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import os
+import ssl
 import subprocess
 import threading
 import time
@@ -32,10 +33,11 @@ Seen = tuple[str, str, dict[str, str]]
 
 
 class _Server:
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
         self.port = 0
+        self.tls = tls  # (certificate, key): serve HTTPS
 
     def handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         raise NotImplementedError
@@ -57,6 +59,10 @@ class _Server:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
                                        daemon=True)
@@ -74,8 +80,12 @@ class _Server:
         self.stop()
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    @property
     def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def headers_seen(self) -> str:
         """Everything received, as one text to search for a secret."""
@@ -93,8 +103,9 @@ class Recorder(_Server):
 class GitServer(_Server):
     """``git http-backend`` for the repositories under ``root``, with Basic auth."""
 
-    def __init__(self, root: Path, user: str = "bot", token: str = "tok") -> None:  # noqa: S107
-        super().__init__()
+    def __init__(self, root: Path, user: str = "bot", token: str = "tok",  # noqa: S107
+                 tls: tuple[Path, Path] | None = None) -> None:
+        super().__init__(tls)
         self.root = root
         self.user = user
         self.token = token
@@ -104,7 +115,7 @@ class GitServer(_Server):
         self.arrived = threading.Event()  # a request is waiting on ``hold``
 
     def url(self, repo: str) -> str:
-        return f"http://{self.user}:{self.token}@127.0.0.1:{self.port}/{repo}"
+        return f"{self.scheme}://{self.user}:{self.token}@127.0.0.1:{self.port}/{repo}"
 
     def handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         if self.delay:

@@ -38,6 +38,7 @@ import datetime as dt
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -259,7 +260,9 @@ class Seen:
 
 
 class FakeGitLab:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls`` (certificate, key): serve HTTPS, as a self-managed GitLab with a
+        certificate from a private CA does."""
         self.root = Path(root)
         self.lock = threading.RLock()
         self.projects: dict[int, Project] = {}
@@ -272,9 +275,14 @@ class FakeGitLab:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.fake = self  # type: ignore[attr-defined]
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread: threading.Thread | None = None
         self._timers: list[threading.Timer] = []  # pipelines started by pipeline_delay
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     # lifecycle
 

@@ -1,0 +1,918 @@
+"""The Gitea / Forgejo forge: a small client on ``requests`` against the REST API v1.
+
+Client: a small one here, on ``requests``. Of the Python clients for Gitea/Forgejo,
+``giteapy`` (generated from Gitea's Swagger) was last released in January 2020, before
+the multi-file contents API and merge-when-checks-succeed existed; ``py-gitea`` wraps
+organisations, teams, repositories and users by its own account ("not the full Swagger
+API"), not the contents, pull-merge and status endpoints promoter needs; ``pyforgejo``
+is generated for Forgejo only. The few endpoints are called here directly, so that
+``promoter.retry`` owns every retry and ``promoter.forges.http`` guards the token.
+
+One promotion is one commit, made by one ``POST /repos/{owner}/{repo}/contents``
+(ChangeFilesOptions) with ``branch`` (the base), ``new_branch`` (the promotion branch)
+and an ``update`` (with the replaced blob's ``sha``: Gitea refuses, 422, when the file
+moved) or ``create`` per file: Gitea creates the branch and the commit together. Gitea
+takes no start commit, so the commit's parent is checked to be the snapshot's commit;
+when the base moved in between, the run is planned again (ConflictError).
+
+Requests of a first promotion (base given, no reviewers, no checks)::
+
+    snapshot       GET branches/{base}, GET archive/{commit}.tar.gz, GET git/trees/{commit}
+                   (is .promoter.yaml there, as which blob?) (+ GET repo when the base is
+                   the default branch; + GET git/blobs/{sha} when the archive's copy differs)
+    read_head      GET branches/{branch}                         (404: none yet)
+                   (+ GET git/commits/{sha} for its parents when it exists)
+    write_commit   POST contents
+    find_request   (none for a new branch)
+    open_request   POST pulls (+ GET labels when labels are asked; + POST
+                   pulls/{n}/requested_reviewers when reviewers are)
+    checks         GET commits/{sha}/status                      (combined: Gitea Actions
+                   report commit statuses too)
+    merge          POST pulls/{n}/merge with ``head_commit_id`` (Gitea answers 200 with no
+                   body: the merge commit is not reported)
+
+Replacing promoter's own branch tip (``replace=head``): Gitea has no force option on the
+contents API, and deleting the branch closes its pull request (Gitea's DeleteBranch runs
+CloseBranchPulls from its push queue, after the delete returns: it could even close a
+request opened from a re-created branch). So the new commit is made on a scratch branch
+``<branch>-next-<base8>`` from the base, the promotion branch is moved to it with
+``PUT branches/{branch}`` ``{new_commit_id, old_commit_id, force}`` -- a compare-and-swap
+on the commit being replaced -- and the scratch branch is deleted: 4 requests, no window.
+A server without that endpoint (an older Gitea; a Forgejo without it) answers 404/405:
+promoter then stops (exit 5) rather than delete the branch under its open request.
+
+``changed_files`` lists the commit's tree and its parent's (``git/trees?recursive``)
+and compares them: every path with its mode and blob id, so deletions, renames, mode
+and type changes are seen exactly (Gitea's commit ``files`` carries no blob ids).
+
+Merging pins the head: ``head_commit_id`` (409 "head out of date" when it moved).
+Auto-merge is Gitea's ``merge_when_checks_succeed``: when the request is mergeable now,
+Gitea merges it at once with the same ``head_commit_id``; otherwise it schedules the
+merge (201) -- and a scheduled merge takes no head commit, so promoter reads the pull
+request right after scheduling and cancels (``DELETE pulls/{n}/merge``) and re-plans
+when its head is not the proved commit. A push to the promotion branch after that and
+before the checks finish would be merged by Gitea: protect ``promote/*`` so that only
+the bot pushes there (docs/ci.md).
+
+Retries belong to ``promoter.retry``; a write is retried only after checking whether the
+failed attempt took effect (a commit that is ours on the branch, an open pull request of
+the branch, a merged pull request, a comment already posted, the branch already moved).
+Tokens: ``Authorization: token ...``, to the ``--api-url`` origin only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import tarfile
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import requests
+
+from promoter import __version__, retry
+from promoter.errors import (
+    AuthError,
+    ConfigError,
+    ConflictError,
+    ForgeError,
+    PromoteError,
+    UsageError,
+)
+from promoter.forges.archive import unpack_archive
+from promoter.forges.base import (
+    REGULAR_MODES,
+    ChecksState,
+    Head,
+    LoggedCommit,
+    MergeOutcome,
+    PullRequest,
+    RequestSpec,
+    Snapshot,
+    check_policy_entry,
+    git_blob_sha,
+)
+from promoter.forges.http import CrossOriginRedirect, read_capped, refuse_cross_origin
+from promoter.forges.http import session as http_session
+from promoter.identity import Identity
+from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
+from promoter.paths import CONFIG_FILE
+from promoter.proof import holds
+from promoter.redact import redact, register
+
+T = TypeVar("T")
+
+PAGE = 50  # Gitea's default maximum page size (MAX_RESPONSE_ITEMS)
+TREE_PAGE = 1000
+MAX_TREE_PAGES = 20  # a tree listed in more pages is not read to prove a commit
+MAX_TITLE = 255
+MAX_BODY = 65_000
+WIP = "WIP: "  # Gitea's default work-in-progress prefix: a draft pull request
+
+AUTH_HINT = ("set PROMOTE_TOKEN / GITEA_TOKEN / FORGEJO_TOKEN to an access token with the "
+             "write:repository scope (and write:issue for labels and comments) of a user "
+             "who can write to the config repo")
+
+_STATES = {"success": ChecksState.SUCCESS, "warning": ChecksState.SUCCESS,
+           "pending": ChecksState.PENDING, "failure": ChecksState.FAILURE,
+           "error": ChecksState.FAILURE}
+
+
+class _Failure(Exception):
+    """Gitea answered ``status`` (not one the caller expected)."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str]) -> None:
+        self.status = status
+        self.message = message
+        self.headers = dict(headers)
+        super().__init__(f"{status}: {message}")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    data: Any
+
+
+def _classify(exc: BaseException) -> retry.Transient | None:
+    if isinstance(exc, _Failure):
+        return retry.status_transient(exc.status, exc.headers, exc.message)
+    if isinstance(exc, (requests.exceptions.SSLError, CrossOriginRedirect)):
+        return None
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout,
+                        requests.exceptions.ChunkedEncodingError)):
+        return retry.Transient()
+    return None
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason
+    if isinstance(data, dict):
+        text = data.get("message") or data.get("error") or ""
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors:
+            text = f"{text} ({'; '.join(str(e) for e in errors)})".strip()
+        return str(text)[:500]
+    return str(data)[:200]
+
+
+def _cap(text: str, limit: int, what: str) -> str:
+    if len(text) <= limit:
+        return text
+    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
+    return text[: limit - len(note)] + note
+
+
+def _pull(data: Mapping[str, Any]) -> PullRequest:
+    head = data.get("head") or {}
+    base = data.get("base") or {}
+    state = "merged" if data.get("merged") else str(data.get("state") or "open")
+    labels = tuple(str(x.get("name")) for x in data.get("labels") or [] if isinstance(x, dict))
+    return PullRequest(number=int(data["number"]), url=str(data.get("html_url") or ""),
+                       branch=str(head.get("ref") or ""), base=str(base.get("ref") or ""),
+                       title=str(data.get("title") or ""), body=str(data.get("body") or ""),
+                       head_sha=str(head.get("sha") or ""), state=state, labels=labels)
+
+
+def _split(message: str) -> dict[str, str]:
+    """Gitea's merge title and message fields: promoter's own, trailers included."""
+    if not message.strip():
+        return {}
+    title, _, rest = message.partition("\n")
+    return {"MergeTitleField": title, "MergeMessageField": rest.strip("\n")}
+
+
+class GiteaForge:
+    """A config repo on Gitea or Forgejo (API v1).
+
+    ``repo`` is ``owner/name``; ``api_url`` the server root (``https://gitea.example.com``;
+    a trailing ``/api/v1`` is accepted); ``token`` an access token. Nothing here reads
+    the environment."""
+
+    name = "gitea"
+
+    def __init__(self, repo: str, api_url: str, token: str | None = None,
+                 retry_timeout: float = retry.DEFAULT_TIMEOUT,
+                 sleep: Callable[[float], None] = time.sleep, timeout: float = 15,
+                 ca_bundle: str | None = None, patience: retry.Patience | None = None
+                 ) -> None:
+        register(token)
+        repo = repo.strip().strip("/")
+        owner, _, name = repo.partition("/")
+        if not owner or not name or "/" in name:
+            raise UsageError(f"--repo {repo!r} is not OWNER/NAME",
+                             hint="give the Gitea repository as owner/name, e.g. acme/config")
+        url = api_url.strip().rstrip("/").removesuffix("/api/v1")
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--api-url {url!r} is not an http(s) URL",
+                             hint="give the Gitea server root, e.g. https://gitea.example.com")
+        self.repo = repo
+        self.api_url = url
+        self.retry_timeout = retry_timeout
+        self.sleep = sleep
+        self.timeout = timeout
+        self.patience = patience or retry.Patience(service="Gitea")
+        self._root = f"{url}/api/v1/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+        self._token = token
+        self._author: Identity | None = None
+        self._commits: dict[str, dict[str, Any]] = {}  # sha -> commit JSON (immutable)
+        self._labels: dict[str, int] | None = None
+        session = http_session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY
+        session.headers["User-Agent"] = f"promoter/{__version__}"
+        session.headers["Accept"] = "application/json"
+        if token:
+            session.headers["Authorization"] = f"token {token}"
+        refuse_cross_origin(session)  # the token never follows a redirect elsewhere
+        self._session = session
+
+    def close(self) -> None:
+        """Close the HTTP connections (the forge is not usable afterwards)."""
+        self._session.close()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+              body: Any = None, ok: tuple[int, ...] = (200, 201, 204),
+              missing: bool = False) -> _Answer | None:
+        """One request; ``missing``: a 404 is None. Other statuses raise ``_Failure``."""
+        url = f"{self._root}{path}"
+        response = self._session.request(method, url, params=params, json=body,
+                                         timeout=self.timeout, allow_redirects=True)
+        if response.status_code in ok:
+            if not response.content:
+                return _Answer(response.status_code, None)
+            try:
+                return _Answer(response.status_code, response.json())
+            except ValueError:
+                raise ForgeError(f"Gitea answered {method} {path} with something other "
+                                 "than JSON", hint="check --api-url: it must be the Gitea "
+                                 "server root") from None
+        message = _message(response)
+        if missing and response.status_code == 404:
+            return None
+        raise _Failure(response.status_code, message, response.headers)
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        answer = self._call(method, path, **kw)
+        return None if answer is None else answer.data
+
+    def _run(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep,
+                              patience=self.patience)
+        except (_Failure, requests.RequestException) as exc:
+            raise self._translate(exc, what) from exc
+
+    def _write(self, what: str, write: Callable[[], T],
+               took_effect: Callable[[], T | None]) -> T:
+        """A write retried only after ``took_effect`` says the last attempt did not land."""
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                done = took_effect()
+                if done is not None:
+                    return done
+            return write()
+
+        return self._run(what, attempt)
+
+    def _translate(self, exc: Exception, what: str) -> PromoteError:
+        where = f"{self.repo} at {self.api_url}"
+        if isinstance(exc, CrossOriginRedirect):
+            return ForgeError(
+                redact(f"Gitea at {exc.source} answered {exc.status}, a redirect to "
+                       f"{exc.target}, when trying to {what} in {where}; promoter does not "
+                       "send the token to another host"),
+                hint="check --api-url: give the Gitea server root that serves the API itself")
+        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                            requests.exceptions.InvalidSchema)):
+            return UsageError(redact(f"--api-url {self.api_url} is not usable: {exc}"))
+        if isinstance(exc, requests.RequestException):
+            return ForgeError(redact(f"could not reach Gitea to {what} in {where}: "
+                                     f"{type(exc).__name__}"),
+                              hint="check --api-url and the network; retries ran out")
+        if not isinstance(exc, _Failure):
+            return ForgeError(redact(f"Gitea could not {what} in {where}: {exc}"))
+        if retry.status_transient(exc.status, exc.headers, exc.message) is not None:
+            return ForgeError(
+                redact(f"Gitea kept failing to {what} in {where}: {exc.status} {exc.message}"),
+                hint=f"gave up after retrying for up to {self.retry_timeout:g}s; Gitea may "
+                     "be down or rate-limiting, run again later")
+        if exc.status == 401:
+            given = "the token" if self._token else "the request: no token given"
+            return AuthError(redact(f"Gitea rejected {given} when trying to {what} in "
+                                    f"{where} (401 {exc.message})"), hint=AUTH_HINT)
+        if exc.status == 403:
+            return AuthError(redact(f"Gitea refused to {what} in {where} (403 "
+                                    f"{exc.message})"), hint=AUTH_HINT)
+        return ForgeError(redact(f"Gitea could not {what} in {where}: {exc.status} "
+                                 f"{exc.message}"))
+
+    @staticmethod
+    def _ref(name: str) -> str:
+        return quote(name, safe="/")
+
+    def _commit(self, sha: str) -> dict[str, Any]:
+        """The commit JSON (parents, message); cached: a commit never changes."""
+        if sha not in self._commits:
+            data = self._json("GET", f"/git/commits/{sha}",
+                              params={"stat": "false", "verification": "false",
+                                      "files": "false"})
+            if not isinstance(data, dict) or "sha" not in data:
+                raise ForgeError(f"Gitea answered the commit {sha[:12]} with no commit")
+            self._commits[sha] = data
+        return self._commits[sha]
+
+    def _head(self, branch: str) -> Head | None:
+        """GET the branch (+ GET its commit); no retry of its own."""
+        data = self._json("GET", f"/branches/{self._ref(branch)}", missing=True)
+        if data is None:
+            return None
+        sha = str((data.get("commit") or {}).get("id") or "")
+        commit = self._commit(sha)
+        return Head(sha=sha, message=str((commit.get("commit") or {}).get("message") or ""),
+                    parents=tuple(str(p.get("sha")) for p in commit.get("parents") or []))
+
+    # -- reading ----------------------------------------------------------------------
+
+    def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
+        if base is None:
+            data = self._run("read the repository", lambda: self._json("GET", "", missing=True))
+            if data is None:
+                raise UsageError(f"Gitea repository {self.repo} not found at {self.api_url}, "
+                                 "or the token cannot see it", hint="check --repo (owner/name) "
+                                 "and the token's access to it")
+            base = str(data.get("default_branch") or "")
+            if not base or data.get("empty"):
+                raise UsageError(f"Gitea repository {self.repo} has no default branch "
+                                 "(empty repository?)", hint="push an initial commit first")
+        branch = base
+        tip = self._run(f"read branch {branch}", lambda: self._json(
+            "GET", f"/branches/{self._ref(branch)}", missing=True))
+        if tip is None:
+            raise UsageError(f"base branch {branch!r} does not exist in Gitea repository "
+                             f"{self.repo}", hint="check --base (and --repo)")
+        commit = str((tip.get("commit") or {}).get("id") or "")
+
+        def archive() -> bytes:
+            url = f"{self._root}/archive/{commit}.tar.gz"
+            with self._session.get(url, stream=True, timeout=self.timeout) as response:
+                if response.status_code != 200:
+                    raise _Failure(response.status_code, _message(response), response.headers)
+                return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
+
+        try:
+            data = self._run(f"download the archive of {branch}", archive)
+            files, _, links = unpack_archive(data)
+        except ArchiveTooLarge as exc:
+            raise ForgeError(f"could not download the archive of {branch} of {self.repo}: "
+                             f"{exc.describe()}", hint="a config repo that large is not "
+                             "supported; see SECURITY.md (limits)") from None
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise ForgeError(f"Gitea sent an unreadable archive of {branch} of "
+                             f"{self.repo}: {exc}") from exc
+        self._policy_file(commit, files, links)
+        return Snapshot(branch=branch, commit=commit, files=files, links=links)
+
+    def _policy_file(self, commit: str, files: dict[str, bytes], links: dict[str, str]) -> None:
+        """``files`` holds ``.promoter.yaml`` exactly as the base tree does (the archive
+        alone cannot tell: export-ignore / export-subst): the root tree is listed, and the
+        blob read when the archive's copy is not that blob. A link, directory or
+        submodule at the path stops the run (exit 2)."""
+        def root() -> list[dict[str, Any]]:
+            entries: list[dict[str, Any]] = []
+            for page in range(1, MAX_TREE_PAGES + 1):
+                data = self._json("GET", f"/git/trees/{commit}",
+                                  params={"page": page, "per_page": TREE_PAGE})
+                entries += [e for e in data.get("tree") or [] if isinstance(e, dict)]
+                if not data.get("truncated"):
+                    break
+            return entries
+
+        entry = next((e for e in self._run(f"read the root tree of {self.repo}", root)
+                      if e.get("path") == CONFIG_FILE), None)
+        if entry is None:
+            files.pop(CONFIG_FILE, None)
+            links.pop(CONFIG_FILE, None)
+            return
+        check_policy_entry(str(entry.get("mode")), links.get(CONFIG_FILE))
+        sha = str(entry.get("sha"))
+        held = files.get(CONFIG_FILE)
+        if held is not None and git_blob_sha(held) == sha:
+            return
+        blob = self._run(f"read {CONFIG_FILE} of {self.repo}",
+                         lambda: self._json("GET", f"/git/blobs/{sha}"))
+        try:
+            files[CONFIG_FILE] = base64.b64decode(str(blob.get("content") or ""), validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise ForgeError(f"Gitea sent an unreadable {CONFIG_FILE} blob: {exc}") from None
+        if git_blob_sha(files[CONFIG_FILE]) != sha:
+            raise ForgeError(f"Gitea sent a {CONFIG_FILE} that is not the blob {sha[:12]}",
+                             hint="run again; report it if it persists")
+
+    def read_head(self, branch: str) -> Head | None:
+        return self._run(f"read branch {branch}", lambda: self._head(branch))
+
+    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        """Newest first along first parents: Gitea lists every commit reachable, so the
+        first-parent chain is followed here through each commit's ``parents``."""
+        if limit <= 0:
+            return []
+
+        def fetch() -> list[LoggedCommit]:
+            seen: dict[str, dict[str, Any]] = {}
+            order: list[str] = []
+            page = 1
+            chain: list[LoggedCommit] = []
+            while True:
+                batch = self._json("GET", "/commits", params={
+                    "sha": branch, "limit": PAGE, "page": page, "stat": "false",
+                    "verification": "false", "files": "false"}) or []
+                for item in batch:
+                    seen[str(item["sha"])] = item
+                    order.append(str(item["sha"]))
+                chain = self._first_parents(order[0] if order else None, seen, limit)
+                complete = len(chain) >= limit or (chain and not self._parent(seen[
+                    chain[-1].sha]))
+                if complete or len(batch) < PAGE or page >= 20:
+                    return chain[:limit]
+                page += 1
+
+        return self._run(f"read the history of {branch}", fetch)
+
+    @staticmethod
+    def _parent(item: Mapping[str, Any]) -> str | None:
+        parents = item.get("parents") or []
+        return str(parents[0].get("sha")) if parents else None
+
+    def _first_parents(self, start: str | None, seen: Mapping[str, Mapping[str, Any]],
+                       limit: int) -> list[LoggedCommit]:
+        out: list[LoggedCommit] = []
+        sha = start
+        while sha is not None and sha in seen and len(out) < limit:
+            item = seen[sha]
+            commit = item.get("commit") or {}
+            author = commit.get("author") or {}
+            out.append(LoggedCommit(sha=sha, message=str(commit.get("message") or ""),
+                                    author=str(author.get("name") or ""),
+                                    date=str(author.get("date") or item.get("created") or "")))
+            sha = self._parent(item)
+        return out
+
+    # -- the commit -------------------------------------------------------------------
+
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """``author`` goes to the contents API as author and committer; None leaves it to
+        Gitea (the token's user). Signing is refused: promoter has no key for an API
+        commit (Gitea signs with its own key only when its instance is set up to)."""
+        if sign:
+            raise UsageError(
+                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
+                "promoter cannot sign a commit it makes through the Gitea API",
+                hint="promote through --forge git with the repository's git URL, where your "
+                     "git signing key is used, or leave signing off")
+        self._author = author
+
+    def _changes(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
+                 message: str) -> dict[str, Any]:
+        ops = []
+        for path, content in sorted(files.items()):
+            op: dict[str, Any] = {"path": path,
+                                  "content": base64.b64encode(content).decode("ascii")}
+            if path in base.files:
+                op["operation"] = "update"
+                op["sha"] = git_blob_sha(base.files[path])  # 422 when the file moved
+            else:
+                op["operation"] = "create"  # 422 when it exists meanwhile
+            ops.append(op)
+        payload: dict[str, Any] = {"branch": base.branch, "new_branch": branch,
+                                   "message": message, "files": ops}
+        if self._author is not None:
+            who = {"name": self._author.name, "email": self._author.email}
+            payload["author"] = who
+            payload["committer"] = who
+        return payload
+
+    def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
+                     message: str, *, replace: Head | None) -> str:
+        def ours(head: Head | None) -> str | None:
+            """The head's sha when it is the commit this call makes (an earlier attempt)."""
+            if head is None or (replace is not None and head.sha == replace.sha):
+                return None
+            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
+                return None
+            return head.sha if holds(self._changed(head.sha), files) else None
+
+        def in_the_way(head: Head | None) -> ConflictError:
+            where = f"branch {branch} of {self.repo}"
+            if replace is None:
+                return ConflictError(
+                    f"{where} already exists with a commit promoter did not make for this "
+                    f"base ({head.sha[:12] if head else 'unknown'})",
+                    hint="another run or a person created it; run again to update it, or "
+                         "delete the branch")
+            now = head.sha[:12] if head else "deleted"
+            return ConflictError(
+                f"{where} moved from {replace.sha[:12]} to {now} while promoting; "
+                "promoter does not force over someone else's commit",
+                hint="run again to start from the new state")
+
+        if replace is None:
+            sha = self._create(branch, base, files, message, ours, in_the_way)
+        else:
+            sha = self._replace(branch, base, files, message, replace, ours, in_the_way)
+        return sha
+
+    def _create(self, target: str, base: Snapshot, files: Mapping[str, bytes], message: str,
+                ours: Callable[[Head | None], str | None],
+                in_the_way: Callable[[Head | None], ConflictError], *,
+                scratch: bool = False) -> str:
+        """POST contents with ``new_branch``: the branch and its one commit together."""
+        payload = self._changes(target, base, files, message)
+        attempts = 0
+
+        def attempt() -> str:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                head = self._head(target)
+                done = ours(head)
+                if done is not None:
+                    return done
+                if head is not None:
+                    raise in_the_way(head)
+            try:
+                data = self._json("POST", "/contents", body=payload)
+            except _Failure as exc:
+                if exc.status in (409, 422) and "already exist" in exc.message.lower() \
+                        and "branch" in exc.message.lower():
+                    head = self._head(target)
+                    done = ours(head)
+                    if done is not None:
+                        return done
+                    raise in_the_way(head) from None
+                if exc.status in (404, 409, 422) and ("sha" in exc.message.lower()
+                                                      or "exist" in exc.message.lower()):
+                    # a file we change moved on the base (its blob is not the one we
+                    # edited), or a file we create appeared: the base moved
+                    raise ConflictError(f"the base {base.branch} of {self.repo} changed "
+                                        f"under the promotion ({exc.message})",
+                                        hint="run again") from None
+                raise
+            commit = data.get("commit") or {}
+            sha = str(commit.get("sha") or "")
+            parents = tuple(str(p.get("sha")) for p in commit.get("parents") or [])
+            if parents != (base.commit,):
+                # Gitea committed on the base as it is now, not on the snapshot: plan again
+                if scratch:  # our own scratch branch: nothing may point at it, remove it
+                    self._call("DELETE", f"/branches/{self._ref(target)}", missing=True)
+                raise ConflictError(f"the base {base.branch} of {self.repo} moved from "
+                                    f"{base.commit[:12]} while promoting", hint="run again")
+            return sha
+
+        return self._run(f"commit to {target}", attempt)
+
+    def _replace(self, branch: str, base: Snapshot, files: Mapping[str, bytes], message: str,
+                 replace: Head, ours: Callable[[Head | None], str | None],
+                 in_the_way: Callable[[Head | None], ConflictError]) -> str:
+        """Commit on a scratch branch from the base, then move ``branch`` to it with a
+        compare-and-swap on ``replace.sha``; the scratch branch is deleted."""
+        head = self.read_head(branch)
+        if head is None or head.sha != replace.sha:
+            raise in_the_way(head)
+        scratch = f"{branch}-next-{base.commit[:8]}"
+
+        def scratch_ours(found: Head | None) -> str | None:
+            if found is None or found.parents != (base.commit,) \
+                    or found.message.rstrip() != message.rstrip():
+                return None
+            return found.sha if holds(self._changed(found.sha), files) else None
+
+        def scratch_in_the_way(found: Head | None) -> ConflictError:
+            return ConflictError(f"branch {scratch} of {self.repo} is in the way of "
+                                 f"promoter's update of {branch}",
+                                 hint="delete that branch, then run again")
+
+        sha = self._create(scratch, base, files, message, scratch_ours, scratch_in_the_way,
+                           scratch=True)
+        path = f"/branches/{self._ref(branch)}"
+        body = {"new_commit_id": sha, "old_commit_id": replace.sha, "force": True}
+
+        def move() -> str:
+            try:
+                self._call("PUT", path, body=body)
+            except _Failure as exc:
+                if exc.status in (404, 405):
+                    now = self._head(branch)  # a 404 is also "no such branch (any more)"
+                    if now is None or now.sha != replace.sha:
+                        raise in_the_way(now) from None
+                    raise _Unsupported(exc.message) from None
+                if exc.status in (409, 422):
+                    now = self._head(branch)
+                    if now is not None and now.sha == sha:
+                        return sha
+                    raise in_the_way(now) from None
+                raise
+            return sha
+
+        def moved() -> str | None:
+            now = self._head(branch)
+            if now is not None and now.sha == sha:
+                return sha
+            if now is None or now.sha != replace.sha:
+                raise in_the_way(now)
+            return None
+
+        try:
+            return self._write(f"move branch {branch}", move, moved)
+        except _Unsupported as exc:
+            raise ForgeError(
+                f"this Gitea/Forgejo cannot move branch {branch} of {self.repo} with a "
+                f"compare-and-swap (PUT branches: {exc}); promoter will not delete the "
+                "branch under its open pull request",
+                hint="close the pull request and delete the branch, then run again (or "
+                     "upgrade to a server with PUT /repos/{owner}/{repo}/branches/{branch})"
+            ) from None
+        finally:
+            self.delete_branch(scratch)
+
+    def changed_files(self, sha: str) -> Mapping[str, str] | None:
+        """The commit's parents (GET git/commits, cached), then the recursive trees of the
+        commit and its parent (1 GET each per 1000 entries), compared here: 2-3 requests."""
+        return self._run(f"read commit {sha[:12]}", lambda: self._changed(sha))
+
+    def _tree(self, sha: str) -> dict[str, tuple[str, str]] | None:
+        entries: dict[str, tuple[str, str]] = {}
+        for page in range(1, MAX_TREE_PAGES + 1):
+            data = self._json("GET", f"/git/trees/{sha}", params={
+                "recursive": "true", "page": page, "per_page": TREE_PAGE})
+            for e in data.get("tree") or []:
+                if isinstance(e, dict) and e.get("type") != "tree":
+                    entries[str(e.get("path"))] = (str(e.get("mode")), str(e.get("sha")))
+            if not data.get("truncated"):
+                return entries
+        return None  # too large to prove
+
+    def _changed(self, sha: str) -> Mapping[str, str] | None:
+        commit = self._commit(sha)
+        parents = [str(p.get("sha")) for p in commit.get("parents") or []]
+        if len(parents) != 1:
+            return None
+        new = self._tree(sha)
+        old = self._tree(parents[0]) if new is not None else None
+        if new is None or old is None:
+            return None
+        out: dict[str, str] = {}
+        for path in old.keys() | new.keys():
+            before, after = old.get(path), new.get(path)
+            if before == after:
+                continue
+            if after is None or after[0] not in REGULAR_MODES:
+                return None  # a deletion, or a link / submodule written
+            if before is not None and before[0] != after[0]:
+                return None  # a mode change
+            out[path] = after[1]
+        return out
+
+    def delete_branch(self, branch: str) -> None:
+        self._run(f"delete branch {branch}", lambda: self._call(
+            "DELETE", f"/branches/{self._ref(branch)}", missing=True))
+
+    # -- pull requests ----------------------------------------------------------------
+
+    def _find(self, branch: str, base: str) -> PullRequest | None:
+        for page in range(1, 41):
+            batch = self._json("GET", "/pulls", params={"state": "open", "page": page,
+                                                        "limit": PAGE}) or []
+            for item in batch:
+                head = item.get("head") or {}
+                repo = (head.get("repo") or {}).get("full_name")
+                if head.get("ref") == branch and (item.get("base") or {}).get("ref") == base \
+                        and (repo is None or str(repo).lower() == self.repo.lower()):
+                    return _pull(item)
+            if len(batch) < PAGE:
+                return None
+        return None
+
+    def find_request(self, branch: str, base: str, *,
+                     confirm_none: bool = False) -> PullRequest | None:
+        return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
+
+    def _label_ids(self, names: tuple[str, ...]) -> list[int]:
+        if not names:
+            return []
+        if self._labels is None:
+            def fetch() -> dict[str, int]:
+                found: dict[str, int] = {}
+                for page in range(1, 21):
+                    batch = self._json("GET", "/labels", params={"page": page,
+                                                                 "limit": PAGE}) or []
+                    found.update({str(x["name"]): int(x["id"]) for x in batch})
+                    if len(batch) < PAGE:
+                        break
+                return found
+
+            self._labels = self._run(f"list the labels of {self.repo}", fetch)
+        missing = [n for n in names if n not in self._labels]
+        if missing:
+            raise ConfigError(f"Gitea repository {self.repo} has no label "
+                              f"{', '.join(map(repr, missing))}", file=CONFIG_FILE,
+                              hint="create the labels in the repository (Issues > Labels), "
+                                   "or change labels: in .promoter.yaml")
+        return [self._labels[n] for n in names]
+
+    @staticmethod
+    def _title(spec: RequestSpec) -> str:
+        title = spec.title
+        if spec.draft and not title.upper().startswith(("WIP:", "[WIP]")):
+            title = WIP + title
+        return _cap(title, MAX_TITLE, "title").replace("\n", " ")
+
+    def write_first(self, files: Mapping[str, bytes]) -> bool:
+        """No: the branch is read first (one GET), as before."""
+        return False
+
+    def commit_verified(self, sha: str) -> bool | None:
+        """Unknown: Gitea's own signing of API commits is not read here."""
+        return None
+
+    def open_request(self, branch: str, base: str, spec: RequestSpec, *,
+                     auto_merge_next: bool = False) -> PullRequest:
+        payload: dict[str, Any] = {"head": branch, "base": base, "title": self._title(spec),
+                                   "body": _cap(spec.body, MAX_BODY, "description")}
+        labels = self._label_ids(spec.labels)
+        if labels:
+            payload["labels"] = labels
+        if spec.assignees:
+            payload["assignees"] = [a.removeprefix("@") for a in spec.assignees]
+
+        def create() -> PullRequest | None:
+            try:
+                data = self._json("POST", "/pulls", body=payload)
+            except _Failure as exc:
+                if exc.status == 409:
+                    return None  # it exists (a lost earlier attempt, or another run)
+                raise
+            return _pull(data)
+
+        made = self._write(f"open a pull request for {branch}", create,
+                           lambda: self._find(branch, base))
+        if made is None:
+            found = self.find_request(branch, base)
+            if found is None:
+                raise ConflictError(f"Gitea says a pull request for {branch} already exists "
+                                    f"in {self.repo}, but none is open into {base}",
+                                    hint="close the other pull request of that branch")
+            return self.update_request(found, spec)
+        self._request_reviews(made, spec)
+        return made
+
+    def _request_reviews(self, pr: PullRequest, spec: RequestSpec) -> None:
+        if not spec.reviewers:
+            return
+        names = [r.removeprefix("@") for r in spec.reviewers]
+        self._run(f"request reviews on pull request #{pr.number}", lambda: self._call(
+            "POST", f"/pulls/{pr.number}/requested_reviewers", body={"reviewers": names}))
+
+    def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
+        title = self._title(spec)
+        body = _cap(spec.body, MAX_BODY, "description")
+        missing = tuple(label for label in spec.labels if label not in pr.labels)
+        ids = self._label_ids(missing)
+        if title == pr.title and body == pr.body and not ids:
+            return pr  # nothing to change: no request
+        updated = pr
+        if title != pr.title or body != pr.body:
+            data = self._run(f"update pull request #{pr.number}", lambda: self._json(
+                "PATCH", f"/pulls/{pr.number}", body={"title": title, "body": body}))
+            updated = _pull(data)
+        if ids:  # added, never replacing labels people put on it
+            self._run(f"label pull request #{pr.number}", lambda: self._call(
+                "POST", f"/issues/{pr.number}/labels", body={"labels": ids}))
+            updated = PullRequest(**{**updated.__dict__,
+                                     "labels": tuple(dict.fromkeys(updated.labels + missing))})
+        return updated
+
+    def close_request(self, pr: PullRequest, comment: str) -> None:
+        body = _cap(comment, MAX_BODY, "comment")
+
+        def noted() -> bool | None:
+            items = self._json("GET", f"/issues/{pr.number}/comments") or []
+            return True if any(c.get("body") == body for c in items) else None
+
+        def note() -> bool:
+            self._call("POST", f"/issues/{pr.number}/comments", body={"body": body})
+            return True
+
+        if comment:
+            self._write(f"comment on pull request #{pr.number}", note, noted)
+        self._run(f"close pull request #{pr.number}", lambda: self._call(
+            "PATCH", f"/pulls/{pr.number}", body={"state": "closed"}))
+
+    # -- checks and merging -----------------------------------------------------------
+
+    def checks(self, pr: PullRequest, sha: str) -> ChecksState:
+        def look() -> ChecksState:
+            data = self._json("GET", f"/commits/{sha}/status") or {}
+            if not data.get("total_count") and not data.get("statuses"):
+                return ChecksState.NONE
+            return _STATES.get(str(data.get("state") or "pending"), ChecksState.PENDING)
+
+        return self._run(f"read the statuses of {sha[:12]}", look)
+
+    def _get_pull(self, number: int) -> dict[str, Any]:
+        data = self._json("GET", f"/pulls/{number}")
+        if not isinstance(data, dict):
+            raise ForgeError(f"Gitea answered pull request #{number} with no pull request")
+        return data
+
+    def _moved(self, pr: PullRequest, sha: str, why: str) -> ConflictError:
+        return ConflictError(f"pull request #{pr.number} of {self.repo} moved: its head is no "
+                             f"longer {sha[:12]} ({why})",
+                             hint="someone pushed to the promotion branch; run again")
+
+    def _post_merge(self, pr: PullRequest, sha: str, body: Mapping[str, Any]) -> _Answer:
+        """One POST pulls/{n}/merge; a lost attempt is retried only when the pull request
+        is not merged yet. Refusals come back as answers (status, message)."""
+        def post() -> _Answer:
+            try:
+                answer = self._call("POST", f"/pulls/{pr.number}/merge", body=dict(body))
+            except _Failure as exc:
+                if exc.status in (405, 409, 422):
+                    return _Answer(exc.status, exc.message)
+                raise
+            return answer if answer is not None else _Answer(204, None)
+
+        def landed() -> _Answer | None:
+            data = self._get_pull(pr.number)
+            if data.get("merged"):
+                if str((data.get("head") or {}).get("sha")) != sha:
+                    return _Answer(409, "merged at another head")
+                return _Answer(200, None)
+            return None
+
+        return self._write(f"merge pull request #{pr.number}", post, landed)
+
+    def _merged(self, pr: PullRequest, sha: str) -> MergeOutcome:
+        data = self._run(f"read pull request #{pr.number}", lambda: self._get_pull(pr.number))
+        if not data.get("merged"):
+            return MergeOutcome(merged=False, reason="Gitea did not merge it")
+        if str((data.get("head") or {}).get("sha")) != sha:
+            raise self._moved(pr, sha, "merged at another head")
+        merged = data.get("merge_commit_sha")
+        return MergeOutcome(merged=True, sha=str(merged) if merged else None)
+
+    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+        body = {"Do": method, "head_commit_id": sha, "delete_branch_after_merge": True,
+                **_split(message)}
+        answer = self._post_merge(pr, sha, body)
+        if answer.status == 200:  # merged at head_commit_id: the proved commit
+            return MergeOutcome(merged=True)
+        if answer.status == 409:
+            if "head" in str(answer.data).lower():
+                raise self._moved(pr, sha, str(answer.data))
+            return MergeOutcome(merged=False, reason=f"conflict: {answer.data}")
+        return MergeOutcome(merged=False,
+                            reason=f"Gitea will not merge #{pr.number} now: {answer.data}")
+
+    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+                          message: str = "") -> MergeOutcome:
+        body = {"Do": method, "head_commit_id": sha, "delete_branch_after_merge": True,
+                "merge_when_checks_succeed": True, **_split(message)}
+        answer = self._post_merge(pr, sha, body)
+        if answer.status == 200:  # mergeable now: merged at head_commit_id
+            return MergeOutcome(merged=True)
+        scheduled = answer.status == 201 or (
+            answer.status == 409 and "already scheduled" in str(answer.data).lower())
+        if not scheduled:
+            if answer.status == 409 and "head" in str(answer.data).lower():
+                raise self._moved(pr, sha, str(answer.data))
+            if answer.status == 409:
+                return MergeOutcome(merged=False, reason=f"conflict: {answer.data}")
+            return MergeOutcome(merged=False, reason=f"Gitea would not schedule the merge of "
+                                                     f"#{pr.number}: {answer.data}")
+        # A scheduled merge takes no head commit: make sure the head is still the proved one.
+        data = self._run(f"read pull request #{pr.number}", lambda: self._get_pull(pr.number))
+        if data.get("merged"):
+            return self._merged(pr, sha)
+        head = str((data.get("head") or {}).get("sha"))
+        if head != sha:
+            self._run(f"cancel the auto-merge of #{pr.number}", lambda: self._call(
+                "DELETE", f"/pulls/{pr.number}/merge", missing=True))
+            raise self._moved(pr, sha, "it moved while the merge was scheduled")
+        return MergeOutcome(merged=False, auto_merge=True,
+                            reason="Gitea merges it when the checks succeed")
+
+
+class _Unsupported(Exception):
+    """The server has no compare-and-swap branch update."""
