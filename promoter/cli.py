@@ -392,9 +392,7 @@ def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     try:
         return _run_forge(forge, opts, ctx)
     finally:
-        close = getattr(forge, "close", None)
-        if close is not None:
-            close()
+        forge.close()
 
 
 def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Any) -> dict[str, Any]:

@@ -64,7 +64,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timezone, tzinfo
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import regex
@@ -76,6 +76,8 @@ from ruamel.yaml.reader import ReaderError
 from promoter import identity
 from promoter import templates as tpl
 from promoter.errors import ConfigError, InvalidReference, PromoteError, UsageError
+from promoter.forges.base import MERGE_METHODS as ALL_METHODS
+from promoter.forges.base import MergeMethod
 from promoter.identity import Identity
 from promoter.images import Bump, parse_name
 from promoter.limits import MAX_CONFIG_DEPTH, TagPattern, yaml_depth
@@ -84,8 +86,7 @@ from promoter.templates import Templates
 
 DEFAULT_FILE = ".promoter.yaml"
 
-MergeMethod = Literal["merge", "squash", "rebase"]
-MERGE_METHODS: dict[str, MergeMethod] = {"merge": "merge", "squash": "squash", "rebase": "rebase"}
+MERGE_METHODS: dict[str, MergeMethod] = {method: method for method in ALL_METHODS}
 BUMPS: dict[str, Bump] = {"patch": Bump.PATCH, "minor": Bump.MINOR, "major": Bump.MAJOR}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

@@ -38,6 +38,7 @@ from promoter.forges.base import (
     ChecksState,
     Forge,
     Head,
+    MergeMethod,
     PullRequest,
     RequestSpec,
     Snapshot,
@@ -240,7 +241,7 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     said = texts(config.templates, changes, plan, request.env, provenance,
                  provenance_trailers, policy_mod.render_markdown(verdict),
                  [f"{c.status} {c.name}: {c.reason}" for c in verdict.checks],
-                 rollback_of=request.rollback_of)
+                 rollback_of=request.rollback_of, limit=forge.body_limit)
     message = said.message
     spec = RequestSpec(
         title=said.title,
@@ -529,7 +530,7 @@ def ensure_request(forge: Forge, branch: str, snap: Snapshot, spec: RequestSpec,
                 raise _BaseMoved
         return forge.open_request(branch, base, spec,
                                   auto_merge_next=auto_merge_next), True, False
-    if pr.number == 0:  # plain git: the branch is the request, nothing else to update
+    if forge.branch_is_request:  # plain git: nothing else to update
         return pr, False, False
     if pr.title != spec.title or pr.body != spec.body or not set(spec.labels) <= set(pr.labels):
         return forge.update_request(pr, spec), False, True
@@ -590,7 +591,7 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
     reports) now, or hand it to the forge's auto-merge pinned to the same commit."""
     method = settings.merge_method
     # plain git has no CI statuses: nothing to leave to the forge, the check reads NONE
-    forge_checks = getattr(forge, "has_checks", True)
+    forge_checks = forge.has_checks
     if settings.wait_for_checks and request.merge_timeout <= 0 and forge_checks:
         # nothing to wait here: the forge's own auto-merge merges once the checks pass
         # (and merges at once when there is nothing to wait for)
@@ -638,7 +639,7 @@ def _with(error: PromoteError, result: dict[str, Any]) -> PromoteError:
     return error
 
 
-def _auto_merge(forge: Forge, pr: PullRequest, commit: str, method: str, message: str,
+def _auto_merge(forge: Forge, pr: PullRequest, commit: str, method: MergeMethod, message: str,
                 request: Request, result: dict[str, Any], why: str) -> None:
     try:
         outcome = forge.enable_auto_merge(pr, method, commit, message)

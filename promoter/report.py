@@ -24,7 +24,6 @@ TRAILER_ENV = "Environment"
 TRAILER_FINGERPRINT = "Promote-Fingerprint"
 TRAILER_ROLLBACK = "Promote-Rollback-Of"
 GITHUB_BODY_LIMIT = 65_536
-GITLAB_BODY_LIMIT = 1_000_000
 
 _TRAILER_RE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*): (.+)$")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")

@@ -558,3 +558,34 @@ def test_dry_run_through_a_forge_writes_nothing(h: Harness,
         # the run query is a POST to /graphql that reads; nothing else may be sent
         writes = h.fake.count("POST") - h.fake.count("POST", r"/graphql#PromoterRun$")
         assert writes + h.fake.count("PUT") + h.fake.count("PATCH") == 0
+
+
+def test_request_body_is_cut_at_the_forge_s_own_limit(
+        api: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    """The body is built for the forge in use: GitLab takes a million characters, so a
+    diff longer than GitHub's 65,536 reaches the merge request whole; GitHub and Gitea
+    get it cut, with a note saying so."""
+    values = "".join(f'svc{i:04d}:\n  image: "ghcr.io/acme/api:1.0.0"\n' for i in range(1500))
+    api.bare.commit_files("main", {"envs/prod/values.yaml": values.encode()}, "many services")
+    code, result = cli(api, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.1")
+    assert code == 0, result
+    assert len(result["diff"]) > 70_000
+    [opened] = api.open_requests()
+    limit = {"github": 65_536, "gitlab": 1_000_000, "gitea": 65_000}[api.kind]
+    assert len(opened.body) <= limit
+    if api.kind == "gitlab":
+        assert result["diff"] in opened.body
+        assert "truncated" not in opened.body
+    else:
+        assert result["diff"] not in opened.body
+        assert "truncated" in opened.body or "was cut" in opened.body
+
+
+@pytest.mark.parametrize("base", ["main..x", "-main", "main:x", "ma in"])
+def test_every_forge_refuses_a_bad_branch_name_before_sending_anything(
+        api: Harness, capsys: pytest.CaptureFixture[str], base: str) -> None:
+    code, result = cli(api, capsys, "--base", base, "--env", "prod",
+                       "--image", "ghcr.io/acme/api:1.0.1")
+    assert code == 2, result
+    assert "not a valid branch name" in result["error"]
+    assert api.fake.count() == 0  # type: ignore[attr-defined]

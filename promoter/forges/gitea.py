@@ -89,10 +89,13 @@ from promoter.forges.base import (
     ChecksState,
     Head,
     LoggedCommit,
+    MergeMethod,
     MergeOutcome,
     PullRequest,
     RequestSpec,
     Snapshot,
+    check_branch,
+    check_path,
     check_policy_entry,
     git_blob_sha,
 )
@@ -197,6 +200,9 @@ class GiteaForge:
     the environment."""
 
     name = "gitea"
+    body_limit = MAX_BODY
+    has_checks = True
+    branch_is_request = False
 
     def __init__(self, repo: str, api_url: str, token: str | None = None,
                  retry_timeout: float = retry.DEFAULT_TIMEOUT,
@@ -273,18 +279,7 @@ class GiteaForge:
     def _write(self, what: str, write: Callable[[], T],
                took_effect: Callable[[], T | None]) -> T:
         """A write retried only after ``took_effect`` says the last attempt did not land."""
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                done = took_effect()
-                if done is not None:
-                    return done
-            return write()
-
-        return self._run(what, attempt)
+        return self._run(what, retry.Write(write, took_effect))
 
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         where = f"{self.repo} at {self.api_url}"
@@ -346,6 +341,10 @@ class GiteaForge:
     # -- reading ----------------------------------------------------------------------
 
     def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
+        if base is not None:
+            check_branch(base)
+        if branch is not None:
+            check_branch(branch)
         if base is None:
             data = self._run("read the repository", lambda: self._json("GET", "", missing=True))
             if data is None:
@@ -421,11 +420,13 @@ class GiteaForge:
                              hint="run again; report it if it persists")
 
     def read_head(self, branch: str) -> Head | None:
+        check_branch(branch)
         return self._run(f"read branch {branch}", lambda: self._head(branch))
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
         """Newest first along first parents: Gitea lists every commit reachable, so the
         first-parent chain is followed here through each commit's ``parents``."""
+        check_branch(branch)
         if limit <= 0:
             return []
 
@@ -505,6 +506,10 @@ class GiteaForge:
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
+        check_branch(branch)
+        for path in files:
+            check_path(path)
+
         def ours(head: Head | None) -> str | None:
             """The head's sha when it is the commit this call makes (an earlier attempt)."""
             if head is None or (replace is not None and head.sha == replace.sha):
@@ -539,18 +544,16 @@ class GiteaForge:
                 scratch: bool = False) -> str:
         """POST contents with ``new_branch``: the branch and its one commit together."""
         payload = self._changes(target, base, files, message)
-        attempts = 0
+
+        def landed() -> str | None:
+            """Ours when an earlier attempt made the branch; anyone else's is in the way."""
+            head = self._head(target)
+            done = ours(head)
+            if done is None and head is not None:
+                raise in_the_way(head)
+            return done
 
         def attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                head = self._head(target)
-                done = ours(head)
-                if done is not None:
-                    return done
-                if head is not None:
-                    raise in_the_way(head)
             try:
                 data = self._json("POST", "/contents", body=payload)
             except _Failure as exc:
@@ -580,7 +583,7 @@ class GiteaForge:
                                     f"{base.commit[:12]} while promoting", hint="run again")
             return sha
 
-        return self._run(f"commit to {target}", attempt)
+        return self._run(f"commit to {target}", retry.Write(attempt, landed))
 
     def _replace(self, branch: str, base: Snapshot, files: Mapping[str, bytes], message: str,
                  replace: Head, ours: Callable[[Head | None], str | None],
@@ -685,6 +688,7 @@ class GiteaForge:
         return out
 
     def delete_branch(self, branch: str) -> None:
+        check_branch(branch)
         self._run(f"delete branch {branch}", lambda: self._call(
             "DELETE", f"/branches/{self._ref(branch)}", missing=True))
 
@@ -706,6 +710,7 @@ class GiteaForge:
 
     def find_request(self, branch: str, base: str, *,
                      confirm_none: bool = False) -> PullRequest | None:
+        check_branch(branch)
         return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
 
     def _label_ids(self, names: tuple[str, ...]) -> list[int]:
@@ -748,6 +753,7 @@ class GiteaForge:
 
     def open_request(self, branch: str, base: str, spec: RequestSpec, *,
                      auto_merge_next: bool = False) -> PullRequest:
+        check_branch(branch)
         payload: dict[str, Any] = {"head": branch, "base": base, "title": self._title(spec),
                                    "body": _cap(spec.body, MAX_BODY, "description")}
         labels = self._label_ids(spec.labels)
@@ -872,7 +878,8 @@ class GiteaForge:
         merged = data.get("merge_commit_sha")
         return MergeOutcome(merged=True, sha=str(merged) if merged else None)
 
-    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
+              message: str = "") -> MergeOutcome:
         body = {"Do": method, "head_commit_id": sha, "delete_branch_after_merge": True,
                 **_split(message)}
         answer = self._post_merge(pr, sha, body)
@@ -885,7 +892,7 @@ class GiteaForge:
         return MergeOutcome(merged=False,
                             reason=f"Gitea will not merge #{pr.number} now: {answer.data}")
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         body = {"Do": method, "head_commit_id": sha, "delete_branch_after_merge": True,
                 "merge_when_checks_succeed": True, **_split(message)}

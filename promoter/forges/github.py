@@ -70,13 +70,17 @@ from promoter import proof, retry
 from promoter.errors import AuthError, ConflictError, ForgeError, PromoteError, UsageError
 from promoter.forges import github_gql as gql
 from promoter.forges.base import (
+    MERGE_METHODS,
     ChecksState,
     Head,
     LoggedCommit,
+    MergeMethod,
     MergeOutcome,
     PullRequest,
     RequestSpec,
     Snapshot,
+    check_branch,
+    check_path,
     check_policy_entry,
     git_blob_sha,
 )
@@ -102,7 +106,6 @@ MAX_TITLE: Final = 256
 MAX_FILE: Final = 10 * 1024 * 1024  # larger files are left out of a snapshot
 PER_PAGE: Final = 100
 MAX_LISTED: Final = 300  # files GitHub lists for one commit on the first page
-MERGE_METHODS: Final = ("merge", "squash", "rebase")
 FAILED_CONCLUSIONS: Final = frozenset(
     {"failure", "timed_out", "cancelled", "action_required", "startup_failure", "stale"})
 TRUNCATED_NOTE: Final = ("\n\n---\n*promoter: the rest of this description was cut: GitHub "
@@ -199,23 +202,6 @@ def cap_title(title: str) -> str:
     return title if len(title) <= MAX_TITLE else title[:MAX_TITLE - 1] + "…"
 
 
-def check_branch(name: str) -> None:
-    bad = (not name or name.startswith(("-", "/")) or name.endswith(("/", ".", ".lock"))
-           or ".." in name or "//" in name or "@{" in name
-           or any(c in name for c in " ~^:?*[\\") or any(ord(c) < 32 for c in name))
-    if bad:
-        raise UsageError(f"{name!r} is not a valid branch name",
-                         hint="use letters, digits and - _ . / only")
-
-
-def check_path(path: str) -> None:
-    parts = path.split("/")
-    if (not path or path.startswith("/") or "\\" in path
-            or any(p in ("", ".", "..") for p in parts) or parts[0] == ".git"):
-        raise UsageError(f"{path!r} is not a relative path inside the repository",
-                         hint="paths must stay inside the config repo")
-
-
 def unpack_tarball(data: bytes) -> tuple[dict[str, bytes], frozenset[str], dict[str, str]]:
     """The regular files of a GitHub tarball (``owner-repo-sha7/`` stripped), the
     executable ones among them, and the symlinks (path -> target as stored). Symlinks
@@ -258,6 +244,9 @@ def _iso(value: Any) -> str:
 
 class GitHubForge:
     name = "github"
+    body_limit = MAX_BODY
+    has_checks = True
+    branch_is_request = False
 
     def __init__(
         self,
@@ -414,18 +403,7 @@ class GitHubForge:
                recover: Callable[[GithubException], T | _Unhandled] | None = None) -> T:
         """A write that is retried only after ``already`` says the earlier attempt did
         not take effect (``already`` returns the result when it did)."""
-        tried = False
-
-        def attempt() -> T:
-            nonlocal tried
-            if tried:
-                done = already()
-                if done is not None:
-                    return done
-            tried = True
-            return act()
-
-        return self._call(op, attempt, need=need, recover=recover)
+        return self._call(op, retry.Write(act, already), need=need, recover=recover)
 
     def _translate(self, op: str, exc: GithubException, need: str) -> PromoteError:
         status = exc.status
@@ -709,11 +687,7 @@ class GitHubForge:
         variables = gql.commit_variables(repository_id, self.slug, branch, base.commit,
                                          files, message)
 
-        attempts = 0
-
         def act() -> str:
-            nonlocal attempts
-            attempts += 1
             _, data = gh.requester.graphql_query(gql.COMMIT, variables)
             oid = gql.committed(data)
             if oid is None:
@@ -748,13 +722,14 @@ class GitHubForge:
             if "already exists" in said or "expected branch to point to" in said.lower():
                 # there before this call: another run's (promote plans again, and reuses
                 # it when it proves), or an earlier attempt of this call's (ours)
-                same = landed() if attempts > 1 else None
+                same = landed() if write.retried else None
                 if same is None:
                     raise self._taken(branch, "")
                 return same
             return UNHANDLED
 
-        return self._write(f"commit to branch {branch}", act, landed, recover=refused)
+        write = retry.Write(act, landed)
+        return self._call(f"commit to branch {branch}", write, recover=refused)
 
     def _taken(self, branch: str, sha: str) -> ConflictError:
         at = f" at {sha[:12]}" if sha else ""
@@ -1017,7 +992,8 @@ class GitHubForge:
             return ChecksState.PENDING
         return ChecksState.SUCCESS
 
-    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
+              message: str = "") -> MergeOutcome:
         if method not in MERGE_METHODS:
             raise UsageError(f"unknown merge method {method!r}",
                              hint="use merge, squash or rebase")
@@ -1069,7 +1045,7 @@ class GitHubForge:
         return ConflictError(f"pull request #{number} of {self.slug} was merged at another "
                              f"head than {sha[:12]}", hint="another run merged first; run again")
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         if method not in MERGE_METHODS:
             raise UsageError(f"unknown merge method {method!r}",

@@ -78,10 +78,13 @@ from promoter.forges.base import (
     ChecksState,
     Head,
     LoggedCommit,
+    MergeMethod,
     MergeOutcome,
     PullRequest,
     RequestSpec,
     Snapshot,
+    check_branch,
+    check_path,
     check_policy_entry,
     git_blob_sha,
 )
@@ -283,6 +286,9 @@ class GitLabForge:
     another project), not both. Nothing here reads the environment."""
 
     name = "gitlab"
+    body_limit = MAX_DESCRIPTION
+    has_checks = True
+    branch_is_request = False
 
     def __init__(
         self,
@@ -351,18 +357,7 @@ class GitLabForge:
     def _write(self, what: str, write: Callable[[], T],
                took_effect: Callable[[], T | None]) -> T:
         """A write retried only after ``took_effect`` says the last attempt did not land."""
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                done = took_effect()
-                if done is not None:
-                    return done
-            return write()
-
-        return self._run(what, attempt)
+        return self._run(what, retry.Write(write, took_effect))
 
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         where = f"{self.repo} at {self.api_url}"
@@ -448,6 +443,10 @@ class GitLabForge:
     # -- reading ----------------------------------------------------------------------
 
     def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
+        if base is not None:
+            check_branch(base)
+        if branch is not None:
+            check_branch(branch)
         if base is None:
             project = self._run("read the project",
                                 lambda: self._gl.projects.get(self._key))
@@ -518,9 +517,12 @@ class GitLabForge:
                                        lambda: self._project.repository_raw_blob(sha))
 
     def read_head(self, branch: str) -> Head | None:
+        check_branch(branch)
         return self._run(f"read branch {branch}", lambda: self._get_head(branch))
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        check_branch(branch)
+
         def fetch() -> list[LoggedCommit]:
             commits: list[LoggedCommit] = []
             page = 1
@@ -560,6 +562,10 @@ class GitLabForge:
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
+        check_branch(branch)
+        for path in files:
+            check_path(path)
+
         actions = [
             {
                 "action": "update" if path in base.files else "create",
@@ -604,17 +610,20 @@ class GitLabForge:
                 "promoter does not force over someone else's commit",
                 hint="run again to start from the new state")
 
-        attempts = 0
+        expected = replace.sha if replace is not None else None
+
+        def landed() -> str | None:
+            """Ours when an earlier attempt made it; else the branch must still be where
+            this write expects it."""
+            head = self._get_head(branch)
+            done = ours(head)
+            if done is None and (head.sha if head else None) != expected:
+                raise in_the_way(head)
+            return done
 
         def attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1 or replace is not None:
+            if not write.retried and replace is not None:
                 head = self._get_head(branch)
-                done = ours(head) if attempts > 1 else None
-                if done is not None:
-                    return done
-                expected = replace.sha if replace is not None else None
                 if (head.sha if head else None) != expected:
                     raise in_the_way(head)
             try:
@@ -622,7 +631,7 @@ class GitLabForge:
             except glexc.GitlabCreateError as exc:
                 if (replace is None and _status(exc) == 400
                         and "a branch called" in _message(exc).lower()):
-                    if attempts == 1:  # it was there before this call: promote looks
+                    if not write.retried:  # it was there before this call: promote looks
                         raise BranchExists(f"branch {branch} of {self.repo} already exists",
                                            hint="run promote again") from None
                     head = self._get_head(branch)
@@ -633,7 +642,8 @@ class GitLabForge:
                 raise
             return str(created.attributes["id"])
 
-        return self._run(f"commit to {branch}", attempt)
+        write = retry.Write(attempt, landed)
+        return self._run(f"commit to {branch}", write)
 
     def changed_files(self, sha: str) -> Mapping[str, str] | None:
         """GET the commit (its parents), GET its diff (paths, modes, flags), then the
@@ -665,6 +675,8 @@ class GitLabForge:
         return out
 
     def delete_branch(self, branch: str) -> None:
+        check_branch(branch)
+
         def delete() -> None:
             try:
                 self._project.branches.delete(branch)
@@ -684,6 +696,7 @@ class GitLabForge:
 
     def find_request(self, branch: str, base: str, *,
                      confirm_none: bool = False) -> PullRequest | None:
+        check_branch(branch)
         return self._run(f"find the merge request of {branch}", lambda: self._find(branch, base))
 
     def _user_id(self, username: str) -> int:
@@ -726,6 +739,7 @@ class GitLabForge:
 
     def open_request(self, branch: str, base: str, spec: RequestSpec, *,
                      auto_merge_next: bool = False) -> PullRequest:
+        check_branch(branch)
         people = self._people(spec)
         payload: dict[str, Any] = {
             "source_branch": branch,
@@ -860,7 +874,8 @@ class GitLabForge:
         return MergeOutcome(merged=False,
                             reason=f"GitLab did not merge !{mr.get('iid')}: {_why(mr)}")
 
-    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
+              message: str = "") -> MergeOutcome:
         data: dict[str, Any] = {"sha": sha, "should_remove_source_branch": True,
                                 **_messages(message)}
         if method == "squash":
@@ -878,7 +893,7 @@ class GitLabForge:
         return MergeOutcome(merged=False,
                             reason=f"GitLab will not merge !{pr.number} now: {_why(mr)}")
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         if (pr.auto_merge is not None and pr.head_sha == sha
                 and (pr.auto_merge == "squash") == (method == "squash")):
