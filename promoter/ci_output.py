@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from promoter.errors import PromoteError
+from promoter.forges.registry import label
 from promoter.redact import redact
 
 Result = Mapping[str, Any]
@@ -189,11 +190,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _request_label(result: Result, number: object) -> str:
-    if result.get("forge") == "gitlab":
-        return f"merge request !{_text(number)}"
-    if result.get("forge") == "git":
-        return f"branch {_text(result.get('branch'))}"
-    return f"pull request #{_text(number)}"
+    return label(result.get("forge"), _text(number), _text(result.get("branch")))
 
 
 def github_summary(result: Result) -> str:

@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from promoter import retry
+from promoter import identity, retry
 from promoter.errors import ConflictError, ForgeError, UsageError
 from promoter.forges.base import (
     LINK_MODE,
@@ -60,9 +60,13 @@ from promoter.forges.gitclone import (
     GitFailed,
     Runner,
     strip_userinfo,
+    url_secrets,
 )
+from promoter.forges.http import refuse_cleartext_proxy
+from promoter.forges.registry import Setup
 from promoter.identity import EXAMPLE, Identity
 from promoter.paths import CONFIG_FILE
+from promoter.redact import register
 
 if TYPE_CHECKING:
     from promoter.forges.base import Forge
@@ -483,3 +487,17 @@ class GitForge:
 if TYPE_CHECKING:
     def _is_a_forge(forge: GitForge) -> Forge:  # mypy checks GitForge against the protocol
         return forge
+
+
+def connect(setup: Setup) -> GitForge:
+    """The plain-git forge the CLI asked for. Its default author: ``--author``, else the
+    CI user (``author:`` of the config, read later, comes with each commit); merge
+    commits use it too. A token in the URL is masked everywhere."""
+    secrets = url_secrets(setup.repo)
+    for secret in secrets:
+        register(secret)
+    author = identity.parse(setup.author) if setup.author else identity.from_ci(setup.environ)
+    if secrets:
+        refuse_cleartext_proxy(setup.repo, setup.environ, "--repo")
+    return GitForge(setup.repo, author=author, retry_timeout=setup.retry_timeout,
+                    ca_bundle=setup.ca_bundle, sleep=setup.sleep)

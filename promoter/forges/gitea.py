@@ -101,6 +101,7 @@ from promoter.forges.base import (
 )
 from promoter.forges.http import CrossOriginRedirect, read_capped, refuse_cross_origin
 from promoter.forges.http import session as http_session
+from promoter.forges.registry import Setup, api_root
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -923,3 +924,20 @@ class GiteaForge:
 
 class _Unsupported(Exception):
     """The server has no compare-and-swap branch update."""
+
+
+def connect(setup: Setup) -> GiteaForge:
+    """The Gitea / Forgejo forge the CLI asked for; inside Gitea or Forgejo Actions the
+    server running the job is the default ``--api-url``."""
+    ctx = setup.context
+    api = setup.api_url or (ctx.server_url if ctx.kind == "gitea" else None)
+    if not api:
+        raise UsageError("--forge gitea needs --api-url (the Gitea/Forgejo server root)",
+                         hint="e.g. --api-url https://gitea.example.com")
+    if not setup.token:
+        raise UsageError("no token: set PROMOTE_TOKEN (or GITEA_TOKEN / FORGEJO_TOKEN)",
+                         hint="an access token with the write:repository scope (and "
+                              "write:issue for labels and comments)")
+    return GiteaForge(setup.repo, api_url=api_root("gitea", api), token=setup.token,
+                      retry_timeout=setup.retry_timeout, ca_bundle=setup.ca_bundle,
+                      sleep=setup.sleep, patience=setup.patience("Gitea"))

@@ -47,7 +47,7 @@ import tarfile
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
@@ -90,9 +90,11 @@ from promoter.forges.http import (
     cross_host_301,
     origin,
     read_capped,
+    refuse_cleartext_proxy,
     session,
     tls_failure,
 )
+from promoter.forges.registry import Setup, api_root
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge, gunzip
 from promoter.paths import CONFIG_FILE
@@ -1119,3 +1121,28 @@ def _tip(branch: Any) -> tuple[str, str]:
     """(commit sha, tree sha) of a branch, both from the one GET of the branch."""
     commit = branch.commit
     return str(commit.sha), str(commit.commit.tree.sha)
+
+
+def connect(setup: Setup) -> GitHubForge:
+    """The GitHub forge the CLI asked for: a token, or a GitHub App (its key from
+    ``--github-app-key-file`` or $PROMOTE_GITHUB_APP_KEY)."""
+    api = setup.api_url or "https://api.github.com"
+    key = setup.environ.get("PROMOTE_GITHUB_APP_KEY")
+    if setup.app_key_file:
+        try:
+            key = Path(setup.app_key_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read the GitHub App key: {exc.strerror}",
+                             file=setup.app_key_file) from None
+    register(key)
+    if setup.app_id and not key:
+        raise UsageError("--github-app-id needs --github-app-key-file or "
+                         "$PROMOTE_GITHUB_APP_KEY")
+    if not setup.token and not setup.app_id:
+        raise UsageError("no token: set PROMOTE_TOKEN (or GITHUB_TOKEN), or use a GitHub App",
+                         hint="the token needs contents:write and pull-requests:write")
+    refuse_cleartext_proxy(api, setup.environ, "--api-url")
+    return GitHubForge(setup.repo, api_url=api_root("github", api), token=setup.token,
+                       app_id=setup.app_id, app_key=key if setup.app_id else None,
+                       retry_timeout=setup.retry_timeout, ca_bundle=setup.ca_bundle,
+                       sleep=setup.sleep, patience=setup.patience("GitHub"))

@@ -294,3 +294,15 @@ def cleartext_proxy(url: str, environ: Mapping[str, str]) -> str | None:
     if _bypassed((parts.hostname or "").lower(), parts.port or 80, no_proxy):
         return None
     return origin(proxy if "://" in proxy else "http://" + proxy)
+
+
+def refuse_cleartext_proxy(url: str, environ: Mapping[str, str], what: str) -> None:
+    """A token never goes to a proxy in clear: over http:// the proxy reads every header
+    (over https:// it sees only CONNECT host:port, the request is inside TLS)."""
+    proxy = cleartext_proxy(url, environ)
+    if proxy is not None:
+        raise UsageError(
+            f"{what} {origin(url)} is plain http and HTTP_PROXY sends it through {proxy}: "
+            "the proxy would read the token in the request headers. Nothing was sent",
+            hint=f"use https (a proxy then only sees the tunnel), or add "
+                 f"{urlsplit(url).hostname} to NO_PROXY")
