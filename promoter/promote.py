@@ -624,7 +624,7 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
         result["status"] = "merged"
         _say(result, "merged")
         return
-    if "base" in outcome.reason.lower() or "conflict" in outcome.reason.lower():
+    if outcome.conflict:
         raise _BaseMoved
     # The forge will not merge now (a required check it expects has not reported yet,
     # a review it requires): never give up at once, hand over to its auto-merge.
@@ -653,7 +653,7 @@ def _auto_merge(forge: Forge, pr: PullRequest, commit: str, method: MergeMethod,
     elif outcome.auto_merge:
         result["status"] = "auto-merge"
         _say(result, f"{why}auto-merge enabled: the forge merges once the checks pass")
-    elif "base" in outcome.reason.lower() or "conflict" in outcome.reason.lower():
+    elif outcome.conflict:
         raise _BaseMoved
     else:
         _not_merged(request, result, f"{why}{outcome.reason}")

@@ -589,3 +589,21 @@ def test_every_forge_refuses_a_bad_branch_name_before_sending_anything(
     assert code == 2, result
     assert "not a valid branch name" in result["error"]
     assert api.fake.count() == 0  # type: ignore[attr-defined]
+
+
+def test_auto_merge_switched_off_leaves_the_request_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """GitHub refuses auto-merge (switched off in the repository): the request stays
+    open with the reason, and the run is not mistaken for one that lost a race with the
+    base (its reason names "the base branch"; the forge says whether it conflicts)."""
+    for h in _harness("github", tmp_path, monkeypatch):
+        assert isinstance(h, GitHubHarness)
+        h.fake.repos[SLUG].allow_auto_merge = False
+        code, result = cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:1.0.1")
+        assert (code, result["status"]) == (0, "merged")
+        code, result = cli(h, capsys, "--env", "staging", "--image", "ghcr.io/acme/api:1.0.1")
+        assert code == 0, result
+        assert result["status"] == "proposed"
+        assert "allow auto-merge" in result["message"]
+        assert [o.branch for o in h.open_requests()] == ["promote/staging/api"]

@@ -138,6 +138,16 @@ class MergeOutcome:
     auto_merge: bool = False  # the forge will merge by itself once checks pass
     sha: str | None = None
     reason: str = ""
+    # not merged because the change conflicts with the base or the base moved ahead of
+    # it: promote plans again on the new base (never read from ``reason``)
+    conflict: bool = False
+
+
+def says_conflict(said: str) -> bool:
+    """Whether a forge's own refusal message (the server's words, where the API gives no
+    field for it) says the base moved or the change conflicts with it."""
+    lowered = said.lower()
+    return "base" in lowered or "conflict" in lowered
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,7 @@ from promoter.forges.base import (
     check_path,
     check_policy_entry,
     git_blob_sha,
+    says_conflict,
 )
 from promoter.forges.http import CrossOriginRedirect, read_capped, refuse_cross_origin
 from promoter.forges.http import session as http_session
@@ -889,9 +890,10 @@ class GiteaForge:
         if answer.status == 409:
             if "head" in str(answer.data).lower():
                 raise self._moved(pr, sha, str(answer.data))
-            return MergeOutcome(merged=False, reason=f"conflict: {answer.data}")
+            return MergeOutcome(merged=False, reason=f"conflict: {answer.data}", conflict=True)
         return MergeOutcome(merged=False,
-                            reason=f"Gitea will not merge #{pr.number} now: {answer.data}")
+                            reason=f"Gitea will not merge #{pr.number} now: {answer.data}",
+                            conflict=says_conflict(str(answer.data)))
 
     def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
@@ -906,9 +908,11 @@ class GiteaForge:
             if answer.status == 409 and "head" in str(answer.data).lower():
                 raise self._moved(pr, sha, str(answer.data))
             if answer.status == 409:
-                return MergeOutcome(merged=False, reason=f"conflict: {answer.data}")
+                return MergeOutcome(merged=False, reason=f"conflict: {answer.data}",
+                                    conflict=True)
             return MergeOutcome(merged=False, reason=f"Gitea would not schedule the merge of "
-                                                     f"#{pr.number}: {answer.data}")
+                                                     f"#{pr.number}: {answer.data}",
+                                conflict=says_conflict(str(answer.data)))
         # A scheduled merge takes no head commit: make sure the head is still the proved one.
         data = self._run(f"read pull request #{pr.number}", lambda: self._get_pull(pr.number))
         if data.get("merged"):

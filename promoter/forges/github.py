@@ -83,6 +83,7 @@ from promoter.forges.base import (
     check_path,
     check_policy_entry,
     git_blob_sha,
+    says_conflict,
 )
 from promoter.forges.http import (
     OddAnswer,
@@ -1009,7 +1010,8 @@ class GitHubForge:
                 commit_message=body or NotSet)
             if status.merged:
                 return MergeOutcome(merged=True, sha=status.sha)
-            return MergeOutcome(merged=False, reason=status.message or "not merged")
+            return MergeOutcome(merged=False, reason=status.message or "not merged",
+                                conflict=says_conflict(status.message or ""))
 
         def already() -> MergeOutcome | None:
             pull = repo.get_pull(number)
@@ -1038,7 +1040,8 @@ class GitHubForge:
                 why += " (it conflicts with the base branch)"
             elif pull.mergeable_state == "behind":
                 why += " (the branch is behind the base branch)"
-            return MergeOutcome(merged=False, reason=why)
+            return MergeOutcome(merged=False, reason=why, conflict=says_conflict(said) or
+                                pull.mergeable_state in ("dirty", "behind"))
 
         return self._write(f"merge pull request #{number}", act, already,
                            need=f"{CONTENTS} and {PULLS}", recover=refused)
@@ -1096,7 +1099,8 @@ class GitHubForge:
                     return MergeOutcome(merged=True, sha=done.merge_commit_sha)
             if "dirty status" in said.lower():  # a merge conflict with the base branch
                 return MergeOutcome(merged=False, reason=(
-                    f"GitHub will not auto-merge #{number}: it conflicts with the base branch"))
+                    f"GitHub will not auto-merge #{number}: it conflicts with the base branch"),
+                    conflict=True)
             if "clean status" in said.lower():
                 # Nothing left to wait for: GitHub wants a plain merge (same head guard).
                 return self.merge(pr, method, sha, message)
@@ -1105,7 +1109,8 @@ class GitHubForge:
                     f"GitHub will not auto-merge #{number} ({said}): allow auto-merge in the "
                     "repository settings and protect the base branch with required checks"))
             return MergeOutcome(merged=False,
-                                reason=f"GitHub did not enable auto-merge on #{number}: {said}")
+                                reason=f"GitHub did not enable auto-merge on #{number}: {said}",
+                                conflict=says_conflict(said))
 
         return self._call(f"enable auto-merge on pull request #{number}", act,
                           need=f"{CONTENTS} and {PULLS}", recover=declined)

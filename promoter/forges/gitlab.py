@@ -153,6 +153,12 @@ def _why(mr: Mapping[str, Any]) -> str:
                or "not mergeable")
 
 
+def _conflicts(mr: Mapping[str, Any]) -> bool:
+    """The merge request conflicts with its target, or must be rebased onto it (the
+    target moved): promote plans again on the new base."""
+    return _why(mr) in ("conflict", "need_rebase")
+
+
 class _Transient(Exception):
     """GitLab answered 429 or 5xx; raised from a requests hook (see the module doc)."""
 
@@ -875,7 +881,7 @@ class GitLabForge:
                                             or mr.get("auto_merge_enabled")):
             return MergeOutcome(merged=False, auto_merge=True,
                                 reason="GitLab merges it when the pipeline succeeds")
-        return MergeOutcome(merged=False,
+        return MergeOutcome(merged=False, conflict=_conflicts(mr),
                             reason=f"GitLab did not merge !{mr.get('iid')}: {_why(mr)}")
 
     def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
@@ -894,7 +900,7 @@ class GitLabForge:
             if mr.get("sha") != sha:  # merged meanwhile, but at another run's commit
                 raise self._moved(pr, sha, "merged at another head")
             return self._outcome(mr)
-        return MergeOutcome(merged=False,
+        return MergeOutcome(merged=False, conflict=_conflicts(mr),
                             reason=f"GitLab will not merge !{pr.number} now: {_why(mr)}")
 
     def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
@@ -923,7 +929,7 @@ class GitLabForge:
                 return self._outcome(mr)
             pipeline = mr.get("head_pipeline") or {}
             if _why(mr) in _REFUSED or str(pipeline.get("status")) in _FAILED:
-                return MergeOutcome(merged=False,
+                return MergeOutcome(merged=False, conflict=_conflicts(mr),
                                     reason=f"GitLab will not merge !{pr.number}: {_why(mr)}")
             if wait is None or waited + wait > self.retry_timeout:
                 break
@@ -932,8 +938,9 @@ class GitLabForge:
         if self.checks(pr, sha) is ChecksState.NONE:
             # No pipeline appeared for the head (a project without CI): merge directly.
             return self.merge(pr, method, sha, message)
-        return MergeOutcome(merged=False, reason=f"GitLab would not enable auto-merge on "
-                                                 f"!{pr.number}: {_why(mr)}")
+        return MergeOutcome(merged=False, conflict=_conflicts(mr),
+                            reason=f"GitLab would not enable auto-merge on !{pr.number}: "
+                                   f"{_why(mr)}")
 
 
 def _messages(message: str) -> dict[str, str]:
