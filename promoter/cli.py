@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -381,10 +381,9 @@ def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Any) -> dict[str, Any
     if opts["rollback"]:
         request = promote.rollback_request(forge, request)
     _log(opts, f"{forge.name}: promoting {', '.join(map(str, request.images))}")
-    result = promote.run(forge, request, context_mod.provenance_dict(ctx),
-                         context_mod.trailers(ctx), effects)
-    result["repo"] = _shown_repo(opts["repo"])
-    return result
+    done = promote.run(forge, request, context_mod.provenance_dict(ctx),
+                       context_mod.trailers(ctx), effects)
+    return replace(done, repo=_shown_repo(opts["repo"])).to_json()
 
 
 def _shown_repo(repo: str) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, get_args
 
 from promoter.config import BUILTIN, AbsoluteFreeze, EnvPolicy, Freeze, zone
 from promoter.errors import PromoteError
@@ -45,10 +45,11 @@ from promoter.images import (
 from promoter.plan import Found, Plan
 from promoter.redact import redact
 
-PASS = "pass"  # noqa: S105 - a check status, not a password
-FAIL = "fail"
-SKIP = "skip"
-STATUSES = (PASS, FAIL, SKIP)
+Status = Literal["pass", "fail", "skip"]
+PASS: Status = "pass"  # noqa: S105 - a check status, not a password
+FAIL: Status = "fail"
+SKIP: Status = "skip"
+STATUSES: tuple[Status, ...] = get_args(Status)
 
 CHECKS = (
     "auto_merge_enabled",
@@ -74,7 +75,7 @@ _BUMP_WORDS = {Bump.PATCH: "patch", Bump.MINOR: "minor", Bump.MAJOR: "major"}
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str  # "pass" | "fail" | "skip"
+    status: Status
     reason: str
 
     def __post_init__(self) -> None:

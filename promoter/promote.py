@@ -46,6 +46,7 @@ from promoter.forges.base import (
 )
 from promoter.identity import Identity
 from promoter.images import ImageRef, Version, parse_name, parse_version, try_parse
+from promoter.outcome import Closed, Outcome, Proposed
 from promoter.paths import CONFIG_FILE, glob_match, safe_relative
 from promoter.plan import Plan, make_plan
 from promoter.report import (
@@ -54,9 +55,7 @@ from promoter.report import (
     TRAILER_IMAGE,
     TRAILER_PREVIOUS,
     TRAILER_ROLLBACK,
-    changes_json,
     image_changes,
-    skips_json,
     texts,
     trailers,
 )
@@ -148,8 +147,8 @@ def branch_name(request: Request) -> str:
 
 
 def run(forge: Forge, request: Request, provenance: Mapping[str, Any],
-        provenance_trailers: Sequence[tuple[str, str]], effects: Effects) -> dict[str, Any]:
-    """Promote, and return the JSON-able result. Raises PromoteError subclasses."""
+        provenance_trailers: Sequence[tuple[str, str]], effects: Effects) -> Outcome:
+    """Promote, and return what was done. Raises PromoteError subclasses."""
     written: set[str] = set()  # commits this run made, across its attempts
     for attempt in range(1, MAX_RACE_ATTEMPTS + 1):
         try:
@@ -168,7 +167,7 @@ class _BaseMoved(Exception):
 
 def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
               provenance_trailers: Sequence[tuple[str, str]], effects: Effects,
-              written: set[str]) -> dict[str, Any]:
+              written: set[str]) -> Outcome:
     say = effects.log
     # the branch name depends on the images' names only, so it is known before the
     # snapshot: a forge may read the branch and its request in the same round trip
@@ -202,40 +201,21 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
                                       upstream=upstream, want_merge=want_merge,
                                       rolled_back=rolled_back)
     branch = branch_name(request)
-    result: dict[str, Any] = {
-        "status": "",
-        "forge": forge.name,
-        "base": snap.branch,
-        "base_commit": snap.commit,
-        "env": request.env,
-        "images": [str(r) for r in request.images],
-        "changes": changes_json(plan),
-        "skips": skips_json(plan),
-        "diff": plan.diff,
-        "changed": not plan.noop,
-        "branch": branch,
-        "commit": None,
-        "verified": None,
-        "pull_request": None,
-        "merged": False,
-        "auto_merge": False,
-        "policy": verdict.to_json(),
-        "provenance": dict(provenance),
-    }
+    done = Outcome(forge=forge.name, base=snap.branch, base_commit=snap.commit,
+                   env=request.env, images=request.images, plan=plan, branch=branch,
+                   verdict=verdict, provenance=provenance)
     if plan.noop:
-        return _up_to_date(forge, request, snap, plan, branch, result, changes)
+        return _up_to_date(forge, request, snap, plan, done, changes)
     if verdict.refused:
-        result["status"] = "refused"
-        result["message"] = "policy refused the promotion: " + "; ".join(
-            c.reason for c in verdict.checks if c.status == "fail")
-        _withdraw(forge, branch, snap.branch, written, result, "the policy now refuses it")
+        done = replace(done, status="refused", message="policy refused the promotion: " +
+                       "; ".join(c.reason for c in verdict.checks if c.status == "fail"))
+        done = _withdraw(forge, branch, snap.branch, written, done, "the policy now refuses it")
         if request.require_merge:
-            raise _with(PolicyRefused(result["message"]), result)
-        return result
+            raise _with(PolicyRefused(done.message or ""), done)
+        return done
     if request.dry_run:
-        result["status"] = "dry-run"
-        result["message"] = f"dry run: would commit {len(plan.files)} file(s) to {branch}"
-        return result
+        return replace(done, status="dry-run",
+                       message=f"dry run: would commit {len(plan.files)} file(s) to {branch}")
 
     settings = policy
     said = texts(config.templates, changes, plan, request.env, provenance,
@@ -261,18 +241,18 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
             lambda refs: _plan_quietly(snap.files, replace(request, images=refs), config, env,
                                        snap.links))
     except _Superseded as newer:
-        result["status"] = "superseded"
-        result["message"] = (f"a newer promotion is already proposed on {branch} "
-                             f"({newer.ref}); nothing to do")
-        _withdraw(forge, branch, snap.branch, written, result, f"{newer.ref} supersedes it")
+        done = replace(done, status="superseded",
+                       message=f"a newer promotion is already proposed on {branch} "
+                               f"({newer.ref}); nothing to do")
+        done = _withdraw(forge, branch, snap.branch, written, done,
+                         f"{newer.ref} supersedes it")
         if request.require_merge:
-            raise _with(PolicyRefused(result["message"]), result) from None
-        return result
+            raise _with(PolicyRefused(done.message or ""), done) from None
+        return done
     say(f"branch {branch} at {commit[:12]} ({'new commit' if new_commit else 'reused'})")
     if new_commit:
         written.add(commit)
-    result["commit"] = commit
-    result["verified"] = forge.commit_verified(commit)
+    done = replace(done, commit=commit, verified=forge.commit_verified(commit))
     # straight to the forge's auto-merge after opening (see _merge): labels may ride along
     auto_merge_next = (verdict.allows_merge and settings.wait_for_checks
                        and request.merge_timeout <= 0)
@@ -288,24 +268,21 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     updated = not created and (updated or new_commit)
     if created or updated:  # auto-merge is (re)armed with this run's commit and message
         pr = replace(pr, auto_merge=None)
-    result["pull_request"] = {"url": pr.url, "number": pr.number, "created": created,
-                              "updated": updated}
-    result["status"] = "proposed"
     verb = "opened" if created else "updated" if updated else "unchanged, already proposed:"
-    result["message"] = f"{verb} {pr.url}"
+    done = replace(done, pull_request=Proposed(pr.url, pr.number, created, updated),
+                   status="proposed", message=f"{verb} {pr.url}")
     say(f"request {pr.url}: {'created' if created else 'updated' if updated else 'unchanged'}"
         f"; policy {'allows' if verdict.allows_merge else 'does not allow'} a merge")
     if verdict.allows_merge:
-        _merge(forge, pr, commit, message, settings, request, verdict, result, effects)
-    elif want_merge or request.require_merge:
+        return _merge(forge, pr, commit, message, settings, request, done, effects)
+    if want_merge or request.require_merge:
         failed = ", ".join(c.name for c in verdict.checks if c.status == "fail")
-        _say(result, f"left for review (policy: {failed})")
+        done = done.said(f"left for review (policy: {failed})")
         if request.require_merge:
             raise _with(PolicyRefused(f"policy refused the merge ({failed}); the request "
-                                      f"stays open: {pr.url}"), result)
-    else:
-        _say(result, "left for review")
-    return result
+                                      f"stays open: {pr.url}"), done)
+        return done
+    return done.said("left for review")
 
 
 def policy_file(snap: Snapshot) -> bytes | None:
@@ -537,56 +514,58 @@ def ensure_request(forge: Forge, branch: str, snap: Snapshot, spec: RequestSpec,
     return pr, False, False
 
 
-def _up_to_date(forge: Forge, request: Request, snap: Snapshot, plan: Plan, branch: str,
-                result: dict[str, Any], changes: Sequence[Any]) -> dict[str, Any]:
-    result["status"] = "up-to-date"
+def _up_to_date(forge: Forge, request: Request, snap: Snapshot, plan: Plan, done: Outcome,
+                changes: Sequence[Any]) -> Outcome:
     versions = ", ".join(f"{c.name}:{c.after}" for c in changes) or "the requested values"
-    result["message"] = f"already up to date: {snap.branch} already sets {versions}"
-    if not request.dry_run:
-        _close_if_pointless(forge, branch, snap, plan, result,
-                            f"{snap.branch} already sets {versions}")
-    return result
+    done = replace(done, status="up-to-date",
+                   message=f"already up to date: {snap.branch} already sets {versions}")
+    if request.dry_run:
+        return done
+    return _close_if_pointless(forge, snap, plan, done, f"{snap.branch} already sets {versions}")
 
 
-def _withdraw(forge: Forge, branch: str, base: str, written: set[str],
-              result: dict[str, Any], why: str) -> None:
+def _withdraw(forge: Forge, branch: str, base: str, written: set[str], done: Outcome,
+              why: str) -> Outcome:
     """After a re-plan refused what an earlier attempt of this same run proposed, close
     that request, but only while the branch still holds this run's own commit."""
     if not written:
-        return
+        return done
     head = forge.read_head(branch)
     if head is None or head.sha not in written:
-        return
+        return done
     pr = forge.find_request(branch, base)
     if pr is not None:
         forge.close_request(pr, f"Closed by promoter: {why}.")
-        result["closed_pull_request"] = {"url": pr.url, "number": pr.number}
+        done = replace(done, closed=Closed(pr.url, pr.number))
     forge.delete_branch(branch)
+    return done
 
 
-def _close_if_pointless(forge: Forge, branch: str, snap: Snapshot, plan: Plan,
-                        result: dict[str, Any], why: str) -> None:
-    """Close the open request of ``branch`` (and delete the branch) unless it proposes
-    something newer than the base runs: that one is another run's work in flight."""
+def _close_if_pointless(forge: Forge, snap: Snapshot, plan: Plan, done: Outcome,
+                        why: str) -> Outcome:
+    """Close the open request of the promotion branch (and delete the branch) unless it
+    proposes something newer than the base runs: that one is another run's work in
+    flight."""
+    branch = done.branch
     stale = forge.find_request(branch, snap.branch)
     if stale is None:
-        return
+        return done
     head = forge.read_head(branch)
     if head is not None:
         running = tuple(ImageRef(f.image.partition("/")[0], f.image.partition("/")[2],
                                  f.old_tag) for f in plan.found if f.old_tag)
         if not is_promoter_commit(head) or newer_proposed(head, running, plan) is not None:
-            return
+            return done
     forge.close_request(stale, f"Closed by promoter: {why} (commit {snap.commit[:12]}), so "
                                "this request has nothing left to do.")
     if head is not None:
         forge.delete_branch(branch)
-    result["closed_pull_request"] = {"url": stale.url, "number": stale.number}
+    return replace(done, closed=Closed(stale.url, stale.number))
 
 
 def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
-           settings: config_mod.EnvPolicy, request: Request, verdict: policy_mod.Verdict,
-           result: dict[str, Any], effects: Effects) -> None:
+           settings: config_mod.EnvPolicy, request: Request, done: Outcome,
+           effects: Effects) -> Outcome:
     """Merge ``commit`` (the one this run wrote or proved, never the head the forge
     reports) now, or hand it to the forge's auto-merge pinned to the same commit."""
     method = settings.merge_method
@@ -595,78 +574,66 @@ def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
     if settings.wait_for_checks and request.merge_timeout <= 0 and forge_checks:
         # nothing to wait here: the forge's own auto-merge merges once the checks pass
         # (and merges at once when there is nothing to wait for)
-        result["policy"] = verdict.with_check(policy_mod.Check(
+        done = replace(done, verdict=done.verdict.with_check(policy_mod.Check(
             "checks_green", "skip", "left to the forge: its auto-merge waits for the checks "
-            "(give --merge-timeout to wait here)")).to_json()
-        _auto_merge(forge, pr, commit, method, message, request, result, "")
-        return
+            "(give --merge-timeout to wait here)")))
+        return _auto_merge(forge, pr, commit, method, message, request, done, "")
     if settings.wait_for_checks:
         # a forge without checks answers NONE at once: nothing to wait for there
         state = _wait_for_checks(forge, pr, commit,
                                  request.merge_timeout if forge_checks else 0.0, effects)
         check = policy_mod.Check("checks_green", "pass" if state in (
             ChecksState.SUCCESS, ChecksState.NONE) else "fail", _checks_reason(state))
-        verdict = verdict.with_check(check)
-        result["policy"] = verdict.to_json()
+        done = replace(done, verdict=done.verdict.with_check(check))
         if state == ChecksState.FAILURE:
-            _not_merged(request, result, f"checks failed on {commit[:12]}; left open for review")
-            return
+            return _not_merged(request, done,
+                               f"checks failed on {commit[:12]}; left open for review")
         if state == ChecksState.PENDING:
-            _auto_merge(forge, pr, commit, method, message, request, result,
-                        "checks still running; ")
-            return
+            return _auto_merge(forge, pr, commit, method, message, request, done,
+                               "checks still running; ")
     try:
         outcome = forge.merge(pr, method, commit, message)
     except ConflictError:
         raise _BaseMoved from None  # re-plan on the new base (bounded in run())
     if outcome.merged:
-        result["merged"] = True
-        result["status"] = "merged"
-        _say(result, "merged")
-        return
+        return replace(done, merged=True, status="merged").said("merged")
     if outcome.conflict:
         raise _BaseMoved
     # The forge will not merge now (a required check it expects has not reported yet,
     # a review it requires): never give up at once, hand over to its auto-merge.
-    _auto_merge(forge, pr, commit, method, message, request, result,
-                f"{outcome.reason or 'the forge did not merge now'}; ")
+    return _auto_merge(forge, pr, commit, method, message, request, done,
+                       f"{outcome.reason or 'the forge did not merge now'}; ")
 
 
-def _with(error: PromoteError, result: dict[str, Any]) -> PromoteError:
+def _with(error: PromoteError, done: Outcome) -> PromoteError:
     """Attach what was done (request opened, policy verdict) to an exit-4 error, so the
     JSON output and the CI outputs still carry it."""
-    error.result = dict(result)
+    error.result = done.to_json()
     return error
 
 
 def _auto_merge(forge: Forge, pr: PullRequest, commit: str, method: MergeMethod, message: str,
-                request: Request, result: dict[str, Any], why: str) -> None:
+                request: Request, done: Outcome, why: str) -> Outcome:
     try:
         outcome = forge.enable_auto_merge(pr, method, commit, message)
     except ConflictError:
         raise _BaseMoved from None  # the head or the base moved: plan again
-    result["auto_merge"] = outcome.auto_merge
-    result["merged"] = outcome.merged
+    done = replace(done, auto_merge=outcome.auto_merge, merged=outcome.merged)
     if outcome.merged:
-        result["status"] = "merged"
-        _say(result, "merged")
-    elif outcome.auto_merge:
-        result["status"] = "auto-merge"
-        _say(result, f"{why}auto-merge enabled: the forge merges once the checks pass")
-    elif outcome.conflict:
+        return replace(done, status="merged").said("merged")
+    if outcome.auto_merge:
+        return replace(done, status="auto-merge").said(
+            f"{why}auto-merge enabled: the forge merges once the checks pass")
+    if outcome.conflict:
         raise _BaseMoved
-    else:
-        _not_merged(request, result, f"{why}{outcome.reason}")
+    return _not_merged(request, done, f"{why}{outcome.reason}")
 
 
-def _say(result: dict[str, Any], text: str) -> None:
-    result["message"] = f"{result['message']}; {text}" if result.get("message") else text
-
-
-def _not_merged(request: Request, result: dict[str, Any], why: str) -> None:
-    _say(result, why)
+def _not_merged(request: Request, done: Outcome, why: str) -> Outcome:
+    done = done.said(why)
     if request.require_merge:
-        raise _with(PolicyRefused(f"not merged: {why}"), result)
+        raise _with(PolicyRefused(f"not merged: {why}"), done)
+    return done
 
 
 def _checks_reason(state: ChecksState) -> str:

@@ -279,7 +279,7 @@ def run_direct(h: Harness, now: datetime, *images: str, env: str,
     ctx = context.detect({})
     forge: Any = CIOnPush(h.forge(), h) if ci else h.forge()
     return promote.run(forge, request, context.provenance_dict(ctx), context.trailers(ctx),
-                       effects)
+                       effects).to_json()
 
 
 # --- issue: forges ------------------------------------------------------------------------
@@ -518,7 +518,7 @@ def test_merge_that_lost_a_race_is_redone_on_the_new_base(h: Harness) -> None:
     request = promote.Request(images=(parse("ghcr.io/acme/api:1.1.0"),), env="dev")
     effects = promote.Effects(now=lambda: TUESDAY, sleep=lambda _: None)
     forge: Any = HotfixAfterCommit(h.forge(), h)
-    result = promote.run(forge, request, {}, [], effects)
+    result = promote.run(forge, request, {}, [], effects).to_json()
     assert result["merged"] is True
     assert h.main_file("envs/dev/deploy.yaml") == deploy("1.1.0")
     # the hotfix is in history, under the promotion: nothing was forced over it
