@@ -29,9 +29,11 @@ from promoter.forges.registry import api_root as api_root  # the API root of --a
 from promoter.redact import fold, no_commands, redact, register
 
 if TYPE_CHECKING:
+    from promoter.context import Context
     from promoter.forges.base import Forge
     from promoter.images import ImageRef
-    from promoter.promote import Request
+    from promoter.promote import HistoryEntry, Request
+    from promoter.retry import Patience
 
 EPILOG = """\b
 Examples:
@@ -366,7 +368,7 @@ def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
         forge.close()
 
 
-def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
+def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     from promoter import context as context_mod
     from promoter import promote
 
@@ -393,7 +395,7 @@ def _shown_repo(repo: str) -> str:
     return strip_userinfo(repo)
 
 
-def _history_line(entry: Any) -> str:
+def _history_line(entry: HistoryEntry) -> str:
     prev = ", ".join(entry.previous) or "?"
     now = ", ".join(entry.images)
     tag = " [rollback]" if entry.rollback_of else ""
@@ -402,7 +404,7 @@ def _history_line(entry: Any) -> str:
                                         if entry.source_commit else "")
 
 
-def _patience(opts: Mapping[str, Any]) -> Callable[[str], Any]:
+def _patience(opts: Mapping[str, Any]) -> Callable[[str], Patience]:
     """The rate-limit patience of the forges, given a service name for messages."""
     from promoter import retry
 
@@ -416,7 +418,7 @@ def _patience(opts: Mapping[str, Any]) -> Callable[[str], Any]:
 
 
 def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
-                ctx: Any) -> Forge:
+                ctx: Context) -> Forge:
     from promoter.forges.gitclone import is_url, url_secrets
     from promoter.forges.http import ca_bundle
 

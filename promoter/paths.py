@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import posixpath
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 from promoter.errors import UsageError
+from promoter.text import is_clean
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 MANIFEST_NAMES = frozenset({"Kustomization"})  # kustomize's extension-less file name
@@ -118,11 +118,7 @@ def is_manifest(path: str) -> bool:
     control character (git allows them; commit messages and PR bodies would carry it)."""
     return ((path.endswith(MANIFEST_SUFFIXES) or posixpath.basename(path) in MANIFEST_NAMES)
             and posixpath.basename(path) != CONFIG_FILE
-            # printable text holds none of those categories: the per-character look is
-            # only for the rare name that is not (it may still be fine: a no-break space)
-            and (path.isprintable()
-                 or not any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"}
-                            for ch in path)))
+            and is_clean(path))
 
 
 MAX_ALIASES = 256  # paths a file may be reached by through links (link cycles end here)

@@ -1122,11 +1122,6 @@ def _auto_merge_of(auto: Any) -> str | None:
     return str(auto["merge_method"]).lower()
 
 
-def _tip(branch: Any) -> tuple[str, str]:
-    """(commit sha, tree sha) of a branch, both from the one GET of the branch."""
-    commit = branch.commit
-    return str(commit.sha), str(commit.commit.tree.sha)
-
 
 def connect(setup: Setup) -> GitHubForge:
     """The GitHub forge the CLI asked for: a token, or a GitHub App (its key from
