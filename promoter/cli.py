@@ -31,9 +31,10 @@ from promoter.redact import fold, no_commands, redact, register
 if TYPE_CHECKING:
     from promoter.context import Context
     from promoter.forges.base import Forge
+    from promoter.history import HistoryEntry
     from promoter.images import ImageRef
-    from promoter.promote import HistoryEntry, Request
     from promoter.retry import Patience
+    from promoter.selection import Request
 
 EPILOG = """\b
 Examples:
@@ -264,7 +265,7 @@ def _request(opts: Mapping[str, Any]) -> Request:
     from promoter import identity
     from promoter.edit import SetOp
     from promoter.images import parse
-    from promoter.promote import Request
+    from promoter.selection import Request
 
     images = [parse(text) for text in opts["images"]]
     names_only = [flag for flag, on in (("--from", opts["from_env"]), ("--history",
@@ -370,18 +371,18 @@ def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
 
 def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     from promoter import context as context_mod
-    from promoter import promote
+    from promoter import history, promote
 
     request = _request(opts)
     effects = promote.Effects(now=lambda: datetime.now(timezone.utc),
                               log=lambda text: _log(opts, text))
     if opts["show_history"]:
-        entries = promote.history(forge, request.base, request.env, request.images)
+        entries = history.history(forge, request.base, request.env, request.images)
         return {"status": "history", "forge": forge.name, "env": request.env,
                 "history": [e.to_json() for e in entries],
                 "message": "\n".join(_history_line(e) for e in entries) or "no promotions"}
     if opts["rollback"]:
-        request = promote.rollback_request(forge, request)
+        request = history.rollback_request(forge, request)
     _log(opts, f"{forge.name}: promoting {', '.join(map(str, request.images))}")
     done = promote.run(forge, request, context_mod.provenance_dict(ctx),
                        context_mod.trailers(ctx), effects)

@@ -21,19 +21,19 @@ from promoter import policy as policy_mod
 from promoter.edit import Targets, markers
 from promoter.errors import UsageError
 from promoter.forges.base import LoggedCommit
+from promoter.history import rolled_back_versions
 from promoter.paths import CONFIG_FILE, is_glob, is_manifest, safe_relative
 from promoter.plan import Plan, needle_pattern
-from promoter.promote import (
+from promoter.report import changes_json, skips_json
+from promoter.search import GrepSearch, grep_holding
+from promoter.selection import (
     Request,
     prepare,
-    rolled_back_versions,
     selector,
     targets_for,
     upstream_versions,
     versions_in,
 )
-from promoter.report import changes_json, skips_json
-from promoter.search import GrepSearch, grep_holding
 
 if TYPE_CHECKING:
     from promoter.forges.base import Forge

@@ -14,24 +14,20 @@ steps. Side effects (forge, clock, sleep) are injected.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from promoter import config as config_mod
 from promoter import policy as policy_mod
 from promoter import proof
-from promoter.edit import SetOp, Targets
 from promoter.errors import (
     BranchExists,
     ConflictError,
-    NotFound,
     PolicyRefused,
     PromoteError,
-    UsageError,
 )
 from promoter.forges.base import (
     LINK_MODE,
@@ -44,11 +40,11 @@ from promoter.forges.base import (
     Snapshot,
     check_policy_entry,
 )
-from promoter.identity import Identity
-from promoter.images import ImageRef, Version, parse_name, parse_version, try_parse
+from promoter.history import HistoryEntry, history, rollback_request, rolled_back_versions
+from promoter.images import ImageRef, parse_version, try_parse
 from promoter.outcome import Closed, Outcome, Proposed
-from promoter.paths import CONFIG_FILE, glob_match, safe_relative
-from promoter.plan import Plan, make_plan
+from promoter.paths import CONFIG_FILE
+from promoter.plan import Plan
 from promoter.report import (
     TRAILER_ENV,
     TRAILER_FINGERPRINT,
@@ -59,36 +55,25 @@ from promoter.report import (
     texts,
     trailers,
 )
+from promoter.selection import (
+    Request,
+    branch_name,
+    plan_quietly,
+    prepare,
+    selector,
+    targets_for,
+    upstream_versions,
+    versions_in,
+)
+
+# re-exported: callers of the orchestration use these with it
+__all__ = ["Effects", "HistoryEntry", "Request", "branch_name", "ensure_branch",
+           "ensure_request", "history", "policy_file", "prepare", "rollback_request",
+           "rolled_back_versions", "run", "selector", "targets_for"]
 
 MAX_RACE_ATTEMPTS = 5
 POLL_INTERVAL = 10.0
 NONE_GRACE = 15.0  # seconds "no checks" must last before it counts as "no CI here"
-
-
-@dataclass(frozen=True)
-class Request:
-    """What the caller asked for, already validated."""
-
-    images: tuple[ImageRef, ...] = ()
-    markers: Mapping[str, ImageRef] = field(default_factory=dict)
-    sets: tuple[SetOp, ...] = ()
-    files: tuple[str, ...] = ()
-    path: str = ""
-    env: str | None = None
-    from_env: str | None = None
-    base: str | None = None
-    dry_run: bool = False
-    auto_merge: bool = False
-    require_merge: bool = False
-    merge_timeout: float = 0.0
-    labels: tuple[str, ...] = ()
-    reviewers: tuple[str, ...] = ()
-    assignees: tuple[str, ...] = ()
-    draft: bool = False
-    # set by rollback_request(): the references being rolled back (one per image)
-    rollback_of: tuple[str, ...] = ()
-    author: Identity | None = None  # --author; else author: of the config; else the forge's
-    sign: bool = False  # --sign (signing: true in the config asks for it too)
 
 
 @dataclass(frozen=True)
@@ -99,48 +84,6 @@ class Effects:
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     log: Callable[[str], None] = lambda _: None  # --verbose: one line per step
-
-
-# --- selection ----------------------------------------------------------------------------
-
-
-def selector(request: Request, env: config_mod.EnvPolicy | None) -> Callable[[str], bool]:
-    globs = tuple(safe_relative(g, "--file") for g in request.files)
-    sub = safe_relative(request.path, "--path") if request.path else ""
-    env_paths = tuple(env.paths) if env is not None and env.paths else ()
-
-    def select(path: str) -> bool:
-        if globs and not any(glob_match(g, path) for g in globs):
-            return False
-        if sub and not (path == sub or path.startswith(sub + "/")):
-            return False
-        return not env_paths or any(glob_match(g, path) for g in env_paths)
-
-    return select
-
-
-def targets_for(request: Request, config: config_mod.Config) -> Targets:
-    marker_map = dict(request.markers)
-    for policy_name, repo in config.markers.items():
-        for ref in request.images:
-            if ref.name == _name(repo) and policy_name not in marker_map:
-                marker_map[policy_name] = ref
-    return Targets(request.images, marker_map, request.sets)
-
-
-def _name(repo: str) -> str:
-    domain, path = parse_name(repo)
-    return f"{domain}/{path}"
-
-
-def branch_name(request: Request) -> str:
-    scope = request.env or "all"
-    if len(request.images) == 1:
-        leaf = request.images[0].short
-    else:
-        leaf = "-".join(sorted({r.short for r in request.images}))[:60] or "set"
-    safe = re.sub(r"[^A-Za-z0-9._/-]", "-", f"promote/{scope}/{leaf}")
-    return safe.rstrip(".").replace("..", ".")
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -238,7 +181,7 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         guard = () if rollback else request.images
         commit, created_branch, new_commit = ensure_branch(
             forge, branch, snap, plan, message, guard,
-            lambda refs: _plan_quietly(snap.files, replace(request, images=refs), config, env,
+            lambda refs: plan_quietly(snap.files, replace(request, images=refs), config, env,
                                        snap.links))
     except _Superseded as newer:
         done = replace(done, status="superseded",
@@ -293,91 +236,6 @@ def policy_file(snap: Snapshot) -> bytes | None:
     if target is not None:
         check_policy_entry(LINK_MODE, target)
     return snap.files.get(CONFIG_FILE)
-
-
-def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
-            env: config_mod.EnvPolicy | None, links: Mapping[str, str] | None = None) -> Plan:
-    """The plan over the selected files; NotFound when the image is nowhere in them, and
-    UsageError when a ``--file`` pattern names no file at all (a typo, not a miss)."""
-    unmatched_files(files, request.files)
-    plan = make_plan(files, targets_for(request, config), selector(request, env), links)
-    if not plan.found:
-        where = ", ".join(request.files) or request.path or (
-            f"environment {request.env}" if request.env else "the repo")
-        names = ", ".join(r.familiar for r in request.images)
-        subject = (f"{names} is" if len(request.images) == 1 else f"{names} are" if names
-                   else "the --set/--marker targets are")
-        raise NotFound(f"{subject} referenced nowhere in {where}",
-                       hint="check the image name, or widen --file/--path/--env")
-    return plan
-
-
-def _plan_quietly(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
-                  env: config_mod.EnvPolicy | None, links: Mapping[str, str] | None
-                  ) -> Plan | None:
-    """The plan of ``request`` over ``files``, or None when it cannot be made (the images
-    are nowhere, or the refs a branch names are unusable): such a claim proves nothing."""
-    try:
-        return prepare(files, request, config, env, links)
-    except PromoteError:
-        return None
-
-
-def unmatched_files(paths: Iterable[str], patterns: Sequence[str]) -> None:
-    """Each ``--file`` glob must match some file of the repo (before --env/--path
-    narrow the selection); one that matches nothing is exit 2, like a literal --file
-    that names no file."""
-    pending = {safe_relative(g, "--file"): g for g in patterns}
-    if not pending:
-        return
-    for path in paths:
-        for glob in [g for g in pending if glob_match(g, path)]:
-            del pending[glob]
-        if not pending:
-            return
-    shown = ", ".join(pending.values())
-    raise UsageError(f"--file {shown}: the glob matched no file in the config repo",
-                     hint="--file is relative to the repo root, ** spans directories (e.g. "
-                          "--file 'envs/**/*.yaml'), and files are never read through a "
-                          "symlink")
-
-
-def upstream_versions(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
-                      policy: config_mod.EnvPolicy
-                      ) -> dict[str, set[tuple[str | None, str | None]]] | None:
-    """What the policy's upstream environment runs of each image: (tag, digest) pairs."""
-    if not policy.require_upstream:
-        return None
-    up_env = config.env(policy.require_upstream)
-    plan = make_plan(files, targets_for(request, config),
-                     selector(replace(request, files=(), path=""), up_env))
-    running: dict[str, set[tuple[str | None, str | None]]] = {}
-    for f in plan.found:
-        running.setdefault(f.image, set()).add((f.old_tag, f.old_digest))
-    return running
-
-
-def versions_in(files: Mapping[str, bytes], config: config_mod.Config, request: Request
-                ) -> tuple[ImageRef, ...]:
-    """``--from ENV``: each --image name at the version ENV runs (one version, or refuse)."""
-    source = config.env(request.from_env or "")
-    probe = Targets(tuple(ImageRef(r.domain, r.path, "latest", None, r.written)
-                          for r in request.images))
-    plan = make_plan(files, probe, selector(replace(request, files=(), path=""), source))
-    out = []
-    for ref in request.images:
-        versions = {(f.old_tag, f.old_digest) for f in plan.found if f.image == ref.name}
-        if not versions:
-            raise NotFound(f"{ref.familiar} is referenced nowhere in environment {source.name}")
-        if len(versions) > 1:
-            shown = ", ".join(sorted(f"{t}@{d}" if d else str(t) for t, d in versions))
-            raise UsageError(f"{source.name} runs several versions of {ref.familiar}: {shown}",
-                             hint="promote an explicit --image REF instead")
-        tag, digest = versions.pop()
-        if not tag and not digest:
-            raise UsageError(f"{source.name} runs {ref.familiar} without a tag or digest")
-        out.append(ImageRef(ref.domain, ref.path, tag, digest, ref.written))
-    return tuple(out)
 
 
 def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message: str,
@@ -672,129 +530,3 @@ def _poll_delays() -> Iterator[float]:
         delay *= 2
 
 
-# --- history and rollback -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    sha: str
-    date: str
-    author: str
-    env: str | None
-    images: tuple[str, ...]
-    previous: tuple[str, ...]
-    rollback_of: tuple[str, ...]  # one reference per image a rollback moved away from
-    source_commit: str | None
-    pipeline: str | None
-    title: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"commit": self.sha, "date": self.date, "author": self.author, "env": self.env,
-                "images": list(self.images), "previous": list(self.previous),
-                "rollback_of": list(self.rollback_of) or None,
-                "source_commit": self.source_commit, "pipeline": self.pipeline,
-                "title": self.title}
-
-
-def history(forge: Forge, base: str | None, env: str | None,
-            images: Sequence[ImageRef] = (), limit: int = 500) -> list[HistoryEntry]:
-    """Promotions recorded in the base branch's commits (newest first), read from the
-    trailers promoter writes; nothing but git is needed."""
-    branch = base or forge.snapshot(None).branch
-    names = {r.name for r in images}
-    out = []
-    seen_fingerprints: set[str] = set()
-    for c in forge.log(branch, limit):
-        tr = trailers(c.message)
-        keys = dict(tr)
-        if TRAILER_IMAGE not in keys:
-            continue
-        fp = keys.get(TRAILER_FINGERPRINT, c.sha)
-        if fp in seen_fingerprints:  # a merge commit and its branch commit: one promotion
-            continue
-        seen_fingerprints.add(fp)
-        if env is not None and keys.get(TRAILER_ENV) != env:
-            continue
-        promoted = tuple(v for k, v in tr if k == TRAILER_IMAGE)
-        if names and not any(_ref_name(p) in names for p in promoted):
-            continue
-        away = tuple(ref.strip() for k, v in tr if k == TRAILER_ROLLBACK
-                     for ref in v.split(", "))  # ", ": trailers older promoters wrote
-        out.append(HistoryEntry(
-            c.sha, c.date, c.author, keys.get(TRAILER_ENV), promoted,
-            tuple(v for k, v in tr if k == TRAILER_PREVIOUS), away,
-            keys.get("Source-Commit"), keys.get("Pipeline"),
-            c.message.splitlines()[0] if c.message else ""))
-    return out
-
-
-def _ref_name(text: str) -> str:
-    ref = try_parse(text)
-    return ref.name if ref else text
-
-
-def _of(refs: Sequence[str], name: str) -> list[ImageRef]:
-    """The parsed references among ``refs`` that name the repository ``name``."""
-    parsed = (try_parse(r) for r in refs)
-    return [r for r in parsed if r is not None and r.name == name]
-
-
-def rolled_back_versions(forge: Forge, base: str, env: str,
-                         images: Sequence[ImageRef]) -> dict[str, str]:
-    """image name -> the version a rollback in ``env`` moved away from, while the guard is
-    armed: until a promotion ABOVE that version lands (a human merges it; nothing at or
-    below it merges by itself). A later promotion of a lower or unordered version keeps
-    the guard armed. With several armed rollbacks, the highest version counts."""
-    out: dict[str, str] = {}
-    for ref in images:
-        highest_since: Version | None = None  # the highest version promoted after
-        armed: tuple[Version | None, str] | None = None
-        for entry in history(forge, base, env, [ref], limit=200):  # newest first
-            for bad in _of(entry.rollback_of, ref.name):
-                bad_version = parse_version(bad.tag)
-                lifted = highest_since is not None and bad_version is not None \
-                    and highest_since > bad_version
-                if not lifted and (armed is None or _above(bad_version, armed[0])):
-                    armed = (bad_version, bad.version)
-            for promoted in _of(entry.images, ref.name):
-                version = parse_version(promoted.tag)
-                if version is not None and (highest_since is None or version > highest_since):
-                    highest_since = version
-        if armed is not None:
-            out[ref.name] = armed[1]
-    return out
-
-
-def _above(version: Version | None, than: Version | None) -> bool:
-    return version is not None and (than is None or version > than)
-
-
-def rollback_request(forge: Forge, request: Request) -> Request:
-    """The request that restores the previous image of ``request.env``: taken from the
-    newest promotion of each image in the history. When that newest promotion is itself
-    a rollback, the request restores what it restored: a re-run is a no-op, never a flip
-    back to the bad version."""
-    if not request.images:
-        raise UsageError("--rollback needs --image NAME (which image to roll back)")
-    restored: list[ImageRef] = []
-    rolled_from: list[str] = []
-    for ref in request.images:
-        entries = history(forge, request.base, request.env, [ref], limit=500)
-        if not entries:
-            raise NotFound(f"no promotion of {ref.familiar} recorded in "
-                           f"{'environment ' + request.env if request.env else 'the base'}",
-                           hint="history is read from commits promoter made (their trailers)")
-        last = entries[0]
-        if _of(last.rollback_of, ref.name):  # already rolled back: keep it so
-            kept = _of(last.images, ref.name)
-            if not kept:
-                raise NotFound(f"the last rollback of {ref.familiar} records no image")
-            restored.append(kept[0])
-            rolled_from.extend(str(r) for r in _of(last.rollback_of, ref.name))
-            continue
-        previous = _of(last.previous, ref.name)
-        if not previous:
-            raise NotFound(f"the last promotion of {ref.familiar} records no previous image")
-        restored.append(previous[0])
-        rolled_from.extend(str(r) for r in _of(last.images, ref.name))
-    return replace(request, images=tuple(restored), rollback_of=tuple(rolled_from))
