@@ -1,6 +1,6 @@
 """Run promoter's benchmarks: ``make bench`` (or ``python bench/run.py``).
 
-    python bench/run.py                       # all four, full sizes (under 10 minutes)
+    python bench/run.py                       # all five, full sizes (under 10 minutes)
     python bench/run.py --quick               # a fast pass (about 2 minutes)
     python bench/run.py engine startup        # some of them
     python bench/run.py engine --sizes 1000,10000
@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import api, common, concurrency, engine, startup
+from bench import api, big, common, concurrency, engine, startup
 
-NAMES = ("engine", "startup", "api", "concurrency")
+NAMES = ("engine", "big", "startup", "api", "concurrency")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "engine":
             data = engine.run(sizes, seed=args.seed, runs=1 if quick else 3, quick=quick,
                               results=results)
+        elif name == "big":
+            data = big.run(runs=3 if quick else 5, results=results)
         elif name == "startup":
             data = startup.run(runs=5 if quick else 10, results=results)
         elif name == "api":

@@ -89,6 +89,11 @@ class ConflictError(ForgeError):
     pass
 
 
+class BranchExists(ConflictError):
+    """A commit for a new branch found the branch there already (a forge that writes
+    first, see ``Forge.write_first``): look at it, then decide."""
+
+
 class RateLimited(ForgeError):
     """The forge asked to wait longer than the retry budget (and --wait-for-rate-limit
     allows); ``until`` is the epoch second the limit ends."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from promoter import config as config_mod
 from promoter import policy as policy_mod
+from promoter.edit import Targets, markers
 from promoter.errors import UsageError
 from promoter.forges.base import LoggedCommit
 from promoter.paths import CONFIG_FILE, is_glob, is_manifest, safe_relative
-from promoter.plan import Plan
+from promoter.plan import Plan, needle_pattern
 from promoter.promote import (
     Request,
     prepare,
@@ -32,6 +33,7 @@ from promoter.promote import (
     versions_in,
 )
 from promoter.report import changes_json, skips_json
+from promoter.search import GrepSearch, grep_holding
 
 if TYPE_CHECKING:
     from promoter.forges.base import Forge
@@ -42,10 +44,34 @@ SKIP_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", ".venv"})
 class WorkTree(Mapping[str, bytes]):
     """Repo-relative path -> bytes, for the manifests of a directory (read on access)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, native_search: bool = True,
+                 prefetch: Sequence[bytes] = ()) -> None:
+        """``prefetch``: needles to start grep on before walking (a later ``holding`` of
+        any of them is answered from that search)."""
         self.root = root.resolve()
         self._base = str(self.root)
+        self._native = native_search
+        self._holding: dict[tuple[bytes, ...], frozenset[str] | None] = {}
+        early = tuple(sorted(set(prefetch)))
+        search = GrepSearch(self.root, needle_pattern(early).pattern, SKIP_DIRS) \
+            if native_search and early else None
         self._paths = sorted(self._walk())
+        if search is not None:
+            self._holding[early] = search.result()
+
+    def holding(self, needles: Sequence[bytes]) -> frozenset[str] | None:
+        """The manifests holding any of ``needles``, found by grep (once per needle set,
+        or answered by a search for more needles: a superset is still complete); None
+        without grep (then the planner reads every file itself)."""
+        key = tuple(sorted(set(needles)))
+        if not self._native or not key:
+            return None
+        for searched, found in self._holding.items():
+            if found is not None and set(key) <= set(searched):
+                return found
+        if key not in self._holding:
+            self._holding[key] = grep_holding(self.root, needle_pattern(key).pattern, SKIP_DIRS)
+        return self._holding[key]
 
     def _walk(self) -> Iterator[str]:
         """Regular manifest files, never through a symlink. The directory entries' own
@@ -128,7 +154,8 @@ def run_local(root: Path, request: Request, *, write: bool,
               now: datetime | None = None) -> dict[str, Any]:
     if not root.is_dir():
         raise UsageError(f"--repo {root} is not a directory")
-    tree = WorkTree(root)
+    # grep for the images' names (and markers) runs while the tree is walked
+    tree = WorkTree(root, prefetch=(*Targets(request.images).needles(), markers.NEEDLE))
     check_selection(tree, request)
     config_path = tree.root / CONFIG_FILE
     if (config_path.exists() or config_path.is_symlink()) and not tree.regular(CONFIG_FILE):

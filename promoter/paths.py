@@ -118,7 +118,11 @@ def is_manifest(path: str) -> bool:
     control character (git allows them; commit messages and PR bodies would carry it)."""
     return ((path.endswith(MANIFEST_SUFFIXES) or posixpath.basename(path) in MANIFEST_NAMES)
             and posixpath.basename(path) != CONFIG_FILE
-            and not any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in path))
+            # printable text holds none of those categories: the per-character look is
+            # only for the rare name that is not (it may still be fine: a no-break space)
+            and (path.isprintable()
+                 or not any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"}
+                            for ch in path)))
 
 
 MAX_ALIASES = 256  # paths a file may be reached by through links (link cycles end here)

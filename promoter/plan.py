@@ -8,8 +8,9 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from promoter.edit.engine import Targets, edit_file
 from promoter.edit.kustomize import images_set_over
@@ -53,6 +54,15 @@ class Plan:
 
 
 Selector = Callable[[str], bool]
+
+
+@runtime_checkable
+class Searchable(Protocol):
+    """A file map that can tell, without Python reading each file, which paths hold any
+    of some byte strings (a working tree asks grep): a superset of the files the byte
+    pre-filter passes, or None when it cannot tell."""
+
+    def holding(self, needles: Sequence[bytes]) -> Collection[str] | None: ...
 
 
 def needle_pattern(needles: Iterable[bytes]) -> re.Pattern[bytes]:
@@ -102,6 +112,9 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector,
     fails to parse is fatal only when it mentions a targeted image; otherwise it is a
     Skip with the parser's message."""
     pattern = needle_pattern(targets.needles())
+    # files that hold no needle's bytes cannot pass may_mention: not even read
+    holding = files.holding(tuple(targets.needles())) if isinstance(files, Searchable) \
+        else None
     set_files = {op.file for op in targets.sets}
     for name in sorted(set_files):
         if name not in files:
@@ -115,6 +128,8 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector,
     overlays: dict[str, dict[str, str]] | None = None  # read on first need
     for path in sorted(files):
         if not is_manifest(path) or not select(path):
+            continue
+        if holding is not None and path not in holding and path not in set_files:
             continue
         data = files[path]
         if path not in set_files and not may_mention(pattern, data):

@@ -25,7 +25,14 @@ from promoter import config as config_mod
 from promoter import policy as policy_mod
 from promoter import proof
 from promoter.edit import SetOp, Targets
-from promoter.errors import ConflictError, NotFound, PolicyRefused, PromoteError, UsageError
+from promoter.errors import (
+    BranchExists,
+    ConflictError,
+    NotFound,
+    PolicyRefused,
+    PromoteError,
+    UsageError,
+)
 from promoter.forges.base import (
     LINK_MODE,
     ChecksState,
@@ -162,7 +169,9 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
               provenance_trailers: Sequence[tuple[str, str]], effects: Effects,
               written: set[str]) -> dict[str, Any]:
     say = effects.log
-    snap = forge.snapshot(request.base)
+    # the branch name depends on the images' names only, so it is known before the
+    # snapshot: a forge may read the branch and its request in the same round trip
+    snap = forge.snapshot(request.base, branch_name(request))
     say(f"base {snap.branch} at {snap.commit[:12]}: {len(snap.files)} files")
     config = config_mod.load(policy_file(snap))
     env = config.env(request.env) if request.env else None
@@ -205,6 +214,7 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         "changed": not plan.noop,
         "branch": branch,
         "commit": None,
+        "verified": None,
         "pull_request": None,
         "merged": False,
         "auto_merge": False,
@@ -261,8 +271,13 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     if new_commit:
         written.add(commit)
     result["commit"] = commit
+    result["verified"] = forge.commit_verified(commit)
+    # straight to the forge's auto-merge after opening (see _merge): labels may ride along
+    auto_merge_next = (verdict.allows_merge and settings.wait_for_checks
+                       and request.merge_timeout <= 0)
     try:
-        pr, created, updated = ensure_request(forge, branch, snap, spec, created_branch)
+        pr, created, updated = ensure_request(forge, branch, snap, spec, created_branch,
+                                              auto_merge_next)
     except PromoteError as error:
         if created_branch:
             forge.delete_branch(branch)  # leave nothing half-made behind
@@ -270,6 +285,8 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
             raise _BaseMoved from None  # plan again (it may have merged this very change)
         raise
     updated = not created and (updated or new_commit)
+    if created or updated:  # auto-merge is (re)armed with this run's commit and message
+        pr = replace(pr, auto_merge=None)
     result["pull_request"] = {"url": pr.url, "number": pr.number, "created": created,
                               "updated": updated}
     result["status"] = "proposed"
@@ -399,7 +416,18 @@ def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message
     this base that says it is a promotion but proves nothing is someone else's commit:
     exit 5 naming it. A promoter-looking tip on an older base is rebuilt on this one.
     When another run wrote the branch between our read and our write, the whole
-    promotion is planned again (_BaseMoved), so the highest version wins."""
+    promotion is planned again (_BaseMoved), so the highest version wins.
+    A forge that ``write_first`` tries to make the branch before reading it: a branch
+    that is there already (BranchExists) is then read and judged as above."""
+    if forge.write_first(plan.files):
+        try:
+            sha = forge.write_commit(branch, snap, plan.files, message, replace=None)
+        except BranchExists:
+            pass  # look at it below
+        except ConflictError:
+            raise _BaseMoved from None
+        else:
+            return sha, True, True
     head = forge.read_head(branch)
     if head is not None:
         changed = forge.changed_files(head.sha) if len(head.parents) == 1 else None
@@ -485,19 +513,22 @@ def same_record(theirs: str, ours: str) -> bool:
 
 
 def ensure_request(forge: Forge, branch: str, snap: Snapshot, spec: RequestSpec,
-                   new_branch: bool) -> tuple[PullRequest, bool, bool]:
+                   new_branch: bool, auto_merge_next: bool = False
+                   ) -> tuple[PullRequest, bool, bool]:
     """One open request for ``branch``: (request, created, updated). A branch this run
     created cannot have one yet, so no search is spent on it. An existing branch with no
     open request may be one another run has just merged: when the base moved since the
-    snapshot, the promotion is planned again instead of proposing it a second time."""
+    snapshot, the promotion is planned again instead of proposing it a second time.
+    ``auto_merge_next``: auto-merge is enabled right after (labels may ride along)."""
     base = snap.branch
-    pr = None if new_branch else forge.find_request(branch, base)
+    pr = None if new_branch else forge.find_request(branch, base, confirm_none=True)
     if pr is None:
         if not new_branch:
             tip = forge.read_head(base)
             if tip is None or tip.sha != snap.commit:
                 raise _BaseMoved
-        return forge.open_request(branch, base, spec), True, False
+        return forge.open_request(branch, base, spec,
+                                  auto_merge_next=auto_merge_next), True, False
     if pr.number == 0:  # plain git: the branch is the request, nothing else to update
         return pr, False, False
     if pr.title != spec.title or pr.body != spec.body or not set(spec.labels) <= set(pr.labels):

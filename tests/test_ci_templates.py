@@ -1205,7 +1205,7 @@ def test_action_ca_bundle_and_wait_for_rate_limit_inputs(tmp_path: Path) -> None
         assert run.outputs["pr-url"] == ghes.pull("acme/config", 1)["html_url"]
         # a rate limit two hours long: more than wait-for-rate-limit waits, said at once
         reset = str(int(time.time()) + 7200)
-        ghes.fail("GET", r"/branches/", 403, times=3,
+        ghes.fail("POST", r"/graphql#PromoterRun$", 403, times=3,
                   headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
         limited = run_action(tmp_path, inputs | {"ca-bundle": str(ca), "image":
                                                  "ghcr.io/acme/api:1.4.3",

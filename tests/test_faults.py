@@ -49,16 +49,11 @@ READ, WRITE = "read", "write"
 # (method, path regex, kind) — every request of a clean run matches one of them
 ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ("github", "merge"): [
-        ("GET", r"^/repos/acme/config$", READ),
-        ("GET", r"/branches/main$", READ),
+        ("POST", r"^/graphql#PromoterRun$", READ),  # with the root tree: the policy file
         ("GET", r"/tarball/", READ),
         ("GET", r"^/_codeload/", READ),
-        ("GET", r"/git/trees/[0-9a-f]{40}$", READ),  # the root tree: the policy file
         ("GET", r"/repos/acme/config/commits$", READ),
-        ("GET", r"/branches/promote/", READ),
-        ("POST", r"/git/trees$", WRITE),
-        ("POST", r"/git/commits$", WRITE),
-        ("POST", r"/git/refs$", WRITE),
+        ("POST", r"^/graphql#PromoterCommit$", WRITE),
         ("POST", r"/pulls$", WRITE),
         ("POST", r"/issues/\d+/labels$", WRITE),
         ("POST", r"/requested_reviewers$", WRITE),
@@ -68,11 +63,11 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("PUT", r"/merge$", WRITE),
     ],
     ("github", "update"): [
-        ("GET", r"/branches/promote/", READ),
         ("GET", r"/commits/[0-9a-f]{40}$", READ),
+        ("POST", r"/git/trees$", WRITE),
+        ("POST", r"/git/commits$", WRITE),
         ("GET", r"/git/ref/heads/promote/", READ),
         ("PATCH", r"/git/refs/heads/promote/", WRITE),
-        ("GET", r"/pulls$", READ),
         ("PATCH", r"/pulls/\d+$", WRITE),
     ],
     ("gitlab", "merge"): [
@@ -80,7 +75,6 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("GET", r"/repository/archive\.tar\.gz$", READ),
         ("GET", r"/repository/tree$", READ),  # the root tree: the policy file
         ("GET", r"/repository/commits$", READ),
-        ("GET", r"/repository/branches/promote", READ),
         ("POST", r"/repository/commits$", WRITE),
         ("GET", r"/api/v4/users$", READ),
         ("POST", r"/merge_requests$", WRITE),
@@ -320,7 +314,8 @@ def test_exhausted_retries_leave_nothing_half_made(kind: str, method: str, path:
 # whatever the timing: an unreferenced tree or commit, a merge of a merged request. A
 # late POST /pulls landing after the merge would open a second request: no client can
 # prevent a write the server applies after the whole run ended.
-SLOW = [("github", "GET", r"/branches/main$"), ("github", "POST", r"/git/commits$"),
+SLOW = [("github", "POST", r"^/graphql#PromoterRun$"),
+        ("github", "POST", r"^/graphql#PromoterCommit$"),
         ("github", "PUT", r"/merge$"),
         ("gitlab", "GET", r"/repository/archive\.tar\.gz$"), ("gitlab", "PUT", r"/merge$"),
         ("gitea", "GET", r"/archive/"), ("gitea", "POST", r"/contents$"),
@@ -365,7 +360,7 @@ def test_cli_survives_server_errors(kind: str, tmp_path: Path, monkeypatch: pyte
     with harness(kind, tmp_path) as h:
         monkeypatch.setenv("PROMOTE_TOKEN", h.token)
         base = h.bare.resolve("main") or ""
-        write = {"github": r"/git/commits$", "gitea": r"/contents$"}.get(
+        write = {"github": r"/graphql#PromoterCommit$", "gitea": r"/contents$"}.get(
             kind, r"/repository/commits$")
         h.fail("POST", write, 503, times=2, headers={"Retry-After": "0"})
         h.fail("*", r"/pulls$|/merge_requests$", 429, headers={"Retry-After": "0"})
@@ -380,7 +375,7 @@ def test_cli_gives_up_with_exit_5(kind: str, tmp_path: Path, monkeypatch: pytest
     with harness(kind, tmp_path) as h:
         monkeypatch.setenv("PROMOTE_TOKEN", h.token)
         base = h.bare.resolve("main") or ""
-        write = {"github": r"/git/trees$", "gitea": r"/contents$"}.get(
+        write = {"github": r"/graphql#PromoterCommit$", "gitea": r"/contents$"}.get(
             kind, r"/repository/commits$")
         h.fail("POST", write, 502, times=1000, headers={"Retry-After": "0"})
         started = time.monotonic()

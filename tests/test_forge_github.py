@@ -17,6 +17,7 @@ from promoter import redact
 from promoter.errors import AuthError, ConflictError, ForgeError, UsageError
 from promoter.forges.base import ChecksState, Forge, Head, RequestSpec, Snapshot
 from promoter.forges.github import MAX_BODY, TRUNCATED_NOTE, GitHubForge, cap_body
+from promoter.identity import Identity
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitrepo import BareRepo
 
@@ -85,6 +86,9 @@ def promote(forge: GitHubForge, branch: str = "promote/dev/api",
     return snap, sha
 
 
+EXECUTABLE = {"scripts/run.sh": b"#!/bin/sh\necho 2\n"}  # takes the Git Data API
+
+
 def test_the_forge_satisfies_the_protocol(forge: GitHubForge) -> None:
     implementation: Forge = forge
     assert implementation.name == "github"
@@ -99,11 +103,13 @@ def test_snapshot_returns_every_file_byte_for_byte(fake: FakeGitHub,
     assert snap.branch == "main"
     assert snap.commit == bare(fake).resolve("main")
     assert dict(snap.files) == {**SEED, "scripts/run.sh": b"#!/bin/sh\necho hi\n"}
-    # one branch read, the tarball link, the archive, the root tree (is .promoter.yaml
-    # there, as which blob?): never one request per file
-    assert [(r.method, r.status) for r in fake.requests] == [
-        ("GET", 200), ("GET", 302), ("GET", 200), ("GET", 200)]
-    assert fake.count("GET", r"/git/trees/") == 1
+    # one GraphQL query (tip, tree, the root tree's entries: is .promoter.yaml there, as
+    # which blob?), the tarball link, the archive: never one request per file
+    assert [(r.method, r.path, r.status) for r in fake.requests] == [
+        ("POST", "/graphql#PromoterRun", 200),
+        ("GET", f"/repos/{SLUG}/tarball/{snap.commit}", 302),
+        ("GET", f"/_codeload/{SLUG}/legacy.tar.gz/{snap.commit}", 200)]
+    assert fake.count("GET", r"/git/trees/") == 0
 
 
 def test_snapshot_of_the_default_branch(fake: FakeGitHub, tmp_path: Path) -> None:
@@ -111,7 +117,7 @@ def test_snapshot_of_the_default_branch(fake: FakeGitHub, tmp_path: Path) -> Non
     with GitHubForge("acme/trunk", api_url=fake.url, token=TOKEN) as forge:
         snap = forge.snapshot(None)
     assert (snap.branch, dict(snap.files)) == ("trunk", {"a.yaml": b"a: 1\n"})
-    assert fake.count() == 5
+    assert fake.count() == 3  # the default branch comes with the same query
 
 
 def test_snapshot_skips_symlinks_and_huge_files(fake: FakeGitHub, forge: GitHubForge) -> None:
@@ -175,12 +181,24 @@ def test_creating_over_someone_elses_branch_is_a_conflict(fake: FakeGitHub,
 
 def test_creating_the_same_commit_again_is_accepted(fake: FakeGitHub,
                                                     forge: GitHubForge) -> None:
-    snap, first = promote(forge)
-    again = forge.write_commit("promote/dev/api", snap, {
-        "envs/dev/deploy.yaml": b"kind: Deployment\nimage: ghcr.io/acme/api:1.1.0\n"},
-        "Promote api to 1.1.0", replace=None)
+    snap, first = promote(forge, files=EXECUTABLE)  # the Git Data API
+    again = forge.write_commit("promote/dev/api", snap, EXECUTABLE, "Promote api to 1.1.0",
+                               replace=None)
     assert again == first  # same tree on the branch already: that run's commit is kept
     assert bare(fake).resolve("promote/dev/api") == first
+
+
+def test_a_branch_made_by_another_run_meanwhile_is_a_conflict(fake: FakeGitHub,
+                                                              forge: GitHubForge) -> None:
+    """createRef refuses a branch that is there; promote then plans again (and reuses
+    that commit when it proves), never reporting the other run's branch as its own."""
+    snap, first = promote(forge)
+    with pytest.raises(ConflictError, match="already exists"):
+        forge.write_commit("promote/dev/api", snap, {
+            "envs/dev/deploy.yaml": b"kind: Deployment\nimage: ghcr.io/acme/api:1.1.0\n"},
+            "Promote api to 1.1.0", replace=None)
+    assert bare(fake).resolve("promote/dev/api") == first
+    assert first in fake.signed
 
 
 def test_replace_moves_our_own_branch(fake: FakeGitHub, forge: GitHubForge) -> None:
@@ -423,7 +441,7 @@ def test_auto_merge_on_a_clean_request_merges_at_once(fake: FakeGitHub,
     outcome = forge.enable_auto_merge(pr, "merge", pr.head_sha)
     assert outcome.merged
     assert outcome.sha == bare(fake).resolve("main")
-    assert fake.count("POST", r"/graphql$") == 1
+    assert fake.count("POST", r"/graphql#PromoterAutoMerge$") == 1
     assert fake.count("PUT", r"/merge$") == 1
 
 
@@ -473,8 +491,8 @@ def test_log_follows_first_parents(fake: FakeGitHub, forge: GitHubForge) -> None
 # --- the request budget of a whole promotion ----------------------------------------------
 
 
-def test_a_typical_promotion_costs_fourteen_requests(fake: FakeGitHub,
-                                                     forge: GitHubForge) -> None:
+def test_a_typical_promotion_costs_eleven_requests(fake: FakeGitHub,
+                                                   forge: GitHubForge) -> None:
     spent = []
 
     def step() -> int:
@@ -482,9 +500,9 @@ def test_a_typical_promotion_costs_fourteen_requests(fake: FakeGitHub,
         fake.reset_counts()
         return n
 
-    snap = forge.snapshot("main")
+    snap = forge.snapshot("main", "promote/dev/api")
     spent.append(step())
-    assert forge.read_head("promote/dev/api") is None
+    assert forge.read_head("promote/dev/api") is None  # answered by the run query
     spent.append(step())
     sha = forge.write_commit("promote/dev/api", snap, {"envs/dev/deploy.yaml": b"v\n"},
                              "Promote", replace=None)
@@ -496,8 +514,10 @@ def test_a_typical_promotion_costs_fourteen_requests(fake: FakeGitHub,
     spent.append(step())
     assert forge.merge(pr, "squash", sha).merged
     spent.append(step())
-    # the snapshot also reads the root tree; checks: none reported, so is the PR blocked?
-    assert spent == [4, 1, 3, 3, 3, 1]
+    # snapshot: query + tarball + archive; the commit: one mutation (createRef +
+    # createCommitOnBranch); checks: none reported, so is the PR blocked?
+    assert spent == [3, 0, 1, 3, 3, 1]
+    assert fake.count() == 0
 
 
 # --- retries --------------------------------------------------------------------------------
@@ -506,12 +526,12 @@ def test_a_typical_promotion_costs_fourteen_requests(fake: FakeGitHub,
 def test_transient_failures_are_survived_with_one_commit_and_one_request(
         fake: FakeGitHub, forge: GitHubForge, sleeps: list[float]) -> None:
     repo = bare(fake)
-    fake.fail("POST", r"/git/trees$", 502, times=3)
-    fake.fail("POST", r"/git/commits$", 429, headers={"Retry-After": "5"})
+    fake.fail("POST", r"/graphql#PromoterRun$", 502, times=3)
+    fake.fail("POST", r"/graphql#PromoterCommit$", 429, headers={"Retry-After": "5"})
     when = email.utils.formatdate(time.time() + 9, usegmt=True)
-    fake.fail("POST", r"/git/refs$", 429, headers={"Retry-After": when})
+    fake.fail("GET", r"/tarball/", 429, headers={"Retry-After": when})
     fake.fail("POST", r"/pulls$", 403, headers={"Retry-After": "7"})
-    fake.fail("GET", r"/branches/", 503, times=2)
+    fake.fail("GET", r"^/_codeload/", 503, times=2)
     snap, sha = promote(forge)
     pr = forge.open_request("promote/dev/api", "main", SPEC)
     assert git_log(repo, "promote/dev/api") == [sha, *git_log(repo, "main")]
@@ -525,10 +545,44 @@ def test_transient_failures_are_survived_with_one_commit_and_one_request(
     assert all(f.hits == f.times for f in fake.faults)
 
 
+def test_transient_failures_of_the_git_data_api_are_survived(
+        fake: FakeGitHub, forge: GitHubForge, sleeps: list[float]) -> None:
+    repo = bare(fake)
+    fake.fail("POST", r"/git/trees$", 502, times=3)
+    fake.fail("POST", r"/git/commits$", 429, headers={"Retry-After": "5"})
+    fake.fail("POST", r"/git/refs$", 503, times=2)
+    _, sha = promote(forge, files=EXECUTABLE)
+    assert git_log(repo, "promote/dev/api") == [sha, *git_log(repo, "main")]
+    assert repo.read_tree(sha)["scripts/run.sh"][0] == "100755"  # the mode is kept
+    assert fake.count("POST", r"/graphql#PromoterCommit$") == 0
+    assert len(sleeps) == 3 + 1 + 2
+    assert all(f.hits == f.times for f in fake.faults)
+
+
+def test_a_commit_made_before_the_connection_dropped_is_not_made_twice(
+        fake: FakeGitHub, forge: GitHubForge) -> None:
+    fake.fail("POST", r"/graphql#PromoterCommit$", apply_then_fail=True, drop=True)
+    snap, sha = promote(forge)
+    repo = bare(fake)
+    assert repo.resolve("promote/dev/api") == sha
+    assert git_log(repo, "promote/dev/api") == [sha, snap.commit, *git_log(repo, "main")[1:]]
+    assert fake.count("POST", r"/graphql#PromoterCommit$") == 1  # looked, then stopped
+    assert fake.count("GET", r"/git/ref/heads/promote/dev/api$") == 1
+
+
+def test_a_commit_mutation_reset_before_it_ran_is_sent_again(fake: FakeGitHub,
+                                                             forge: GitHubForge) -> None:
+    fake.fail("POST", r"/graphql#PromoterCommit$", reset_before=True, times=2)
+    _, sha = promote(forge)
+    assert bare(fake).resolve("promote/dev/api") == sha
+    assert fake.count("POST", r"/graphql#PromoterCommit$") == 3
+    assert sha in fake.signed
+
+
 def test_a_ref_created_before_the_connection_dropped_is_not_created_twice(
         fake: FakeGitHub, forge: GitHubForge) -> None:
     fake.fail("POST", r"/git/refs$", apply_then_fail=True, drop=True)
-    _, sha = promote(forge)
+    _, sha = promote(forge, files=EXECUTABLE)
     assert bare(fake).resolve("promote/dev/api") == sha
     assert fake.count("POST", r"/git/refs$") == 1  # the retry looked first, then stopped
     assert fake.count("GET", r"/git/ref/heads/promote/dev/api$") == 1
@@ -575,13 +629,13 @@ def test_a_connection_reset_before_the_write_is_retried(fake: FakeGitHub,
                                                         forge: GitHubForge) -> None:
     fake.fail("POST", r"/git/commits$", reset_before=True, times=2)
     fake.fail("POST", r"/git/refs$", reset_before=True)
-    _, sha = promote(forge)
+    _, sha = promote(forge, files=EXECUTABLE)
     assert bare(fake).resolve("promote/dev/api") == sha
     assert fake.count("POST", r"/git/refs$") == 2
 
 
 def test_a_slow_answer_times_out_and_is_retried(fake: FakeGitHub, sleeps: list[float]) -> None:
-    fake.fail("GET", r"/branches/main$", None, delay=1.2)
+    fake.fail("POST", r"/graphql#PromoterRun$", None, delay=1.2)
     with GitHubForge(SLUG, api_url=fake.url, token=TOKEN, sleep=sleeps.append,
                      timeout=1) as forge:
         assert forge.snapshot("main").commit == bare(fake).resolve("main")
@@ -590,11 +644,11 @@ def test_a_slow_answer_times_out_and_is_retried(fake: FakeGitHub, sleeps: list[f
 
 def test_retries_run_out_into_a_forge_error(fake: FakeGitHub, forge: GitHubForge,
                                             sleeps: list[float]) -> None:
-    fake.fail("GET", r"/branches/main$", 503, times=100)
+    fake.fail("POST", r"/graphql#PromoterRun$", 503, times=100)
     with pytest.raises(ForgeError) as err:
         forge.snapshot("main")
     assert err.value.code == 5
-    assert "read branch main" in str(err.value)
+    assert "read the repository" in str(err.value)
     assert "503" in str(err.value)
     assert TOKEN not in str(err.value)
     assert 1 <= len(sleeps) < 100
@@ -688,7 +742,8 @@ def test_github_enterprise_api_prefix(tmp_path: Path) -> None:
             pr = forge.open_request("promote/dev/api", "main", RequestSpec("t", "b"))
             ghes.set_checks(SLUG, sha, "pending")
             assert forge.enable_auto_merge(pr, "squash", pr.head_sha).auto_merge
-        assert ghes.count("POST", r"^/api/graphql$") == 1
+        assert ghes.count("POST", r"^/api/graphql#PromoterAutoMerge$") == 1
+        assert ghes.count("POST", r"^/api/graphql#PromoterCommit$") == 1
         assert dict(snap.files) == SEED
 
 
@@ -796,3 +851,30 @@ def test_the_fake_answers_with_githubs_error_shapes(fake: FakeGitHub) -> None:
     assert failure(lambda: bad.get_repo(SLUG).id) == (401, "Bad credentials")
     gh.close()
     bad.close()
+
+
+def test_a_given_author_takes_the_git_data_api(fake: FakeGitHub, forge: GitHubForge) -> None:
+    """createCommitOnBranch cannot set an author: with one, the commit is made with the
+    Git Data API (unsigned), under that author."""
+    forge.use_identity(Identity("Release Bot", "release@example.com"))
+    _, sha = promote(forge)
+    info = bare(fake).commit(sha)
+    assert info is not None
+    assert (info["author_name"], info["author_email"]) == ("Release Bot", "release@example.com")
+    assert fake.count("POST", r"/graphql#PromoterCommit$") == 0
+    assert sha not in fake.signed and forge.commit_verified(sha) is None
+
+
+def test_a_commit_made_with_the_mutation_is_verified(fake: FakeGitHub,
+                                                     forge: GitHubForge) -> None:
+    _, sha = promote(forge)
+    info = bare(fake).commit(sha)
+    assert info is not None
+    assert info["message"] == "Promote api to 1.1.0"
+    assert (info["committer_name"], info["committer_email"]) == ("GitHub", "noreply@github.com")
+    assert forge.commit_verified(sha) is True
+    # a later run learns it from the run query (the head's signature)
+    with GitHubForge(SLUG, api_url=fake.url, token=TOKEN) as later:
+        later.snapshot("main", "promote/dev/api")
+        assert later.read_head("promote/dev/api") is not None
+        assert later.commit_verified(sha) is True

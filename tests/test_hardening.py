@@ -239,8 +239,10 @@ def test_github_api_redirect_to_another_server_is_exit_5(
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [
-    ("GET", r"/branches/", 302), ("GET", r"/branches/", 307), ("GET", r"/branches/", 304),
-    ("GET", r"/branches/", 301), ("POST", r"/pulls$", 307), ("POST", r"/git/trees$", 302)])
+    ("POST", r"/graphql#PromoterRun$", 302), ("POST", r"/graphql#PromoterRun$", 307),
+    ("POST", r"/graphql#PromoterRun$", 304), ("POST", r"/graphql#PromoterRun$", 301),
+    ("GET", r"/tarball/", 304), ("POST", r"/pulls$", 307),
+    ("POST", r"/graphql#PromoterCommit$", 302)])
 def test_github_odd_statuses_are_exit_5_with_a_message(
         method: str, path: str, status: int, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

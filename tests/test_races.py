@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from hostile.forges import (
+    MERGING,
     REVIEWED,
     SLUG,
     Harness,
@@ -253,6 +254,31 @@ def test_same_promotion_twice_at_once(kind: str, step: str, tmp_path: Path) -> N
         assert len(new) == 1 and new[0]["parents"] == [base], "not one commit on main"
         assert len([c for c in state.changes if c.state == "merged"]) <= 1, state.changes
         assert not [c for c in state.changes if c.state == "open"], state.changes
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_a_branch_whose_request_was_merged_meanwhile_gets_no_second_request(
+        kind: str, tmp_path: Path) -> None:
+    """The branch holds the proved promotion but no request is open: another run may
+    have merged it (squash) a moment ago. Opening a new request for that commit would
+    merge the change a second time, so the base is looked at first and the run plans
+    again when it moved (then: already up to date)."""
+    with harness(kind, tmp_path, REVIEWED) as h:
+        first = run_closed(h.forge(), "1.0.1")
+        forge = h.forge()
+        pr = forge.find_request(BRANCH, "main")
+        assert pr is not None
+        forge.close_request(pr, "")  # the branch stays, its request is gone
+        h.bare.commit_files("main", {".promoter.yaml": MERGING}, "merge from now on")
+        landed: list[str] = []
+        result = run_closed(Before(h.forge(), "find_request", lambda: landed.append(
+            h.bare.commit_files("main", {"envs/prod/deploy.yaml": deploy("1.0.1")},
+                                "the other run's squash merge"))), "1.0.1")
+        assert result["status"] == "up-to-date", result
+        state = outcome(h)
+        assert state.main == landed[0], "a second merge of the same change"
+        assert not [c for c in state.changes if c.state == "open"], state.changes
+        assert first["commit"] not in [c["sha"] for c in state.log]
 
 
 # --- two promotions, one file ------------------------------------------------------------------

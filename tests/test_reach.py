@@ -449,7 +449,7 @@ def exhausted(reset: float) -> dict[str, str]:
 def test_github_rate_limit_past_the_retry_budget_stops_at_once_with_the_reset_time(
         github: FakeGitHub, pki: tuple[Path, Path, Path], status: int,
         headers: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    github.fail("GET", r"/branches/", status, headers=headers, times=5)
+    github.fail("POST", r"/graphql#PromoterRun$", status, headers=headers, times=5)
     clock = Clock()
     code, out, err = promote(capsys, *github_args(github, "--ca-bundle", str(pki[0])),
                              sleep=clock.sleep, clock=clock)
@@ -457,14 +457,14 @@ def test_github_rate_limit_past_the_retry_budget_stops_at_once_with_the_reset_ti
     assert f"GitHub rate limited until {hhmmss(NOW + 3600)} (in 60 min); rerun then, or " \
            "pass --wait-for-rate-limit" in err
     assert clock.slept == []  # said at once, no sleeping first
-    assert github.count("GET", r"/branches/") == 1
+    assert github.count("POST", r"/graphql#PromoterRun$") == 1
     assert json.loads(out)["exit_code"] == 5
 
 
 def test_github_waits_for_a_rate_limit_with_progress_when_asked(
         github: FakeGitHub, pki: tuple[Path, Path, Path],
         capsys: pytest.CaptureFixture[str]) -> None:
-    github.fail("GET", r"/branches/", 403, headers=exhausted(NOW + 150))
+    github.fail("POST", r"/graphql#PromoterRun$", 403, headers=exhausted(NOW + 150))
     clock = Clock()
     code, out, err = promote(capsys, *github_args(github, "--ca-bundle", str(pki[0]),
                                                   "--wait-for-rate-limit"),
@@ -482,7 +482,7 @@ def test_wait_for_rate_limit_from_the_environment_and_its_maximum(
         github: FakeGitHub, pki: tuple[Path, Path, Path],
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMOTE_WAIT_FOR_RATE_LIMIT", "true")
-    github.fail("GET", r"/branches/", 403, headers=exhausted(NOW + 2 * 3600))
+    github.fail("POST", r"/graphql#PromoterRun$", 403, headers=exhausted(NOW + 2 * 3600))
     clock = Clock()
     code, _, err = promote(capsys, *github_args(github, "--ca-bundle", str(pki[0])),
                            sleep=clock.sleep, clock=clock)
@@ -490,7 +490,7 @@ def test_wait_for_rate_limit_from_the_environment_and_its_maximum(
     assert f"GitHub rate limited until {hhmmss(NOW + 7200)} (in 120 min), longer than " \
            "--wait-for-rate-limit waits (60 min at most); rerun then" in err
     assert clock.slept == []
-    github.fail("GET", r"/branches/", 403, headers=exhausted(NOW + 90))
+    github.fail("POST", r"/graphql#PromoterRun$", 403, headers=exhausted(NOW + 90))
     code, _, err = promote(capsys, *github_args(github, "--ca-bundle", str(pki[0])),
                            sleep=clock.sleep, clock=clock)
     assert code == 0, err

@@ -220,7 +220,7 @@ GITHUB_CASES: dict[str, tuple[dict[str, str], list[str], int, Any, bool]] = {
     "bad-token": ({"PROMOTE_TOKEN": BAD_TOKEN}, [], 5, None, True),
     "read-only-token": ({"PROMOTE_TOKEN": READ_TOKEN}, [], 5, None, False),
     "server-500s": ({"PROMOTE_TOKEN": GH_TOKEN}, ["--retry-timeout", "0.3"], 5,
-                    lambda f: f.fail("POST", r"/git/trees$", 500, times=1000,
+                    lambda f: f.fail("POST", r"/graphql#PromoterCommit$", 500, times=1000,
                                      headers={"Retry-After": "0"}), True),
     "error-echoes-token": ({"PROMOTE_TOKEN": GH_TOKEN}, [], 5,
                            lambda f: f.fail("POST", r"/pulls$", 422, times=1000, body=ECHO),

@@ -8,12 +8,14 @@ need the round-trip loader, because nothing is ever dumped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import FileMark, MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from promoter import limits
@@ -101,6 +103,77 @@ def parse(text: str, file: str) -> list[Document]:
     for doc in docs:
         doc.shared = _shared_nodes(doc.root)
     return docs
+
+
+# A document starts at a line beginning "---" (then a space, a tab or the line's end):
+# YAML forbids that line inside any scalar, so these are the stream's document
+# boundaries. Directives ("%") and document ends ("...") make the split more involved:
+# such a file is composed whole.
+_DOC_START = re.compile(r"(?m)^---(?=[ \t\r\n]|$)")
+_WHOLE_ONLY = re.compile(r"(?m)^(?:\.\.\.(?=[ \t\r\n]|$)|%)")
+
+
+def document_spans(text: str) -> list[tuple[int, int]] | None:
+    """(start, end) offsets of each document's text in ``text``, or None when the file
+    has directives or document-end markers (then it is composed whole)."""
+    if _WHOLE_ONLY.search(text):
+        return None
+    cuts = sorted({0, *(m.start() for m in _DOC_START.finditer(text)), len(text)})
+    return list(itertools.pairwise(cuts)) or [(0, 0)]
+
+
+def well_formed(text: str) -> bool:
+    """Whether the whole stream parses (the C parser's events, nothing composed): a file
+    with a broken document anywhere is refused as before, not edited around."""
+    try:
+        for _ in _YAML.parse(text):
+            pass
+    except (YAMLError, RecursionError):
+        return False
+    return True
+
+
+def parse_spans(text: str, file: str, spans: Sequence[tuple[int, int]],
+                chosen: Sequence[int]) -> list[Document] | None:
+    """Compose only the ``chosen`` documents of ``text`` (by their ``spans``), each on its
+    own, with marks (offsets, lines) as in the whole text. None when a chosen span does
+    not compose to at most one document on its own (then compose the whole file: it
+    also gives the right line for a syntax error)."""
+    docs: list[Document] = []
+    for i in chosen:
+        start, end = spans[i]
+        try:
+            found = parse(text[start:end], file)
+        except EditError:
+            return None
+        if len(found) > 1:
+            return None
+        lines = text.count("\n", 0, start)
+        for doc in found:
+            _shift_marks(doc.root, start, lines)
+            doc.index = i
+            docs.append(doc)
+    return docs
+
+
+def _shift_marks(root: Node, offset: int, lines: int) -> None:
+    """Marks of a document composed alone, moved to where it sits in the whole text (a
+    span starts at a line start: columns stay)."""
+    if not offset:
+        return
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for attr in ("start_mark", "end_mark"):
+            mark = getattr(node, attr, None)
+            if mark is not None:
+                setattr(node, attr, FileMark(mark.name, mark.index + offset, mark.line + lines,
+                                             mark.column))
+        stack.extend(children(node))
 
 
 def _too_deep(root: Node) -> Node | None:

@@ -25,13 +25,16 @@ from promoter.edit.document import (
     Document,
     column_of,
     decode,
+    document_spans,
     duplicate_key,
     flatten,
     get,
     is_null,
     line_of,
     parse,
+    parse_spans,
     seq,
+    well_formed,
 )
 from promoter.edit.results import Found, Skip
 from promoter.edit.slots import MarkerSlot, PartsSlot, RefSlot, Slot
@@ -157,11 +160,11 @@ def edit_file(file: str, data: bytes, targets: Targets,
     text = decode(data, file)
     bom = text.startswith(BOM)
     body = text[1:] if bom else text
-    docs = parse(body, file)
+    sets = [op for op in targets.sets if op.file == file]
+    docs, chosen = _compose(body, file, targets, bool(sets))
     marker_at = markers.marker_lines(body) if targets.markers else {}
     edits: dict[int, _Edit] = {}
     skips: list[Skip] = []
-    sets = [op for op in targets.sets if op.file == file]
     unmatched = set(sets)
     for doc in docs:
         for op in sets:  # first: an explicit --set wins over what a format found
@@ -184,7 +187,7 @@ def edit_file(file: str, data: bytes, targets: Targets,
     new_body = apply(body, replacements)
     new_docs = verify(docs, body, new_body, replacements,
                       {id(e.node): e.new for e in changing if e.insert is None}, file,
-                      [e for e in changing if e.insert is not None])
+                      [e for e in changing if e.insert is not None], chosen)
     for doc, new_doc in zip(docs, new_docs, strict=True):
         shared = [e for e in changing if id(e.node) in doc.shared]
         if shared:
@@ -192,6 +195,34 @@ def edit_file(file: str, data: bytes, targets: Targets,
                                    overlays or {})
     new_text = BOM + new_body if bom else new_body
     return FileEdit(found, tuple(skips), new_text.encode("utf-8"))
+
+
+def _compose(body: str, file: str, targets: Targets, whole: bool
+             ) -> tuple[list[Document], Sequence[int] | None]:
+    """The documents of ``body`` worth reading, and which of its documents they are (None:
+    all of them). In a multi-document file only the documents whose text names a target
+    (the planner's byte pre-filter, per document) are composed: the others cannot hold
+    a reference to edit (anchors never cross documents). ``whole``: a --set names this
+    file (a key anywhere): compose everything."""
+    spans = None if whole else document_spans(body)
+    if spans is not None and len(spans) > 1 and well_formed(body):
+        pattern = _needle_text(targets.needles())
+        chosen = [i for i, (start, end) in enumerate(spans)
+                  if pattern.search(body, start, end)]
+        docs = parse_spans(body, file, spans, chosen)
+        if docs is not None:
+            return docs, chosen
+    return parse(body, file), None
+
+
+def _needle_text(needles: Sequence[bytes]) -> re.Pattern[str]:
+    """``plan.needle_pattern`` on text: a name as a whole word, or a marker."""
+    names = [re.escape(n.decode()) for n in needles if not n.startswith(b"$")]
+    others = [re.escape(n.decode()) for n in needles if n.startswith(b"$")]
+    alts = [r"(?<![A-Za-z0-9_.-])(?:" + "|".join(names) + r")(?![A-Za-z0-9_.-])"] \
+        if names else []
+    alts.extend(others)
+    return re.compile("|".join(alts) if alts else r"(?!)")
 
 
 def _slots(doc: Document, file: str, marker_at: dict[int, str]) -> Iterator[Slot]:
@@ -221,8 +252,8 @@ def _guard(docs: list[Document], changing: list[_Edit], file: str) -> None:
 
 
 def verify(docs: list[Document], body: str, new_body: str, replacements: list[Replacement],
-           expected: Mapping[int, str], file: str, inserted: Sequence[_Edit] = ()
-           ) -> list[Document]:
+           expected: Mapping[int, str], file: str, inserted: Sequence[_Edit] = (),
+           chosen: Sequence[int] | None = None) -> list[Document]:
     """The safety proof of a splice; EditError (a bug, never a silent rewrite) unless
 
     - the text outside the replaced spans is byte-for-byte the original (comments,
@@ -231,10 +262,14 @@ def verify(docs: list[Document], body: str, new_body: str, replacements: list[Re
       which now loads as the intended string (``expected``: node id -> new value),
       and each ``inserted`` key loads right after the key its line follows.
 
+    ``chosen``: ``docs`` are these documents of the file only (the others were never
+    composed): those are re-parsed, after checking the file still splits into as many
+    documents; the text check above proves every other document unchanged.
+
     Returns the re-parsed documents (the alias proof resolves them).
     """
     _verify_text(body, new_body, replacements, file)
-    return _verify_tree(docs, new_body, expected, file, inserted)
+    return _verify_tree(docs, new_body, expected, file, inserted, chosen, body)
 
 
 def _verify_text(body: str, new_body: str, replacements: list[Replacement], file: str) -> None:
@@ -263,9 +298,21 @@ def _moved(body: str, new_body: str, old_pos: int, new_pos: int, kept: str, file
 
 
 def _verify_tree(docs: list[Document], new_body: str, expected: Mapping[int, str],
-                 file: str, inserted: Sequence[_Edit]) -> list[Document]:
+                 file: str, inserted: Sequence[_Edit], chosen: Sequence[int] | None = None,
+                 body: str = "") -> list[Document]:
     """Re-parse the edited text: the trees must match except at the edited values."""
-    new_docs = parse(new_body, file)
+    if chosen is None:
+        new_docs = parse(new_body, file)
+    else:
+        old_spans, new_spans = document_spans(body), document_spans(new_body)
+        again = None
+        if old_spans is not None and new_spans is not None \
+                and len(old_spans) == len(new_spans):
+            again = parse_spans(new_body, file, new_spans, chosen)
+        if again is None:
+            raise EditError("the edit changed the file's documents (a bug: please report)",
+                            file=file)
+        new_docs = again
     if len(new_docs) != len(docs):
         raise EditError("the edit changed the number of YAML documents (a bug: please report)",
                         file=file)

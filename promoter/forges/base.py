@@ -95,6 +95,9 @@ class PullRequest:
     head_sha: str = ""
     state: str = "open"  # open | closed | merged
     labels: tuple[str, ...] = field(default=())
+    # the merge method the forge's auto-merge is already set to (None: not set, or not
+    # known); enable_auto_merge leaves one set for this very head and method alone
+    auto_merge: str | None = None
 
 
 class ChecksState(str, Enum):
@@ -123,8 +126,22 @@ class LoggedCommit:
 class Forge(Protocol):
     name: str
 
-    def snapshot(self, base: str | None) -> Snapshot:
-        """The base branch (default branch when None) with every file of its tree."""
+    def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
+        """The base branch (default branch when None) with every file of its tree.
+        ``branch``: the promotion branch this run will use; a forge may read its tip and
+        open request in the same round trip, and answer the next ``read_head`` /
+        ``find_request`` of it from that (once)."""
+        ...
+
+    def write_first(self, files: Mapping[str, bytes]) -> bool:
+        """True: making a new branch with ``files`` costs one request and fails cleanly
+        (BranchExists) when the branch is there, cheaply enough to try it before reading
+        the branch (promote then reads it only when it is there)."""
+        ...
+
+    def commit_verified(self, sha: str) -> bool | None:
+        """Whether the forge signed commit ``sha`` (shown as Verified), from what it
+        already knows (never a request); None when it does not know."""
         ...
 
     def read_head(self, branch: str) -> Head | None:
@@ -165,11 +182,18 @@ class Forge(Protocol):
 
     def delete_branch(self, branch: str) -> None: ...
 
-    def find_request(self, branch: str, base: str) -> PullRequest | None:
-        """The open pull / merge request from ``branch`` into ``base``, if any."""
+    def find_request(self, branch: str, base: str, *,
+                     confirm_none: bool = False) -> PullRequest | None:
+        """The open pull / merge request from ``branch`` into ``base``, if any.
+        ``confirm_none``: "none" leads to opening one, so it must be read now, not taken
+        from what the snapshot's round trip saw (another run may have opened it since)."""
         ...
 
-    def open_request(self, branch: str, base: str, spec: RequestSpec) -> PullRequest: ...
+    def open_request(self, branch: str, base: str, spec: RequestSpec, *,
+                     auto_merge_next: bool = False) -> PullRequest:
+        """Open the request. ``auto_merge_next``: the caller enables auto-merge on it right
+        after, so a forge may carry some of its parts (labels) in that request."""
+        ...
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest: ...
 

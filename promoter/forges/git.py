@@ -126,7 +126,7 @@ class GitForge:
 
     # -- reading ------------------------------------------------------------------------
 
-    def snapshot(self, base: str | None) -> Snapshot:
+    def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
         clone = self._clone
         refs, head = clone.ls_remote("HEAD", "refs/heads/*", symref=True)
         branches = sorted(r[len("refs/heads/"):] for r in refs if r.startswith("refs/heads/"))
@@ -285,7 +285,8 @@ class GitForge:
 
     # -- requests: the branch is the request --------------------------------------------
 
-    def find_request(self, branch: str, base: str) -> PullRequest | None:
+    def find_request(self, branch: str, base: str, *,
+                     confirm_none: bool = False) -> PullRequest | None:
         head = self.read_head(branch)
         if head is None:
             return None
@@ -293,7 +294,16 @@ class GitForge:
         return PullRequest(number=0, url=f"{self.remote}#{branch}", branch=branch, base=base,
                            title=title.strip(), body=body.strip("\n"), head_sha=head.sha)
 
-    def open_request(self, branch: str, base: str, spec: RequestSpec) -> PullRequest:
+    def write_first(self, files: Mapping[str, bytes]) -> bool:
+        """A push is cheap to refuse, but the clone must be fetched first anyway."""
+        return False
+
+    def commit_verified(self, sha: str) -> bool | None:
+        """Plain git signs nothing promoter pushes (no key here): unknown."""
+        return None
+
+    def open_request(self, branch: str, base: str, spec: RequestSpec, *,
+                     auto_merge_next: bool = False) -> PullRequest:
         """Nothing to open: the pushed branch is the request. Title and body travel in
         the commit message; labels, reviewers and assignees have no place in plain git."""
         found = self.find_request(branch, base)

@@ -345,7 +345,7 @@ class GiteaForge:
 
     # -- reading ----------------------------------------------------------------------
 
-    def snapshot(self, base: str | None) -> Snapshot:
+    def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
         if base is None:
             data = self._run("read the repository", lambda: self._json("GET", "", missing=True))
             if data is None:
@@ -704,7 +704,8 @@ class GiteaForge:
                 return None
         return None
 
-    def find_request(self, branch: str, base: str) -> PullRequest | None:
+    def find_request(self, branch: str, base: str, *,
+                     confirm_none: bool = False) -> PullRequest | None:
         return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
 
     def _label_ids(self, names: tuple[str, ...]) -> list[int]:
@@ -737,7 +738,16 @@ class GiteaForge:
             title = WIP + title
         return _cap(title, MAX_TITLE, "title").replace("\n", " ")
 
-    def open_request(self, branch: str, base: str, spec: RequestSpec) -> PullRequest:
+    def write_first(self, files: Mapping[str, bytes]) -> bool:
+        """No: the branch is read first (one GET), as before."""
+        return False
+
+    def commit_verified(self, sha: str) -> bool | None:
+        """Unknown: Gitea's own signing of API commits is not read here."""
+        return None
+
+    def open_request(self, branch: str, base: str, spec: RequestSpec, *,
+                     auto_merge_next: bool = False) -> PullRequest:
         payload: dict[str, Any] = {"head": branch, "base": base, "title": self._title(spec),
                                    "body": _cap(spec.body, MAX_BODY, "description")}
         labels = self._label_ids(spec.labels)

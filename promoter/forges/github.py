@@ -1,22 +1,28 @@
-"""The GitHub forge: PyGithub over the REST API (and one GraphQL mutation).
+"""The GitHub forge: PyGithub over the REST API, and GraphQL where it saves requests.
 
-One promotion is one atomic commit made with the Git Data API, then a pull request:
+One promotion is one atomic commit, then a pull request:
 
-    snapshot      GET branch, GET tarball (302) + GET the archive it points to
-                  (at most promoter.limits.MAX_ARCHIVE_BYTES, unpacking to at most
-                  MAX_UNPACKED_BYTES: else exit 5), GET the root tree (is
-                  .promoter.yaml there, and which blob?), and GET its blob when the
-                  archive's copy differs (export-ignore/-subst, too large); the default
-                  branch costs one more GET (the repository)
-    read_head     GET branch                                          (1 request)
-    write_commit  GET git commit, POST tree (base_tree + inline content),
-                  POST commit, POST ref                               (4 requests)
-                  replace: ... GET ref (still at head?), PATCH ref force (5 requests)
-    find_request  GET pulls?head=owner:branch&base=...                (1 request)
-    open_request  POST pulls, then labels, reviewers, assignees       (1-4 requests)
+    snapshot      POST graphql (the run query: base tip and tree, default branch,
+                  repository and label node ids, the promotion branch's tip and its open
+                  pull requests, the root tree's entries), GET tarball (302) + GET the
+                  archive it points to (at most promoter.limits.MAX_ARCHIVE_BYTES,
+                  unpacking to at most MAX_UNPACKED_BYTES: else exit 5); GET the blob of
+                  .promoter.yaml only when the archive's copy is not the tree's
+                  (export-ignore/-subst, too large)
+    read_head     answered by the run query (once); else GET branch    (0-1 request)
+    write_commit  new branch: POST graphql with createRef + createCommitOnBranch
+                  (expectedHeadOid = the base; atomic; GitHub signs the commit, shown
+                  as Verified)                                          (1 request)
+                  a change to an executable file (the mutation sets no modes), or
+                  replace: POST tree, POST commit, POST ref / GET ref + PATCH ref
+    find_request  answered by the run query (once); else GET pulls     (0-1 request)
+    open_request  POST pulls, then labels, reviewers, assignees        (1-4 requests)
+                  (labels go with the auto-merge mutation when it follows)
     checks        GET combined status, GET check runs                 (2 requests)
     merge         PUT merge with the head sha as guard                (1 request)
-    enable_auto_merge  GET pull (node id), POST graphql; "clean status" -> merge
+    enable_auto_merge  POST graphql (addLabelsToLabelable + enablePullRequestAutoMerge
+                  pinned to the head); "clean status" -> merge; nothing when it is
+                  already on for that head and method
 
 The client is built with ``retry=None`` and no throttling: ``promoter.retry`` owns every
 retry (5xx, 429, secondary rate limits, dropped connections), honouring Retry-After.
@@ -40,7 +46,7 @@ import json
 import tarfile
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
@@ -60,8 +66,9 @@ from github.GitRef import GitRef
 from github.PullRequest import PullRequest as GhPull
 from github.Repository import Repository
 
-from promoter import retry
+from promoter import proof, retry
 from promoter.errors import AuthError, ConflictError, ForgeError, PromoteError, UsageError
+from promoter.forges import github_gql as gql
 from promoter.forges.base import (
     ChecksState,
     Head,
@@ -294,7 +301,13 @@ class GitHubForge:
         self._repo: Repository | None = None
         self._executable: dict[str, frozenset[str]] = {}
         self._trees: dict[str, str] = {}  # commit sha -> its tree sha, from the snapshot
-        self._opened: dict[int, GhPull] = {}  # pull requests this forge created (node ids)
+        self._nodes: dict[int, str] = {}  # pull request number -> node id (GraphQL)
+        self._run: gql.RunAnswer | None = None  # the run query's answer (see snapshot)
+        self._heads: dict[str, Head | None] = {}  # read with the run query: used once
+        self._pulls: dict[str, tuple[gql.OpenPull, ...]] = {}  # likewise
+        self._signed: set[str] = set()  # commits GitHub signed (made or seen Verified)
+        # labels (name -> node id) to add with the auto-merge mutation of that request
+        self._labels_due: dict[int, dict[str, str]] = {}
         self._session = session(ca_bundle)
         # The archive URL is pre-signed: send no credentials, not even from ~/.netrc
         # (requests only reads .netrc when the session has no auth of its own).
@@ -485,47 +498,84 @@ class GitHubForge:
 
     # -- reading ----------------------------------------------------------------------
 
-    def snapshot(self, base: str | None) -> Snapshot:
-        _, repo = self._client()
-        branch = base if base is not None else self._call(
-            "read the repository's default branch", lambda: repo.default_branch, need=READ)
-        check_branch(branch)
+    def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
+        """One GraphQL query (the base's tip and tree, the repository's node id and labels,
+        and, given ``branch``, that branch's tip and open pull requests, which the next
+        ``read_head`` / ``find_request`` of it answer from), then the tarball (2 GETs)."""
+        gh, repo = self._client()
+        if base is not None:
+            check_branch(base)
+        if branch is not None:
+            check_branch(branch)
+        document, variables = gql.run_query(base, branch)
+        variables.update({"owner": self.owner, "name": self.repo_name})
 
-        def missing(exc: GithubException) -> Any:
-            if exc.status == 404:
-                raise self._missing_branch(branch)
-            return UNHANDLED
+        def read() -> gql.RunAnswer | None:
+            _, data = gh.requester.graphql_query(document, variables)
+            return gql.parse_run(data, base)
 
-        # the branch answer carries the commit's tree too: write_commit needs no GET for it
-        sha, tree = self._call(f"read branch {branch}", lambda: _tip(repo.get_branch(branch)),
-                               need=READ, recover=missing)
-        self._trees[sha] = tree
+        answer = self._call("read the repository", read, need=READ)
+        if answer is None:
+            raise ForgeError(f"the repository {self.slug} does not exist or the token cannot "
+                             f"see it (at {self.api_url})",
+                             hint="check --repo and the repositories the token may access")
+        if answer.base is None:
+            if base is None:
+                raise UsageError(f"{self.slug} has no default branch (an empty repository?)",
+                                 hint="push a first commit, or pass --base")
+            raise UsageError(f"the branch {base!r} does not exist in {self.slug}",
+                             hint="pass --base with an existing branch")
+        self._run = answer
+        if branch is not None:
+            self._heads[branch] = answer.head
+            self._pulls[branch] = answer.pulls
+            if answer.head is not None and answer.head_signed:
+                self._signed.add(answer.head.sha)
+        for found in answer.pulls:
+            self._nodes[found.pull.number] = found.node_id
+        sha = answer.base.sha
+        check_branch(answer.base.branch)
+        self._trees[sha] = answer.base.tree
         files, executable, links = self._call(f"download {self.slug} at {sha[:12]}",
                                               lambda: self._download(repo, sha), need=READ)
         self._executable[sha] = executable
-        self._policy_file(repo, tree, files, links)
-        return Snapshot(branch=branch, commit=sha, files=files, links=links)
+        self._policy_file(repo, answer.base.tree, files, links, answer.base.root)
+        return Snapshot(branch=answer.base.branch, commit=sha, files=files, links=links)
+
+    def write_first(self, files: Mapping[str, bytes]) -> bool:
+        """No: the run query has already read the branch (no request to save)."""
+        return False
+
+    def commit_verified(self, sha: str) -> bool | None:
+        """Whether GitHub signed ``sha`` (commits made with ``createCommitOnBranch`` are,
+        and show as Verified), from what this forge already knows: no request."""
+        return True if sha in self._signed else None
 
     def _policy_file(self, repo: Repository, tree: str, files: dict[str, bytes],
-                     links: dict[str, str]) -> None:
+                     links: dict[str, str],
+                     root: Sequence[tuple[str, str, str]] | None = None) -> None:
         """Make ``files`` hold ``.promoter.yaml`` exactly as the base tree does: the
         archive alone cannot tell (``export-ignore`` drops it, ``export-subst`` rewrites
         it, ``MAX_FILE`` leaves it out), so the root tree is read (one GET) and the blob
         too when the archive's copy is not that blob (one more). A link, directory or
-        submodule at the path stops the run (exit 2)."""
-        entries = self._call(f"read the root tree of {self.slug}",
-                             lambda: repo.get_git_tree(tree).tree, need=READ)
-        entry = next((e for e in entries if e.path == CONFIG_FILE), None)
+        submodule at the path stops the run (exit 2). ``root``: the root tree's entries
+        (name, mode, blob id) as the run query read them: no GET for the tree."""
+        if root is None:
+            listed = self._call(f"read the root tree of {self.slug}",
+                                lambda: repo.get_git_tree(tree).tree, need=READ)
+            root = [(e.path, e.mode, e.sha) for e in listed]
+        entry = next((e for e in root if e[0] == CONFIG_FILE), None)
         if entry is None:
             files.pop(CONFIG_FILE, None)
             links.pop(CONFIG_FILE, None)
             return
-        check_policy_entry(entry.mode, links.get(CONFIG_FILE))
+        _, mode, oid = entry
+        check_policy_entry(mode, links.get(CONFIG_FILE))
         held = files.get(CONFIG_FILE)
-        if held is not None and git_blob_sha(held) == entry.sha:
+        if held is not None and git_blob_sha(held) == oid:
             return
         blob = self._call(f"read {CONFIG_FILE} of {self.slug}",
-                          lambda: repo.get_git_blob(entry.sha), need=READ)
+                          lambda: repo.get_git_blob(oid), need=READ)
         content = blob.content or ""
         files[CONFIG_FILE] = base64.b64decode(content) if blob.encoding == "base64" \
             else content.encode("utf-8")
@@ -543,6 +593,8 @@ class GitHubForge:
 
     def read_head(self, branch: str) -> Head | None:
         check_branch(branch)
+        if branch in self._heads:  # read moments ago with the run query: once
+            return self._heads.pop(branch)
         _, repo = self._client()
 
         def read() -> Head | None:
@@ -607,12 +659,20 @@ class GitHubForge:
         for path in files:
             check_path(path)
         _, repo = self._client()
+        executable = self._executable.get(base.commit, frozenset())
+        run = self._run
+        if (replace is None and run is not None and run.repository_id and files
+                and not executable.intersection(files) and self._author is None):
+            # one request, atomic, signed by GitHub (createCommitOnBranch sets no modes
+            # and no author: a change to an executable file, or a commit with --author,
+            # takes the Git Data API below)
+            return self._commit_on_new_branch(repo, run.repository_id, branch, base, files,
+                                              message)
         known = self._trees.get(base.commit)
         parent: GitCommit = GitCommit(repo.requester, {}, {
             "sha": base.commit, "tree": {"sha": known}}, completed=True) if known else \
             self._call(f"read commit {base.commit[:12]}",
                        lambda: repo.get_git_commit(base.commit), need=READ)
-        executable = self._executable.get(base.commit, frozenset())
         elements = []
         for path, data in sorted(files.items()):
             mode = "100755" if path in executable else "100644"
@@ -636,6 +696,73 @@ class GitHubForge:
         if replace is None:
             return self._create_branch(repo, branch, commit.sha, tree.sha, base.commit, message)
         return self._move_branch(repo, branch, replace.sha, commit.sha)
+
+    def _commit_on_new_branch(self, repo: Repository, repository_id: str, branch: str,
+                              base: Snapshot, files: Mapping[str, bytes],
+                              message: str) -> str:
+        """``createRef`` at the base, then ``createCommitOnBranch`` expecting the base: one
+        request. When the branch exists already (another run), GitHub refuses one or the
+        other and nothing of ours lands (ConflictError: promote plans again), except when
+        that branch still sat at the base: then the commit is ours, on the base, as if we
+        had made the branch."""
+        gh, _ = self._client()
+        variables = gql.commit_variables(repository_id, self.slug, branch, base.commit,
+                                         files, message)
+
+        attempts = 0
+
+        def act() -> str:
+            nonlocal attempts
+            attempts += 1
+            _, data = gh.requester.graphql_query(gql.COMMIT, variables)
+            oid = gql.committed(data)
+            if oid is None:
+                raise ForgeError(f"GitHub made no commit on {branch} and said nothing why")
+            self._signed.add(oid)
+            return oid
+
+        def landed() -> str | None:
+            """The branch's tip when it is this very change on the base (an earlier
+            attempt, or an identical run: proved by its files), None when the branch is
+            missing or still at the base; ConflictError when it holds anything else."""
+            ref = self._ref(repo, branch)
+            if ref is None or ref.object.sha == base.commit:
+                return None
+            head = ref.object.sha
+            found = repo.get_git_commit(head)
+            if ([p.sha for p in found.parents] == [base.commit]
+                    and found.message.strip() == gql.as_stored(message).strip()
+                    and proof.holds(self.changed_files(head), files)):
+                return head
+            raise self._taken(branch, head)
+
+        def refused(exc: GithubException) -> str | _Unhandled:
+            oid = gql.committed(exc.data if isinstance(exc.data, dict) else {})
+            if oid is not None:  # the branch was there already, at the base: ours now
+                self._signed.add(oid)
+                return oid
+            said = github_message(exc)
+            if "FORBIDDEN" in _graphql_types(exc):
+                raise AuthError(redact(f"GitHub refused to commit to {branch} ({said}): the "
+                                       f"token lacks {CONTENTS} on {self.slug}"))
+            if "already exists" in said or "expected branch to point to" in said.lower():
+                # there before this call: another run's (promote plans again, and reuses
+                # it when it proves), or an earlier attempt of this call's (ours)
+                same = landed() if attempts > 1 else None
+                if same is None:
+                    raise self._taken(branch, "")
+                return same
+            return UNHANDLED
+
+        return self._write(f"commit to branch {branch}", act, landed, recover=refused)
+
+    def _taken(self, branch: str, sha: str) -> ConflictError:
+        at = f" at {sha[:12]}" if sha else ""
+        return ConflictError(
+            f"branch {branch} already exists in {self.slug}{at}, made by another run or by "
+            "someone else; promoter will not overwrite it",
+            hint="run promote again (it will update the branch if it is promoter's), or "
+                 "delete the branch")
 
     def _upload(self, repo: Repository, path: str, data: bytes) -> str:
         encoded = base64.b64encode(data).decode("ascii")
@@ -752,20 +879,31 @@ class GitHubForge:
         return PullRequest(
             number=pull.number, url=pull.html_url, branch=pull.head.ref, base=pull.base.ref,
             title=pull.title or "", body=pull.body or "", head_sha=pull.head.sha,
-            state=state, labels=tuple(label.name for label in pull.labels))
+            state=state, labels=tuple(label.name for label in pull.labels),
+            auto_merge=_auto_merge_of(pull.auto_merge))
 
     def _find(self, repo: Repository, branch: str, base: str) -> PullRequest | None:
         page = repo.get_pulls(state="open", head=f"{self.owner}:{branch}",
                               base=base).get_page(0)
         return self._to_pr(page[0]) if page else None
 
-    def find_request(self, branch: str, base: str) -> PullRequest | None:
+    def find_request(self, branch: str, base: str, *,
+                     confirm_none: bool = False) -> PullRequest | None:
         check_branch(branch)
+        if branch in self._pulls:  # read moments ago with the run query: once
+            found = [p.pull for p in self._pulls.pop(branch)
+                     if p.pull.base == base and p.head_repo == self.slug]
+            if found or not confirm_none:
+                return found[0] if found else None
         _, repo = self._client()
         return self._call(f"list pull requests of {branch}",
                           lambda: self._find(repo, branch, base), need=PULLS)
 
-    def open_request(self, branch: str, base: str, spec: RequestSpec) -> PullRequest:
+    def open_request(self, branch: str, base: str, spec: RequestSpec, *,
+                     auto_merge_next: bool = False) -> PullRequest:
+        """POST pulls, then labels, reviewers, assignees. ``auto_merge_next``: the caller
+        enables auto-merge right after, so labels whose node ids the run query read go
+        with that mutation (one request fewer)."""
         check_branch(branch)
         _, repo = self._client()
         title, body = cap_title(spec.title), cap_body(spec.body)
@@ -773,7 +911,7 @@ class GitHubForge:
         def act() -> tuple[PullRequest, bool]:
             extra: dict[str, Any] = {"draft": True} if spec.draft else {}
             pull = repo.create_pull(base=base, head=branch, title=title, body=body, **extra)
-            self._opened[pull.number] = pull
+            self._nodes[pull.number] = pull.node_id
             return self._to_pr(pull), True
 
         def already() -> tuple[PullRequest, bool] | None:
@@ -790,8 +928,13 @@ class GitHubForge:
 
         pr, created = self._write(f"open a pull request from {branch}", act, already,
                                   need=PULLS, recover=exists)
+        known = self._run.labels if self._run is not None else {}
         if not created or pr.title != title or pr.body != body:
             pr = self.update_request(pr, spec)
+        elif auto_merge_next and spec.labels and all(n in known for n in spec.labels):
+            self._labels_due[pr.number] = {n: known[n] for n in spec.labels}
+            pr = dataclasses.replace(pr, labels=tuple(dict.fromkeys([*pr.labels,
+                                                                     *spec.labels])))
         else:
             pr = self._ensure_labels(repo, pr, spec.labels)
         number = pr.number
@@ -931,19 +1074,30 @@ class GitHubForge:
         if method not in MERGE_METHODS:
             raise UsageError(f"unknown merge method {method!r}",
                              hint="use merge, squash or rebase")
-        _, repo = self._client()
+        gh, repo = self._client()
         number = pr.number
-        # a request this forge opened already has its node id: no GET for it
-        pull = self._opened.get(number) or repo.get_pull(number)
+        if pr.auto_merge == method and pr.head_sha == sha and number not in self._labels_due:
+            # already set, by an earlier run, to merge this very commit this way
+            return MergeOutcome(merged=False, auto_merge=True)
+        # a request this forge opened or the run query found has its node id: no GET
+        node = self._nodes.get(number) or self._call(
+            f"read pull request #{number}", lambda: repo.get_pull(number).node_id, need=PULLS)
+        labels = self._labels_due.pop(number, {})
+        document = gql.auto_merge_document(bool(labels))
+        variables = gql.auto_merge_variables(node, method, sha, message, list(labels.values()))
 
         def act() -> MergeOutcome:
-            title, _, body = message.strip().partition("\n\n")
-            pull.enable_automerge(merge_method=method.upper(), commit_headline=title or NotSet,
-                                  commit_body=body or NotSet,
-                                  expected_head_oid=sha)
+            gh.requester.graphql_query(document, variables)
             return MergeOutcome(merged=False, auto_merge=True)
 
         def declined(exc: GithubException) -> MergeOutcome | _Unhandled:
+            if gql.errors_of(exc.data, "addLabelsToLabelable"):
+                # a label vanished since the run query: add them by name (REST creates it)
+                self._ensure_labels(repo, dataclasses.replace(pr, labels=()), tuple(labels))
+                merge_errors = gql.errors_of(exc.data, "enablePullRequestAutoMerge")
+                if not merge_errors:
+                    return MergeOutcome(merged=False, auto_merge=True)
+                exc = GithubException(400, {"errors": merge_errors}, exc.headers)
             said = github_message(exc)
             types = _graphql_types(exc)
             if exc.status != 400 or not types:
@@ -977,6 +1131,12 @@ class GitHubForge:
 
         return self._call(f"enable auto-merge on pull request #{number}", act,
                           need=f"{CONTENTS} and {PULLS}", recover=declined)
+
+
+def _auto_merge_of(auto: Any) -> str | None:
+    if not isinstance(auto, dict) or not auto.get("merge_method"):
+        return None
+    return str(auto["merge_method"]).lower()
 
 
 def _tip(branch: Any) -> tuple[str, str]:

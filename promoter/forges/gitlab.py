@@ -66,6 +66,7 @@ import requests
 from promoter import __version__, retry
 from promoter.errors import (
     AuthError,
+    BranchExists,
     ConfigError,
     ConflictError,
     ForgeError,
@@ -101,6 +102,7 @@ T = TypeVar("T")
 
 MAX_DESCRIPTION = 1_000_000  # GitLab refuses longer merge request descriptions
 MAX_TITLE = 255
+WRITE_FIRST_BYTES = 64 * 1024  # a new branch is written before it is read up to this size
 AUTO_MERGE_WAITS = (1.0, 2.0, 4.0, 8.0)  # seconds between auto-merge attempts
 MAX_LISTED = 1000  # changed files of one commit that promoter will read to prove it
 LOG_PAGE = 100
@@ -234,6 +236,9 @@ def _pull(mr: Mapping[str, Any]) -> PullRequest:
         head_sha=str(mr.get("sha") or ""),
         state=state,
         labels=labels,
+        auto_merge=(("squash" if mr.get("squash") else "merge")
+                    if mr.get("merge_when_pipeline_succeeds")
+                    else None),
     )
 
 
@@ -442,7 +447,7 @@ class GitLabForge:
 
     # -- reading ----------------------------------------------------------------------
 
-    def snapshot(self, base: str | None) -> Snapshot:
+    def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
         if base is None:
             project = self._run("read the project",
                                 lambda: self._gl.projects.get(self._key))
@@ -587,8 +592,8 @@ class GitLabForge:
 
         def in_the_way(head: Head | None) -> ConflictError:
             where = f"branch {branch} of {self.repo}"
-            if replace is None:
-                return ConflictError(
+            if replace is None:  # promote reads the branch and judges it
+                return BranchExists(
                     f"{where} already exists with a commit promoter did not make for this "
                     f"base ({head.sha[:12] if head else 'unknown'})",
                     hint="another run or a person created it; run again to update it, or "
@@ -617,6 +622,9 @@ class GitLabForge:
             except glexc.GitlabCreateError as exc:
                 if (replace is None and _status(exc) == 400
                         and "a branch called" in _message(exc).lower()):
+                    if attempts == 1:  # it was there before this call: promote looks
+                        raise BranchExists(f"branch {branch} of {self.repo} already exists",
+                                           hint="run promote again") from None
                     head = self._get_head(branch)
                     done = ours(head)
                     if done is not None:
@@ -674,7 +682,8 @@ class GitLabForge:
             source_branch=branch, target_branch=base, state="opened", get_all=False)
         return _pull(found[0].attributes) if found else None
 
-    def find_request(self, branch: str, base: str) -> PullRequest | None:
+    def find_request(self, branch: str, base: str, *,
+                     confirm_none: bool = False) -> PullRequest | None:
         return self._run(f"find the merge request of {branch}", lambda: self._find(branch, base))
 
     def _user_id(self, username: str) -> int:
@@ -705,7 +714,18 @@ class GitLabForge:
             title = f"Draft: {title}"
         return _cap(title, MAX_TITLE, "title").replace("\n", " ")
 
-    def open_request(self, branch: str, base: str, spec: RequestSpec) -> PullRequest:
+    def write_first(self, files: Mapping[str, bytes]) -> bool:
+        """POST commits with ``start_sha`` makes branch and commit at once, or answers 400
+        when the branch is there: one request saved for a new branch, one spent (with the
+        files' bytes) on a re-run. Worth it while the files are small."""
+        return sum(len(data) for data in files.values()) <= WRITE_FIRST_BYTES
+
+    def commit_verified(self, sha: str) -> bool | None:
+        """Commits made through the API are not signed by GitLab here: unknown."""
+        return None
+
+    def open_request(self, branch: str, base: str, spec: RequestSpec, *,
+                     auto_merge_next: bool = False) -> PullRequest:
         people = self._people(spec)
         payload: dict[str, Any] = {
             "source_branch": branch,
@@ -860,6 +880,10 @@ class GitLabForge:
 
     def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
                           message: str = "") -> MergeOutcome:
+        if (pr.auto_merge is not None and pr.head_sha == sha
+                and (pr.auto_merge == "squash") == (method == "squash")):
+            # already set, by an earlier run, to merge this very commit this way
+            return MergeOutcome(merged=False, auto_merge=True)
         data: dict[str, Any] = {"auto_merge": True, "merge_when_pipeline_succeeds": True,
                                 "should_remove_source_branch": True, **_messages(message)}
         if method == "squash":

@@ -242,6 +242,7 @@ class FakeGitHub:
         self.tokens: dict[str, TokenInfo] = {}
         self.apps: dict[int, App] = {}
         self.requests: list[RequestRecord] = []
+        self.signed: set[str] = set()  # commits made by createCommitOnBranch (Verified)
         self.faults: list[Fault] = []
         self.latency = 0.0  # seconds added before every answer (benchmarks of a slow network)
         self.lock = threading.RLock()
@@ -1357,57 +1358,258 @@ class FakeGitHub:
         return Response(200, chunk, headers)
 
     # -- graphql ----------------------------------------------------------------------
+    # The operations promoter sends, answered field by field the way GitHub's schema
+    # does: the run query (repository id, default branch or a named base with its tip
+    # and tree, the promotion branch's tip with its parents and signature, its open pull
+    # requests, the repository's labels), createRef, createCommitOnBranch (a commit on
+    # the branch's head, checked against expectedHeadOid, signed by "GitHub": recorded in
+    # ``signed``), addLabelsToLabelable and enablePullRequestAutoMerge. Mutations in one
+    # document run in order; a failed one answers null with an error and the rest still
+    # run, as on GitHub.
 
     def _graphql(self, ctx: Ctx) -> Response:
         who = ctx.who
         body = ctx.body or {}
-        query = body.get("query", "")
+        document = str(body.get("query", ""))
         variables = body.get("variables") or {}
-        name = "enablePullRequestAutoMerge"
         if not isinstance(who, TokenInfo):
             raise ApiError(401, "Bad credentials")
-        if name not in query:
-            return Response(200, {"errors": [{"message": "this fake only supports "
-                                              "enablePullRequestAutoMerge"}]})
-        arguments = variables.get("input") or {}
+        if re.match(r"\s*query\b", document) or not re.match(r"\s*mutation\b", document):
+            return self._graphql_query(who, document, variables)
+        data: dict[str, Any] = {}
+        errors: list[dict[str, Any]] = []
+        for field_name, var in re.findall(r"(\w+)\(input:\s*\$(\w+)\)", document):
+            handler = _MUTATIONS.get(field_name)
+            arguments = variables.get(var) or {}
+            if handler is None:
+                errors.append({"message": f"Field '{field_name}' doesn't exist on type "
+                                          "'Mutation'", "path": [field_name]})
+                continue
+            try:
+                data[field_name] = handler(self, who, arguments)
+            except _GraphQLError as err:
+                data[field_name] = None
+                errors.append({"type": err.kind, "path": [field_name],
+                               "locations": [{"line": 1, "column": 58}],
+                               "message": err.message})
+        answer: dict[str, Any] = {"data": data}
+        if errors:
+            answer["errors"] = errors
+        return Response(200, answer)
 
-        def fail(message: str, kind: str = "UNPROCESSABLE") -> Response:
-            return Response(200, {"data": {name: None}, "errors": [
-                {"type": kind, "path": [name], "locations": [{"line": 1, "column": 58}],
-                 "message": message}]})
+    def _visible(self, who: TokenInfo, repo: FakeRepo | None) -> bool:
+        return repo is not None and (who.repos is None or repo.full_name in who.repos)
 
-        node = str(arguments.get("pullRequestId", ""))
-        m = re.fullmatch(r"PR_(\d+)_(\d+)", node)
+    def _graphql_query(self, who: TokenInfo, document: str,
+                       variables: Mapping[str, Any]) -> Response:
+        if "repository(" not in document:
+            return Response(200, {"errors": [{"message": "this fake answers only "
+                                              "promoter's repository query"}]})
+        owner, name = str(variables.get("owner", "")), str(variables.get("name", ""))
+        repo = self.repos.get(f"{owner}/{name}")
+        if repo is None or not self._visible(who, repo):
+            return Response(200, {"data": {"repository": None}, "errors": [
+                {"type": "NOT_FOUND", "path": ["repository"],
+                 "locations": [{"line": 2, "column": 3}],
+                 "message": f"Could not resolve to a Repository with the name "
+                            f"'{owner}/{name}'."}]})
+        out: dict[str, Any] = {"id": f"R_{repo.id}"}
+        if "defaultBranchRef" in document:
+            out["defaultBranchRef"] = self._gql_tip(repo, repo.default_branch)
+        if re.search(r"\bbase:\s*ref\(", document):
+            out["base"] = self._gql_tip(repo, _short(str(variables.get("base", ""))))
+        if re.search(r"\bpromotion:\s*ref\(", document):
+            branch = _short(str(variables.get("branch", "")))
+            sha = repo.bare.resolve(f"refs/heads/{branch}") if branch else None
+            info = repo.bare.commit(sha) if sha else None
+            out["promotion"] = None if info is None else {"target": {
+                "oid": info["sha"], "message": info["message"],
+                "parents": {"nodes": [{"oid": p} for p in info["parents"][:2]]},
+                "signature": {"isValid": True} if info["sha"] in self.signed else None}}
+        if "pullRequests(" in document:
+            head = str(variables.get("branchName", ""))
+            nodes = [self._gql_pull(repo, pr) for pr in sorted(repo.pulls.values(),
+                                                                  key=lambda p: p.number)
+                     if pr.state == "open" and pr.head == head][:10]
+            out["pullRequests"] = {"nodes": nodes}
+        if re.search(r"\blabels\(first:\s*100\)\s*\{\s*nodes\s*\{\s*id", document):
+            out["labels"] = {"nodes": [{"id": f"LA_{lid}", "name": label}
+                                       for label, lid in sorted(repo.labels.items())][:100]}
+        return Response(200, {"data": {"repository": out}})
+
+    def _gql_tip(self, repo: FakeRepo, branch: str) -> dict[str, Any] | None:
+        sha = repo.bare.resolve(f"refs/heads/{branch}") if branch else None
+        if sha is None:
+            return None
+        out = repo.bare.git("ls-tree", "-z", sha).stdout.decode("utf-8")
+        entries = []
+        for record in out.split("\0"):
+            if record:
+                meta, name = record.split("\t", 1)
+                mode, _kind, oid = meta.split()
+                entries.append({"name": name, "mode": int(mode, 8), "oid": oid})
+        return {"name": branch, "target": {"oid": sha, "tree": {
+            "oid": repo.bare.tree_of(sha), "entries": entries}}}
+
+    def _gql_pull(self, repo: FakeRepo, pr: FakePull) -> dict[str, Any]:
+        return {"id": f"PR_{repo.id}_{pr.number}", "number": pr.number,
+                "url": f"{self.root_url}/{repo.full_name}/pull/{pr.number}",
+                "title": pr.title, "body": pr.body or "", "headRefName": pr.head,
+                "baseRefName": pr.base, "headRefOid": self._head_sha(repo, pr),
+                "state": "MERGED" if pr.merged else pr.state.upper(),
+                "headRepository": {"nameWithOwner": repo.full_name},
+                "autoMergeRequest": None if pr.auto_merge is None else {
+                    "mergeMethod": str(pr.auto_merge["merge_method"]).upper()},
+                "labels": {"nodes": [{"name": label} for label in pr.labels]}}
+
+    def _node_repo(self, who: TokenInfo, node: str, prefix: str) -> tuple[FakeRepo, int]:
+        m = re.fullmatch(rf"{prefix}_(\d+)(?:_(\d+))?", node)
         repo = next((r for r in self.repos.values() if m and r.id == int(m.group(1))), None)
-        pr = repo.pulls.get(int(m.group(2))) if repo is not None and m else None
-        if repo is None or pr is None or (who.repos is not None
-                                          and repo.full_name not in who.repos):
-            return fail(f"Could not resolve to a node with the global id of '{node}'",
-                        "NOT_FOUND")
+        if m is None or repo is None or not self._visible(who, repo):
+            raise _GraphQLError(f"Could not resolve to a node with the global id of '{node}'",
+                                "NOT_FOUND")
         if who.permission != "write":
-            return fail("Resource not accessible by personal access token", "FORBIDDEN")
+            raise _GraphQLError("Resource not accessible by personal access token",
+                                "FORBIDDEN")
+        return repo, int(m.group(2) or 0)
+
+    def _gql_create_ref(self, who: TokenInfo, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        repo, _ = self._node_repo(who, str(arguments.get("repositoryId", "")), "R")
+        name, oid = str(arguments.get("name", "")), str(arguments.get("oid", ""))
+        if not name.startswith("refs/") or name.count("/") < 2:
+            raise _GraphQLError(f"Reference name \"{name}\" is invalid")
+        if repo.bare.object_type(oid) != "commit":
+            raise _GraphQLError(f"Could not resolve to a Commit with the oid '{oid}'",
+                                "NOT_FOUND")
+        if not repo.bare.update_ref(name, oid, old=ZERO):
+            raise _GraphQLError(f"A ref named \"{name}\" already exists in the repository.")
+        return {"ref": {"name": _short(name)}}
+
+    def _gql_commit_on_branch(self, who: TokenInfo,
+                              arguments: Mapping[str, Any]) -> dict[str, Any]:
+        target = arguments.get("branch") or {}
+        full_name = str(target.get("repositoryNameWithOwner", ""))
+        repo = self.repos.get(full_name)
+        if repo is None or not self._visible(who, repo):
+            raise _GraphQLError(f"Could not resolve to a Repository with the name "
+                                f"'{full_name}'.", "NOT_FOUND")
+        if who.permission != "write":
+            raise _GraphQLError("Resource not accessible by personal access token",
+                                "FORBIDDEN")
+        branch = _short(str(target.get("branchName", "")))
+        ref = f"refs/heads/{branch}"
+        head = repo.bare.resolve(ref)
+        if head is None:
+            raise _GraphQLError(f"A ref named \"{ref}\" does not exist in the repository.",
+                                "NOT_FOUND")
+        expected = str(arguments.get("expectedHeadOid", ""))
+        if head != expected:
+            raise _GraphQLError(f"Expected branch to point to \"{expected}\" but it did "
+                                "not. Pull and try again.", "STALE_DATA")
+        message = arguments.get("message") or {}
+        headline, text = str(message.get("headline", "")), str(message.get("body") or "")
+        if not headline or "\n" in headline:
+            raise _GraphQLError("A commit message headline is required and must be one line")
+        changes = arguments.get("fileChanges") or {}
+        existing = repo.bare.read_tree(head)
+        entries: dict[str, tuple[str, str] | None] = {}
+        for addition in changes.get("additions") or []:
+            path = str(addition.get("path", ""))
+            try:
+                data = base64.b64decode(str(addition.get("contents", "")), validate=True)
+            except ValueError:
+                raise _GraphQLError("Invalid base64 encoding for file contents") from None
+            mode = existing.get(path, ("100644", ""))[0]
+            entries[path] = (mode, repo.bare.write_blob(data))
+        for deletion in changes.get("deletions") or []:
+            entries[str(deletion.get("path", ""))] = None
+        tree = repo.bare.write_tree_entries(head, entries)
+        full = headline + ("\n\n" + text if text else "")
+        sha = repo.bare.commit_tree(
+            tree, [head], full, who.login, f"{who.login}@users.noreply.github.com",
+            committer_name="GitHub", committer_email="noreply@github.com")
+        if not repo.bare.update_ref(ref, sha, old=head):
+            raise _GraphQLError(f"Expected branch to point to \"{expected}\" but it did "
+                                "not. Pull and try again.", "STALE_DATA")
+        self.signed.add(sha)
+        self._start_ci(repo, sha)
+        return {"commit": {"oid": sha, "url": f"{self.root_url}/{full_name}/commit/{sha}"}}
+
+    def _gql_add_labels(self, who: TokenInfo, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        repo, number = self._node_repo(who, str(arguments.get("labelableId", "")), "PR")
+        pr = repo.pulls.get(number)
+        if pr is None:
+            raise _GraphQLError("Could not resolve to a node with the global id of "
+                                f"'{arguments.get('labelableId')}'", "NOT_FOUND")
+        by_id = {f"LA_{lid}": label for label, lid in repo.labels.items()}
+        for node in arguments.get("labelIds") or []:
+            if node not in by_id:
+                raise _GraphQLError(f"Could not resolve to a node with the global id of "
+                                    f"'{node}'", "NOT_FOUND")
+        for node in arguments.get("labelIds") or []:
+            if by_id[node] not in pr.labels:
+                pr.labels.append(by_id[node])
+        return {"clientMutationId": arguments.get("clientMutationId")}
+
+    def _gql_auto_merge(self, who: TokenInfo, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        node = str(arguments.get("pullRequestId", ""))
+        repo, number = self._node_repo(who, node, "PR")
+        pr = repo.pulls.get(number)
+        if pr is None:
+            raise _GraphQLError(f"Could not resolve to a node with the global id of '{node}'",
+                                "NOT_FOUND")
         if not repo.allow_auto_merge:
-            return fail("Pull request Auto merge is not allowed for this repository")
+            raise _GraphQLError("Pull request Auto merge is not allowed for this repository")
         if pr.state != "open":
-            return fail("Pull request Pull request is closed")
+            raise _GraphQLError("Pull request Pull request is closed")
         expected = arguments.get("expectedHeadOid")
         if expected and expected != self._head_sha(repo, pr):
-            return fail("Pull request Head sha didn't match expected head sha")
+            raise _GraphQLError("Pull request Head sha didn't match expected head sha")
         mergeable, state = self._mergeability(repo, pr)
         if not mergeable:
-            return fail("Pull request Pull request is in dirty status")
+            raise _GraphQLError("Pull request Pull request is in dirty status")
         if state in ("clean", "unstable"):
-            return fail(f"Pull request Pull request is in {state} status")
+            raise _GraphQLError(f"Pull request Pull request is in {state} status")
         method = str(arguments.get("mergeMethod", "MERGE")).lower()
         if method not in ("merge", "squash", "rebase"):
-            return fail(f"Argument 'mergeMethod' has an invalid value ({method.upper()})")
+            raise _GraphQLError(f"Argument 'mergeMethod' has an invalid value "
+                                f"({method.upper()})")
         pr.auto_merge = {"enabled_by": self._user(who.login), "merge_method": method,
                          "commit_title": arguments.get("commitHeadline"),
                          "commit_message": arguments.get("commitBody")}
-        return Response(200, {"data": {name: {
-            "actor": {"avatarUrl": None, "login": who.login,
-                      "resourcePath": f"/{who.login}", "url": f"{self.root_url}/{who.login}"},
-            "clientMutationId": arguments.get("clientMutationId")}}})
+        return {"actor": {"avatarUrl": None, "login": who.login,
+                          "resourcePath": f"/{who.login}",
+                          "url": f"{self.root_url}/{who.login}"},
+                "clientMutationId": arguments.get("clientMutationId")}
+
+
+class _GraphQLError(Exception):
+    def __init__(self, message: str, kind: str = "UNPROCESSABLE") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+
+
+def _operation(body: bytes) -> str:
+    """``#Name`` of a GraphQL document's named operation, or ""."""
+    try:
+        document = json.loads(body).get("query", "")
+    except (ValueError, AttributeError):
+        return ""
+    named = re.match(r"\s*(?:query|mutation)\s+(\w+)", str(document))
+    return f"#{named.group(1)}" if named else ""
+
+
+def _short(ref: str) -> str:
+    return ref.removeprefix("refs/heads/")
+
+
+_MUTATIONS: dict[str, Callable[[FakeGitHub, TokenInfo, Mapping[str, Any]], dict[str, Any]]] = {
+    "createRef": FakeGitHub._gql_create_ref,
+    "createCommitOnBranch": FakeGitHub._gql_commit_on_branch,
+    "addLabelsToLabelable": FakeGitHub._gql_add_labels,
+    "enablePullRequestAutoMerge": FakeGitHub._gql_auto_merge,
+}
 
 
 def _error(status: int, message: str, errors: list[dict[str, Any]] | None = None,
@@ -1488,6 +1690,9 @@ class _Handler(BaseHTTPRequestHandler):
         target = self.path
         split = urllib.parse.urlsplit(target)
         path, query = urllib.parse.unquote(split.path), split.query
+        if path.endswith("/graphql"):
+            # one endpoint, many operations: recorded and faulted as /graphql#Operation
+            path += _operation(body)
 
         def record(status: int, sent: int) -> None:
             # Recorded before the client can see the answer, so a test that counts

@@ -1,0 +1,101 @@
+"""Big multi-document files: only the documents that name a target are composed and
+verified, with the same result as composing the whole file.
+
+The reference is the whole-file path (``document_spans`` answering None, as it does for
+a file with directives): every edit, every Found (lines and columns), every skip and
+every refusal must be the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench import big
+from promoter.edit import Targets, engine
+from promoter.edit.engine import edit_file
+from promoter.errors import EditError
+from promoter.images import parse
+
+API = Targets((parse("ghcr.io/acme/api:2.0.0"),))
+
+DEPLOY = """apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  template:
+    spec:
+      containers:
+      - name: main
+        image: {image}
+"""
+CASES = {
+    "three documents": ("---\n".join([
+        DEPLOY.format(name="a", image="ghcr.io/acme/api:1.0.0"),
+        "kind: ConfigMap\ndata: {x: 'apis, rapid, api-gateway'}\n",
+        DEPLOY.format(name="b", image="ghcr.io/acme/other:1.0.0"),
+        DEPLOY.format(name="c", image="ghcr.io/acme/api:1.0.0  # pinned by CI"),
+    ])),
+    "leading comment, empty documents": "# bundle\n---\n---\n" + DEPLOY.format(
+        name="a", image="ghcr.io/acme/api:1.0.0") + "---\n",
+    "marker at the start of a line": "--- # first\n" + DEPLOY.format(
+        name="a", image="ghcr.io/acme/api:1.0.0") + "---\nkind: List\nitems: []\n",
+    "anchors inside one document": (
+        "kind: ConfigMap\ndata: {a: 1}\n---\n"
+        "x-common: &img ghcr.io/acme/api:1.0.0\n"
+        "kind: Deployment\nspec: {template: {spec: {containers: [{name: m, image: *img}]}}}\n"),
+    "block scalar then a document": (
+        "kind: ConfigMap\ndata:\n  script: |\n    echo ghcr.io/acme/api:1.0.0\n"
+        "---\n" + DEPLOY.format(name="a", image="ghcr.io/acme/api:1.0.0")),
+    "windows line ends": ("---\r\n".join([
+        DEPLOY.format(name="a", image="ghcr.io/acme/api:1.0.0").replace("\n", "\r\n"),
+        "kind: ConfigMap\r\n"])),
+    "the big install file": big.build().decode().replace(
+        big.IMAGE + ":", "ghcr.io/acme/api:"),
+}
+
+
+def outcome(text: str, targets: Targets = API) -> Any:
+    try:
+        result = edit_file("bundle.yaml", text.encode(), targets)
+    except EditError as exc:
+        return ("refused", exc.render())
+    return (result.new, result.found, result.skips)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_composing_the_naming_documents_only_changes_nothing(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = CASES[name]
+    chunked = outcome(text)
+    monkeypatch.setattr(engine, "document_spans", lambda _text: None)  # the whole file
+    assert chunked == outcome(text)
+
+
+def test_only_documents_naming_the_image_are_composed() -> None:
+    text = CASES["three documents"]
+    docs, chosen = engine._compose(text, "bundle.yaml", API, whole=False)
+    assert chosen == [0, 3]  # not the ConfigMap: api-gateway is another name
+    assert [d.kind for d in docs] == ["Deployment", "Deployment"]
+    assert docs[1].root.start_mark.line == text[:text.index("name: c")].count("\n") - 2
+
+
+def test_a_broken_document_elsewhere_still_refuses_the_file() -> None:
+    text = CASES["three documents"] + "---\nkind: [unclosed\n"
+    with pytest.raises(EditError, match="cannot parse YAML"):
+        edit_file("bundle.yaml", text.encode(), API)
+
+
+def test_a_set_composes_the_whole_file() -> None:
+    text = CASES["three documents"]
+    docs, chosen = engine._compose(text, "bundle.yaml", API, whole=True)
+    assert chosen is None and len(docs) == 4
+
+
+def test_directives_and_document_ends_compose_the_whole_file() -> None:
+    text = "%YAML 1.2\n---\n" + DEPLOY.format(name="a", image="ghcr.io/acme/api:1.0.0") + \
+        "...\n---\nkind: ConfigMap\n"
+    docs, chosen = engine._compose(text, "bundle.yaml", API, whole=False)
+    assert chosen is None and len(docs) == 2
+    assert outcome(text)[0] is not None
