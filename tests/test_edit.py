@@ -13,6 +13,8 @@ from ruamel.yaml import YAML
 
 from promoter.cli import run
 from promoter.edit import SetOp, Targets, edit_file
+from promoter.edit.document import _YAML
+from promoter.edit.document import parse as compose
 from promoter.edit.kustomize import images_set_over
 from promoter.errors import EditError, UsageError
 from promoter.images import parse
@@ -377,8 +379,6 @@ SCALARS = ("yes", "no", "on", "off", "true", "False", "~", "null", "", "0o17", "
 def test_the_composer_tags_every_scalar_as_ruamel_itself_does(directive: str) -> None:
     """promoter's composer skips the resolver's version lookup (the C parser never
     passes one on): every scalar must still get the tag ruamel's own loader gives it."""
-    from promoter.edit.document import _YAML, parse as compose
-
     text = directive + "".join(f"k{i}: {value}\n" for i, value in enumerate(SCALARS))
     ours = compose(text, "x.yaml")[0].root
     theirs = YAML(typ="safe", pure=_YAML.Parser is YAML(typ="safe", pure=True).Parser)
