@@ -116,9 +116,10 @@ def is_glob(pattern: str) -> bool:
 def is_manifest(path: str) -> bool:
     """A YAML/JSON file promoter may read; never one whose name holds a line break or
     control character (git allows them; commit messages and PR bodies would carry it)."""
-    return ((path.endswith(MANIFEST_SUFFIXES) or posixpath.basename(path) in MANIFEST_NAMES)
-            and posixpath.basename(path) != CONFIG_FILE
-            and is_clean(path))
+    name = path[path.rfind("/") + 1:]
+    return ((path.endswith(MANIFEST_SUFFIXES) or name in MANIFEST_NAMES)
+            and name != CONFIG_FILE
+            and is_clean(path))  # is_clean looks at each character only when it must
 
 
 MAX_ALIASES = 256  # paths a file may be reached by through links (link cycles end here)
