@@ -356,7 +356,7 @@ def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
         # --in-place --dry-run previews the in-place edit: nothing is written
         return run_local(Path(opts["repo"]), _request(opts),
                          write=opts["in_place"] and not opts["dry_run"],
-                         now=datetime.now(timezone.utc))
+                         now=datetime.now(timezone.utc)).to_json()
     if kind == PLAIN_GIT:
         from promoter.preflight import check_git_remote
 

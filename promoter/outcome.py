@@ -16,6 +16,7 @@ from promoter.images import ImageRef
 from promoter.plan import Plan
 from promoter.policy import Verdict
 from promoter.report import changes_json, skips_json
+from promoter.selection import Request
 
 
 @dataclass(frozen=True)
@@ -91,4 +92,41 @@ class Outcome:
             out["closed_pull_request"] = {"url": self.closed.url, "number": self.closed.number}
         if self.repo is not None:
             out["repo"] = self.repo
+        return out
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The verdict a promotion of a working tree's change would get (read-only), or why
+    there is none (``note``: the change spans environments)."""
+
+    verdict: Verdict | None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class LocalOutcome:
+    """What ``--in-place`` / ``--dry-run`` on a working tree did (no forge)."""
+
+    status: str
+    repo: str
+    request: Request
+    plan: Plan
+    message: str
+    preview: Preview | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        request = self.request
+        out: dict[str, Any] = {
+            "status": self.status, "forge": None, "repo": self.repo, "env": request.env,
+            "images": [str(r) for r in request.images], "changes": changes_json(self.plan),
+            "skips": skips_json(self.plan), "diff": self.plan.diff,
+            "changed": not self.plan.noop, "message": self.message,
+            "targets": [{"files": list(request.files), "path": request.path,
+                         "env": request.env}]}
+        if self.preview is not None:
+            verdict = self.preview.verdict
+            out["policy"] = None if verdict is None else verdict.to_json()
+            if self.preview.note is not None:
+                out["policy_note"] = self.preview.note
         return out

@@ -143,6 +143,15 @@ class MergeOutcome:
     conflict: bool = False
 
 
+def cap_text(text: str, limit: int, what: str) -> str:
+    """``text`` cut to ``limit`` characters, with a note saying so (``what`` was cut): the
+    last resort of a forge before a body or comment it would refuse."""
+    if len(text) <= limit:
+        return text
+    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
+    return text[: limit - len(note)] + note
+
+
 def says_conflict(said: str) -> bool:
     """Whether a forge's own refusal message (the server's words, where the API gives no
     field for it) says the base moved or the change conflicts with it."""

@@ -94,6 +94,7 @@ from promoter.forges.base import (
     PullRequest,
     RequestSpec,
     Snapshot,
+    cap_text,
     check_branch,
     check_path,
     check_policy_entry,
@@ -166,13 +167,6 @@ def _message(response: requests.Response) -> str:
             text = f"{text} ({'; '.join(str(e) for e in errors)})".strip()
         return str(text)[:500]
     return str(data)[:200]
-
-
-def _cap(text: str, limit: int, what: str) -> str:
-    if len(text) <= limit:
-        return text
-    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
-    return text[: limit - len(note)] + note
 
 
 def _pull(data: Mapping[str, Any]) -> PullRequest:
@@ -743,7 +737,7 @@ class GiteaForge:
         title = spec.title
         if spec.draft and not title.upper().startswith(("WIP:", "[WIP]")):
             title = WIP + title
-        return _cap(title, MAX_TITLE, "title").replace("\n", " ")
+        return cap_text(title, MAX_TITLE, "title").replace("\n", " ")
 
     def write_first(self, files: Mapping[str, bytes]) -> bool:
         """No: the branch is read first (one GET), as before."""
@@ -757,7 +751,7 @@ class GiteaForge:
                      auto_merge_next: bool = False) -> PullRequest:
         check_branch(branch)
         payload: dict[str, Any] = {"head": branch, "base": base, "title": self._title(spec),
-                                   "body": _cap(spec.body, MAX_BODY, "description")}
+                                   "body": cap_text(spec.body, MAX_BODY, "description")}
         labels = self._label_ids(spec.labels)
         if labels:
             payload["labels"] = labels
@@ -794,7 +788,7 @@ class GiteaForge:
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         title = self._title(spec)
-        body = _cap(spec.body, MAX_BODY, "description")
+        body = cap_text(spec.body, MAX_BODY, "description")
         missing = tuple(label for label in spec.labels if label not in pr.labels)
         ids = self._label_ids(missing)
         if title == pr.title and body == pr.body and not ids:
@@ -812,7 +806,7 @@ class GiteaForge:
         return updated
 
     def close_request(self, pr: PullRequest, comment: str) -> None:
-        body = _cap(comment, MAX_BODY, "comment")
+        body = cap_text(comment, MAX_BODY, "comment")
 
         def noted() -> bool | None:
             items = self._json("GET", f"/issues/{pr.number}/comments") or []

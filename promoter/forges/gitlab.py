@@ -83,6 +83,7 @@ from promoter.forges.base import (
     PullRequest,
     RequestSpec,
     Snapshot,
+    cap_text,
     check_branch,
     check_path,
     check_policy_entry,
@@ -226,13 +227,6 @@ def _message(exc: glexc.GitlabError) -> str:
 
 def _project_missing(exc: glexc.GitlabError) -> bool:
     return _status(exc) == 404 and "project not found" in _message(exc).lower()
-
-
-def _cap(text: str, limit: int, what: str) -> str:
-    if len(text) <= limit:
-        return text
-    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
-    return text[: limit - len(note)] + note
 
 
 def _pull(mr: Mapping[str, Any]) -> PullRequest:
@@ -735,7 +729,7 @@ class GitLabForge:
         title = spec.title
         if spec.draft and not title.lower().startswith(("draft:", "[draft]", "(draft)")):
             title = f"Draft: {title}"
-        return _cap(title, MAX_TITLE, "title").replace("\n", " ")
+        return cap_text(title, MAX_TITLE, "title").replace("\n", " ")
 
     def write_first(self, files: Mapping[str, bytes]) -> bool:
         """POST commits with ``start_sha`` makes branch and commit at once, or answers 400
@@ -755,7 +749,7 @@ class GitLabForge:
             "source_branch": branch,
             "target_branch": base,
             "title": self._title(spec),
-            "description": _cap(spec.body, MAX_DESCRIPTION, "description"),
+            "description": cap_text(spec.body, MAX_DESCRIPTION, "description"),
             "remove_source_branch": True,
             **people,
         }
@@ -784,7 +778,7 @@ class GitLabForge:
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         title = self._title(spec)
-        body = _cap(spec.body, MAX_DESCRIPTION, "description")
+        body = cap_text(spec.body, MAX_DESCRIPTION, "description")
         people = self._people(spec)
         missing = [label for label in spec.labels if label not in pr.labels]
         if title == pr.title and body == pr.body and not missing and not people:
@@ -801,7 +795,7 @@ class GitLabForge:
 
     def close_request(self, pr: PullRequest, comment: str) -> None:
         mr = self._project.mergerequests.get(pr.number, lazy=True)
-        body = _cap(comment, MAX_DESCRIPTION, "comment")
+        body = cap_text(comment, MAX_DESCRIPTION, "comment")
 
         def noted() -> bool | None:
             notes = mr.notes.list(sort="desc", order_by="created_at", per_page=20,
