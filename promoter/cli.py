@@ -257,7 +257,6 @@ def _log(opts: Mapping[str, Any], text: str) -> None:
         _echo(f"promote: {fold(text)}", err=True)
 
 
-
 def _request(opts: Mapping[str, Any]) -> Request:
     """The validated request. ``--history`` and ``--rollback`` take bare image names
     (which image, not which version); a promotion needs a tag or digest on every

@@ -593,8 +593,6 @@ def render_markdown(verdict: Verdict) -> str:
     return redact("\n".join(lines)) + "\n"
 
 
-
-
 # what the policy table escapes: Markdown's own marks (the text is redacted afterwards,
 # so a secret's other punctuation must stay as it is for redaction to find it)
 _MD_PUNCT = frozenset("\\`*_[]!|~$")

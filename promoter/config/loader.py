@@ -675,7 +675,6 @@ _ENV_READERS: dict[str, Reader] = {
 }
 
 
-
 def _position(text: str, index: int) -> tuple[int, int]:
     before = text[:index]
     return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1

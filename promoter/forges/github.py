@@ -1122,7 +1122,6 @@ def _auto_merge_of(auto: Any) -> str | None:
     return str(auto["merge_method"]).lower()
 
 
-
 def connect(setup: Setup) -> GitHubForge:
     """The GitHub forge the CLI asked for: a token, or a GitHub App (its key from
     ``--github-app-key-file`` or $PROMOTE_GITHUB_APP_KEY)."""
