@@ -785,12 +785,15 @@ class AzureForge:
                 body={"title": title, "description": body}))
             updated = self._pull(data)
         for label in missing:  # added, never replacing labels people put on it
-            self._run(f"label pull request !{pr.number}", lambda label=label: self._call(
-                "POST", f"{self._root}/pullrequests/{pr.number}/labels",
-                body={"name": label}, version=PREVIEW))
+            self._label(pr.number, label)
         if missing:
             updated = replace(updated, labels=tuple(dict.fromkeys(updated.labels + missing)))
         return updated
+
+    def _label(self, number: int, label: str) -> None:
+        self._run(f"label pull request !{number}", lambda: self._call(
+            "POST", f"{self._root}/pullrequests/{number}/labels", body={"name": label},
+            version=PREVIEW))
 
     def close_request(self, pr: PullRequest, comment: str) -> None:
         text = _cap(comment, MAX_COMMENT, "comment")
