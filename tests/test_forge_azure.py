@@ -371,6 +371,19 @@ def test_a_required_policy_that_has_not_reported_is_pending(az: FakeAzure, repo:
     assert forge.checks(pr, sha) is ChecksState.SUCCESS  # type: ignore[arg-type]
 
 
+def test_an_expired_policy_approval_is_pending(az: FakeAzure, repo: Repo) -> None:
+    """A build policy approved for an older source commit (Azure marks the evaluation
+    expired after a push) has not passed for this one."""
+    policy = az.add_policy(SLUG, "ci")
+    forge = fresh(az)
+    sha, pr = opened(az, forge)
+    az.set_status(SLUG, sha, "succeeded")
+    policy.expired = True
+    assert forge.checks(pr, sha) is ChecksState.PENDING  # type: ignore[arg-type]
+    policy.expired = False
+    assert forge.checks(pr, sha) is ChecksState.SUCCESS  # type: ignore[arg-type]
+
+
 def test_merge_is_pinned_to_the_proved_source_commit(az: FakeAzure, repo: Repo,
                                                      forge: AzureForge) -> None:
     sha, pr = opened(az, forge)

@@ -71,6 +71,7 @@ class Policy:
     enabled: bool = True
     branch: str = "main"
     reviewer: bool = False  # a required-reviewer policy: approved only by a vote
+    expired: bool = False  # its approval is for an older source commit (a build policy)
 
 
 @dataclass
@@ -337,7 +338,7 @@ class FakeAzure(FakeGitea):
                     pull = repo.pulls[int(number)]
                     items = [{"evaluationId": str(uuid.uuid4()), "status": status,
                               "artifactId": artifact, "configuration": self._config(policy),
-                              "context": {}}
+                              "context": {"isExpired": True} if policy.expired else {}}
                              for policy, status in self._evaluations(repo, pull)]
                     return 200, {"value": items, "count": len(items)}
             raise azure_error(404, f"artifact {artifact} not found", "ArtifactNotFoundException")
