@@ -135,8 +135,10 @@ def test_a_blob_zip_with_other_content_is_refused(az: FakeAzure, repo: Repo,
     import io
     import zipfile
     data = io.BytesIO()
-    with zipfile.ZipFile(data, "w") as archive:
-        archive.writestr(git_blob_sha(FILES[".promoter.yaml"]), b"version: 1\nforged: 1\n")
+    with zipfile.ZipFile(data, "w") as archive:  # every blob under its id, one forged
+        for content in [*FILES.values(), b"dev/app.yaml"]:
+            forged = b"version: 1\nforged: 1\n" if content == FILES[".promoter.yaml"] else b""
+            archive.writestr(git_blob_sha(content), forged or content)
     az.fail("POST", r"/blobs$", 200, body=data.getvalue())
     with pytest.raises(ForgeError, match=r"left .* blob"):
         forge.snapshot("main")
@@ -228,6 +230,16 @@ def test_replace_moves_the_branch_by_compare_and_swap(az: FakeAzure, repo: Repo,
     assert repo.pulls[number].status == "active"
     assert list(repo.bare.list_refs("refs/heads/")) == ["refs/heads/main",
                                                         f"refs/heads/{BRANCH}"]
+
+
+def test_replace_refuses_when_someone_pushed_meanwhile(az: FakeAzure, repo: Repo,
+                                                       forge: AzureForge) -> None:
+    snap, head, _ = replace_setup(az, repo, forge)
+    theirs = repo.bare.commit_files(BRANCH, {"README.md": b"x\n"}, "a push")
+    with pytest.raises(ConflictError, match="moved"):
+        forge.write_commit(BRANCH, snap, NEW, MESSAGE, replace=head)
+    assert repo.bare.resolve(BRANCH) == theirs
+    assert len(repo.bare.list_refs("refs/heads/")) == 2  # the scratch branch is gone
 
 
 def test_replace_loses_a_race_at_the_branch_move(az: FakeAzure, repo: Repo,

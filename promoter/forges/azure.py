@@ -987,10 +987,8 @@ def _unzip(data: bytes) -> dict[str, bytes]:
                 continue
             if total + info.file_size > MAX_UNPACKED_BYTES:
                 raise ArchiveTooLarge("the blob zip unpacks to", MAX_UNPACKED_BYTES)
-            with archive.open(info) as handle:
-                content = handle.read(MAX_UNPACKED_BYTES - total + 1)
+            with archive.open(info) as handle:  # reads at most info.file_size bytes
+                content = handle.read()
             total += len(content)
-            if total > MAX_UNPACKED_BYTES:
-                raise ArchiveTooLarge("the blob zip unpacks to", MAX_UNPACKED_BYTES)
             out[git_blob_sha(content)] = content
     return out
