@@ -578,3 +578,94 @@ def test_the_fake_answers_with_azures_shapes(az: FakeAzure, repo: Repo,
     assert done.status_code == 409 and done.json()["typeKey"] == "GitPullRequestStaleException"
     assert requests.get(f"{api}/refs", params=v, timeout=5).status_code == 401
     assert sha
+
+
+# --- CLI and CI context -------------------------------------------------------------------
+
+DEPLOY = (b"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n"
+          b"    spec:\n      containers:\n      - name: api\n"
+          b"        image: ghcr.io/acme/api:1.0.0\n")
+TOKEN_VARS = ("PROMOTE_TOKEN", "AZURE_DEVOPS_TOKEN", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN",
+              "TF_BUILD", "SYSTEM_COLLECTIONURI", "GITHUB_ACTIONS", "GITLAB_CI")
+
+
+def test_the_cli_reads_azure_tokens(az: FakeAzure, repo: Repo, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from promoter.cli import run
+    for name in TOKEN_VARS:
+        monkeypatch.delenv(name, raising=False)
+    repo.bare.commit_files("main", {"k8s/deploy.yaml": DEPLOY}, "a deployment")
+    args = ["--repo", SLUG, "--forge", "azure", "--api-url", az.url,
+            "--image", "ghcr.io/acme/api:1.1.0", "--dry-run", "--output", "json"]
+    monkeypatch.setenv("SYSTEM_ACCESSTOKEN", JOB)
+    assert run(args) == 2  # no token: the job token counts only inside Azure Pipelines
+    capsys.readouterr()
+    basic = base64.b64encode(f":{TOKEN}".encode()).decode()
+    for name in ("PROMOTE_TOKEN", "AZURE_DEVOPS_TOKEN", "AZURE_DEVOPS_EXT_PAT"):
+        monkeypatch.setenv(name, TOKEN)
+        az.auth_seen.clear()
+        assert run(args) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out)["status"] == "dry-run" and TOKEN not in out + err
+        assert set(az.auth_seen) == {f"Basic {basic}"}
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TF_BUILD", "True")
+    monkeypatch.setenv("SYSTEM_COLLECTIONURI", f"{az.url}/acme/")
+    az.auth_seen.clear()
+    assert run(args) == 0, capsys.readouterr()
+    assert set(az.auth_seen) == {f"Bearer {JOB}"}
+    capsys.readouterr()
+    monkeypatch.setenv("SYSTEM_COLLECTIONURI", "https://dev.azure.com/acme/")
+    az.auth_seen.clear()
+    assert run(args) == 2  # the job's token stays with its own collection
+    assert "SYSTEM_ACCESSTOKEN belongs to https://dev.azure.com" in capsys.readouterr().err
+    assert az.auth_seen == []
+
+
+AZURE_ENV = {"TF_BUILD": "True", "SYSTEM_COLLECTIONURI": "https://dev.azure.com/acme/",
+             "SYSTEM_TEAMPROJECT": "Platform Team", "BUILD_REPOSITORY_NAME": "api",
+             "BUILD_REPOSITORY_PROVIDER": "TfsGit", "BUILD_BUILDID": "4711",
+             "BUILD_SOURCEVERSION": "a" * 40, "BUILD_SOURCEBRANCH": "refs/heads/main",
+             "BUILD_REQUESTEDFOR": "Jane Doe", "BUILD_REASON": "IndividualCI",
+             "BUILD_REPOSITORY_URI": "https://acme@dev.azure.com/acme/Platform%20Team/_git/api"}
+
+
+def test_azure_pipelines_is_detected_for_provenance() -> None:
+    from promoter import context, identity
+    ctx = context.detect(AZURE_ENV)
+    assert ctx.kind == "azure" and ctx.source_repo == "Platform Team/api"
+    assert ctx.pipeline_url == \
+        "https://dev.azure.com/acme/Platform%20Team/_build/results?buildId=4711"
+    assert ctx.source_url == "https://dev.azure.com/acme/Platform%20Team/_git/api"  # no user
+    assert context.trailers(ctx) == [
+        ("Source-Repo", "https://dev.azure.com/acme/Platform%20Team/_git/api"),
+        ("Source-Commit", "a" * 40),
+        ("Pipeline", "https://dev.azure.com/acme/Platform%20Team/_build/results?buildId=4711"),
+        ("Triggered-By", "Jane Doe")]
+    hostile = context.detect(AZURE_ENV | {"BUILD_REQUESTEDFOR": "Eve\nSigned-off-by: x",
+                                          "SYSTEM_TEAMPROJECT": "p\u202e"})
+    assert hostile.actor is None and hostile.pipeline_url is None
+    assert identity.from_ci(AZURE_ENV) is None  # no GitHub noreply address invented
+    assert context.detect({k: v for k, v in AZURE_ENV.items() if k != "TF_BUILD"}).kind \
+        == "local"
+
+
+def test_inside_azure_pipelines_the_forge_is_the_default(
+        az: FakeAzure, repo: Repo, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from promoter.cli import run
+    for name in TOKEN_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for key, value in (AZURE_ENV | {"SYSTEM_COLLECTIONURI": f"{az.url}/acme/",
+                                    "SYSTEM_ACCESSTOKEN": JOB}).items():
+        monkeypatch.setenv(key, value)
+    repo.bare.commit_files("main", {"k8s/deploy.yaml": DEPLOY}, "a deployment")
+    code = run(["--repo", SLUG, "--api-url", az.url, "--image", "ghcr.io/acme/api:1.1.0",
+                "--dry-run", "--output", "json"])
+    out, _ = capsys.readouterr()
+    assert code == 0, out
+    assert json.loads(out)["forge"] == "azure"
