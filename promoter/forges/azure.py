@@ -546,7 +546,9 @@ class AzureForge:
             except _Failure as exc:
                 if exc.status in (400, 409):
                     head = self._head(target)
-                    done = ours(head)
+                    # on a first attempt the branch was there before this call: never
+                    # claim it as written now (the caller judges it: BranchExists)
+                    done = ours(head) if attempts > 1 else None
                     if done is not None:
                         return done
                     if head is not None:
