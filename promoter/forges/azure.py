@@ -544,15 +544,16 @@ class AzureForge:
             try:
                 data = self._call("POST", f"{self._root}/pushes", body=body)
             except _Failure as exc:
-                if exc.status in (400, 409):
+                if exc.status == 409 and attempts == 1:
+                    # the branch was there before this call: never claim it as written
+                    # now; the caller reads and judges it (BranchExists)
+                    raise in_the_way(None) from None
+                if exc.status == 409:
                     head = self._head(target)
-                    # on a first attempt the branch was there before this call: never
-                    # claim it as written now (the caller judges it: BranchExists)
-                    done = ours(head) if attempts > 1 else None
+                    done = ours(head)
                     if done is not None:
                         return done
-                    if head is not None:
-                        raise in_the_way(head) from None
+                    raise in_the_way(head) from None
                 raise
             updates = (data or {}).get("refUpdates") or [{}]
             sha = str(updates[0].get("newObjectId") or "")
@@ -576,8 +577,8 @@ class AzureForge:
             where = f"branch {branch} of {self.repo}"
             if replace is None:
                 return BranchExists(
-                    f"{where} already exists with a commit promoter did not make for this "
-                    f"base ({head.sha[:12] if head else 'unknown'})",
+                    f"{where} already exists" + (f" at {head.sha[:12]}, a commit promoter did "
+                                                 "not make for this base" if head else ""),
                     hint="another run or a person created it; run again to update it, or "
                          "delete the branch")
             now = head.sha[:12] if head else "deleted"
