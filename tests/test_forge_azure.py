@@ -432,33 +432,42 @@ def test_a_draft_is_not_completed(az: FakeAzure, repo: Repo, forge: AzureForge) 
     assert not forge.merge(pr, "merge", sha).merged  # type: ignore[arg-type]
 
 
-def test_auto_complete_is_set_then_azure_completes_on_green(az: FakeAzure, repo: Repo) -> None:
+def test_auto_merge_never_sets_azures_unpinned_auto_complete(az: FakeAzure,
+                                                             repo: Repo) -> None:
+    """Azure's auto-complete takes no commit: once the policies pass it completes whatever
+    the source holds. promoter never sets it; it completes the proved commit itself."""
     az.add_policy(SLUG, "ci")
     forge = fresh(az)
     sha, pr = opened(az, forge)
     az.reset_counts()
     outcome = forge.enable_auto_merge(pr, "squash", sha, MESSAGE)  # type: ignore[arg-type]
-    assert outcome.auto_merge and not outcome.merged
-    assert [r.path.rsplit("/", 1)[1] for r in az.requests] == ["connectionData", "1"]
-    assert az.pulls(SLUG)[0].auto_complete == az.identity("promoter-bot")
-    az.set_status(SLUG, sha, "succeeded")
-    assert az.pulls(SLUG)[0].status == "completed"
-    assert (repo.bare.commit("main") or {})["message"] == MESSAGE
-
-
-def test_auto_complete_is_cancelled_when_the_source_moved(az: FakeAzure, repo: Repo) -> None:
-    """Azure's auto-complete takes no commit: set on a source that is not the proved
-    commit, it would complete someone else's push. promoter cancels it and stops."""
-    az.add_policy(SLUG, "ci")
-    forge = fresh(az)
-    sha, pr = opened(az, forge)
+    assert not outcome.merged and not outcome.auto_merge
+    assert "not pinned" in outcome.reason and "required policy" in outcome.reason
+    assert [m for m, _ in counts(az)] == ["PATCH", "GET"]  # refused, then read: not moved
+    assert az.pulls(SLUG)[0].auto_complete is None
     theirs = repo.bare.commit_files(BRANCH, {"envs/prod/values.yaml": b"evil\n"}, "a push")
+    az.set_status(SLUG, theirs, "succeeded")
+    assert az.pulls(SLUG)[0].status == "active"  # nothing set that would complete it
+    assert repo.bare.read_file("main", "envs/prod/values.yaml") == PROD
     with pytest.raises(ConflictError, match="moved"):
         forge.enable_auto_merge(pr, "squash", sha)  # type: ignore[arg-type]
-    assert az.pulls(SLUG)[0].auto_complete is None
+
+
+def test_the_fakes_auto_complete_is_unpinned_as_azures(az: FakeAzure, repo: Repo) -> None:
+    """Why: set by anyone, auto-complete completes the source as it is when the policies
+    pass, a push made after it was set included."""
+    az.add_policy(SLUG, "ci")
+    forge = fresh(az)
+    sha, _ = opened(az, forge)
+    api = f"{az.url}{PREFIX}/pullrequests/1"
+    auth = {"Authorization": "Basic " + base64.b64encode(f":{TOKEN}".encode()).decode()}
+    requests.patch(api, params={"api-version": "7.1"}, headers=auth, timeout=5, json={
+        "autoCompleteSetBy": {"id": az.identity("promoter-bot")},
+        "lastMergeSourceCommit": {"commitId": sha}}).raise_for_status()
+    theirs = repo.bare.commit_files(BRANCH, {"envs/prod/values.yaml": b"evil\n"}, "a push")
     az.set_status(SLUG, theirs, "succeeded")
-    assert az.pulls(SLUG)[0].status == "active"  # never completed with the foreign commit
-    assert repo.bare.read_file("main", "envs/prod/values.yaml") == PROD
+    assert az.pulls(SLUG)[0].status == "completed"
+    assert repo.bare.read_file("main", "envs/prod/values.yaml") == b"evil\n"
 
 
 def test_auto_complete_of_a_mergeable_request_completes_now(az: FakeAzure, repo: Repo,
@@ -466,6 +475,17 @@ def test_auto_complete_of_a_mergeable_request_completes_now(az: FakeAzure, repo:
     sha, pr = opened(az, forge)
     outcome = forge.enable_auto_merge(pr, "merge", sha)  # type: ignore[arg-type]
     assert outcome.merged and outcome.sha == repo.bare.resolve("main")
+
+
+def test_auto_complete_of_a_conflicting_request_says_conflict(az: FakeAzure, repo: Repo,
+                                                              forge: AzureForge) -> None:
+    """Azure's test merge conflicts: auto-complete would never complete; promoter is told
+    "conflict" and plans again on the new base."""
+    az.add_policy(SLUG, "ci")
+    sha, pr = opened(az, forge)
+    repo.bare.commit_files("main", {"envs/dev/app.yaml": b"hotfix\n"}, "by hand")
+    outcome = forge.enable_auto_merge(pr, "squash", sha)  # type: ignore[arg-type]
+    assert not outcome.merged and not outcome.auto_merge and "conflict" in outcome.reason
 
 
 def test_request_counts_of_the_remaining_steps(az: FakeAzure, repo: Repo,

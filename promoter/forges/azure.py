@@ -43,12 +43,12 @@ commit that is not a descendant needs the Git "Force push" permission on that br
 which Azure Repos grants the identity that created the branch: promoter's own branches.
 
 Merging pins the head: ``lastMergeSourceCommit`` (Azure refuses to complete a pull
-request whose source moved since). Auto-merge is Azure's auto-complete
-(``autoCompleteSetBy`` = the token's identity, from ``connectionData``); Azure's
-auto-complete takes no commit, so promoter reads the source commit in the answer and
-cancels auto-complete and re-plans when it is not the proved one. A push to the
-promotion branch after that would be completed by Azure once the policies pass:
-restrict "Contribute" on ``promote/*`` to the bot (docs/ci.md).
+request whose source moved since). Azure's auto-complete (``autoCompleteSetBy``) takes
+no commit and completes whatever the source then holds -- at once when the policies
+already pass -- so a push between promoter's proof and Azure's completion would be
+merged unproved. promoter therefore never sets it (trust rule 2, fail closed): it waits
+for the branch policies itself within ``--merge-timeout`` and completes the proved
+commit; past that the pull request stays open, and a re-run completes it.
 
 Retries belong to ``promoter.retry``; a write is retried only after checking whether
 the failed attempt took effect. Tokens: a personal access token as HTTP basic auth
@@ -62,7 +62,6 @@ import base64
 import io
 import re
 import time
-import uuid
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -107,7 +106,7 @@ T = TypeVar("T")
 API = "7.1"
 PREVIEW = "7.1-preview.1"
 ZERO = "0" * 40
-NOBODY = "00000000-0000-0000-0000-000000000000"  # autoCompleteSetBy: cancels auto-complete
+NOBODY = "00000000-0000-0000-0000-000000000000"  # autoCompleteSetBy of nobody: not set
 PAGE = 100
 MAX_PAGES = 20
 MAX_TITLE = 400  # Azure DevOps' limits for a pull request
@@ -235,7 +234,6 @@ class AzureForge:
         self._trees: dict[str, dict[str, tuple[str, str]]] = {}  # tree id -> entries
         self._repository: dict[str, Any] | None = None
         self._required: list[dict[str, Any]] | None = None  # blocking policies of the base
-        self._me: str | None = None
         session = http_session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY
         session.headers["User-Agent"] = f"promoter/{__version__}"
         session.headers["Accept"] = "application/json"
@@ -910,6 +908,8 @@ class AzureForge:
                 head = str((data.get("lastMergeSourceCommit") or {}).get("commitId") or "")
                 if head != sha:
                     raise self._moved(pr, sha, exc.message) from None
+                if data.get("mergeStatus") == "conflicts":  # Azure's test merge failed
+                    return None, f"conflict with its target ({exc.message})"
                 return None, exc.message
 
         def landed() -> tuple[dict[str, Any] | None, str] | None:
@@ -937,41 +937,23 @@ class AzureForge:
         return MergeOutcome(merged=False, reason=f"Azure DevOps did not complete !{pr.number} "
                                                  f"(merge status {data.get('mergeStatus')})")
 
-    def _identity(self) -> str:
-        """The token's identity id (``GET {org}/_apis/connectionData``, once)."""
-        if self._me is None:
-            data = self._run("read the token's identity", lambda: self._call(
-                "GET", f"{self.api_url}/_apis/connectionData", version=PREVIEW)) or {}
-            me = str((data.get("authenticatedUser") or {}).get("id") or "")
-            try:
-                uuid.UUID(me)
-            except ValueError:
-                raise ForgeError("Azure DevOps did not say whose token this is "
-                                 "(connectionData has no authenticatedUser)",
-                                 hint=AUTH_HINT) from None
-            self._me = me
-        return self._me
-
     def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
                           message: str = "") -> MergeOutcome:
-        body = {"autoCompleteSetBy": {"id": self._identity()},
-                "lastMergeSourceCommit": {"commitId": sha},
-                "completionOptions": self._options(method, message)}
-        data, refused = self._patch(pr, sha, body, f"set auto-complete on !{pr.number}")
-        if data is None:
-            return MergeOutcome(merged=False, reason=f"Azure DevOps would not set auto-complete "
-                                                     f"on !{pr.number}: {refused}")
-        if data.get("status") == "completed":
-            return self._completed(pr, sha, data)
-        head = str((data.get("lastMergeSourceCommit") or {}).get("commitId") or "")
-        if head != sha:
-            # auto-complete takes no commit: never leave it set on a head not proved
-            self._run(f"cancel the auto-complete of !{pr.number}", lambda: self._call(
-                "PATCH", f"{self._root}/pullrequests/{pr.number}",
-                body={"autoCompleteSetBy": {"id": NOBODY}}))
-            raise self._moved(pr, sha, "it moved while auto-complete was being set")
-        return MergeOutcome(merged=False, auto_merge=True,
-                            reason="Azure DevOps completes it when its policies pass")
+        """Complete now, pinned, when Azure allows it; otherwise leave the pull request
+        open. Azure's auto-complete (``autoCompleteSetBy``) takes no commit: it completes
+        whatever the source branch holds once the policies pass (at once, when they
+        already do), so a push landing before or after it is set would be merged
+        unproved. Trust rule 2 (merge exactly what was proved, fail closed): promoter
+        never sets it. It waits for the policies itself (``--merge-timeout``); a later
+        run completes exactly the proved commit."""
+        outcome = self.merge(pr, method, sha, message)
+        if outcome.merged or "conflict" in outcome.reason.lower():
+            return outcome
+        return MergeOutcome(
+            merged=False, auto_merge=False,
+            reason=f"{outcome.reason}; Azure DevOps' auto-complete is not pinned to a commit, "
+                   "so promoter does not set it: the pull request stays open until promote "
+                   "runs again after its policies pass (or give a longer --merge-timeout)")
 
 
 def _path(url: str) -> str:

@@ -24,7 +24,8 @@ must not rely on it being pinned).
 
 Force push: the identity that created a branch may move it to a commit that is not a
 descendant, or delete it; anyone else gets ``forcePushRequired`` (TF401027), as Azure
-Repos' default branch permissions give "Force push" to the branch's creator.
+Repos' default branch permissions give "Force push" to the branch's creator, unless
+granted it (``Repo.force_pushers``, as docs/ci.md advises for ``promote/*``).
 
 Faults and hooks: ``fail(...)`` and ``before(...)`` exactly as ``FakeGitea`` (the same
 handler serves both).
@@ -113,6 +114,7 @@ class Repo:
     pulls: dict[int, Pull] = field(default_factory=dict)
     statuses: dict[str, dict[str, str]] = field(default_factory=dict)  # sha -> ctx -> state
     creators: dict[str, str] = field(default_factory=dict)  # ref -> identity that made it
+    force_pushers: set[str] = field(default_factory=set)  # granted "Force push" on all refs
     next_id: int = 1
     pushes: int = 0
 
@@ -208,7 +210,7 @@ class FakeAzure(FakeGitea):
         for policy in repo.policies:
             if policy.enabled and policy.blocking and full_ref(policy.branch) == pull.target \
                     and evaluated.get(policy.id) != "approved":
-                return (f"TF401028: The pull request cannot be completed: the required policy "
+                return (f"The pull request cannot be completed: the required policy "
                         f"'{policy.context}' is {evaluated.get(policy.id, 'not evaluated')}")
         return None
 
@@ -251,7 +253,7 @@ class FakeAzure(FakeGitea):
             "title": pull.title, "description": pull.description,
             "sourceRefName": pull.source, "targetRefName": pull.target,
             "isDraft": pull.is_draft, "createdBy": self._who(pull.author),
-            "mergeStatus": "succeeded" if pull.status == "completed" else "queued",
+            "mergeStatus": self._merge_status(repo, pull, head),
             "lastMergeSourceCommit": {"commitId": head},
             "labels": [{"id": str(uuid.uuid5(uuid.NAMESPACE_OID, n)), "name": n, "active": True}
                        for n in pull.labels],
@@ -267,6 +269,17 @@ class FakeAzure(FakeGitea):
         if pull.merge_commit:
             data["lastMergeCommit"] = {"commitId": pull.merge_commit}
         return data
+
+    @staticmethod
+    def _merge_status(repo: Repo, pull: Pull, head: str) -> str:
+        """Azure's test merge of the source into the target: conflicts | succeeded."""
+        if pull.status != "active":
+            return "succeeded"
+        bare = repo.bare
+        target = bare.resolve(pull.target) or ""
+        if not head or not target or bare.is_ancestor(target, head):
+            return "succeeded"
+        return "succeeded" if bare._merged_tree(target, head) is not None else "conflicts"
 
     def _commit_json(self, repo: Repo, info: Mapping[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         return {"commitId": info["sha"], "treeId": info["tree"], "parents": info["parents"],
@@ -426,7 +439,8 @@ class FakeAzure(FakeGitea):
                                                    or not bare.is_ancestor(current, new))
                 if (current or ZERO) != old:
                     result["updateStatus"] = "staleOldObjectId"
-                elif rewrite and repo.creators.get(name) != user:
+                elif rewrite and repo.creators.get(name) != user \
+                        and user not in repo.force_pushers:
                     result["updateStatus"] = "forcePushRequired"
                     result["customMessage"] = ("TF401027: You need the Git 'ForcePush' "
                                                "permission to perform this action.")

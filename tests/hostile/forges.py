@@ -263,8 +263,9 @@ class AzureHarness:
         lead = fake.identity("sre-lead")
         content = {path: data.replace(b"reviewers: [sre-lead]", f"reviewers: ['{lead}']".encode())
                    if path == ".promoter.yaml" else data for path, data in content.items()}
-        bare = fake.add_repo(f"org/{SLUG}", content).bare
-        return cls(fake, bare, url=f"{fake.url}/org")
+        repo = fake.add_repo(f"org/{SLUG}", content)
+        repo.force_pushers.add("promoter-bot")  # "Force push" on promote/*, as docs/ci.md says
+        return cls(fake, repo.bare, url=f"{fake.url}/org")
 
     def forge(self, sleep: Sleeps | None = None, timeout: float = 15) -> Forge:
         return AzureForge(SLUG, api_url=self.url, token=AZ_TOKEN,
