@@ -28,7 +28,17 @@ from fakes.gitea import FakeGitea
 from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import ZERO, BareRepo
-from hostile.forges import AZ_TOKEN, GL_TOKEN, GT_TOKEN, SLUG, Harness, deploy, effects, files, harness
+from hostile.forges import (
+    AZ_TOKEN,
+    GL_TOKEN,
+    GT_TOKEN,
+    SLUG,
+    Harness,
+    deploy,
+    effects,
+    files,
+    harness,
+)
 from hostile.forges import TOKEN as GH_TOKEN
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st

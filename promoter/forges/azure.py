@@ -381,14 +381,14 @@ class AzureForge:
                     parents=tuple(str(p) for p in commit.get("parents") or []))
 
     def _tree(self, tree: str) -> dict[str, tuple[str, str]]:
-        """``{path: (mode, object id)}`` of every blob, link and submodule under ``tree``
-        (one GET, cached)."""
+        """``{path: (mode, object id)}`` of every entry under ``tree``: blobs, links,
+        submodules and directories (``040000``) (one GET, cached)."""
         if tree not in self._trees:
             data = self._call("GET", f"{self._root}/trees/{tree}",
                               params={"recursive": "true"}) or {}
             entries: dict[str, tuple[str, str]] = {}
             for e in data.get("treeEntries") or []:
-                if not isinstance(e, dict) or e.get("gitObjectType") == "tree":
+                if not isinstance(e, dict):
                     continue
                 mode = str(e.get("mode") or "").rjust(6, "0")
                 entries[str(e.get("relativePath") or "").lstrip("/")] = (
@@ -664,8 +664,8 @@ class AzureForge:
         parents = [str(p) for p in commit.get("parents") or []]
         if len(parents) != 1:
             return None
-        new = self._tree(str(commit.get("treeId") or ""))
-        old = self._tree(str(self._commit(parents[0]).get("treeId") or ""))
+        new = _no_dirs(self._tree(str(commit.get("treeId") or "")))
+        old = _no_dirs(self._tree(str(self._commit(parents[0]).get("treeId") or "")))
         out: dict[str, str] = {}
         for path in old.keys() | new.keys():
             before, after = old.get(path), new.get(path)
@@ -954,6 +954,10 @@ class AzureForge:
             reason=f"{outcome.reason}; Azure DevOps' auto-complete is not pinned to a commit, "
                    "so promoter does not set it: the pull request stays open until promote "
                    "runs again after its policies pass (or give a longer --merge-timeout)")
+
+
+def _no_dirs(entries: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    return {path: entry for path, entry in entries.items() if entry[0] != "040000"}
 
 
 def _path(url: str) -> str:
