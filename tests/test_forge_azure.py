@@ -620,8 +620,9 @@ def test_the_cli_reads_azure_tokens(az: FakeAzure, repo: Repo, monkeypatch: pyte
     args = ["--repo", SLUG, "--forge", "azure", "--api-url", az.url,
             "--image", "ghcr.io/acme/api:1.1.0", "--dry-run", "--output", "json"]
     monkeypatch.setenv("SYSTEM_ACCESSTOKEN", JOB)
+    monkeypatch.setenv("SYSTEM_COLLECTIONURI", f"{az.url}/acme/")
     assert run(args) == 2  # no token: the job token counts only inside Azure Pipelines
-    capsys.readouterr()
+    assert "no token" in capsys.readouterr().err and az.auth_seen == []
     basic = base64.b64encode(f":{TOKEN}".encode()).decode()
     for name in ("PROMOTE_TOKEN", "AZURE_DEVOPS_TOKEN", "AZURE_DEVOPS_EXT_PAT"):
         monkeypatch.setenv(name, TOKEN)
