@@ -690,3 +690,59 @@ def test_inside_azure_pipelines_the_forge_is_the_default(
     out, _ = capsys.readouterr()
     assert code == 0, out
     assert json.loads(out)["forge"] == "azure"
+
+
+# --- whole promotions ---------------------------------------------------------------------
+
+REVIEWED_CONFIG = b"""\
+version: 1
+defaults: {auto_merge: false, labels: [promotion]}
+"""
+MERGING_CONFIG = b"""\
+version: 1
+defaults: {auto_merge: true, wait_for_checks: true, merge_method: squash}
+"""
+
+
+def promotion(az: FakeAzure, tag: str) -> tuple[dict[str, object], list[str]]:
+    import itertools
+    from datetime import datetime, timezone
+
+    from promoter import promote
+    from promoter.images import parse
+    ticks = itertools.count()
+    az.reset_counts()
+    forge = fresh(az)
+    try:
+        result = promote.run(forge, promote.Request(images=(parse(f"ghcr.io/acme/api:{tag}"),),
+                                                    base="main"), {}, [],
+                             promote.Effects(now=lambda: datetime.now(timezone.utc),
+                                             sleep=lambda _: None,
+                                             monotonic=lambda: float(next(ticks))))
+    finally:
+        forge.close()
+    return result, [f"{method} {path}" for method, path in counts(az)]
+
+
+def test_a_whole_promotion_costs_exactly(az: FakeAzure) -> None:
+    """New request 6, re-run 9 (the push is tried first; the branch is then proved by its
+    tree), re-planned on a moved base and merged 16, after the merge 5."""
+    snapshot = ["GET refs", "GET commits", "GET trees", "POST blobs"]
+    repo = az.add_repo(SLUG, {".promoter.yaml": REVIEWED_CONFIG, "k8s/deploy.yaml": DEPLOY})
+    first, used = promotion(az, "1.1.0")
+    assert first["status"] == "proposed"
+    assert used == [*snapshot, "POST pushes", "POST pullrequests"]
+    again, used = promotion(az, "1.1.0")
+    assert again["commit"] == first["commit"] and again["pull_request"]["created"] is False  # type: ignore[index]
+    assert used == [*snapshot, "POST pushes", "GET refs", "GET commits", "GET trees",
+                    "GET pullrequests"]
+    repo.bare.commit_files("main", {".promoter.yaml": MERGING_CONFIG}, "let it merge")
+    merged, used = promotion(az, "1.1.0")
+    assert merged["status"] == "merged", merged
+    assert used == [*snapshot, "POST pushes", "GET refs", "GET commits", "GET trees",
+                    "GET commits", "GET trees",  # the old tip's parent: the old base
+                    "POST pushes", "POST refs", "POST refs",  # scratch, move, delete
+                    "GET pullrequests", "PATCH pullrequests", "PATCH pullrequests"]
+    done, used = promotion(az, "1.1.0")
+    assert done["status"] == "up-to-date"
+    assert used == [*snapshot, "GET pullrequests"]
