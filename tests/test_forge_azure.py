@@ -417,6 +417,28 @@ def test_merge_completes_with_promoters_message_and_deletes_the_branch(
     assert repo.bare.resolve(BRANCH) is None
 
 
+def test_a_queued_completion_is_read_until_it_lands(az: FakeAzure, repo: Repo) -> None:
+    """Azure may answer the completion before it has merged (the pull request still
+    active): promoter reads it again, waiting with the injected sleep, a bounded number
+    of times."""
+    repo.completion_reads = 3
+    sleeps = Sleeps()
+    forge = AzureForge(SLUG, api_url=az.url, token=TOKEN, sleep=sleeps)
+    sha, pr = opened(az, forge)
+    az.reset_counts()
+    outcome = forge.merge(pr, "squash", sha, MESSAGE)  # type: ignore[arg-type]
+    assert outcome.merged and outcome.sha == repo.bare.resolve("main")
+    assert [m for m, _ in counts(az)] == ["PATCH", "GET", "GET", "GET"]
+    assert sleeps == [1.0, 2.0, 3.0]
+    repo.completion_reads = 100
+    sha2 = forge.write_commit("promote/other", forge.snapshot("main"), NEW, MESSAGE,
+                              replace=None)
+    other = forge.open_request("promote/other", "main", RequestSpec("t", "b"))
+    late = forge.merge(other, "squash", sha2)
+    assert not late.merged and "did not complete" in late.reason
+    assert len(sleeps) == 3 + 5  # bounded
+
+
 def test_merge_is_refused_while_a_blocking_policy_waits(az: FakeAzure, repo: Repo) -> None:
     az.add_policy(SLUG, "ci")
     forge = fresh(az)

@@ -113,6 +113,7 @@ MAX_TITLE = 400  # Azure DevOps' limits for a pull request
 MAX_BODY = 4000
 MAX_COMMENT = 150_000
 DEFAULT_API = "https://dev.azure.com"
+COMPLETION_READS = 5  # reads of a pull request whose completion Azure has queued
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 AUTH_HINT = ("set PROMOTE_TOKEN / AZURE_DEVOPS_TOKEN to a personal access token with the "
@@ -932,10 +933,22 @@ class AzureForge:
         if data is None:
             return MergeOutcome(merged=False, reason=f"Azure DevOps will not complete "
                                                      f"!{pr.number} now: {refused}")
+        for wait in range(1, COMPLETION_READS + 1):
+            if data.get("status") == "completed":
+                return self._completed(pr, sha, data)
+            if data.get("status") != "active" or data.get("mergeStatus") == "conflicts":
+                break
+            # Azure queues the completion and answers before it lands: read it again
+            self.sleep(float(wait))
+            data = self._run(f"read pull request !{pr.number}",
+                             lambda: self._get_pull(pr.number))
         if data.get("status") == "completed":
             return self._completed(pr, sha, data)
+        if data.get("mergeStatus") == "conflicts":
+            return MergeOutcome(merged=False, reason=f"conflict: !{pr.number} does not merge "
+                                                     "into its target cleanly")
         return MergeOutcome(merged=False, reason=f"Azure DevOps did not complete !{pr.number} "
-                                                 f"(merge status {data.get('mergeStatus')})")
+                                                 f"yet (merge status {data.get('mergeStatus')})")
 
     def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
                           message: str = "") -> MergeOutcome:

@@ -95,6 +95,7 @@ class Pull:
     threads: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     approved: bool = False  # a reviewer voted approve
+    queued: tuple[int, str | None] | None = None  # (reads left, pinned commit)
     created: float = field(default_factory=time.monotonic)
 
 
@@ -109,6 +110,7 @@ class Repo:
     base_url: str
     default_branch: str = "main"
     evaluation_delay: float = 0.0  # seconds until a new pull request's policies report
+    completion_reads: int = 0  # completion is queued: it lands on the n-th read after it
     ci_after_push: tuple[float, float, str] | None = None  # (register, run, end state)
     policies: list[Policy] = field(default_factory=list)
     pulls: dict[int, Pull] = field(default_factory=dict)
@@ -546,6 +548,11 @@ class FakeAzure(FakeGitea):
         pull = self._pull_of(repo, tail[0])
         sub = tail[1:]
         if not sub and method == "GET":
+            if pull.queued is not None:
+                left, pinned = pull.queued
+                pull.queued = (left - 1, pinned) if left > 1 else None
+                if left <= 1:
+                    self._complete(repo, pull, pinned)
             return 200, self._pull_json(repo, pull)
         if not sub and method == "PATCH":
             return 200, self._update_pull(repo, pull, body or {}, user)
@@ -630,6 +637,9 @@ class FakeAzure(FakeGitea):
             blocked = self._blocked(repo, pull)
             if blocked is not None:
                 raise azure_error(409, blocked, "GitPullRequestPolicyRejectedException")
+            if repo.completion_reads:  # Azure answers first and completes a moment later
+                pull.queued = (repo.completion_reads, expected)
+                return self._pull_json(repo, pull)
             self._complete(repo, pull, expected)
         return self._pull_json(repo, pull)
 
