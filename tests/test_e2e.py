@@ -218,17 +218,16 @@ AZURE_SLUG = "acme/platform/config"
 
 
 class AzureHarness(Harness):
-    """Azure DevOps: the repository is ORG/PROJECT/REPO, and reviewers are identity ids
-    (the config names sre-lead by its id there)."""
+    """Azure DevOps: the repository is ORG/PROJECT/REPO; sre-lead is a member of a
+    team of the project (reviewers are looked up there)."""
 
     kind = "azure"
 
     def __init__(self, fake: FakeAzure) -> None:
         self.fake = fake
         fake.add_token(TOKEN)
-        self.lead = fake.identity("sre-lead")
-        config = CONFIG.replace(b"reviewers: [sre-lead]", f"reviewers: ['{self.lead}']".encode())
-        self.repo = fake.add_repo(AZURE_SLUG, FILES | {".promoter.yaml": config})
+        fake.add_team("acme/platform", "SRE", ["sre-lead"])
+        self.repo = fake.add_repo(AZURE_SLUG, FILES)
         self.bare = self.repo.bare
 
     def args(self) -> list[str]:

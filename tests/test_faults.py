@@ -122,6 +122,8 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("GET", r"/trees/[0-9a-f]{40}$", READ),
         ("POST", r"/blobs$", READ),  # a POST that reads: the blob zip
         ("POST", r"/pushes$", WRITE),
+        ("GET", r"/_apis/projects/acme/teams$", READ),  # reviewers named: looked up
+        ("GET", r"/_apis/projects/acme/teams/[0-9a-f-]{36}/members$", READ),
         ("POST", r"/pullrequests$", WRITE),
         ("GET", r"/commits/[0-9a-f]{40}/statuses$", READ),
         ("GET", r"/pullrequests/\d+/statuses$", READ),

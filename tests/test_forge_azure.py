@@ -310,7 +310,7 @@ def opened(az: FakeAzure, forge: AzureForge, **spec: object) -> tuple[str, objec
 def test_open_find_update_close(az: FakeAzure, repo: Repo, forge: AzureForge) -> None:
     reviewer = az.identity("sre-lead")
     az.reset_counts()
-    sha, pr = opened(az, forge, labels=("prod",), reviewers=(reviewer,))
+    sha, pr = opened(az, forge, labels=("prod",), reviewers=(reviewer,))  # an id: no lookup
     assert pr.branch == BRANCH and pr.base == "main" and pr.head_sha == sha  # type: ignore[attr-defined]
     assert pr.url.endswith("/acme/platform/_git/config/pullrequest/1")  # type: ignore[attr-defined]
     made = az.pulls(SLUG)[0]
@@ -330,11 +330,28 @@ def test_open_find_update_close(az: FakeAzure, repo: Repo, forge: AzureForge) ->
     assert forge.find_request(BRANCH, "main") is None
 
 
-def test_a_reviewer_name_is_a_config_error(az: FakeAzure, repo: Repo,
-                                           forge: AzureForge) -> None:
+def test_reviewers_by_name_are_found_among_the_projects_teams(az: FakeAzure, repo: Repo,
+                                                               forge: AzureForge) -> None:
+    az.add_team("acme/platform", "SRE", ["sre-lead", "alice"])
+    az.add_team("acme/platform", "Web", ["bob"])
     propose(forge, forge.snapshot("main"))
-    with pytest.raises(ConfigError, match="identity id") as caught:
-        forge.open_request(BRANCH, "main", RequestSpec("t", "b", reviewers=("sre-lead",)))
+    az.reset_counts()
+    pr = forge.open_request(BRANCH, "main", RequestSpec("t", "b", reviewers=(
+        "sre-lead@example.com", "Bob", "sre", az.identity("carol"))))
+    made = az.pulls(SLUG)[0]
+    assert made.reviewers == [az.identity("sre-lead"), az.identity("bob"),
+                              az.identity("team:SRE"), az.identity("carol")]
+    assert [r.path.rsplit("/", 1)[-1] for r in az.requests] == [
+        "teams", "members", "members", "pullrequests"]  # once, then the request
+    assert pr.number == made.number
+
+
+def test_an_unknown_reviewer_is_a_config_error(az: FakeAzure, repo: Repo,
+                                               forge: AzureForge) -> None:
+    az.add_team("acme/platform", "SRE", ["sre-lead"])
+    propose(forge, forge.snapshot("main"))
+    with pytest.raises(ConfigError, match="no team or team member 'nobody'") as caught:
+        forge.open_request(BRANCH, "main", RequestSpec("t", "b", reviewers=("nobody",)))
     assert caught.value.file == ".promoter.yaml" and not az.pulls(SLUG)
 
 

@@ -22,7 +22,8 @@ Requests of a first promotion (base given, no reviewers, no checks)::
                    (+ GET repository when the base is the default branch)
     write_commit   POST pushes (the branch and its commit together: refUpdates
                    oldObjectId = the snapshot's commit, which becomes the parent)
-    open_request   POST pullrequests (labels and reviewer ids ride along)
+    open_request   POST pullrequests (labels and reviewer ids ride along; a reviewer
+                   named, not given by id, costs GET teams + GET members per team, once)
     checks         GET commits/{sha}/statuses, GET pullrequests/{id}/statuses,
                    GET policy/evaluations (+ GET repository and GET policy/configurations
                    once: which blocking policies the base has, so one that has not
@@ -105,6 +106,7 @@ T = TypeVar("T")
 
 API = "7.1"
 PREVIEW = "7.1-preview.1"
+CORE = "7.0"  # teams and their members (released at 7.0; 7.1 has them in preview)
 ZERO = "0" * 40
 NOBODY = "00000000-0000-0000-0000-000000000000"  # autoCompleteSetBy of nobody: not set
 PAGE = 100
@@ -235,6 +237,7 @@ class AzureForge:
         self._trees: dict[str, dict[str, tuple[str, str]]] = {}  # tree id -> entries
         self._repository: dict[str, Any] | None = None
         self._required: list[dict[str, Any]] | None = None  # blocking policies of the base
+        self._people: dict[str, str] | None = None  # reviewer name -> identity id
         session = http_session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY
         session.headers["User-Agent"] = f"promoter/{__version__}"
         session.headers["Accept"] = "application/json"
@@ -727,18 +730,61 @@ class AzureForge:
                      confirm_none: bool = False) -> PullRequest | None:
         return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
 
-    @staticmethod
-    def _reviewers(spec: RequestSpec) -> list[dict[str, str]]:
-        out = []
-        for name in spec.reviewers:
-            if not _GUID.fullmatch(name.strip()):
-                raise ConfigError(
-                    f"Azure DevOps takes reviewers by identity id, and {name!r} is none",
-                    file=CONFIG_FILE,
-                    hint="give each reviewer as its Azure DevOps identity id (a GUID: "
-                         "az devops user show --user NAME --query id); promoter does not send "
-                         "the token to the identity service to look names up")
-            out.append({"id": name.strip()})
+    def _directory(self) -> dict[str, str]:
+        """The project's teams and their members, lower-cased name -> identity id (team
+        names, members' display and unique names): ``GET {org}/_apis/projects/{project}/
+        teams`` and one ``…/teams/{id}/members`` per team, read once, only when a
+        reviewer is named rather than given by id. (The identity service itself is
+        another host on Azure DevOps Services: the token does not go there.)"""
+        if self._people is None:
+            root = f"{self.api_url}/_apis/projects/{quote(self.where.project, safe='')}/teams"
+
+            def pages(url: str) -> list[dict[str, Any]]:
+                found: list[dict[str, Any]] = []
+                for page in range(MAX_PAGES):
+                    data = self._call("GET", url, params={"$top": PAGE, "$skip": page * PAGE},
+                                      version=CORE) or {}
+                    batch = [x for x in data.get("value") or [] if isinstance(x, dict)]
+                    found += batch
+                    if len(batch) < PAGE:
+                        break
+                return found
+
+            def read() -> dict[str, str]:
+                people: dict[str, str] = {}
+                for team in pages(root):
+                    people.setdefault(str(team.get("name") or "").lower(), str(team["id"]))
+                    for member in pages(f"{root}/{quote(str(team['id']), safe='')}/members"):
+                        who = member.get("identity") or {}
+                        for key in ("uniqueName", "displayName"):
+                            if who.get(key) and who.get("id"):
+                                people.setdefault(str(who[key]).lower(), str(who["id"]))
+                return people
+
+            self._people = self._run(f"read the teams of project {self.where.project}", read)
+        return self._people
+
+    def _reviewers(self, spec: RequestSpec) -> list[dict[str, str]]:
+        """Reviewer ids: a GUID as given, a name looked up among the project's teams and
+        their members (ConfigError naming the ones not found)."""
+        out: list[dict[str, str]] = []
+        unknown: list[str] = []
+        for given in spec.reviewers:
+            name = given.strip().removeprefix("@")
+            if _GUID.fullmatch(name):
+                out.append({"id": name})
+                continue
+            found = self._directory().get(name.lower())
+            if found is None:
+                unknown.append(given)
+            elif {"id": found} not in out:
+                out.append({"id": found})
+        if unknown:
+            raise ConfigError(
+                f"Azure DevOps project {self.where.project} has no team or team member "
+                f"{', '.join(map(repr, unknown))}", file=CONFIG_FILE,
+                hint="name a team of the project, or a member by display or unique name "
+                     "(user@example.com), or give the identity id (a GUID)")
         return out
 
     def open_request(self, branch: str, base: str, spec: RequestSpec, *,

@@ -133,6 +133,7 @@ class FakeAzure(FakeGitea):
         self.azure: dict[str, Repo] = {}
         self.bearer: set[str] = set()
         self.ids: dict[str, str] = {}  # user -> identity id
+        self.teams: dict[tuple[str, str], dict[str, list[str]]] = {}  # (org, project) -> ...
         self._timers: list[threading.Timer] = []
 
     # set-up and controls
@@ -143,6 +144,12 @@ class FakeAzure(FakeGitea):
         self.ids.setdefault(user, str(uuid.uuid5(uuid.NAMESPACE_URL, user)))
         if bearer:
             self.bearer.add(value)
+
+    def add_team(self, org_project: str, name: str, members: list[str]) -> str:
+        """A team of the project (``org/project``) and its members (user names)."""
+        org, project = org_project.lower().split("/")
+        self.teams.setdefault((org, project), {})[name] = list(members)
+        return self.identity(f"team:{name}")
 
     def identity(self, user: str) -> str:
         return self.ids.setdefault(user, str(uuid.uuid5(uuid.NAMESPACE_URL, user)))
@@ -320,6 +327,8 @@ class FakeAzure(FakeGitea):
         if len(parts) == 3 and parts[1:] == ["_apis", "connectionData"]:
             return 200, {"authenticatedUser": self._who(user),
                          "authorizedUser": self._who(user), "instanceId": str(uuid.uuid4())}
+        if len(parts) >= 5 and parts[1:3] == ["_apis", "projects"] and parts[4] == "teams":
+            return 200, self._teams(parts[0], parts[3], parts[5:], query)
         if len(parts) < 4 or parts[2] != "_apis":
             raise azure_error(404, "The controller for path was not found.",
                               "HttpException")
@@ -358,6 +367,25 @@ class FakeAzure(FakeGitea):
                     return 200, {"value": items, "count": len(items)}
             raise azure_error(404, f"artifact {artifact} not found", "ArtifactNotFoundException")
         raise azure_error(404, "The controller for path was not found.", "HttpException")
+
+    def _teams(self, org: str, project: str, rest: list[str],
+               query: Mapping[str, str]) -> dict[str, Any]:
+        teams = self.teams.get((org.lower(), project.lower()), {})
+        top, skip = int(query.get("$top") or 100), int(query.get("$skip") or 0)
+        if not rest:
+            items = [{"id": self.identity(f"team:{n}"), "name": n} for n in sorted(teams)]
+        elif rest[1:] == ["members"]:
+            named = [n for n in teams if self.identity(f"team:{n}") == rest[0]]
+            if not named:
+                raise azure_error(404, f"The team with id {rest[0]} does not exist.",
+                                  "TeamNotFoundException")
+            items = [{"identity": {"id": self.identity(u), "displayName": u.title(),
+                                   "uniqueName": f"{u}@example.com"}}
+                     for u in teams[named[0]]]
+        else:
+            raise azure_error(404, "The controller for path was not found.", "HttpException")
+        page = items[skip: skip + top]
+        return {"value": page, "count": len(page)}
 
     @staticmethod
     def _config(policy: Policy) -> dict[str, Any]:

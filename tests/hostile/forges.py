@@ -248,8 +248,7 @@ class GiteaHarness:
 @dataclass
 class AzureHarness:
     """Azure DevOps: SLUG is PROJECT/REPO under the organisation URL ``{fake}/org`` (as
-    with a Server collection URL); reviewers are identity ids there, so the config's
-    ``sre-lead`` is written as its id."""
+    with a Server collection URL); ``sre-lead`` is a member of a team of the project."""
 
     fake: FakeAzure
     bare: BareRepo
@@ -260,9 +259,7 @@ class AzureHarness:
     @classmethod
     def start(cls, fake: FakeAzure, content: Mapping[str, bytes]) -> AzureHarness:
         fake.add_token(AZ_TOKEN)
-        lead = fake.identity("sre-lead")
-        content = {path: data.replace(b"reviewers: [sre-lead]", f"reviewers: ['{lead}']".encode())
-                   if path == ".promoter.yaml" else data for path, data in content.items()}
+        fake.add_team(f"org/{SLUG.split('/')[0]}", "SRE", ["sre-lead"])
         repo = fake.add_repo(f"org/{SLUG}", content)
         repo.force_pushers.add("promoter-bot")  # "Force push" on promote/*, as docs/ci.md says
         return cls(fake, repo.bare, url=f"{fake.url}/org")
