@@ -1,14 +1,15 @@
 """The Azure DevOps Repos forge: a small client on ``requests`` against the Git REST API
-(``api-version=7.1``; policy evaluations, connection data and pull request labels are
-``7.1-preview.1``).
+(``api-version=7.1``; branch policy configurations and evaluations and pull request
+labels ``7.1-preview.1``; a project's teams ``7.0``).
 
 Client: a small one here. Microsoft's ``azure-devops`` package (7.1.0b4, a beta last
 released in 2023) stands on ``msrest``, which is deprecated; every area it calls first
 sends ``OPTIONS {collection}/_apis`` to learn resource locations and caches the answer
-in a file under the user's home; msrest owns its own retries and follows redirects
-with the credentials it holds; its errors carry the request URL; a blob zip comes back
-as an unbounded stream. None of that goes through ``promoter.retry`` or
-``promoter.forges.http``. The few endpoints promoter needs are called here directly.
+in a file under the user's home (``azure/devops/_file_cache.py``); requests go through
+msrest's own sender and retry configuration, redirects are followed, not refused; a 401
+error carries the request URL; a blob zip comes back as an unbounded stream. None of that
+goes through ``promoter.retry`` or ``promoter.forges.http``. The few endpoints promoter
+needs are called here directly.
 
 ``repo`` is ``ORG/PROJECT/REPO`` (``api_url`` ``https://dev.azure.com``, the default) or
 ``PROJECT/REPO`` when ``api_url`` already names the organisation or, on Azure DevOps
@@ -873,7 +874,8 @@ class AzureForge:
         if self._required is None:
             repo_id = str(self._repo_info().get("id") or "")
             data = self._call("GET", f"{self._project_root}/git/policy/configurations",
-                              params={"repositoryId": repo_id, "refName": _full(base)}) or {}
+                              params={"repositoryId": repo_id, "refName": _full(base),
+                                      "$top": 1000}, version=PREVIEW) or {}
             self._required = [c for c in data.get("value") or [] if isinstance(c, dict)
                               and c.get("isEnabled") and c.get("isBlocking")
                               and not c.get("isDeleted")]
