@@ -39,7 +39,7 @@ from promoter.cli import run
 from promoter.errors import PromoteError
 from promoter.images import parse
 
-KINDS = ["git", "github", "gitlab", "gitea"]
+KINDS = ["git", "github", "gitlab", "gitea", "azure"]
 BRANCH = "promote/prod/api"
 
 
@@ -390,7 +390,7 @@ def test_foreign_commit_racing_the_branch_update(kind: str, tmp_path: Path) -> N
         assert state.main_file == deploy("1.0.0")
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure"])
 def test_foreign_commit_through_the_cli(kind: str, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:

@@ -408,14 +408,14 @@ def test_git_url_credentials_never_follow_a_redirect(runner: Runner, tmp_path: P
     assert runner.scan.leaks({GH_TOKEN}) == []
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure"])
 def test_api_redirect_to_another_server_receives_no_token(kind: str, runner: Runner,
                                                           tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     """--api-url answers every request with a 302 to a second loopback server (another
     origin): nothing reaches that server, and the run leaks nothing."""
-    token = {"github": GH_TOKEN, "gitea": GT_TOKEN}.get(kind, GL_TOKEN)
+    token = {"github": GH_TOKEN, "gitea": GT_TOKEN, "azure": GT_TOKEN}.get(kind, GL_TOKEN)
     monkeypatch.setenv("PROMOTE_TOKEN", token)
     with Recorder() as other, GitServer(tmp_path) as api:
         api.redirect_to = other.root_url
