@@ -281,7 +281,7 @@ def test_a_branch_whose_request_was_merged_meanwhile_gets_no_second_request(
         assert first["commit"] not in [c["sha"] for c in state.log]
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure"])
 def test_a_change_merged_and_its_branch_deleted_meanwhile_is_not_merged_again(
         kind: str, tmp_path: Path) -> None:
     """Another run of the same promotion merged it and the forge deleted its branch
