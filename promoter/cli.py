@@ -46,6 +46,9 @@ Examples:
   # through Gitea or Forgejo (the server root as --api-url)
   PROMOTE_TOKEN=... promote --forge gitea --api-url https://gitea.example.com \\
       --repo acme/config --env prod --image ghcr.io/acme/api:1.4.2
+  # through Bitbucket Cloud (a repository access token; Data Center: not yet)
+  PROMOTE_TOKEN=... promote --forge bitbucket --repo acme/config --env prod \\
+      --image ghcr.io/acme/api:1.4.2
   # plain git, any remote or a local bare repo, no account needed
   promote --repo ../config.git --image ghcr.io/acme/api:1.4.2
   # promote what staging runs into prod; list history; roll back
@@ -64,7 +67,8 @@ Behind a corporate proxy, with a private CA (e.g. GitHub Enterprise Server):
 
 \b
 Token: PROMOTE_TOKEN, else GITHUB_TOKEN (github), GITLAB_TOKEN / CI_JOB_TOKEN (gitlab),
-GITEA_TOKEN / FORGEJO_TOKEN (gitea).
+GITEA_TOKEN / FORGEJO_TOKEN (gitea), BITBUCKET_TOKEN (bitbucket; with BITBUCKET_USERNAME
+for an app password or API token).
 Every option can also be set as PROMOTE_<OPTION>, e.g. PROMOTE_IMAGE, PROMOTE_ENV.
 
 \b
@@ -81,15 +85,17 @@ def _echo(text: str, err: bool = False) -> None:
                                  "help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, "--version", prog_name="promote")
 @click.option("--repo", required=False, help="Config repo: a local DIR, a git URL or path "
-              "(plain git), or OWNER/NAME (GitHub, Gitea) / GROUP/PROJECT (GitLab).")
-@click.option("--forge", type=click.Choice(["github", "gitlab", "gitea", "git"]),
-              help="Where the config repo lives (gitea: Gitea or Forgejo). Default: git for a "
-              "path or git URL, gitlab inside GitLab CI, gitea inside Gitea/Forgejo Actions, "
-              "github inside GitHub Actions.")
+              "(plain git), or OWNER/NAME (GitHub, Gitea) / GROUP/PROJECT (GitLab) / "
+              "WORKSPACE/REPO (Bitbucket).")
+@click.option("--forge", type=click.Choice(["github", "gitlab", "gitea", "bitbucket", "git"]),
+              help="Where the config repo lives (gitea: Gitea or Forgejo; bitbucket: "
+              "Bitbucket Cloud). Default: git for a path or git URL, gitlab inside GitLab CI, "
+              "gitea inside Gitea/Forgejo Actions, github inside GitHub Actions, bitbucket "
+              "inside Bitbucket Pipelines.")
 @click.option("--api-url", help="GitHub API root (default $GITHUB_API_URL or "
               "https://api.github.com), GitLab server root (default $CI_SERVER_URL) or "
               "Gitea/Forgejo server root (default: the instance running Gitea/Forgejo "
-              "Actions).")
+              "Actions) or Bitbucket Cloud API (default https://api.bitbucket.org).")
 @click.option("--base", help="Base branch of the config repo (default: its default branch).")
 @click.option("--image", "images", envvar="PROMOTE_IMAGE", multiple=True, metavar="REF",
               help="Image to promote: repo:tag, repo@sha256:..., or repo:tag@sha256:... "
@@ -268,6 +274,8 @@ def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | No
         token = environ.get("GITHUB_TOKEN") or None
     if token is None and forge == "gitea":
         token = environ.get("GITEA_TOKEN") or environ.get("FORGEJO_TOKEN") or None
+    if token is None and forge == "bitbucket":
+        token = environ.get("BITBUCKET_TOKEN") or None
     if token is None and forge == "gitlab":
         token = environ.get("GITLAB_TOKEN") or None
         if token is None:
@@ -356,9 +364,12 @@ def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
         return "gitea"
     if environ.get("GITHUB_ACTIONS") == "true":
         return "github"
+    if context_mod.bitbucket_pipelines(environ):
+        return "bitbucket"
     raise UsageError(f"cannot tell which forge holds {repo!r}: no directory of that name "
                      "exists here, and it is no git URL",
-                     hint="say --forge github, --forge gitlab, --forge gitea or --forge git")
+                     hint="say --forge github, --forge gitlab, --forge gitea, --forge bitbucket or "
+                          "--forge git")
 
 
 def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -545,6 +556,21 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
         return GiteaForge(opts["repo"], api_url=api.strip().rstrip("/"), token=token,
                           retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
                           patience=_patience("Gitea", opts))
+    if kind == "bitbucket":
+        from promoter.forges.bitbucket import CLOUD_API, BitbucketForge
+
+        api = opts["api_url"] or CLOUD_API
+        if not token:
+            raise UsageError("no token: set PROMOTE_TOKEN (or BITBUCKET_TOKEN)",
+                             hint="a repository access token with the repository:write and "
+                                  "pullrequest:write scopes (an app password / API token: "
+                                  "also set BITBUCKET_USERNAME)")
+        _no_cleartext_proxy(api, environ, "--api-url")
+        return BitbucketForge(opts["repo"], api_url=api, token=token,
+                              username=environ.get("BITBUCKET_USERNAME") or None,
+                              retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
+                              patience=_patience("Bitbucket", opts),
+                              warn=lambda text: _echo(f"warning: {text}", err=True))
     from promoter.forges.gitlab import GitLabForge
 
     api = opts["api_url"] or environ.get("CI_SERVER_URL") or "https://gitlab.com"
