@@ -23,11 +23,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.bitbucket import FakeBitbucket
 from fakes.gitea import FakeGitea
 from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import ZERO, BareRepo
-from hostile.forges import GL_TOKEN, GT_TOKEN, SLUG, Harness, deploy, effects, files, harness
+from hostile.forges import (
+    BB_TOKEN,
+    GL_TOKEN,
+    GT_TOKEN,
+    SLUG,
+    Harness,
+    deploy,
+    effects,
+    files,
+    harness,
+)
 from hostile.forges import TOKEN as GH_TOKEN
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -35,13 +46,14 @@ from hypothesis import strategies as st
 from promoter import promote, proof
 from promoter.cli import run
 from promoter.errors import PromoteError
+from promoter.forges.bitbucket import BitbucketForge
 from promoter.forges.git import GitForge
 from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import GitHubForge
 from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
 
-KINDS = ["git", "github", "gitlab", "gitea"]
+KINDS = ["git", "github", "gitlab", "gitea", "bitbucket"]
 DEV = "envs/dev/deploy.yaml"
 PROD = "envs/prod/deploy.yaml"
 EVIL = deploy("6.6.6-evil")
@@ -386,6 +398,8 @@ def test_foreign_pushes_between_steps_never_reach_main(
         servers["gl"] = FakeGitLab(root).start()
     elif kind == "gitea":
         servers["gt"] = FakeGitea(root).start()
+    elif kind == "bitbucket":
+        servers["bb"] = FakeBitbucket(root).start()
     counter = itertools.count()
 
     @settings(max_examples=12, deadline=None, derandomize=True,
@@ -447,6 +461,11 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
         gt.add_token(GT_TOKEN)
         return gt.add_repo(slug, content).bare, GiteaForge(
             slug, api_url=gt.url, token=GT_TOKEN, sleep=lambda _: None)
+    if kind == "bitbucket":
+        bb: FakeBitbucket = servers["bb"]
+        bb.add_token(BB_TOKEN)
+        return bb.add_repo(slug, content).bare, BitbucketForge(
+            slug, api_url=bb.api, token=BB_TOKEN, sleep=lambda _: None)
     gl: FakeGitLab = servers["gl"]
     gl.add_token(GL_TOKEN)
     return gl.add_project(slug, content).repo, GitLabForge(
@@ -456,7 +475,7 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
 # --- checks that register a moment after the push -----------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "bitbucket"])
 def test_required_checks_not_yet_registered_are_waited_for(
         kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -473,6 +492,10 @@ def test_required_checks_not_yet_registered_are_waited_for(
             gitea = h.fake.repo(SLUG)  # type: ignore[attr-defined]
             gitea.required_checks = ("ci",)
             gitea.ci_after_push = (0.3, 0.5, "success")
+        elif kind == "bitbucket":  # the "minimum successful builds" merge check
+            bitbucket = h.fake.repo(SLUG)  # type: ignore[attr-defined]
+            bitbucket.required_builds = 1
+            bitbucket.ci_after_push = (0.3, 0.5, "SUCCESSFUL")
         else:
             project = h.fake.project(SLUG)  # type: ignore[attr-defined]
             project.ci = True

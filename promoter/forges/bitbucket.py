@@ -218,6 +218,7 @@ class BitbucketForge:
     here reads the environment."""
 
     name = "bitbucket"
+    has_labels = False  # Bitbucket pull requests have none: asked-for labels are a warning
 
     def __init__(self, repo: str, api_url: str = CLOUD_API, token: str | None = None,
                  username: str | None = None, web_url: str | None = None,
