@@ -115,11 +115,35 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("GET", r"/pulls$", READ),
         ("PATCH", r"/pulls/\d+$", WRITE),
     ],
+    ("bitbucket", "merge"): [
+        ("GET", r"^/2\.0/repositories/acme/config$", READ),  # the main branch
+        ("GET", r"/refs/branches/main$", READ),
+        ("GET", r"/get/[0-9a-f]{40}\.tar\.gz$", READ),  # the archive, on the web side
+        ("GET", r"/src/[0-9a-f]{40}/\.promoter\.yaml$", READ),  # its entry, its bytes
+        ("GET", r"/acme/config/commits/main$", READ),
+        ("GET", r"/refs/branches/promote", READ),
+        ("POST", r"/src$", WRITE),
+        ("GET", r"/workspaces/acme/members$", READ),
+        ("POST", r"/pullrequests$", WRITE),
+        ("GET", r"/statuses$", READ),
+        ("GET", r"/pullrequests/\d+$", READ),
+        ("POST", r"/pullrequests/\d+/merge$", WRITE),
+    ],
+    ("bitbucket", "update"): [
+        ("GET", r"/commit/[0-9a-f]{40}$", READ),
+        ("GET", r"/diffstat/[0-9a-f]{40}$", READ),
+        ("GET", r"/src/[0-9a-f]{40}/envs/", READ),
+        ("DELETE", r"/refs/branches/promote", WRITE),
+        ("POST", r"/src$", WRITE),
+        ("GET", r"/pullrequests$", READ),
+        ("PUT", r"/pullrequests/\d+$", WRITE),
+    ],
 }
 # endpoints of a clean run that the list of the other scenario covers
 SHARED = {("github", "update"): ENDPOINTS[("github", "merge")],
           ("gitlab", "update"): ENDPOINTS[("gitlab", "merge")],
-          ("gitea", "update"): ENDPOINTS[("gitea", "merge")]}
+          ("gitea", "update"): ENDPOINTS[("gitea", "merge")],
+          ("bitbucket", "update"): ENDPOINTS[("bitbucket", "merge")]}
 
 # promote waits for checks itself (it polls statuses and check runs / pipelines, which
 # then find nothing pending), so those read endpoints are part of every flow faulted here
@@ -319,7 +343,9 @@ SLOW = [("github", "POST", r"^/graphql#PromoterRun$"),
         ("github", "PUT", r"/merge$"),
         ("gitlab", "GET", r"/repository/archive\.tar\.gz$"), ("gitlab", "PUT", r"/merge$"),
         ("gitea", "GET", r"/archive/"), ("gitea", "POST", r"/contents$"),
-        ("gitea", "POST", r"/merge$")]
+        ("gitea", "POST", r"/merge$"),
+        ("bitbucket", "GET", r"/get/"), ("bitbucket", "POST", r"/src$"),
+        ("bitbucket", "POST", r"/merge$")]
 
 
 @pytest.mark.parametrize(("kind", "method", "path"), SLOW)
@@ -354,29 +380,29 @@ def cli(h: Harness, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[in
     return code, out, err
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "bitbucket"])
 def test_cli_survives_server_errors(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     with harness(kind, tmp_path) as h:
         monkeypatch.setenv("PROMOTE_TOKEN", h.token)
         base = h.bare.resolve("main") or ""
-        write = {"github": r"/graphql#PromoterCommit$", "gitea": r"/contents$"}.get(
-            kind, r"/repository/commits$")
+        write = {"github": r"/graphql#PromoterCommit$", "gitea": r"/contents$",
+                 "bitbucket": r"/src$"}.get(kind, r"/repository/commits$")
         h.fail("POST", write, 503, times=2, headers={"Retry-After": "0"})
-        h.fail("*", r"/pulls$|/merge_requests$", 429, headers={"Retry-After": "0"})
+        h.fail("*", r"/pulls$|/merge_requests$|/pullrequests$", 429, headers={"Retry-After": "0"})
         code, out, _ = cli(h, capsys, "--retry-timeout", "5")
         assert code == 0
         check_merged(h, base, json.loads(out), "1.0.1")
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "bitbucket"])
 def test_cli_gives_up_with_exit_5(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     with harness(kind, tmp_path) as h:
         monkeypatch.setenv("PROMOTE_TOKEN", h.token)
         base = h.bare.resolve("main") or ""
-        write = {"github": r"/graphql#PromoterCommit$", "gitea": r"/contents$"}.get(
-            kind, r"/repository/commits$")
+        write = {"github": r"/graphql#PromoterCommit$", "gitea": r"/contents$",
+                 "bitbucket": r"/src$"}.get(kind, r"/repository/commits$")
         h.fail("POST", write, 502, times=1000, headers={"Retry-After": "0"})
         started = time.monotonic()
         code, out, err = cli(h, capsys, "--retry-timeout", "0.5")
