@@ -457,7 +457,7 @@ def test_github_rate_limit_past_the_retry_budget_stops_at_once_with_the_reset_ti
     assert f"GitHub rate limited until {hhmmss(NOW + 3600)} (in 60 min); rerun then, or " \
            "pass --wait-for-rate-limit" in err
     assert clock.slept == []  # said at once, no sleeping first
-    assert github.count("GET", r"/branches/") == 1
+    assert github.count("POST", r"/graphql#PromoterRun$") == 1
     assert json.loads(out)["exit_code"] == 5
 
 
