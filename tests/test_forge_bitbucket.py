@@ -16,7 +16,7 @@ import requests
 from fakes.bitbucket import FakeBitbucket, Repo
 from fakes.githttp import Recorder
 
-from promoter import context
+from promoter import context, promote
 from promoter.cli import run
 from promoter.errors import AuthError, ConfigError, ConflictError, ForgeError, UsageError
 from promoter.forges.base import ChecksState, Head, PullRequest, RequestSpec, Snapshot, git_blob_sha
@@ -214,6 +214,22 @@ def test_replace_rebuilds_the_branch_on_the_new_base(bb: FakeBitbucket, repo: Re
     assert repo.pulls[number].state == "OPEN"
 
 
+def test_a_request_declined_with_its_branch_is_opened_anew(bb: FakeBitbucket, repo: Repo,
+                                                          forge: BitbucketForge) -> None:
+    """Should Bitbucket decline the pull request when its branch is deleted for the
+    rebuild, the promotion still ends with exactly one open request for the new commit."""
+    from hostile.forges import effects, request
+
+    repo.decline_on_branch_delete = True
+    repo.bare.commit_files("main", {"k8s/deploy.yaml": DEPLOY}, "a deployment")
+    first = promote.run(forge, request("1.0.1", env=None), {}, [], effects())
+    repo.bare.commit_files("main", {"README.md": b"newer\n"}, "someone else")
+    again = promote.run(fresh(bb), request("1.0.1", env=None), {}, [], effects())
+    assert again["status"] == "proposed" and again["commit"] != first["commit"]
+    assert [p.state for p in bb.pulls(SLUG)] == ["DECLINED", "OPEN"]
+    assert bb.pulls(SLUG)[1].source == first["branch"] == again["branch"]
+
+
 def test_replace_refuses_when_someone_pushed_meanwhile(bb: FakeBitbucket, repo: Repo,
                                                        forge: BitbucketForge) -> None:
     snap, head, _ = replace_setup(bb, repo, forge)
@@ -401,6 +417,16 @@ def test_a_merge_whose_answer_was_lost_is_not_repeated(bb: FakeBitbucket, repo: 
     bb.fail("POST", r"/merge$", 0, apply_then_fail=True)
     assert forge.merge(pr, "merge", sha).merged
     assert bb.count("POST", r"/merge$") == 1
+
+
+def test_a_merge_answered_202_is_read_back(bb: FakeBitbucket, repo: Repo,
+                                           forge: BitbucketForge) -> None:
+    """A long merge answers 202 (task-status link): the pull request is read again."""
+    sha, pr = opened(forge)
+    bb.fail("POST", r"/merge$", 202, apply_then_fail=True, body={"task_id": "t1"})
+    bb.reset_counts()
+    assert forge.merge(pr, "merge", sha).merged
+    assert [m for m, _ in counts(bb)] == ["GET", "GET", "POST", "GET"]
 
 
 def test_merge_checks_refuse_until_the_builds_pass(bb: FakeBitbucket, repo: Repo,
@@ -623,3 +649,16 @@ def test_inside_bitbucket_pipelines_the_forge_is_the_default(
     out, _ = capsys.readouterr()
     assert code == 0, out
     assert json.loads(out)["forge"] == "bitbucket"
+
+
+def test_labels_asked_for_are_a_warning_through_the_cli(
+        bb: FakeBitbucket, repo: Repo, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BITBUCKET_TOKEN", TOKEN)
+    repo.bare.commit_files("main", {"k8s/deploy.yaml": DEPLOY}, "a deployment")
+    code = run(["--repo", SLUG, "--forge", "bitbucket", "--api-url", bb.api, "--image",
+                "ghcr.io/acme/api:1.1.0", "--label", "prod", "--output", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["status"] == "proposed"
+    assert "warning: Bitbucket has no labels on pull requests: prod not set" in err

@@ -101,6 +101,9 @@ class Repo:
     bare: BareRepo
     mainbranch: str = "main"
     required_builds: int = 0  # merge check: minimum successful builds
+    # deleting a branch declines its open pull requests (Bitbucket Cloud is not known to;
+    # Data Center does): promoter must cope either way
+    decline_on_branch_delete: bool = False
     # CI on every commit made through the API: (seconds until its build registers as
     # INPROGRESS, seconds more until it ends, the end state)
     ci_after_push: tuple[float, float, str] | None = None
@@ -383,6 +386,10 @@ class FakeBitbucket:
                 if name == repo.mainbranch:
                     raise HTTPError(400, "You can't delete the main branch")
                 bare.delete_ref(full_ref(name))
+                for pull in repo.pulls.values():
+                    if repo.decline_on_branch_delete and pull.source == name \
+                            and pull.state == "OPEN":
+                        pull.last_head, pull.state = sha, "DECLINED"
                 return 204, None, {}
         if head == "src" and method == "POST" and len(rest) == 1:
             return self._src(repo, raw, headers, user)
