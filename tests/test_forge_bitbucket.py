@@ -19,6 +19,7 @@ from fakes.githttp import Recorder
 from promoter import context, promote
 from promoter.cli import run
 from promoter.errors import AuthError, ConfigError, ConflictError, ForgeError, UsageError
+from promoter.forges import bitbucket
 from promoter.forges.base import ChecksState, Head, PullRequest, RequestSpec, Snapshot, git_blob_sha
 from promoter.forges.bitbucket import BitbucketForge
 
@@ -122,6 +123,17 @@ def test_a_linked_policy_file_stops_the_run(bb: FakeBitbucket, repo: Repo,
     with pytest.raises(ConfigError) as caught:
         forge.snapshot("main")
     assert caught.value.code == 2 and "symbolic link" in str(caught.value)
+
+
+def test_a_policy_file_past_the_size_limit_is_refused(
+        bb: FakeBitbucket, repo: Repo, forge: BitbucketForge,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file read from the tree is streamed and capped like an archive (exit 5)."""
+    monkeypatch.setattr(bitbucket, "MAX_FILE_BYTES", 64)
+    repo.bare.commit_files("main", {".promoter.yaml": b"version: 1\n" + b"#" * 100}, "big")
+    with pytest.raises(ForgeError, match="more than 64 bytes") as caught:
+        forge.snapshot("main")
+    assert caught.value.code == 5
 
 
 def test_a_missing_base_is_a_usage_error(repo: Repo, forge: BitbucketForge) -> None:

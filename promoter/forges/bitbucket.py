@@ -47,6 +47,7 @@ proves the tip). Restrict pushes to ``promote/*`` to the bot (docs/ci.md).
 nothing), and per changed file its ``format=meta`` (attributes: a link or submodule, or
 an executable bit that differs from the parent's, is not a plain edit) and its bytes,
 whose git blob id is computed here (Bitbucket reports none): 2 + 2-3 requests per file.
+Every file read from the tree is streamed and capped at ``MAX_FILE_BYTES`` (exit 5).
 
 Merging and the trust rule "merge exactly what was proved": Bitbucket's merge endpoint
 takes no expected head (``pullrequest_merge_parameters``: type, message,
@@ -126,6 +127,7 @@ MAX_REDIRECTS = 3
 MAX_TITLE = 255
 MAX_BODY = 65_000
 MAX_MESSAGE = 128 * 1024  # Bitbucket's limit on a merge commit message
+MAX_FILE_BYTES = MAX_ARCHIVE_BYTES  # one file's bytes (the policy file, a changed file)
 
 AUTH_HINT = ("set PROMOTE_TOKEN / BITBUCKET_TOKEN to a repository access token with the "
              "repository:write and pullrequest:write scopes (or an app password / API "
@@ -298,10 +300,14 @@ class BitbucketForge:
                                     "token there"), hint="check --api-url")
         response = self._session.request(method, target, params=params, json=body,
                                          files=files, timeout=self.timeout,
-                                         allow_redirects=True)
+                                         allow_redirects=True, stream=raw)
         if response.status_code in ok:
             if raw:
-                return response.content
+                try:
+                    return read_capped(response, MAX_FILE_BYTES, path)
+                except ArchiveTooLarge as exc:
+                    raise ForgeError(f"Bitbucket sent {path} of {self.repo}: {exc.describe()}",
+                                     hint="see SECURITY.md (limits)") from None
             if not response.content:
                 return None
             try:
