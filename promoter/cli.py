@@ -46,7 +46,7 @@ Examples:
   # through Gitea or Forgejo (the server root as --api-url)
   PROMOTE_TOKEN=... promote --forge gitea --api-url https://gitea.example.com \\
       --repo acme/config --env prod --image ghcr.io/acme/api:1.4.2
-  # through Bitbucket Cloud (a repository access token; Data Center: not yet)
+  # through Bitbucket Cloud, or Data Center with --api-url https://bitbucket.example.com
   PROMOTE_TOKEN=... promote --forge bitbucket --repo acme/config --env prod \\
       --image ghcr.io/acme/api:1.4.2
   # plain git, any remote or a local bare repo, no account needed
@@ -89,13 +89,14 @@ def _echo(text: str, err: bool = False) -> None:
               "WORKSPACE/REPO (Bitbucket).")
 @click.option("--forge", type=click.Choice(["github", "gitlab", "gitea", "bitbucket", "git"]),
               help="Where the config repo lives (gitea: Gitea or Forgejo; bitbucket: "
-              "Bitbucket Cloud). Default: git for a path or git URL, gitlab inside GitLab CI, "
-              "gitea inside Gitea/Forgejo Actions, github inside GitHub Actions, bitbucket "
-              "inside Bitbucket Pipelines.")
+              "Bitbucket Cloud or Data Center). Default: git for a path or git URL, gitlab "
+              "inside GitLab CI, gitea inside Gitea/Forgejo Actions, github inside GitHub "
+              "Actions, bitbucket inside Bitbucket Pipelines.")
 @click.option("--api-url", help="GitHub API root (default $GITHUB_API_URL or "
               "https://api.github.com), GitLab server root (default $CI_SERVER_URL) or "
               "Gitea/Forgejo server root (default: the instance running Gitea/Forgejo "
-              "Actions) or Bitbucket Cloud API (default https://api.bitbucket.org).")
+              "Actions) or Bitbucket Cloud API (default https://api.bitbucket.org) / Bitbucket "
+              "Data Center server root.")
 @click.option("--base", help="Base branch of the config repo (default: its default branch).")
 @click.option("--image", "images", envvar="PROMOTE_IMAGE", multiple=True, metavar="REF",
               help="Image to promote: repo:tag, repo@sha256:..., or repo:tag@sha256:... "
@@ -557,7 +558,7 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                           retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
                           patience=_patience("Gitea", opts))
     if kind == "bitbucket":
-        from promoter.forges.bitbucket import CLOUD_API, BitbucketForge
+        from promoter.forges.bitbucket import CLOUD_API, connect
 
         api = opts["api_url"] or CLOUD_API
         if not token:
@@ -566,11 +567,13 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                                   "pullrequest:write scopes (an app password / API token: "
                                   "also set BITBUCKET_USERNAME)")
         _no_cleartext_proxy(api, environ, "--api-url")
-        return BitbucketForge(opts["repo"], api_url=api, token=token,
-                              username=environ.get("BITBUCKET_USERNAME") or None,
-                              retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
-                              patience=_patience("Bitbucket", opts),
-                              warn=lambda text: _echo(f"warning: {text}", err=True))
+        # Cloud (api.bitbucket.org) or Data Center (any other server), from --api-url
+        forge: Forge = connect(opts["repo"], api_url=api, token=token,
+                               username=environ.get("BITBUCKET_USERNAME") or None,
+                               retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
+                               patience=_patience("Bitbucket", opts),
+                               warn=lambda text: _echo(f"warning: {text}", err=True))
+        return forge
     from promoter.forges.gitlab import GitLabForge
 
     api = opts["api_url"] or environ.get("CI_SERVER_URL") or "https://gitlab.com"

@@ -557,8 +557,8 @@ def test_5xx_and_429_are_retried_within_the_policy(bb: FakeBitbucket, repo: Repo
 @pytest.mark.parametrize("url", ["https://bitbucket.example.com",
                                  "https://bitbucket.example.com/rest/api/1.0",
                                  "https://git.corp/bitbucket/rest/api/latest"])
-def test_data_center_is_refused_before_any_request(url: str) -> None:
-    with pytest.raises(UsageError, match=r"Data Center .* not supported yet") as caught:
+def test_the_cloud_client_refuses_a_data_center_url(url: str) -> None:
+    with pytest.raises(UsageError, match="not Bitbucket Cloud's API") as caught:
         BitbucketForge(SLUG, api_url=url, token=TOKEN)
     assert caught.value.code == 2
 
@@ -621,13 +621,16 @@ def test_the_cli_reads_bitbucket_tokens(bb: FakeBitbucket, repo: Repo,
     assert bb.auth_seen[-1].startswith("Basic ")
 
 
-def test_the_cli_refuses_data_center_at_once(monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("BITBUCKET_TOKEN", TOKEN)
-    code = run(["--repo", SLUG, "--forge", "bitbucket", "--api-url",
-                "https://127.0.0.1:9/rest/api/1.0", "--image", "ghcr.io/acme/api:1.1.0"])
-    _, err = capsys.readouterr()
-    assert code == 2 and "Data Center" in err and TOKEN not in err
+@pytest.mark.parametrize(("url", "kind"), [
+    ("https://api.bitbucket.org", "BitbucketForge"),
+    ("https://api.bitbucket.org/2.0/", "BitbucketForge"),
+    ("http://127.0.0.1:9/2.0", "BitbucketForge"),  # a Cloud-compatible API root
+    ("https://bitbucket.example.com", "BitbucketServerForge"),
+    ("https://git.corp/bitbucket/rest/api/1.0", "BitbucketServerForge")])
+def test_the_api_url_chooses_cloud_or_data_center(url: str, kind: str) -> None:
+    made = bitbucket.connect(SLUG, api_url=url, token=TOKEN)
+    assert type(made).__name__ == kind
+    made.close()
 
 
 PIPELINES_ENV = {"BITBUCKET_BUILD_NUMBER": "17", "BITBUCKET_COMMIT": "a" * 40,

@@ -9,9 +9,10 @@ wrap no ``POST /src`` (the one multi-file commit) and no capped download; and it
 among the packages this project may install here. The few endpoints are called here
 directly, as ``promoter.forges.gitea`` does.
 
-Bitbucket Data Center (REST 1.0, ``/rest/api/1.0``) is not supported yet: an
-``--api-url`` that is not Bitbucket Cloud's API (``https://api.bitbucket.org``, or a
-URL whose path ends in ``/2.0``) stops at once (exit 2) before any request.
+Bitbucket Data Center (REST 1.0) is ``promoter.forges.bitbucket_server``; ``connect``
+picks it for an ``--api-url`` that is not Bitbucket Cloud's API
+(``https://api.bitbucket.org``, or a URL whose path ends in ``/2.0``). This class itself
+refuses such a URL (exit 2) before any request.
 
 Requests of a first promotion (base given, no reviewers, no checks)::
 
@@ -241,10 +242,9 @@ class BitbucketForge:
                              hint=f"give the Bitbucket Cloud API, {CLOUD_API}")
         if not is_cloud_api(url):
             raise UsageError(
-                f"--api-url {origin(url)}{urlsplit(url).path} is not Bitbucket Cloud's API: "
-                "Bitbucket Data Center / Server (REST 1.0) is not supported yet",
-                hint=f"for Bitbucket Cloud give {CLOUD_API} (or leave --api-url out); for a "
-                     "Data Center config repo use --forge git with its clone URL")
+                f"--api-url {origin(url)}{urlsplit(url).path} is not Bitbucket Cloud's API "
+                "(Bitbucket Data Center is promoter.forges.bitbucket_server)",
+                hint=f"for Bitbucket Cloud give {CLOUD_API} (or leave --api-url out)")
         url = url.removesuffix("/2.0")
         parts = urlsplit(url)
         self.repo = repo
@@ -901,3 +901,13 @@ class BitbucketForge:
                     f"promoter proved, and the checks on {sha[:12]} are {state.value}; give "
                     "--merge-timeout SECONDS so promoter waits for them and merges itself"))
 
+
+
+def connect(repo: str, api_url: str = CLOUD_API, **options: Any) -> Any:
+    """The Bitbucket forge ``api_url`` names: Cloud (``api.bitbucket.org``, or a ``/2.0``
+    API root) or Data Center (any other server root; ``/rest/api/1.0`` accepted)."""
+    if is_cloud_api(api_url):
+        return BitbucketForge(repo, api_url=api_url, **options)
+    from promoter.forges.bitbucket_server import BitbucketServerForge
+
+    return BitbucketServerForge(repo, api_url=api_url, **options)
