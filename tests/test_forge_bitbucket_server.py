@@ -175,6 +175,16 @@ def test_replace_deletes_with_a_compare_and_swap(dc: FakeBitbucketServer, repo: 
     assert (repo.bare.commit(sha) or {})["parents"] == [snap.commit]
 
 
+def test_replace_refuses_a_branch_someone_pushed_to(dc: FakeBitbucketServer, repo: Repo,
+                                                   forge: BitbucketServerForge) -> None:
+    snap, head = replaced(dc, repo, forge)
+    theirs = repo.bare.commit_files(BRANCH, {"README.md": b"x\n"}, "a push")
+    with pytest.raises(ConflictError, match="moved"):
+        forge.write_commit(BRANCH, snap, NEW, MESSAGE, replace=head)
+    assert repo.bare.resolve(f"refs/heads/{BRANCH}") == theirs
+    assert dc.count("DELETE") == 0
+
+
 def test_replace_never_deletes_someone_elses_push(dc: FakeBitbucketServer, repo: Repo,
                                                   forge: BitbucketServerForge) -> None:
     snap, head = replaced(dc, repo, forge)
@@ -249,11 +259,21 @@ def test_merge_is_pinned_by_the_version_read_with_the_proved_head(
     the merge with the old version is refused, main is untouched."""
     sha, pr = opened(forge)
     main = repo.bare.resolve("main")
-    dc.before("POST", r"/merge$", lambda: repo.bare.commit_files(
-        BRANCH, {"envs/prod/app.yaml": b"evil\n"}, "a push"))
+    pushed: list[str] = []
+
+    def push() -> None:  # once, at the first request after promoter read the version
+        if not pushed:
+            pushed.append(repo.bare.commit_files(BRANCH, {"envs/prod/app.yaml": b"evil\n"},
+                                                 "a push"))
+
+    def arm() -> None:
+        dc.before("GET", r"/pull-requests/\d+$", push)
+        dc.before("POST", r"/pull-requests/\d+/merge$", push)
+
+    dc.before("GET", r"/pull-requests/\d+$", arm)  # the read of the proved head
     with pytest.raises(ConflictError, match="moved"):
         forge.merge(pr, "merge", sha)
-    assert repo.bare.resolve("main") == main
+    assert pushed and repo.bare.resolve("main") == main
 
 
 def test_merge_refuses_a_head_that_moved_before(dc: FakeBitbucketServer, repo: Repo,
@@ -264,6 +284,22 @@ def test_merge_refuses_a_head_that_moved_before(dc: FakeBitbucketServer, repo: R
     with pytest.raises(ConflictError, match="moved"):
         forge.merge(pr, "merge", sha)
     assert dc.count("POST") == 0
+
+
+def test_a_request_merged_elsewhere_at_another_head_is_reported(
+        dc: FakeBitbucketServer, repo: Repo, forge: BitbucketServerForge) -> None:
+    """Someone pushed and merged it by hand: promoter never reports that as its merge."""
+    import requests
+
+    sha, pr = opened(forge)
+    repo.bare.commit_files(BRANCH, {"envs/prod/app.yaml": b"evil\n"}, "a push")
+    api = f"{dc.url}/rest/api/1.0/projects/OPS/repos/config/pull-requests/{pr.number}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    version = requests.get(api, headers=auth, timeout=5).json()["version"]
+    assert requests.post(f"{api}/merge", params={"version": version}, headers=auth, json={},
+                         timeout=5).status_code == 200
+    with pytest.raises(ForgeError, match="not at the commit promoter proved"):
+        forge.merge(pr, "merge", sha)
 
 
 def test_merge_with_promoters_message_and_merge_checks(dc: FakeBitbucketServer, repo: Repo,
