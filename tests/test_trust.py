@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from fakes.bitbucket import FakeBitbucket
+from fakes.bitbucket_server import FakeBitbucketServer
 from fakes.gitea import FakeGitea
 from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
@@ -47,13 +48,14 @@ from promoter import promote, proof
 from promoter.cli import run
 from promoter.errors import PromoteError
 from promoter.forges.bitbucket import BitbucketForge
+from promoter.forges.bitbucket_server import BitbucketServerForge
 from promoter.forges.git import GitForge
 from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import GitHubForge
 from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
 
-KINDS = ["git", "github", "gitlab", "gitea", "bitbucket"]
+KINDS = ["git", "github", "gitlab", "gitea", "bitbucket", "bitbucket-dc"]
 DEV = "envs/dev/deploy.yaml"
 PROD = "envs/prod/deploy.yaml"
 EVIL = deploy("6.6.6-evil")
@@ -400,6 +402,8 @@ def test_foreign_pushes_between_steps_never_reach_main(
         servers["gt"] = FakeGitea(root).start()
     elif kind == "bitbucket":
         servers["bb"] = FakeBitbucket(root).start()
+    elif kind == "bitbucket-dc":
+        servers["dc"] = FakeBitbucketServer(root).start()
     counter = itertools.count()
 
     @settings(max_examples=12, deadline=None, derandomize=True,
@@ -461,6 +465,11 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
         gt.add_token(GT_TOKEN)
         return gt.add_repo(slug, content).bare, GiteaForge(
             slug, api_url=gt.url, token=GT_TOKEN, sleep=lambda _: None)
+    if kind == "bitbucket-dc":
+        dc: FakeBitbucketServer = servers["dc"]
+        dc.add_token(BB_TOKEN)
+        return dc.add_repo(slug, content).bare, BitbucketServerForge(
+            slug, api_url=dc.url, token=BB_TOKEN, sleep=lambda _: None)
     if kind == "bitbucket":
         bb: FakeBitbucket = servers["bb"]
         bb.add_token(BB_TOKEN)
