@@ -165,7 +165,7 @@ def test_one_commit_changes_several_files_in_one_request(bb: FakeBitbucket, repo
     bb.reset_counts()
     forge.use_identity(None)
     sha = propose(forge, snap)
-    assert counts(bb) == [("POST", "/src")]
+    assert counts(bb) == [("POST", "/src"), ("GET", "/refs/branches/main")]
     info = repo.bare.commit(sha) or {}
     assert info["parents"] == [snap.commit]
     assert repo.bare.read_file(sha, "envs/dev/app.yaml") == NEW["envs/dev/app.yaml"]
@@ -173,15 +173,17 @@ def test_one_commit_changes_several_files_in_one_request(bb: FakeBitbucket, repo
     assert fresh(bb).changed_files(sha) == {p: git_blob_sha(d) for p, d in NEW.items()}
 
 
-def test_the_commit_sits_on_the_snapshot_even_when_the_base_moved(
+def test_a_base_that_moved_during_the_write_is_planned_again(
         bb: FakeBitbucket, repo: Repo, forge: BitbucketForge) -> None:
-    """``parents`` names the snapshot's commit: a base that moved does not leak in."""
+    """``parents`` names the snapshot's commit, so the commit never takes in a base that
+    moved; the base is read after the write, and a moved one is planned again (the
+    branch just made is deleted)."""
     snap = forge.snapshot("main")
     bb.before("POST", r"/src$", lambda: repo.bare.commit_files(
         "main", {"README.md": b"moved\n"}, "someone else"))
-    sha = propose(forge, snap)
-    assert (repo.bare.commit(sha) or {})["parents"] == [snap.commit]
-    assert repo.bare.read_file(sha, "README.md") == FILES["README.md"]
+    with pytest.raises(ConflictError, match="moved"):
+        propose(forge, snap)
+    assert repo.bare.resolve(BRANCH) is None
 
 
 def test_an_existing_branch_is_a_conflict_not_overwritten(bb: FakeBitbucket, repo: Repo,
@@ -220,7 +222,7 @@ def test_replace_rebuilds_the_branch_on_the_new_base(bb: FakeBitbucket, repo: Re
     snap, head, number = replace_setup(bb, repo, forge)
     bb.reset_counts()
     sha = forge.write_commit(BRANCH, snap, NEW, MESSAGE, replace=head)
-    assert [m for m, _ in counts(bb)] == ["GET", "DELETE", "POST"]
+    assert [m for m, _ in counts(bb)] == ["GET", "DELETE", "POST", "GET"]
     assert (repo.bare.commit(sha) or {})["parents"] == [snap.commit]
     assert repo.bare.resolve(BRANCH) == sha
     assert repo.pulls[number].state == "OPEN"

@@ -39,7 +39,7 @@ from promoter.cli import run
 from promoter.errors import PromoteError
 from promoter.images import parse
 
-KINDS = ["git", "github", "gitlab", "gitea", "bitbucket"]
+KINDS = ["git", "github", "gitlab", "gitea", "bitbucket", "bitbucket-dc"]
 BRANCH = "promote/prod/api"
 
 

@@ -22,7 +22,8 @@ Requests of a first promotion (base given, no reviewers, no checks)::
                    repository when the base is its main branch)
     read_head      GET refs/branches/{branch}        (404: none; the tip's message and
                    parents come with it)
-    write_commit   POST src (form: one field per file, message, branch, parents, author)
+    write_commit   POST src (form: one field per file, message, branch, parents, author),
+                   GET refs/branches/{base} (still the snapshot? else planned again)
     open_request   POST pullrequests (+ GET workspaces/{ws}/members once, to turn
                    reviewer nicknames into account ids)
     checks         GET commit/{sha}/statuses
@@ -32,7 +33,9 @@ Requests of a first promotion (base given, no reviewers, no checks)::
 The commit: ``POST /2.0/repositories/{ws}/{repo}/src`` with ``branch`` (the promotion
 branch, new) and ``parents`` (the snapshot's commit): Bitbucket creates the branch and
 the commit directly on that parent, whatever the main branch is now, so the commit is
-on the snapshot by construction. On a branch that exists, ``parents`` is a
+on the snapshot by construction; the base is read right after, and when it moved (another
+run may have merged this very promotion) the new branch is deleted and the run planned
+again, as the other forges do. On a branch that exists, ``parents`` is a
 compare-and-swap: "it is asserted that the parent is the branch's tip/HEAD at the time
 the request is made. When this is not the case, a 409 is returned" (API reference).
 
@@ -629,11 +632,14 @@ class BitbucketForge:
             elif head is not None:
                 raise in_the_way(head)
             try:
-                return self._post_src(branch, base.commit, files, message)
+                sha = self._post_src(branch, base.commit, files, message)
             except _Failure as exc:
                 if exc.status == 409:  # the branch exists and its tip is not our parent
+                    # another run made it meanwhile (or, on a retry, our own lost attempt
+                    # did): only a retry may take it as ours; a first attempt leaves it to
+                    # the caller to plan again
                     now = self._head(branch)
-                    done = ours(now)
+                    done = ours(now) if attempts > 1 else None
                     if done is not None:
                         return done
                     raise in_the_way(now) from None
@@ -641,6 +647,15 @@ class BitbucketForge:
                     raise ConflictError(f"the base commit {base.commit[:12]} of {self.repo} "
                                         "is gone", hint="run again") from None
                 raise
+            # The commit sits on the snapshot whatever the base is now; a base that moved
+            # meanwhile (another run merged this very promotion, say) is planned again,
+            # and the branch just made goes
+            now = self._head(base.branch)
+            if now is None or now.sha != base.commit:
+                self._call("DELETE", f"/refs/branches/{self._ref(branch)}", missing=True)
+                raise ConflictError(f"the base {base.branch} of {self.repo} moved from "
+                                    f"{base.commit[:12]} while promoting", hint="run again")
+            return sha
 
         return self._run(f"commit to {branch}", attempt)
 

@@ -503,8 +503,11 @@ class BitbucketServerForge:
                 data = self._call("PUT", f"/browse/{quote(path)}", files=form)
             except _Failure as exc:
                 if exc.status in (400, 409) and "branch" in exc.message.lower():
+                    # another run made the branch meanwhile (or, on a retry, our own lost
+                    # attempt did): only a retry may take it as ours; a first attempt
+                    # leaves it to the caller to plan again
                     now = self._head(branch)
-                    done = ours(now)
+                    done = ours(now) if attempts > 1 else None
                     if done is not None:
                         return done
                     raise in_the_way(now) from None
