@@ -197,6 +197,23 @@ def test_an_existing_branch_is_a_conflict_not_overwritten(bb: FakeBitbucket, rep
         "someone's branch"
 
 
+def test_the_same_commit_by_another_run_is_not_taken_as_this_runs(
+        bb: FakeBitbucket, repo: Repo, forge: BitbucketForge) -> None:
+    """Another run wrote this very promotion a moment earlier: this run's first attempt
+    reports the conflict (promote plans again and then reuses the proved tip) instead of
+    claiming that commit as one it made itself."""
+    snap = forge.snapshot("main")
+    bare = repo.bare
+
+    def other_run() -> None:
+        tree = bare.write_tree_from(snap.commit, NEW)
+        bare.update_ref(BRANCH, bare.commit_tree(tree, [snap.commit], MESSAGE), old="0" * 40)
+
+    bb.before("POST", r"/src$", other_run)
+    with pytest.raises(ConflictError, match="already exists"):
+        propose(forge, snap)
+
+
 def test_a_commit_whose_answer_was_lost_is_not_repeated(bb: FakeBitbucket, repo: Repo,
                                                         forge: BitbucketForge) -> None:
     snap = forge.snapshot("main")

@@ -148,6 +148,20 @@ def test_an_existing_branch_is_not_overwritten(dc: FakeBitbucketServer, repo: Re
     assert repo.bare.resolve(f"refs/heads/{BRANCH}") == theirs
 
 
+def test_the_same_commit_by_another_run_is_not_taken_as_this_runs(
+        dc: FakeBitbucketServer, repo: Repo, forge: BitbucketServerForge) -> None:
+    snap = forge.snapshot("main")
+    bare = repo.bare
+
+    def other_run() -> None:
+        tree = bare.write_tree_from(snap.commit, NEW)
+        bare.update_ref(BRANCH, bare.commit_tree(tree, [snap.commit], MESSAGE), old="0" * 40)
+
+    dc.before("PUT", r"/browse/", other_run)
+    with pytest.raises(ConflictError, match="already exists"):
+        propose(forge, snap)
+
+
 def test_a_commit_whose_answer_was_lost_is_not_repeated(dc: FakeBitbucketServer, repo: Repo,
                                                         forge: BitbucketServerForge) -> None:
     snap = forge.snapshot("main")
