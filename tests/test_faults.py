@@ -138,6 +138,21 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("GET", r"/pullrequests$", READ),
         ("PUT", r"/pullrequests/\d+$", WRITE),
     ],
+    # Bitbucket Data Center (the update scenario differs: Data Center declines a pull
+    # request whose branch is deleted, so a rebuilt proposal is a new pull request)
+    ("bitbucket-dc", "merge"): [
+        ("GET", r"/repos/config/branches/default$", READ),
+        ("GET", r"/repos/config/archive$", READ),
+        ("GET", r"/repos/config/browse/\.promoter\.yaml$", READ),  # its type
+        ("GET", r"/repos/config/raw/\.promoter\.yaml$", READ),
+        ("GET", r"/repos/config/commits$", READ),
+        ("GET", r"/repos/config/branches$", READ),
+        ("PUT", r"/repos/config/browse/envs/", WRITE),  # the one-file commit
+        ("POST", r"/repos/config/pull-requests$", WRITE),
+        ("GET", r"/rest/build-status/1\.0/commits/[0-9a-f]{40}$", READ),
+        ("GET", r"/pull-requests/\d+$", READ),
+        ("POST", r"/pull-requests/\d+/merge$", WRITE),
+    ],
 }
 # endpoints of a clean run that the list of the other scenario covers
 SHARED = {("github", "update"): ENDPOINTS[("github", "merge")],
