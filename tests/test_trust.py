@@ -484,7 +484,7 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
 # --- checks that register a moment after the push -----------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "bitbucket"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "bitbucket", "bitbucket-dc"])
 def test_required_checks_not_yet_registered_are_waited_for(
         kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -501,7 +501,7 @@ def test_required_checks_not_yet_registered_are_waited_for(
             gitea = h.fake.repo(SLUG)  # type: ignore[attr-defined]
             gitea.required_checks = ("ci",)
             gitea.ci_after_push = (0.3, 0.5, "success")
-        elif kind == "bitbucket":  # the "minimum successful builds" merge check
+        elif kind.startswith("bitbucket"):  # the "minimum successful builds" merge check
             bitbucket = h.fake.repo(SLUG)  # type: ignore[attr-defined]
             bitbucket.required_builds = 1
             bitbucket.ci_after_push = (0.3, 0.5, "SUCCESSFUL")

@@ -12,7 +12,9 @@ branch) increments, merges refused (409) on an out-of-date version or a merge ch
         repo = dc.add_repo("OPS/config", {...}); dc.add_token("t"); dc.add_user("alice")
         BitbucketServerForge("OPS/config", api_url=dc.url, token="t")
 
-Deleting a branch declines its open pull requests. Faults as the other fakes.
+Deleting a branch declines its open pull requests. ``ci_after_push``: a build that
+registers INPROGRESS a moment after each file edit and ends later. Faults as the other
+fakes.
 """
 
 from __future__ import annotations
@@ -79,7 +81,10 @@ class Repo:
     full_name: str  # PROJECT/slug
     bare: BareRepo
     default: str = "main"
-    required_builds: int = 0
+    required_builds: int = 0  # merge check: minimum successful builds
+    # CI on every commit made through the API: (seconds until its build registers as
+    # INPROGRESS, seconds more until it ends, the end state)
+    ci_after_push: tuple[float, float, str] | None = None
     pulls: dict[int, Pull] = field(default_factory=dict)
     builds: dict[str, dict[str, str]] = field(default_factory=dict)
     next_id: int = 1
@@ -121,6 +126,7 @@ class FakeBitbucketServer:
         self._server.daemon_threads = True
         self._server.fake = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
+        self._timers: list[threading.Timer] = []
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> FakeBitbucketServer:
@@ -130,6 +136,8 @@ class FakeBitbucketServer:
         return self
 
     def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -431,6 +439,13 @@ class FakeBitbucketServer:
                                    f"{user}@example.com")
             if not bare.update_ref(full_ref(branch), sha, old=tip or ZERO):
                 raise HTTPError(409, f"Branch '{branch}' changed")
+        if repo.ci_after_push is not None:
+            register, run, end = repo.ci_after_push
+            for delay, state in ((register, "INPROGRESS"), (register + run, end)):
+                timer = threading.Timer(delay, self.set_build, (repo.full_name, sha, state))
+                timer.daemon = True
+                self._timers.append(timer)
+                timer.start()
         return 200, self._commit(bare.commit(sha) or {})
 
     def _pulls(self, repo: Repo, method: str, rest: str, query: Mapping[str, str],
