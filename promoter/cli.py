@@ -46,6 +46,9 @@ Examples:
   # through Gitea or Forgejo (the server root as --api-url)
   PROMOTE_TOKEN=... promote --forge gitea --api-url https://gitea.example.com \\
       --repo acme/config --env prod --image ghcr.io/acme/api:1.4.2
+  # through Bitbucket Cloud, or Data Center with --api-url https://bitbucket.example.com
+  PROMOTE_TOKEN=... promote --forge bitbucket --repo acme/config --env prod \\
+      --image ghcr.io/acme/api:1.4.2
   # through Azure DevOps Repos (Server: --api-url https://ado.example.com/tfs/Coll)
   PROMOTE_TOKEN=... promote --forge azure --repo acme/platform/config --env prod \\
       --image ghcr.io/acme/api:1.4.2
@@ -68,7 +71,8 @@ Behind a corporate proxy, with a private CA (e.g. GitHub Enterprise Server):
 \b
 Token: PROMOTE_TOKEN, else GITHUB_TOKEN (github), GITLAB_TOKEN / CI_JOB_TOKEN (gitlab),
 GITEA_TOKEN / FORGEJO_TOKEN (gitea), AZURE_DEVOPS_TOKEN / AZURE_DEVOPS_EXT_PAT, else
-SYSTEM_ACCESSTOKEN inside Azure Pipelines (azure).
+SYSTEM_ACCESSTOKEN inside Azure Pipelines (azure), BITBUCKET_TOKEN (bitbucket; with
+BITBUCKET_USERNAME for an app password or API token).
 Every option can also be set as PROMOTE_<OPTION>, e.g. PROMOTE_IMAGE, PROMOTE_ENV.
 
 \b
@@ -86,17 +90,20 @@ def _echo(text: str, err: bool = False) -> None:
 @click.version_option(__version__, "--version", prog_name="promote")
 @click.option("--repo", required=False, help="Config repo: a local DIR, a git URL or path "
               "(plain git), or OWNER/NAME (GitHub, Gitea) / GROUP/PROJECT (GitLab) / "
-              "ORG/PROJECT/REPO (Azure DevOps).")
-@click.option("--forge", type=click.Choice(["github", "gitlab", "gitea", "azure", "git"]),
+              "ORG/PROJECT/REPO (Azure DevOps) / WORKSPACE/REPO (Bitbucket).")
+@click.option("--forge", type=click.Choice(["github", "gitlab", "gitea", "azure", "bitbucket",
+                                            "git"]),
               help="Where the config repo lives (gitea: Gitea or Forgejo; azure: Azure DevOps "
-              "Repos). Default: git for a path or git URL, gitlab inside GitLab CI, gitea inside "
-              "Gitea/Forgejo Actions, github inside GitHub Actions, azure inside Azure "
+              "Repos; bitbucket: Bitbucket Cloud or Data Center). Default: git for a path or "
+              "git URL, gitlab inside GitLab CI, gitea inside Gitea/Forgejo Actions, github "
+              "inside GitHub Actions, azure inside Azure Pipelines, bitbucket inside Bitbucket "
               "Pipelines.")
 @click.option("--api-url", help="GitHub API root (default $GITHUB_API_URL or "
               "https://api.github.com), GitLab server root (default $CI_SERVER_URL) or "
               "Gitea/Forgejo server root (default: the instance running Gitea/Forgejo "
               "Actions), or Azure DevOps root (default https://dev.azure.com; Azure DevOps "
-              "Server: the collection URL, with --repo PROJECT/REPO).")
+              "Server: the collection URL, with --repo PROJECT/REPO), or Bitbucket Cloud API "
+              "(default https://api.bitbucket.org) / Bitbucket Data Center server root.")
 @click.option("--base", help="Base branch of the config repo (default: its default branch).")
 @click.option("--image", "images", envvar="PROMOTE_IMAGE", multiple=True, metavar="REF",
               help="Image to promote: repo:tag, repo@sha256:..., or repo:tag@sha256:... "
@@ -275,6 +282,8 @@ def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | No
         token = environ.get("GITHUB_TOKEN") or None
     if token is None and forge == "gitea":
         token = environ.get("GITEA_TOKEN") or environ.get("FORGEJO_TOKEN") or None
+    if token is None and forge == "bitbucket":
+        token = environ.get("BITBUCKET_TOKEN") or None
     if token is None and forge == "azure":
         token = environ.get("AZURE_DEVOPS_TOKEN") or environ.get("AZURE_DEVOPS_EXT_PAT") or None
         if token is None and environ.get("TF_BUILD", "").lower() == "true":
@@ -369,10 +378,12 @@ def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
         return "github"
     if context_mod.azure_pipelines(environ):
         return "azure"
+    if context_mod.bitbucket_pipelines(environ):
+        return "bitbucket"
     raise UsageError(f"cannot tell which forge holds {repo!r}: no directory of that name "
                      "exists here, and it is no git URL",
-                     hint="say --forge github, --forge gitlab, --forge gitea, --forge azure or "
-                          "--forge git")
+                     hint="say --forge github, --forge gitlab, --forge gitea, --forge azure, "
+                          "--forge bitbucket or --forge git")
 
 
 def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -545,6 +556,23 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                            app_id=opts["github_app_id"], app_key=key if opts["github_app_id"]
                            else None, retry_timeout=timeout, ca_bundle=ca,
                            sleep=effects.sleep, patience=_patience("GitHub", opts))
+    if kind == "bitbucket":
+        from promoter.forges.bitbucket import CLOUD_API, connect
+
+        api = opts["api_url"] or CLOUD_API
+        if not token:
+            raise UsageError("no token: set PROMOTE_TOKEN (or BITBUCKET_TOKEN)",
+                             hint="a repository access token with the repository:write and "
+                                  "pullrequest:write scopes (an app password / API token: "
+                                  "also set BITBUCKET_USERNAME)")
+        _no_cleartext_proxy(api, environ, "--api-url")
+        # Cloud (api.bitbucket.org) or Data Center (any other server), from --api-url
+        forge: Forge = connect(opts["repo"], api_url=api, token=token,
+                               username=environ.get("BITBUCKET_USERNAME") or None,
+                               retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
+                               patience=_patience("Bitbucket", opts),
+                               warn=lambda text: _echo(f"warning: {text}", err=True))
+        return forge
     if kind == "gitea":
         from promoter.forges.gitea import GiteaForge
 

@@ -1,5 +1,5 @@
 """Where a promotion was triggered from: GitHub Actions, GitLab CI, Gitea / Forgejo
-Actions, Azure Pipelines, or a terminal.
+Actions, Azure Pipelines, Bitbucket Pipelines, or a terminal.
 
 ``detect(environ)`` is pure: it reads only the mapping it is given (the CLI passes
 ``os.environ``), never the process environment, the clock or the network.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-Kind = Literal["github", "gitlab", "gitea", "azure", "local"]
+Kind = Literal["github", "gitlab", "gitea", "azure", "bitbucket", "local"]
 
 _SHA = re.compile(r"[0-9a-f]{7,64}")
 _SLUG = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+")
@@ -63,7 +63,8 @@ class Context:
 
 def detect(environ: Mapping[str, str]) -> Context:
     """The CI context described by ``environ`` (Gitea / Forgejo Actions, which also set
-    ``GITHUB_*``, first; then GitHub, then GitLab, then Azure Pipelines, else local)."""
+    ``GITHUB_*``, first; then GitHub, then GitLab, then Azure Pipelines, then Bitbucket
+    Pipelines, else local)."""
     if gitea_actions(environ):
         return _gitea(environ)
     if environ.get("GITHUB_ACTIONS") == "true":
@@ -72,6 +73,8 @@ def detect(environ: Mapping[str, str]) -> Context:
         return _gitlab(environ)
     if azure_pipelines(environ):
         return _azure(environ)
+    if bitbucket_pipelines(environ):
+        return _bitbucket(environ)
     return Context(kind="local", actor=_actor(environ.get("USER") or environ.get("LOGNAME")))
 
 
@@ -129,6 +132,40 @@ def _gitea(env: Mapping[str, str]) -> Context:
         server_url=server,
         api_url=_url(env.get("GITHUB_API_URL")),
         event=_event(env.get("GITHUB_EVENT_NAME")),
+        job_token=False,
+        project_path=repo,
+    )
+
+
+def bitbucket_pipelines(env: Mapping[str, str]) -> bool:
+    """Bitbucket Pipelines sets ``BITBUCKET_BUILD_NUMBER`` and ``BITBUCKET_COMMIT`` in
+    every step (no ``*_CI=true`` flag of its own; ``CI=true`` is everyone's)."""
+    return bool(env.get("BITBUCKET_BUILD_NUMBER") and env.get("BITBUCKET_COMMIT"))
+
+
+BITBUCKET_WEB = "https://bitbucket.org"
+
+
+def _bitbucket(env: Mapping[str, str]) -> Context:
+    """Bitbucket Pipelines (Cloud only: the server is bitbucket.org). A pipeline's page
+    is ``/{workspace}/{repo}/pipelines/results/{build number}``; the step's trigger is
+    known only by uuid, so there is no actor."""
+    repo = _slug(env.get("BITBUCKET_REPO_FULL_NAME"))
+    number = _number(env.get("BITBUCKET_BUILD_NUMBER"))
+    pipeline = f"{BITBUCKET_WEB}/{repo}/pipelines/results/{number}" \
+        if repo and number is not None else None
+    return Context(
+        kind="bitbucket",
+        source_repo=repo,
+        source_commit=_sha(env.get("BITBUCKET_COMMIT")),
+        ref=_ref(env.get("BITBUCKET_BRANCH") or env.get("BITBUCKET_TAG")),
+        pipeline_url=pipeline,
+        actor=None,
+        run_number=number,
+        run_attempt=None,
+        server_url=BITBUCKET_WEB,
+        api_url=None,
+        event=None,
         job_token=False,
         project_path=repo,
     )

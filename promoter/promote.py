@@ -533,7 +533,10 @@ def ensure_request(forge: Forge, branch: str, snap: Snapshot, spec: RequestSpec,
                                   auto_merge_next=auto_merge_next), True, False
     if pr.number == 0:  # plain git: the branch is the request, nothing else to update
         return pr, False, False
-    if pr.title != spec.title or pr.body != spec.body or not set(spec.labels) <= set(pr.labels):
+    # a forge without labels (Bitbucket: ``has_labels = False``) warns instead; their
+    # absence is no reason to update the request on every run
+    labels = set(spec.labels) if getattr(forge, "has_labels", True) else set()
+    if pr.title != spec.title or pr.body != spec.body or not labels <= set(pr.labels):
         return forge.update_request(pr, spec), False, True
     return pr, False, False
 

@@ -20,12 +20,14 @@ from promoter import context, promote
 from promoter.cli import run
 from promoter.forges.azure import AzureForge
 from promoter.forges.base import Forge
+from promoter.forges.bitbucket import BitbucketForge
 from promoter.forges.git import GitForge
 from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import GitHubForge
 from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
 from tests.fakes.azure import FakeAzure
+from tests.fakes.bitbucket import FakeBitbucket
 from tests.fakes.gitea import FakeGitea
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
@@ -249,6 +251,33 @@ class AzureHarness(Harness):
             state, state))
 
 
+class BitbucketHarness(Harness):
+    kind = "bitbucket"
+
+    def __init__(self, fake: FakeBitbucket) -> None:
+        self.fake = fake
+        fake.add_token(TOKEN)
+        fake.add_member("sre-lead")
+        self.repo = fake.add_repo(SLUG, FILES)
+        self.bare = self.repo.bare
+
+    def args(self) -> list[str]:
+        return ["--repo", SLUG, "--forge", "bitbucket", "--api-url", self.fake.api]
+
+    def forge(self) -> Forge:
+        return BitbucketForge(SLUG, api_url=self.fake.api, token=TOKEN, sleep=lambda _: None)
+
+    def open_requests(self) -> list[Open]:
+        # Bitbucket has no labels
+        return [Open(p.id, p.source, p.title, p.description, [],
+                     [self.fake.nickname(r) for r in p.reviewers])
+                for p in self.fake.pulls(SLUG) if p.state == "OPEN"]
+
+    def set_checks(self, sha: str, state: str) -> None:
+        self.fake.set_status(SLUG, sha, {"pending": "INPROGRESS", "failure": "FAILED",
+                                         "success": "SUCCESSFUL"}[state])
+
+
 def _harness(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
@@ -264,18 +293,21 @@ def _harness(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     elif kind == "azure":
         with FakeAzure(tmp_path) as az:
             yield AzureHarness(az)
+    elif kind == "bitbucket":
+        with FakeBitbucket(tmp_path) as bb:
+            yield BitbucketHarness(bb)
     else:
         with FakeGitLab(tmp_path) as fake:
             yield GitLabHarness(fake)
 
 
-@pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure"])
+@pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure", "bitbucket"])
 def h(request: pytest.FixtureRequest, tmp_path: Path,
       monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     yield from _harness(request.param, tmp_path, monkeypatch)
 
 
-@pytest.fixture(params=["github", "gitlab", "gitea", "azure"])
+@pytest.fixture(params=["github", "gitlab", "gitea", "azure", "bitbucket"])
 def api(request: pytest.FixtureRequest, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     """The forges that have checks (plain git has none)."""
@@ -343,7 +375,7 @@ def test_open_rerun_update_and_noop(h: Harness, capsys: pytest.CaptureFixture[st
     assert h.bare.log(sha or "", 2)[1]["sha"] == h.bare.resolve("main")
     if h.kind != "git":
         assert '-        image: "ghcr.io/acme/api:1.0.0"   # promoted by CI' in opened.body
-        assert "prod" in opened.labels
+        assert "prod" in opened.labels or h.kind == "bitbucket"  # no labels there
         assert opened.reviewers == ["sre-lead"]
 
     # re-run: same branch tip, one request, no new commit
@@ -383,7 +415,7 @@ def test_open_rerun_update_and_noop(h: Harness, capsys: pytest.CaptureFixture[st
         assert any("already sets" in c for c in h.fake.comments(SLUG, updated.number))
     if isinstance(h, GitLabHarness):
         assert any("already sets" in n for n in h.fake.notes(SLUG, updated.number))
-    if isinstance(h, GiteaHarness):
+    if isinstance(h, (GiteaHarness, BitbucketHarness)):
         assert any("already sets" in c for c in h.fake.repo(SLUG).pulls[updated.number].comments)
     if isinstance(h, AzureHarness):
         assert any("already sets" in c["content"] for t in h.repo.pulls[updated.number].threads
@@ -597,7 +629,8 @@ def test_dry_run_through_a_forge_writes_nothing(h: Harness,
     assert '+        image: "ghcr.io/acme/api:1.1.0"   # promoted by CI' in result["diff"]
     assert dict(h.bare.list_refs("refs/")) == before
     assert h.open_requests() == []
-    if isinstance(h, (GitHubHarness, GitLabHarness, GiteaHarness, AzureHarness)):
+    if isinstance(h, (GitHubHarness, GitLabHarness, GiteaHarness, AzureHarness,
+                      BitbucketHarness)):
         # the run query is a POST to /graphql that reads, and so is Azure's blob zip;
         # nothing else may be sent
         writes = h.fake.count("POST") - h.fake.count("POST", r"/graphql#PromoterRun$") \

@@ -39,7 +39,7 @@ from promoter.cli import run
 from promoter.errors import PromoteError
 from promoter.images import parse
 
-KINDS = ["git", "github", "gitlab", "gitea", "azure"]
+KINDS = ["git", "github", "gitlab", "gitea", "azure", "bitbucket", "bitbucket-dc"]
 BRANCH = "promote/prod/api"
 
 
@@ -256,7 +256,7 @@ def test_same_promotion_twice_at_once(kind: str, step: str, tmp_path: Path) -> N
         assert not [c for c in state.changes if c.state == "open"], state.changes
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "bitbucket"])
 def test_a_branch_whose_request_was_merged_meanwhile_gets_no_second_request(
         kind: str, tmp_path: Path) -> None:
     """The branch holds the proved promotion but no request is open: another run may

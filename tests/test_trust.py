@@ -24,12 +24,15 @@ from typing import Any
 
 import pytest
 from fakes.azure import FakeAzure
+from fakes.bitbucket import FakeBitbucket
+from fakes.bitbucket_server import FakeBitbucketServer
 from fakes.gitea import FakeGitea
 from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import ZERO, BareRepo
 from hostile.forges import (
     AZ_TOKEN,
+    BB_TOKEN,
     GL_TOKEN,
     GT_TOKEN,
     SLUG,
@@ -47,13 +50,15 @@ from promoter import promote, proof
 from promoter.cli import run
 from promoter.errors import PromoteError
 from promoter.forges.azure import AzureForge
+from promoter.forges.bitbucket import BitbucketForge
+from promoter.forges.bitbucket_server import BitbucketServerForge
 from promoter.forges.git import GitForge
 from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import GitHubForge
 from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
 
-KINDS = ["git", "github", "gitlab", "gitea", "azure"]
+KINDS = ["git", "github", "gitlab", "gitea", "azure", "bitbucket", "bitbucket-dc"]
 DEV = "envs/dev/deploy.yaml"
 PROD = "envs/prod/deploy.yaml"
 EVIL = deploy("6.6.6-evil")
@@ -400,6 +405,10 @@ def test_foreign_pushes_between_steps_never_reach_main(
         servers["gt"] = FakeGitea(root).start()
     elif kind == "azure":
         servers["az"] = FakeAzure(root).start()
+    elif kind == "bitbucket":
+        servers["bb"] = FakeBitbucket(root).start()
+    elif kind == "bitbucket-dc":
+        servers["dc"] = FakeBitbucketServer(root).start()
     counter = itertools.count()
 
     @settings(max_examples=12, deadline=None, derandomize=True,
@@ -451,6 +460,16 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
         bare = BareRepo.init(path, content)
         return bare, GitForge(str(bare.path), sleep=lambda _: None)
     slug = f"acme/config{n}"
+    if kind == "bitbucket-dc":
+        dc: FakeBitbucketServer = servers["dc"]
+        dc.add_token(BB_TOKEN)
+        return dc.add_repo(slug, content).bare, BitbucketServerForge(
+            slug, api_url=dc.url, token=BB_TOKEN, sleep=lambda _: None)
+    if kind == "bitbucket":
+        bb: FakeBitbucket = servers["bb"]
+        bb.add_token(BB_TOKEN)
+        return bb.add_repo(slug, content).bare, BitbucketForge(
+            slug, api_url=bb.api, token=BB_TOKEN, sleep=lambda _: None)
     if kind == "github":
         gh: FakeGitHub = servers["gh"]
         gh.add_token(GH_TOKEN)
@@ -477,7 +496,8 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
 # --- checks that register a moment after the push -----------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure", "bitbucket",
+                                  "bitbucket-dc"])
 def test_required_checks_not_yet_registered_are_waited_for(
         kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -499,6 +519,10 @@ def test_required_checks_not_yet_registered_are_waited_for(
             h.fake.add_policy(f"org/{SLUG}", "ci")  # type: ignore[attr-defined]
             azure.evaluation_delay = 0.2
             azure.ci_after_push = (0.3, 0.5, "succeeded")
+        elif kind.startswith("bitbucket"):  # the "minimum successful builds" merge check
+            bitbucket = h.fake.repo(SLUG)  # type: ignore[attr-defined]
+            bitbucket.required_builds = 1
+            bitbucket.ci_after_push = (0.3, 0.5, "SUCCESSFUL")
         else:
             project = h.fake.project(SLUG)  # type: ignore[attr-defined]
             project.ci = True

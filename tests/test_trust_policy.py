@@ -24,7 +24,7 @@ DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
 
 
-@pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure"])
+@pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure", "bitbucket"])
 def h(request: pytest.FixtureRequest, tmp_path: Path,
       monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     yield from _harness(request.param, tmp_path, monkeypatch)
