@@ -172,6 +172,7 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("GET", r"/repos/config/raw/\.promoter\.yaml$", READ),
         ("GET", r"/repos/config/commits$", READ),
         ("GET", r"/repos/config/branches$", READ),
+        ("GET", r"/repos/config/commits/[0-9a-f]{40}$", READ),  # the base, before merging
         ("PUT", r"/repos/config/browse/envs/", WRITE),  # the one-file commit
         ("POST", r"/repos/config/pull-requests$", WRITE),
         ("GET", r"/rest/build-status/1\.0/commits/[0-9a-f]{40}$", READ),
