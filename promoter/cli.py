@@ -51,6 +51,12 @@ Examples:
   # through Gitea or Forgejo (the server root as --api-url)
   PROMOTE_TOKEN=... promote --forge gitea --api-url https://gitea.example.com \\
       --repo acme/config --env prod --image ghcr.io/acme/api:1.4.2
+  # through Bitbucket Cloud, or Data Center with --api-url https://bitbucket.example.com
+  PROMOTE_TOKEN=... promote --forge bitbucket --repo acme/config --env prod \\
+      --image ghcr.io/acme/api:1.4.2
+  # through Azure DevOps Repos (Server: --api-url https://ado.example.com/tfs/Coll)
+  PROMOTE_TOKEN=... promote --forge azure --repo acme/platform/config --env prod \\
+      --image ghcr.io/acme/api:1.4.2
   # plain git, any remote or a local bare repo, no account needed
   promote --repo ../config.git --image ghcr.io/acme/api:1.4.2
   # promote what staging runs into prod; list history; roll back
@@ -439,7 +445,8 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
         context=ctx, author=opts["author"], app_id=opts["github_app_id"],
         app_key_file=opts["github_app_key_file"], retry_timeout=float(opts["retry_timeout"]),
         ca_bundle=ca_bundle(opts["ca_bundle"], environ if network else {}),
-        sleep=effects.sleep, patience=_patience(opts))
+        sleep=effects.sleep, patience=_patience(opts),
+        warn=lambda text: _echo(f"warning: {text}", err=True))
     return spec.connect(setup)
 
 

@@ -369,7 +369,10 @@ def ensure_request(forge: Forge, branch: str, snap: Snapshot, spec: RequestSpec,
                                   auto_merge_next=auto_merge_next), True, False
     if forge.branch_is_request:  # plain git: nothing else to update
         return pr, False, False
-    if pr.title != spec.title or pr.body != spec.body or not set(spec.labels) <= set(pr.labels):
+    # a forge without labels (Bitbucket: ``has_labels = False``) warns instead; their
+    # absence is no reason to update the request on every run
+    labels = set(spec.labels) if forge.has_labels else set()
+    if pr.title != spec.title or pr.body != spec.body or not labels <= set(pr.labels):
         return forge.update_request(pr, spec), False, True
     return pr, False, False
 

@@ -39,7 +39,7 @@ from promoter.cli import run
 from promoter.errors import PromoteError
 from promoter.images import parse
 
-KINDS = ["git", "github", "gitlab", "gitea"]
+KINDS = ["git", "github", "gitlab", "gitea", "azure", "bitbucket", "bitbucket-dc"]
 BRANCH = "promote/prod/api"
 
 
@@ -256,7 +256,7 @@ def test_same_promotion_twice_at_once(kind: str, step: str, tmp_path: Path) -> N
         assert not [c for c in state.changes if c.state == "open"], state.changes
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "bitbucket"])
 def test_a_branch_whose_request_was_merged_meanwhile_gets_no_second_request(
         kind: str, tmp_path: Path) -> None:
     """The branch holds the proved promotion but no request is open: another run may
@@ -281,7 +281,7 @@ def test_a_branch_whose_request_was_merged_meanwhile_gets_no_second_request(
         assert first["commit"] not in [c["sha"] for c in state.log]
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure"])
 def test_a_change_merged_and_its_branch_deleted_meanwhile_is_not_merged_again(
         kind: str, tmp_path: Path) -> None:
     """Another run of the same promotion merged it and the forge deleted its branch
@@ -390,7 +390,7 @@ def test_foreign_commit_racing_the_branch_update(kind: str, tmp_path: Path) -> N
         assert state.main_file == deploy("1.0.0")
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure"])
 def test_foreign_commit_through_the_cli(kind: str, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:

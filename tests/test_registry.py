@@ -13,7 +13,7 @@ from promoter.forges.registry import FORGES
 def test_every_row_names_a_module_that_connects() -> None:
     for spec in FORGES.values():
         module = importlib.import_module(spec.module)
-        assert callable(module.connect), spec.name
+        assert callable(module.from_setup), spec.name
 
 
 @pytest.mark.parametrize(("environ", "forge"), [
@@ -22,6 +22,8 @@ def test_every_row_names_a_module_that_connects() -> None:
     ({"GITHUB_ACTIONS": "true", "GITEA_ACTIONS": "true"}, "gitea"),
     ({"GITHUB_ACTIONS": "true", "FORGEJO_ACTIONS": "true"}, "gitea"),
     ({"GITHUB_ACTIONS": "true", "GITLAB_CI": "true"}, "gitlab"),
+    ({"TF_BUILD": "True"}, "azure"),
+    ({"BITBUCKET_BUILD_NUMBER": "7", "BITBUCKET_COMMIT": "abc"}, "bitbucket"),
     ({}, None),
 ])
 def test_ci_detection(environ: dict[str, str], forge: str | None) -> None:
@@ -50,4 +52,14 @@ def test_help_texts_name_every_forge() -> None:
         assert spec.name in registry.forge_help()
     assert registry.token_help() == (
         "Token: PROMOTE_TOKEN, else GITHUB_TOKEN (github), GITLAB_TOKEN / CI_JOB_TOKEN "
-        "(gitlab), GITEA_TOKEN / FORGEJO_TOKEN (gitea).")
+        "(gitlab), GITEA_TOKEN / FORGEJO_TOKEN (gitea), AZURE_DEVOPS_TOKEN / "
+        "AZURE_DEVOPS_EXT_PAT, else SYSTEM_ACCESSTOKEN inside Azure Pipelines (azure), "
+        "BITBUCKET_TOKEN (bitbucket; with BITBUCKET_USERNAME for an app password or API "
+        "token).")
+
+
+def test_the_azure_job_token_is_read_inside_azure_pipelines_only() -> None:
+    azure = FORGES["azure"]
+    assert registry.tokens(azure, {"SYSTEM_ACCESSTOKEN": "j"}) == (None, None)
+    assert registry.tokens(azure, {"SYSTEM_ACCESSTOKEN": "j", "TF_BUILD": "True"}) == (
+        None, "j")

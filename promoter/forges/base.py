@@ -176,12 +176,14 @@ class Forge(Protocol):
     characters; ``has_checks``, whether commits carry CI statuses or check runs (plain
     git: none, so nothing is left "to the forge"); ``branch_is_request``, whether the
     promotion branch itself is the request (plain git: there is nothing else to
-    update)."""
+    update); ``has_labels``, whether requests carry labels (Bitbucket: none, so
+    asked-for labels are a warning, never a reason to update the request)."""
 
     name: str
     body_limit: int
     has_checks: bool
     branch_is_request: bool
+    has_labels: bool
 
     def close(self) -> None:
         """Let go of what the forge holds (HTTP connections, a private clone); called

@@ -92,6 +92,7 @@ class GitForge:
     body_limit = 65_536  # no request body (the branch is the request): any will do
     has_checks = False  # no CI statuses: promote does not leave checks "to the forge"
     branch_is_request = True
+    has_labels = False  # no request, nothing to label
 
     def __init__(
         self,
@@ -489,7 +490,7 @@ if TYPE_CHECKING:
         return forge
 
 
-def connect(setup: Setup) -> GitForge:
+def from_setup(setup: Setup) -> GitForge:
     """The plain-git forge the CLI asked for. Its default author: ``--author``, else the
     CI user (``author:`` of the config, read later, comes with each commit); merge
     commits use it too. A token in the URL is masked everywhere."""

@@ -200,6 +200,7 @@ class GiteaForge:
     body_limit = MAX_BODY
     has_checks = True
     branch_is_request = False
+    has_labels = True
 
     def __init__(self, repo: str, api_url: str, token: str | None = None,
                  retry_timeout: float = retry.DEFAULT_TIMEOUT,
@@ -925,7 +926,7 @@ class _Unsupported(Exception):
     """The server has no compare-and-swap branch update."""
 
 
-def connect(setup: Setup) -> GiteaForge:
+def from_setup(setup: Setup) -> GiteaForge:
     """The Gitea / Forgejo forge the CLI asked for; inside Gitea or Forgejo Actions the
     server running the job is the default ``--api-url``."""
     ctx = setup.context

@@ -250,6 +250,7 @@ class GitHubForge:
     body_limit = MAX_BODY
     has_checks = True
     branch_is_request = False
+    has_labels = True
 
     def __init__(
         self,
@@ -1122,7 +1123,7 @@ def _auto_merge_of(auto: Any) -> str | None:
     return str(auto["merge_method"]).lower()
 
 
-def connect(setup: Setup) -> GitHubForge:
+def from_setup(setup: Setup) -> GitHubForge:
     """The GitHub forge the CLI asked for: a token, or a GitHub App (its key from
     ``--github-app-key-file`` or $PROMOTE_GITHUB_APP_KEY)."""
     api = setup.api_url or "https://api.github.com"

@@ -92,10 +92,9 @@ from promoter.forges.base import (
 from promoter.forges.http import (
     CrossOriginRedirect,
     collect,
-    origin,
+    job_token_stays_home,
     refuse_cleartext_proxy,
     refuse_cross_origin,
-    same_origin,
     session,
     tls_failure,
 )
@@ -293,6 +292,7 @@ class GitLabForge:
     body_limit = MAX_DESCRIPTION
     has_checks = True
     branch_is_request = False
+    has_labels = True
 
     def __init__(
         self,
@@ -944,7 +944,7 @@ def _messages(message: str) -> dict[str, str]:
     return {"merge_commit_message": message, "squash_commit_message": message}
 
 
-def connect(setup: Setup) -> GitLabForge:
+def from_setup(setup: Setup) -> GitLabForge:
     """The GitLab forge the CLI asked for: an access token, or the CI job token (sent
     only to the GitLab that issued it)."""
     api = setup.api_url or "https://gitlab.com"
@@ -953,19 +953,11 @@ def connect(setup: Setup) -> GitLabForge:
         raise UsageError("no token: set PROMOTE_TOKEN (or GITLAB_TOKEN)",
                          hint="a project or group access token with the api scope")
     if job and not token:
-        _job_token_stays_home(api, setup.environ.get("CI_SERVER_URL") or "")
+        job_token_stays_home(api, setup.environ.get("CI_SERVER_URL") or "", "CI_JOB_TOKEN",
+                             "CI_SERVER_URL")
     refuse_cleartext_proxy(api, setup.environ, "--api-url")
     return GitLabForge(setup.repo, api_url=api_root("gitlab", api), token=token,
                        job_token=job, retry_timeout=setup.retry_timeout,
                        ca_bundle=setup.ca_bundle, sleep=setup.sleep,
                        patience=setup.patience("GitLab"))
 
-
-def _job_token_stays_home(api: str, server: str) -> None:
-    """CI_JOB_TOKEN is issued by the GitLab running the job (CI_SERVER_URL): it is sent
-    to that origin only, never to another --api-url."""
-    if not server or not same_origin(api, server):
-        raise UsageError(
-            f"CI_JOB_TOKEN belongs to {origin(server) if server else 'the GitLab of the job'}"
-            f" (CI_SERVER_URL); promoter does not send it to {origin(api)}",
-            hint="for another GitLab, set PROMOTE_TOKEN to an access token issued there")

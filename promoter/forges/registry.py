@@ -1,5 +1,5 @@
 """The forges promoter knows: one row each. Adding a forge is one module (with a
-``connect(setup) -> Forge`` function) plus one row here; the CLI's ``--forge`` choice,
+``from_setup(setup) -> Forge`` function) plus one row here; the CLI's ``--forge`` choice,
 token variables, default API URL, CI detection and help texts, and the CI outputs'
 "pull request" / "merge request" wording are all read from this table.
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
+from promoter.context import azure_pipelines, bitbucket_pipelines
 from promoter.errors import UsageError
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Setup:
-    """What a forge's ``connect`` gets: the values the CLI gathered (flags, the
+    """What a forge's ``from_setup`` gets: the values the CLI gathered (flags, the
     environment it was given, the CI context); never ``os.environ`` itself.
     ``api_url``: ``--api-url``, else the row's variable, else its default (None when
     neither). ``token``: PROMOTE_TOKEN, else the row's variables in order; ``job_token``
@@ -44,6 +45,7 @@ class Setup:
     ca_bundle: str | None
     sleep: Callable[[float], None]
     patience: Callable[[str], Patience]  # the rate-limit patience, given the service name
+    warn: Callable[[str], None]  # a warning line for the user (stderr)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class ForgeSpec:
     ``--api-url``. ``ci``: whether ``environ`` is this forge's own CI (rows are asked in
     order, so a CI that imitates another must say it is not that one). ``request`` /
     ``mark``: how a request is named in reports ("merge request !3"; no mark: the
-    branch is named instead). ``module``: the module with ``connect(setup)``."""
+    branch is named instead). ``module``: the module with ``from_setup(setup)``."""
 
     name: str
     title: str  # for people: "GitHub", "Gitea or Forgejo"
@@ -64,6 +66,8 @@ class ForgeSpec:
     repo_form: str  # what --repo names: "OWNER/NAME"
     tokens: tuple[str, ...] = ()
     job_token: str | None = None
+    job_token_in_ci: bool = False  # the job token is read only inside the forge's own CI
+    credentials_help: str | None = None  # the --help token text, when more than the variables
     api_env: str | None = None
     api_default: str | None = None
     api_help: str | None = None  # the --api-url help for this forge
@@ -75,7 +79,7 @@ class ForgeSpec:
 
     def connect(self, setup: Setup) -> Forge:
         module: Any = importlib.import_module(self.module)
-        return cast("Forge", module.connect(setup))
+        return cast("Forge", module.from_setup(setup))
 
     def label(self, number: object, branch: object) -> str:
         """How reports name a request: ``pull request #3``, ``branch promote/x``."""
@@ -128,6 +132,21 @@ FORGES: dict[str, ForgeSpec] = {spec.name: spec for spec in (
               api_help="Gitea/Forgejo server root (default: the instance running "
                        "Gitea/Forgejo Actions)",
               ci=_flag("GITEA_ACTIONS", "FORGEJO_ACTIONS"), ci_name="Gitea/Forgejo Actions"),
+    ForgeSpec("azure", "Azure DevOps Repos", "promoter.forges.azure", "ORG/PROJECT/REPO",
+              tokens=("AZURE_DEVOPS_TOKEN", "AZURE_DEVOPS_EXT_PAT"),
+              job_token="SYSTEM_ACCESSTOKEN", job_token_in_ci=True,  # noqa: S106 (a name)
+              credentials_help="AZURE_DEVOPS_TOKEN / AZURE_DEVOPS_EXT_PAT, else "
+                               "SYSTEM_ACCESSTOKEN inside Azure Pipelines (azure)",
+              api_help="Azure DevOps root (default https://dev.azure.com; Azure DevOps "
+                       "Server: the collection URL, with --repo PROJECT/REPO)",
+              ci=azure_pipelines, ci_name="Azure Pipelines"),
+    ForgeSpec("bitbucket", "Bitbucket Cloud or Data Center", "promoter.forges.bitbucket",
+              "WORKSPACE/REPO", tokens=("BITBUCKET_TOKEN",),
+              credentials_help="BITBUCKET_TOKEN (bitbucket; with BITBUCKET_USERNAME for an "
+                               "app password or API token)",
+              api_help="Bitbucket Cloud API (default https://api.bitbucket.org) / Bitbucket "
+                       "Data Center server root",
+              ci=bitbucket_pipelines, ci_name="Bitbucket Pipelines"),
     ForgeSpec(PLAIN_GIT, "plain git", "promoter.forges.git", "a git URL or path",
               request="branch", mark=None),
 )}
@@ -156,7 +175,8 @@ def api_url_help() -> str:
 
 
 def token_help() -> str:
-    parts = [f"{' / '.join(s.tokens + ((s.job_token,) if s.job_token else ()))} ({s.name})"
+    parts = [s.credentials_help or
+             f"{' / '.join(s.tokens + ((s.job_token,) if s.job_token else ()))} ({s.name})"
              for s in FORGES.values() if s.tokens]
     return "Token: PROMOTE_TOKEN, else " + ", ".join(parts) + "."
 
@@ -178,7 +198,9 @@ def tokens(spec: ForgeSpec, environ: Mapping[str, str]) -> tuple[str | None, str
     for name in ("PROMOTE_TOKEN", *spec.tokens):
         if environ.get(name):
             return environ[name], None
-    job = environ.get(spec.job_token) if spec.job_token else None
+    inside = spec.ci is not None and spec.ci(environ)
+    job = environ.get(spec.job_token) if spec.job_token and (
+        inside or not spec.job_token_in_ci) else None
     return None, job or None
 
 
