@@ -303,18 +303,7 @@ class AzureForge:
     def _write(self, what: str, write: Callable[[], T],
                took_effect: Callable[[], T | None]) -> T:
         """A write retried only after ``took_effect`` says the last attempt did not land."""
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                done = took_effect()
-                if done is not None:
-                    return done
-            return write()
-
-        return self._run(what, attempt)
+        return self._run(what, retry.Write(write, took_effect))
 
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         where = f"{self.repo} at {self.api_url}"
@@ -547,22 +536,20 @@ class AzureForge:
         """POST pushes creating ``target`` at a new commit whose parent is the base
         commit (refUpdates oldObjectId = the base commit: Azure's way to branch off)."""
         body = self._push_body(_full(target), base.commit, base, files, message)
-        attempts = 0
+
+        def landed() -> str | None:
+            """Ours when an earlier attempt made the branch; anyone else's is in the way."""
+            head = self._head(target)
+            done = ours(head)
+            if done is None and head is not None:
+                raise in_the_way(head)
+            return done
 
         def attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                head = self._head(target)
-                done = ours(head)
-                if done is not None:
-                    return done
-                if head is not None:
-                    raise in_the_way(head)
             try:
                 data = self._call("POST", f"{self._root}/pushes", body=body)
             except _Failure as exc:
-                if exc.status == 409 and attempts == 1:
+                if exc.status == 409 and not write.retried:
                     # the branch was there before this call: never claim it as written
                     # now; the caller reads and judges it (BranchExists)
                     raise in_the_way(None) from None
@@ -579,7 +566,8 @@ class AzureForge:
                 raise ForgeError(f"Azure DevOps answered the push to {target} with no commit")
             return sha
 
-        return self._run(f"commit to {target}", attempt)
+        write = retry.Write(attempt, landed)
+        return self._run(f"commit to {target}", write)
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
