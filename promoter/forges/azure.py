@@ -98,6 +98,7 @@ from promoter.forges.base import (
     check_path,
     check_policy_entry,
     git_blob_sha,
+    landed_on_new_branch,
     says_conflict,
 )
 from promoter.forges.http import (
@@ -538,12 +539,7 @@ class AzureForge:
         body = self._push_body(_full(target), base.commit, base, files, message)
 
         def landed() -> str | None:
-            """Ours when an earlier attempt made the branch; anyone else's is in the way."""
-            head = self._head(target)
-            done = ours(head)
-            if done is None and head is not None:
-                raise in_the_way(head)
-            return done
+            return landed_on_new_branch(self._head(target), ours, in_the_way)
 
         def attempt() -> str:
             try:

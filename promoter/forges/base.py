@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, Protocol, get_args
 
-from promoter.errors import ConfigError, UsageError
+from promoter.errors import ConfigError, ConflictError, UsageError
 from promoter.identity import Identity
 from promoter.paths import CONFIG_FILE
 
@@ -153,6 +153,17 @@ def cap_text(text: str, limit: int, what: str) -> str:
         return text
     note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
     return text[: limit - len(note)] + note
+
+
+def landed_on_new_branch(head: Head | None, ours: Callable[[Head | None], str | None],
+                         in_the_way: Callable[[Head | None], ConflictError]) -> str | None:
+    """For ``retry.Write``: the sha of an earlier attempt that made the new branch
+    (``ours`` proves it from ``head``), None when the branch is still missing; a branch
+    anyone else made is in the way."""
+    done = ours(head)
+    if done is None and head is not None:
+        raise in_the_way(head)
+    return done
 
 
 def says_conflict(said: str) -> bool:

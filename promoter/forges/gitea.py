@@ -99,6 +99,7 @@ from promoter.forges.base import (
     check_path,
     check_policy_entry,
     git_blob_sha,
+    landed_on_new_branch,
     says_conflict,
 )
 from promoter.forges.http import CrossOriginRedirect, read_capped, refuse_cross_origin
@@ -544,12 +545,7 @@ class GiteaForge:
         payload = self._changes(target, base, files, message)
 
         def landed() -> str | None:
-            """Ours when an earlier attempt made the branch; anyone else's is in the way."""
-            head = self._head(target)
-            done = ours(head)
-            if done is None and head is not None:
-                raise in_the_way(head)
-            return done
+            return landed_on_new_branch(self._head(target), ours, in_the_way)
 
         def attempt() -> str:
             try:
