@@ -283,7 +283,8 @@ def promote_once(side: Any, env: str, tag: str) -> tuple[dict[str, Any], Traffic
     forge = side.forge()
     try:
         result = promote.run(CIOnPush(forge, side.on_commit), request,
-                             context.provenance_dict(ctx), context.trailers(ctx), effects)
+                             context.provenance_dict(ctx), context.trailers(ctx),
+                             effects).to_json()
     finally:
         close = getattr(forge, "close", None)
         if close is not None:

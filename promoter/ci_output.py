@@ -26,7 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from promoter.errors import PromoteError
+from promoter.forges.registry import label
 from promoter.redact import redact
+from promoter.text import md as markdown_text
 
 Result = Mapping[str, Any]
 
@@ -148,23 +150,7 @@ def md(value: object) -> str:
     """``value`` as literal Markdown text: one line, every ASCII punctuation character
     backslash-escaped (so no link, emphasis, table pipe or mention survives) and
     ``& < >`` as HTML entities (so no tag survives)."""
-    out: list[str] = []
-    for ch in _text(value):
-        if ch in "\r\n\t":
-            out.append(" ")
-        elif unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"}:
-            continue
-        elif ch == "&":
-            out.append("&amp;")
-        elif ch == "<":
-            out.append("&lt;")
-        elif ch == ">":
-            out.append("&gt;")
-        elif ch.isascii() and not ch.isalnum() and not ch.isspace():
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
+    return markdown_text(_text(value))
 
 
 def _code(value: object) -> str:
@@ -189,11 +175,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _request_label(result: Result, number: object) -> str:
-    if result.get("forge") == "gitlab":
-        return f"merge request !{_text(number)}"
-    if result.get("forge") == "git":
-        return f"branch {_text(result.get('branch'))}"
-    return f"pull request #{_text(number)}"
+    return label(result.get("forge"), _text(number), _text(result.get("branch")))
 
 
 def github_summary(result: Result) -> str:

@@ -14,22 +14,27 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import click
 
 from promoter import __version__
 from promoter.errors import EXIT_CODES, PromoteError, UsageError
+from promoter.forges import registry
+from promoter.forges.registry import FORGES, PLAIN_GIT
+from promoter.forges.registry import api_root as api_root  # the API root of --api-url
 from promoter.redact import fold, no_commands, redact, register
 
 if TYPE_CHECKING:
+    from promoter.context import Context
     from promoter.forges.base import Forge
+    from promoter.history import HistoryEntry
     from promoter.images import ImageRef
-    from promoter.promote import Request
+    from promoter.retry import Patience
+    from promoter.selection import Request
 
 EPILOG = """\b
 Examples:
@@ -69,10 +74,7 @@ Behind a corporate proxy, with a private CA (e.g. GitHub Enterprise Server):
   promote --forge github --api-url https://github.corp.example --ca-bundle corp-ca.pem ...
 
 \b
-Token: PROMOTE_TOKEN, else GITHUB_TOKEN (github), GITLAB_TOKEN / CI_JOB_TOKEN (gitlab),
-GITEA_TOKEN / FORGEJO_TOKEN (gitea), AZURE_DEVOPS_TOKEN / AZURE_DEVOPS_EXT_PAT, else
-SYSTEM_ACCESSTOKEN inside Azure Pipelines (azure), BITBUCKET_TOKEN (bitbucket; with
-BITBUCKET_USERNAME for an app password or API token).
+""" + registry.token_help() + """
 Every option can also be set as PROMOTE_<OPTION>, e.g. PROMOTE_IMAGE, PROMOTE_ENV.
 
 \b
@@ -88,22 +90,9 @@ def _echo(text: str, err: bool = False) -> None:
 @click.command(context_settings={"auto_envvar_prefix": "PROMOTE", "max_content_width": 100,
                                  "help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, "--version", prog_name="promote")
-@click.option("--repo", required=False, help="Config repo: a local DIR, a git URL or path "
-              "(plain git), or OWNER/NAME (GitHub, Gitea) / GROUP/PROJECT (GitLab) / "
-              "ORG/PROJECT/REPO (Azure DevOps) / WORKSPACE/REPO (Bitbucket).")
-@click.option("--forge", type=click.Choice(["github", "gitlab", "gitea", "azure", "bitbucket",
-                                            "git"]),
-              help="Where the config repo lives (gitea: Gitea or Forgejo; azure: Azure DevOps "
-              "Repos; bitbucket: Bitbucket Cloud or Data Center). Default: git for a path or "
-              "git URL, gitlab inside GitLab CI, gitea inside Gitea/Forgejo Actions, github "
-              "inside GitHub Actions, azure inside Azure Pipelines, bitbucket inside Bitbucket "
-              "Pipelines.")
-@click.option("--api-url", help="GitHub API root (default $GITHUB_API_URL or "
-              "https://api.github.com), GitLab server root (default $CI_SERVER_URL) or "
-              "Gitea/Forgejo server root (default: the instance running Gitea/Forgejo "
-              "Actions), or Azure DevOps root (default https://dev.azure.com; Azure DevOps "
-              "Server: the collection URL, with --repo PROJECT/REPO), or Bitbucket Cloud API "
-              "(default https://api.bitbucket.org) / Bitbucket Data Center server root.")
+@click.option("--repo", required=False, help=registry.repo_help())
+@click.option("--forge", type=click.Choice(list(FORGES)), help=registry.forge_help())
+@click.option("--api-url", help=registry.api_url_help())
 @click.option("--base", help="Base branch of the config repo (default: its default branch).")
 @click.option("--image", "images", envvar="PROMOTE_IMAGE", multiple=True, metavar="REF",
               help="Image to promote: repo:tag, repo@sha256:..., or repo:tag@sha256:... "
@@ -274,29 +263,6 @@ def _log(opts: Mapping[str, Any], text: str) -> None:
         _echo(f"promote: {fold(text)}", err=True)
 
 
-def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """(token, job token) for the forge in use; registered for redaction at once."""
-    token = environ.get("PROMOTE_TOKEN") or None
-    job = None
-    if token is None and forge == "github":
-        token = environ.get("GITHUB_TOKEN") or None
-    if token is None and forge == "gitea":
-        token = environ.get("GITEA_TOKEN") or environ.get("FORGEJO_TOKEN") or None
-    if token is None and forge == "bitbucket":
-        token = environ.get("BITBUCKET_TOKEN") or None
-    if token is None and forge == "azure":
-        token = environ.get("AZURE_DEVOPS_TOKEN") or environ.get("AZURE_DEVOPS_EXT_PAT") or None
-        if token is None and environ.get("TF_BUILD", "").lower() == "true":
-            job = environ.get("SYSTEM_ACCESSTOKEN") or None  # sent as a bearer token
-    if token is None and forge == "gitlab":
-        token = environ.get("GITLAB_TOKEN") or None
-        if token is None:
-            job = environ.get("CI_JOB_TOKEN") or None
-    register(token)
-    register(job)
-    return token, job
-
-
 def _request(opts: Mapping[str, Any]) -> Request:
     """The validated request. ``--history`` and ``--rollback`` take bare image names
     (which image, not which version); a promotion needs a tag or digest on every
@@ -304,7 +270,7 @@ def _request(opts: Mapping[str, Any]) -> Request:
     from promoter import identity
     from promoter.edit import SetOp
     from promoter.images import parse
-    from promoter.promote import Request
+    from promoter.selection import Request
 
     images = [parse(text) for text in opts["images"]]
     names_only = [flag for flag, on in (("--from", opts["from_env"]), ("--history",
@@ -359,31 +325,19 @@ def _versioned(ref: ImageRef, what: str) -> ImageRef:
 
 
 def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
-    from promoter import context as context_mod
-
     if opts["forge"]:
         return str(opts["forge"])
     repo = opts["repo"] or ""
     if "://" in repo or repo.startswith("git@") or repo.endswith(".git") or Path(repo).exists():
-        return "git"
+        return PLAIN_GIT
     from promoter.preflight import looks_like_path, missing_directory
 
     if looks_like_path(repo):  # ./confg: a typo, in CI too (no forge has such a project)
         raise missing_directory(repo)
-    if environ.get("GITLAB_CI") == "true":
-        return "gitlab"
-    if context_mod.gitea_actions(environ):  # before GITHUB_ACTIONS, which they also set
-        return "gitea"
-    if environ.get("GITHUB_ACTIONS") == "true":
-        return "github"
-    if context_mod.azure_pipelines(environ):
-        return "azure"
-    if context_mod.bitbucket_pipelines(environ):
-        return "bitbucket"
-    raise UsageError(f"cannot tell which forge holds {repo!r}: no directory of that name "
-                     "exists here, and it is no git URL",
-                     hint="say --forge github, --forge gitlab, --forge gitea, --forge azure, "
-                          "--forge bitbucket or --forge git")
+    found = registry.detect(environ)
+    if found is None:
+        raise registry.unknown_forge(repo)
+    return found
 
 
 def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -395,7 +349,7 @@ def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     kind = _forge_kind(opts, environ)
     repo_dir = Path(opts["repo"])
     bare = (repo_dir / "HEAD").is_file() and (repo_dir / "objects").is_dir()
-    local = kind == "git" and not opts["forge"] and (opts["in_place"] or opts["dry_run"]) \
+    local = kind == PLAIN_GIT and not opts["forge"] and (opts["in_place"] or opts["dry_run"]) \
         and repo_dir.is_dir() and not bare
     if opts["in_place"] and not local:
         raise UsageError("--in-place edits a local working tree: --repo must be a directory "
@@ -407,8 +361,8 @@ def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
         # --in-place --dry-run previews the in-place edit: nothing is written
         return run_local(Path(opts["repo"]), _request(opts),
                          write=opts["in_place"] and not opts["dry_run"],
-                         now=datetime.now(timezone.utc))
-    if kind == "git":
+                         now=datetime.now(timezone.utc)).to_json()
+    if kind == PLAIN_GIT:
         from promoter.preflight import check_git_remote
 
         check_git_remote(opts["repo"], opts["base"],
@@ -417,30 +371,27 @@ def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     try:
         return _run_forge(forge, opts, ctx)
     finally:
-        close = getattr(forge, "close", None)
-        if close is not None:
-            close()
+        forge.close()
 
 
-def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
+def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     from promoter import context as context_mod
-    from promoter import promote
+    from promoter import history, promote
 
     request = _request(opts)
     effects = promote.Effects(now=lambda: datetime.now(timezone.utc),
                               log=lambda text: _log(opts, text))
     if opts["show_history"]:
-        entries = promote.history(forge, request.base, request.env, request.images)
+        entries = history.history(forge, request.base, request.env, request.images)
         return {"status": "history", "forge": forge.name, "env": request.env,
                 "history": [e.to_json() for e in entries],
                 "message": "\n".join(_history_line(e) for e in entries) or "no promotions"}
     if opts["rollback"]:
-        request = promote.rollback_request(forge, request)
+        request = history.rollback_request(forge, request)
     _log(opts, f"{forge.name}: promoting {', '.join(map(str, request.images))}")
-    result = promote.run(forge, request, context_mod.provenance_dict(ctx),
-                         context_mod.trailers(ctx), effects)
-    result["repo"] = _shown_repo(opts["repo"])
-    return result
+    done = promote.run(forge, request, context_mod.provenance_dict(ctx),
+                       context_mod.trailers(ctx), effects)
+    return replace(done, repo=_shown_repo(opts["repo"])).to_json()
 
 
 def _shown_repo(repo: str) -> str:
@@ -450,7 +401,7 @@ def _shown_repo(repo: str) -> str:
     return strip_userinfo(repo)
 
 
-def _history_line(entry: Any) -> str:
+def _history_line(entry: HistoryEntry) -> str:
     prev = ", ".join(entry.previous) or "?"
     now = ", ".join(entry.images)
     tag = " [rollback]" if entry.rollback_of else ""
@@ -459,175 +410,44 @@ def _history_line(entry: Any) -> str:
                                         if entry.source_commit else "")
 
 
-def api_root(kind: str, url: str) -> str:
-    """The API root a forge client wants, from what users paste. GitHub: a GitHub
-    Enterprise Server root as in the browser (``https://HOST``) is
-    ``https://HOST/api/v3``, and ``https://github.com`` is ``https://api.github.com``;
-    anything with a path is taken as the API root it names. GitLab: the server root
-    (python-gitlab itself drops a trailing ``/api/v4``, the form CI_API_V4_URL has)."""
-    from urllib.parse import urlsplit
-
-    url = url.strip().rstrip("/")
-    if kind == "gitlab":
-        return url
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or parts.path or parts.query or host == "api.github.com":
-        return url
-    if host in ("github.com", "www.github.com"):
-        return "https://api.github.com"
-    return f"{url}/api/v3"
-
-
-def _patience(service: str, opts: Mapping[str, Any]) -> Any:
+def _patience(opts: Mapping[str, Any]) -> Callable[[str], Patience]:
+    """The rate-limit patience of the forges, given a service name for messages."""
     from promoter import retry
 
     effects: _Effects = opts["_effects"]
-    return retry.Patience(wait=bool(opts["wait_for_rate_limit"]), service=service,
-                          say=lambda text: _echo(f"promote: {text}", err=True),
-                          clock=effects.clock)
 
-
-def _no_cleartext_proxy(url: str, environ: Mapping[str, str], what: str) -> None:
-    """A token never goes to a proxy in clear: over http:// the proxy reads every header
-    (over https:// it sees only CONNECT host:port, the request is inside TLS)."""
-    from promoter.forges.http import cleartext_proxy, origin
-
-    proxy = cleartext_proxy(url, environ)
-    if proxy is not None:
-        raise UsageError(
-            f"{what} {origin(url)} is plain http and HTTP_PROXY sends it through {proxy}: "
-            "the proxy would read the token in the request headers. Nothing was sent",
-            hint=f"use https (a proxy then only sees the tunnel), or add "
-                 f"{urlsplit(url).hostname} to NO_PROXY")
+    def patience(service: str) -> retry.Patience:
+        return retry.Patience(wait=bool(opts["wait_for_rate_limit"]), service=service,
+                              say=lambda text: _echo(f"promote: {text}", err=True),
+                              clock=effects.clock)
+    return patience
 
 
 def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
-                ctx: Any) -> Forge:
+                ctx: Context) -> Forge:
+    from promoter.forges.gitclone import is_url, url_secrets
     from promoter.forges.http import ca_bundle
 
-    timeout = float(opts["retry_timeout"])
+    spec = FORGES[kind]
     effects: _Effects = opts["_effects"]
-    from promoter.forges.gitclone import is_url
-
     # checked here (exit 2 naming the file); a local git path uses no network, and no
     # stale SSL_CERT_FILE of the environment may stop it
-    network = kind != "git" or is_url(opts["repo"])
-    ca = ca_bundle(opts["ca_bundle"], environ if network else {})
-    if kind == "git":
-        from promoter import identity
-        from promoter.forges.git import GitForge
-        from promoter.forges.gitclone import url_secrets
-
-        for secret in url_secrets(opts["repo"]):  # a token in the URL: masked everywhere
-            register(secret)
-        # the forge's own default: --author, else the CI user (author: of the config,
-        # read later, comes with each commit); merge commits use it too
-        author = identity.parse(opts["author"]) if opts["author"] else identity.from_ci(environ)
-        if url_secrets(opts["repo"]):
-            _no_cleartext_proxy(opts["repo"], environ, "--repo")
-        return GitForge(opts["repo"], author=author, retry_timeout=timeout, ca_bundle=ca,
-                        sleep=effects.sleep)
-    token, job = _token(kind, environ)
-    from promoter.forges.gitclone import url_secrets
-
+    network = kind != PLAIN_GIT or is_url(opts["repo"])
+    token, job = registry.tokens(spec, environ)
+    register(token)  # registered for redaction at once
+    register(job)
     for secret in url_secrets(opts["api_url"] or ""):  # user:password@ in --api-url
         register(secret)
-    if kind == "github":
-        from promoter.forges.github import GitHubForge
-
-        api = opts["api_url"] or environ.get("GITHUB_API_URL") or "https://api.github.com"
-        key = environ.get("PROMOTE_GITHUB_APP_KEY")
-        if opts["github_app_key_file"]:
-            try:
-                key = Path(opts["github_app_key_file"]).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise UsageError(f"cannot read the GitHub App key: {exc.strerror}",
-                                 file=opts["github_app_key_file"]) from None
-        register(key)
-        if opts["github_app_id"] and not key:
-            raise UsageError("--github-app-id needs --github-app-key-file or "
-                             "$PROMOTE_GITHUB_APP_KEY")
-        if not token and not opts["github_app_id"]:
-            raise UsageError("no token: set PROMOTE_TOKEN (or GITHUB_TOKEN), or use a GitHub App",
-                             hint="the token needs contents:write and pull-requests:write")
-        _no_cleartext_proxy(api, environ, "--api-url")
-        return GitHubForge(opts["repo"], api_url=api_root("github", api), token=token,
-                           app_id=opts["github_app_id"], app_key=key if opts["github_app_id"]
-                           else None, retry_timeout=timeout, ca_bundle=ca,
-                           sleep=effects.sleep, patience=_patience("GitHub", opts))
-    if kind == "bitbucket":
-        from promoter.forges.bitbucket import CLOUD_API, connect
-
-        api = opts["api_url"] or CLOUD_API
-        if not token:
-            raise UsageError("no token: set PROMOTE_TOKEN (or BITBUCKET_TOKEN)",
-                             hint="a repository access token with the repository:write and "
-                                  "pullrequest:write scopes (an app password / API token: "
-                                  "also set BITBUCKET_USERNAME)")
-        _no_cleartext_proxy(api, environ, "--api-url")
-        # Cloud (api.bitbucket.org) or Data Center (any other server), from --api-url
-        forge: Forge = connect(opts["repo"], api_url=api, token=token,
-                               username=environ.get("BITBUCKET_USERNAME") or None,
-                               retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
-                               patience=_patience("Bitbucket", opts),
-                               warn=lambda text: _echo(f"warning: {text}", err=True))
-        return forge
-    if kind == "gitea":
-        from promoter.forges.gitea import GiteaForge
-
-        api = opts["api_url"] or (ctx.server_url if ctx.kind == "gitea" else None)
-        if not api:
-            raise UsageError("--forge gitea needs --api-url (the Gitea/Forgejo server root)",
-                             hint="e.g. --api-url https://gitea.example.com")
-        if not token:
-            raise UsageError("no token: set PROMOTE_TOKEN (or GITEA_TOKEN / FORGEJO_TOKEN)",
-                             hint="an access token with the write:repository scope (and "
-                                  "write:issue for labels and comments)")
-        return GiteaForge(opts["repo"], api_url=api.strip().rstrip("/"), token=token,
-                          retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
-                          patience=_patience("Gitea", opts))
-    if kind == "azure":
-        from promoter.forges.azure import DEFAULT_API, AzureForge
-
-        api = opts["api_url"] or DEFAULT_API
-        if not token and not job:
-            raise UsageError("no token: set PROMOTE_TOKEN (or AZURE_DEVOPS_TOKEN), or map "
-                             "SYSTEM_ACCESSTOKEN into the Azure Pipelines step",
-                             hint="a personal access token with the Code (Read & write) scope")
-        if job and not token:  # the job's token goes to its own collection only
-            _job_token_stays_home(api, environ.get("SYSTEM_COLLECTIONURI") or "",
-                                  "SYSTEM_ACCESSTOKEN", "SYSTEM_COLLECTIONURI")
-        _no_cleartext_proxy(api, environ, "--api-url")
-        return AzureForge(opts["repo"], api_url=api, token=token or job, bearer=not token,
-                          retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
-                          patience=_patience("Azure DevOps", opts))
-    from promoter.forges.gitlab import GitLabForge
-
-    api = opts["api_url"] or environ.get("CI_SERVER_URL") or "https://gitlab.com"
-    if not token and not job:
-        raise UsageError("no token: set PROMOTE_TOKEN (or GITLAB_TOKEN)",
-                         hint="a project or group access token with the api scope")
-    if job and not token:
-        _job_token_stays_home(api, environ.get("CI_SERVER_URL") or "")
-    _no_cleartext_proxy(api, environ, "--api-url")
-    return GitLabForge(opts["repo"], api_url=api_root("gitlab", api), token=token, job_token=job,
-                       retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
-                       patience=_patience("GitLab", opts))
-
-
-def _job_token_stays_home(api: str, server: str, variable: str = "CI_JOB_TOKEN",
-                          source: str = "CI_SERVER_URL") -> None:
-    """A CI job's own token (GitLab's CI_JOB_TOKEN, Azure Pipelines' SYSTEM_ACCESSTOKEN)
-    is issued by the server running the job (``source``): it is sent to that origin only,
-    never to another --api-url."""
-    from promoter.forges.http import origin, same_origin
-
-    if not server or not same_origin(api, server):
-        raise UsageError(
-            f"{variable} belongs to {origin(server) if server else 'the server of the job'}"
-            f" ({source}); promoter does not send it to {origin(api)}",
-            hint="for another server, set PROMOTE_TOKEN to an access token issued there")
+    api = opts["api_url"] or (environ.get(spec.api_env) if spec.api_env else None) \
+        or spec.api_default
+    setup = registry.Setup(
+        repo=opts["repo"], api_url=api, token=token, job_token=job, environ=environ,
+        context=ctx, author=opts["author"], app_id=opts["github_app_id"],
+        app_key_file=opts["github_app_key_file"], retry_timeout=float(opts["retry_timeout"]),
+        ca_bundle=ca_bundle(opts["ca_bundle"], environ if network else {}),
+        sleep=effects.sleep, patience=_patience(opts),
+        warn=lambda text: _echo(f"warning: {text}", err=True))
+    return spec.connect(setup)
 
 
 def run(argv: Sequence[str], *, sleep: Callable[[float], None] | None = None,

@@ -16,11 +16,12 @@ up and used.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from promoter.text import is_clean
 
 Kind = Literal["github", "gitlab", "gitea", "azure", "bitbucket", "local"]
 
@@ -271,12 +272,6 @@ def trailers(ctx: Context) -> list[tuple[str, str]]:
 
 
 # --- validation of untrusted values -------------------------------------------------
-
-
-def is_clean(value: str) -> bool:
-    """No control (Cc), format (Cf: zero-width, bidi overrides), line or paragraph
-    separator characters anywhere in ``value``."""
-    return not any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in value)
 
 
 def _matching(pattern: re.Pattern[str], value: str | None) -> str | None:

@@ -5,6 +5,7 @@
     │   ├── InvalidReference     exit 2   an image reference that breaks the grammar
     │   ├── ConfigError          exit 2   .promoter.yaml is wrong
     │   └── EditError            exit 2   a file cannot be parsed or edited exactly
+    │       └── ParseError       exit 2   a file is not YAML promoter can parse
     ├── NotFound                 exit 3   the image is referenced nowhere in the targets
     ├── PolicyRefused            exit 4   policy refused something the caller demanded
     └── ForgeError               exit 5   the forge failed (after retries), or a conflict
@@ -67,6 +68,11 @@ class ConfigError(UsageError):
 
 class EditError(UsageError):
     pass
+
+
+class ParseError(EditError):
+    """The file cannot be parsed as YAML at all (syntax, size, depth): a file that does
+    not mention the image may be skipped for it, unlike an edit that went wrong."""
 
 
 class NotFound(PromoteError):

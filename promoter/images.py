@@ -83,9 +83,6 @@ class ImageRef:
             parts.append(self.digest)
         return "@".join(parts) if parts else "latest"
 
-    def same_repository(self, other: ImageRef) -> bool:
-        return self.name == other.name
-
     def with_version(self, tag: str | None, digest: str | None) -> str:
         """The reference with the name as written and the given tag/digest."""
         text = self.written or self.familiar
@@ -159,10 +156,6 @@ def try_parse(text: str) -> ImageRef | None:
         return parse(text)
     except InvalidReference:
         return None
-
-
-def valid_tag(tag: str) -> bool:
-    return bool(_TAG_RE.fullmatch(tag))
 
 
 def valid_digest(digest: str) -> bool:

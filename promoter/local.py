@@ -14,26 +14,26 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from promoter import config as config_mod
 from promoter import policy as policy_mod
 from promoter.edit import Targets, markers
 from promoter.errors import UsageError
 from promoter.forges.base import LoggedCommit
+from promoter.history import rolled_back_versions
+from promoter.outcome import LocalOutcome, Preview
 from promoter.paths import CONFIG_FILE, is_glob, is_manifest, safe_relative
 from promoter.plan import Plan, needle_pattern
-from promoter.promote import (
+from promoter.search import GrepSearch, grep_holding
+from promoter.selection import (
     Request,
     prepare,
-    rolled_back_versions,
     selector,
     targets_for,
     upstream_versions,
     versions_in,
 )
-from promoter.report import changes_json, skips_json
-from promoter.search import GrepSearch, grep_holding
 
 if TYPE_CHECKING:
     from promoter.forges.base import Forge
@@ -151,7 +151,7 @@ def check_selection(tree: WorkTree, request: Request) -> None:
 
 
 def run_local(root: Path, request: Request, *, write: bool,
-              now: datetime | None = None) -> dict[str, Any]:
+              now: datetime | None = None) -> LocalOutcome:
     if not root.is_dir():
         raise UsageError(f"--repo {root} is not a directory")
     # grep for the images' names (and markers) runs while the tree is walked
@@ -178,17 +178,14 @@ def run_local(root: Path, request: Request, *, write: bool,
         "in-place": f"edited {n} file(s) in {root}",
         "dry-run": f"dry run: would edit {n} file(s)",
     }[status]
-    result = {"status": status, "forge": None, "repo": str(root), "env": request.env,
-              "images": [str(r) for r in request.images], "changes": changes_json(plan),
-              "skips": skips_json(plan), "diff": plan.diff, "changed": not plan.noop,
-              "message": message, "targets": [selector_info(request)]}
+    done = LocalOutcome(status, str(root), request, plan, message)
     if now is not None and not plan.noop:
-        result.update(preview_policy(tree, request, config, plan, now, tree.root))
-    return result
+        return replace(done, preview=preview_policy(tree, request, config, plan, now, tree.root))
+    return done
 
 
 def preview_policy(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
-                   plan: Plan, now: datetime, root: Path) -> dict[str, Any]:
+                   plan: Plan, now: datetime, root: Path) -> Preview:
     """The verdict a promotion of this change would get, read-only, from the checkout's
     own .promoter.yaml, so a pre-merge job can preview it. The rollback guard reads the
     checkout's own history (none: it fails, closed); ``checks_green`` is left to the run
@@ -198,7 +195,7 @@ def preview_policy(files: Mapping[str, bytes], request: Request, config: config_
             config_mod.select(config, env=request.env, files=plan.files),
             auto_merge=True if request.auto_merge else None, draft=request.draft or None)
     except UsageError as exc:  # the change spans environments: no single policy
-        return {"policy": None, "policy_note": exc.message}
+        return Preview(None, exc.message)
     upstream = upstream_versions(files, request, config, policy)
     verdict = policy_mod.evaluate(plan, policy, images=list(request.images), now=now,
                                   upstream=upstream, want_merge=policy.auto_merge)
@@ -206,15 +203,15 @@ def preview_policy(files: Mapping[str, bytes], request: Request, config: config_
         # the rollback guard reads the history: here, the checkout's own commits
         history = CheckoutLog(root)
         if not history.readable():
-            return {"policy": verdict.with_check(policy_mod.Check(
+            return Preview(verdict.with_check(policy_mod.Check(
                 "rollback_guard", "fail", "no git history in this directory to read "
-                "rollbacks from; a human merges")).to_json()}
+                "rollbacks from; a human merges")))
         rolled = rolled_back_versions(cast("Forge", history), "HEAD", policy.name,
                                       request.images)
         verdict = policy_mod.evaluate(plan, policy, images=list(request.images), now=now,
                                       upstream=upstream, want_merge=policy.auto_merge,
                                       rolled_back=rolled)
-    return {"policy": verdict.to_json()}
+    return Preview(verdict)
 
 
 class CheckoutLog:
@@ -243,10 +240,6 @@ class CheckoutLog:
                 commits.append(LoggedCommit(sha=sha, message=message, author=author,
                                             date=date))
         return commits
-
-
-def selector_info(request: Request) -> dict[str, Any]:
-    return {"files": list(request.files), "path": request.path, "env": request.env}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import posixpath
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 from promoter.errors import UsageError
+from promoter.text import is_clean
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 MANIFEST_NAMES = frozenset({"Kustomization"})  # kustomize's extension-less file name
@@ -119,11 +119,7 @@ def is_manifest(path: str) -> bool:
     name = path[path.rfind("/") + 1:]
     return ((path.endswith(MANIFEST_SUFFIXES) or name in MANIFEST_NAMES)
             and name != CONFIG_FILE
-            # printable text holds none of those categories: the per-character look is
-            # only for the rare name that is not (it may still be fine: a no-break space)
-            and (path.isprintable()
-                 or not any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"}
-                            for ch in path)))
+            and is_clean(path))  # is_clean looks at each character only when it must
 
 
 MAX_ALIASES = 256  # paths a file may be reached by through links (link cycles end here)

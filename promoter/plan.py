@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 from promoter.edit.engine import Targets, edit_file
 from promoter.edit.kustomize import images_set_over
 from promoter.edit.results import Found, Skip
-from promoter.errors import EditError, UsageError
+from promoter.errors import EditError, ParseError, UsageError
 from promoter.images import ImageRef, try_parse
 from promoter.paths import is_manifest, link_aliases
 
@@ -144,7 +144,7 @@ def make_plan(files: Mapping[str, bytes], targets: Targets, select: Selector,
         except EditError as exc:
             if exc.hint is None and exc.line is None:
                 raise
-            if "cannot parse YAML" in exc.message and not _mentions(data, targets):
+            if isinstance(exc, ParseError) and not _mentions(data, targets):
                 skips.append(Skip(path, exc.line or 0, "", exc.render()))
                 continue
             raise

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, get_args
 
 from promoter.config import BUILTIN, AbsoluteFreeze, EnvPolicy, Freeze, zone
 from promoter.errors import PromoteError
@@ -44,11 +44,13 @@ from promoter.images import (
 )
 from promoter.plan import Found, Plan
 from promoter.redact import redact
+from promoter.text import md
 
-PASS = "pass"  # noqa: S105 - a check status, not a password
-FAIL = "fail"
-SKIP = "skip"
-STATUSES = (PASS, FAIL, SKIP)
+Status = Literal["pass", "fail", "skip"]
+PASS: Status = "pass"  # noqa: S105 - a check status, not a password
+FAIL: Status = "fail"
+SKIP: Status = "skip"
+STATUSES: tuple[Status, ...] = get_args(Status)
 
 CHECKS = (
     "auto_merge_enabled",
@@ -74,7 +76,7 @@ _BUMP_WORDS = {Bump.PATCH: "patch", Bump.MINOR: "minor", Bump.MAJOR: "major"}
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str  # "pass" | "fail" | "skip"
+    status: Status
     reason: str
 
     def __post_init__(self) -> None:
@@ -576,15 +578,6 @@ def headline(verdict: Verdict) -> str:
     return "a human merges: " + ", ".join(failed)
 
 
-def render_text(verdict: Verdict) -> str:
-    """The verdict for a terminal: a headline, then one line per check."""
-    width = max((len(c.name) for c in verdict.checks), default=0)
-    lines = [f"policy: {headline(verdict)}"]
-    for c in verdict.checks:
-        lines.append(f"  {c.status:<4}  {c.name:<{width}}  {_one_line(c.reason)}")
-    return redact("\n".join(lines))
-
-
 def render_markdown(verdict: Verdict) -> str:
     """A Markdown table for a PR/MR body; every cell is escaped, so a hostile tag or
     pattern cannot inject Markdown or HTML."""
@@ -600,25 +593,11 @@ def render_markdown(verdict: Verdict) -> str:
     return redact("\n".join(lines)) + "\n"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.splitlines())
-
-
-_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_MD_PUNCT = set("\\`*_[]!|~$")
+# what the policy table escapes: Markdown's own marks (the text is redacted afterwards,
+# so a secret's other punctuation must stay as it is for redaction to find it)
+_MD_PUNCT = frozenset("\\`*_[]!|~$")
 
 
 def md_escape(text: str) -> str:
-    """Text safe inside a Markdown table cell: one line, HTML special characters as
-    entities, Markdown punctuation backslash-escaped."""
-    out = []
-    for ch in _one_line(text.replace("\r\n", "\n").replace("\r", "\n")):
-        if ch in _MD_ENTITIES:
-            out.append(_MD_ENTITIES[ch])
-        elif ch in _MD_PUNCT:
-            out.append("\\" + ch)
-        elif not ch.isprintable():
-            out.append(" ")
-        else:
-            out.append(ch)
-    return "".join(out)
+    """Text safe inside a Markdown table cell (``promoter.text.md``)."""
+    return md(text, _MD_PUNCT)

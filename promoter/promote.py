@@ -14,81 +14,66 @@ steps. Side effects (forge, clock, sleep) are injected.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from promoter import config as config_mod
 from promoter import policy as policy_mod
 from promoter import proof
-from promoter.edit import SetOp, Targets
 from promoter.errors import (
     BranchExists,
     ConflictError,
-    NotFound,
     PolicyRefused,
     PromoteError,
-    UsageError,
 )
 from promoter.forges.base import (
     LINK_MODE,
     ChecksState,
     Forge,
     Head,
+    MergeMethod,
     PullRequest,
     RequestSpec,
     Snapshot,
     check_policy_entry,
 )
-from promoter.identity import Identity
-from promoter.images import ImageRef, Version, parse_name, parse_version, try_parse
-from promoter.paths import CONFIG_FILE, glob_match, safe_relative
-from promoter.plan import Plan, make_plan
+from promoter.history import HistoryEntry, history, rollback_request, rolled_back_versions
+from promoter.images import ImageRef, parse_version, try_parse
+from promoter.outcome import Closed, Outcome, Proposed
+from promoter.paths import CONFIG_FILE
+from promoter.plan import Plan
 from promoter.report import (
     TRAILER_ENV,
     TRAILER_FINGERPRINT,
     TRAILER_IMAGE,
     TRAILER_PREVIOUS,
     TRAILER_ROLLBACK,
-    changes_json,
     image_changes,
-    skips_json,
     texts,
     trailers,
 )
+from promoter.selection import (
+    Request,
+    branch_name,
+    plan_quietly,
+    prepare,
+    selector,
+    targets_for,
+    upstream_versions,
+    versions_in,
+)
+
+# re-exported: callers of the orchestration use these with it
+__all__ = ["Effects", "HistoryEntry", "Request", "branch_name", "ensure_branch",
+           "ensure_request", "history", "policy_file", "prepare", "rollback_request",
+           "rolled_back_versions", "run", "selector", "targets_for"]
 
 MAX_RACE_ATTEMPTS = 5
 POLL_INTERVAL = 10.0
 NONE_GRACE = 15.0  # seconds "no checks" must last before it counts as "no CI here"
-
-
-@dataclass(frozen=True)
-class Request:
-    """What the caller asked for, already validated."""
-
-    images: tuple[ImageRef, ...] = ()
-    markers: Mapping[str, ImageRef] = field(default_factory=dict)
-    sets: tuple[SetOp, ...] = ()
-    files: tuple[str, ...] = ()
-    path: str = ""
-    env: str | None = None
-    from_env: str | None = None
-    base: str | None = None
-    dry_run: bool = False
-    auto_merge: bool = False
-    require_merge: bool = False
-    merge_timeout: float = 0.0
-    labels: tuple[str, ...] = ()
-    reviewers: tuple[str, ...] = ()
-    assignees: tuple[str, ...] = ()
-    draft: bool = False
-    # set by rollback_request(): the references being rolled back (one per image)
-    rollback_of: tuple[str, ...] = ()
-    author: Identity | None = None  # --author; else author: of the config; else the forge's
-    sign: bool = False  # --sign (signing: true in the config asks for it too)
 
 
 @dataclass(frozen=True)
@@ -101,54 +86,12 @@ class Effects:
     log: Callable[[str], None] = lambda _: None  # --verbose: one line per step
 
 
-# --- selection ----------------------------------------------------------------------------
-
-
-def selector(request: Request, env: config_mod.EnvPolicy | None) -> Callable[[str], bool]:
-    globs = tuple(safe_relative(g, "--file") for g in request.files)
-    sub = safe_relative(request.path, "--path") if request.path else ""
-    env_paths = tuple(env.paths) if env is not None and env.paths else ()
-
-    def select(path: str) -> bool:
-        if globs and not any(glob_match(g, path) for g in globs):
-            return False
-        if sub and not (path == sub or path.startswith(sub + "/")):
-            return False
-        return not env_paths or any(glob_match(g, path) for g in env_paths)
-
-    return select
-
-
-def targets_for(request: Request, config: config_mod.Config) -> Targets:
-    marker_map = dict(request.markers)
-    for policy_name, repo in config.markers.items():
-        for ref in request.images:
-            if ref.name == _name(repo) and policy_name not in marker_map:
-                marker_map[policy_name] = ref
-    return Targets(request.images, marker_map, request.sets)
-
-
-def _name(repo: str) -> str:
-    domain, path = parse_name(repo)
-    return f"{domain}/{path}"
-
-
-def branch_name(request: Request) -> str:
-    scope = request.env or "all"
-    if len(request.images) == 1:
-        leaf = request.images[0].short
-    else:
-        leaf = "-".join(sorted({r.short for r in request.images}))[:60] or "set"
-    safe = re.sub(r"[^A-Za-z0-9._/-]", "-", f"promote/{scope}/{leaf}")
-    return safe.rstrip(".").replace("..", ".")
-
-
 # --- the run ------------------------------------------------------------------------------
 
 
 def run(forge: Forge, request: Request, provenance: Mapping[str, Any],
-        provenance_trailers: Sequence[tuple[str, str]], effects: Effects) -> dict[str, Any]:
-    """Promote, and return the JSON-able result. Raises PromoteError subclasses."""
+        provenance_trailers: Sequence[tuple[str, str]], effects: Effects) -> Outcome:
+    """Promote, and return what was done. Raises PromoteError subclasses."""
     written: set[str] = set()  # commits this run made, across its attempts
     for attempt in range(1, MAX_RACE_ATTEMPTS + 1):
         try:
@@ -167,7 +110,7 @@ class _BaseMoved(Exception):
 
 def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
               provenance_trailers: Sequence[tuple[str, str]], effects: Effects,
-              written: set[str]) -> dict[str, Any]:
+              written: set[str]) -> Outcome:
     say = effects.log
     # the branch name depends on the images' names only, so it is known before the
     # snapshot: a forge may read the branch and its request in the same round trip
@@ -201,46 +144,27 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
                                       upstream=upstream, want_merge=want_merge,
                                       rolled_back=rolled_back)
     branch = branch_name(request)
-    result: dict[str, Any] = {
-        "status": "",
-        "forge": forge.name,
-        "base": snap.branch,
-        "base_commit": snap.commit,
-        "env": request.env,
-        "images": [str(r) for r in request.images],
-        "changes": changes_json(plan),
-        "skips": skips_json(plan),
-        "diff": plan.diff,
-        "changed": not plan.noop,
-        "branch": branch,
-        "commit": None,
-        "verified": None,
-        "pull_request": None,
-        "merged": False,
-        "auto_merge": False,
-        "policy": verdict.to_json(),
-        "provenance": dict(provenance),
-    }
+    done = Outcome(forge=forge.name, base=snap.branch, base_commit=snap.commit,
+                   env=request.env, images=request.images, plan=plan, branch=branch,
+                   verdict=verdict, provenance=provenance)
     if plan.noop:
-        return _up_to_date(forge, request, snap, plan, branch, result, changes)
+        return _up_to_date(forge, request, snap, plan, done, changes)
     if verdict.refused:
-        result["status"] = "refused"
-        result["message"] = "policy refused the promotion: " + "; ".join(
-            c.reason for c in verdict.checks if c.status == "fail")
-        _withdraw(forge, branch, snap.branch, written, result, "the policy now refuses it")
+        done = replace(done, status="refused", message="policy refused the promotion: " +
+                       "; ".join(c.reason for c in verdict.checks if c.status == "fail"))
+        done = _withdraw(forge, branch, snap.branch, written, done, "the policy now refuses it")
         if request.require_merge:
-            raise _with(PolicyRefused(result["message"]), result)
-        return result
+            raise _with(PolicyRefused(done.message or ""), done)
+        return done
     if request.dry_run:
-        result["status"] = "dry-run"
-        result["message"] = f"dry run: would commit {len(plan.files)} file(s) to {branch}"
-        return result
+        return replace(done, status="dry-run",
+                       message=f"dry run: would commit {len(plan.files)} file(s) to {branch}")
 
     settings = policy
     said = texts(config.templates, changes, plan, request.env, provenance,
                  provenance_trailers, policy_mod.render_markdown(verdict),
                  [f"{c.status} {c.name}: {c.reason}" for c in verdict.checks],
-                 rollback_of=request.rollback_of)
+                 rollback_of=request.rollback_of, limit=forge.body_limit)
     message = said.message
     spec = RequestSpec(
         title=said.title,
@@ -257,21 +181,21 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
         guard = () if rollback else request.images
         commit, created_branch, new_commit = ensure_branch(
             forge, branch, snap, plan, message, guard,
-            lambda refs: _plan_quietly(snap.files, replace(request, images=refs), config, env,
+            lambda refs: plan_quietly(snap.files, replace(request, images=refs), config, env,
                                        snap.links))
     except _Superseded as newer:
-        result["status"] = "superseded"
-        result["message"] = (f"a newer promotion is already proposed on {branch} "
-                             f"({newer.ref}); nothing to do")
-        _withdraw(forge, branch, snap.branch, written, result, f"{newer.ref} supersedes it")
+        done = replace(done, status="superseded",
+                       message=f"a newer promotion is already proposed on {branch} "
+                               f"({newer.ref}); nothing to do")
+        done = _withdraw(forge, branch, snap.branch, written, done,
+                         f"{newer.ref} supersedes it")
         if request.require_merge:
-            raise _with(PolicyRefused(result["message"]), result) from None
-        return result
+            raise _with(PolicyRefused(done.message or ""), done) from None
+        return done
     say(f"branch {branch} at {commit[:12]} ({'new commit' if new_commit else 'reused'})")
     if new_commit:
         written.add(commit)
-    result["commit"] = commit
-    result["verified"] = forge.commit_verified(commit)
+    done = replace(done, commit=commit, verified=forge.commit_verified(commit))
     # straight to the forge's auto-merge after opening (see _merge): labels may ride along
     auto_merge_next = (verdict.allows_merge and settings.wait_for_checks
                        and request.merge_timeout <= 0)
@@ -287,26 +211,23 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     updated = not created and (updated or new_commit)
     if created or updated:  # auto-merge is (re)armed with this run's commit and message
         pr = replace(pr, auto_merge=None)
-    result["pull_request"] = {"url": pr.url, "number": pr.number, "created": created,
-                              "updated": updated}
-    result["status"] = "proposed"
     verb = "opened" if created else "updated" if updated else "unchanged, already proposed:"
-    result["message"] = f"{verb} {pr.url}"
+    done = replace(done, pull_request=Proposed(pr.url, pr.number, created, updated),
+                   status="proposed", message=f"{verb} {pr.url}")
     say(f"request {pr.url}: {'created' if created else 'updated' if updated else 'unchanged'}"
         f"; policy {'allows' if verdict.allows_merge else 'does not allow'} a merge")
     if verdict.allows_merge:
-        if created_branch and pr.number != 0:
+        if created_branch and not forge.branch_is_request:
             _base_unmoved(forge, pr, snap)
-        _merge(forge, pr, commit, message, settings, request, verdict, result, effects)
-    elif want_merge or request.require_merge:
+        return _merge(forge, pr, commit, message, settings, request, done, effects)
+    if want_merge or request.require_merge:
         failed = ", ".join(c.name for c in verdict.checks if c.status == "fail")
-        _say(result, f"left for review (policy: {failed})")
+        done = done.said(f"left for review (policy: {failed})")
         if request.require_merge:
             raise _with(PolicyRefused(f"policy refused the merge ({failed}); the request "
-                                      f"stays open: {pr.url}"), result)
-    else:
-        _say(result, "left for review")
-    return result
+                                      f"stays open: {pr.url}"), done)
+        return done
+    return done.said("left for review")
 
 
 def policy_file(snap: Snapshot) -> bytes | None:
@@ -317,91 +238,6 @@ def policy_file(snap: Snapshot) -> bytes | None:
     if target is not None:
         check_policy_entry(LINK_MODE, target)
     return snap.files.get(CONFIG_FILE)
-
-
-def prepare(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
-            env: config_mod.EnvPolicy | None, links: Mapping[str, str] | None = None) -> Plan:
-    """The plan over the selected files; NotFound when the image is nowhere in them, and
-    UsageError when a ``--file`` pattern names no file at all (a typo, not a miss)."""
-    unmatched_files(files, request.files)
-    plan = make_plan(files, targets_for(request, config), selector(request, env), links)
-    if not plan.found:
-        where = ", ".join(request.files) or request.path or (
-            f"environment {request.env}" if request.env else "the repo")
-        names = ", ".join(r.familiar for r in request.images)
-        subject = (f"{names} is" if len(request.images) == 1 else f"{names} are" if names
-                   else "the --set/--marker targets are")
-        raise NotFound(f"{subject} referenced nowhere in {where}",
-                       hint="check the image name, or widen --file/--path/--env")
-    return plan
-
-
-def _plan_quietly(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
-                  env: config_mod.EnvPolicy | None, links: Mapping[str, str] | None
-                  ) -> Plan | None:
-    """The plan of ``request`` over ``files``, or None when it cannot be made (the images
-    are nowhere, or the refs a branch names are unusable): such a claim proves nothing."""
-    try:
-        return prepare(files, request, config, env, links)
-    except PromoteError:
-        return None
-
-
-def unmatched_files(paths: Iterable[str], patterns: Sequence[str]) -> None:
-    """Each ``--file`` glob must match some file of the repo (before --env/--path
-    narrow the selection); one that matches nothing is exit 2, like a literal --file
-    that names no file."""
-    pending = {safe_relative(g, "--file"): g for g in patterns}
-    if not pending:
-        return
-    for path in paths:
-        for glob in [g for g in pending if glob_match(g, path)]:
-            del pending[glob]
-        if not pending:
-            return
-    shown = ", ".join(pending.values())
-    raise UsageError(f"--file {shown}: the glob matched no file in the config repo",
-                     hint="--file is relative to the repo root, ** spans directories (e.g. "
-                          "--file 'envs/**/*.yaml'), and files are never read through a "
-                          "symlink")
-
-
-def upstream_versions(files: Mapping[str, bytes], request: Request, config: config_mod.Config,
-                      policy: config_mod.EnvPolicy
-                      ) -> dict[str, set[tuple[str | None, str | None]]] | None:
-    """What the policy's upstream environment runs of each image: (tag, digest) pairs."""
-    if not policy.require_upstream:
-        return None
-    up_env = config.env(policy.require_upstream)
-    plan = make_plan(files, targets_for(request, config),
-                     selector(replace(request, files=(), path=""), up_env))
-    running: dict[str, set[tuple[str | None, str | None]]] = {}
-    for f in plan.found:
-        running.setdefault(f.image, set()).add((f.old_tag, f.old_digest))
-    return running
-
-
-def versions_in(files: Mapping[str, bytes], config: config_mod.Config, request: Request
-                ) -> tuple[ImageRef, ...]:
-    """``--from ENV``: each --image name at the version ENV runs (one version, or refuse)."""
-    source = config.env(request.from_env or "")
-    probe = Targets(tuple(ImageRef(r.domain, r.path, "latest", None, r.written)
-                          for r in request.images))
-    plan = make_plan(files, probe, selector(replace(request, files=(), path=""), source))
-    out = []
-    for ref in request.images:
-        versions = {(f.old_tag, f.old_digest) for f in plan.found if f.image == ref.name}
-        if not versions:
-            raise NotFound(f"{ref.familiar} is referenced nowhere in environment {source.name}")
-        if len(versions) > 1:
-            shown = ", ".join(sorted(f"{t}@{d}" if d else str(t) for t, d in versions))
-            raise UsageError(f"{source.name} runs several versions of {ref.familiar}: {shown}",
-                             hint="promote an explicit --image REF instead")
-        tag, digest = versions.pop()
-        if not tag and not digest:
-            raise UsageError(f"{source.name} runs {ref.familiar} without a tag or digest")
-        out.append(ImageRef(ref.domain, ref.path, tag, digest, ref.written))
-    return tuple(out)
 
 
 def ensure_branch(forge: Forge, branch: str, snap: Snapshot, plan: Plan, message: str,
@@ -531,11 +367,11 @@ def ensure_request(forge: Forge, branch: str, snap: Snapshot, spec: RequestSpec,
                 raise _BaseMoved
         return forge.open_request(branch, base, spec,
                                   auto_merge_next=auto_merge_next), True, False
-    if pr.number == 0:  # plain git: the branch is the request, nothing else to update
+    if forge.branch_is_request:  # plain git: nothing else to update
         return pr, False, False
     # a forge without labels (Bitbucket: ``has_labels = False``) warns instead; their
     # absence is no reason to update the request on every run
-    labels = set(spec.labels) if getattr(forge, "has_labels", True) else set()
+    labels = set(spec.labels) if forge.has_labels else set()
     if pr.title != spec.title or pr.body != spec.body or not labels <= set(pr.labels):
         return forge.update_request(pr, spec), False, True
     return pr, False, False
@@ -555,136 +391,126 @@ def _base_unmoved(forge: Forge, pr: PullRequest, snap: Snapshot) -> None:
         raise _BaseMoved
 
 
-def _up_to_date(forge: Forge, request: Request, snap: Snapshot, plan: Plan, branch: str,
-                result: dict[str, Any], changes: Sequence[Any]) -> dict[str, Any]:
-    result["status"] = "up-to-date"
+def _up_to_date(forge: Forge, request: Request, snap: Snapshot, plan: Plan, done: Outcome,
+                changes: Sequence[Any]) -> Outcome:
     versions = ", ".join(f"{c.name}:{c.after}" for c in changes) or "the requested values"
-    result["message"] = f"already up to date: {snap.branch} already sets {versions}"
-    if not request.dry_run:
-        _close_if_pointless(forge, branch, snap, plan, result,
-                            f"{snap.branch} already sets {versions}")
-    return result
+    done = replace(done, status="up-to-date",
+                   message=f"already up to date: {snap.branch} already sets {versions}")
+    if request.dry_run:
+        return done
+    return _close_if_pointless(forge, snap, plan, done, f"{snap.branch} already sets {versions}")
 
 
-def _withdraw(forge: Forge, branch: str, base: str, written: set[str],
-              result: dict[str, Any], why: str) -> None:
+def _withdraw(forge: Forge, branch: str, base: str, written: set[str], done: Outcome,
+              why: str) -> Outcome:
     """After a re-plan refused what an earlier attempt of this same run proposed, close
     that request, but only while the branch still holds this run's own commit."""
     if not written:
-        return
+        return done
     head = forge.read_head(branch)
     if head is None or head.sha not in written:
-        return
+        return done
     pr = forge.find_request(branch, base)
     if pr is not None:
         forge.close_request(pr, f"Closed by promoter: {why}.")
-        result["closed_pull_request"] = {"url": pr.url, "number": pr.number}
+        done = replace(done, closed=Closed(pr.url, pr.number))
     forge.delete_branch(branch)
+    return done
 
 
-def _close_if_pointless(forge: Forge, branch: str, snap: Snapshot, plan: Plan,
-                        result: dict[str, Any], why: str) -> None:
-    """Close the open request of ``branch`` (and delete the branch) unless it proposes
-    something newer than the base runs: that one is another run's work in flight."""
+def _close_if_pointless(forge: Forge, snap: Snapshot, plan: Plan, done: Outcome,
+                        why: str) -> Outcome:
+    """Close the open request of the promotion branch (and delete the branch) unless it
+    proposes something newer than the base runs: that one is another run's work in
+    flight."""
+    branch = done.branch
     stale = forge.find_request(branch, snap.branch)
     if stale is None:
-        return
+        return done
     head = forge.read_head(branch)
     if head is not None:
         running = tuple(ImageRef(f.image.partition("/")[0], f.image.partition("/")[2],
                                  f.old_tag) for f in plan.found if f.old_tag)
         if not is_promoter_commit(head) or newer_proposed(head, running, plan) is not None:
-            return
+            return done
     forge.close_request(stale, f"Closed by promoter: {why} (commit {snap.commit[:12]}), so "
                                "this request has nothing left to do.")
     if head is not None:
         forge.delete_branch(branch)
-    result["closed_pull_request"] = {"url": stale.url, "number": stale.number}
+    return replace(done, closed=Closed(stale.url, stale.number))
 
 
 def _merge(forge: Forge, pr: PullRequest, commit: str, message: str,
-           settings: config_mod.EnvPolicy, request: Request, verdict: policy_mod.Verdict,
-           result: dict[str, Any], effects: Effects) -> None:
+           settings: config_mod.EnvPolicy, request: Request, done: Outcome,
+           effects: Effects) -> Outcome:
     """Merge ``commit`` (the one this run wrote or proved, never the head the forge
     reports) now, or hand it to the forge's auto-merge pinned to the same commit."""
     method = settings.merge_method
     # plain git has no CI statuses: nothing to leave to the forge, the check reads NONE
-    forge_checks = getattr(forge, "has_checks", True)
+    forge_checks = forge.has_checks
     if settings.wait_for_checks and request.merge_timeout <= 0 and forge_checks:
         # nothing to wait here: the forge's own auto-merge merges once the checks pass
         # (and merges at once when there is nothing to wait for)
-        result["policy"] = verdict.with_check(policy_mod.Check(
+        done = replace(done, verdict=done.verdict.with_check(policy_mod.Check(
             "checks_green", "skip", "left to the forge: its auto-merge waits for the checks "
-            "(give --merge-timeout to wait here)")).to_json()
-        _auto_merge(forge, pr, commit, method, message, request, result, "")
-        return
+            "(give --merge-timeout to wait here)")))
+        return _auto_merge(forge, pr, commit, method, message, request, done, "")
     if settings.wait_for_checks:
         # a forge without checks answers NONE at once: nothing to wait for there
         state = _wait_for_checks(forge, pr, commit,
                                  request.merge_timeout if forge_checks else 0.0, effects)
         check = policy_mod.Check("checks_green", "pass" if state in (
             ChecksState.SUCCESS, ChecksState.NONE) else "fail", _checks_reason(state))
-        verdict = verdict.with_check(check)
-        result["policy"] = verdict.to_json()
+        done = replace(done, verdict=done.verdict.with_check(check))
         if state == ChecksState.FAILURE:
-            _not_merged(request, result, f"checks failed on {commit[:12]}; left open for review")
-            return
+            return _not_merged(request, done,
+                               f"checks failed on {commit[:12]}; left open for review")
         if state == ChecksState.PENDING:
-            _auto_merge(forge, pr, commit, method, message, request, result,
-                        "checks still running; ")
-            return
+            return _auto_merge(forge, pr, commit, method, message, request, done,
+                               "checks still running; ")
     try:
         outcome = forge.merge(pr, method, commit, message)
     except ConflictError:
         raise _BaseMoved from None  # re-plan on the new base (bounded in run())
     if outcome.merged:
-        result["merged"] = True
-        result["status"] = "merged"
-        _say(result, "merged")
-        return
-    if "base" in outcome.reason.lower() or "conflict" in outcome.reason.lower():
+        return replace(done, merged=True, status="merged").said("merged")
+    if outcome.conflict:
         raise _BaseMoved
     # The forge will not merge now (a required check it expects has not reported yet,
     # a review it requires): never give up at once, hand over to its auto-merge.
-    _auto_merge(forge, pr, commit, method, message, request, result,
-                f"{outcome.reason or 'the forge did not merge now'}; ")
+    return _auto_merge(forge, pr, commit, method, message, request, done,
+                       f"{outcome.reason or 'the forge did not merge now'}; ")
 
 
-def _with(error: PromoteError, result: dict[str, Any]) -> PromoteError:
+def _with(error: PromoteError, done: Outcome) -> PromoteError:
     """Attach what was done (request opened, policy verdict) to an exit-4 error, so the
     JSON output and the CI outputs still carry it."""
-    error.result = dict(result)
+    error.result = done.to_json()
     return error
 
 
-def _auto_merge(forge: Forge, pr: PullRequest, commit: str, method: str, message: str,
-                request: Request, result: dict[str, Any], why: str) -> None:
+def _auto_merge(forge: Forge, pr: PullRequest, commit: str, method: MergeMethod, message: str,
+                request: Request, done: Outcome, why: str) -> Outcome:
     try:
         outcome = forge.enable_auto_merge(pr, method, commit, message)
     except ConflictError:
         raise _BaseMoved from None  # the head or the base moved: plan again
-    result["auto_merge"] = outcome.auto_merge
-    result["merged"] = outcome.merged
+    done = replace(done, auto_merge=outcome.auto_merge, merged=outcome.merged)
     if outcome.merged:
-        result["status"] = "merged"
-        _say(result, "merged")
-    elif outcome.auto_merge:
-        result["status"] = "auto-merge"
-        _say(result, f"{why}auto-merge enabled: the forge merges once the checks pass")
-    elif "base" in outcome.reason.lower() or "conflict" in outcome.reason.lower():
+        return replace(done, status="merged").said("merged")
+    if outcome.auto_merge:
+        return replace(done, status="auto-merge").said(
+            f"{why}auto-merge enabled: the forge merges once the checks pass")
+    if outcome.conflict:
         raise _BaseMoved
-    else:
-        _not_merged(request, result, f"{why}{outcome.reason}")
+    return _not_merged(request, done, f"{why}{outcome.reason}")
 
 
-def _say(result: dict[str, Any], text: str) -> None:
-    result["message"] = f"{result['message']}; {text}" if result.get("message") else text
-
-
-def _not_merged(request: Request, result: dict[str, Any], why: str) -> None:
-    _say(result, why)
+def _not_merged(request: Request, done: Outcome, why: str) -> Outcome:
+    done = done.said(why)
     if request.require_merge:
-        raise _with(PolicyRefused(f"not merged: {why}"), result)
+        raise _with(PolicyRefused(f"not merged: {why}"), done)
+    return done
 
 
 def _checks_reason(state: ChecksState) -> str:
@@ -723,129 +549,3 @@ def _poll_delays() -> Iterator[float]:
         delay *= 2
 
 
-# --- history and rollback -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    sha: str
-    date: str
-    author: str
-    env: str | None
-    images: tuple[str, ...]
-    previous: tuple[str, ...]
-    rollback_of: tuple[str, ...]  # one reference per image a rollback moved away from
-    source_commit: str | None
-    pipeline: str | None
-    title: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"commit": self.sha, "date": self.date, "author": self.author, "env": self.env,
-                "images": list(self.images), "previous": list(self.previous),
-                "rollback_of": list(self.rollback_of) or None,
-                "source_commit": self.source_commit, "pipeline": self.pipeline,
-                "title": self.title}
-
-
-def history(forge: Forge, base: str | None, env: str | None,
-            images: Sequence[ImageRef] = (), limit: int = 500) -> list[HistoryEntry]:
-    """Promotions recorded in the base branch's commits (newest first), read from the
-    trailers promoter writes; nothing but git is needed."""
-    branch = base or forge.snapshot(None).branch
-    names = {r.name for r in images}
-    out = []
-    seen_fingerprints: set[str] = set()
-    for c in forge.log(branch, limit):
-        tr = trailers(c.message)
-        keys = dict(tr)
-        if TRAILER_IMAGE not in keys:
-            continue
-        fp = keys.get(TRAILER_FINGERPRINT, c.sha)
-        if fp in seen_fingerprints:  # a merge commit and its branch commit: one promotion
-            continue
-        seen_fingerprints.add(fp)
-        if env is not None and keys.get(TRAILER_ENV) != env:
-            continue
-        promoted = tuple(v for k, v in tr if k == TRAILER_IMAGE)
-        if names and not any(_ref_name(p) in names for p in promoted):
-            continue
-        away = tuple(ref.strip() for k, v in tr if k == TRAILER_ROLLBACK
-                     for ref in v.split(", "))  # ", ": trailers older promoters wrote
-        out.append(HistoryEntry(
-            c.sha, c.date, c.author, keys.get(TRAILER_ENV), promoted,
-            tuple(v for k, v in tr if k == TRAILER_PREVIOUS), away,
-            keys.get("Source-Commit"), keys.get("Pipeline"),
-            c.message.splitlines()[0] if c.message else ""))
-    return out
-
-
-def _ref_name(text: str) -> str:
-    ref = try_parse(text)
-    return ref.name if ref else text
-
-
-def _of(refs: Sequence[str], name: str) -> list[ImageRef]:
-    """The parsed references among ``refs`` that name the repository ``name``."""
-    parsed = (try_parse(r) for r in refs)
-    return [r for r in parsed if r is not None and r.name == name]
-
-
-def rolled_back_versions(forge: Forge, base: str, env: str,
-                         images: Sequence[ImageRef]) -> dict[str, str]:
-    """image name -> the version a rollback in ``env`` moved away from, while the guard is
-    armed: until a promotion ABOVE that version lands (a human merges it; nothing at or
-    below it merges by itself). A later promotion of a lower or unordered version keeps
-    the guard armed. With several armed rollbacks, the highest version counts."""
-    out: dict[str, str] = {}
-    for ref in images:
-        highest_since: Version | None = None  # the highest version promoted after
-        armed: tuple[Version | None, str] | None = None
-        for entry in history(forge, base, env, [ref], limit=200):  # newest first
-            for bad in _of(entry.rollback_of, ref.name):
-                bad_version = parse_version(bad.tag)
-                lifted = highest_since is not None and bad_version is not None \
-                    and highest_since > bad_version
-                if not lifted and (armed is None or _above(bad_version, armed[0])):
-                    armed = (bad_version, bad.version)
-            for promoted in _of(entry.images, ref.name):
-                version = parse_version(promoted.tag)
-                if version is not None and (highest_since is None or version > highest_since):
-                    highest_since = version
-        if armed is not None:
-            out[ref.name] = armed[1]
-    return out
-
-
-def _above(version: Version | None, than: Version | None) -> bool:
-    return version is not None and (than is None or version > than)
-
-
-def rollback_request(forge: Forge, request: Request) -> Request:
-    """The request that restores the previous image of ``request.env``: taken from the
-    newest promotion of each image in the history. When that newest promotion is itself
-    a rollback, the request restores what it restored: a re-run is a no-op, never a flip
-    back to the bad version."""
-    if not request.images:
-        raise UsageError("--rollback needs --image NAME (which image to roll back)")
-    restored: list[ImageRef] = []
-    rolled_from: list[str] = []
-    for ref in request.images:
-        entries = history(forge, request.base, request.env, [ref], limit=500)
-        if not entries:
-            raise NotFound(f"no promotion of {ref.familiar} recorded in "
-                           f"{'environment ' + request.env if request.env else 'the base'}",
-                           hint="history is read from commits promoter made (their trailers)")
-        last = entries[0]
-        if _of(last.rollback_of, ref.name):  # already rolled back: keep it so
-            kept = _of(last.images, ref.name)
-            if not kept:
-                raise NotFound(f"the last rollback of {ref.familiar} records no image")
-            restored.append(kept[0])
-            rolled_from.extend(str(r) for r in _of(last.rollback_of, ref.name))
-            continue
-        previous = _of(last.previous, ref.name)
-        if not previous:
-            raise NotFound(f"the last promotion of {ref.familiar} records no previous image")
-        restored.append(previous[0])
-        rolled_from.extend(str(r) for r in _of(last.images, ref.name))
-    return replace(request, images=tuple(restored), rollback_of=tuple(rolled_from))

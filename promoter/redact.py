@@ -31,10 +31,6 @@ def redact(text: str) -> str:
     return text
 
 
-def registered() -> frozenset[str]:
-    return frozenset(_secrets)
-
-
 def clear() -> None:
     """For tests only: forget every registered secret."""
     _secrets.clear()

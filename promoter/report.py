@@ -17,6 +17,7 @@ from typing import Any
 from promoter.images import ImageRef
 from promoter.plan import Found, Plan
 from promoter.templates import Templates, one_line
+from promoter.text import code, md
 
 TRAILER_IMAGE = "Promoted-Image"
 TRAILER_PREVIOUS = "Previous-Image"
@@ -24,27 +25,8 @@ TRAILER_ENV = "Environment"
 TRAILER_FINGERPRINT = "Promote-Fingerprint"
 TRAILER_ROLLBACK = "Promote-Rollback-Of"
 GITHUB_BODY_LIMIT = 65_536
-GITLAB_BODY_LIMIT = 1_000_000
 
 _TRAILER_RE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*): (.+)$")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
-
-
-def md(text: str) -> str:
-    """Escape a value for Markdown text (table cells included): no markup, no HTML."""
-    text = text.replace("\r", " ").replace("\n", " ")
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-def code(text: str) -> str:
-    """A value as inline code, safe whatever backticks it holds, and inside a table cell
-    too: GFM splits cells at a bare ``|`` even within code, so it is escaped."""
-    text = text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
-    fence = "`"
-    while fence in text:
-        fence += "`"
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 @dataclass(frozen=True)

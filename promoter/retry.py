@@ -8,6 +8,8 @@ backoff with jitter; the whole thing stops before ``timeout`` seconds would be p
 ``Forge`` code that first checks whether the write already took effect.
 
 Each forge supplies ``classify(exc) -> Transient | None``: None means "do not retry".
+A write goes to ``call`` wrapped in ``Write``, which owns the one rule every forge
+follows: a failed write is tried again only after asking whether it landed after all.
 
 Rate limits longer than the budget. When a rate limit (429, or GitHub's 403 with an
 exhausted quota or a ``Retry-After``) names a wait that does not fit in what is left of
@@ -28,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import tenacity
 
@@ -265,3 +267,28 @@ def call(
         except _LongWait as pause:
             _wait_out(patience, pause.delay, sleep)
             waited += pause.delay
+
+
+class Write(Generic[T]):
+    """A write, as the function ``call`` retries: ``act`` makes it; from the second
+    attempt on, ``landed`` is asked first whether an earlier attempt took effect after
+    all (the connection can drop after the server applied it), and its answer, when not
+    None, is the result. So a write that landed is never made twice. ``retried`` tells
+    ``act`` and the forge's error handling whether an earlier attempt was made."""
+
+    def __init__(self, act: Callable[[], T], landed: Callable[[], T | None]) -> None:
+        self.act = act
+        self.landed = landed
+        self.attempts = 0
+
+    @property
+    def retried(self) -> bool:
+        return self.attempts > 1
+
+    def __call__(self) -> T:
+        self.attempts += 1
+        if self.retried:
+            done = self.landed()
+            if done is not None:
+                return done
+        return self.act()

@@ -15,14 +15,13 @@ from promoter.config import (
     BUILTIN,
     AbsoluteFreeze,
     Config,
-    ConfigError,
     EnvPolicy,
     WeeklyFreeze,
     load,
     select,
     tighten,
 )
-from promoter.errors import PromoteError, UsageError
+from promoter.errors import ConfigError, PromoteError, UsageError
 from promoter.images import Bump
 
 EXAMPLE = textwrap.dedent(

@@ -351,7 +351,7 @@ def run_direct(h: Harness, now: datetime, *images: str, env: str,
     ctx = context.detect({})
     forge: Any = CIOnPush(h.forge(), h) if ci else h.forge()
     return promote.run(forge, request, context.provenance_dict(ctx), context.trailers(ctx),
-                       effects)
+                       effects).to_json()
 
 
 # --- issue: forges ------------------------------------------------------------------------
@@ -593,7 +593,7 @@ def test_merge_that_lost_a_race_is_redone_on_the_new_base(h: Harness) -> None:
     request = promote.Request(images=(parse("ghcr.io/acme/api:1.1.0"),), env="dev")
     effects = promote.Effects(now=lambda: TUESDAY, sleep=lambda _: None)
     forge: Any = HotfixAfterCommit(h.forge(), h)
-    result = promote.run(forge, request, {}, [], effects)
+    result = promote.run(forge, request, {}, [], effects).to_json()
     assert result["merged"] is True
     assert h.main_file("envs/dev/deploy.yaml") == deploy("1.1.0")
     # the hotfix is in history, under the promotion: nothing was forced over it
@@ -636,3 +636,53 @@ def test_dry_run_through_a_forge_writes_nothing(h: Harness,
         writes = h.fake.count("POST") - h.fake.count("POST", r"/graphql#PromoterRun$") \
             - h.fake.count("POST", r"/blobs$")
         assert writes + h.fake.count("PUT") + h.fake.count("PATCH") == 0
+
+
+def test_request_body_is_cut_at_the_forge_s_own_limit(
+        api: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    """The body is built for the forge in use: GitLab takes a million characters, so a
+    diff longer than GitHub's 65,536 reaches the merge request whole; GitHub and Gitea
+    get it cut, with a note saying so."""
+    values = "".join(f'svc{i:04d}:\n  image: "ghcr.io/acme/api:1.0.0"\n' for i in range(1500))
+    api.bare.commit_files("main", {"envs/prod/values.yaml": values.encode()}, "many services")
+    code, result = cli(api, capsys, "--env", "prod", "--image", "ghcr.io/acme/api:1.0.1")
+    assert code == 0, result
+    assert len(result["diff"]) > 70_000
+    [opened] = api.open_requests()
+    limit = {"github": 65_536, "gitlab": 1_000_000, "gitea": 65_000, "azure": 4_000,
+             "bitbucket": 65_000}[api.kind]
+    assert len(opened.body) <= limit
+    if api.kind == "gitlab":
+        assert result["diff"] in opened.body
+        assert "truncated" not in opened.body
+    else:
+        assert result["diff"] not in opened.body
+        assert "truncated" in opened.body or "was cut" in opened.body
+
+
+@pytest.mark.parametrize("base", ["main..x", "-main", "main:x", "ma in"])
+def test_every_forge_refuses_a_bad_branch_name_before_sending_anything(
+        api: Harness, capsys: pytest.CaptureFixture[str], base: str) -> None:
+    code, result = cli(api, capsys, "--base", base, "--env", "prod",
+                       "--image", "ghcr.io/acme/api:1.0.1")
+    assert code == 2, result
+    assert "not a valid branch name" in result["error"]
+    assert api.fake.count() == 0  # type: ignore[attr-defined]
+
+
+def test_auto_merge_switched_off_leaves_the_request_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """GitHub refuses auto-merge (switched off in the repository): the request stays
+    open with the reason, and the run is not mistaken for one that lost a race with the
+    base (its reason names "the base branch"; the forge says whether it conflicts)."""
+    for h in _harness("github", tmp_path, monkeypatch):
+        assert isinstance(h, GitHubHarness)
+        h.fake.repos[SLUG].allow_auto_merge = False
+        code, result = cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:1.0.1")
+        assert (code, result["status"]) == (0, "merged")
+        code, result = cli(h, capsys, "--env", "staging", "--image", "ghcr.io/acme/api:1.0.1")
+        assert code == 0, result
+        assert result["status"] == "proposed"
+        assert "allow auto-merge" in result["message"]
+        assert [o.branch for o in h.open_requests()] == ["promote/staging/api"]

@@ -757,7 +757,8 @@ def promotion(az: FakeAzure, tag: str) -> tuple[dict[str, object], list[str]]:
                                                     base="main"), {}, [],
                              promote.Effects(now=lambda: datetime.now(timezone.utc),
                                              sleep=lambda _: None,
-                                             monotonic=lambda: float(next(ticks))))
+                                             monotonic=lambda: float(next(ticks)))
+                             ).to_json()
     finally:
         forge.close()
     return result, [f"{method} {path}" for method, path in counts(az)]

@@ -253,9 +253,9 @@ def test_a_request_declined_with_its_branch_is_opened_anew(bb: FakeBitbucket, re
 
     repo.decline_on_branch_delete = True
     repo.bare.commit_files("main", {"k8s/deploy.yaml": DEPLOY}, "a deployment")
-    first = promote.run(forge, request("1.0.1", env=None), {}, [], effects())
+    first = promote.run(forge, request("1.0.1", env=None), {}, [], effects()).to_json()
     repo.bare.commit_files("main", {"README.md": b"newer\n"}, "someone else")
-    again = promote.run(fresh(bb), request("1.0.1", env=None), {}, [], effects())
+    again = promote.run(fresh(bb), request("1.0.1", env=None), {}, [], effects()).to_json()
     assert again["status"] == "proposed" and again["commit"] != first["commit"]
     assert [p.state for p in bb.pulls(SLUG)] == ["DECLINED", "OPEN"]
     assert bb.pulls(SLUG)[1].source == first["branch"] == again["branch"]

@@ -82,7 +82,7 @@ class Before:
 def run_closed(forge: Any, tag: str, env: str = "prod", image: str = "api") -> dict[str, Any]:
     req = promote.Request(images=(parse(f"ghcr.io/acme/{image}:{tag}"),), env=env)
     try:
-        return promote.run(forge, req, {}, [], effects())
+        return promote.run(forge, req, {}, [], effects()).to_json()
     finally:
         inner = getattr(forge, "inner", forge)
         close = getattr(inner, "close", None)
@@ -122,7 +122,7 @@ def at_once(h: Harness, step: str, images: list[tuple[str, str]]) -> list[Any]:
         forge = Before(h.forge(), step, hold)
         req = promote.Request(images=(parse(f"ghcr.io/acme/{image}:{tag}"),), env="prod")
         try:
-            outcomes[i] = promote.run(forge, req, {}, [], effects())
+            outcomes[i] = promote.run(forge, req, {}, [], effects()).to_json()
         except PromoteError as exc:
             outcomes[i] = exc
         except Exception as exc:  # reported by the test, not lost in a thread

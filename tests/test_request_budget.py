@@ -80,7 +80,7 @@ def run(h: Harness, tag: str, base: str | None = "main") -> dict[str, Any]:
     request = promote.Request(images=(parse(f"ghcr.io/acme/api:{tag}"),), base=base)
     try:
         return promote.run(PendingCI(forge, h), request, {}, [],
-                           promote.Effects(now=lambda: datetime.now(timezone.utc)))
+                           promote.Effects(now=lambda: datetime.now(timezone.utc))).to_json()
     finally:
         forge.close()  # type: ignore[attr-defined]
 

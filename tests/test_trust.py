@@ -354,7 +354,7 @@ def test_a_proposal_another_run_just_merged_is_not_proposed_again(tmp_path: Path
                 promote.run(h.forge(), req, {}, [], effects())
 
             forge = Before(h.forge(), {"read_head": other})
-            result = promote.run(forge, req, {}, [], effects())
+            result = promote.run(forge, req, {}, [], effects()).to_json()
             # plain git deletes a merged branch: there the run merges nothing new
             assert result["status"] in ("up-to-date", "merged"), (kind, result["message"])
             new = [c for c in h.bare.log("main", 20, first_parent=True) if c["sha"] != base]

@@ -21,7 +21,7 @@ from ruamel.yaml.parser import Parser
 from ruamel.yaml.resolver import VersionedResolver
 
 from promoter import limits
-from promoter.errors import EditError
+from promoter.errors import EditError, ParseError
 from promoter.limits import yaml_depth
 
 BOM = "\ufeff"
@@ -75,7 +75,7 @@ class Document:
 def decode(data: bytes, file: str) -> str:
     """Bytes to text, strictly UTF-8 (a BOM is kept: callers strip and restore it)."""
     if len(data) > MAX_FILE_BYTES:
-        raise EditError(f"cannot parse YAML: the file has {len(data):,} bytes, more than the "
+        raise ParseError(f"cannot parse YAML: the file has {len(data):,} bytes, more than the "
                         f"{MAX_FILE_BYTES:,} promoter reads", file=file,
                         hint="exclude it with --file/--path, or split it")
     if b"\x00" in data:
@@ -93,7 +93,7 @@ def parse(text: str, file: str) -> list[Document]:
     """Compose every document of ``text`` (without a BOM); EditError on bad YAML."""
     too_deep = yaml_depth(text, MAX_DEPTH)
     if too_deep is not None:
-        raise EditError(f"cannot parse YAML: nested more than {MAX_DEPTH} levels deep",
+        raise ParseError(f"cannot parse YAML: nested more than {MAX_DEPTH} levels deep",
                         file=file, line=too_deep.line, column=too_deep.column,
                         hint="fix the file, or exclude it with --file/--path")
     try:
@@ -103,17 +103,17 @@ def parse(text: str, file: str) -> list[Document]:
         line = mark.line + 1 if mark is not None else None
         column = mark.column + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
-        raise EditError(f"cannot parse YAML: {problem}", file=file, line=line, column=column,
-                        hint="fix the syntax, or exclude the file with --file/--path") from None
+        raise ParseError(f"cannot parse YAML: {problem}", file=file, line=line, column=column,
+                         hint="fix the syntax, or exclude the file with --file/--path") from None
     except (YAMLError, RecursionError) as exc:
-        raise EditError(f"cannot parse YAML: {type(exc).__name__}", file=file,
+        raise ParseError(f"cannot parse YAML: {type(exc).__name__}", file=file,
                         hint="fix the syntax, or exclude the file with --file/--path") from None
     # Without an alias ("*") the composed tree nests no deeper than the text, which
     # yaml_depth has bounded; only an alias can reuse a subtree further down.
     for root in roots if "*" in text else ():
         deep = _too_deep(root)
         if deep is not None:
-            raise EditError(f"cannot parse YAML: nested more than {MAX_DEPTH} levels deep",
+            raise ParseError(f"cannot parse YAML: nested more than {MAX_DEPTH} levels deep",
                             file=file, line=line_of(deep), column=column_of(deep),
                             hint="fix the file, or exclude it with --file/--path")
     docs = [Document(root, i) for i, root in enumerate(roots)]

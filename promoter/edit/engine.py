@@ -13,7 +13,6 @@ YAML anchor is proven again on the document with its aliases and merge keys reso
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -42,6 +41,7 @@ from promoter.edit.splice import Replacement, apply, insertion, refuse, replacem
 from promoter.errors import EditError, UsageError
 from promoter.images import ImageRef, parse_name, try_parse
 from promoter.paths import safe_relative
+from promoter.text import is_clean
 
 Format = tuple[str, Callable[[Document, str], bool], Callable[[Document, str], Iterator[Slot]]]
 
@@ -145,12 +145,6 @@ class _Edit:
     new: str
     found: Found
     insert: tuple[ScalarNode, ScalarNode] | None = None  # (key, value) the new line follows
-
-
-def new_versions(ref: ImageRef, target: ImageRef) -> tuple[str | None, str | None]:
-    """Tag and digest to write for ``target``. A new tag never keeps an old digest
-    beside it, and a new digest alone never keeps an old tag (both would mislead)."""
-    return target.tag, target.digest
 
 
 def edit_file(file: str, data: bytes, targets: Targets,
@@ -440,14 +434,11 @@ def _scalar_ids(root: Node) -> list[int]:
 # --- matching slots against targets ------------------------------------------------------
 
 
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
-
-
 def _one_line(value: str, node: Node, file: str) -> str:
     """The value as it is, unless it holds a line break or an invisible/control
     character: such a value would be carried into commit messages (and their trailers,
     which history and rollback read) and PR titles, so the file is refused instead."""
-    if any(unicodedata.category(ch) in _UNSAFE_CATEGORIES for ch in value):
+    if not is_clean(value):
         raise refuse(f"the current value {value!r} holds a line break or control "
                      "character", node, file, "fix the value by hand, then promote again")
     return value
@@ -540,7 +531,9 @@ def _resolve_ref(slot: RefSlot, targets: Targets, file: str, skips: list[Skip],
         skips.append(Skip(file, line_of(node), ref.name, f"{slot.field} is untagged in a "
                           f"kustomize base: {overlays[ref.name]} sets its tag (images:)"))
         return
-    tag, digest = new_versions(ref, target)
+    # exactly the target's tag and digest: a new tag never keeps an old digest beside it,
+    # and a new digest alone never keeps an old tag (both would mislead)
+    tag, digest = target.tag, target.digest
     new = prefix + eq + ref.with_version(tag, digest)
     yield _found(node, file, slot.field, slot.format, ref.name, new, ref.tag, ref.digest,
                  ImageRef(ref.domain, ref.path, tag, digest))

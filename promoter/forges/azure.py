@@ -88,15 +88,28 @@ from promoter.forges.base import (
     ChecksState,
     Head,
     LoggedCommit,
+    MergeMethod,
     MergeOutcome,
     PullRequest,
     RequestSpec,
     Snapshot,
+    cap_text,
+    check_branch,
+    check_path,
     check_policy_entry,
     git_blob_sha,
+    landed_on_new_branch,
+    says_conflict,
 )
-from promoter.forges.http import CrossOriginRedirect, read_capped, refuse_cross_origin
+from promoter.forges.http import (
+    CrossOriginRedirect,
+    job_token_stays_home,
+    read_capped,
+    refuse_cleartext_proxy,
+    refuse_cross_origin,
+)
 from promoter.forges.http import session as http_session
+from promoter.forges.registry import Setup
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, MAX_UNPACKED_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -166,13 +179,6 @@ def _failure(response: requests.Response) -> _Failure:
     return _Failure(response.status_code, text, response.headers)
 
 
-def _cap(text: str, limit: int, what: str) -> str:
-    if len(text) <= limit:
-        return text
-    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
-    return text[: limit - len(note)] + note
-
-
 def _branch(ref: str) -> str:
     return ref.removeprefix("refs/heads/")
 
@@ -213,6 +219,10 @@ class AzureForge:
     environment: the CLI passes the token (``bearer``: an Azure Pipelines job token)."""
 
     name = "azure"
+    body_limit = MAX_BODY
+    has_checks = True
+    branch_is_request = False
+    has_labels = True
 
     def __init__(self, repo: str, api_url: str = DEFAULT_API, token: str | None = None,
                  *, bearer: bool = False, retry_timeout: float = retry.DEFAULT_TIMEOUT,
@@ -294,18 +304,7 @@ class AzureForge:
     def _write(self, what: str, write: Callable[[], T],
                took_effect: Callable[[], T | None]) -> T:
         """A write retried only after ``took_effect`` says the last attempt did not land."""
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                done = took_effect()
-                if done is not None:
-                    return done
-            return write()
-
-        return self._run(what, attempt)
+        return self._run(what, retry.Write(write, took_effect))
 
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         where = f"{self.repo} at {self.api_url}"
@@ -402,6 +401,10 @@ class AzureForge:
         return self._trees[tree]
 
     def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
+        if base is not None:
+            check_branch(base)
+        if branch is not None:
+            check_branch(branch)
         if base is None:
             default = str(self._repo_info().get("defaultBranch") or "")
             if not default:
@@ -466,6 +469,7 @@ class AzureForge:
         return found
 
     def read_head(self, branch: str) -> Head | None:
+        check_branch(branch)
         return self._run(f"read branch {branch}", lambda: self._head(branch))
 
     def write_first(self, files: Mapping[str, bytes]) -> bool:
@@ -480,6 +484,7 @@ class AzureForge:
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
         """Newest first along first parents (each commit's parents, read per commit and
         cached): ``commits?searchCriteria`` lists every commit reachable, side branches too."""
+        check_branch(branch)
         if limit <= 0:
             return []
 
@@ -532,22 +537,15 @@ class AzureForge:
         """POST pushes creating ``target`` at a new commit whose parent is the base
         commit (refUpdates oldObjectId = the base commit: Azure's way to branch off)."""
         body = self._push_body(_full(target), base.commit, base, files, message)
-        attempts = 0
+
+        def landed() -> str | None:
+            return landed_on_new_branch(self._head(target), ours, in_the_way)
 
         def attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                head = self._head(target)
-                done = ours(head)
-                if done is not None:
-                    return done
-                if head is not None:
-                    raise in_the_way(head)
             try:
                 data = self._call("POST", f"{self._root}/pushes", body=body)
             except _Failure as exc:
-                if exc.status == 409 and attempts == 1:
+                if exc.status == 409 and not write.retried:
                     # the branch was there before this call: never claim it as written
                     # now; the caller reads and judges it (BranchExists)
                     raise in_the_way(None) from None
@@ -564,10 +562,15 @@ class AzureForge:
                 raise ForgeError(f"Azure DevOps answered the push to {target} with no commit")
             return sha
 
-        return self._run(f"commit to {target}", attempt)
+        write = retry.Write(attempt, landed)
+        return self._run(f"commit to {target}", write)
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
+        check_branch(branch)
+        for path in files:
+            check_path(path)
+
         def ours(head: Head | None) -> str | None:
             """The head's sha when it is the commit this call makes (an earlier attempt)."""
             if head is None or (replace is not None and head.sha == replace.sha):
@@ -684,6 +687,8 @@ class AzureForge:
         return out
 
     def delete_branch(self, branch: str) -> None:
+        check_branch(branch)
+
         def delete() -> None:
             sha = self._ref(branch)
             if sha is not None:
@@ -729,6 +734,7 @@ class AzureForge:
 
     def find_request(self, branch: str, base: str, *,
                      confirm_none: bool = False) -> PullRequest | None:
+        check_branch(branch)
         return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
 
     def _directory(self) -> dict[str, str]:
@@ -790,10 +796,11 @@ class AzureForge:
 
     def open_request(self, branch: str, base: str, spec: RequestSpec, *,
                      auto_merge_next: bool = False) -> PullRequest:
+        check_branch(branch)
         payload: dict[str, Any] = {
             "sourceRefName": _full(branch), "targetRefName": _full(base),
-            "title": _cap(spec.title, MAX_TITLE, "title").replace("\n", " "),
-            "description": _cap(spec.body, MAX_BODY, "description"),
+            "title": cap_text(spec.title, MAX_TITLE, "title").replace("\n", " "),
+            "description": cap_text(spec.body, MAX_BODY, "description"),
             "isDraft": spec.draft}
         reviewers = self._reviewers(spec)
         if reviewers:
@@ -822,8 +829,8 @@ class AzureForge:
         return made
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
-        title = _cap(spec.title, MAX_TITLE, "title").replace("\n", " ")
-        body = _cap(spec.body, MAX_BODY, "description")
+        title = cap_text(spec.title, MAX_TITLE, "title").replace("\n", " ")
+        body = cap_text(spec.body, MAX_BODY, "description")
         missing = tuple(label for label in spec.labels if label not in pr.labels)
         if title == pr.title and body == pr.body and not missing:
             return pr  # nothing to change: no request
@@ -845,7 +852,7 @@ class AzureForge:
             version=PREVIEW))
 
     def close_request(self, pr: PullRequest, comment: str) -> None:
-        text = _cap(comment, MAX_COMMENT, "comment")
+        text = cap_text(comment, MAX_COMMENT, "comment")
         url = f"{self._root}/pullrequests/{pr.number}/threads"
 
         def noted() -> bool | None:
@@ -974,13 +981,15 @@ class AzureForge:
         merged = (data.get("lastMergeCommit") or {}).get("commitId")
         return MergeOutcome(merged=True, sha=str(merged) if merged else None)
 
-    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
+              message: str = "") -> MergeOutcome:
         body = {"status": "completed", "lastMergeSourceCommit": {"commitId": sha},
                 "completionOptions": self._options(method, message)}
         data, refused = self._patch(pr, sha, body, f"complete pull request !{pr.number}")
         if data is None:
             return MergeOutcome(merged=False, reason=f"Azure DevOps will not complete "
-                                                     f"!{pr.number} now: {refused}")
+                                                     f"!{pr.number} now: {refused}",
+                                conflict=says_conflict(str(refused)))
         for wait in range(1, COMPLETION_READS + 1):
             if data.get("status") == "completed":
                 return self._completed(pr, sha, data)
@@ -994,11 +1003,12 @@ class AzureForge:
             return self._completed(pr, sha, data)
         if data.get("mergeStatus") == "conflicts":
             return MergeOutcome(merged=False, reason=f"conflict: !{pr.number} does not merge "
-                                                     "into its target cleanly")
+                                                     "into its target cleanly", conflict=True)
         return MergeOutcome(merged=False, reason=f"Azure DevOps did not complete !{pr.number} "
-                                                 f"yet (merge status {data.get('mergeStatus')})")
+                                                 f"yet (merge status {data.get('mergeStatus')})",
+                            conflict=says_conflict(str(data.get("mergeStatus"))))
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         """Complete now, pinned, when Azure allows it; otherwise leave the pull request
         open. Azure's auto-complete (``autoCompleteSetBy``) takes no commit: it completes
@@ -1008,7 +1018,7 @@ class AzureForge:
         never sets it. It waits for the policies itself (``--merge-timeout``); a later
         run completes exactly the proved commit."""
         outcome = self.merge(pr, method, sha, message)
-        if outcome.merged or "conflict" in outcome.reason.lower():
+        if outcome.merged or outcome.conflict:
             return outcome
         return MergeOutcome(
             merged=False, auto_merge=False,
@@ -1042,3 +1052,22 @@ def _unzip(data: bytes) -> dict[str, bytes]:
             total += len(content)
             out[git_blob_sha(content)] = content
     return out
+
+
+def from_setup(setup: Setup) -> AzureForge:
+    """The Azure DevOps forge the CLI asked for: an access token, or inside Azure
+    Pipelines the job's SYSTEM_ACCESSTOKEN (a bearer token, sent only to the job's own
+    collection)."""
+    api = setup.api_url or DEFAULT_API
+    token, job = setup.token, setup.job_token
+    if not token and not job:
+        raise UsageError("no token: set PROMOTE_TOKEN (or AZURE_DEVOPS_TOKEN), or map "
+                         "SYSTEM_ACCESSTOKEN into the Azure Pipelines step",
+                         hint="a personal access token with the Code (Read & write) scope")
+    if job and not token:  # the job's token goes to its own collection only
+        job_token_stays_home(api, setup.environ.get("SYSTEM_COLLECTIONURI") or "",
+                             "SYSTEM_ACCESSTOKEN", "SYSTEM_COLLECTIONURI")
+    refuse_cleartext_proxy(api, setup.environ, "--api-url")
+    return AzureForge(setup.repo, api_url=api, token=token or job, bearer=not token,
+                      retry_timeout=setup.retry_timeout, ca_bundle=setup.ca_bundle,
+                      sleep=setup.sleep, patience=setup.patience("Azure DevOps"))

@@ -13,19 +13,44 @@ request (number 0, url = the branch), and merging is a merge pushed to the base.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
-from promoter.errors import ConfigError
+from promoter.errors import ConfigError, ConflictError, UsageError
 from promoter.identity import Identity
 from promoter.paths import CONFIG_FILE
+
+MergeMethod = Literal["merge", "squash", "rebase"]
+MERGE_METHODS: tuple[MergeMethod, ...] = get_args(MergeMethod)
 
 REGULAR_MODES = ("100644", "100755")
 LINK_MODE = "120000"
 _KINDS = {LINK_MODE: "a symbolic link", "040000": "a directory", "40000": "a directory",
           "160000": "a submodule"}
+_REF_BAD = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)")
+
+
+def check_branch(name: str) -> None:
+    """Refuse (exit 2) a branch name git would refuse, or one that could be read as an
+    option or a refspec (``-x``, ``a:b``, ``+x``): every forge checks each branch name
+    before it goes into a URL, a query or a git command line."""
+    if (not name or name.startswith(("-", "/", ".", "+")) or name.endswith(("/", ".", ".lock"))
+            or name == "@" or _REF_BAD.search(name)):
+        raise UsageError(f"{name!r} is not a valid branch name",
+                         hint="use letters, digits, '-', '_', '.' and '/' separators")
+
+
+def check_path(path: str) -> None:
+    """Refuse (exit 2) a file path that is not a plain relative path inside the
+    repository: every forge checks each path it writes."""
+    parts = path.split("/")
+    if (not path or "\x00" in path or "\\" in path or any(p in ("", ".", "..") for p in parts)
+            or any(p.lower() == ".git" for p in parts)):
+        raise UsageError(f"{path!r} is not a relative path inside the repository",
+                         hint="paths are relative to the repo root, with '/' separators")
 
 
 @dataclass(frozen=True)
@@ -116,6 +141,36 @@ class MergeOutcome:
     auto_merge: bool = False  # the forge will merge by itself once checks pass
     sha: str | None = None
     reason: str = ""
+    # not merged because the change conflicts with the base or the base moved ahead of
+    # it: promote plans again on the new base (never read from ``reason``)
+    conflict: bool = False
+
+
+def cap_text(text: str, limit: int, what: str) -> str:
+    """``text`` cut to ``limit`` characters, with a note saying so (``what`` was cut): the
+    last resort of a forge before a body or comment it would refuse."""
+    if len(text) <= limit:
+        return text
+    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
+    return text[: limit - len(note)] + note
+
+
+def landed_on_new_branch(head: Head | None, ours: Callable[[Head | None], str | None],
+                         in_the_way: Callable[[Head | None], ConflictError]) -> str | None:
+    """For ``retry.Write``: the sha of an earlier attempt that made the new branch
+    (``ours`` proves it from ``head``), None when the branch is still missing; a branch
+    anyone else made is in the way."""
+    done = ours(head)
+    if done is None and head is not None:
+        raise in_the_way(head)
+    return done
+
+
+def says_conflict(said: str) -> bool:
+    """Whether a forge's own refusal message (the server's words, where the API gives no
+    field for it) says the base moved or the change conflicts with it."""
+    lowered = said.lower()
+    return "base" in lowered or "conflict" in lowered
 
 
 @dataclass(frozen=True)
@@ -127,7 +182,24 @@ class LoggedCommit:
 
 
 class Forge(Protocol):
+    """One forge. Its class attributes say what it can do, so callers read them instead
+    of probing: ``body_limit``, the longest request body (and comment) it takes, in
+    characters; ``has_checks``, whether commits carry CI statuses or check runs (plain
+    git: none, so nothing is left "to the forge"); ``branch_is_request``, whether the
+    promotion branch itself is the request (plain git: there is nothing else to
+    update); ``has_labels``, whether requests carry labels (Bitbucket: none, so
+    asked-for labels are a warning, never a reason to update the request)."""
+
     name: str
+    body_limit: int
+    has_checks: bool
+    branch_is_request: bool
+    has_labels: bool
+
+    def close(self) -> None:
+        """Let go of what the forge holds (HTTP connections, a private clone); called
+        once the run is over, whatever happened."""
+        ...
 
     def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
         """The base branch (default branch when None) with every file of its tree.
@@ -206,13 +278,14 @@ class Forge(Protocol):
         """Combined state of statuses and check runs / pipelines on ``sha``."""
         ...
 
-    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
+              message: str = "") -> MergeOutcome:
         """Merge now if the forge allows it; ``sha`` guards against a moved head.
         ``message`` (title, blank line, body) becomes the merge or squash commit's message,
         so the trailers promoter writes reach the base branch whatever the method."""
         ...
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         """Ask the forge to merge ``sha`` once checks pass (GitHub auto-merge, GitLab
         merge-when-pipeline-succeeds); merge directly when already mergeable. The forge

@@ -99,21 +99,28 @@ from promoter.forges.base import (
     ChecksState,
     Head,
     LoggedCommit,
+    MergeMethod,
     MergeOutcome,
     PullRequest,
     RequestSpec,
     Snapshot,
+    cap_text,
+    check_branch,
+    check_path,
     check_policy_entry,
     git_blob_sha,
+    says_conflict,
 )
 from promoter.forges.http import (
     CrossOriginRedirect,
     origin,
     read_capped,
+    refuse_cleartext_proxy,
     refuse_cross_origin,
     same_origin,
 )
 from promoter.forges.http import session as http_session
+from promoter.forges.registry import Setup
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -181,13 +188,6 @@ def _message(response: requests.Response) -> str:
     return str(data)[:200]
 
 
-def _cap(text: str, limit: int, what: str) -> str:
-    if len(text) <= limit:
-        return text
-    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
-    return text[: limit - len(note)] + note
-
-
 def _pull(data: Mapping[str, Any]) -> PullRequest:
     source = data.get("source") or {}
     destination = data.get("destination") or {}
@@ -225,6 +225,9 @@ class BitbucketForge:
 
     name = "bitbucket"
     has_labels = False  # Bitbucket pull requests have none: asked-for labels are a warning
+    body_limit = MAX_BODY
+    has_checks = True
+    branch_is_request = False
 
     def __init__(self, repo: str, api_url: str = CLOUD_API, token: str | None = None,
                  username: str | None = None, web_url: str | None = None,
@@ -348,18 +351,7 @@ class BitbucketForge:
     def _write(self, what: str, write: Callable[[], T],
                took_effect: Callable[[], T | None]) -> T:
         """A write retried only after ``took_effect`` says the last attempt did not land."""
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                done = took_effect()
-                if done is not None:
-                    return done
-            return write()
-
-        return self._run(what, attempt)
+        return self._run(what, retry.Write(write, took_effect))
 
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         where = f"{self.repo} at {self.api_url}"
@@ -427,6 +419,10 @@ class BitbucketForge:
     # -- reading ----------------------------------------------------------------------
 
     def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
+        if base is not None:
+            check_branch(base)
+        if branch is not None:
+            check_branch(branch)
         if base is None:
             data = self._run("read the repository", lambda: self._call("GET", "",
                                                                        missing=True))
@@ -510,10 +506,12 @@ class BitbucketForge:
             "GET", f"/src/{commit}/{CONFIG_FILE}", raw=True))
 
     def read_head(self, branch: str) -> Head | None:
+        check_branch(branch)
         return self._run(f"read branch {branch}", lambda: self._head(branch))
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
         """Newest first along first parents (Bitbucket lists every reachable commit)."""
+        check_branch(branch)
         if limit <= 0:
             return []
 
@@ -590,6 +588,10 @@ class BitbucketForge:
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
+        check_branch(branch)
+        for path in files:
+            check_path(path)
+
         def ours(head: Head | None) -> str | None:
             """The head's sha when it is the commit this call makes (an earlier attempt)."""
             if head is None or (replace is not None and head.sha == replace.sha):
@@ -690,6 +692,7 @@ class BitbucketForge:
         return out
 
     def delete_branch(self, branch: str) -> None:
+        check_branch(branch)
         self._run(f"delete branch {branch}", lambda: self._call(
             "DELETE", f"/refs/branches/{self._ref(branch)}", missing=True))
 
@@ -709,6 +712,7 @@ class BitbucketForge:
 
     def find_request(self, branch: str, base: str, *,
                      confirm_none: bool = False) -> PullRequest | None:
+        check_branch(branch)
         return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
 
     def _reviewer_ids(self, names: tuple[str, ...]) -> list[dict[str, str]]:
@@ -756,10 +760,11 @@ class BitbucketForge:
 
     def open_request(self, branch: str, base: str, spec: RequestSpec, *,
                      auto_merge_next: bool = False) -> PullRequest:
+        check_branch(branch)
         self._no_labels(spec.labels)
         payload: dict[str, Any] = {
-            "title": _cap(spec.title, MAX_TITLE, "title").replace("\n", " "),
-            "description": _cap(spec.body, MAX_BODY, "description"),
+            "title": cap_text(spec.title, MAX_TITLE, "title").replace("\n", " "),
+            "description": cap_text(spec.body, MAX_BODY, "description"),
             "source": {"branch": {"name": branch}},
             "destination": {"branch": {"name": base}},
             "close_source_branch": True, "draft": spec.draft}
@@ -790,8 +795,8 @@ class BitbucketForge:
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         self._no_labels(spec.labels)
-        title = _cap(spec.title, MAX_TITLE, "title").replace("\n", " ")
-        body = _cap(spec.body, MAX_BODY, "description")
+        title = cap_text(spec.title, MAX_TITLE, "title").replace("\n", " ")
+        body = cap_text(spec.body, MAX_BODY, "description")
         if title == pr.title and body == pr.body:
             return pr  # nothing to change: no request
         data = self._run(f"update pull request #{pr.number}", lambda: self._call(
@@ -799,7 +804,7 @@ class BitbucketForge:
         return _pull(data) if isinstance(data, dict) else dc_replace(pr, title=title, body=body)
 
     def close_request(self, pr: PullRequest, comment: str) -> None:
-        body = _cap(comment, MAX_BODY, "comment")
+        body = cap_text(comment, MAX_BODY, "comment")
 
         def noted() -> bool | None:
             for item in self._pages(f"/pullrequests/{pr.number}/comments", {"pagelen": PAGE}):
@@ -856,7 +861,8 @@ class BitbucketForge:
         merged = str((data.get("merge_commit") or {}).get("hash") or "") or None
         return MergeOutcome(merged=True, sha=merged)
 
-    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
+              message: str = "") -> MergeOutcome:
         """Merge only a request whose head is ``sha`` right now (the API takes no
         expected head): read the pull request and the branch, merge, check the merged
         source commit."""
@@ -876,7 +882,7 @@ class BitbucketForge:
                                 "merge_strategy": _STRATEGIES.get(method, "merge_commit"),
                                 "close_source_branch": True}
         if message.strip():
-            body["message"] = _cap(message, MAX_MESSAGE, "message")
+            body["message"] = cap_text(message, MAX_MESSAGE, "message")
 
         def post() -> dict[str, Any] | str:
             try:
@@ -894,7 +900,8 @@ class BitbucketForge:
         answer = self._write(f"merge pull request #{pr.number}", post, landed)
         if isinstance(answer, str):
             return MergeOutcome(merged=False,
-                                reason=f"Bitbucket will not merge #{pr.number} now: {answer}")
+                                reason=f"Bitbucket will not merge #{pr.number} now: {answer}",
+                                conflict=says_conflict(str(answer)))
         if answer.get("state") != "MERGED":  # 202: merging in the background
             answer = self._run(f"read pull request #{pr.number}",
                                lambda: self._get_pull(pr.number))
@@ -902,7 +909,7 @@ class BitbucketForge:
                 return MergeOutcome(merged=False, reason="Bitbucket is still merging it")
         return self._merged_at(pr, sha, answer)
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         """Bitbucket's "merge when builds pass" has no API and pins no commit: promoter
         never schedules it. Green (or no) checks now: merged now, pinned as ``merge``
@@ -926,3 +933,18 @@ def connect(repo: str, api_url: str = CLOUD_API, **options: Any) -> Any:
     from promoter.forges.bitbucket_server import BitbucketServerForge
 
     return BitbucketServerForge(repo, api_url=api_url, **options)
+
+
+def from_setup(setup: Setup) -> Any:
+    """The Bitbucket forge the CLI asked for: Cloud or Data Center, from ``--api-url``."""
+    api = setup.api_url or CLOUD_API
+    if not setup.token:
+        raise UsageError("no token: set PROMOTE_TOKEN (or BITBUCKET_TOKEN)",
+                         hint="a repository access token with the repository:write and "
+                              "pullrequest:write scopes (an app password / API token: "
+                              "also set BITBUCKET_USERNAME)")
+    refuse_cleartext_proxy(api, setup.environ, "--api-url")
+    return connect(setup.repo, api_url=api, token=setup.token,
+                   username=setup.environ.get("BITBUCKET_USERNAME") or None,
+                   retry_timeout=setup.retry_timeout, ca_bundle=setup.ca_bundle,
+                   sleep=setup.sleep, patience=setup.patience("Bitbucket"), warn=setup.warn)

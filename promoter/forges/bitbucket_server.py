@@ -70,11 +70,16 @@ from promoter.forges.base import (
     ChecksState,
     Head,
     LoggedCommit,
+    MergeMethod,
     MergeOutcome,
     PullRequest,
     RequestSpec,
     Snapshot,
+    cap_text,
+    check_branch,
+    check_path,
     check_policy_entry,
+    says_conflict,
 )
 from promoter.forges.http import (
     CrossOriginRedirect,
@@ -136,13 +141,6 @@ def _message(response: requests.Response) -> str:
     return str(data)[:200]
 
 
-def _cap(text: str, limit: int, what: str) -> str:
-    if len(text) <= limit:
-        return text
-    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
-    return text[: limit - len(note)] + note
-
-
 def _pull(data: Mapping[str, Any]) -> PullRequest:
     source = data.get("fromRef") or {}
     target = data.get("toRef") or {}
@@ -163,6 +161,9 @@ class BitbucketServerForge:
 
     name = "bitbucket"
     has_labels = False
+    body_limit = MAX_BODY
+    has_checks = True
+    branch_is_request = False
 
     def __init__(self, repo: str, api_url: str, token: str | None = None,
                  username: str | None = None, retry_timeout: float = retry.DEFAULT_TIMEOUT,
@@ -263,18 +264,7 @@ class BitbucketServerForge:
 
     def _write(self, what: str, write: Callable[[], T],
                took_effect: Callable[[], T | None]) -> T:
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                done = took_effect()
-                if done is not None:
-                    return done
-            return write()
-
-        return self._run(what, attempt)
+        return self._run(what, retry.Write(write, took_effect))
 
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         where = f"{self.repo} at {self.api_url}"
@@ -335,6 +325,10 @@ class BitbucketServerForge:
     # -- reading ----------------------------------------------------------------------
 
     def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
+        if base is not None:
+            check_branch(base)
+        if branch is not None:
+            check_branch(branch)
         if base is None:
             data = self._run("read the default branch", lambda: self._call(
                 "GET", "/branches/default", missing=True))
@@ -390,9 +384,11 @@ class BitbucketServerForge:
             "GET", f"/raw/{CONFIG_FILE}", params={"at": commit}, raw=True))
 
     def read_head(self, branch: str) -> Head | None:
+        check_branch(branch)
         return self._run(f"read branch {branch}", lambda: self._head(branch))
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        check_branch(branch)
         if limit <= 0:
             return []
 
@@ -457,6 +453,10 @@ class BitbucketServerForge:
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
+        check_branch(branch)
+        for path in files:
+            check_path(path)
+
         path, content = self.one_file(files)
         where = f"branch {branch} of {self.repo}"
 
@@ -558,6 +558,7 @@ class BitbucketServerForge:
         return out
 
     def delete_branch(self, branch: str) -> None:
+        check_branch(branch)
         self._run(f"delete branch {branch}", lambda: self._call(
             "DELETE", "", url=self._branches, body={"name": f"refs/heads/{branch}"}))
 
@@ -573,6 +574,7 @@ class BitbucketServerForge:
 
     def find_request(self, branch: str, base: str, *,
                      confirm_none: bool = False) -> PullRequest | None:
+        check_branch(branch)
         return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
 
     def _no_labels(self, labels: tuple[str, ...]) -> None:
@@ -582,10 +584,11 @@ class BitbucketServerForge:
 
     def open_request(self, branch: str, base: str, spec: RequestSpec, *,
                      auto_merge_next: bool = False) -> PullRequest:
+        check_branch(branch)
         self._no_labels(spec.labels)
         payload: dict[str, Any] = {
-            "title": _cap(spec.title, MAX_TITLE, "title").replace("\n", " "),
-            "description": _cap(spec.body, MAX_BODY, "description"),
+            "title": cap_text(spec.title, MAX_TITLE, "title").replace("\n", " "),
+            "description": cap_text(spec.body, MAX_BODY, "description"),
             "fromRef": {"id": f"refs/heads/{branch}"}, "toRef": {"id": f"refs/heads/{base}"},
             "draft": spec.draft,
             "reviewers": [{"user": {"name": r.removeprefix("@")}} for r in spec.reviewers]}
@@ -623,8 +626,8 @@ class BitbucketServerForge:
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         self._no_labels(spec.labels)
-        title = _cap(spec.title, MAX_TITLE, "title").replace("\n", " ")
-        body = _cap(spec.body, MAX_BODY, "description")
+        title = cap_text(spec.title, MAX_TITLE, "title").replace("\n", " ")
+        body = cap_text(spec.body, MAX_BODY, "description")
         if title == pr.title and body == pr.body:
             return pr
 
@@ -637,7 +640,7 @@ class BitbucketServerForge:
         return self._run(f"update pull request #{pr.number}", put)
 
     def close_request(self, pr: PullRequest, comment: str) -> None:
-        text = _cap(comment, MAX_BODY, "comment")
+        text = cap_text(comment, MAX_BODY, "comment")
         if comment:
             self._run(f"comment on pull request #{pr.number}", lambda: self._call(
                 "POST", f"/pull-requests/{pr.number}/comments", body={"text": text}))
@@ -680,7 +683,8 @@ class BitbucketServerForge:
         merge = ((data.get("properties") or {}).get("mergeCommit") or {}).get("id")
         return MergeOutcome(merged=True, sha=str(merge) if merge else None)
 
-    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
+              message: str = "") -> MergeOutcome:
         """Merge with the pull request's ``version`` as read while its source commit was
         the proved one: a pull request that changed since is refused (409)."""
         data = self._run(f"read pull request #{pr.number}", lambda: self._get_pull(pr.number))
@@ -715,10 +719,11 @@ class BitbucketServerForge:
         answer = self._write(f"merge pull request #{pr.number}", post, landed)
         if isinstance(answer, str):
             return MergeOutcome(merged=False, reason=f"Bitbucket Data Center will not merge "
-                                                     f"#{pr.number} now: {answer}")
+                                                     f"#{pr.number} now: {answer}",
+                                conflict=says_conflict(str(answer)))
         return self._merged_at(pr, sha, answer)
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         state = self.checks(pr, sha)
         if state in (ChecksState.SUCCESS, ChecksState.NONE):

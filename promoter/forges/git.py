@@ -37,30 +37,36 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from promoter import retry
+from promoter import identity, retry
 from promoter.errors import ConflictError, ForgeError, UsageError
 from promoter.forges.base import (
     LINK_MODE,
+    MERGE_METHODS,
     REGULAR_MODES,
     ChecksState,
     Head,
     LoggedCommit,
+    MergeMethod,
     MergeOutcome,
     PullRequest,
     RequestSpec,
     Snapshot,
+    check_branch,
+    check_path,
     check_policy_entry,
 )
 from promoter.forges.gitclone import (
     Clone,
     GitFailed,
     Runner,
-    check_branch,
-    check_path,
     strip_userinfo,
+    url_secrets,
 )
+from promoter.forges.http import refuse_cleartext_proxy
+from promoter.forges.registry import Setup
 from promoter.identity import EXAMPLE, Identity
 from promoter.paths import CONFIG_FILE
+from promoter.redact import register
 
 if TYPE_CHECKING:
     from promoter.forges.base import Forge
@@ -68,7 +74,6 @@ if TYPE_CHECKING:
 __all__ = ["MERGE_ATTEMPTS", "MERGE_METHODS", "GitForge", "check_branch", "check_path",
            "strip_userinfo"]
 
-MERGE_METHODS = ("merge", "squash", "rebase")
 MERGE_ATTEMPTS = 3
 _MOVED = ("fetch first", "non-fast-forward", "stale info")
 
@@ -84,7 +89,10 @@ class GitForge:
     be replaced in tests."""
 
     name = "git"
+    body_limit = 65_536  # no request body (the branch is the request): any will do
     has_checks = False  # no CI statuses: promote does not leave checks "to the forge"
+    branch_is_request = True
+    has_labels = False  # no request, nothing to label
 
     def __init__(
         self,
@@ -332,12 +340,13 @@ class GitForge:
 
     # -- merging --------------------------------------------------------------------------
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         """No CI to wait for in plain git: merge ``sha`` now."""
         return self.merge(pr, method, sha, message)
 
-    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
+              message: str = "") -> MergeOutcome:
         """Merge ``sha`` into the base and push. ``message`` is the merge or squash
         commit's message; without it, squash uses the promotion commit's own message and
         merge "Merge branch 'B' into BASE" followed by that message. Rebase keeps each
@@ -383,7 +392,7 @@ class GitForge:
         tips = self._clone.fetch([pr.base, pr.branch], depth=1 if fresh else None)
         return tips[pr.base], tips[pr.branch]
 
-    def _merged(self, method: str, pr: PullRequest, base_tip: str, tip: str,
+    def _merged(self, method: MergeMethod, pr: PullRequest, base_tip: str, tip: str,
                 message: str) -> str | None:
         """The commit the base should move to, or None when it already has the change."""
         merge_base = self._merge_base(base_tip, tip, (pr.base, pr.branch))
@@ -479,3 +488,17 @@ class GitForge:
 if TYPE_CHECKING:
     def _is_a_forge(forge: GitForge) -> Forge:  # mypy checks GitForge against the protocol
         return forge
+
+
+def from_setup(setup: Setup) -> GitForge:
+    """The plain-git forge the CLI asked for. Its default author: ``--author``, else the
+    CI user (``author:`` of the config, read later, comes with each commit); merge
+    commits use it too. A token in the URL is masked everywhere."""
+    secrets = url_secrets(setup.repo)
+    for secret in secrets:
+        register(secret)
+    author = identity.parse(setup.author) if setup.author else identity.from_ci(setup.environ)
+    if secrets:
+        refuse_cleartext_proxy(setup.repo, setup.environ, "--repo")
+    return GitForge(setup.repo, author=author, retry_timeout=setup.retry_timeout,
+                    ca_bundle=setup.ca_bundle, sleep=setup.sleep)

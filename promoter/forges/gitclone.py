@@ -50,6 +50,7 @@ from urllib.parse import unquote
 
 from promoter import retry
 from promoter.errors import AuthError, ConflictError, ForgeError, PromoteError, UsageError
+from promoter.forges.base import check_path
 from promoter.forges.http import CA_HINT
 from promoter.redact import redact
 
@@ -124,7 +125,6 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SCP = re.compile(r"^[^/]*:")  # git's rule: a colon before the first slash means ssh
 _SCHEME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-")
 _AUTHORITY_END = re.compile(r"[/\s'\"]")
-_REF_BAD = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)")
 
 
 def strip_userinfo(text: str) -> str:
@@ -205,24 +205,6 @@ def url_secrets(remote: str) -> tuple[str, ...]:
         found = {user} if len(user) >= 20 else set()
     found |= {unquote(s) for s in found}
     return tuple(sorted((s for s in found if s), key=len, reverse=True))
-
-
-def check_branch(name: str) -> None:
-    """Refuse a branch name git would refuse, or one that could be read as an option
-    or a refspec (``-x``, ``a:b``, ``+x``)."""
-    if (not name or name.startswith(("-", "/", ".", "+")) or name.endswith(("/", ".", ".lock"))
-            or name == "@" or _REF_BAD.search(name)):
-        raise UsageError(f"{name!r} is not a valid branch name",
-                         hint="use letters, digits, '-', '_', '.' and '/' separators")
-
-
-def check_path(path: str) -> None:
-    """Refuse a file path that is not a plain relative path inside the repository."""
-    parts = path.split("/")
-    if (not path or "\x00" in path or any(p in ("", ".", "..") for p in parts)
-            or any(p.lower() == ".git" for p in parts)):
-        raise UsageError(f"{path!r} is not a relative path inside the repository",
-                         hint="paths are relative to the repo root, with '/' separators")
 
 
 @dataclass(frozen=True)
@@ -648,20 +630,20 @@ class Clone:
         fast-forward. Returns None once the remote ref is ``new``, else git's rejection
         reason ("[rejected] (stale info)", "... (fetch first)", ...). A failed attempt is
         repeated only after ls-remote shows that it did not take effect."""
-        attempts = 0
         args = ["push", "--porcelain", "--no-verify"]
         if lease is not None:
             args.append(f"--force-with-lease={ref}:{lease}")
         args += ["--", self._url, f"{new or ''}:{ref}"]
 
-        def once() -> str | None:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1 and self.ls_remote(ref, retried=False)[0].get(ref) == new:
-                return None  # the earlier attempt landed; its answer was lost
+        def landed() -> str | None:
+            """"" (done) when the earlier attempt landed and its answer was lost."""
+            return "" if self.ls_remote(ref, retried=False)[0].get(ref) == new else None
+
+        def once() -> str:
+            """"" when the remote ref is ``new``, else git's rejection reason."""
             result = self.run(*args, verb="push")
             if result.returncode == 0:
-                return None
+                return ""
             stderr = self.clean(result.stderr.decode("utf-8", "replace"))
             for line in result.stdout.decode("utf-8", "replace").splitlines():
                 flag, _, rest = line.partition("\t")
@@ -672,7 +654,7 @@ class Clone:
                     return reason
             raise GitFailed("push", self.remote, stderr, result.returncode)
 
-        return self.retrying(once)
+        return self.retrying(retry.Write(once, landed)) or None
 
     def _refused(self, ref: str, reason: str, stderr: str) -> PromoteError:
         detail = f"{reason}; {stderr.strip()}" if stderr.strip() else reason

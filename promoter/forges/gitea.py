@@ -89,15 +89,22 @@ from promoter.forges.base import (
     ChecksState,
     Head,
     LoggedCommit,
+    MergeMethod,
     MergeOutcome,
     PullRequest,
     RequestSpec,
     Snapshot,
+    cap_text,
+    check_branch,
+    check_path,
     check_policy_entry,
     git_blob_sha,
+    landed_on_new_branch,
+    says_conflict,
 )
 from promoter.forges.http import CrossOriginRedirect, read_capped, refuse_cross_origin
 from promoter.forges.http import session as http_session
+from promoter.forges.registry import Setup, api_root
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -163,13 +170,6 @@ def _message(response: requests.Response) -> str:
     return str(data)[:200]
 
 
-def _cap(text: str, limit: int, what: str) -> str:
-    if len(text) <= limit:
-        return text
-    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
-    return text[: limit - len(note)] + note
-
-
 def _pull(data: Mapping[str, Any]) -> PullRequest:
     head = data.get("head") or {}
     base = data.get("base") or {}
@@ -198,6 +198,10 @@ class GiteaForge:
     the environment."""
 
     name = "gitea"
+    body_limit = MAX_BODY
+    has_checks = True
+    branch_is_request = False
+    has_labels = True
 
     def __init__(self, repo: str, api_url: str, token: str | None = None,
                  retry_timeout: float = retry.DEFAULT_TIMEOUT,
@@ -274,18 +278,7 @@ class GiteaForge:
     def _write(self, what: str, write: Callable[[], T],
                took_effect: Callable[[], T | None]) -> T:
         """A write retried only after ``took_effect`` says the last attempt did not land."""
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                done = took_effect()
-                if done is not None:
-                    return done
-            return write()
-
-        return self._run(what, attempt)
+        return self._run(what, retry.Write(write, took_effect))
 
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         where = f"{self.repo} at {self.api_url}"
@@ -347,6 +340,10 @@ class GiteaForge:
     # -- reading ----------------------------------------------------------------------
 
     def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
+        if base is not None:
+            check_branch(base)
+        if branch is not None:
+            check_branch(branch)
         if base is None:
             data = self._run("read the repository", lambda: self._json("GET", "", missing=True))
             if data is None:
@@ -422,11 +419,13 @@ class GiteaForge:
                              hint="run again; report it if it persists")
 
     def read_head(self, branch: str) -> Head | None:
+        check_branch(branch)
         return self._run(f"read branch {branch}", lambda: self._head(branch))
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
         """Newest first along first parents: Gitea lists every commit reachable, so the
         first-parent chain is followed here through each commit's ``parents``."""
+        check_branch(branch)
         if limit <= 0:
             return []
 
@@ -506,6 +505,10 @@ class GiteaForge:
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
+        check_branch(branch)
+        for path in files:
+            check_path(path)
+
         def ours(head: Head | None) -> str | None:
             """The head's sha when it is the commit this call makes (an earlier attempt)."""
             if head is None or (replace is not None and head.sha == replace.sha):
@@ -540,18 +543,11 @@ class GiteaForge:
                 scratch: bool = False) -> str:
         """POST contents with ``new_branch``: the branch and its one commit together."""
         payload = self._changes(target, base, files, message)
-        attempts = 0
+
+        def landed() -> str | None:
+            return landed_on_new_branch(self._head(target), ours, in_the_way)
 
         def attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                head = self._head(target)
-                done = ours(head)
-                if done is not None:
-                    return done
-                if head is not None:
-                    raise in_the_way(head)
             try:
                 data = self._json("POST", "/contents", body=payload)
             except _Failure as exc:
@@ -581,7 +577,7 @@ class GiteaForge:
                                     f"{base.commit[:12]} while promoting", hint="run again")
             return sha
 
-        return self._run(f"commit to {target}", attempt)
+        return self._run(f"commit to {target}", retry.Write(attempt, landed))
 
     def _replace(self, branch: str, base: Snapshot, files: Mapping[str, bytes], message: str,
                  replace: Head, ours: Callable[[Head | None], str | None],
@@ -686,6 +682,7 @@ class GiteaForge:
         return out
 
     def delete_branch(self, branch: str) -> None:
+        check_branch(branch)
         self._run(f"delete branch {branch}", lambda: self._call(
             "DELETE", f"/branches/{self._ref(branch)}", missing=True))
 
@@ -707,6 +704,7 @@ class GiteaForge:
 
     def find_request(self, branch: str, base: str, *,
                      confirm_none: bool = False) -> PullRequest | None:
+        check_branch(branch)
         return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
 
     def _label_ids(self, names: tuple[str, ...]) -> list[int]:
@@ -737,7 +735,7 @@ class GiteaForge:
         title = spec.title
         if spec.draft and not title.upper().startswith(("WIP:", "[WIP]")):
             title = WIP + title
-        return _cap(title, MAX_TITLE, "title").replace("\n", " ")
+        return cap_text(title, MAX_TITLE, "title").replace("\n", " ")
 
     def write_first(self, files: Mapping[str, bytes]) -> bool:
         """No: the branch is read first (one GET), as before."""
@@ -749,8 +747,9 @@ class GiteaForge:
 
     def open_request(self, branch: str, base: str, spec: RequestSpec, *,
                      auto_merge_next: bool = False) -> PullRequest:
+        check_branch(branch)
         payload: dict[str, Any] = {"head": branch, "base": base, "title": self._title(spec),
-                                   "body": _cap(spec.body, MAX_BODY, "description")}
+                                   "body": cap_text(spec.body, MAX_BODY, "description")}
         labels = self._label_ids(spec.labels)
         if labels:
             payload["labels"] = labels
@@ -787,7 +786,7 @@ class GiteaForge:
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         title = self._title(spec)
-        body = _cap(spec.body, MAX_BODY, "description")
+        body = cap_text(spec.body, MAX_BODY, "description")
         missing = tuple(label for label in spec.labels if label not in pr.labels)
         ids = self._label_ids(missing)
         if title == pr.title and body == pr.body and not ids:
@@ -805,7 +804,7 @@ class GiteaForge:
         return updated
 
     def close_request(self, pr: PullRequest, comment: str) -> None:
-        body = _cap(comment, MAX_BODY, "comment")
+        body = cap_text(comment, MAX_BODY, "comment")
 
         def noted() -> bool | None:
             items = self._json("GET", f"/issues/{pr.number}/comments") or []
@@ -873,7 +872,8 @@ class GiteaForge:
         merged = data.get("merge_commit_sha")
         return MergeOutcome(merged=True, sha=str(merged) if merged else None)
 
-    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
+              message: str = "") -> MergeOutcome:
         body = {"Do": method, "head_commit_id": sha, "delete_branch_after_merge": True,
                 **_split(message)}
         answer = self._post_merge(pr, sha, body)
@@ -882,11 +882,12 @@ class GiteaForge:
         if answer.status == 409:
             if "head" in str(answer.data).lower():
                 raise self._moved(pr, sha, str(answer.data))
-            return MergeOutcome(merged=False, reason=f"conflict: {answer.data}")
+            return MergeOutcome(merged=False, reason=f"conflict: {answer.data}", conflict=True)
         return MergeOutcome(merged=False,
-                            reason=f"Gitea will not merge #{pr.number} now: {answer.data}")
+                            reason=f"Gitea will not merge #{pr.number} now: {answer.data}",
+                            conflict=says_conflict(str(answer.data)))
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         body = {"Do": method, "head_commit_id": sha, "delete_branch_after_merge": True,
                 "merge_when_checks_succeed": True, **_split(message)}
@@ -899,9 +900,11 @@ class GiteaForge:
             if answer.status == 409 and "head" in str(answer.data).lower():
                 raise self._moved(pr, sha, str(answer.data))
             if answer.status == 409:
-                return MergeOutcome(merged=False, reason=f"conflict: {answer.data}")
+                return MergeOutcome(merged=False, reason=f"conflict: {answer.data}",
+                                    conflict=True)
             return MergeOutcome(merged=False, reason=f"Gitea would not schedule the merge of "
-                                                     f"#{pr.number}: {answer.data}")
+                                                     f"#{pr.number}: {answer.data}",
+                                conflict=says_conflict(str(answer.data)))
         # A scheduled merge takes no head commit: make sure the head is still the proved one.
         data = self._run(f"read pull request #{pr.number}", lambda: self._get_pull(pr.number))
         if data.get("merged"):
@@ -917,3 +920,20 @@ class GiteaForge:
 
 class _Unsupported(Exception):
     """The server has no compare-and-swap branch update."""
+
+
+def from_setup(setup: Setup) -> GiteaForge:
+    """The Gitea / Forgejo forge the CLI asked for; inside Gitea or Forgejo Actions the
+    server running the job is the default ``--api-url``."""
+    ctx = setup.context
+    api = setup.api_url or (ctx.server_url if ctx.kind == "gitea" else None)
+    if not api:
+        raise UsageError("--forge gitea needs --api-url (the Gitea/Forgejo server root)",
+                         hint="e.g. --api-url https://gitea.example.com")
+    if not setup.token:
+        raise UsageError("no token: set PROMOTE_TOKEN (or GITEA_TOKEN / FORGEJO_TOKEN)",
+                         hint="an access token with the write:repository scope (and "
+                              "write:issue for labels and comments)")
+    return GiteaForge(setup.repo, api_url=api_root("gitea", api), token=setup.token,
+                      retry_timeout=setup.retry_timeout, ca_bundle=setup.ca_bundle,
+                      sleep=setup.sleep, patience=setup.patience("Gitea"))

@@ -47,7 +47,7 @@ import tarfile
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
@@ -70,15 +70,20 @@ from promoter import proof, retry
 from promoter.errors import AuthError, ConflictError, ForgeError, PromoteError, UsageError
 from promoter.forges import github_gql as gql
 from promoter.forges.base import (
+    MERGE_METHODS,
     ChecksState,
     Head,
     LoggedCommit,
+    MergeMethod,
     MergeOutcome,
     PullRequest,
     RequestSpec,
     Snapshot,
+    check_branch,
+    check_path,
     check_policy_entry,
     git_blob_sha,
+    says_conflict,
 )
 from promoter.forges.http import (
     OddAnswer,
@@ -86,9 +91,11 @@ from promoter.forges.http import (
     cross_host_301,
     origin,
     read_capped,
+    refuse_cleartext_proxy,
     session,
     tls_failure,
 )
+from promoter.forges.registry import Setup, api_root
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge, gunzip
 from promoter.paths import CONFIG_FILE
@@ -102,7 +109,6 @@ MAX_TITLE: Final = 256
 MAX_FILE: Final = 10 * 1024 * 1024  # larger files are left out of a snapshot
 PER_PAGE: Final = 100
 MAX_LISTED: Final = 300  # files GitHub lists for one commit on the first page
-MERGE_METHODS: Final = ("merge", "squash", "rebase")
 FAILED_CONCLUSIONS: Final = frozenset(
     {"failure", "timed_out", "cancelled", "action_required", "startup_failure", "stale"})
 TRUNCATED_NOTE: Final = ("\n\n---\n*promoter: the rest of this description was cut: GitHub "
@@ -199,23 +205,6 @@ def cap_title(title: str) -> str:
     return title if len(title) <= MAX_TITLE else title[:MAX_TITLE - 1] + "…"
 
 
-def check_branch(name: str) -> None:
-    bad = (not name or name.startswith(("-", "/")) or name.endswith(("/", ".", ".lock"))
-           or ".." in name or "//" in name or "@{" in name
-           or any(c in name for c in " ~^:?*[\\") or any(ord(c) < 32 for c in name))
-    if bad:
-        raise UsageError(f"{name!r} is not a valid branch name",
-                         hint="use letters, digits and - _ . / only")
-
-
-def check_path(path: str) -> None:
-    parts = path.split("/")
-    if (not path or path.startswith("/") or "\\" in path
-            or any(p in ("", ".", "..") for p in parts) or parts[0] == ".git"):
-        raise UsageError(f"{path!r} is not a relative path inside the repository",
-                         hint="paths must stay inside the config repo")
-
-
 def unpack_tarball(data: bytes) -> tuple[dict[str, bytes], frozenset[str], dict[str, str]]:
     """The regular files of a GitHub tarball (``owner-repo-sha7/`` stripped), the
     executable ones among them, and the symlinks (path -> target as stored). Symlinks
@@ -258,6 +247,10 @@ def _iso(value: Any) -> str:
 
 class GitHubForge:
     name = "github"
+    body_limit = MAX_BODY
+    has_checks = True
+    branch_is_request = False
+    has_labels = True
 
     def __init__(
         self,
@@ -414,18 +407,7 @@ class GitHubForge:
                recover: Callable[[GithubException], T | _Unhandled] | None = None) -> T:
         """A write that is retried only after ``already`` says the earlier attempt did
         not take effect (``already`` returns the result when it did)."""
-        tried = False
-
-        def attempt() -> T:
-            nonlocal tried
-            if tried:
-                done = already()
-                if done is not None:
-                    return done
-            tried = True
-            return act()
-
-        return self._call(op, attempt, need=need, recover=recover)
+        return self._call(op, retry.Write(act, already), need=need, recover=recover)
 
     def _translate(self, op: str, exc: GithubException, need: str) -> PromoteError:
         status = exc.status
@@ -709,11 +691,7 @@ class GitHubForge:
         variables = gql.commit_variables(repository_id, self.slug, branch, base.commit,
                                          files, message)
 
-        attempts = 0
-
         def act() -> str:
-            nonlocal attempts
-            attempts += 1
             _, data = gh.requester.graphql_query(gql.COMMIT, variables)
             oid = gql.committed(data)
             if oid is None:
@@ -748,13 +726,14 @@ class GitHubForge:
             if "already exists" in said or "expected branch to point to" in said.lower():
                 # there before this call: another run's (promote plans again, and reuses
                 # it when it proves), or an earlier attempt of this call's (ours)
-                same = landed() if attempts > 1 else None
+                same = landed() if write.retried else None
                 if same is None:
                     raise self._taken(branch, "")
                 return same
             return UNHANDLED
 
-        return self._write(f"commit to branch {branch}", act, landed, recover=refused)
+        write = retry.Write(act, landed)
+        return self._call(f"commit to branch {branch}", write, recover=refused)
 
     def _taken(self, branch: str, sha: str) -> ConflictError:
         at = f" at {sha[:12]}" if sha else ""
@@ -1017,7 +996,8 @@ class GitHubForge:
             return ChecksState.PENDING
         return ChecksState.SUCCESS
 
-    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
+              message: str = "") -> MergeOutcome:
         if method not in MERGE_METHODS:
             raise UsageError(f"unknown merge method {method!r}",
                              hint="use merge, squash or rebase")
@@ -1031,7 +1011,8 @@ class GitHubForge:
                 commit_message=body or NotSet)
             if status.merged:
                 return MergeOutcome(merged=True, sha=status.sha)
-            return MergeOutcome(merged=False, reason=status.message or "not merged")
+            return MergeOutcome(merged=False, reason=status.message or "not merged",
+                                conflict=says_conflict(status.message or ""))
 
         def already() -> MergeOutcome | None:
             pull = repo.get_pull(number)
@@ -1060,7 +1041,8 @@ class GitHubForge:
                 why += " (it conflicts with the base branch)"
             elif pull.mergeable_state == "behind":
                 why += " (the branch is behind the base branch)"
-            return MergeOutcome(merged=False, reason=why)
+            return MergeOutcome(merged=False, reason=why, conflict=says_conflict(said) or
+                                pull.mergeable_state in ("dirty", "behind"))
 
         return self._write(f"merge pull request #{number}", act, already,
                            need=f"{CONTENTS} and {PULLS}", recover=refused)
@@ -1069,7 +1051,7 @@ class GitHubForge:
         return ConflictError(f"pull request #{number} of {self.slug} was merged at another "
                              f"head than {sha[:12]}", hint="another run merged first; run again")
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         if method not in MERGE_METHODS:
             raise UsageError(f"unknown merge method {method!r}",
@@ -1118,7 +1100,8 @@ class GitHubForge:
                     return MergeOutcome(merged=True, sha=done.merge_commit_sha)
             if "dirty status" in said.lower():  # a merge conflict with the base branch
                 return MergeOutcome(merged=False, reason=(
-                    f"GitHub will not auto-merge #{number}: it conflicts with the base branch"))
+                    f"GitHub will not auto-merge #{number}: it conflicts with the base branch"),
+                    conflict=True)
             if "clean status" in said.lower():
                 # Nothing left to wait for: GitHub wants a plain merge (same head guard).
                 return self.merge(pr, method, sha, message)
@@ -1127,7 +1110,8 @@ class GitHubForge:
                     f"GitHub will not auto-merge #{number} ({said}): allow auto-merge in the "
                     "repository settings and protect the base branch with required checks"))
             return MergeOutcome(merged=False,
-                                reason=f"GitHub did not enable auto-merge on #{number}: {said}")
+                                reason=f"GitHub did not enable auto-merge on #{number}: {said}",
+                                conflict=says_conflict(said))
 
         return self._call(f"enable auto-merge on pull request #{number}", act,
                           need=f"{CONTENTS} and {PULLS}", recover=declined)
@@ -1139,7 +1123,26 @@ def _auto_merge_of(auto: Any) -> str | None:
     return str(auto["merge_method"]).lower()
 
 
-def _tip(branch: Any) -> tuple[str, str]:
-    """(commit sha, tree sha) of a branch, both from the one GET of the branch."""
-    commit = branch.commit
-    return str(commit.sha), str(commit.commit.tree.sha)
+def from_setup(setup: Setup) -> GitHubForge:
+    """The GitHub forge the CLI asked for: a token, or a GitHub App (its key from
+    ``--github-app-key-file`` or $PROMOTE_GITHUB_APP_KEY)."""
+    api = setup.api_url or "https://api.github.com"
+    key = setup.environ.get("PROMOTE_GITHUB_APP_KEY")
+    if setup.app_key_file:
+        try:
+            key = Path(setup.app_key_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read the GitHub App key: {exc.strerror}",
+                             file=setup.app_key_file) from None
+    register(key)
+    if setup.app_id and not key:
+        raise UsageError("--github-app-id needs --github-app-key-file or "
+                         "$PROMOTE_GITHUB_APP_KEY")
+    if not setup.token and not setup.app_id:
+        raise UsageError("no token: set PROMOTE_TOKEN (or GITHUB_TOKEN), or use a GitHub App",
+                         hint="the token needs contents:write and pull-requests:write")
+    refuse_cleartext_proxy(api, setup.environ, "--api-url")
+    return GitHubForge(setup.repo, api_url=api_root("github", api), token=setup.token,
+                       app_id=setup.app_id, app_key=key if setup.app_id else None,
+                       retry_timeout=setup.retry_timeout, ca_bundle=setup.ca_bundle,
+                       sleep=setup.sleep, patience=setup.patience("GitHub"))

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from promoter.forges.base import Head, PullRequest
+from promoter.forges.base import Head, MergeMethod, PullRequest
 
 LABELS_READ = 100  # labels of the repository read by the run query (GitHub's page limit)
 PULLS_READ = 10
@@ -189,7 +189,7 @@ def auto_merge_document(with_labels: bool) -> str:
     return f"mutation PromoterAutoMerge({declared}) {{ {fields} }}"
 
 
-def auto_merge_variables(node_id: str, method: str, sha: str, message: str,
+def auto_merge_variables(node_id: str, method: MergeMethod, sha: str, message: str,
                          label_ids: Sequence[str]) -> dict[str, Any]:
     title, _, body = message.strip().partition("\n\n")
     merge: dict[str, Any] = {"pullRequestId": node_id, "mergeMethod": method.upper(),

@@ -78,20 +78,27 @@ from promoter.forges.base import (
     ChecksState,
     Head,
     LoggedCommit,
+    MergeMethod,
     MergeOutcome,
     PullRequest,
     RequestSpec,
     Snapshot,
+    cap_text,
+    check_branch,
+    check_path,
     check_policy_entry,
     git_blob_sha,
 )
 from promoter.forges.http import (
     CrossOriginRedirect,
     collect,
+    job_token_stays_home,
+    refuse_cleartext_proxy,
     refuse_cross_origin,
     session,
     tls_failure,
 )
+from promoter.forges.registry import Setup, api_root
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -144,6 +151,12 @@ def _why(mr: Mapping[str, Any]) -> str:
         return f"pipeline {pipeline.get('status')}"
     return str(mr.get("detailed_merge_status") or mr.get("merge_status") or mr.get("state")
                or "not mergeable")
+
+
+def _conflicts(mr: Mapping[str, Any]) -> bool:
+    """The merge request conflicts with its target, or must be rebased onto it (the
+    target moved): promote plans again on the new base."""
+    return _why(mr) in ("conflict", "need_rebase")
 
 
 class _Transient(Exception):
@@ -215,13 +228,6 @@ def _project_missing(exc: glexc.GitlabError) -> bool:
     return _status(exc) == 404 and "project not found" in _message(exc).lower()
 
 
-def _cap(text: str, limit: int, what: str) -> str:
-    if len(text) <= limit:
-        return text
-    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
-    return text[: limit - len(note)] + note
-
-
 def _pull(mr: Mapping[str, Any]) -> PullRequest:
     state = {"opened": "open", "locked": "open", "merged": "merged"}.get(
         str(mr.get("state")), "closed")
@@ -283,6 +289,10 @@ class GitLabForge:
     another project), not both. Nothing here reads the environment."""
 
     name = "gitlab"
+    body_limit = MAX_DESCRIPTION
+    has_checks = True
+    branch_is_request = False
+    has_labels = True
 
     def __init__(
         self,
@@ -351,18 +361,7 @@ class GitLabForge:
     def _write(self, what: str, write: Callable[[], T],
                took_effect: Callable[[], T | None]) -> T:
         """A write retried only after ``took_effect`` says the last attempt did not land."""
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                done = took_effect()
-                if done is not None:
-                    return done
-            return write()
-
-        return self._run(what, attempt)
+        return self._run(what, retry.Write(write, took_effect))
 
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         where = f"{self.repo} at {self.api_url}"
@@ -448,6 +447,10 @@ class GitLabForge:
     # -- reading ----------------------------------------------------------------------
 
     def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
+        if base is not None:
+            check_branch(base)
+        if branch is not None:
+            check_branch(branch)
         if base is None:
             project = self._run("read the project",
                                 lambda: self._gl.projects.get(self._key))
@@ -518,9 +521,12 @@ class GitLabForge:
                                        lambda: self._project.repository_raw_blob(sha))
 
     def read_head(self, branch: str) -> Head | None:
+        check_branch(branch)
         return self._run(f"read branch {branch}", lambda: self._get_head(branch))
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        check_branch(branch)
+
         def fetch() -> list[LoggedCommit]:
             commits: list[LoggedCommit] = []
             page = 1
@@ -560,6 +566,10 @@ class GitLabForge:
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
+        check_branch(branch)
+        for path in files:
+            check_path(path)
+
         actions = [
             {
                 "action": "update" if path in base.files else "create",
@@ -604,17 +614,20 @@ class GitLabForge:
                 "promoter does not force over someone else's commit",
                 hint="run again to start from the new state")
 
-        attempts = 0
+        expected = replace.sha if replace is not None else None
+
+        def landed() -> str | None:
+            """Ours when an earlier attempt made it; else the branch must still be where
+            this write expects it."""
+            head = self._get_head(branch)
+            done = ours(head)
+            if done is None and (head.sha if head else None) != expected:
+                raise in_the_way(head)
+            return done
 
         def attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1 or replace is not None:
+            if not write.retried and replace is not None:
                 head = self._get_head(branch)
-                done = ours(head) if attempts > 1 else None
-                if done is not None:
-                    return done
-                expected = replace.sha if replace is not None else None
                 if (head.sha if head else None) != expected:
                     raise in_the_way(head)
             try:
@@ -622,7 +635,7 @@ class GitLabForge:
             except glexc.GitlabCreateError as exc:
                 if (replace is None and _status(exc) == 400
                         and "a branch called" in _message(exc).lower()):
-                    if attempts == 1:  # it was there before this call: promote looks
+                    if not write.retried:  # it was there before this call: promote looks
                         raise BranchExists(f"branch {branch} of {self.repo} already exists",
                                            hint="run promote again") from None
                     head = self._get_head(branch)
@@ -633,7 +646,8 @@ class GitLabForge:
                 raise
             return str(created.attributes["id"])
 
-        return self._run(f"commit to {branch}", attempt)
+        write = retry.Write(attempt, landed)
+        return self._run(f"commit to {branch}", write)
 
     def changed_files(self, sha: str) -> Mapping[str, str] | None:
         """GET the commit (its parents), GET its diff (paths, modes, flags), then the
@@ -665,6 +679,8 @@ class GitLabForge:
         return out
 
     def delete_branch(self, branch: str) -> None:
+        check_branch(branch)
+
         def delete() -> None:
             try:
                 self._project.branches.delete(branch)
@@ -684,6 +700,7 @@ class GitLabForge:
 
     def find_request(self, branch: str, base: str, *,
                      confirm_none: bool = False) -> PullRequest | None:
+        check_branch(branch)
         return self._run(f"find the merge request of {branch}", lambda: self._find(branch, base))
 
     def _user_id(self, username: str) -> int:
@@ -712,7 +729,7 @@ class GitLabForge:
         title = spec.title
         if spec.draft and not title.lower().startswith(("draft:", "[draft]", "(draft)")):
             title = f"Draft: {title}"
-        return _cap(title, MAX_TITLE, "title").replace("\n", " ")
+        return cap_text(title, MAX_TITLE, "title").replace("\n", " ")
 
     def write_first(self, files: Mapping[str, bytes]) -> bool:
         """POST commits with ``start_sha`` makes branch and commit at once, or answers 400
@@ -726,12 +743,13 @@ class GitLabForge:
 
     def open_request(self, branch: str, base: str, spec: RequestSpec, *,
                      auto_merge_next: bool = False) -> PullRequest:
+        check_branch(branch)
         people = self._people(spec)
         payload: dict[str, Any] = {
             "source_branch": branch,
             "target_branch": base,
             "title": self._title(spec),
-            "description": _cap(spec.body, MAX_DESCRIPTION, "description"),
+            "description": cap_text(spec.body, MAX_DESCRIPTION, "description"),
             "remove_source_branch": True,
             **people,
         }
@@ -760,7 +778,7 @@ class GitLabForge:
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         title = self._title(spec)
-        body = _cap(spec.body, MAX_DESCRIPTION, "description")
+        body = cap_text(spec.body, MAX_DESCRIPTION, "description")
         people = self._people(spec)
         missing = [label for label in spec.labels if label not in pr.labels]
         if title == pr.title and body == pr.body and not missing and not people:
@@ -777,7 +795,7 @@ class GitLabForge:
 
     def close_request(self, pr: PullRequest, comment: str) -> None:
         mr = self._project.mergerequests.get(pr.number, lazy=True)
-        body = _cap(comment, MAX_DESCRIPTION, "comment")
+        body = cap_text(comment, MAX_DESCRIPTION, "comment")
 
         def noted() -> bool | None:
             notes = mr.notes.list(sort="desc", order_by="created_at", per_page=20,
@@ -857,10 +875,11 @@ class GitLabForge:
                                             or mr.get("auto_merge_enabled")):
             return MergeOutcome(merged=False, auto_merge=True,
                                 reason="GitLab merges it when the pipeline succeeds")
-        return MergeOutcome(merged=False,
+        return MergeOutcome(merged=False, conflict=_conflicts(mr),
                             reason=f"GitLab did not merge !{mr.get('iid')}: {_why(mr)}")
 
-    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+    def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
+              message: str = "") -> MergeOutcome:
         data: dict[str, Any] = {"sha": sha, "should_remove_source_branch": True,
                                 **_messages(message)}
         if method == "squash":
@@ -875,10 +894,10 @@ class GitLabForge:
             if mr.get("sha") != sha:  # merged meanwhile, but at another run's commit
                 raise self._moved(pr, sha, "merged at another head")
             return self._outcome(mr)
-        return MergeOutcome(merged=False,
+        return MergeOutcome(merged=False, conflict=_conflicts(mr),
                             reason=f"GitLab will not merge !{pr.number} now: {_why(mr)}")
 
-    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         if (pr.auto_merge is not None and pr.head_sha == sha
                 and (pr.auto_merge == "squash") == (method == "squash")):
@@ -904,7 +923,7 @@ class GitLabForge:
                 return self._outcome(mr)
             pipeline = mr.get("head_pipeline") or {}
             if _why(mr) in _REFUSED or str(pipeline.get("status")) in _FAILED:
-                return MergeOutcome(merged=False,
+                return MergeOutcome(merged=False, conflict=_conflicts(mr),
                                     reason=f"GitLab will not merge !{pr.number}: {_why(mr)}")
             if wait is None or waited + wait > self.retry_timeout:
                 break
@@ -913,8 +932,9 @@ class GitLabForge:
         if self.checks(pr, sha) is ChecksState.NONE:
             # No pipeline appeared for the head (a project without CI): merge directly.
             return self.merge(pr, method, sha, message)
-        return MergeOutcome(merged=False, reason=f"GitLab would not enable auto-merge on "
-                                                 f"!{pr.number}: {_why(mr)}")
+        return MergeOutcome(merged=False, conflict=_conflicts(mr),
+                            reason=f"GitLab would not enable auto-merge on !{pr.number}: "
+                                   f"{_why(mr)}")
 
 
 def _messages(message: str) -> dict[str, str]:
@@ -922,3 +942,22 @@ def _messages(message: str) -> dict[str, str]:
     if not message.strip():
         return {}
     return {"merge_commit_message": message, "squash_commit_message": message}
+
+
+def from_setup(setup: Setup) -> GitLabForge:
+    """The GitLab forge the CLI asked for: an access token, or the CI job token (sent
+    only to the GitLab that issued it)."""
+    api = setup.api_url or "https://gitlab.com"
+    token, job = setup.token, setup.job_token
+    if not token and not job:
+        raise UsageError("no token: set PROMOTE_TOKEN (or GITLAB_TOKEN)",
+                         hint="a project or group access token with the api scope")
+    if job and not token:
+        job_token_stays_home(api, setup.environ.get("CI_SERVER_URL") or "", "CI_JOB_TOKEN",
+                             "CI_SERVER_URL")
+    refuse_cleartext_proxy(api, setup.environ, "--api-url")
+    return GitLabForge(setup.repo, api_url=api_root("gitlab", api), token=token,
+                       job_token=job, retry_timeout=setup.retry_timeout,
+                       ca_bundle=setup.ca_bundle, sleep=setup.sleep,
+                       patience=setup.patience("GitLab"))
+

@@ -294,3 +294,26 @@ def cleartext_proxy(url: str, environ: Mapping[str, str]) -> str | None:
     if _bypassed((parts.hostname or "").lower(), parts.port or 80, no_proxy):
         return None
     return origin(proxy if "://" in proxy else "http://" + proxy)
+
+
+def refuse_cleartext_proxy(url: str, environ: Mapping[str, str], what: str) -> None:
+    """A token never goes to a proxy in clear: over http:// the proxy reads every header
+    (over https:// it sees only CONNECT host:port, the request is inside TLS)."""
+    proxy = cleartext_proxy(url, environ)
+    if proxy is not None:
+        raise UsageError(
+            f"{what} {origin(url)} is plain http and HTTP_PROXY sends it through {proxy}: "
+            "the proxy would read the token in the request headers. Nothing was sent",
+            hint=f"use https (a proxy then only sees the tunnel), or add "
+                 f"{urlsplit(url).hostname} to NO_PROXY")
+
+
+def job_token_stays_home(api: str, server: str, variable: str, source: str) -> None:
+    """A CI job's own token (GitLab's CI_JOB_TOKEN, Azure Pipelines' SYSTEM_ACCESSTOKEN)
+    is issued by the server running the job (``server``, from the variable ``source``):
+    it is sent to that origin only, never to another --api-url."""
+    if not server or not same_origin(api, server):
+        raise UsageError(
+            f"{variable} belongs to {origin(server) if server else 'the server of the job'}"
+            f" ({source}); promoter does not send it to {origin(api)}",
+            hint="for another server, set PROMOTE_TOKEN to an access token issued there")

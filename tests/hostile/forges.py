@@ -88,7 +88,7 @@ def request(tag: str, env: str = "prod", **kw: Any) -> promote.Request:
 
 
 def promote_once(forge: Forge, tag: str, env: str = "prod", **kw: Any) -> dict[str, Any]:
-    return promote.run(forge, request(tag, env, **kw), {}, [], effects())
+    return promote.run(forge, request(tag, env, **kw), {}, [], effects()).to_json()
 
 
 @dataclass(frozen=True)

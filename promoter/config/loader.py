@@ -1,71 +1,16 @@
-""".promoter.yaml: the config repo's own policy, read from the BASE branch.
-
-    version: 1
-    defaults:                  # every environment inherits these (each key may be overridden)
-      auto_merge: false        # may a promotion merge without a human?
-      merge_method: squash     # merge | squash | rebase
-      allowed_tags: ['^v?\\d+\\.\\d+\\.\\d+$']   # a new tag must re.fullmatch one of them
-      max_auto_merge_bump: minor   # patch | minor | major
-      allow_downgrade: false   # a lower semver than what runs is refused outright
-      wait_for_checks: true    # merge only after the PR/MR's checks pass
-      labels: []               # added to the PR/MR
-      reviewers: []
-      assignees: []
-      draft: false             # open the PR/MR as a draft (a draft never auto-merges)
-      freeze: []               # windows without auto-merge, see below
-    environments:
-      prod:
-        paths: ["envs/prod/**"]        # required; relative globs inside the repo
-        require_upstream: staging      # the new image must already run in staging
-        freeze:
-          - {days: [fri, sat, sun], from: "15:00", to: "23:59", tz: Europe/Berlin}
-          - {start: "2026-12-20T00:00:00+01:00", end: "2027-01-04T00:00:00+01:00"}
-    markers:                           # Flux image-policy markers -> image repository
-      "flux-system:podinfo": ghcr.io/stefanprodan/podinfo
-    author: "Release Bot <release-bot@example.com>"   # who promotion commits are by
-    templates:                         # title, body, commit: {name} fields only, see
-      title: "deploy({env}): {names} {new}"   # promoter.templates; trailers always follow
-    signing: false                     # plain git: sign with your git signing key (or exit 2)
-
-Rules worth knowing:
-
-- Everything is validated; the first problem raises ``ConfigError`` naming the file,
-  line and column and what to do. Unknown keys are errors (a typo must never silently
-  disable a guard), and so are duplicate keys, YAML merge keys (``<<``) and tags.
-- An environment key overrides the same key of ``defaults`` as a whole (lists too).
-  ``paths`` and ``require_upstream`` exist only per environment.
-- ``allowed_tags`` absent means any tag; an empty list is an error (it would refuse
-  every tag). Patterns use Python ``re`` syntax and must match the whole tag; they are
-  matched with the ``regex`` package under a time limit (``promoter.limits.TagPattern``),
-  so a pattern that backtracks catastrophically is an error naming its line, not a hang.
-- Paths are globs relative to the repo root, matched like ``--file`` globs
-  (``promoter.paths.glob_match``): ``*`` and ``?`` stay inside one path segment, ``**``
-  (a whole segment) spans any depth, and a plain directory covers everything below it,
-  so ``envs/dev`` and ``envs/dev/**`` both cover ``envs/dev/a/b.yaml``. Absolute paths,
-  ``..``, backslashes and ``[`` classes are refused: a config cannot reach outside its
-  own repo, and every pattern means what it says.
-- Weekly freeze windows: ``days`` (mon..sun, default every day), ``from`` and ``to``
-  as HH:MM, both minutes inclusive (``15:00``-``23:59`` ends at 23:59:59), ``tz`` an
-  IANA zone (default UTC). ``from`` later than ``to`` crosses midnight: the window opens
-  on a listed day and closes on the next morning. Absolute windows: ``start`` (inclusive)
-  and ``end`` (exclusive), ISO 8601 datetimes or dates; without a UTC offset they need
-  ``tz``.
-- Marker values are stored as canonical repository names (``docker.io/library/nginx``).
-
-CLI flags only tighten a policy: see ``tighten``. Without a config file the built-in
-policy applies: open a PR/MR, auto-merge only when the caller asks, and then only if no
-downgrade, a semver step of at most minor, and green checks.
-"""
+"""Reading ``.promoter.yaml`` (see ``promoter.config``): every key is validated, and the
+first problem is a ``ConfigError`` naming the file, line and column, with a hint and a
+did-you-mean for a misspelt key or value."""
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timezone, tzinfo
-from typing import Any, Literal, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import date, datetime, time
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfoNotFoundError, available_timezones
 
 import regex
 from ruamel.yaml import YAML
@@ -75,19 +20,19 @@ from ruamel.yaml.reader import ReaderError
 
 from promoter import identity
 from promoter import templates as tpl
-from promoter.errors import ConfigError, InvalidReference, PromoteError, UsageError
+from promoter.config.freeze import DAYS, AbsoluteFreeze, Freeze, WeeklyFreeze, zone
+from promoter.config.model import BUILTIN, DEFAULT_FILE, Config, EnvPolicy
+from promoter.errors import ConfigError, InvalidReference
+from promoter.forges.base import MERGE_METHODS as ALL_METHODS
+from promoter.forges.base import MergeMethod
 from promoter.identity import Identity
 from promoter.images import Bump, parse_name
 from promoter.limits import MAX_CONFIG_DEPTH, TagPattern, yaml_depth
-from promoter.paths import glob_match
 from promoter.templates import Templates
 
-DEFAULT_FILE = ".promoter.yaml"
-
-MergeMethod = Literal["merge", "squash", "rebase"]
-MERGE_METHODS: dict[str, MergeMethod] = {"merge": "merge", "squash": "squash", "rebase": "rebase"}
+MERGE_METHODS: dict[str, MergeMethod] = {method: method for method in ALL_METHODS}
 BUMPS: dict[str, Bump] = {"patch": Bump.PATCH, "minor": Bump.MINOR, "major": Bump.MAJOR}
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
 _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 _STR = "tag:yaml.org,2002:str"
@@ -103,247 +48,8 @@ _TIME_RE = re.compile(r"(\d{1,2}):(\d{2})")
 _MARKER_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?:[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
 
 
-# --- values -----------------------------------------------------------------------------
-
-
-def zone(name: str) -> tzinfo:
-    """The time zone called ``name`` (``UTC`` works even without a tz database)."""
-    if name == "UTC":
-        return timezone.utc
-    return ZoneInfo(name)
-
-
-def _aware(now: datetime) -> datetime:
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise PromoteError("internal error: policy time must be timezone-aware")
-    return now
-
-
-@dataclass(frozen=True)
-class WeeklyFreeze:
-    """Every week on ``days`` (0 = Monday) from ``start`` to ``end`` (minutes inclusive)."""
-
-    days: frozenset[int]
-    start: time
-    end: time
-    tz: str = "UTC"
-
-    def contains(self, now: datetime) -> bool:
-        local = _aware(now).astimezone(zone(self.tz))
-        minute = local.hour * 60 + local.minute
-        first = self.start.hour * 60 + self.start.minute
-        last = self.end.hour * 60 + self.end.minute
-        day = local.weekday()
-        if first <= last:
-            return day in self.days and first <= minute <= last
-        # Crosses midnight: opened on a listed day, or still open from the day before.
-        return (day in self.days and minute >= first) or (
-            (day - 1) % 7 in self.days and minute <= last
-        )
-
-    def describe(self) -> str:
-        days = "every day" if len(self.days) == 7 else ", ".join(DAYS[d] for d in sorted(self.days))
-        return f"{days} {self.start:%H:%M}-{self.end:%H:%M} {self.tz}"
-
-
-@dataclass(frozen=True)
-class AbsoluteFreeze:
-    """From ``start`` (inclusive) to ``end`` (exclusive); both timezone-aware."""
-
-    start: datetime
-    end: datetime
-
-    def contains(self, now: datetime) -> bool:
-        return self.start <= _aware(now) < self.end
-
-    def describe(self) -> str:
-        return f"{self.start.isoformat()} to {self.end.isoformat()}"
-
-
-Freeze = WeeklyFreeze | AbsoluteFreeze
-
-
-def path_matches(patterns: Iterable[str], path: str) -> bool:
-    """True when repo-relative ``path`` matches one of ``patterns`` (the same glob rules
-    as ``--file``: ``promoter.paths.glob_match``)."""
-    return any(glob_match(p, path) for p in patterns)
-
-
-@dataclass(frozen=True)
-class EnvPolicy:
-    """The policy of one environment (or of ``defaults``, or the built-in one)."""
-
-    name: str
-    paths: tuple[str, ...] = ()
-    auto_merge: bool = False
-    merge_method: MergeMethod = "squash"
-    allowed_tags: tuple[TagPattern, ...] | None = None  # None: any tag
-    max_auto_merge_bump: Bump = Bump.MINOR
-    allow_downgrade: bool = False
-    wait_for_checks: bool = True
-    require_upstream: str | None = None
-    freeze: tuple[Freeze, ...] = ()
-    labels: tuple[str, ...] = ()
-    reviewers: tuple[str, ...] = ()
-    assignees: tuple[str, ...] = ()
-    draft: bool = False
-    configured: bool = True  # False only for the built-in policy (no .promoter.yaml)
-
-    def matches(self, path: str) -> bool:
-        return path_matches(self.paths, path)
-
-    def describe(self) -> str:
-        if not self.configured:
-            return "the built-in policy (no .promoter.yaml)"
-        if self.name == "defaults" and not self.paths:
-            return "the defaults of .promoter.yaml"
-        return f"environment {self.name}"
-
-
-BUILTIN = EnvPolicy(name="", configured=False)
-
-
-@dataclass(frozen=True)
-class Config:
-    environments: dict[str, EnvPolicy]
-    defaults: EnvPolicy
-    markers: dict[str, str] = field(default_factory=dict)
-    file: str = DEFAULT_FILE
-    author: Identity | None = None  # who promotion commits are by (--author overrides)
-    templates: Templates = field(default_factory=Templates)  # title, body, commit message
-    signing: bool = False  # plain git: sign commits with the user's git signing key
-
-    @property
-    def present(self) -> bool:
-        """False when there was no config file (built-in defaults)."""
-        return self.defaults.configured
-
-    def env(self, name: str) -> EnvPolicy:
-        try:
-            return self.environments[name]
-        except KeyError:
-            raise _unknown_env(self, name) from None
-
-    def envs_for_path(self, path: str) -> tuple[EnvPolicy, ...]:
-        return tuple(e for e in self.environments.values() if e.matches(path))
-
-    def env_for_path(self, path: str) -> EnvPolicy | None:
-        """The environment whose paths cover ``path``; ConfigError if several do."""
-        found = self.envs_for_path(path)
-        if len(found) > 1:
-            names = ", ".join(e.name for e in found)
-            raise ConfigError(
-                f"{path} belongs to several environments ({names})",
-                file=self.file,
-                hint="make the environments' paths disjoint",
-            )
-        return found[0] if found else None
-
-    def policy_for(self, files: Iterable[str]) -> EnvPolicy:
-        """The policy for a change to ``files`` when no ``--env`` was given: the one
-        environment that owns all of them, else ``defaults`` when none owns any. A change
-        that spans environments (or mixes owned and unowned files) is a UsageError, so
-        leaving out ``--env`` can never dodge an environment's guards."""
-        owners: dict[str, list[str]] = {}
-        for path in sorted(set(files)):
-            env = self.env_for_path(path)
-            owners.setdefault(env.name if env else "", []).append(path)
-        named = sorted(k for k in owners if k)
-        if not named:
-            return self.defaults
-        if len(owners) == 1:
-            return self.environments[named[0]]
-        parts = [f"{k or 'no environment'} ({owners[k][0]})" for k in sorted(owners)]
-        raise UsageError(
-            "the change spans several environments: " + ", ".join(parts),
-            hint="promote one environment at a time with --env NAME",
-        )
-
-
-def _unknown_env(config: Config, name: str) -> UsageError:
-    known = list(config.environments)
-    if not config.present:
-        return UsageError(
-            f"--env {name} needs a {config.file} on the base branch that defines it",
-            hint="add the environment to the config file, or leave out --env",
-        )
-    if not known:
-        return UsageError(f"unknown environment {name!r}: {config.file} defines no environments")
-    close = difflib.get_close_matches(name, known, n=1)
-    message = f"unknown environment {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
-    return UsageError(message, file=config.file, hint="known environments: " + ", ".join(known))
-
-
-def select(config: Config | None, *, env: str | None, files: Iterable[str] = ()) -> EnvPolicy:
-    """The policy that governs a promotion: ``--env`` when given, else the owner of the
-    changed ``files`` (see ``Config.policy_for``), else the built-in policy."""
-    if config is None:
-        config = Config(environments={}, defaults=BUILTIN)
-    if env is not None:
-        return config.env(env)
-    return config.policy_for(files)
-
-
-def tighten(
-    policy: EnvPolicy | None,
-    *,
-    auto_merge: bool | None = None,
-    wait_for_checks: bool | None = None,
-    max_auto_merge_bump: Bump | None = None,
-    draft: bool | None = None,
-    labels: Iterable[str] = (),
-    reviewers: Iterable[str] = (),
-    assignees: Iterable[str] = (),
-) -> EnvPolicy:
-    """Apply the caller's flags; they can only make the policy stricter.
-
-    ``auto_merge``: True asks for auto-merge (granted only if the policy allows it, or
-    when there is no config file), False turns it off, None keeps the policy's choice.
-    ``wait_for_checks=True`` and ``draft=True`` tighten; False never loosens. A draft
-    never auto-merges. ``max_auto_merge_bump`` can only be lowered. Labels, reviewers
-    and assignees are added. allowed_tags, downgrades, freezes, upstream and paths have
-    no flag at all."""
-    base = policy if policy is not None else BUILTIN
-    if base.configured:
-        merge = base.auto_merge and auto_merge is not False
-    else:
-        merge = (base.auto_merge or auto_merge is True) and auto_merge is not False
-    is_draft = base.draft or draft is True
-    bump = base.max_auto_merge_bump
-    if max_auto_merge_bump is not None:
-        bump = min(bump, max_auto_merge_bump)
-    return replace(
-        base,
-        auto_merge=merge and not is_draft,
-        wait_for_checks=base.wait_for_checks or wait_for_checks is True,
-        max_auto_merge_bump=bump,
-        draft=is_draft,
-        labels=_union(base.labels, labels),
-        reviewers=_union(base.reviewers, reviewers),
-        assignees=_union(base.assignees, assignees),
-    )
-
-
-def _union(first: tuple[str, ...], more: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys((*first, *more)))
-
-
 # --- loading ----------------------------------------------------------------------------
 
-_POLICY_KEYS = (
-    "auto_merge",
-    "merge_method",
-    "allowed_tags",
-    "max_auto_merge_bump",
-    "allow_downgrade",
-    "wait_for_checks",
-    "freeze",
-    "labels",
-    "reviewers",
-    "assignees",
-    "draft",
-)
-_ENV_ONLY_KEYS = ("paths", "require_upstream")
 _TOP_KEYS = ("version", "defaults", "environments", "markers", "author", "templates",
              "signing")
 _WEEKLY_KEYS = ("days", "from", "to", "tz")
@@ -648,37 +354,32 @@ class _Loader:
 
     def policy(self, node: Node, where: str, base: EnvPolicy, *, env: bool) -> EnvPolicy:
         entries = self.mapping(node, where)
-        allowed = _POLICY_KEYS + (_ENV_ONLY_KEYS if env else ())
         for key, knode, _ in entries:
-            if not env and key in _ENV_ONLY_KEYS:
+            if not env and key in _ENV_READERS:
                 raise self.error(
                     knode,
                     f"{key!r} cannot be set under defaults",
                     hint="set it in each environment",
                 )
-        self.known_keys(entries, allowed, where)
-        changes: dict[str, Any] = {}
-        for key, _, value in entries:
-            at = f"{where}.{key}"
-            if key in ("auto_merge", "allow_downgrade", "wait_for_checks", "draft"):
-                changes[key] = self.boolean(value, at)
-            elif key == "merge_method":
-                changes[key] = self.choice(value, at, MERGE_METHODS)
-            elif key == "max_auto_merge_bump":
-                changes[key] = self.choice(value, at, BUMPS)
-            elif key == "allowed_tags":
-                changes[key] = self.patterns(value, at)
-            elif key in ("labels", "reviewers", "assignees"):
-                changes[key] = tuple(self.nonempty(n, s, at) for n, s in self.strings(value, at))
-            elif key == "freeze":
-                changes[key] = tuple(
-                    self.freeze(item, f"{at}[{i}]") for i, item in enumerate(self.seq(value, at))
-                )
-            elif key == "paths":
-                changes[key] = tuple(self.path(n, s, at) for n, s in self.strings(value, at))
-            elif key == "require_upstream":
-                changes[key] = self.nonempty(value, self.string(value, at), at)
+        readers = _POLICY_READERS | _ENV_READERS if env else _POLICY_READERS
+        self.known_keys(entries, tuple(readers), where)
+        # each key's reader gives the value of the EnvPolicy field of the same name
+        changes: dict[str, Any] = {key: readers[key](self, value, f"{where}.{key}")
+                                   for key, _, value in entries}
         return replace(base, **changes)
+
+    def names(self, node: Node, where: str) -> tuple[str, ...]:
+        return tuple(self.nonempty(n, s, where) for n, s in self.strings(node, where))
+
+    def freezes(self, node: Node, where: str) -> tuple[Freeze, ...]:
+        return tuple(self.freeze(item, f"{where}[{i}]")
+                     for i, item in enumerate(self.seq(node, where)))
+
+    def paths(self, node: Node, where: str) -> tuple[str, ...]:
+        return tuple(self.path(n, s, where) for n, s in self.strings(node, where))
+
+    def upstream(self, node: Node, where: str) -> str:
+        return self.nonempty(node, self.string(node, where), where)
 
     def patterns(self, node: Node, where: str) -> tuple[TagPattern, ...]:
         items = self.strings(node, where)
@@ -950,24 +651,30 @@ class _Loader:
         return choices[text]
 
 
+# --- the keys of a policy: each one, its reader (key -> field of EnvPolicy) --------------
+
+Reader = Callable[[_Loader, Node, str], object]
+
+_POLICY_READERS: dict[str, Reader] = {
+    "auto_merge": _Loader.boolean,
+    "merge_method": lambda loader, node, at: loader.choice(node, at, MERGE_METHODS),
+    "allowed_tags": _Loader.patterns,
+    "max_auto_merge_bump": lambda loader, node, at: loader.choice(node, at, BUMPS),
+    "allow_downgrade": _Loader.boolean,
+    "wait_for_checks": _Loader.boolean,
+    "freeze": _Loader.freezes,
+    "labels": _Loader.names,
+    "reviewers": _Loader.names,
+    "assignees": _Loader.names,
+    "draft": _Loader.boolean,
+}
+# the keys only an environment has (never under defaults)
+_ENV_READERS: dict[str, Reader] = {
+    "paths": _Loader.paths,
+    "require_upstream": _Loader.upstream,
+}
+
+
 def _position(text: str, index: int) -> tuple[int, int]:
     before = text[:index]
     return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1
-
-
-__all__ = [
-    "BUILTIN",
-    "DAYS",
-    "DEFAULT_FILE",
-    "AbsoluteFreeze",
-    "Config",
-    "EnvPolicy",
-    "Freeze",
-    "MergeMethod",
-    "WeeklyFreeze",
-    "load",
-    "path_matches",
-    "select",
-    "tighten",
-    "zone",
-]
