@@ -8,11 +8,14 @@ every refusal must be the same.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import big
+from promoter.cli import run
 from promoter.edit import Targets, engine
 from promoter.edit.engine import edit_file
 from promoter.errors import EditError
@@ -99,3 +102,45 @@ def test_directives_and_document_ends_compose_the_whole_file() -> None:
     docs, chosen = engine._compose(text, "bundle.yaml", API, whole=False)
     assert chosen is None and len(docs) == 2
     assert outcome(text)[0] is not None
+
+
+# --- line breaks other than "\n" before a composed document ------------------------
+# YAML counts "\r", NEL, LS and PS as line breaks too. A document composed on its own
+# must get the lines the whole file gives it: Flux markers are matched by line, so a
+# line off by one would hand a marker to the value on the next line.
+
+VALUES = """---
+images:
+  api: 1.0.0 # {{"$imagepolicy": "flux-system:api:tag"}}
+  worker: 1.0.0
+"""
+EARLIER = {
+    "a line separator in a string": 'kind: ConfigMap\ndata: {note: "a\u2028b"}\n',
+    "a next-line character in a string": 'kind: ConfigMap\ndata: {note: "a\u0085b"}\n',
+    "an old Mac line end": "kind: ConfigMap\rdata: {}\n",
+}
+
+
+@pytest.mark.parametrize("earlier", list(EARLIER))
+def test_a_marker_edits_its_own_line_after_other_line_breaks(
+        earlier: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = EARLIER[earlier] + VALUES.format()
+    (tmp_path / "values.yaml").write_bytes(text.encode())
+    code = run(["--repo", str(tmp_path), "--image", "ghcr.io/acme/api:1.1.0",
+                "--marker", "flux-system:api=ghcr.io/acme/api:1.1.0",
+                "--in-place", "--output", "json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [(c["field"], c["old"], c["new"]) for c in result["changes"]] == \
+        [("images.api", "1.0.0", "1.1.0")]
+    assert (tmp_path / "values.yaml").read_bytes() == \
+        text.replace("api: 1.0.0", "api: 1.1.0").encode()
+
+
+@pytest.mark.parametrize("earlier", list(EARLIER))
+def test_lines_after_other_line_breaks_are_the_whole_files(
+        earlier: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = EARLIER[earlier] + "---\n" + DEPLOY.format(name="a", image="ghcr.io/acme/api:1.0.0")
+    chunked = outcome(text)
+    monkeypatch.setattr(engine, "document_spans", lambda _text: None)  # the whole file
+    assert chunked == outcome(text)

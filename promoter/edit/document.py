@@ -148,12 +148,20 @@ def parse_spans(text: str, file: str, spans: Sequence[tuple[int, int]],
             return None
         if len(found) > 1:
             return None
-        lines = text.count("\n", 0, start)
+        lines = line_breaks(text, start)
         for doc in found:
             _shift_marks(doc.root, start, lines)
             doc.index = i
             docs.append(doc)
     return docs
+
+
+def line_breaks(text: str, end: int) -> int:
+    """Lines before offset ``end`` as the parser counts them (CR LF, CR, LF, and as in
+    YAML 1.1 NEL, LS, PS): a document composed alone must get the lines the whole file
+    gives it, since Flux markers are matched by line."""
+    return (text.count("\n", 0, end) + text.count("\r", 0, end) - text.count("\r\n", 0, end)
+            + sum(text.count(ch, 0, end) for ch in ("\x85", "\u2028", "\u2029")))
 
 
 def _shift_marks(root: Node, offset: int, lines: int) -> None:
