@@ -54,6 +54,12 @@ CASES = {
     "windows line ends": ("---\r\n".join([
         DEPLOY.format(name="a", image="ghcr.io/acme/api:1.0.0").replace("\n", "\r\n"),
         "kind: ConfigMap\r\n"])),
+    "an escaped reference": "---\n".join([
+        DEPLOY.format(name="a", image="ghcr.io/acme/api:1.0.0"),
+        DEPLOY.format(name="b", image='"ghcr.io/acme/\\u0061pi:1.0.0"')]),
+    "a reference continued over a line": "---\n".join([
+        DEPLOY.format(name="a", image="ghcr.io/acme/api:1.0.0"),
+        DEPLOY.format(name="b", image='"ghcr.io/acme/a\\\r\n  pi:1.0.0"')]),
     "the big install file": big.build().decode().replace(
         big.IMAGE + ":", "ghcr.io/acme/api:"),
 }
@@ -144,3 +150,33 @@ def test_lines_after_other_line_breaks_are_the_whole_files(
     chunked = outcome(text)
     monkeypatch.setattr(engine, "document_spans", lambda _text: None)  # the whole file
     assert chunked == outcome(text)
+
+
+# --- a reference spelled with escapes ------------------------------------------------
+# A double-quoted scalar can spell the name without its bytes ("\x61pi", or a "\" line
+# continuation). The whole file edits (or refuses) such a value once another document
+# names the image; composing only the documents that hold the name's bytes would leave it
+# behind unnoticed: a Deployment not promoted while the rest of the bundle is.
+
+def test_a_reference_spelled_with_an_escape_is_promoted_with_the_rest(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = "---\n".join([DEPLOY.format(name="a", image="ghcr.io/acme/api:1.0.0"),
+                         DEPLOY.format(name="b", image='"ghcr.io/acme/\\x61pi:1.0.0"')])
+    (tmp_path / "bundle.yaml").write_bytes(text.encode())
+    code = run(["--repo", str(tmp_path), "--image", "ghcr.io/acme/api:2.0.0",
+                "--in-place", "--output", "json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [c["line"] for c in result["changes"]] == [9, 19]
+    assert (tmp_path / "bundle.yaml").read_text().count("ghcr.io/acme/api:2.0.0") == 2
+
+
+def test_a_reference_continued_over_a_line_is_refused_in_a_bundle(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = "---\n".join([DEPLOY.format(name="a", image="ghcr.io/acme/api:1.0.0"),
+                         DEPLOY.format(name="b", image='"ghcr.io/acme/a\\\n          pi:1.0.0"')])
+    (tmp_path / "bundle.yaml").write_bytes(text.encode())
+    code = run(["--repo", str(tmp_path), "--image", "ghcr.io/acme/api:2.0.0", "--in-place"])
+    assert code == 2
+    assert "bundle.yaml:19:16: the image value spans several lines" in capsys.readouterr().err
+    assert (tmp_path / "bundle.yaml").read_bytes() == text.encode()
