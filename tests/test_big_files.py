@@ -180,3 +180,33 @@ def test_a_reference_continued_over_a_line_is_refused_in_a_bundle(
     assert code == 2
     assert "bundle.yaml:19:16: the image value spans several lines" in capsys.readouterr().err
     assert (tmp_path / "bundle.yaml").read_bytes() == text.encode()
+
+
+# --- directives after a line break other than "\n" ----------------------------------
+# "%TAG !! tag:evil,2000:" after an old Mac line end still applies to the next document:
+# there "!!str" is no string. Composed alone, that document would read "!!str" as the
+# standard string tag and be edited; the whole file refuses the edit.
+
+HIDDEN_TAG = ("kind: ConfigMap\r...\r%TAG !! tag:evil,2000:\n---\n"
+              "image:\n  repository: ghcr.io/acme/api\n  tag: !!str 1.0.0\n")
+
+
+def test_a_directive_after_another_line_break_composes_the_whole_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "values.yaml").write_bytes(HIDDEN_TAG.encode())
+    code = run(["--repo", str(tmp_path), "--image", "ghcr.io/acme/api:1.1.0", "--in-place"])
+    assert code == 2
+    assert "values.yaml: the edit of 'image.tag' did not produce '1.1.0'" in \
+        capsys.readouterr().err
+    assert (tmp_path / "values.yaml").read_bytes() == HIDDEN_TAG.encode()
+
+
+@pytest.mark.parametrize("text", [
+    HIDDEN_TAG,
+    HIDDEN_TAG.replace("\r", "\u2028"),
+    HIDDEN_TAG.replace("\r", "\u0085"),
+    "a: 1\r...\r%YAML 1.1\n---\nimage:\n  repository: ghcr.io/acme/api\n  tag: 1.0.0\n",
+])
+def test_directives_after_other_line_breaks_compose_the_whole_file(text: str) -> None:
+    docs, chosen = engine._compose(text, "values.yaml", API, whole=False)
+    assert chosen is None and len(docs) == 2

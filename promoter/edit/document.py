@@ -110,7 +110,10 @@ def parse(text: str, file: str) -> list[Document]:
 # boundaries. Directives ("%") and document ends ("...") make the split more involved:
 # such a file is composed whole.
 _DOC_START = re.compile(r"(?m)^---(?=[ \t\r\n]|$)")
-_WHOLE_ONLY = re.compile(r"(?m)^(?:\.\.\.(?=[ \t\r\n]|$)|%)")
+# (At a line start after any YAML line break: CR, NEL, LS and PS end a line too, and a
+# "%TAG" hidden behind one still applies to the next document.)
+_WHOLE_ONLY = re.compile(
+    r"(?m)(?:^|(?<=[\r\x85\u2028\u2029]))(?:\.\.\.(?=[ \t\r\n\x85\u2028\u2029]|$)|%)")
 
 
 def document_spans(text: str) -> list[tuple[int, int]] | None:
