@@ -253,6 +253,8 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     # who the commits of this run are by, and whether they are signed: refused here,
     # before anything is written, when signing is asked for and not possible
     forge.use_identity(request.author or config.author, sign=request.sign or config.signing)
+    if not verdict.allows_merge:
+        _disarm(forge, branch, snap.branch)
     try:
         guard = () if rollback else request.images
         commit, created_branch, new_commit = ensure_branch(
@@ -305,6 +307,15 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     else:
         _say(result, "left for review")
     return result
+
+
+def _disarm(forge: Forge, branch: str, base: str) -> None:
+    """Take back an auto-merge armed on the open request of ``branch`` before this run
+    writes to it: the forges keep it armed across pushes, so one an earlier run armed
+    (its policy allowed 1.1.0) would merge what this run leaves to a human (2.0.0)."""
+    pr = forge.find_request(branch, base)
+    if pr is not None:
+        forge.disable_auto_merge(pr)
 
 
 def policy_file(snap: Snapshot) -> bytes | None:

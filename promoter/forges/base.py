@@ -216,6 +216,13 @@ class Forge(Protocol):
         is told ``sha``, so a head that moved after promoter proved it is never merged."""
         ...
 
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        """Take back an auto-merge armed on ``pr`` (by an earlier run whose policy allowed
+        it, or by anyone): the forges keep it armed when someone with write access pushes,
+        so it would merge whatever the branch holds next. Nothing to do when none is armed;
+        ForgeError when it stays armed."""
+        ...
+
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
         """Newest-first commits of ``branch`` (first parent), at most ``limit``."""
         ...

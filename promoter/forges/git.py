@@ -326,6 +326,9 @@ class GitForge:
                 f"branch {pr.branch!r} in {self.remote} moved past {pr.head_sha[:12]}; "
                 "not deleting someone else's commit", hint="delete it by hand if it is stale")
 
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        """Plain git has no auto-merge: promoter merges itself or not at all."""
+
     def checks(self, pr: PullRequest, sha: str) -> ChecksState:
         """Plain git has no CI statuses."""
         return ChecksState.NONE

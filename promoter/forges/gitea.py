@@ -913,6 +913,12 @@ class GiteaForge:
         return MergeOutcome(merged=False, auto_merge=True,
                             reason="Gitea merges it when the checks succeed")
 
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        """DELETE pulls/{n}/merge: Gitea's pull request does not say whether a merge is
+        scheduled, so the cancel is always sent (404: none was)."""
+        self._run(f"cancel the auto-merge of #{pr.number}", lambda: self._call(
+            "DELETE", f"/pulls/{pr.number}/merge", missing=True))
+
 
 class _Unsupported(Exception):
     """The server has no compare-and-swap branch update."""
