@@ -538,8 +538,16 @@ def ensure_request(forge: Forge, branch: str, snap: Snapshot, spec: RequestSpec,
             tip = forge.read_head(base)
             if tip is None or tip.sha != snap.commit:
                 raise _BaseMoved
-        return forge.open_request(branch, base, spec,
-                                  auto_merge_next=auto_merge_next), True, False
+        opened = forge.open_request(branch, base, spec, auto_merge_next=auto_merge_next)
+        if not new_branch and opened.number:
+            # the other run's merge may have landed between that look and the opening
+            # (its request was still open then, so the forge let ours open only after)
+            tip = forge.read_head(base)
+            if tip is None or tip.sha != snap.commit:
+                forge.close_request(opened, f"Closed by promoter: {base} moved while this "
+                                            "request was opened; planning again.")
+                raise _BaseMoved
+        return opened, True, False
     if pr.number == 0:  # plain git: the branch is the request, nothing else to update
         return pr, False, False
     if pr.title != spec.title or pr.body != spec.body or not set(spec.labels) <= set(pr.labels):
