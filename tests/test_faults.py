@@ -106,6 +106,7 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("POST", r"/pulls/\d+/merge$", WRITE),
     ],
     ("gitea", "update"): [
+        ("DELETE", r"/pulls/\d+/merge$", WRITE),  # no scheduled merge survives a refusal
         ("GET", r"/branches/promote/", READ),
         ("GET", r"/git/commits/[0-9a-f]{40}$", READ),
         ("GET", r"/git/trees/[0-9a-f]{40}$", READ),
