@@ -210,3 +210,22 @@ def test_a_directive_after_another_line_break_composes_the_whole_file(
 def test_directives_after_other_line_breaks_compose_the_whole_file(text: str) -> None:
     docs, chosen = engine._compose(text, "values.yaml", API, whole=False)
     assert chosen is None and len(docs) == 2
+
+
+# --- a document nested too deep ------------------------------------------------------
+# The whole file refuses it (the depth is measured before any parser runs). The
+# per-document path must not run the parser over the whole stream first: events for a
+# 60,000-deep "[[[[" document took 20 s (quadratic), and the deep document, never
+# composed, was edited around instead of refused.
+
+def test_a_document_nested_too_deep_refuses_the_bundle(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deep = "x: " + "[" * 1000 + "]" * 1000 + "\n"
+    text = "---\n".join([DEPLOY.format(name="a", image="ghcr.io/acme/api:1.0.0"), deep,
+                         DEPLOY.format(name="b", image="ghcr.io/acme/api:1.0.0")])
+    (tmp_path / "bundle.yaml").write_bytes(text.encode())
+    code = run(["--repo", str(tmp_path), "--image", "ghcr.io/acme/api:2.0.0", "--in-place"])
+    assert code == 2
+    assert "bundle.yaml:11:403: cannot parse YAML: nested more than 400 levels deep" in \
+        capsys.readouterr().err
+    assert (tmp_path / "bundle.yaml").read_bytes() == text.encode()

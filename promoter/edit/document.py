@@ -127,7 +127,11 @@ def document_spans(text: str) -> list[tuple[int, int]] | None:
 
 def well_formed(text: str) -> bool:
     """Whether the whole stream parses (the C parser's events, nothing composed): a file
-    with a broken document anywhere is refused as before, not edited around."""
+    with a broken document anywhere is refused as before, not edited around. A stream
+    nested too deep is not (measured first: the parser's events take quadratic time on
+    a deep "[[[[", and the whole-file path refuses it with its line and column)."""
+    if yaml_depth(text, MAX_DEPTH) is not None:
+        return False
     try:
         for _ in _YAML.parse(text):
             pass
