@@ -116,8 +116,9 @@ def is_glob(pattern: str) -> bool:
 def is_manifest(path: str) -> bool:
     """A YAML/JSON file promoter may read; never one whose name holds a line break or
     control character (git allows them; commit messages and PR bodies would carry it)."""
-    return ((path.endswith(MANIFEST_SUFFIXES) or posixpath.basename(path) in MANIFEST_NAMES)
-            and posixpath.basename(path) != CONFIG_FILE
+    name = path[path.rfind("/") + 1:]
+    return ((path.endswith(MANIFEST_SUFFIXES) or name in MANIFEST_NAMES)
+            and name != CONFIG_FILE
             # printable text holds none of those categories: the per-character look is
             # only for the rare name that is not (it may still be fine: a no-break space)
             and (path.isprintable()

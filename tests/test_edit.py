@@ -13,6 +13,8 @@ from ruamel.yaml import YAML
 
 from promoter.cli import run
 from promoter.edit import SetOp, Targets, edit_file
+from promoter.edit.document import _YAML
+from promoter.edit.document import parse as compose
 from promoter.edit.kustomize import images_set_over
 from promoter.errors import EditError, UsageError
 from promoter.images import parse
@@ -366,3 +368,23 @@ def test_nothing_found_for_markers_reads_as_english(tmp_path: Path,
     assert run(["--repo", str(tmp_path), "--marker", "ns:api=ghcr.io/acme/api:2.0.0",
                 "--dry-run"]) == 3
     assert "the --set/--marker targets are referenced nowhere" in capsys.readouterr().err
+
+
+SCALARS = ("yes", "no", "on", "off", "true", "False", "~", "null", "", "0o17", "017", "0x1F",
+           "1_000", "1e3", "1.5", ".inf", "-.NaN", "2026-12-04", "12:30:00", "=", "<<",
+           "'1.0'", '"yes"', "ghcr.io/acme/api:1.4.2", "1.4", "v1.4.2", "!!str 1", "!!int '7'")
+
+
+@pytest.mark.parametrize("directive", ["", "%YAML 1.1\n---\n", "%YAML 1.2\n---\n"])
+def test_the_composer_tags_every_scalar_as_ruamel_itself_does(directive: str) -> None:
+    """promoter's composer skips the resolver's version lookup (the C parser never
+    passes one on): every scalar must still get the tag ruamel's own loader gives it."""
+    text = directive + "".join(f"k{i}: {value}\n" for i, value in enumerate(SCALARS))
+    ours = compose(text, "x.yaml")[0].root
+    theirs = YAML(typ="safe", pure=_YAML.Parser is YAML(typ="safe", pure=True).Parser)
+    stock = next(iter(theirs.compose_all(text)))
+    assert [(k.value, v.tag) for k, v in ours.value] == \
+        [(k.value, v.tag) for k, v in stock.value]
+    assert {v.tag for _, v in ours.value} >= {"tag:yaml.org,2002:bool",
+                                              "tag:yaml.org,2002:int",
+                                              "tag:yaml.org,2002:str"}

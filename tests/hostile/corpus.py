@@ -159,6 +159,12 @@ CASES: tuple[Case, ...] = (
          "deep.yaml:2", files={"deep.yaml": lambda _: nested_brackets(60_000)}),
     Case("deep_brackets_60000_unclosed", (f"--image={IMAGE}",), 2, ("nested more than 400",),
          "deep.yaml:2", files={"deep.yaml": lambda _: nested_brackets(60_000, close=False)}),
+    # each half within the limit, 500 deep through the alias: refused (the composed tree
+    # is what the walkers and the verifier recurse over)
+    Case("deep_through_an_alias", (f"--image={IMAGE}",), 2, ("nested more than 400",),
+         "deep.yaml:2", files={"deep.yaml": lambda _: b"image: ghcr.io/acme/api:1.0.0\n"
+                              + b"a: &x " + b"[" * 250 + b"1" + b"]" * 250 + b"\n"
+                              + b"b: " + b"[" * 250 + b"*x" + b"]" * 250 + b"\n"}),
     Case("deep_brackets_unrelated_file_is_skipped", (f"--image={IMAGE}",), 0,
          skipped=("deep.yaml",), changed=BASE_CHANGED,
          files={"deep.yaml": lambda _: nested_brackets(60_000, prefix=b"service: api\n")}),
