@@ -229,3 +229,23 @@ def test_a_document_nested_too_deep_refuses_the_bundle(
     assert "bundle.yaml:11:403: cannot parse YAML: nested more than 400 levels deep" in \
         capsys.readouterr().err
     assert (tmp_path / "bundle.yaml").read_bytes() == text.encode()
+
+
+# --- a document broken only for the composer ----------------------------------------
+# A duplicate key, or an alias to another document's anchor: the parser's events are
+# fine, the composer (or the duplicate check after it) refuses. The whole file is
+# refused for it; composing only the naming documents edited around it.
+
+@pytest.mark.parametrize(("other", "said"), [
+    ("y: 1\ny: 2\n", "bundle.yaml:14:1: duplicate key 'y'"),
+    ("y: *img\n", "bundle.yaml:13:4: cannot parse YAML: found undefined alias"),
+])
+def test_a_document_only_the_composer_refuses_refuses_the_bundle(
+        other: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = "---\n".join([DEPLOY.format(name="a", image="ghcr.io/acme/api:1.0.0"),
+                         "z: &img 1\n", other])
+    (tmp_path / "bundle.yaml").write_bytes(text.encode())
+    code = run(["--repo", str(tmp_path), "--image", "ghcr.io/acme/api:2.0.0", "--in-place"])
+    assert code == 2
+    assert said in capsys.readouterr().err
+    assert (tmp_path / "bundle.yaml").read_bytes() == text.encode()

@@ -16,6 +16,15 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import FileMark, MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.parser import Parser
 from ruamel.yaml.resolver import VersionedResolver
@@ -143,15 +152,57 @@ def document_spans(text: str) -> list[tuple[int, int]] | None:
 
 
 def well_formed(text: str) -> bool:
-    """Whether the whole stream parses (the C parser's events, nothing composed): a file
-    with a broken document anywhere is refused as before, not edited around. A stream
+    """Whether the whole stream parses (the C parser's events, nothing composed) and
+    composes: a file with a broken document anywhere is refused as before (the whole
+    file is composed then, for the error's line), not edited around. A stream
     nested too deep is not (measured first: the parser's events take quadratic time on
     a deep "[[[[", and the whole-file path refuses it with its line and column)."""
     if yaml_depth(text, MAX_DEPTH) is not None:
         return False
+    # What only the composer (or duplicate_key after it) would refuse is looked for on
+    # the events too: an alias to another document's anchor, a repeated scalar key.
+    keys: list[set[str] | None] = []  # per open collection: a mapping's keys so far
+    at_key: list[bool] = []  # per open collection: the next node is a mapping key
+    anchors: dict[str, str | None] = {}  # this document's: the scalar (None: collection)
+    value: str | None
     try:
-        for _ in _YAML.parse(text):
-            pass
+        for event in _YAML.parse(text):
+            kind = type(event)  # identity checks: this loop sees every event of the file
+            if kind is ScalarEvent:
+                value = event.value
+                if event.anchor is not None:
+                    anchors[event.anchor] = value
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                keys.pop()
+                at_key.pop()
+                continue
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                value = None
+                if event.anchor is not None:
+                    anchors[event.anchor] = None
+            elif kind is AliasEvent:
+                if event.anchor not in anchors:
+                    return False
+                value = anchors[event.anchor]
+            else:
+                if kind is DocumentStartEvent:
+                    anchors.clear()
+                continue
+            if keys and (mine := keys[-1]) is not None:
+                if at_key[-1]:
+                    if value is not None and value != MERGE_KEY:
+                        if value in mine:
+                            return False
+                        mine.add(value)
+                    at_key[-1] = False
+                else:
+                    at_key[-1] = True
+            if kind is MappingStartEvent:
+                keys.append(set())
+                at_key.append(True)
+            elif kind is SequenceStartEvent:
+                keys.append(None)
+                at_key.append(False)
     except (YAMLError, RecursionError):
         return False
     return True
