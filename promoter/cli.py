@@ -46,6 +46,12 @@ Examples:
   # through Gitea or Forgejo (the server root as --api-url)
   PROMOTE_TOKEN=... promote --forge gitea --api-url https://gitea.example.com \\
       --repo acme/config --env prod --image ghcr.io/acme/api:1.4.2
+  # through Bitbucket Cloud, or Data Center with --api-url https://bitbucket.example.com
+  PROMOTE_TOKEN=... promote --forge bitbucket --repo acme/config --env prod \\
+      --image ghcr.io/acme/api:1.4.2
+  # through Azure DevOps Repos (Server: --api-url https://ado.example.com/tfs/Coll)
+  PROMOTE_TOKEN=... promote --forge azure --repo acme/platform/config --env prod \\
+      --image ghcr.io/acme/api:1.4.2
   # plain git, any remote or a local bare repo, no account needed
   promote --repo ../config.git --image ghcr.io/acme/api:1.4.2
   # promote what staging runs into prod; list history; roll back
@@ -64,7 +70,9 @@ Behind a corporate proxy, with a private CA (e.g. GitHub Enterprise Server):
 
 \b
 Token: PROMOTE_TOKEN, else GITHUB_TOKEN (github), GITLAB_TOKEN / CI_JOB_TOKEN (gitlab),
-GITEA_TOKEN / FORGEJO_TOKEN (gitea).
+GITEA_TOKEN / FORGEJO_TOKEN (gitea), AZURE_DEVOPS_TOKEN / AZURE_DEVOPS_EXT_PAT, else
+SYSTEM_ACCESSTOKEN inside Azure Pipelines (azure), BITBUCKET_TOKEN (bitbucket; with
+BITBUCKET_USERNAME for an app password or API token).
 Every option can also be set as PROMOTE_<OPTION>, e.g. PROMOTE_IMAGE, PROMOTE_ENV.
 
 \b
@@ -81,15 +89,21 @@ def _echo(text: str, err: bool = False) -> None:
                                  "help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, "--version", prog_name="promote")
 @click.option("--repo", required=False, help="Config repo: a local DIR, a git URL or path "
-              "(plain git), or OWNER/NAME (GitHub, Gitea) / GROUP/PROJECT (GitLab).")
-@click.option("--forge", type=click.Choice(["github", "gitlab", "gitea", "git"]),
-              help="Where the config repo lives (gitea: Gitea or Forgejo). Default: git for a "
-              "path or git URL, gitlab inside GitLab CI, gitea inside Gitea/Forgejo Actions, "
-              "github inside GitHub Actions.")
+              "(plain git), or OWNER/NAME (GitHub, Gitea) / GROUP/PROJECT (GitLab) / "
+              "ORG/PROJECT/REPO (Azure DevOps) / WORKSPACE/REPO (Bitbucket).")
+@click.option("--forge", type=click.Choice(["github", "gitlab", "gitea", "azure", "bitbucket",
+                                            "git"]),
+              help="Where the config repo lives (gitea: Gitea or Forgejo; azure: Azure DevOps "
+              "Repos; bitbucket: Bitbucket Cloud or Data Center). Default: git for a path or "
+              "git URL, gitlab inside GitLab CI, gitea inside Gitea/Forgejo Actions, github "
+              "inside GitHub Actions, azure inside Azure Pipelines, bitbucket inside Bitbucket "
+              "Pipelines.")
 @click.option("--api-url", help="GitHub API root (default $GITHUB_API_URL or "
               "https://api.github.com), GitLab server root (default $CI_SERVER_URL) or "
               "Gitea/Forgejo server root (default: the instance running Gitea/Forgejo "
-              "Actions).")
+              "Actions), or Azure DevOps root (default https://dev.azure.com; Azure DevOps "
+              "Server: the collection URL, with --repo PROJECT/REPO), or Bitbucket Cloud API "
+              "(default https://api.bitbucket.org) / Bitbucket Data Center server root.")
 @click.option("--base", help="Base branch of the config repo (default: its default branch).")
 @click.option("--image", "images", envvar="PROMOTE_IMAGE", multiple=True, metavar="REF",
               help="Image to promote: repo:tag, repo@sha256:..., or repo:tag@sha256:... "
@@ -268,6 +282,12 @@ def _token(forge: str, environ: Mapping[str, str]) -> tuple[str | None, str | No
         token = environ.get("GITHUB_TOKEN") or None
     if token is None and forge == "gitea":
         token = environ.get("GITEA_TOKEN") or environ.get("FORGEJO_TOKEN") or None
+    if token is None and forge == "bitbucket":
+        token = environ.get("BITBUCKET_TOKEN") or None
+    if token is None and forge == "azure":
+        token = environ.get("AZURE_DEVOPS_TOKEN") or environ.get("AZURE_DEVOPS_EXT_PAT") or None
+        if token is None and environ.get("TF_BUILD", "").lower() == "true":
+            job = environ.get("SYSTEM_ACCESSTOKEN") or None  # sent as a bearer token
     if token is None and forge == "gitlab":
         token = environ.get("GITLAB_TOKEN") or None
         if token is None:
@@ -356,9 +376,14 @@ def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
         return "gitea"
     if environ.get("GITHUB_ACTIONS") == "true":
         return "github"
+    if context_mod.azure_pipelines(environ):
+        return "azure"
+    if context_mod.bitbucket_pipelines(environ):
+        return "bitbucket"
     raise UsageError(f"cannot tell which forge holds {repo!r}: no directory of that name "
                      "exists here, and it is no git URL",
-                     hint="say --forge github, --forge gitlab, --forge gitea or --forge git")
+                     hint="say --forge github, --forge gitlab, --forge gitea, --forge azure, "
+                          "--forge bitbucket or --forge git")
 
 
 def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -531,6 +556,23 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                            app_id=opts["github_app_id"], app_key=key if opts["github_app_id"]
                            else None, retry_timeout=timeout, ca_bundle=ca,
                            sleep=effects.sleep, patience=_patience("GitHub", opts))
+    if kind == "bitbucket":
+        from promoter.forges.bitbucket import CLOUD_API, connect
+
+        api = opts["api_url"] or CLOUD_API
+        if not token:
+            raise UsageError("no token: set PROMOTE_TOKEN (or BITBUCKET_TOKEN)",
+                             hint="a repository access token with the repository:write and "
+                                  "pullrequest:write scopes (an app password / API token: "
+                                  "also set BITBUCKET_USERNAME)")
+        _no_cleartext_proxy(api, environ, "--api-url")
+        # Cloud (api.bitbucket.org) or Data Center (any other server), from --api-url
+        forge: Forge = connect(opts["repo"], api_url=api, token=token,
+                               username=environ.get("BITBUCKET_USERNAME") or None,
+                               retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
+                               patience=_patience("Bitbucket", opts),
+                               warn=lambda text: _echo(f"warning: {text}", err=True))
+        return forge
     if kind == "gitea":
         from promoter.forges.gitea import GiteaForge
 
@@ -545,6 +587,21 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
         return GiteaForge(opts["repo"], api_url=api.strip().rstrip("/"), token=token,
                           retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
                           patience=_patience("Gitea", opts))
+    if kind == "azure":
+        from promoter.forges.azure import DEFAULT_API, AzureForge
+
+        api = opts["api_url"] or DEFAULT_API
+        if not token and not job:
+            raise UsageError("no token: set PROMOTE_TOKEN (or AZURE_DEVOPS_TOKEN), or map "
+                             "SYSTEM_ACCESSTOKEN into the Azure Pipelines step",
+                             hint="a personal access token with the Code (Read & write) scope")
+        if job and not token:  # the job's token goes to its own collection only
+            _job_token_stays_home(api, environ.get("SYSTEM_COLLECTIONURI") or "",
+                                  "SYSTEM_ACCESSTOKEN", "SYSTEM_COLLECTIONURI")
+        _no_cleartext_proxy(api, environ, "--api-url")
+        return AzureForge(opts["repo"], api_url=api, token=token or job, bearer=not token,
+                          retry_timeout=timeout, ca_bundle=ca, sleep=effects.sleep,
+                          patience=_patience("Azure DevOps", opts))
     from promoter.forges.gitlab import GitLabForge
 
     api = opts["api_url"] or environ.get("CI_SERVER_URL") or "https://gitlab.com"
@@ -559,16 +616,18 @@ def _make_forge(kind: str, opts: Mapping[str, Any], environ: Mapping[str, str],
                        patience=_patience("GitLab", opts))
 
 
-def _job_token_stays_home(api: str, server: str) -> None:
-    """CI_JOB_TOKEN is issued by the GitLab running the job (CI_SERVER_URL): it is sent
-    to that origin only, never to another --api-url."""
+def _job_token_stays_home(api: str, server: str, variable: str = "CI_JOB_TOKEN",
+                          source: str = "CI_SERVER_URL") -> None:
+    """A CI job's own token (GitLab's CI_JOB_TOKEN, Azure Pipelines' SYSTEM_ACCESSTOKEN)
+    is issued by the server running the job (``source``): it is sent to that origin only,
+    never to another --api-url."""
     from promoter.forges.http import origin, same_origin
 
     if not server or not same_origin(api, server):
         raise UsageError(
-            f"CI_JOB_TOKEN belongs to {origin(server) if server else 'the GitLab of the job'}"
-            f" (CI_SERVER_URL); promoter does not send it to {origin(api)}",
-            hint="for another GitLab, set PROMOTE_TOKEN to an access token issued there")
+            f"{variable} belongs to {origin(server) if server else 'the server of the job'}"
+            f" ({source}); promoter does not send it to {origin(api)}",
+            hint="for another server, set PROMOTE_TOKEN to an access token issued there")
 
 
 def run(argv: Sequence[str], *, sleep: Callable[[float], None] | None = None,

@@ -1,5 +1,5 @@
 """Where a promotion was triggered from: GitHub Actions, GitLab CI, Gitea / Forgejo
-Actions, or a terminal.
+Actions, Azure Pipelines, Bitbucket Pipelines, or a terminal.
 
 ``detect(environ)`` is pure: it reads only the mapping it is given (the CLI passes
 ``os.environ``), never the process environment, the clock or the network.
@@ -20,8 +20,9 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-Kind = Literal["github", "gitlab", "gitea", "local"]
+Kind = Literal["github", "gitlab", "gitea", "azure", "bitbucket", "local"]
 
 _SHA = re.compile(r"[0-9a-f]{7,64}")
 _SLUG = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+")
@@ -30,6 +31,7 @@ _ACTOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-\[\]]{0,254}")
 _NUMBER = re.compile(r"[0-9]{1,18}")
 _EVENT = re.compile(r"[a-z_]{1,64}")
 _MAX_REF = 255
+_NAME = re.compile(r"[^\W_][\w .'-]{0,99}")  # a display name (Azure's BUILD_REQUESTEDFOR)
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,13 @@ class Context:
     event: str | None = None  # push, workflow_dispatch, merge_request_event, ...
     job_token: bool = False  # CI_JOB_TOKEN is present (it cannot write to other projects)
     project_path: str | None = None  # the project running the pipeline
+    repo_url: str | None = None  # the source repository's web address, when CI names it
 
     @property
     def source_url(self) -> str | None:
-        """Web address of the source repository, when both parts are known."""
+        """Web address of the source repository, when known."""
+        if self.repo_url is not None:
+            return self.repo_url
         if self.server_url is None or self.source_repo is None:
             return None
         return f"{self.server_url}/{self.source_repo}"
@@ -58,13 +63,18 @@ class Context:
 
 def detect(environ: Mapping[str, str]) -> Context:
     """The CI context described by ``environ`` (Gitea / Forgejo Actions, which also set
-    ``GITHUB_*``, first; then GitHub, then GitLab, else local)."""
+    ``GITHUB_*``, first; then GitHub, then GitLab, then Azure Pipelines, then Bitbucket
+    Pipelines, else local)."""
     if gitea_actions(environ):
         return _gitea(environ)
     if environ.get("GITHUB_ACTIONS") == "true":
         return _github(environ)
     if environ.get("GITLAB_CI") == "true":
         return _gitlab(environ)
+    if azure_pipelines(environ):
+        return _azure(environ)
+    if bitbucket_pipelines(environ):
+        return _bitbucket(environ)
     return Context(kind="local", actor=_actor(environ.get("USER") or environ.get("LOGNAME")))
 
 
@@ -127,6 +137,40 @@ def _gitea(env: Mapping[str, str]) -> Context:
     )
 
 
+def bitbucket_pipelines(env: Mapping[str, str]) -> bool:
+    """Bitbucket Pipelines sets ``BITBUCKET_BUILD_NUMBER`` and ``BITBUCKET_COMMIT`` in
+    every step (no ``*_CI=true`` flag of its own; ``CI=true`` is everyone's)."""
+    return bool(env.get("BITBUCKET_BUILD_NUMBER") and env.get("BITBUCKET_COMMIT"))
+
+
+BITBUCKET_WEB = "https://bitbucket.org"
+
+
+def _bitbucket(env: Mapping[str, str]) -> Context:
+    """Bitbucket Pipelines (Cloud only: the server is bitbucket.org). A pipeline's page
+    is ``/{workspace}/{repo}/pipelines/results/{build number}``; the step's trigger is
+    known only by uuid, so there is no actor."""
+    repo = _slug(env.get("BITBUCKET_REPO_FULL_NAME"))
+    number = _number(env.get("BITBUCKET_BUILD_NUMBER"))
+    pipeline = f"{BITBUCKET_WEB}/{repo}/pipelines/results/{number}" \
+        if repo and number is not None else None
+    return Context(
+        kind="bitbucket",
+        source_repo=repo,
+        source_commit=_sha(env.get("BITBUCKET_COMMIT")),
+        ref=_ref(env.get("BITBUCKET_BRANCH") or env.get("BITBUCKET_TAG")),
+        pipeline_url=pipeline,
+        actor=None,
+        run_number=number,
+        run_attempt=None,
+        server_url=BITBUCKET_WEB,
+        api_url=None,
+        event=None,
+        job_token=False,
+        project_path=repo,
+    )
+
+
 def _gitlab(env: Mapping[str, str]) -> Context:
     path = _slug(env.get("CI_PROJECT_PATH"))
     return Context(
@@ -144,6 +188,62 @@ def _gitlab(env: Mapping[str, str]) -> Context:
         job_token=bool(env.get("CI_JOB_TOKEN")),
         project_path=path,
     )
+
+
+def azure_pipelines(env: Mapping[str, str]) -> bool:
+    """Azure Pipelines sets ``TF_BUILD=True`` in every job."""
+    return env.get("TF_BUILD", "").lower() == "true"
+
+
+def _azure(env: Mapping[str, str]) -> Context:
+    """Azure Pipelines: the collection (``SYSTEM_COLLECTIONURI``, e.g.
+    ``https://dev.azure.com/acme/``) is the server; a run's page is
+    ``{collection}{project}/_build/results?buildId={BUILD_BUILDID}``. The project name
+    may hold spaces (it is quoted in the URL); the repository's address is
+    ``BUILD_REPOSITORY_URI`` without the user name Azure puts in it."""
+    collection = _url(env.get("SYSTEM_COLLECTIONURI"))
+    project = _plain(env.get("SYSTEM_TEAMPROJECT"))
+    repo = _plain(env.get("BUILD_REPOSITORY_NAME"))
+    build = _number(env.get("BUILD_BUILDID"))
+    pipeline = f"{collection}/{quote(project, safe='')}/_build/results?buildId={build}" \
+        if collection and project and build is not None else None
+    provider = env.get("BUILD_REPOSITORY_PROVIDER", "")
+    source = repo if provider.lower() != "tfsgit" or not project else f"{project}/{repo}"
+    reason = _plain(env.get("BUILD_REASON"))
+    return Context(
+        kind="azure",
+        source_repo=source if repo else None,
+        source_commit=_sha(env.get("BUILD_SOURCEVERSION")),
+        ref=_ref(env.get("BUILD_SOURCEBRANCH")),
+        pipeline_url=pipeline,
+        actor=_matching(_NAME, env.get("BUILD_REQUESTEDFOR")),
+        run_number=build,
+        run_attempt=_number(env.get("SYSTEM_JOBATTEMPT")),
+        server_url=collection,
+        api_url=collection,
+        event=_event(reason.lower()) if reason else None,
+        job_token=bool(env.get("SYSTEM_ACCESSTOKEN")),
+        project_path=f"{project}/{repo}" if project and repo else None,
+        repo_url=_no_user(_url(env.get("BUILD_REPOSITORY_URI"))),
+    )
+
+
+def _plain(value: str | None) -> str | None:
+    """A name (project, repository): clean, no slash-only tricks, at most 255 characters."""
+    if not value or len(value) > _MAX_REF or not is_clean(value) or value.strip() != value:
+        return None
+    if value in (".", "..") or "\\" in value:
+        return None
+    return value
+
+
+def _no_user(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")).rstrip("/")
 
 
 def provenance_dict(ctx: Context) -> dict[str, str | None]:

@@ -296,6 +296,8 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     say(f"request {pr.url}: {'created' if created else 'updated' if updated else 'unchanged'}"
         f"; policy {'allows' if verdict.allows_merge else 'does not allow'} a merge")
     if verdict.allows_merge:
+        if created_branch and pr.number != 0:
+            _base_unmoved(forge, pr, snap)
         _merge(forge, pr, commit, message, settings, request, verdict, result, effects)
     elif want_merge or request.require_merge:
         failed = ", ".join(c.name for c in verdict.checks if c.status == "fail")
@@ -553,9 +555,26 @@ def ensure_request(forge: Forge, branch: str, snap: Snapshot, spec: RequestSpec,
         return opened, True, False
     if pr.number == 0:  # plain git: the branch is the request, nothing else to update
         return pr, False, False
-    if pr.title != spec.title or pr.body != spec.body or not set(spec.labels) <= set(pr.labels):
+    # a forge without labels (Bitbucket: ``has_labels = False``) warns instead; their
+    # absence is no reason to update the request on every run
+    labels = set(spec.labels) if getattr(forge, "has_labels", True) else set()
+    if pr.title != spec.title or pr.body != spec.body or not labels <= set(pr.labels):
         return forge.update_request(pr, spec), False, True
     return pr, False, False
+
+
+def _base_unmoved(forge: Forge, pr: PullRequest, snap: Snapshot) -> None:
+    """Before merging a request on a branch this run created: the base must still be
+    where the snapshot saw it. The branch was missing, and a forge deletes the branch of
+    a request it merges, so another run may have merged this very change a moment ago;
+    merging it again would put a second, empty change on the base. The request's own
+    record of the base is used when the forge gave one (GitHub, Gitea), else one read."""
+    seen = pr.base_sha
+    if not seen:
+        tip = forge.read_head(snap.branch)
+        seen = tip.sha if tip is not None else ""
+    if seen != snap.commit:
+        raise _BaseMoved
 
 
 def _up_to_date(forge: Forge, request: Request, snap: Snapshot, plan: Plan, branch: str,

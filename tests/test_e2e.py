@@ -18,12 +18,16 @@ import pytest
 
 from promoter import context, promote
 from promoter.cli import run
+from promoter.forges.azure import AzureForge
 from promoter.forges.base import Forge
+from promoter.forges.bitbucket import BitbucketForge
 from promoter.forges.git import GitForge
 from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import GitHubForge
 from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
+from tests.fakes.azure import FakeAzure
+from tests.fakes.bitbucket import FakeBitbucket
 from tests.fakes.gitea import FakeGitea
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
@@ -212,6 +216,68 @@ class GiteaHarness(Harness):
         self.fake.set_status(SLUG, sha, state)
 
 
+AZURE_SLUG = "acme/platform/config"
+
+
+class AzureHarness(Harness):
+    """Azure DevOps: the repository is ORG/PROJECT/REPO; sre-lead is a member of a
+    team of the project (reviewers are looked up there)."""
+
+    kind = "azure"
+
+    def __init__(self, fake: FakeAzure) -> None:
+        self.fake = fake
+        fake.add_token(TOKEN)
+        fake.add_team("acme/platform", "SRE", ["sre-lead"])
+        self.repo = fake.add_repo(AZURE_SLUG, FILES)
+        self.bare = self.repo.bare
+
+    def args(self) -> list[str]:
+        return ["--repo", AZURE_SLUG, "--forge", "azure", "--api-url", self.fake.url]
+
+    def forge(self) -> Forge:
+        return AzureForge(AZURE_SLUG, api_url=self.fake.url, token=TOKEN, sleep=lambda _: None)
+
+    def open_requests(self) -> list[Open]:
+        names = {v: k for k, v in self.fake.ids.items()}
+        return [Open(p.number, p.source.removeprefix("refs/heads/"), p.title, p.description,
+                     list(p.labels), [names.get(r, r) for r in p.reviewers])
+                for p in self.fake.pulls(AZURE_SLUG) if p.status == "active"]
+
+    def set_checks(self, sha: str, state: str) -> None:
+        if not self.repo.policies:
+            self.fake.add_policy(AZURE_SLUG, "ci")  # a required build, as checks imply
+        self.fake.set_status(AZURE_SLUG, sha, {"success": "succeeded", "failure": "failed"}.get(
+            state, state))
+
+
+class BitbucketHarness(Harness):
+    kind = "bitbucket"
+
+    def __init__(self, fake: FakeBitbucket) -> None:
+        self.fake = fake
+        fake.add_token(TOKEN)
+        fake.add_member("sre-lead")
+        self.repo = fake.add_repo(SLUG, FILES)
+        self.bare = self.repo.bare
+
+    def args(self) -> list[str]:
+        return ["--repo", SLUG, "--forge", "bitbucket", "--api-url", self.fake.api]
+
+    def forge(self) -> Forge:
+        return BitbucketForge(SLUG, api_url=self.fake.api, token=TOKEN, sleep=lambda _: None)
+
+    def open_requests(self) -> list[Open]:
+        # Bitbucket has no labels
+        return [Open(p.id, p.source, p.title, p.description, [],
+                     [self.fake.nickname(r) for r in p.reviewers])
+                for p in self.fake.pulls(SLUG) if p.state == "OPEN"]
+
+    def set_checks(self, sha: str, state: str) -> None:
+        self.fake.set_status(SLUG, sha, {"pending": "INPROGRESS", "failure": "FAILED",
+                                         "success": "SUCCESSFUL"}[state])
+
+
 def _harness(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
@@ -224,18 +290,24 @@ def _harness(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     elif kind == "gitea":
         with FakeGitea(tmp_path) as gt:
             yield GiteaHarness(gt)
+    elif kind == "azure":
+        with FakeAzure(tmp_path) as az:
+            yield AzureHarness(az)
+    elif kind == "bitbucket":
+        with FakeBitbucket(tmp_path) as bb:
+            yield BitbucketHarness(bb)
     else:
         with FakeGitLab(tmp_path) as fake:
             yield GitLabHarness(fake)
 
 
-@pytest.fixture(params=["git", "github", "gitlab", "gitea"])
+@pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure", "bitbucket"])
 def h(request: pytest.FixtureRequest, tmp_path: Path,
       monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     yield from _harness(request.param, tmp_path, monkeypatch)
 
 
-@pytest.fixture(params=["github", "gitlab", "gitea"])
+@pytest.fixture(params=["github", "gitlab", "gitea", "azure", "bitbucket"])
 def api(request: pytest.FixtureRequest, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     """The forges that have checks (plain git has none)."""
@@ -303,7 +375,7 @@ def test_open_rerun_update_and_noop(h: Harness, capsys: pytest.CaptureFixture[st
     assert h.bare.log(sha or "", 2)[1]["sha"] == h.bare.resolve("main")
     if h.kind != "git":
         assert '-        image: "ghcr.io/acme/api:1.0.0"   # promoted by CI' in opened.body
-        assert "prod" in opened.labels
+        assert "prod" in opened.labels or h.kind == "bitbucket"  # no labels there
         assert opened.reviewers == ["sre-lead"]
 
     # re-run: same branch tip, one request, no new commit
@@ -343,8 +415,11 @@ def test_open_rerun_update_and_noop(h: Harness, capsys: pytest.CaptureFixture[st
         assert any("already sets" in c for c in h.fake.comments(SLUG, updated.number))
     if isinstance(h, GitLabHarness):
         assert any("already sets" in n for n in h.fake.notes(SLUG, updated.number))
-    if isinstance(h, GiteaHarness):
+    if isinstance(h, (GiteaHarness, BitbucketHarness)):
         assert any("already sets" in c for c in h.fake.repo(SLUG).pulls[updated.number].comments)
+    if isinstance(h, AzureHarness):
+        assert any("already sets" in c["content"] for t in h.repo.pulls[updated.number].threads
+                   for c in t["comments"])
     assert h.branch("promote/prod/api") is None
 
 
@@ -554,7 +629,10 @@ def test_dry_run_through_a_forge_writes_nothing(h: Harness,
     assert '+        image: "ghcr.io/acme/api:1.1.0"   # promoted by CI' in result["diff"]
     assert dict(h.bare.list_refs("refs/")) == before
     assert h.open_requests() == []
-    if isinstance(h, (GitHubHarness, GitLabHarness, GiteaHarness)):
-        # the run query is a POST to /graphql that reads; nothing else may be sent
-        writes = h.fake.count("POST") - h.fake.count("POST", r"/graphql#PromoterRun$")
+    if isinstance(h, (GitHubHarness, GitLabHarness, GiteaHarness, AzureHarness,
+                      BitbucketHarness)):
+        # the run query is a POST to /graphql that reads, and so is Azure's blob zip;
+        # nothing else may be sent
+        writes = h.fake.count("POST") - h.fake.count("POST", r"/graphql#PromoterRun$") \
+            - h.fake.count("POST", r"/blobs$")
         assert writes + h.fake.count("PUT") + h.fake.count("PATCH") == 0

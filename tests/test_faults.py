@@ -78,6 +78,7 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("POST", r"/repository/commits$", WRITE),
         ("GET", r"/api/v4/users$", READ),
         ("POST", r"/merge_requests$", WRITE),
+        ("GET", r"/repository/branches/main$", READ),  # the base, before merging
         ("GET", r"/merge_requests/\d+$", READ),
         ("GET", r"/statuses$", READ),
         ("PUT", r"/merge_requests/\d+/merge$", WRITE),
@@ -116,11 +117,76 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("GET", r"/pulls$", READ),
         ("PATCH", r"/pulls/\d+$", WRITE),
     ],
+    ("azure", "merge"): [
+        ("GET", r"/_apis/git/repositories/config$", READ),
+        ("GET", r"/refs$", READ),
+        ("GET", r"/commits/[0-9a-f]{40}$", READ),
+        ("GET", r"/trees/[0-9a-f]{40}$", READ),
+        ("POST", r"/blobs$", READ),  # a POST that reads: the blob zip
+        ("POST", r"/pushes$", WRITE),
+        ("GET", r"/_apis/projects/acme/teams$", READ),  # reviewers named: looked up
+        ("GET", r"/_apis/projects/acme/teams/[0-9a-f-]{36}/members$", READ),
+        ("POST", r"/pullrequests$", WRITE),
+        ("GET", r"/commits/[0-9a-f]{40}/statuses$", READ),
+        ("GET", r"/pullrequests/\d+/statuses$", READ),
+        ("GET", r"/_apis/git/policy/configurations$", READ),
+        ("PATCH", r"/pullrequests/\d+$", WRITE),
+    ],
+    ("azure", "update"): [
+        ("GET", r"/refs$", READ),
+        ("GET", r"/commits/[0-9a-f]{40}$", READ),
+        ("GET", r"/trees/[0-9a-f]{40}$", READ),
+        ("POST", r"/pushes$", WRITE),
+        ("POST", r"/refs$", WRITE),
+        ("GET", r"/pullrequests$", READ),
+        ("PATCH", r"/pullrequests/\d+$", WRITE),
+    ],
+    ("bitbucket", "merge"): [
+        ("GET", r"^/2\.0/repositories/acme/config$", READ),  # the main branch
+        ("GET", r"/refs/branches/main$", READ),
+        ("GET", r"/get/[0-9a-f]{40}\.tar\.gz$", READ),  # the archive, on the web side
+        ("GET", r"/src/[0-9a-f]{40}/\.promoter\.yaml$", READ),  # its entry, its bytes
+        ("GET", r"/acme/config/commits/main$", READ),
+        ("GET", r"/refs/branches/promote", READ),
+        ("POST", r"/src$", WRITE),
+        ("GET", r"/workspaces/acme/members$", READ),
+        ("POST", r"/pullrequests$", WRITE),
+        ("GET", r"/statuses$", READ),
+        ("GET", r"/pullrequests/\d+$", READ),
+        ("POST", r"/pullrequests/\d+/merge$", WRITE),
+    ],
+    ("bitbucket", "update"): [
+        ("GET", r"/commit/[0-9a-f]{40}$", READ),
+        ("GET", r"/diffstat/[0-9a-f]{40}$", READ),
+        ("GET", r"/src/[0-9a-f]{40}/envs/", READ),
+        ("DELETE", r"/refs/branches/promote", WRITE),
+        ("POST", r"/src$", WRITE),
+        ("GET", r"/pullrequests$", READ),
+        ("PUT", r"/pullrequests/\d+$", WRITE),
+    ],
+    # Bitbucket Data Center (the update scenario differs: Data Center declines a pull
+    # request whose branch is deleted, so a rebuilt proposal is a new pull request)
+    ("bitbucket-dc", "merge"): [
+        ("GET", r"/repos/config/branches/default$", READ),
+        ("GET", r"/repos/config/archive$", READ),
+        ("GET", r"/repos/config/browse/\.promoter\.yaml$", READ),  # its type
+        ("GET", r"/repos/config/raw/\.promoter\.yaml$", READ),
+        ("GET", r"/repos/config/commits$", READ),
+        ("GET", r"/repos/config/branches$", READ),
+        ("GET", r"/repos/config/commits/[0-9a-f]{40}$", READ),  # the base, before merging
+        ("PUT", r"/repos/config/browse/envs/", WRITE),  # the one-file commit
+        ("POST", r"/repos/config/pull-requests$", WRITE),
+        ("GET", r"/rest/build-status/1\.0/commits/[0-9a-f]{40}$", READ),
+        ("GET", r"/pull-requests/\d+$", READ),
+        ("POST", r"/pull-requests/\d+/merge$", WRITE),
+    ],
 }
 # endpoints of a clean run that the list of the other scenario covers
 SHARED = {("github", "update"): ENDPOINTS[("github", "merge")],
           ("gitlab", "update"): ENDPOINTS[("gitlab", "merge")],
-          ("gitea", "update"): ENDPOINTS[("gitea", "merge")]}
+          ("gitea", "update"): ENDPOINTS[("gitea", "merge")],
+          ("azure", "update"): ENDPOINTS[("azure", "merge")],
+          ("bitbucket", "update"): ENDPOINTS[("bitbucket", "merge")]}
 
 # promote waits for checks itself (it polls statuses and check runs / pipelines, which
 # then find nothing pending), so those read endpoints are part of every flow faulted here
@@ -320,7 +386,11 @@ SLOW = [("github", "POST", r"^/graphql#PromoterRun$"),
         ("github", "PUT", r"/merge$"),
         ("gitlab", "GET", r"/repository/archive\.tar\.gz$"), ("gitlab", "PUT", r"/merge$"),
         ("gitea", "GET", r"/archive/"), ("gitea", "POST", r"/contents$"),
-        ("gitea", "POST", r"/merge$")]
+        ("gitea", "POST", r"/merge$"),
+        ("azure", "POST", r"/blobs$"), ("azure", "POST", r"/pushes$"),
+        ("azure", "PATCH", r"/pullrequests/\d+$"),
+        ("bitbucket", "GET", r"/get/"), ("bitbucket", "POST", r"/src$"),
+        ("bitbucket", "POST", r"/merge$")]
 
 
 @pytest.mark.parametrize(("kind", "method", "path"), SLOW)
@@ -355,28 +425,31 @@ def cli(h: Harness, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[in
     return code, out, err
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure", "bitbucket"])
 def test_cli_survives_server_errors(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     with harness(kind, tmp_path) as h:
         monkeypatch.setenv("PROMOTE_TOKEN", h.token)
         base = h.bare.resolve("main") or ""
-        write = {"github": r"/graphql#PromoterCommit$", "gitea": r"/contents$"}.get(
+        write = {"github": r"/graphql#PromoterCommit$", "gitea": r"/contents$",
+                 "azure": r"/pushes$", "bitbucket": r"/src$"}.get(
             kind, r"/repository/commits$")
         h.fail("POST", write, 503, times=2, headers={"Retry-After": "0"})
-        h.fail("*", r"/pulls$|/merge_requests$", 429, headers={"Retry-After": "0"})
+        h.fail("*", r"/pulls$|/merge_requests$|/pullrequests$", 429,
+               headers={"Retry-After": "0"})
         code, out, _ = cli(h, capsys, "--retry-timeout", "5")
         assert code == 0
         check_merged(h, base, json.loads(out), "1.0.1")
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure", "bitbucket"])
 def test_cli_gives_up_with_exit_5(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     with harness(kind, tmp_path) as h:
         monkeypatch.setenv("PROMOTE_TOKEN", h.token)
         base = h.bare.resolve("main") or ""
-        write = {"github": r"/graphql#PromoterCommit$", "gitea": r"/contents$"}.get(
+        write = {"github": r"/graphql#PromoterCommit$", "gitea": r"/contents$",
+                 "azure": r"/pushes$", "bitbucket": r"/src$"}.get(
             kind, r"/repository/commits$")
         h.fail("POST", write, 502, times=1000, headers={"Retry-After": "0"})
         started = time.monotonic()

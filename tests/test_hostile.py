@@ -287,7 +287,7 @@ def table_rows(markdown: str) -> list[tuple[int, str]]:
     return rows
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "bitbucket"])
 def test_hostile_file_names_stay_inside_code_in_the_request(kind: str, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
@@ -312,7 +312,7 @@ def test_hostile_file_names_stay_inside_code_in_the_request(kind: str, tmp_path:
         assert keys.count("Promoted-Image") == 1 and keys[-1] == "Promote-Fingerprint"
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "bitbucket"])
 def test_a_pipe_in_a_file_name_cannot_break_the_table(kind: str, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
@@ -332,7 +332,7 @@ API_CASES = ("bomb_alias_over_image", "duplicate_keys", "invalid_utf8", "templat
              "file_dotdot_etc_passwd", "tag_newline", "set_value_command")
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "bitbucket"])
 @pytest.mark.parametrize("name", API_CASES)
 def test_hostile_through_the_apis(name: str, kind: str, tmp_path: Path,
                                   monkeypatch: pytest.MonkeyPatch,

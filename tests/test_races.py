@@ -39,7 +39,7 @@ from promoter.cli import run
 from promoter.errors import PromoteError
 from promoter.images import parse
 
-KINDS = ["git", "github", "gitlab", "gitea"]
+KINDS = ["git", "github", "gitlab", "gitea", "azure", "bitbucket", "bitbucket-dc"]
 BRANCH = "promote/prod/api"
 
 
@@ -256,7 +256,7 @@ def test_same_promotion_twice_at_once(kind: str, step: str, tmp_path: Path) -> N
         assert not [c for c in state.changes if c.state == "open"], state.changes
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "bitbucket"])
 def test_a_branch_whose_request_was_merged_meanwhile_gets_no_second_request(
         kind: str, tmp_path: Path) -> None:
     """The branch holds the proved promotion but no request is open: another run may
@@ -305,6 +305,26 @@ def test_a_merge_landing_between_the_base_check_and_the_new_request_is_not_merge
         assert state.main == landed[0], "a second merge of the same change"
         assert not [c for c in state.changes if c.state == "open"], state.changes
         assert first["commit"] not in [c["sha"] for c in state.log]
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure"])
+def test_a_change_merged_and_its_branch_deleted_meanwhile_is_not_merged_again(
+        kind: str, tmp_path: Path) -> None:
+    """Another run of the same promotion merged it and the forge deleted its branch
+    between this run's snapshot and its write: this run finds no branch, writes a fresh
+    one on the old base and opens a request. Merging that would put the same change on
+    the base a second time (an empty change); the run sees the base moved and plans
+    again: already up to date, its request closed and its branch gone."""
+    with harness(kind, tmp_path, MERGING) as h:
+        landed: list[str] = []
+        result = run_closed(Before(h.forge(), "open_request", lambda: landed.append(
+            h.bare.commit_files("main", {"envs/prod/deploy.yaml": deploy("1.0.1")},
+                                "the other run's squash merge"))), "1.0.1")
+        assert result["status"] == "up-to-date", result
+        state = outcome(h)
+        assert state.main == landed[0], "the same change merged a second time"
+        assert not [c for c in state.changes if c.state in ("open", "merged")], state.changes
+        assert h.bare.resolve(f"refs/heads/{BRANCH}") is None
 
 
 # --- two promotions, one file ------------------------------------------------------------------
@@ -396,7 +416,7 @@ def test_foreign_commit_racing_the_branch_update(kind: str, tmp_path: Path) -> N
         assert state.main_file == deploy("1.0.0")
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure"])
 def test_foreign_commit_through_the_cli(kind: str, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:

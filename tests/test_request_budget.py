@@ -109,7 +109,11 @@ NEW = {
                "POST /graphql#PromoterAutoMerge"],
     "gitlab": ["GET {p}/repository/archive.tar.gz", "GET {p}/repository/tree",
                "POST {p}/repository/commits",
-               "POST {p}/merge_requests", "PUT {p}/merge_requests/{n}/merge"],
+               "POST {p}/merge_requests",
+               # is the base still where the snapshot saw it? (GitHub's answer to the
+               # PR's creation says; GitLab's does not reliably)
+               "GET {p}/repository/branches/main",
+               "PUT {p}/merge_requests/{n}/merge"],
 }
 RERUN = {  # the request is open with auto-merge on: prove the branch, touch nothing
     "github": ["POST /graphql#PromoterRun", "GET {r}/tarball/{sha}",
@@ -131,9 +135,9 @@ MERGED = {
 
 
 def test_new_request_rerun_and_merged_cost_exactly(h: Harness) -> None:
-    """GitHub 6 / 4 / 3, GitLab 5 / 9 / 3 (with --base; GitLab reads the root tree for
-    the policy file, its re-run proves the branch by reading each changed file, and
-    tries the write first)."""
+    """GitHub 6 / 4 / 3, GitLab 6 / 9 / 3 (with --base; GitLab reads the root tree for
+    the policy file and the base before merging a new request, its re-run proves the
+    branch by reading each changed file, and tries the write first)."""
     first = run(h, "1.0.1")
     assert (first["status"], first["auto_merge"]) == ("auto-merge", True), first
     assert calls(h) == NEW[h.kind]

@@ -60,6 +60,7 @@ from promoter.forges.gitlab import GitLabForge
 GH_TOKEN = "ghp_SECRETsecretSECRET0123456789abcdefGH"
 GL_TOKEN = "glpat-SECRETsecret-0123456789abcd"
 GT_TOKEN = "gitea-SECRETsecret-0123456789abcdef"
+BB_TOKEN = "bbat-SECRETsecret-0123456789abcdef"
 JOB_TOKEN = "glcbt-64_SECRETjobTOKEN0123456789"
 READ_TOKEN = "ghp_READonlyREADonly0123456789abcdefRE"
 GL_READ_TOKEN = "glpat-READonlyREAD-0123456789ab"
@@ -408,18 +409,22 @@ def test_git_url_credentials_never_follow_a_redirect(runner: Runner, tmp_path: P
     assert runner.scan.leaks({GH_TOKEN}) == []
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure", "bitbucket",
+                                  "bitbucket-dc"])
 def test_api_redirect_to_another_server_receives_no_token(kind: str, runner: Runner,
                                                           tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     """--api-url answers every request with a 302 to a second loopback server (another
     origin): nothing reaches that server, and the run leaks nothing."""
-    token = {"github": GH_TOKEN, "gitea": GT_TOKEN}.get(kind, GL_TOKEN)
+    token = {"github": GH_TOKEN, "gitea": GT_TOKEN, "azure": GT_TOKEN, "bitbucket": BB_TOKEN,
+             "bitbucket-dc": BB_TOKEN}.get(kind, GL_TOKEN)
     monkeypatch.setenv("PROMOTE_TOKEN", token)
     with Recorder() as other, GitServer(tmp_path) as api:
         api.redirect_to = other.root_url
-        got = runner.cli("--repo", SLUG, "--forge", kind, "--api-url", api.root_url,
+        url = api.root_url + ("/2.0" if kind == "bitbucket" else "")  # a Cloud API root
+        forge = kind.removesuffix("-dc")  # Data Center: the same forge, a server root
+        got = runner.cli("--repo", SLUG, "--forge", forge, "--api-url", url,
                          "--image", IMAGE, "--retry-timeout", "0.3")
         runner.scan.add("requests to the redirect target", other.headers_seen())
         assert other.seen == []

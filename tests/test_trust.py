@@ -23,11 +23,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.azure import FakeAzure
+from fakes.bitbucket import FakeBitbucket
+from fakes.bitbucket_server import FakeBitbucketServer
 from fakes.gitea import FakeGitea
 from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import ZERO, BareRepo
-from hostile.forges import GL_TOKEN, GT_TOKEN, SLUG, Harness, deploy, effects, files, harness
+from hostile.forges import (
+    AZ_TOKEN,
+    BB_TOKEN,
+    GL_TOKEN,
+    GT_TOKEN,
+    SLUG,
+    Harness,
+    deploy,
+    effects,
+    files,
+    harness,
+)
 from hostile.forges import TOKEN as GH_TOKEN
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -35,13 +49,16 @@ from hypothesis import strategies as st
 from promoter import promote, proof
 from promoter.cli import run
 from promoter.errors import PromoteError
+from promoter.forges.azure import AzureForge
+from promoter.forges.bitbucket import BitbucketForge
+from promoter.forges.bitbucket_server import BitbucketServerForge
 from promoter.forges.git import GitForge
 from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import GitHubForge
 from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
 
-KINDS = ["git", "github", "gitlab", "gitea"]
+KINDS = ["git", "github", "gitlab", "gitea", "azure", "bitbucket", "bitbucket-dc"]
 DEV = "envs/dev/deploy.yaml"
 PROD = "envs/prod/deploy.yaml"
 EVIL = deploy("6.6.6-evil")
@@ -386,6 +403,12 @@ def test_foreign_pushes_between_steps_never_reach_main(
         servers["gl"] = FakeGitLab(root).start()
     elif kind == "gitea":
         servers["gt"] = FakeGitea(root).start()
+    elif kind == "azure":
+        servers["az"] = FakeAzure(root).start()
+    elif kind == "bitbucket":
+        servers["bb"] = FakeBitbucket(root).start()
+    elif kind == "bitbucket-dc":
+        servers["dc"] = FakeBitbucketServer(root).start()
     counter = itertools.count()
 
     @settings(max_examples=12, deadline=None, derandomize=True,
@@ -437,6 +460,16 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
         bare = BareRepo.init(path, content)
         return bare, GitForge(str(bare.path), sleep=lambda _: None)
     slug = f"acme/config{n}"
+    if kind == "bitbucket-dc":
+        dc: FakeBitbucketServer = servers["dc"]
+        dc.add_token(BB_TOKEN)
+        return dc.add_repo(slug, content).bare, BitbucketServerForge(
+            slug, api_url=dc.url, token=BB_TOKEN, sleep=lambda _: None)
+    if kind == "bitbucket":
+        bb: FakeBitbucket = servers["bb"]
+        bb.add_token(BB_TOKEN)
+        return bb.add_repo(slug, content).bare, BitbucketForge(
+            slug, api_url=bb.api, token=BB_TOKEN, sleep=lambda _: None)
     if kind == "github":
         gh: FakeGitHub = servers["gh"]
         gh.add_token(GH_TOKEN)
@@ -447,6 +480,13 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
         gt.add_token(GT_TOKEN)
         return gt.add_repo(slug, content).bare, GiteaForge(
             slug, api_url=gt.url, token=GT_TOKEN, sleep=lambda _: None)
+    if kind == "azure":
+        az: FakeAzure = servers["az"]
+        az.add_token(AZ_TOKEN)
+        made = az.add_repo(f"org/{slug}", content)
+        made.force_pushers.add("promoter-bot")
+        return made.bare, AzureForge(
+            slug, api_url=f"{az.url}/org", token=AZ_TOKEN, sleep=lambda _: None)
     gl: FakeGitLab = servers["gl"]
     gl.add_token(GL_TOKEN)
     return gl.add_project(slug, content).repo, GitLabForge(
@@ -456,7 +496,8 @@ def _fresh(kind: str, path: Path, servers: dict[str, Any], n: int,
 # --- checks that register a moment after the push -----------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure", "bitbucket",
+                                  "bitbucket-dc"])
 def test_required_checks_not_yet_registered_are_waited_for(
         kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -473,6 +514,15 @@ def test_required_checks_not_yet_registered_are_waited_for(
             gitea = h.fake.repo(SLUG)  # type: ignore[attr-defined]
             gitea.required_checks = ("ci",)
             gitea.ci_after_push = (0.3, 0.5, "success")
+        elif kind == "azure":  # a required status policy, evaluated a moment after opening
+            azure = h.fake.repo(f"org/{SLUG}")  # type: ignore[attr-defined]
+            h.fake.add_policy(f"org/{SLUG}", "ci")  # type: ignore[attr-defined]
+            azure.evaluation_delay = 0.2
+            azure.ci_after_push = (0.3, 0.5, "succeeded")
+        elif kind.startswith("bitbucket"):  # the "minimum successful builds" merge check
+            bitbucket = h.fake.repo(SLUG)  # type: ignore[attr-defined]
+            bitbucket.required_builds = 1
+            bitbucket.ci_after_push = (0.3, 0.5, "SUCCESSFUL")
         else:
             project = h.fake.project(SLUG)  # type: ignore[attr-defined]
             project.ci = True

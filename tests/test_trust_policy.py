@@ -24,7 +24,7 @@ DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
 
 
-@pytest.fixture(params=["git", "github", "gitlab", "gitea"])
+@pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure", "bitbucket"])
 def h(request: pytest.FixtureRequest, tmp_path: Path,
       monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     yield from _harness(request.param, tmp_path, monkeypatch)
@@ -486,7 +486,7 @@ def test_every_forge_snapshot_knows_the_links_and_refuses_a_linked_policy(
         snap = forge.snapshot(None)
         assert snap.links == {"envs/prod/deploy.yaml": "../dev/deploy.yaml"}
         assert "envs/prod/deploy.yaml" not in snap.files
-        assert snap.files[".promoter.yaml"] == CONFIG
+        assert snap.files[".promoter.yaml"] == h.main_file(".promoter.yaml")
         git_push(h, tmp_path / "work", lambda work: _link(work, ".promoter.yaml",
                                                           "policy.yaml"), "linked policy")
         with pytest.raises(ConfigError, match=r"is a symbolic link to 'policy\.yaml'") as info:

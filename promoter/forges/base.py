@@ -98,6 +98,9 @@ class PullRequest:
     # the merge method the forge's auto-merge is already set to (None: not set, or not
     # known); enable_auto_merge leaves one set for this very head and method alone
     auto_merge: str | None = None
+    # the base's tip as the forge reported it with the request ("": it did not say); on
+    # a request just opened, the base as it was then
+    base_sha: str = ""
 
 
 class ChecksState(str, Enum):

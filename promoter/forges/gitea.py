@@ -178,7 +178,8 @@ def _pull(data: Mapping[str, Any]) -> PullRequest:
     return PullRequest(number=int(data["number"]), url=str(data.get("html_url") or ""),
                        branch=str(head.get("ref") or ""), base=str(base.get("ref") or ""),
                        title=str(data.get("title") or ""), body=str(data.get("body") or ""),
-                       head_sha=str(head.get("sha") or ""), state=state, labels=labels)
+                       head_sha=str(head.get("sha") or ""), state=state, labels=labels,
+                       base_sha=str(base.get("sha") or ""))
 
 
 def _split(message: str) -> dict[str, str]:

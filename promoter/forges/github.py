@@ -882,7 +882,7 @@ class GitHubForge:
             number=pull.number, url=pull.html_url, branch=pull.head.ref, base=pull.base.ref,
             title=pull.title or "", body=pull.body or "", head_sha=pull.head.sha,
             state=state, labels=tuple(label.name for label in pull.labels),
-            auto_merge=_auto_merge_of(pull.auto_merge))
+            auto_merge=_auto_merge_of(pull.auto_merge), base_sha=pull.base.sha or "")
 
     def _find(self, repo: Repository, branch: str, base: str) -> PullRequest | None:
         page = repo.get_pulls(state="open", head=f"{self.owner}:{branch}",

@@ -17,13 +17,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from fakes.azure import FakeAzure
+from fakes.bitbucket import FakeBitbucket
+from fakes.bitbucket_server import FakeBitbucketServer
 from fakes.gitea import FakeGitea
 from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
 from fakes.gitrepo import BareRepo
 
 from promoter import promote
+from promoter.forges.azure import AzureForge
 from promoter.forges.base import Forge
+from promoter.forges.bitbucket import BitbucketForge
+from promoter.forges.bitbucket_server import BitbucketServerForge
 from promoter.forges.git import GitForge
 from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import GitHubForge
@@ -34,6 +40,8 @@ SLUG = "acme/config"
 TOKEN = "ghp_FAKEfaultToken0123456789abcdefABCDEF"
 GL_TOKEN = "glpat-FAKEfaultToken-0123456789"
 GT_TOKEN = "gitea-FAKEfaultToken-0123456789abcdef"
+BB_TOKEN = "bbat-FAKEfaultToken-0123456789abcdef"
+AZ_TOKEN = "azure-FAKEfaultToken-0123456789abcdef"
 TUESDAY = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
 
 # prod: labels, reviewers, waits for checks, merges by itself: every endpoint of a run
@@ -243,6 +251,141 @@ class GiteaHarness:
 
 
 @dataclass
+class AzureHarness:
+    """Azure DevOps: SLUG is PROJECT/REPO under the organisation URL ``{fake}/org`` (as
+    with a Server collection URL); ``sre-lead`` is a member of a team of the project."""
+
+    fake: FakeAzure
+    bare: BareRepo
+    kind: str = "azure"
+    token: str = AZ_TOKEN
+    url: str = ""
+
+    @classmethod
+    def start(cls, fake: FakeAzure, content: Mapping[str, bytes]) -> AzureHarness:
+        fake.add_token(AZ_TOKEN)
+        fake.add_team(f"org/{SLUG.split('/')[0]}", "SRE", ["sre-lead"])
+        repo = fake.add_repo(f"org/{SLUG}", content)
+        repo.force_pushers.add("promoter-bot")  # "Force push" on promote/*, as docs/ci.md says
+        return cls(fake, repo.bare, url=f"{fake.url}/org")
+
+    def forge(self, sleep: Sleeps | None = None, timeout: float = 15) -> Forge:
+        return AzureForge(SLUG, api_url=self.url, token=AZ_TOKEN,
+                          sleep=sleep if sleep is not None else Sleeps(), timeout=timeout)
+
+    def fail(self, method: str, path: str, status: int, *, times: int = 1,
+             headers: Mapping[str, str] | None = None, body: Any = None,
+             apply_then_fail: bool = False, drop: bool = False, reset_before: bool = False,
+             delay: float = 0.0) -> None:
+        self.fake.fail(method, path, 0 if drop else status, times=times, headers=headers,
+                       body=body, apply_then_fail=apply_then_fail, reset_before=reset_before,
+                       delay=delay)
+
+    def changes(self) -> list[Change]:
+        states = {"active": "open", "completed": "merged", "abandoned": "closed"}
+        return [Change(p.number, states[p.status], p.source.removeprefix("refs/heads/"))
+                for p in self.fake.pulls(f"org/{SLUG}")]
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        return [(r.method, r.path, r.status) for r in list(self.fake.requests)]
+
+    def reset_counts(self) -> None:
+        self.fake.reset_counts()
+
+    def request_text(self, number: int) -> str:
+        pull = self.fake.repo(f"org/{SLUG}").pulls[number]
+        return f"{pull.title}\n{pull.description}"
+
+
+@dataclass
+class BitbucketHarness:
+    fake: FakeBitbucket
+    bare: BareRepo
+    kind: str = "bitbucket"
+    token: str = BB_TOKEN
+    url: str = ""
+
+    @classmethod
+    def start(cls, fake: FakeBitbucket, content: Mapping[str, bytes]) -> BitbucketHarness:
+        fake.add_token(BB_TOKEN)
+        fake.add_member("sre-lead")
+        bare = fake.add_repo(SLUG, content).bare
+        return cls(fake, bare, url=fake.api)
+
+    def forge(self, sleep: Sleeps | None = None, timeout: float = 15) -> Forge:
+        return BitbucketForge(SLUG, api_url=self.fake.api, token=BB_TOKEN,
+                              sleep=sleep if sleep is not None else Sleeps(), timeout=timeout)
+
+    def fail(self, method: str, path: str, status: int, *, times: int = 1,
+             headers: Mapping[str, str] | None = None, body: Any = None,
+             apply_then_fail: bool = False, drop: bool = False, reset_before: bool = False,
+             delay: float = 0.0) -> None:
+        self.fake.fail(method, path, 0 if drop else status, times=times, headers=headers,
+                       body=body, apply_then_fail=apply_then_fail, reset_before=reset_before,
+                       delay=delay)
+
+    def changes(self) -> list[Change]:
+        states = {"OPEN": "open", "MERGED": "merged", "DECLINED": "closed"}
+        return [Change(p.id, states[p.state], p.source) for p in self.fake.pulls(SLUG)]
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        return [(r.method, r.path, r.status) for r in list(self.fake.requests)]
+
+    def reset_counts(self) -> None:
+        self.fake.reset_counts()
+
+    def request_text(self, number: int) -> str:
+        pull = self.fake.repo(SLUG).pulls[number]
+        return f"{pull.title}\n{pull.description}"
+
+
+@dataclass
+class BitbucketServerHarness:
+    """Bitbucket Data Center: ``kind`` is the --forge value; the fake's URL (no /2.0)
+    makes the CLI choose Data Center."""
+
+    fake: FakeBitbucketServer
+    bare: BareRepo
+    kind: str = "bitbucket"
+    token: str = BB_TOKEN
+    url: str = ""
+
+    @classmethod
+    def start(cls, fake: FakeBitbucketServer,
+              content: Mapping[str, bytes]) -> BitbucketServerHarness:
+        fake.add_token(BB_TOKEN)
+        fake.add_user("sre-lead")
+        bare = fake.add_repo(SLUG, content).bare
+        return cls(fake, bare, url=fake.url)
+
+    def forge(self, sleep: Sleeps | None = None, timeout: float = 15) -> Forge:
+        return BitbucketServerForge(SLUG, api_url=self.fake.url, token=BB_TOKEN,
+                                    sleep=sleep if sleep is not None else Sleeps(),
+                                    timeout=timeout)
+
+    def fail(self, method: str, path: str, status: int, *, times: int = 1,
+             headers: Mapping[str, str] | None = None, body: Any = None,
+             apply_then_fail: bool = False, drop: bool = False, reset_before: bool = False,
+             delay: float = 0.0) -> None:
+        self.fake.fail(method, path, 0 if drop else status, times=times, headers=headers,
+                       body=body, apply_then_fail=apply_then_fail, reset_before=reset_before)
+
+    def changes(self) -> list[Change]:
+        states = {"OPEN": "open", "MERGED": "merged", "DECLINED": "closed"}
+        return [Change(p.id, states[p.state], p.source) for p in self.fake.pulls(SLUG)]
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        return [(r.method, r.path, r.status) for r in list(self.fake.requests)]
+
+    def reset_counts(self) -> None:
+        self.fake.reset_counts()
+
+    def request_text(self, number: int) -> str:
+        pull = self.fake.repo(SLUG).pulls[number]
+        return f"{pull.title}\n{pull.description}"
+
+
+@dataclass
 class GitHarness:
     """Plain git: a bare repo; the promotion branches are the requests."""
 
@@ -288,6 +431,15 @@ def harness(kind: str, root: Path, config: bytes = MERGING,
     elif kind == "gitea":
         with FakeGitea(root) as gt:
             yield GiteaHarness.start(gt, content)
+    elif kind == "bitbucket":
+        with FakeBitbucket(root) as bb:
+            yield BitbucketHarness.start(bb, content)
+    elif kind == "bitbucket-dc":  # Bitbucket Data Center (--forge bitbucket, a DC URL)
+        with FakeBitbucketServer(root) as dc:
+            yield BitbucketServerHarness.start(dc, content)
+    elif kind == "azure":
+        with FakeAzure(root) as az:
+            yield AzureHarness.start(az, content)
     else:
         with FakeGitLab(root) as gl:
             # Accepted sockets inherit TCP_NODELAY from the listening one (Linux). The

@@ -1,0 +1,932 @@
+"""The Bitbucket Cloud forge: a small client on ``requests`` against the REST API 2.0.
+
+Client: a small one here. ``atlassian-python-api`` (the issue's suggestion) was read
+(atlassian/rest_client.py, atlassian/bitbucket/cloud/): it retries inside its own
+``requests`` calls with ``time.sleep`` (its own backoff and ``Retry-After`` reading,
+not injectable, so ``promoter.retry`` would no longer own the one retry policy); it
+follows redirects with plain ``requests`` (no cross-origin refusal); its Cloud classes
+wrap no ``POST /src`` (the one multi-file commit) and no capped download; and it is not
+among the packages this project may install here. The few endpoints are called here
+directly, as ``promoter.forges.gitea`` does.
+
+Bitbucket Data Center (REST 1.0) is ``promoter.forges.bitbucket_server``; ``connect``
+picks it for an ``--api-url`` that is not Bitbucket Cloud's API
+(``https://api.bitbucket.org``, or a URL whose path ends in ``/2.0``). This class itself
+refuses such a URL (exit 2) before any request.
+
+Requests of a first promotion (base given, no reviewers, no checks)::
+
+    snapshot       GET refs/branches/{base}, GET {web}/{ws}/{repo}/get/{sha}.tar.gz
+                   (the archive, on the web host), GET src/{sha}/.promoter.yaml?format=meta
+                   (+ GET src/{sha}/.promoter.yaml, its bytes, when it is there; + GET the
+                   repository when the base is its main branch)
+    read_head      GET refs/branches/{branch}        (404: none; the tip's message and
+                   parents come with it)
+    write_commit   POST src (form: one field per file, message, branch, parents, author),
+                   GET refs/branches/{base} (still the snapshot? else planned again)
+    open_request   POST pullrequests (+ GET workspaces/{ws}/members once, to turn
+                   reviewer nicknames into account ids)
+    checks         GET commit/{sha}/statuses
+    merge          GET pullrequests/{id}, GET refs/branches/{branch} (the head, right
+                   before), POST pullrequests/{id}/merge
+
+The commit: ``POST /2.0/repositories/{ws}/{repo}/src`` with ``branch`` (the promotion
+branch, new) and ``parents`` (the snapshot's commit): Bitbucket creates the branch and
+the commit directly on that parent, whatever the main branch is now, so the commit is
+on the snapshot by construction; the base is read right after, and when it moved (another
+run may have merged this very promotion) the new branch is deleted and the run planned
+again, as the other forges do. On a branch that exists, ``parents`` is a
+compare-and-swap: "it is asserted that the parent is the branch's tip/HEAD at the time
+the request is made. When this is not the case, a 409 is returned" (API reference).
+
+Replacing promoter's own tip (a base that moved): Bitbucket Cloud has no API that moves
+a branch (refs/branches creates and deletes only), and a commit on the existing branch
+must have its tip as parent. So the branch is read (it must still be ``replace``), deleted
+and made again by ``POST src`` on the new base; a push that lands in the one round trip
+between the read and the delete is lost from the branch (never merged: the next read
+proves the tip). Restrict pushes to ``promote/*`` to the bot (docs/ci.md).
+
+``changed_files``: the commit (parents, cached), its diffstat against its only parent
+(statuses ``added``/``modified`` only: removed, renamed and conflict entries prove
+nothing), and per changed file its ``format=meta`` (attributes: a link or submodule, or
+an executable bit that differs from the parent's, is not a plain edit) and its bytes,
+whose git blob id is computed here (Bitbucket reports none): 2 + 2-3 requests per file.
+Every file read from the tree is streamed and capped at ``MAX_FILE_BYTES`` (exit 5).
+
+Merging and the trust rule "merge exactly what was proved": Bitbucket's merge endpoint
+takes no expected head (``pullrequest_merge_parameters``: type, message,
+close_source_branch, merge_strategy). So promoter reads the pull request and the branch
+right before merging and merges only when both are the proved commit, then checks the
+merged pull request's source commit: a head that moved in between is reported (exit 5),
+never claimed as merged. Bitbucket's own auto-merge ("merge when builds pass") has no
+REST API and would merge whatever the head then is: promoter never schedules it. It
+merges at once when the checks are already green, and otherwise leaves the request open
+(exit 4 with --require-merge): give --merge-timeout so promoter waits for the checks
+and merges itself. Labels do not exist on Bitbucket: asked-for labels are a warning.
+
+Tokens: ``Authorization: Bearer`` (repository / project / workspace access tokens), or
+HTTP Basic with a user name (app passwords, Atlassian API tokens). Sent to the
+``--api-url`` origin and to the web origin that serves archives (``bitbucket.org`` for
+``api.bitbucket.org``; the API's own origin otherwise), nowhere else: a redirect of an
+API call to another origin stops the run; an archive redirected elsewhere (a CDN's
+pre-signed link) is fetched there without any credential; a pagination ``next`` link
+to another origin stops the run.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace as dc_replace
+from typing import Any, TypeVar
+from urllib.parse import quote, urljoin, urlsplit
+
+import requests
+
+from promoter import __version__, retry
+from promoter.errors import (
+    AuthError,
+    ConfigError,
+    ConflictError,
+    ForgeError,
+    PromoteError,
+    UsageError,
+)
+from promoter.forges.archive import unpack_archive
+from promoter.forges.base import (
+    ChecksState,
+    Head,
+    LoggedCommit,
+    MergeOutcome,
+    PullRequest,
+    RequestSpec,
+    Snapshot,
+    check_policy_entry,
+    git_blob_sha,
+)
+from promoter.forges.http import (
+    CrossOriginRedirect,
+    origin,
+    read_capped,
+    refuse_cross_origin,
+    same_origin,
+)
+from promoter.forges.http import session as http_session
+from promoter.identity import Identity
+from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
+from promoter.paths import CONFIG_FILE
+from promoter.proof import holds
+from promoter.redact import redact, register
+
+T = TypeVar("T")
+
+CLOUD_API = "https://api.bitbucket.org"
+CLOUD_WEB = "https://bitbucket.org"
+PAGE = 50  # pull requests, statuses, members: Bitbucket's pagelen maximum is 50 (100 some)
+DIFFSTAT_PAGE = 500
+MAX_PAGES = 20
+MAX_REDIRECTS = 3
+MAX_TITLE = 255
+MAX_BODY = 65_000
+MAX_MESSAGE = 128 * 1024  # Bitbucket's limit on a merge commit message
+MAX_FILE_BYTES = MAX_ARCHIVE_BYTES  # one file's bytes (the policy file, a changed file)
+
+AUTH_HINT = ("set PROMOTE_TOKEN / BITBUCKET_TOKEN to a repository access token with the "
+             "repository:write and pullrequest:write scopes (or an app password / API "
+             "token with BITBUCKET_USERNAME set to its user)")
+
+_STATES = {"SUCCESSFUL": ChecksState.SUCCESS, "INPROGRESS": ChecksState.PENDING,
+           "FAILED": ChecksState.FAILURE, "STOPPED": ChecksState.FAILURE}
+_STRATEGIES = {"merge": "merge_commit", "squash": "squash", "rebase": "fast_forward"}
+
+
+class _Failure(Exception):
+    """Bitbucket answered ``status`` (not one the caller expected)."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str]) -> None:
+        self.status = status
+        self.message = message
+        self.headers = dict(headers)
+        super().__init__(f"{status}: {message}")
+
+
+def _classify(exc: BaseException) -> retry.Transient | None:
+    if isinstance(exc, _Failure):
+        return retry.status_transient(exc.status, exc.headers, exc.message)
+    if isinstance(exc, (requests.exceptions.SSLError, CrossOriginRedirect)):
+        return None
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout,
+                        requests.exceptions.ChunkedEncodingError)):
+        return retry.Transient()
+    return None
+
+
+def _message(response: requests.Response) -> str:
+    """Bitbucket's error body: ``{"type": "error", "error": {"message", "detail"}}``."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            text = str(error.get("message") or "")
+            detail = error.get("detail")
+            if detail:
+                text = f"{text} ({detail})" if text else str(detail)
+            return text[:500]
+        return str(data.get("message") or data)[:500]
+    return str(data)[:200]
+
+
+def _cap(text: str, limit: int, what: str) -> str:
+    if len(text) <= limit:
+        return text
+    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
+    return text[: limit - len(note)] + note
+
+
+def _pull(data: Mapping[str, Any]) -> PullRequest:
+    source = data.get("source") or {}
+    destination = data.get("destination") or {}
+    state = {"OPEN": "open", "MERGED": "merged"}.get(str(data.get("state")), "closed")
+    return PullRequest(
+        number=int(data["id"]),
+        url=str(((data.get("links") or {}).get("html") or {}).get("href") or ""),
+        branch=str((source.get("branch") or {}).get("name") or ""),
+        base=str((destination.get("branch") or {}).get("name") or ""),
+        title=str(data.get("title") or ""), body=str(data.get("description") or ""),
+        head_sha=str((source.get("commit") or {}).get("hash") or ""), state=state)
+
+
+def _same_commit(short: str, full: str) -> bool:
+    """Bitbucket reports a pull request's commits by a 12-character prefix."""
+    return len(short) >= 7 and full.startswith(short)
+
+
+def is_cloud_api(url: str) -> bool:
+    """Bitbucket Cloud's API: ``api.bitbucket.org``, or any URL whose path ends in
+    ``/2.0`` (a Cloud-compatible endpoint). Anything else is taken for Data Center."""
+    parts = urlsplit(url.strip().rstrip("/"))
+    return (parts.hostname or "").lower() == "api.bitbucket.org" or parts.path.endswith("/2.0")
+
+
+class BitbucketForge:
+    """A config repo on Bitbucket Cloud (API 2.0).
+
+    ``repo`` is ``workspace/slug``; ``api_url`` the API (``https://api.bitbucket.org``, a
+    trailing ``/2.0`` accepted); ``token`` an access token (Bearer), or with
+    ``username`` an app password / API token (Basic); ``web_url`` where archives are
+    served (default: ``https://bitbucket.org`` for the Cloud API, else the API's own
+    origin); ``warn`` receives notes (labels asked for, which Bitbucket has not). Nothing
+    here reads the environment."""
+
+    name = "bitbucket"
+    has_labels = False  # Bitbucket pull requests have none: asked-for labels are a warning
+
+    def __init__(self, repo: str, api_url: str = CLOUD_API, token: str | None = None,
+                 username: str | None = None, web_url: str | None = None,
+                 retry_timeout: float = retry.DEFAULT_TIMEOUT,
+                 sleep: Callable[[float], None] = time.sleep, timeout: float = 15,
+                 ca_bundle: str | None = None, patience: retry.Patience | None = None,
+                 warn: Callable[[str], None] = lambda _text: None) -> None:
+        register(token)
+        repo = repo.strip().strip("/")
+        workspace, _, slug = repo.partition("/")
+        if not workspace or not slug or "/" in slug:
+            raise UsageError(f"--repo {repo!r} is not WORKSPACE/REPOSITORY",
+                             hint="give the Bitbucket repository as workspace/slug, "
+                                  "e.g. acme/config")
+        url = api_url.strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--api-url {url!r} is not an http(s) URL",
+                             hint=f"give the Bitbucket Cloud API, {CLOUD_API}")
+        if not is_cloud_api(url):
+            raise UsageError(
+                f"--api-url {origin(url)}{urlsplit(url).path} is not Bitbucket Cloud's API "
+                "(Bitbucket Data Center is promoter.forges.bitbucket_server)",
+                hint=f"for Bitbucket Cloud give {CLOUD_API} (or leave --api-url out)")
+        url = url.removesuffix("/2.0")
+        parts = urlsplit(url)
+        self.repo = repo
+        self.workspace = workspace
+        self.api_url = url
+        self.web_url = (web_url or (CLOUD_WEB if (parts.hostname or "") == "api.bitbucket.org"
+                                    else origin(url))).rstrip("/")
+        self.retry_timeout = retry_timeout
+        self.sleep = sleep
+        self.timeout = timeout
+        self.warn = warn
+        self.patience = patience or retry.Patience(service="Bitbucket")
+        self._root = (f"{url}/2.0/repositories/{quote(workspace, safe='')}/"
+                      f"{quote(slug, safe='')}")
+        self._slug = slug
+        self._token = token
+        self._author: Identity | None = None
+        self._commits: dict[str, dict[str, Any]] = {}  # sha -> commit JSON (immutable)
+        self._members: dict[str, str] | None = None
+        session = http_session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY
+        session.headers["User-Agent"] = f"promoter/{__version__}"
+        session.headers["Accept"] = "application/json"
+        if token and username:
+            session.auth = (username, token)
+        elif token:
+            session.headers["Authorization"] = f"Bearer {token}"
+        # the archive's web origin: the same credentials, redirects handled in _archive
+        self._web = http_session(ca_bundle)
+        self._web.headers.update(session.headers)
+        self._web.auth = session.auth
+        refuse_cross_origin(session)  # the token never follows a redirect elsewhere
+        self._session = session
+        self._bare = http_session(ca_bundle)  # no credentials: a CDN's pre-signed link
+        self._bare.headers["User-Agent"] = f"promoter/{__version__}"
+
+    def close(self) -> None:
+        """Close the HTTP connections (the forge is not usable afterwards)."""
+        self._session.close()
+        self._web.close()
+        self._bare.close()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+              body: Any = None, files: Any = None, ok: tuple[int, ...] = (200, 201, 202, 204),
+              missing: bool = False, raw: bool = False, url: str | None = None) -> Any:
+        """One request to the API; ``missing``: a 404 is None; ``raw``: the body's bytes.
+        Other statuses raise ``_Failure``."""
+        target = url or f"{self._root}{path}"
+        if not same_origin(target, self.api_url):
+            raise ForgeError(redact(f"Bitbucket sent a link to {origin(target)}, not to "
+                                    f"{origin(self.api_url)}; promoter does not send the "
+                                    "token there"), hint="check --api-url")
+        response = self._session.request(method, target, params=params, json=body,
+                                         files=files, timeout=self.timeout,
+                                         allow_redirects=True, stream=raw)
+        if response.status_code in ok:
+            if raw:
+                try:
+                    return read_capped(response, MAX_FILE_BYTES, path)
+                except ArchiveTooLarge as exc:
+                    raise ForgeError(f"Bitbucket sent {path} of {self.repo}: {exc.describe()}",
+                                     hint="see SECURITY.md (limits)") from None
+            if not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                raise ForgeError(f"Bitbucket answered {method} {path} with something other "
+                                 "than JSON", hint=f"check --api-url: give {CLOUD_API}"
+                                 ) from None
+        if missing and response.status_code == 404:
+            return None
+        raise _Failure(response.status_code, _message(response), response.headers)
+
+    def _pages(self, path: str, params: Mapping[str, Any],
+               url: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every value of a paginated list, following ``next`` (same origin only)."""
+        data = self._call("GET", path, params=params, url=url)
+        for _ in range(MAX_PAGES):
+            for value in (data or {}).get("values") or []:
+                if isinstance(value, dict):
+                    yield value
+            following = (data or {}).get("next")
+            if not following:
+                return
+            data = self._call("GET", "", url=str(following))
+        raise ForgeError(f"Bitbucket listed more than {MAX_PAGES} pages of {path} in "
+                         f"{self.repo}", hint="report it; promoter reads at most that many")
+
+    def _run(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep,
+                              patience=self.patience)
+        except (_Failure, requests.RequestException) as exc:
+            raise self._translate(exc, what) from exc
+
+    def _write(self, what: str, write: Callable[[], T],
+               took_effect: Callable[[], T | None]) -> T:
+        """A write retried only after ``took_effect`` says the last attempt did not land."""
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                done = took_effect()
+                if done is not None:
+                    return done
+            return write()
+
+        return self._run(what, attempt)
+
+    def _translate(self, exc: Exception, what: str) -> PromoteError:
+        where = f"{self.repo} at {self.api_url}"
+        if isinstance(exc, CrossOriginRedirect):
+            return ForgeError(
+                redact(f"Bitbucket at {exc.source} answered {exc.status}, a redirect to "
+                       f"{exc.target}, when trying to {what} in {where}; promoter does not "
+                       "send the token to another host"),
+                hint=f"check --api-url: give {CLOUD_API}")
+        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                            requests.exceptions.InvalidSchema)):
+            return UsageError(redact(f"--api-url {self.api_url} is not usable: {exc}"))
+        if isinstance(exc, requests.RequestException):
+            return ForgeError(redact(f"could not reach Bitbucket to {what} in {where}: "
+                                     f"{type(exc).__name__}"),
+                              hint="check --api-url and the network; retries ran out")
+        if not isinstance(exc, _Failure):
+            return ForgeError(redact(f"Bitbucket could not {what} in {where}: {exc}"))
+        if retry.status_transient(exc.status, exc.headers, exc.message) is not None:
+            return ForgeError(
+                redact(f"Bitbucket kept failing to {what} in {where}: {exc.status} "
+                       f"{exc.message}"),
+                hint=f"gave up after retrying for up to {self.retry_timeout:g}s; Bitbucket "
+                     "may be down or rate-limiting, run again later")
+        if exc.status == 401:
+            given = "the token" if self._token else "the request: no token given"
+            return AuthError(redact(f"Bitbucket rejected {given} when trying to {what} in "
+                                    f"{where} (401 {exc.message})"), hint=AUTH_HINT)
+        if exc.status == 403:
+            return AuthError(redact(f"Bitbucket refused to {what} in {where} (403 "
+                                    f"{exc.message})"), hint=AUTH_HINT)
+        return ForgeError(redact(f"Bitbucket could not {what} in {where}: {exc.status} "
+                                 f"{exc.message}"))
+
+    @staticmethod
+    def _ref(name: str) -> str:
+        return quote(name, safe="")
+
+    def _commit(self, sha: str) -> dict[str, Any]:
+        """The commit JSON (parents, message); cached: a commit never changes."""
+        if sha not in self._commits:
+            data = self._call("GET", f"/commit/{sha}")
+            if not isinstance(data, dict) or "hash" not in data:
+                raise ForgeError(f"Bitbucket answered the commit {sha[:12]} with no commit")
+            self._commits[sha] = data
+        return self._commits[sha]
+
+    @staticmethod
+    def _parents(commit: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(str(p.get("hash")) for p in commit.get("parents") or []
+                     if isinstance(p, dict))
+
+    def _head(self, branch: str) -> Head | None:
+        """GET the branch: its tip, message and parents in one answer; no retry."""
+        data = self._call("GET", f"/refs/branches/{self._ref(branch)}", missing=True)
+        if data is None:
+            return None
+        target = data.get("target") or {}
+        sha = str(target.get("hash") or "")
+        if len(sha) < 40:
+            raise ForgeError(f"Bitbucket answered branch {branch} with no commit")
+        return Head(sha=sha, message=str(target.get("message") or ""),
+                    parents=self._parents(target))
+
+    # -- reading ----------------------------------------------------------------------
+
+    def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
+        if base is None:
+            data = self._run("read the repository", lambda: self._call("GET", "",
+                                                                       missing=True))
+            if data is None:
+                raise UsageError(f"Bitbucket repository {self.repo} not found, or the token "
+                                 "cannot see it", hint="check --repo (workspace/slug) and "
+                                 "the token's access to it")
+            base = str((data.get("mainbranch") or {}).get("name") or "")
+            if not base:
+                raise UsageError(f"Bitbucket repository {self.repo} has no main branch "
+                                 "(empty repository?)", hint="push an initial commit first")
+        name = base
+        tip = self._run(f"read branch {name}", lambda: self._head(name))
+        if tip is None:
+            raise UsageError(f"base branch {name!r} does not exist in Bitbucket repository "
+                             f"{self.repo}", hint="check --base (and --repo)")
+        commit = tip.sha
+        try:
+            data = self._run(f"download the archive of {name}", lambda: self._archive(commit))
+            files, _, links = unpack_archive(data)
+        except ArchiveTooLarge as exc:
+            raise ForgeError(f"could not download the archive of {name} of {self.repo}: "
+                             f"{exc.describe()}", hint="a config repo that large is not "
+                             "supported; see SECURITY.md (limits)") from None
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise ForgeError(f"Bitbucket sent an unreadable archive of {name} of "
+                             f"{self.repo}: {exc}") from exc
+        self._policy_file(commit, files, links)
+        return Snapshot(branch=name, commit=commit, files=files, links=links)
+
+    def _archive(self, commit: str) -> bytes:
+        """``{web}/{ws}/{repo}/get/{sha}.tar.gz``: credentials to the web origin only; a
+        redirect elsewhere is followed with none (a pre-signed link)."""
+        url = f"{self.web_url}/{quote(self.workspace, safe='')}/{quote(self._slug, safe='')}" \
+              f"/get/{commit}.tar.gz"
+        session = self._web
+        for _ in range(MAX_REDIRECTS + 1):
+            with session.get(url, stream=True, timeout=self.timeout,
+                             allow_redirects=False) as response:
+                if response.is_redirect:
+                    target = urljoin(url, response.headers.get("location", ""))
+                    if not same_origin(target, url):
+                        session = self._bare  # the token stays home
+                    url = target
+                    continue
+                if response.status_code != 200:
+                    raise _Failure(response.status_code, _message(response), response.headers)
+                return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
+        raise ForgeError(f"Bitbucket redirected the archive of {self.repo} more than "
+                         f"{MAX_REDIRECTS} times")
+
+    def _meta(self, commit: str, path: str) -> dict[str, Any] | None:
+        data = self._call("GET", f"/src/{commit}/{quote(path)}", params={"format": "meta"},
+                          missing=True)
+        return data if isinstance(data, dict) else None
+
+    @staticmethod
+    def _mode(meta: Mapping[str, Any]) -> str:
+        attributes = set(meta.get("attributes") or [])
+        if meta.get("type") == "commit_directory":
+            return "040000"
+        if "subrepository" in attributes:
+            return "160000"
+        if "link" in attributes:
+            return "120000"
+        return "100755" if "executable" in attributes else "100644"
+
+    def _policy_file(self, commit: str, files: dict[str, bytes], links: dict[str, str]) -> None:
+        """``files`` holds ``.promoter.yaml`` exactly as the base tree does (an archive
+        can leave it out, export-ignore, or rewrite it, export-subst): its entry is read
+        (``format=meta``) and its bytes from the tree itself. A link, directory or
+        submodule at the path stops the run (exit 2)."""
+        meta = self._run(f"read {CONFIG_FILE} of {self.repo}",
+                         lambda: self._meta(commit, CONFIG_FILE))
+        if meta is None:
+            files.pop(CONFIG_FILE, None)
+            links.pop(CONFIG_FILE, None)
+            return
+        check_policy_entry(self._mode(meta), links.get(CONFIG_FILE))
+        files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}", lambda: self._call(
+            "GET", f"/src/{commit}/{CONFIG_FILE}", raw=True))
+
+    def read_head(self, branch: str) -> Head | None:
+        return self._run(f"read branch {branch}", lambda: self._head(branch))
+
+    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        """Newest first along first parents (Bitbucket lists every reachable commit)."""
+        if limit <= 0:
+            return []
+
+        def fetch() -> list[LoggedCommit]:
+            seen: dict[str, dict[str, Any]] = {}
+            first: str | None = None
+            for item in self._pages(f"/commits/{self._ref(branch)}", {"pagelen": PAGE}):
+                sha = str(item.get("hash"))
+                seen[sha] = item
+                first = first or sha
+                chain = self._first_parents(first, seen, limit)
+                if len(chain) >= limit or (chain and not self._parents(seen[chain[-1].sha])):
+                    return chain
+            return self._first_parents(first, seen, limit)
+
+        return self._run(f"read the history of {branch}", fetch)
+
+    def _first_parents(self, start: str | None, seen: Mapping[str, Mapping[str, Any]],
+                       limit: int) -> list[LoggedCommit]:
+        out: list[LoggedCommit] = []
+        sha = start
+        while sha is not None and sha in seen and len(out) < limit:
+            item = seen[sha]
+            author = item.get("author") or {}
+            raw = str(author.get("raw") or "")
+            out.append(LoggedCommit(sha=sha, message=str(item.get("message") or ""),
+                                    author=raw.split(" <")[0],
+                                    date=str(item.get("date") or "")))
+            parents = self._parents(item)
+            sha = parents[0] if parents else None
+        return out
+
+    # -- the commit -------------------------------------------------------------------
+
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        """``author`` goes to ``POST src`` as ``author`` ("Name <email>"); None leaves it
+        to Bitbucket (the token's user). Signing is refused: promoter has no key for an
+        API commit."""
+        if sign:
+            raise UsageError(
+                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
+                "promoter cannot sign a commit it makes through the Bitbucket API",
+                hint="promote through --forge git with the repository's git URL, where your "
+                     "git signing key is used, or leave signing off")
+        self._author = author
+
+    def write_first(self, files: Mapping[str, bytes]) -> bool:
+        """No: the branch is read first (one GET, which also carries the tip's parents)."""
+        return False
+
+    def commit_verified(self, sha: str) -> bool | None:
+        """Unknown: Bitbucket does not sign API commits."""
+        return None
+
+    def _post_src(self, branch: str, parent: str, files: Mapping[str, bytes],
+                  message: str) -> str:
+        """One ``POST src``: the commit with ``parent`` on ``branch``; its sha."""
+        form: list[tuple[str, Any]] = [("message", (None, message)), ("branch", (None, branch)),
+                                       ("parents", (None, parent))]
+        if self._author is not None:
+            form.append(("author", (None, f"{self._author.name} <{self._author.email}>")))
+        form += [(path, (path, content)) for path, content in sorted(files.items())]
+        response = self._session.post(f"{self._root}/src", files=form, timeout=self.timeout)
+        if response.status_code not in (200, 201):
+            raise _Failure(response.status_code, _message(response), response.headers)
+        location = response.headers.get("Location", "")
+        sha = location.rstrip("/").rsplit("/", 1)[-1]
+        if len(sha) < 40:  # no commit named: read the branch
+            head = self._head(branch)
+            if head is None:
+                raise ForgeError(f"Bitbucket made no branch {branch} in {self.repo}")
+            sha = head.sha
+        return sha
+
+    def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
+                     message: str, *, replace: Head | None) -> str:
+        def ours(head: Head | None) -> str | None:
+            """The head's sha when it is the commit this call makes (an earlier attempt)."""
+            if head is None or (replace is not None and head.sha == replace.sha):
+                return None
+            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
+                return None
+            return head.sha if holds(self._changed(head.sha), files) else None
+
+        where = f"branch {branch} of {self.repo}"
+
+        def in_the_way(head: Head | None) -> ConflictError:
+            if replace is None:
+                return ConflictError(
+                    f"{where} already exists with a commit promoter did not make for this "
+                    f"base ({head.sha[:12] if head else 'unknown'})",
+                    hint="another run or a person created it; run again to update it, or "
+                         "delete the branch")
+            now = head.sha[:12] if head else "deleted"
+            return ConflictError(
+                f"{where} moved from {replace.sha[:12]} to {now} while promoting; "
+                "promoter does not force over someone else's commit",
+                hint="run again to start from the new state")
+
+        attempts = 0
+
+        def attempt() -> str:
+            nonlocal attempts
+            attempts += 1
+            head = self._head(branch) if attempts > 1 or replace is not None else None
+            if attempts > 1:
+                done = ours(head)
+                if done is not None:
+                    return done
+            if replace is not None and head is not None:
+                if head.sha != replace.sha:
+                    raise in_the_way(head)
+                # no API moves a branch: delete it (it is still promoter's tip), then
+                # make it again on the new base
+                self._call("DELETE", f"/refs/branches/{self._ref(branch)}", missing=True)
+            elif head is not None:
+                raise in_the_way(head)
+            try:
+                sha = self._post_src(branch, base.commit, files, message)
+            except _Failure as exc:
+                if exc.status == 409:  # the branch exists and its tip is not our parent
+                    # another run made it meanwhile (or, on a retry, our own lost attempt
+                    # did): only a retry may take it as ours; a first attempt leaves it to
+                    # the caller to plan again
+                    now = self._head(branch)
+                    done = ours(now) if attempts > 1 else None
+                    if done is not None:
+                        return done
+                    raise in_the_way(now) from None
+                if exc.status == 404 and "parent" in exc.message.lower():
+                    raise ConflictError(f"the base commit {base.commit[:12]} of {self.repo} "
+                                        "is gone", hint="run again") from None
+                raise
+            # The commit sits on the snapshot whatever the base is now; a base that moved
+            # meanwhile (another run merged this very promotion, say) is planned again,
+            # and the branch just made goes
+            now = self._head(base.branch)
+            if now is None or now.sha != base.commit:
+                self._call("DELETE", f"/refs/branches/{self._ref(branch)}", missing=True)
+                raise ConflictError(f"the base {base.branch} of {self.repo} moved from "
+                                    f"{base.commit[:12]} while promoting", hint="run again")
+            return sha
+
+        return self._run(f"commit to {branch}", attempt)
+
+    def changed_files(self, sha: str) -> Mapping[str, str] | None:
+        """The commit (cached), its diffstat, then per file its meta (+ the parent's) and
+        bytes: see the module docstring."""
+        return self._run(f"read commit {sha[:12]}", lambda: self._changed(sha))
+
+    def _changed(self, sha: str) -> Mapping[str, str] | None:
+        parents = self._parents(self._commit(sha))
+        if len(parents) != 1:
+            return None
+        entries = list(self._pages(f"/diffstat/{sha}", {"pagelen": DIFFSTAT_PAGE}))
+        out: dict[str, str] = {}
+        for entry in entries:
+            status = entry.get("status")
+            new = entry.get("new") or {}
+            path = str(new.get("path") or "")
+            if status not in ("added", "modified") or not path:
+                return None  # removed, renamed, a conflict: not a plain edit
+            if status == "modified" and str((entry.get("old") or {}).get("path")) != path:
+                return None
+            after = self._meta(sha, path)
+            if after is None or self._mode(after) not in ("100644", "100755"):
+                return None  # a link or a submodule written
+            if status == "modified":
+                before = self._meta(parents[0], path)
+                if before is None or self._mode(before) != self._mode(after):
+                    return None  # a mode or type change
+            data = self._call("GET", f"/src/{sha}/{quote(path)}", raw=True)
+            out[path] = git_blob_sha(data)
+        return out
+
+    def delete_branch(self, branch: str) -> None:
+        self._run(f"delete branch {branch}", lambda: self._call(
+            "DELETE", f"/refs/branches/{self._ref(branch)}", missing=True))
+
+    # -- pull requests ----------------------------------------------------------------
+
+    def _find(self, branch: str, base: str) -> PullRequest | None:
+        query = (f'source.branch.name = "{branch}" AND destination.branch.name = "{base}" '
+                 'AND state = "OPEN"')
+        for item in self._pages("/pullrequests", {"q": query, "pagelen": PAGE}):
+            pr = _pull(item)
+            source_repo = str(((item.get("source") or {}).get("repository") or {})
+                              .get("full_name") or self.repo)
+            if pr.branch == branch and pr.base == base and pr.state == "open" \
+                    and source_repo.lower() == self.repo.lower():
+                return pr
+        return None
+
+    def find_request(self, branch: str, base: str, *,
+                     confirm_none: bool = False) -> PullRequest | None:
+        return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
+
+    def _reviewer_ids(self, names: tuple[str, ...]) -> list[dict[str, str]]:
+        """Reviewers by uuid (``{...}``) or account id (``557058:...``) as given; a
+        nickname or display name is looked up among the workspace's members."""
+        out: list[dict[str, str]] = []
+        unknown: list[str] = []
+        for raw in names:
+            name = raw.removeprefix("@")
+            if name.startswith("{") and name.endswith("}"):
+                out.append({"uuid": name})
+                continue
+            if ":" in name:
+                out.append({"account_id": name})
+                continue
+            if self._members is None:
+                def fetch() -> dict[str, str]:
+                    found: dict[str, str] = {}
+                    members = (f"{self.api_url}/2.0/workspaces/"
+                               f"{quote(self.workspace, safe='')}/members")
+                    for item in self._pages("/members", {"pagelen": PAGE}, url=members):
+                        user = item.get("user") or {}
+                        account = str(user.get("account_id") or "")
+                        for key in ("nickname", "display_name"):
+                            if user.get(key) and account:
+                                found.setdefault(str(user[key]), account)
+                    return found
+
+                self._members = self._run(f"list the members of {self.workspace}", fetch)
+            account = self._members.get(name)
+            if account is None:
+                unknown.append(name)
+            else:
+                out.append({"account_id": account})
+        if unknown:
+            raise ConfigError(f"Bitbucket workspace {self.workspace} has no member "
+                              f"{', '.join(map(repr, unknown))}", file=CONFIG_FILE,
+                              hint="name reviewers by Bitbucket nickname, account id or "
+                                   "{uuid} in .promoter.yaml / --reviewer")
+        return out
+
+    def _no_labels(self, labels: tuple[str, ...]) -> None:
+        if labels:
+            self.warn(f"Bitbucket has no labels on pull requests: {', '.join(labels)} not set")
+
+    def open_request(self, branch: str, base: str, spec: RequestSpec, *,
+                     auto_merge_next: bool = False) -> PullRequest:
+        self._no_labels(spec.labels)
+        payload: dict[str, Any] = {
+            "title": _cap(spec.title, MAX_TITLE, "title").replace("\n", " "),
+            "description": _cap(spec.body, MAX_BODY, "description"),
+            "source": {"branch": {"name": branch}},
+            "destination": {"branch": {"name": base}},
+            "close_source_branch": True, "draft": spec.draft}
+        reviewers = self._reviewer_ids(spec.reviewers)
+        if reviewers:
+            payload["reviewers"] = reviewers
+
+        def create() -> PullRequest | None:
+            try:
+                data = self._call("POST", "/pullrequests", body=payload)
+            except _Failure as exc:
+                text = exc.message.lower()
+                if exc.status in (400, 409) and ("already" in text or "only one" in text):
+                    return None  # one is open (a lost earlier attempt, or another run)
+                raise
+            return _pull(data)
+
+        made = self._write(f"open a pull request for {branch}", create,
+                           lambda: self._find(branch, base))
+        if made is None:
+            found = self.find_request(branch, base)
+            if found is None:
+                raise ConflictError(f"Bitbucket says a pull request for {branch} already "
+                                    f"exists in {self.repo}, but none is open into {base}",
+                                    hint="decline the other pull request of that branch")
+            return self.update_request(found, spec)
+        return made
+
+    def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
+        self._no_labels(spec.labels)
+        title = _cap(spec.title, MAX_TITLE, "title").replace("\n", " ")
+        body = _cap(spec.body, MAX_BODY, "description")
+        if title == pr.title and body == pr.body:
+            return pr  # nothing to change: no request
+        data = self._run(f"update pull request #{pr.number}", lambda: self._call(
+            "PUT", f"/pullrequests/{pr.number}", body={"title": title, "description": body}))
+        return _pull(data) if isinstance(data, dict) else dc_replace(pr, title=title, body=body)
+
+    def close_request(self, pr: PullRequest, comment: str) -> None:
+        body = _cap(comment, MAX_BODY, "comment")
+
+        def noted() -> bool | None:
+            for item in self._pages(f"/pullrequests/{pr.number}/comments", {"pagelen": PAGE}):
+                if (item.get("content") or {}).get("raw") == body:
+                    return True
+            return None
+
+        def note() -> bool:
+            self._call("POST", f"/pullrequests/{pr.number}/comments",
+                       body={"content": {"raw": body}})
+            return True
+
+        if comment:
+            self._write(f"comment on pull request #{pr.number}", note, noted)
+        self._run(f"decline pull request #{pr.number}", lambda: self._call(
+            "POST", f"/pullrequests/{pr.number}/decline"))
+
+    # -- checks and merging -----------------------------------------------------------
+
+    def checks(self, pr: PullRequest, sha: str) -> ChecksState:
+        def look() -> ChecksState:
+            states = [_STATES.get(str(s.get("state")), ChecksState.PENDING)
+                      for s in self._pages(f"/commit/{sha}/statuses", {"pagelen": PAGE})]
+            if not states:
+                return ChecksState.NONE
+            for worst in (ChecksState.FAILURE, ChecksState.PENDING):
+                if worst in states:
+                    return worst
+            return ChecksState.SUCCESS
+
+        return self._run(f"read the statuses of {sha[:12]}", look)
+
+    def _get_pull(self, number: int) -> dict[str, Any]:
+        data = self._call("GET", f"/pullrequests/{number}")
+        if not isinstance(data, dict) or "id" not in data:
+            raise ForgeError(f"Bitbucket answered pull request #{number} with no pull request")
+        return data
+
+    def _moved(self, pr: PullRequest, sha: str, why: str) -> ConflictError:
+        return ConflictError(f"pull request #{pr.number} of {self.repo} moved: its head is no "
+                             f"longer {sha[:12]} ({why})",
+                             hint="someone pushed to the promotion branch; run again")
+
+    def _merged_at(self, pr: PullRequest, sha: str, data: Mapping[str, Any]) -> MergeOutcome:
+        """A merged pull request: its source commit must be the proved one."""
+        head = str(((data.get("source") or {}).get("commit") or {}).get("hash") or "")
+        if not _same_commit(head, sha):
+            raise ForgeError(
+                f"Bitbucket merged pull request #{pr.number} of {self.repo} at {head or '?'}, "
+                f"not at the commit promoter proved ({sha[:12]}): someone pushed to "
+                f"{pr.branch} while it was merged",
+                hint=f"review what reached {pr.base} now; restrict pushes to promote/* to "
+                     "the bot (docs/ci.md)")
+        merged = str((data.get("merge_commit") or {}).get("hash") or "") or None
+        return MergeOutcome(merged=True, sha=merged)
+
+    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+        """Merge only a request whose head is ``sha`` right now (the API takes no
+        expected head): read the pull request and the branch, merge, check the merged
+        source commit."""
+        data = self._run(f"read pull request #{pr.number}", lambda: self._get_pull(pr.number))
+        if data.get("state") == "MERGED":
+            return self._merged_at(pr, sha, data)
+        if data.get("state") != "OPEN":
+            return MergeOutcome(merged=False, reason=f"pull request #{pr.number} is "
+                                                     f"{str(data.get('state')).lower()}")
+        head = str(((data.get("source") or {}).get("commit") or {}).get("hash") or "")
+        tip = self.read_head(pr.branch)
+        if not _same_commit(head, sha) or tip is None or tip.sha != sha:
+            raise self._moved(pr, sha, f"now {tip.sha[:12] if tip else 'deleted'}")
+        if data.get("draft"):
+            return MergeOutcome(merged=False, reason=f"pull request #{pr.number} is a draft")
+        body: dict[str, Any] = {"type": "pullrequest_merge_parameters",
+                                "merge_strategy": _STRATEGIES.get(method, "merge_commit"),
+                                "close_source_branch": True}
+        if message.strip():
+            body["message"] = _cap(message, MAX_MESSAGE, "message")
+
+        def post() -> dict[str, Any] | str:
+            try:
+                answer = self._call("POST", f"/pullrequests/{pr.number}/merge", body=body)
+            except _Failure as exc:
+                if exc.status in (400, 409, 555):
+                    return exc.message or f"HTTP {exc.status}"
+                raise
+            return answer if isinstance(answer, dict) else self._get_pull(pr.number)
+
+        def landed() -> dict[str, Any] | str | None:
+            now = self._get_pull(pr.number)
+            return now if now.get("state") == "MERGED" else None
+
+        answer = self._write(f"merge pull request #{pr.number}", post, landed)
+        if isinstance(answer, str):
+            return MergeOutcome(merged=False,
+                                reason=f"Bitbucket will not merge #{pr.number} now: {answer}")
+        if answer.get("state") != "MERGED":  # 202: merging in the background
+            answer = self._run(f"read pull request #{pr.number}",
+                               lambda: self._get_pull(pr.number))
+            if answer.get("state") != "MERGED":
+                return MergeOutcome(merged=False, reason="Bitbucket is still merging it")
+        return self._merged_at(pr, sha, answer)
+
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        """Bitbucket Cloud's merge-when-builds-pass is never set by promoter (no API, no
+        pinned commit): no earlier run's can be armed, so there is nothing to take back."""
+
+    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+                          message: str = "") -> MergeOutcome:
+        """Bitbucket's "merge when builds pass" has no API and pins no commit: promoter
+        never schedules it. Green (or no) checks now: merged now, pinned as ``merge``
+        does; otherwise the request stays open."""
+        state = self.checks(pr, sha)
+        if state in (ChecksState.SUCCESS, ChecksState.NONE):
+            return self.merge(pr, method, sha, message)
+        return MergeOutcome(
+            merged=False,
+            reason=("Bitbucket Cloud has no auto-merge that can be pinned to the commit "
+                    f"promoter proved, and the checks on {sha[:12]} are {state.value}; give "
+                    "--merge-timeout SECONDS so promoter waits for them and merges itself"))
+
+
+
+def connect(repo: str, api_url: str = CLOUD_API, **options: Any) -> Any:
+    """The Bitbucket forge ``api_url`` names: Cloud (``api.bitbucket.org``, or a ``/2.0``
+    API root) or Data Center (any other server root; ``/rest/api/1.0`` accepted)."""
+    if is_cloud_api(api_url):
+        return BitbucketForge(repo, api_url=api_url, **options)
+    from promoter.forges.bitbucket_server import BitbucketServerForge
+
+    return BitbucketServerForge(repo, api_url=api_url, **options)

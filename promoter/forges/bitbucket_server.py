@@ -1,0 +1,735 @@
+"""The Bitbucket Data Center (Server) forge: REST 1.0, a small client on ``requests``.
+
+Chosen by ``promoter.forges.bitbucket.connect`` for an ``--api-url`` that is not
+Bitbucket Cloud's (the server root, e.g. ``https://bitbucket.example.com``; a trailing
+``/rest/api/1.0`` is accepted). ``--repo`` is ``PROJECT/REPO`` (project key, repository
+slug). Endpoint facts are from Atlassian's Bitbucket Data Center 9.2 OpenAPI document.
+
+Data Center has no multi-file commit API: its one commit-making endpoint is the file
+edit, ``PUT …/browse/{path}`` (multipart: ``content``, ``message``, ``branch``,
+``sourceBranch`` to create ``branch`` from, ``sourceCommitId``: "the commit ID of the
+file before it was edited", 409 when the file changed since). So a promotion that
+changes one file is one commit; one that changes several is refused (exit 2) before
+anything is written, never split into several commits.
+
+Requests of a first promotion (base given, no reviewers, no checks)::
+
+    snapshot       GET branches?filterText={base}, GET archive?at={sha}&format=tar.gz,
+                   GET browse/.promoter.yaml?type=true, GET raw/.promoter.yaml
+    read_head      GET branches?filterText={branch}  (+ GET commits/{sha} when it exists)
+    write_commit   PUT browse/{path} (branch, sourceBranch, sourceCommitId)
+    open_request   POST pull-requests
+    checks         GET /rest/build-status/1.0/commits/{sha}
+    merge          GET pull-requests/{id}, POST pull-requests/{id}/merge?version={v}
+
+The new commit's parent is the base branch's tip when Data Center makes it; when that is
+not the snapshot's commit (the base moved), the branch just made is deleted with a
+compare-and-swap on it and the run is planned again. Replacing promoter's own tip:
+``DELETE /rest/branch-utils/1.0/…/branches`` with ``endPoint`` (a compare-and-swap: the
+branch is deleted only while it is still at the commit promoter proved), then the file
+edit on a new branch. Data Center declines a pull request whose source branch is deleted:
+the promotion then opens a new one.
+
+``changed_files``: the commit (parents) and its changes against its only parent
+(``commits/{sha}/changes``): each must be a ``MODIFY`` or ``ADD`` of a ``FILE`` whose
+executable bit did not change; ``contentId`` is the new blob's git id. Data Center
+reports no symbolic-link type here, so a link is seen as a file (its blob, the link
+target, is what is compared).
+
+Merging: ``POST …/merge?version={v}`` fails (409) when the pull request changed since
+version ``v`` was read; promoter reads the pull request, merges only when its source
+commit is the proved one, and checks the merged pull request's source commit after.
+Data Center's own auto-merge is never scheduled (it pins no commit): green or no checks
+now, merged now; otherwise the request stays open (use --merge-timeout). Labels do not
+exist (a warning); commits are by the token's user (``author`` is not settable through
+the file edit: a warning).
+"""
+
+from __future__ import annotations
+
+import tarfile
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from promoter import __version__, retry
+from promoter.errors import (
+    AuthError,
+    ConfigError,
+    ConflictError,
+    ForgeError,
+    PromoteError,
+    UsageError,
+)
+from promoter.forges.archive import unpack_archive
+from promoter.forges.base import (
+    ChecksState,
+    Head,
+    LoggedCommit,
+    MergeOutcome,
+    PullRequest,
+    RequestSpec,
+    Snapshot,
+    check_policy_entry,
+)
+from promoter.forges.http import (
+    CrossOriginRedirect,
+    read_capped,
+    refuse_cross_origin,
+)
+from promoter.forges.http import session as http_session
+from promoter.identity import Identity
+from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
+from promoter.paths import CONFIG_FILE
+from promoter.proof import holds
+from promoter.redact import redact, register
+
+T = TypeVar("T")
+
+PAGE = 100
+MAX_PAGES = 20
+MAX_TITLE = 255
+MAX_BODY = 32_000  # Data Center's default description limit (32 KiB)
+MAX_FILE_BYTES = MAX_ARCHIVE_BYTES
+
+AUTH_HINT = ("set PROMOTE_TOKEN / BITBUCKET_TOKEN to a Data Center HTTP access token with "
+             "repository write permission (or a password / token with BITBUCKET_USERNAME)")
+
+_STATES = {"SUCCESSFUL": ChecksState.SUCCESS, "INPROGRESS": ChecksState.PENDING,
+           "FAILED": ChecksState.FAILURE, "CANCELLED": ChecksState.FAILURE,
+           "UNKNOWN": ChecksState.PENDING}
+_STRATEGIES = {"merge": "no-ff", "squash": "squash", "rebase": "rebase-ff-only"}
+
+
+class _Failure(Exception):
+    def __init__(self, status: int, message: str, headers: Mapping[str, str]) -> None:
+        self.status = status
+        self.message = message
+        self.headers = dict(headers)
+        super().__init__(f"{status}: {message}")
+
+
+def _classify(exc: BaseException) -> retry.Transient | None:
+    if isinstance(exc, _Failure):
+        return retry.status_transient(exc.status, exc.headers, exc.message)
+    if isinstance(exc, (requests.exceptions.SSLError, CrossOriginRedirect)):
+        return None
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout,
+                        requests.exceptions.ChunkedEncodingError)):
+        return retry.Transient()
+    return None
+
+
+def _message(response: requests.Response) -> str:
+    """Data Center's error body: ``{"errors": [{"message", "exceptionName"}]}``."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason
+    if isinstance(data, dict) and isinstance(data.get("errors"), list):
+        return "; ".join(str(e.get("message") or "") for e in data["errors"]
+                         if isinstance(e, dict))[:500]
+    return str(data)[:200]
+
+
+def _cap(text: str, limit: int, what: str) -> str:
+    if len(text) <= limit:
+        return text
+    note = f"\n\n... ({what} truncated by promoter: {len(text):,} characters in all)"
+    return text[: limit - len(note)] + note
+
+
+def _pull(data: Mapping[str, Any]) -> PullRequest:
+    source = data.get("fromRef") or {}
+    target = data.get("toRef") or {}
+    state = {"OPEN": "open", "MERGED": "merged"}.get(str(data.get("state")), "closed")
+    link = next((str(x.get("href")) for x in ((data.get("links") or {}).get("self") or [])
+                 if isinstance(x, dict)), "")
+    return PullRequest(number=int(data["id"]), url=link,
+                       branch=str(source.get("displayId") or ""),
+                       base=str(target.get("displayId") or ""),
+                       title=str(data.get("title") or ""),
+                       body=str(data.get("description") or ""),
+                       head_sha=str(source.get("latestCommit") or ""), state=state)
+
+
+class BitbucketServerForge:
+    """A config repo on Bitbucket Data Center / Server (REST 1.0). Nothing here reads the
+    environment."""
+
+    name = "bitbucket"
+    has_labels = False
+
+    def __init__(self, repo: str, api_url: str, token: str | None = None,
+                 username: str | None = None, retry_timeout: float = retry.DEFAULT_TIMEOUT,
+                 sleep: Callable[[float], None] = time.sleep, timeout: float = 15,
+                 ca_bundle: str | None = None, patience: retry.Patience | None = None,
+                 warn: Callable[[str], None] = lambda _text: None) -> None:
+        register(token)
+        repo = repo.strip().strip("/")
+        project, _, slug = repo.partition("/")
+        if not project or not slug or "/" in slug:
+            raise UsageError(f"--repo {repo!r} is not PROJECT/REPOSITORY",
+                             hint="give the Data Center repository as project key and slug, "
+                                  "e.g. OPS/config")
+        url = api_url.strip().rstrip("/")
+        for suffix in ("/rest/api/1.0", "/rest/api/latest"):
+            url = url.removesuffix(suffix)
+        if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+            raise UsageError(f"--api-url {url!r} is not an http(s) URL",
+                             hint="give the Bitbucket Data Center server root, e.g. "
+                                  "https://bitbucket.example.com")
+        self.repo = repo
+        self.api_url = url
+        self.retry_timeout = retry_timeout
+        self.sleep = sleep
+        self.timeout = timeout
+        self.warn = warn
+        self.patience = patience or retry.Patience(service="Bitbucket Data Center")
+        names = f"projects/{quote(project, safe='')}/repos/{quote(slug, safe='')}"
+        self._root = f"{url}/rest/api/1.0/{names}"
+        self._branches = f"{url}/rest/branch-utils/1.0/{names}/branches"
+        self._builds = f"{url}/rest/build-status/1.0/commits"
+        self._token = token
+        self._commits: dict[str, dict[str, Any]] = {}
+        session = http_session(ca_bundle)
+        session.headers["User-Agent"] = f"promoter/{__version__}"
+        session.headers["Accept"] = "application/json"
+        session.headers["X-Atlassian-Token"] = "no-check"  # the file edit is multipart
+        if token and username:
+            session.auth = (username, token)
+        elif token:
+            session.headers["Authorization"] = f"Bearer {token}"
+        refuse_cross_origin(session)
+        self._session = session
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+              body: Any = None, files: Any = None, missing: bool = False, raw: bool = False,
+              url: str | None = None) -> Any:
+        target = url or f"{self._root}{path}"
+        response = self._session.request(method, target, params=params, json=body,
+                                         files=files, timeout=self.timeout, stream=raw)
+        if response.status_code in (200, 201, 204):
+            if raw:
+                try:
+                    return read_capped(response, MAX_FILE_BYTES, path)
+                except ArchiveTooLarge as exc:
+                    raise ForgeError(f"Bitbucket Data Center sent {path} of {self.repo}: "
+                                     f"{exc.describe()}", hint="see SECURITY.md (limits)"
+                                     ) from None
+            if not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                raise ForgeError(f"Bitbucket Data Center answered {method} {path} with "
+                                 "something other than JSON", hint="check --api-url: give "
+                                 "the server root") from None
+        if missing and response.status_code == 404:
+            return None
+        raise _Failure(response.status_code, _message(response), response.headers)
+
+    def _pages(self, path: str, params: Mapping[str, Any],
+               url: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every value of a paged list (``isLastPage`` / ``nextPageStart``)."""
+        start = 0
+        for _ in range(MAX_PAGES):
+            data = self._call("GET", path, params={**params, "start": start, "limit": PAGE},
+                              url=url) or {}
+            for value in data.get("values") or []:
+                if isinstance(value, dict):
+                    yield value
+            if data.get("isLastPage", True) or data.get("nextPageStart") is None:
+                return
+            start = int(data["nextPageStart"])
+        raise ForgeError(f"Bitbucket Data Center listed more than {MAX_PAGES} pages of "
+                         f"{path} in {self.repo}")
+
+    def _run(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep,
+                              patience=self.patience)
+        except (_Failure, requests.RequestException) as exc:
+            raise self._translate(exc, what) from exc
+
+    def _write(self, what: str, write: Callable[[], T],
+               took_effect: Callable[[], T | None]) -> T:
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                done = took_effect()
+                if done is not None:
+                    return done
+            return write()
+
+        return self._run(what, attempt)
+
+    def _translate(self, exc: Exception, what: str) -> PromoteError:
+        where = f"{self.repo} at {self.api_url}"
+        service = "Bitbucket Data Center"
+        if isinstance(exc, CrossOriginRedirect):
+            return ForgeError(
+                redact(f"{service} at {exc.source} answered {exc.status}, a redirect to "
+                       f"{exc.target}, when trying to {what} in {where}; promoter does not "
+                       "send the token to another host"),
+                hint="check --api-url: give the server root that serves the REST API")
+        if isinstance(exc, requests.RequestException):
+            return ForgeError(redact(f"could not reach {service} to {what} in {where}: "
+                                     f"{type(exc).__name__}"),
+                              hint="check --api-url and the network; retries ran out")
+        if not isinstance(exc, _Failure):
+            return ForgeError(redact(f"{service} could not {what} in {where}: {exc}"))
+        if retry.status_transient(exc.status, exc.headers, exc.message) is not None:
+            return ForgeError(
+                redact(f"{service} kept failing to {what} in {where}: {exc.status} "
+                       f"{exc.message}"),
+                hint=f"gave up after retrying for up to {self.retry_timeout:g}s; run again "
+                     "later")
+        if exc.status in (401, 403):
+            return AuthError(redact(f"{service} refused to {what} in {where} ({exc.status} "
+                                    f"{exc.message})"), hint=AUTH_HINT)
+        return ForgeError(redact(f"{service} could not {what} in {where}: {exc.status} "
+                                 f"{exc.message}"))
+
+    def _commit(self, sha: str) -> dict[str, Any]:
+        if sha not in self._commits:
+            data = self._call("GET", f"/commits/{sha}")
+            if not isinstance(data, dict) or "id" not in data:
+                raise ForgeError(f"Bitbucket Data Center answered the commit {sha[:12]} with "
+                                 "no commit")
+            self._commits[sha] = data
+        return self._commits[sha]
+
+    @staticmethod
+    def _parents(commit: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(str(p.get("id")) for p in commit.get("parents") or []
+                     if isinstance(p, dict))
+
+    def _tip(self, branch: str) -> str | None:
+        """The branch's commit: the exact match among ``filterText`` results."""
+        for item in self._pages("/branches", {"filterText": branch, "boostMatches": "true"}):
+            if item.get("displayId") == branch or item.get("id") == f"refs/heads/{branch}":
+                return str(item.get("latestCommit") or "") or None
+        return None
+
+    def _head(self, branch: str) -> Head | None:
+        sha = self._tip(branch)
+        if sha is None:
+            return None
+        commit = self._commit(sha)
+        return Head(sha=sha, message=str(commit.get("message") or ""),
+                    parents=self._parents(commit))
+
+    # -- reading ----------------------------------------------------------------------
+
+    def snapshot(self, base: str | None, branch: str | None = None) -> Snapshot:
+        if base is None:
+            data = self._run("read the default branch", lambda: self._call(
+                "GET", "/branches/default", missing=True))
+            if not data:
+                raise UsageError(f"Bitbucket Data Center repository {self.repo} has no "
+                                 "default branch, or the token cannot see it",
+                                 hint="check --repo (PROJECT/REPO) and the token")
+            name, commit = str(data.get("displayId") or ""), str(data.get("latestCommit"))
+        else:
+            name = base
+            found = self._run(f"read branch {name}", lambda: self._tip(name))
+            if found is None:
+                raise UsageError(f"base branch {name!r} does not exist in Bitbucket Data "
+                                 f"Center repository {self.repo}", hint="check --base")
+            commit = found
+
+        def archive() -> bytes:
+            with self._session.get(f"{self._root}/archive", stream=True, timeout=self.timeout,
+                                   params={"at": commit, "format": "tar.gz",
+                                           "prefix": "repo/"}) as response:
+                if response.status_code != 200:
+                    raise _Failure(response.status_code, _message(response), response.headers)
+                return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
+
+        try:
+            files, _, links = unpack_archive(self._run(f"download the archive of {name}",
+                                                       archive))
+        except ArchiveTooLarge as exc:
+            raise ForgeError(f"could not download the archive of {name} of {self.repo}: "
+                             f"{exc.describe()}", hint="see SECURITY.md (limits)") from None
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise ForgeError(f"Bitbucket Data Center sent an unreadable archive of {name}: "
+                             f"{exc}") from exc
+        self._policy_file(commit, files, links)
+        return Snapshot(branch=name, commit=commit, files=files, links=links)
+
+    def _policy_file(self, commit: str, files: dict[str, bytes], links: dict[str, str]) -> None:
+        """The policy file's type (``browse?type=true``: FILE, DIRECTORY, SUBMODULE; a
+        link is known from the archive) and its bytes from the tree (``raw``)."""
+        kind = self._run(f"read {CONFIG_FILE} of {self.repo}", lambda: self._call(
+            "GET", f"/browse/{CONFIG_FILE}", params={"at": commit, "type": "true"},
+            missing=True))
+        if kind is None:
+            files.pop(CONFIG_FILE, None)
+            links.pop(CONFIG_FILE, None)
+            return
+        mode = {"DIRECTORY": "040000", "SUBMODULE": "160000"}.get(str(kind.get("type")),
+                                                                  "100644")
+        if CONFIG_FILE in links:
+            mode = "120000"
+        check_policy_entry(mode, links.get(CONFIG_FILE))
+        files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}", lambda: self._call(
+            "GET", f"/raw/{CONFIG_FILE}", params={"at": commit}, raw=True))
+
+    def read_head(self, branch: str) -> Head | None:
+        return self._run(f"read branch {branch}", lambda: self._head(branch))
+
+    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        if limit <= 0:
+            return []
+
+        def fetch() -> list[LoggedCommit]:
+            seen: dict[str, dict[str, Any]] = {}
+            first: str | None = None
+            for item in self._pages("/commits", {"until": f"refs/heads/{branch}"}):
+                sha = str(item.get("id"))
+                seen[sha] = item
+                first = first or sha
+                if len(self._chain(first, seen, limit)) >= limit:
+                    break
+            return self._chain(first, seen, limit)
+
+        return self._run(f"read the history of {branch}", fetch)
+
+    def _chain(self, start: str | None, seen: Mapping[str, Mapping[str, Any]],
+               limit: int) -> list[LoggedCommit]:
+        out: list[LoggedCommit] = []
+        sha = start
+        while sha is not None and sha in seen and len(out) < limit:
+            item = seen[sha]
+            stamp = item.get("authorTimestamp")
+            date = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(stamp) / 1000))
+                    if isinstance(stamp, int) else "")
+            out.append(LoggedCommit(sha=sha, message=str(item.get("message") or ""),
+                                    author=str((item.get("author") or {}).get("name") or ""),
+                                    date=date))
+            parents = self._parents(item)
+            sha = parents[0] if parents else None
+        return out
+
+    # -- the commit -------------------------------------------------------------------
+
+    def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
+        if sign:
+            raise UsageError(
+                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
+                "promoter cannot sign a commit it makes through the Bitbucket API",
+                hint="promote through --forge git with the repository's git URL")
+        if author is not None:
+            self.warn(f"Bitbucket Data Center's file edit takes no author: the commit is by "
+                      f"the token's user, not {author.name}")
+
+    def write_first(self, files: Mapping[str, bytes]) -> bool:
+        return False
+
+    def commit_verified(self, sha: str) -> bool | None:
+        return None
+
+    @staticmethod
+    def one_file(files: Mapping[str, bytes]) -> tuple[str, bytes]:
+        """The only file of a promotion; several are refused (exit 2), never split."""
+        if len(files) != 1:
+            raise UsageError(
+                f"this promotion changes {len(files)} files ({', '.join(sorted(files))}), "
+                "and Bitbucket Data Center has no API that commits several files at once; "
+                "promoter refuses rather than split it into several commits. Nothing was "
+                "written", hint="promote one file at a time (--file, --env), or promote "
+                                "through --forge git with the repository's clone URL")
+        return next(iter(files.items()))
+
+    def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
+                     message: str, *, replace: Head | None) -> str:
+        path, content = self.one_file(files)
+        where = f"branch {branch} of {self.repo}"
+
+        def ours(head: Head | None) -> str | None:
+            if head is None or (replace is not None and head.sha == replace.sha):
+                return None
+            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
+                return None
+            return head.sha if holds(self._changed(head.sha), files) else None
+
+        def in_the_way(head: Head | None) -> ConflictError:
+            if replace is None:
+                return ConflictError(f"{where} already exists with a commit promoter did not "
+                                     f"make for this base ({head.sha[:12] if head else '?'})",
+                                     hint="run again to update it, or delete the branch")
+            now = head.sha[:12] if head else "deleted"
+            return ConflictError(f"{where} moved from {replace.sha[:12]} to {now} while "
+                                 "promoting; promoter does not force over someone else's "
+                                 "commit", hint="run again to start from the new state")
+
+        form: dict[str, Any] = {"content": (path.rsplit("/", 1)[-1], content),
+                                "message": (None, message), "branch": (None, branch),
+                                "sourceBranch": (None, base.branch)}
+        if path in base.files:
+            form["sourceCommitId"] = (None, base.commit)
+        attempts = 0
+
+        def attempt() -> str:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 or replace is not None:
+                head = self._head(branch)
+                if attempts > 1:
+                    done = ours(head)
+                    if done is not None:
+                        return done
+                if replace is not None and head is not None:
+                    if head.sha != replace.sha:
+                        raise in_the_way(head)
+                    self._delete(branch, head.sha, in_the_way)
+                elif head is not None:
+                    raise in_the_way(head)
+            try:
+                data = self._call("PUT", f"/browse/{quote(path)}", files=form)
+            except _Failure as exc:
+                if exc.status in (400, 409) and "branch" in exc.message.lower():
+                    # another run made the branch meanwhile (or, on a retry, our own lost
+                    # attempt did): only a retry may take it as ours; a first attempt
+                    # leaves it to the caller to plan again
+                    now = self._head(branch)
+                    done = ours(now) if attempts > 1 else None
+                    if done is not None:
+                        return done
+                    raise in_the_way(now) from None
+                if exc.status == 409:
+                    raise ConflictError(f"the base {base.branch} of {self.repo} changed "
+                                        f"under the promotion ({exc.message})",
+                                        hint="run again") from None
+                raise
+            sha = str((data or {}).get("id") or "")
+            if self._parents(data or {}) != (base.commit,):
+                # made on the base as it is now, not on the snapshot: take it back
+                self._delete(branch, sha, in_the_way)
+                raise ConflictError(f"the base {base.branch} of {self.repo} moved from "
+                                    f"{base.commit[:12]} while promoting", hint="run again")
+            return sha
+
+        return self._run(f"commit to {branch}", attempt)
+
+    def _delete(self, branch: str, expected: str,
+                in_the_way: Callable[[Head | None], ConflictError]) -> None:
+        """Delete ``branch`` only while it is at ``expected`` (``endPoint``)."""
+        try:
+            self._call("DELETE", "", url=self._branches,
+                       body={"name": f"refs/heads/{branch}", "endPoint": expected})
+        except _Failure as exc:
+            if exc.status in (400, 409):
+                raise in_the_way(self._head(branch)) from None
+            raise
+
+    def changed_files(self, sha: str) -> Mapping[str, str] | None:
+        return self._run(f"read commit {sha[:12]}", lambda: self._changed(sha))
+
+    def _changed(self, sha: str) -> Mapping[str, str] | None:
+        parents = self._parents(self._commit(sha))
+        if len(parents) != 1:
+            return None
+        out: dict[str, str] = {}
+        for change in self._pages(f"/commits/{sha}/changes", {"since": parents[0],
+                                                              "withComments": "false"}):
+            kind, node = change.get("type"), change.get("nodeType")
+            path = str((change.get("path") or {}).get("toString") or "")
+            if kind not in ("ADD", "MODIFY") or node != "FILE" or not path:
+                return None
+            if kind == "MODIFY" and bool(change.get("executable")) != bool(
+                    change.get("srcExecutable")):
+                return None
+            out[path] = str(change.get("contentId") or "")
+        return out
+
+    def delete_branch(self, branch: str) -> None:
+        self._run(f"delete branch {branch}", lambda: self._call(
+            "DELETE", "", url=self._branches, body={"name": f"refs/heads/{branch}"}))
+
+    # -- pull requests ----------------------------------------------------------------
+
+    def _find(self, branch: str, base: str) -> PullRequest | None:
+        for item in self._pages("/pull-requests", {"at": f"refs/heads/{branch}",
+                                                   "direction": "OUTGOING", "state": "OPEN"}):
+            pr = _pull(item)
+            if pr.branch == branch and pr.base == base and pr.state == "open":
+                return pr
+        return None
+
+    def find_request(self, branch: str, base: str, *,
+                     confirm_none: bool = False) -> PullRequest | None:
+        return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
+
+    def _no_labels(self, labels: tuple[str, ...]) -> None:
+        if labels:
+            self.warn("Bitbucket Data Center has no labels on pull requests: "
+                      f"{', '.join(labels)} not set")
+
+    def open_request(self, branch: str, base: str, spec: RequestSpec, *,
+                     auto_merge_next: bool = False) -> PullRequest:
+        self._no_labels(spec.labels)
+        payload: dict[str, Any] = {
+            "title": _cap(spec.title, MAX_TITLE, "title").replace("\n", " "),
+            "description": _cap(spec.body, MAX_BODY, "description"),
+            "fromRef": {"id": f"refs/heads/{branch}"}, "toRef": {"id": f"refs/heads/{base}"},
+            "draft": spec.draft,
+            "reviewers": [{"user": {"name": r.removeprefix("@")}} for r in spec.reviewers]}
+
+        def create() -> PullRequest | None:
+            try:
+                return _pull(self._call("POST", "/pull-requests", body=payload))
+            except _Failure as exc:
+                if exc.status == 409 and "only one pull request" in exc.message.lower():
+                    return None
+                if exc.status == 409 and "reviewer" in exc.message.lower():
+                    raise ConfigError(f"Bitbucket Data Center refused the reviewers "
+                                      f"{', '.join(spec.reviewers)} ({exc.message})",
+                                      file=CONFIG_FILE, hint="name reviewers by their "
+                                      "Bitbucket user name in .promoter.yaml / --reviewer"
+                                      ) from None
+                raise
+
+        made = self._write(f"open a pull request for {branch}", create,
+                           lambda: self._find(branch, base))
+        if made is None:
+            found = self.find_request(branch, base)
+            if found is None:
+                raise ConflictError(f"Bitbucket Data Center says a pull request for {branch} "
+                                    f"is open in {self.repo}, but none is open into {base}")
+            return self.update_request(found, spec)
+        return made
+
+    def _get_pull(self, number: int) -> dict[str, Any]:
+        data = self._call("GET", f"/pull-requests/{number}")
+        if not isinstance(data, dict) or "id" not in data:
+            raise ForgeError(f"Bitbucket Data Center answered pull request #{number} with no "
+                             "pull request")
+        return data
+
+    def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
+        self._no_labels(spec.labels)
+        title = _cap(spec.title, MAX_TITLE, "title").replace("\n", " ")
+        body = _cap(spec.body, MAX_BODY, "description")
+        if title == pr.title and body == pr.body:
+            return pr
+
+        def put() -> PullRequest:
+            now = self._get_pull(pr.number)  # its version, and its reviewers kept as they are
+            return _pull(self._call("PUT", f"/pull-requests/{pr.number}", body={
+                "version": now.get("version"), "title": title, "description": body,
+                "reviewers": now.get("reviewers") or []}))
+
+        return self._run(f"update pull request #{pr.number}", put)
+
+    def close_request(self, pr: PullRequest, comment: str) -> None:
+        text = _cap(comment, MAX_BODY, "comment")
+        if comment:
+            self._run(f"comment on pull request #{pr.number}", lambda: self._call(
+                "POST", f"/pull-requests/{pr.number}/comments", body={"text": text}))
+
+        def decline() -> None:
+            now = self._get_pull(pr.number)
+            if now.get("state") == "OPEN":
+                self._call("POST", f"/pull-requests/{pr.number}/decline",
+                           params={"version": now.get("version")}, body={})
+
+        self._run(f"decline pull request #{pr.number}", decline)
+
+    # -- checks and merging -----------------------------------------------------------
+
+    def checks(self, pr: PullRequest, sha: str) -> ChecksState:
+        def look() -> ChecksState:
+            states = [_STATES.get(str(s.get("state")), ChecksState.PENDING)
+                      for s in self._pages("", {}, url=f"{self._builds}/{sha}")]
+            if not states:
+                return ChecksState.NONE
+            for worst in (ChecksState.FAILURE, ChecksState.PENDING):
+                if worst in states:
+                    return worst
+            return ChecksState.SUCCESS
+
+        return self._run(f"read the builds of {sha[:12]}", look)
+
+    def _moved(self, pr: PullRequest, sha: str, why: str) -> ConflictError:
+        return ConflictError(f"pull request #{pr.number} of {self.repo} moved: its head is no "
+                             f"longer {sha[:12]} ({why})",
+                             hint="someone pushed to the promotion branch; run again")
+
+    def _merged_at(self, pr: PullRequest, sha: str, data: Mapping[str, Any]) -> MergeOutcome:
+        head = str((data.get("fromRef") or {}).get("latestCommit") or "")
+        if head != sha:
+            raise ForgeError(
+                f"Bitbucket Data Center merged pull request #{pr.number} of {self.repo} at "
+                f"{head[:12] or '?'}, not at the commit promoter proved ({sha[:12]})",
+                hint=f"review what reached {pr.base} now; restrict pushes to promote/*")
+        merge = ((data.get("properties") or {}).get("mergeCommit") or {}).get("id")
+        return MergeOutcome(merged=True, sha=str(merge) if merge else None)
+
+    def merge(self, pr: PullRequest, method: str, sha: str, message: str = "") -> MergeOutcome:
+        """Merge with the pull request's ``version`` as read while its source commit was
+        the proved one: a pull request that changed since is refused (409)."""
+        data = self._run(f"read pull request #{pr.number}", lambda: self._get_pull(pr.number))
+        if data.get("state") == "MERGED":
+            return self._merged_at(pr, sha, data)
+        if data.get("state") != "OPEN":
+            return MergeOutcome(merged=False, reason=f"pull request #{pr.number} is "
+                                                     f"{str(data.get('state')).lower()}")
+        head = str((data.get("fromRef") or {}).get("latestCommit") or "")
+        if head != sha:
+            raise self._moved(pr, sha, f"now {head[:12] or 'unknown'}")
+        body: dict[str, Any] = {"strategyId": _STRATEGIES.get(method, "no-ff")}
+        if message.strip():
+            body["message"] = message
+        version = data.get("version")
+
+        def post() -> dict[str, Any] | str:
+            try:
+                return dict(self._call("POST", f"/pull-requests/{pr.number}/merge",
+                                       params={"version": version}, body=body) or {})
+            except _Failure as exc:
+                if exc.status == 409 and "out-of-date" in exc.message.lower():
+                    raise self._moved(pr, sha, "it changed since it was read") from None
+                if exc.status in (400, 409):
+                    return exc.message or f"HTTP {exc.status}"
+                raise
+
+        def landed() -> dict[str, Any] | str | None:
+            now = self._get_pull(pr.number)
+            return now if now.get("state") == "MERGED" else None
+
+        answer = self._write(f"merge pull request #{pr.number}", post, landed)
+        if isinstance(answer, str):
+            return MergeOutcome(merged=False, reason=f"Bitbucket Data Center will not merge "
+                                                     f"#{pr.number} now: {answer}")
+        return self._merged_at(pr, sha, answer)
+
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        """Bitbucket Data Center's auto-merge is never set by promoter (it pins no
+        commit): no earlier run's can be armed, so there is nothing to take back."""
+
+    def enable_auto_merge(self, pr: PullRequest, method: str, sha: str,
+                          message: str = "") -> MergeOutcome:
+        state = self.checks(pr, sha)
+        if state in (ChecksState.SUCCESS, ChecksState.NONE):
+            return self.merge(pr, method, sha, message)
+        return MergeOutcome(
+            merged=False,
+            reason=("promoter does not schedule Bitbucket Data Center's auto-merge (it is not "
+                    f"pinned to the proved commit), and the builds on {sha[:12]} are "
+                    f"{state.value}; give --merge-timeout SECONDS so promoter waits for them "
+                    "and merges itself"))
