@@ -277,8 +277,11 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     auto_merge_next = (verdict.allows_merge and settings.wait_for_checks
                        and request.merge_timeout <= 0)
     try:
+        # a request found before a new commit may be gone since (a forge that declines it
+        # when the rebuild deletes its branch): then it is looked for again
         pr, created, updated = ensure_request(forge, branch, snap, spec, created_branch,
-                                              auto_merge_next, known)
+                                              auto_merge_next,
+                                              None if new_commit else known)
     except PromoteError as error:
         if created_branch:
             forge.delete_branch(branch)  # leave nothing half-made behind
@@ -314,7 +317,10 @@ def _disarm(forge: Forge, branch: str, base: str) -> PullRequest | None:
     """Take back an auto-merge armed on the open request of ``branch`` before this run
     writes to it: the forges keep it armed across pushes, so one an earlier run armed
     (its policy allowed 1.1.0) would merge what this run leaves to a human (2.0.0).
-    Returns that request (ensure_request need not look for it again)."""
+    Returns that request (ensure_request need not look for it again). A forge that never
+    arms an auto-merge (``arms_auto_merge = False``) is not asked."""
+    if not getattr(forge, "arms_auto_merge", True):
+        return None
     pr = forge.find_request(branch, base)
     if pr is None:
         return None

@@ -998,6 +998,8 @@ class AzureForge:
         return MergeOutcome(merged=False, reason=f"Azure DevOps did not complete !{pr.number} "
                                                  f"yet (merge status {data.get('mergeStatus')})")
 
+    arms_auto_merge = False  # promote need not look for an armed one to take back
+
     def disable_auto_merge(self, pr: PullRequest) -> None:
         """Azure's auto-complete is never set by promoter (it pins no commit): no earlier
         run's can be armed, so there is nothing to take back."""
