@@ -177,6 +177,7 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     # who the commits of this run are by, and whether they are signed: refused here,
     # before anything is written, when signing is asked for and not possible
     forge.use_identity(request.author or config.author, sign=request.sign or config.signing)
+    known = None if verdict.allows_merge else _disarm(forge, branch, snap.branch)
     try:
         guard = () if rollback else request.images
         commit, created_branch, new_commit = ensure_branch(
@@ -200,8 +201,11 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
     auto_merge_next = (verdict.allows_merge and settings.wait_for_checks
                        and request.merge_timeout <= 0)
     try:
+        # a request found before a new commit may be gone since (a forge that declines it
+        # when the rebuild deletes its branch): then it is looked for again
         pr, created, updated = ensure_request(forge, branch, snap, spec, created_branch,
-                                              auto_merge_next)
+                                              auto_merge_next,
+                                              None if new_commit else known)
     except PromoteError as error:
         if created_branch:
             forge.delete_branch(branch)  # leave nothing half-made behind
@@ -228,6 +232,21 @@ def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
                                       f"stays open: {pr.url}"), done)
         return done
     return done.said("left for review")
+
+
+def _disarm(forge: Forge, branch: str, base: str) -> PullRequest | None:
+    """Take back an auto-merge armed on the open request of ``branch`` before this run
+    writes to it: the forges keep it armed across pushes, so one an earlier run armed
+    (its policy allowed 1.1.0) would merge what this run leaves to a human (2.0.0).
+    Returns that request (ensure_request need not look for it again). A forge that never
+    arms an auto-merge (``arms_auto_merge = False``) is not asked."""
+    if not forge.arms_auto_merge:
+        return None
+    pr = forge.find_request(branch, base)
+    if pr is None:
+        return None
+    forge.disable_auto_merge(pr)
+    return replace(pr, auto_merge=None)
 
 
 def policy_file(snap: Snapshot) -> bytes | None:
@@ -351,22 +370,31 @@ def same_record(theirs: str, ours: str) -> bool:
 
 
 def ensure_request(forge: Forge, branch: str, snap: Snapshot, spec: RequestSpec,
-                   new_branch: bool, auto_merge_next: bool = False
-                   ) -> tuple[PullRequest, bool, bool]:
+                   new_branch: bool, auto_merge_next: bool = False,
+                   known: PullRequest | None = None) -> tuple[PullRequest, bool, bool]:
     """One open request for ``branch``: (request, created, updated). A branch this run
     created cannot have one yet, so no search is spent on it. An existing branch with no
     open request may be one another run has just merged: when the base moved since the
     snapshot, the promotion is planned again instead of proposing it a second time.
-    ``auto_merge_next``: auto-merge is enabled right after (labels may ride along)."""
+    ``auto_merge_next``: auto-merge is enabled right after (labels may ride along).
+    ``known``: the open request as this run found it before writing the branch."""
     base = snap.branch
-    pr = None if new_branch else forge.find_request(branch, base, confirm_none=True)
+    pr = None if new_branch else known or forge.find_request(branch, base, confirm_none=True)
     if pr is None:
         if not new_branch:
             tip = forge.read_head(base)
             if tip is None or tip.sha != snap.commit:
                 raise _BaseMoved
-        return forge.open_request(branch, base, spec,
-                                  auto_merge_next=auto_merge_next), True, False
+        opened = forge.open_request(branch, base, spec, auto_merge_next=auto_merge_next)
+        if not new_branch and not forge.branch_is_request:
+            # the other run's merge may have landed between that look and the opening
+            # (its request was still open then, so the forge let ours open only after)
+            tip = forge.read_head(base)
+            if tip is None or tip.sha != snap.commit:
+                forge.close_request(opened, f"Closed by promoter: {base} moved while this "
+                                            "request was opened; planning again.")
+                raise _BaseMoved
+        return opened, True, False
     if forge.branch_is_request:  # plain git: nothing else to update
         return pr, False, False
     # a forge without labels (Bitbucket: ``has_labels = False``) warns instead; their

@@ -63,6 +63,7 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("PUT", r"/merge$", WRITE),
     ],
     ("github", "update"): [
+        ("GET", r"/pulls$", READ),  # the request looked for again after a new commit
         ("GET", r"/commits/[0-9a-f]{40}$", READ),
         ("POST", r"/git/trees$", WRITE),
         ("POST", r"/git/commits$", WRITE),
@@ -107,6 +108,7 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("POST", r"/pulls/\d+/merge$", WRITE),
     ],
     ("gitea", "update"): [
+        ("DELETE", r"/pulls/\d+/merge$", WRITE),  # no scheduled merge survives a refusal
         ("GET", r"/branches/promote/", READ),
         ("GET", r"/git/commits/[0-9a-f]{40}$", READ),
         ("GET", r"/git/trees/[0-9a-f]{40}$", READ),

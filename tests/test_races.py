@@ -281,6 +281,32 @@ def test_a_branch_whose_request_was_merged_meanwhile_gets_no_second_request(
         assert first["commit"] not in [c["sha"] for c in state.log]
 
 
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+def test_a_merge_landing_between_the_base_check_and_the_new_request_is_not_merged_again(
+        kind: str, tmp_path: Path) -> None:
+    """As above, but the other run's merge lands after the base was looked at and before
+    the new request is opened (GitLab's write-first makes the second of two identical
+    runs take this path: test_same_promotion_twice_at_once failed now and then). The
+    request opened for a change the base already has is closed, and the run plans
+    again instead of merging it a second time."""
+    with harness(kind, tmp_path, REVIEWED) as h:
+        first = run_closed(h.forge(), "1.0.1")
+        forge = h.forge()
+        pr = forge.find_request(BRANCH, "main")
+        assert pr is not None
+        forge.close_request(pr, "")  # the branch stays, its request is gone
+        h.bare.commit_files("main", {".promoter.yaml": MERGING}, "merge from now on")
+        landed: list[str] = []
+        result = run_closed(Before(h.forge(), "open_request", lambda: landed.append(
+            h.bare.commit_files("main", {"envs/prod/deploy.yaml": deploy("1.0.1")},
+                                "the other run's squash merge"))), "1.0.1")
+        assert result["status"] == "up-to-date", result
+        state = outcome(h)
+        assert state.main == landed[0], "a second merge of the same change"
+        assert not [c for c in state.changes if c.state == "open"], state.changes
+        assert first["commit"] not in [c["sha"] for c in state.log]
+
+
 @pytest.mark.parametrize("kind", ["github", "gitlab", "gitea", "azure"])
 def test_a_change_merged_and_its_branch_deleted_meanwhile_is_not_merged_again(
         kind: str, tmp_path: Path) -> None:

@@ -535,3 +535,54 @@ def test_required_checks_not_yet_registered_are_waited_for(
         checks = {c["name"]: c["status"] for c in result["policy"]["checks"]}
         assert checks["checks_green"] == "pass"
         assert main_file(h, DEV) == deploy("1.1.0")
+
+
+def _ci_pending_on_push(h: Harness) -> None:
+    """The base requires a check that CI reports later: the forge's auto-merge waits."""
+    if h.kind == "github":
+        h.fake.repos[SLUG].required_checks = ("ci",)  # type: ignore[attr-defined]
+    elif h.kind == "gitea":
+        repo = h.fake.repo(SLUG)  # type: ignore[attr-defined]
+        repo.required_checks = ("ci",)
+        repo.ci_after_push = (0.0, 3600.0, "success")  # pending at once; _ci_passes ends it
+    else:
+        project = h.fake.project(SLUG)  # type: ignore[attr-defined]
+        project.ci = True
+        project.pipeline_on_commit = "running"
+
+
+def _ci_passes(h: Harness, sha: str) -> None:
+    if h.kind == "github":
+        h.fake.set_checks(SLUG, sha, "success")  # type: ignore[attr-defined]
+    elif h.kind == "gitea":
+        h.fake.set_status(SLUG, sha, "success")  # type: ignore[attr-defined]
+    else:
+        h.fake.set_pipeline(sha, "success", project=SLUG)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+def test_an_auto_merge_armed_by_an_earlier_run_never_merges_a_refused_change(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Run 1 (1.1.0, a minor step) arms the forge's auto-merge while CI runs. Run 2
+    (2.0.0, a major step the policy leaves to a human) replaces the branch's commit
+    before CI is done. The forges keep an auto-merge armed when someone with write
+    access pushes, so unless promoter takes it back, the forge merges 2.0.0 as soon as
+    its checks pass, although run 2 said "left for review"."""
+    with harness(kind, tmp_path, AUTO) as h:
+        monkeypatch.setenv("PROMOTE_TOKEN", h.token)
+        _ci_pending_on_push(h)
+        code, out = cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:1.1.0",
+                        "--output", "json")
+        assert code == 0, out
+        assert json.loads(out)["auto_merge"] is True, out
+        code, out = cli(h, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:2.0.0",
+                        "--output", "json")
+        assert code == 0, out
+        result = json.loads(out)
+        assert result["auto_merge"] is False and "left for review" in result["message"]
+        head = h.bare.resolve("refs/heads/promote/dev/api")
+        assert head is not None
+        _ci_passes(h, head)
+        assert main_file(h, DEV) == deploy("1.0.0")  # a human decides on 2.0.0
+        assert [c.state for c in h.changes()] == ["open"]

@@ -16,6 +16,15 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import FileMark, MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.parser import Parser
 from ruamel.yaml.resolver import VersionedResolver
@@ -127,7 +136,10 @@ def parse(text: str, file: str) -> list[Document]:
 # boundaries. Directives ("%") and document ends ("...") make the split more involved:
 # such a file is composed whole.
 _DOC_START = re.compile(r"(?m)^---(?=[ \t\r\n]|$)")
-_WHOLE_ONLY = re.compile(r"(?m)^(?:\.\.\.(?=[ \t\r\n]|$)|%)")
+# (At a line start after any YAML line break: CR, NEL, LS and PS end a line too, and a
+# "%TAG" hidden behind one still applies to the next document.)
+_WHOLE_ONLY = re.compile(
+    r"(?m)(?:^|(?<=[\r\x85\u2028\u2029]))(?:\.\.\.(?=[ \t\r\n\x85\u2028\u2029]|$)|%)")
 
 
 def document_spans(text: str) -> list[tuple[int, int]] | None:
@@ -140,11 +152,57 @@ def document_spans(text: str) -> list[tuple[int, int]] | None:
 
 
 def well_formed(text: str) -> bool:
-    """Whether the whole stream parses (the C parser's events, nothing composed): a file
-    with a broken document anywhere is refused as before, not edited around."""
+    """Whether the whole stream parses (the C parser's events, nothing composed) and
+    composes: a file with a broken document anywhere is refused as before (the whole
+    file is composed then, for the error's line), not edited around. A stream
+    nested too deep is not (measured first: the parser's events take quadratic time on
+    a deep "[[[[", and the whole-file path refuses it with its line and column)."""
+    if yaml_depth(text, MAX_DEPTH) is not None:
+        return False
+    # What only the composer (or duplicate_key after it) would refuse is looked for on
+    # the events too: an alias to another document's anchor, a repeated scalar key.
+    keys: list[set[str] | None] = []  # per open collection: a mapping's keys so far
+    at_key: list[bool] = []  # per open collection: the next node is a mapping key
+    anchors: dict[str, str | None] = {}  # this document's: the scalar (None: collection)
+    value: str | None
     try:
-        for _ in _YAML.parse(text):
-            pass
+        for event in _YAML.parse(text):
+            kind = type(event)  # identity checks: this loop sees every event of the file
+            if kind is ScalarEvent:
+                value = event.value
+                if event.anchor is not None:
+                    anchors[event.anchor] = value
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                keys.pop()
+                at_key.pop()
+                continue
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                value = None
+                if event.anchor is not None:
+                    anchors[event.anchor] = None
+            elif kind is AliasEvent:
+                if event.anchor not in anchors:
+                    return False
+                value = anchors[event.anchor]
+            else:
+                if kind is DocumentStartEvent:
+                    anchors.clear()
+                continue
+            if keys and (mine := keys[-1]) is not None:
+                if at_key[-1]:
+                    if value is not None and value != MERGE_KEY:
+                        if value in mine:
+                            return False
+                        mine.add(value)
+                    at_key[-1] = False
+                else:
+                    at_key[-1] = True
+            if kind is MappingStartEvent:
+                keys.append(set())
+                at_key.append(True)
+            elif kind is SequenceStartEvent:
+                keys.append(None)
+                at_key.append(False)
     except (YAMLError, RecursionError):
         return False
     return True
@@ -165,12 +223,20 @@ def parse_spans(text: str, file: str, spans: Sequence[tuple[int, int]],
             return None
         if len(found) > 1:
             return None
-        lines = text.count("\n", 0, start)
+        lines = line_breaks(text, start)
         for doc in found:
             _shift_marks(doc.root, start, lines)
             doc.index = i
             docs.append(doc)
     return docs
+
+
+def line_breaks(text: str, end: int) -> int:
+    """Lines before offset ``end`` as the parser counts them (CR LF, CR, LF, and as in
+    YAML 1.1 NEL, LS, PS): a document composed alone must get the lines the whole file
+    gives it, since Flux markers are matched by line."""
+    return (text.count("\n", 0, end) + text.count("\r", 0, end) - text.count("\r\n", 0, end)
+            + sum(text.count(ch, 0, end) for ch in ("\x85", "\u2028", "\u2029")))
 
 
 def _shift_marks(root: Node, offset: int, lines: int) -> None:

@@ -195,18 +195,25 @@ def _compose(body: str, file: str, targets: Targets, whole: bool
              ) -> tuple[list[Document], Sequence[int] | None]:
     """The documents of ``body`` worth reading, and which of its documents they are (None:
     all of them). In a multi-document file only the documents whose text names a target
-    (the planner's byte pre-filter, per document) are composed: the others cannot hold
+    (the planner's byte pre-filter, per document) or may spell one with an escape
+    (``_SPELLED``) are composed: the others cannot hold
     a reference to edit (anchors never cross documents). ``whole``: a --set names this
     file (a key anywhere): compose everything."""
     spans = None if whole else document_spans(body)
     if spans is not None and len(spans) > 1 and well_formed(body):
         pattern = _needle_text(targets.needles())
         chosen = [i for i, (start, end) in enumerate(spans)
-                  if pattern.search(body, start, end)]
+                  if pattern.search(body, start, end) or _SPELLED.search(body, start, end)]
         docs = parse_spans(body, file, spans, chosen)
         if docs is not None:
             return docs, chosen
     return parse(body, file), None
+
+
+# A double-quoted scalar can spell a name without holding its text: "\x61pi", "\u0061pi",
+# or a "\" that continues the value on the next line. The whole file finds (and edits or
+# refuses) such a value once any document names the image: so must the chosen documents.
+_SPELLED = re.compile(r"\\(?:[xuU]|\r\n?|[\n\x85\u2028\u2029])")
 
 
 def _needle_text(needles: Sequence[bytes]) -> re.Pattern[str]:

@@ -1008,6 +1008,12 @@ class AzureForge:
                                                  f"yet (merge status {data.get('mergeStatus')})",
                             conflict=says_conflict(str(data.get("mergeStatus"))))
 
+    arms_auto_merge = False  # promote need not look for an armed one to take back
+
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        """Azure's auto-complete is never set by promoter (it pins no commit): no earlier
+        run's can be armed, so there is nothing to take back."""
+
     def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         """Complete now, pinned, when Azure allows it; otherwise leave the pull request

@@ -188,13 +188,16 @@ class Forge(Protocol):
     git: none, so nothing is left "to the forge"); ``branch_is_request``, whether the
     promotion branch itself is the request (plain git: there is nothing else to
     update); ``has_labels``, whether requests carry labels (Bitbucket: none, so
-    asked-for labels are a warning, never a reason to update the request)."""
+    asked-for labels are a warning, never a reason to update the request);
+    ``arms_auto_merge``, whether promoter ever arms the forge's own auto-merge (Azure,
+    Bitbucket, plain git: never, so there is none to take back)."""
 
     name: str
     body_limit: int
     has_checks: bool
     branch_is_request: bool
     has_labels: bool
+    arms_auto_merge: bool
 
     def close(self) -> None:
         """Let go of what the forge holds (HTTP connections, a private clone); called
@@ -290,6 +293,13 @@ class Forge(Protocol):
         """Ask the forge to merge ``sha`` once checks pass (GitHub auto-merge, GitLab
         merge-when-pipeline-succeeds); merge directly when already mergeable. The forge
         is told ``sha``, so a head that moved after promoter proved it is never merged."""
+        ...
+
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        """Take back an auto-merge armed on ``pr`` (by an earlier run whose policy allowed
+        it, or by anyone): the forges keep it armed when someone with write access pushes,
+        so it would merge whatever the branch holds next. Nothing to do when none is armed;
+        ForgeError when it stays armed."""
         ...
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:

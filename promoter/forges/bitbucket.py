@@ -909,6 +909,12 @@ class BitbucketForge:
                 return MergeOutcome(merged=False, reason="Bitbucket is still merging it")
         return self._merged_at(pr, sha, answer)
 
+    arms_auto_merge = False  # promote need not look for an armed one to take back
+
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        """Bitbucket Cloud's merge-when-builds-pass is never set by promoter (no API, no
+        pinned commit): no earlier run's can be armed, so there is nothing to take back."""
+
     def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         """Bitbucket's "merge when builds pass" has no API and pins no commit: promoter

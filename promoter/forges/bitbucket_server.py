@@ -723,6 +723,12 @@ class BitbucketServerForge:
                                 conflict=says_conflict(str(answer)))
         return self._merged_at(pr, sha, answer)
 
+    arms_auto_merge = False  # promote need not look for an armed one to take back
+
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        """Bitbucket Data Center's auto-merge is never set by promoter (it pins no
+        commit): no earlier run's can be armed, so there is nothing to take back."""
+
     def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
         state = self.checks(pr, sha)

@@ -334,6 +334,11 @@ class GitForge:
                 f"branch {pr.branch!r} in {self.remote} moved past {pr.head_sha[:12]}; "
                 "not deleting someone else's commit", hint="delete it by hand if it is stale")
 
+    arms_auto_merge = False  # promote need not look for an armed one to take back
+
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        """Plain git has no auto-merge: promoter merges itself or not at all."""
+
     def checks(self, pr: PullRequest, sha: str) -> ChecksState:
         """Plain git has no CI statuses."""
         return ChecksState.NONE

@@ -202,6 +202,7 @@ class GiteaForge:
     has_checks = True
     branch_is_request = False
     has_labels = True
+    arms_auto_merge = True
 
     def __init__(self, repo: str, api_url: str, token: str | None = None,
                  retry_timeout: float = retry.DEFAULT_TIMEOUT,
@@ -916,6 +917,12 @@ class GiteaForge:
             raise self._moved(pr, sha, "it moved while the merge was scheduled")
         return MergeOutcome(merged=False, auto_merge=True,
                             reason="Gitea merges it when the checks succeed")
+
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        """DELETE pulls/{n}/merge: Gitea's pull request does not say whether a merge is
+        scheduled, so the cancel is always sent (404: none was)."""
+        self._run(f"cancel the auto-merge of #{pr.number}", lambda: self._call(
+            "DELETE", f"/pulls/{pr.number}/merge", missing=True))
 
 
 class _Unsupported(Exception):

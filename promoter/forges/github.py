@@ -23,6 +23,8 @@ One promotion is one atomic commit, then a pull request:
     enable_auto_merge  POST graphql (addLabelsToLabelable + enablePullRequestAutoMerge
                   pinned to the head); "clean status" -> merge; nothing when it is
                   already on for that head and method
+    disable_auto_merge  POST graphql (disablePullRequestAutoMerge), only when the
+                  run query or the REST pull says it is on          (0-1 request)
 
 The client is built with ``retry=None`` and no throttling: ``promoter.retry`` owns every
 retry (5xx, 429, secondary rate limits, dropped connections), honouring Retry-After.
@@ -251,6 +253,7 @@ class GitHubForge:
     has_checks = True
     branch_is_request = False
     has_labels = True
+    arms_auto_merge = True
 
     def __init__(
         self,
@@ -1115,6 +1118,18 @@ class GitHubForge:
 
         return self._call(f"enable auto-merge on pull request #{number}", act,
                           need=f"{CONTENTS} and {PULLS}", recover=declined)
+
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        if pr.auto_merge is None:  # the run query / the REST pull says none is armed
+            return
+        gh, repo = self._client()
+        number = pr.number
+        node = self._nodes.get(number) or self._call(
+            f"read pull request #{number}", lambda: repo.get_pull(number).node_id, need=PULLS)
+        self._call(f"disable auto-merge on pull request #{number}",
+                   lambda: gh.requester.graphql_query(gql.DISABLE_AUTO_MERGE,
+                                                      {"merge": {"pullRequestId": node}}),
+                   need=f"{CONTENTS} and {PULLS}")
 
 
 def _auto_merge_of(auto: Any) -> str | None:

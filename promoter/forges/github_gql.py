@@ -189,6 +189,10 @@ def auto_merge_document(with_labels: bool) -> str:
     return f"mutation PromoterAutoMerge({declared}) {{ {fields} }}"
 
 
+DISABLE_AUTO_MERGE = ("mutation PromoterDisableAutoMerge($merge: DisablePullRequestAutoMergeInput!)"
+                      " { disablePullRequestAutoMerge(input: $merge) { clientMutationId } }")
+
+
 def auto_merge_variables(node_id: str, method: MergeMethod, sha: str, message: str,
                          label_ids: Sequence[str]) -> dict[str, Any]:
     title, _, body = message.strip().partition("\n\n")

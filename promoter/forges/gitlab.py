@@ -293,6 +293,7 @@ class GitLabForge:
     has_checks = True
     branch_is_request = False
     has_labels = True
+    arms_auto_merge = True
 
     def __init__(
         self,
@@ -935,6 +936,24 @@ class GitLabForge:
         return MergeOutcome(merged=False, conflict=_conflicts(mr),
                             reason=f"GitLab would not enable auto-merge on !{pr.number}: "
                                    f"{_why(mr)}")
+
+    def disable_auto_merge(self, pr: PullRequest) -> None:
+        """POST cancel_merge_when_pipeline_succeeds. GitLab answers 201 even when it did
+        not cancel (the refusal is only in the body): then the merge request is read, and
+        one still set to merge is a ForgeError."""
+        if pr.auto_merge is None:  # merge_when_pipeline_succeeds was false when read
+            return
+        path = f"{self._mr_path(pr.number)}/cancel_merge_when_pipeline_succeeds"
+        answer = self._run(f"cancel the auto-merge of !{pr.number}",
+                           lambda: _json(self._gl.http_post(path)))
+        if answer.get("status") == "success":
+            return
+        mr = self._read_mr(pr)
+        if mr.get("state") == "opened" and mr.get("merge_when_pipeline_succeeds"):
+            raise ForgeError(f"GitLab kept auto-merge on !{pr.number} of {self.repo} "
+                             f"({answer.get('message') or 'no reason given'}), which this "
+                             "run's policy does not allow",
+                             hint="cancel it in the merge request, then run promote again")
 
 
 def _messages(message: str) -> dict[str, str]:

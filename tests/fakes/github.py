@@ -1363,7 +1363,8 @@ class FakeGitHub:
     # and tree, the promotion branch's tip with its parents and signature, its open pull
     # requests, the repository's labels), createRef, createCommitOnBranch (a commit on
     # the branch's head, checked against expectedHeadOid, signed by "GitHub": recorded in
-    # ``signed``), addLabelsToLabelable and enablePullRequestAutoMerge. Mutations in one
+    # ``signed``), addLabelsToLabelable, enablePullRequestAutoMerge and
+    # disablePullRequestAutoMerge. Mutations in one
     # document run in order; a failed one answers null with an error and the rest still
     # run, as on GitHub.
 
@@ -1582,6 +1583,20 @@ class FakeGitHub:
                           "url": f"{self.root_url}/{who.login}"},
                 "clientMutationId": arguments.get("clientMutationId")}
 
+    def _gql_disable_auto_merge(self, who: TokenInfo,
+                                arguments: Mapping[str, Any]) -> dict[str, Any]:
+        node = str(arguments.get("pullRequestId", ""))
+        repo, number = self._node_repo(who, node, "PR")
+        pr = repo.pulls.get(number)
+        if pr is None:
+            raise _GraphQLError(f"Could not resolve to a node with the global id of '{node}'",
+                                "NOT_FOUND")
+        if pr.state != "open":
+            raise _GraphQLError("Pull request Pull request is closed")
+        pr.auto_merge = None
+        return {"actor": {"login": who.login},
+                "clientMutationId": arguments.get("clientMutationId")}
+
 
 class _GraphQLError(Exception):
     def __init__(self, message: str, kind: str = "UNPROCESSABLE") -> None:
@@ -1609,6 +1624,7 @@ _MUTATIONS: dict[str, Callable[[FakeGitHub, TokenInfo, Mapping[str, Any]], dict[
     "createCommitOnBranch": FakeGitHub._gql_commit_on_branch,
     "addLabelsToLabelable": FakeGitHub._gql_add_labels,
     "enablePullRequestAutoMerge": FakeGitHub._gql_auto_merge,
+    "disablePullRequestAutoMerge": FakeGitHub._gql_disable_auto_merge,
 }
 
 

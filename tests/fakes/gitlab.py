@@ -1006,6 +1006,15 @@ class FakeGitLab:
             return self._page(pipelines, params, raw_path)
         if sub == ["merge"] and method == "PUT":
             return self._accept(project, mr, params, user)
+        if sub == ["cancel_merge_when_pipeline_succeeds"] and method == "POST":
+            # GitLab answers 201 either way; a refusal only says so in the body
+            if not mr.auto_merge or mr.state != "opened":
+                return 201, {"message": "Can't cancel the automatic merge", "status": "error",
+                             "http_status": 406}, {}
+            mr.auto_merge = False
+            mr.notes.append(Note(self.next_id(), "canceled the automatic merge", user,
+                                 system=True))
+            return 201, {"status": "success"}, {}
         raise HTTPError(404, {"error": "404 Not Found"})
 
     def _note_json(self, mr: MergeRequest, note: Note) -> dict[str, Any]:
