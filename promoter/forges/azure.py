@@ -67,14 +67,13 @@ import time
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import requests
 
 from promoter import __version__, retry
 from promoter.errors import (
-    AuthError,
     BranchExists,
     ConfigError,
     ConflictError,
@@ -102,7 +101,6 @@ from promoter.forges.base import (
     says_conflict,
 )
 from promoter.forges.http import (
-    CrossOriginRedirect,
     job_token_stays_home,
     read_capped,
     refuse_cleartext_proxy,
@@ -110,13 +108,12 @@ from promoter.forges.http import (
 )
 from promoter.forges.http import session as http_session
 from promoter.forges.registry import Setup
+from promoter.forges.rest import HttpFailure, RestClient, translate
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, MAX_UNPACKED_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
 from promoter.proof import holds
-from promoter.redact import redact, register
-
-T = TypeVar("T")
+from promoter.redact import register
 
 API = "7.1"
 PREVIEW = "7.1-preview.1"
@@ -136,6 +133,8 @@ AUTH_HINT = ("set PROMOTE_TOKEN / AZURE_DEVOPS_TOKEN to a personal access token 
              "Code (Read & write) scope of a user who can contribute to the config repo, or "
              "run inside Azure Pipelines with SYSTEM_ACCESSTOKEN mapped into the step; see "
              "docs/ci.md")
+REDIRECT_HINT = ("check --api-url: https://dev.azure.com, or the collection URL of your Azure "
+                 "DevOps Server")
 METHODS = {"merge": "noFastForward", "squash": "squash", "rebase": "rebase"}
 
 _FAIL = {"failed", "error", "rejected", "broken"}
@@ -143,40 +142,17 @@ _WAIT = {"pending", "queued", "running", "notset"}
 _PASS = {"succeeded", "approved"}
 
 
-class _Failure(Exception):
-    """Azure DevOps answered ``status`` (not one the caller expected)."""
-
-    def __init__(self, status: int, message: str, headers: Mapping[str, str],
-                 type_key: str = "") -> None:
-        self.status = status
-        self.message = message
-        self.headers = dict(headers)
-        self.type_key = type_key
-        super().__init__(f"{status}: {message}")
-
-
-def _classify(exc: BaseException) -> retry.Transient | None:
-    if isinstance(exc, _Failure):
-        return retry.status_transient(exc.status, exc.headers, exc.message)
-    if isinstance(exc, (requests.exceptions.SSLError, CrossOriginRedirect)):
-        return None
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout,
-                        requests.exceptions.ChunkedEncodingError)):
-        return retry.Transient()
-    return None
-
-
-def _failure(response: requests.Response) -> _Failure:
+def _failure(response: requests.Response) -> HttpFailure:
     """Azure's error body: ``{"message", "typeName", "typeKey", "errorCode", ...}``."""
     try:
         data = response.json()
     except ValueError:
         data = None
     if isinstance(data, dict):
-        return _Failure(response.status_code, str(data.get("message") or "")[:500],
+        return HttpFailure(response.status_code, str(data.get("message") or "")[:500],
                         response.headers, str(data.get("typeKey") or ""))
     text = response.text[:200].strip() or response.reason or ""
-    return _Failure(response.status_code, text, response.headers)
+    return HttpFailure(response.status_code, text, response.headers)
 
 
 def _branch(ref: str) -> str:
@@ -214,7 +190,7 @@ def parse_repo(repo: str, api_url: str) -> _Where:
                           "acme/platform/config (PROJECT/REPO with a collection --api-url)")
 
 
-class AzureForge:
+class AzureForge(RestClient):
     """A config repo in Azure DevOps Repos (Services or Server). Nothing here reads the
     environment: the CLI passes the token (``bearer``: an Azure Pipelines job token)."""
 
@@ -273,14 +249,14 @@ class AzureForge:
               body: Any = None, version: str = API, ok: tuple[int, ...] = (200, 201, 204),
               missing: bool = False) -> Any:
         """One request (``api-version`` always); ``missing``: a 404 is None. Other
-        statuses raise ``_Failure``; an answer that is not JSON is a ForgeError."""
+        statuses raise ``HttpFailure``; an answer that is not JSON is a ForgeError."""
         query = {**(params or {}), "api-version": version}
         response = self._session.request(method, url, params=query, json=body,
                                          timeout=self.timeout, allow_redirects=True)
         if response.status_code == 203 or (response.status_code in ok and "json" not in
                                            response.headers.get("Content-Type", "json")):
             # Azure's sign-in page: the credential was not accepted
-            raise _Failure(401, "the sign-in page came back (203)", response.headers)
+            raise HttpFailure(401, "the sign-in page came back (203)", response.headers)
         if response.status_code in ok:
             if not response.content:
                 return None
@@ -294,53 +270,12 @@ class AzureForge:
             return None
         raise _failure(response)
 
-    def _run(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep,
-                              patience=self.patience)
-        except (_Failure, requests.RequestException) as exc:
-            raise self._translate(exc, what) from exc
-
-    def _write(self, what: str, write: Callable[[], T],
-               took_effect: Callable[[], T | None]) -> T:
-        """A write retried only after ``took_effect`` says the last attempt did not land."""
-        return self._run(what, retry.Write(write, took_effect))
-
     def _translate(self, exc: Exception, what: str) -> PromoteError:
-        where = f"{self.repo} at {self.api_url}"
-        if isinstance(exc, CrossOriginRedirect):
-            return ForgeError(
-                redact(f"Azure DevOps at {exc.source} answered {exc.status}, a redirect to "
-                       f"{exc.target}, when trying to {what} in {where}; promoter does not "
-                       "send the token to another host"),
-                hint="check --api-url: https://dev.azure.com, or the collection URL of your "
-                     "Azure DevOps Server")
-        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                            requests.exceptions.InvalidSchema)):
-            return UsageError(redact(f"--api-url {self.api_url} is not usable: {exc}"))
-        if isinstance(exc, requests.RequestException):
-            return ForgeError(redact(f"could not reach Azure DevOps to {what} in {where}: "
-                                     f"{type(exc).__name__}"),
-                              hint="check --api-url and the network; retries ran out")
-        if not isinstance(exc, _Failure):
-            return ForgeError(redact(f"Azure DevOps could not {what} in {where}: {exc}"))
-        if retry.status_transient(exc.status, exc.headers, exc.message) is not None:
-            return ForgeError(
-                redact(f"Azure DevOps kept failing to {what} in {where}: {exc.status} "
-                       f"{exc.message}"),
-                hint=f"gave up after retrying for up to {self.retry_timeout:g}s; Azure DevOps "
-                     "may be down or throttling, run again later")
-        if exc.status == 401:
-            given = "the token" if self._token else "the request: no token given"
-            return AuthError(redact(f"Azure DevOps rejected {given} when trying to {what} in "
-                                    f"{where} (401 {exc.message})"), hint=AUTH_HINT)
-        if exc.status == 403:
-            return AuthError(redact(f"Azure DevOps refused to {what} in {where} (403 "
-                                    f"{exc.message})"), hint=AUTH_HINT)
-        return ForgeError(redact(f"Azure DevOps could not {what} in {where}: {exc.status} "
-                                 f"{exc.message}"))
-
-    # -- reading ----------------------------------------------------------------------
+        return translate(exc, what, service="Azure DevOps",
+                         where=f"{self.repo} at {self.api_url}", api_url=self.api_url,
+                         retry_timeout=self.retry_timeout, has_token=bool(self._token),
+                         auth_hint=AUTH_HINT, busy="may be down or throttling",
+                         redirect_hint=REDIRECT_HINT)
 
     def _repo_info(self) -> dict[str, Any]:
         if self._repository is None:
@@ -544,7 +479,7 @@ class AzureForge:
         def attempt() -> str:
             try:
                 data = self._call("POST", f"{self._root}/pushes", body=body)
-            except _Failure as exc:
+            except HttpFailure as exc:
                 if exc.status == 409 and not write.retried:
                     # the branch was there before this call: never claim it as written
                     # now; the caller reads and judges it (BranchExists)
@@ -603,7 +538,7 @@ class AzureForge:
             data = self._call("POST", f"{self._root}/refs",
                               body=[{"name": _full(name), "oldObjectId": old,
                                      "newObjectId": new}])
-        except _Failure as exc:
+        except HttpFailure as exc:
             if exc.status not in (400, 403, 409):
                 raise
             return {"success": False, "updateStatus": exc.type_key or str(exc.status),
@@ -811,7 +746,7 @@ class AzureForge:
         def create() -> PullRequest | None:
             try:
                 data = self._call("POST", f"{self._root}/pullrequests", body=payload)
-            except _Failure as exc:
+            except HttpFailure as exc:
                 if exc.status == 409:
                     return None  # one is active (a lost earlier attempt, or another run)
                 raise
@@ -955,7 +890,7 @@ class AzureForge:
             try:
                 return self._call("PATCH", f"{self._root}/pullrequests/{pr.number}",
                                   body=dict(body)), ""
-            except _Failure as exc:
+            except HttpFailure as exc:
                 if exc.status not in (400, 409):
                     raise
                 data = self._get_pull(pr.number)

@@ -80,14 +80,13 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace as dc_replace
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
 from promoter import __version__, retry
 from promoter.errors import (
-    AuthError,
     ConfigError,
     ConflictError,
     ForgeError,
@@ -112,7 +111,6 @@ from promoter.forges.base import (
     says_conflict,
 )
 from promoter.forges.http import (
-    CrossOriginRedirect,
     origin,
     read_capped,
     refuse_cleartext_proxy,
@@ -121,13 +119,12 @@ from promoter.forges.http import (
 )
 from promoter.forges.http import session as http_session
 from promoter.forges.registry import Setup
+from promoter.forges.rest import HttpFailure, RestClient, translate
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
 from promoter.proof import holds
 from promoter.redact import redact, register
-
-T = TypeVar("T")
 
 CLOUD_API = "https://api.bitbucket.org"
 CLOUD_WEB = "https://bitbucket.org"
@@ -143,31 +140,11 @@ MAX_FILE_BYTES = MAX_ARCHIVE_BYTES  # one file's bytes (the policy file, a chang
 AUTH_HINT = ("set PROMOTE_TOKEN / BITBUCKET_TOKEN to a repository access token with the "
              "repository:write and pullrequest:write scopes (or an app password / API "
              "token with BITBUCKET_USERNAME set to its user)")
+REDIRECT_HINT = f"check --api-url: give {CLOUD_API}"
 
 _STATES = {"SUCCESSFUL": ChecksState.SUCCESS, "INPROGRESS": ChecksState.PENDING,
            "FAILED": ChecksState.FAILURE, "STOPPED": ChecksState.FAILURE}
 _STRATEGIES = {"merge": "merge_commit", "squash": "squash", "rebase": "fast_forward"}
-
-
-class _Failure(Exception):
-    """Bitbucket answered ``status`` (not one the caller expected)."""
-
-    def __init__(self, status: int, message: str, headers: Mapping[str, str]) -> None:
-        self.status = status
-        self.message = message
-        self.headers = dict(headers)
-        super().__init__(f"{status}: {message}")
-
-
-def _classify(exc: BaseException) -> retry.Transient | None:
-    if isinstance(exc, _Failure):
-        return retry.status_transient(exc.status, exc.headers, exc.message)
-    if isinstance(exc, (requests.exceptions.SSLError, CrossOriginRedirect)):
-        return None
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout,
-                        requests.exceptions.ChunkedEncodingError)):
-        return retry.Transient()
-    return None
 
 
 def _message(response: requests.Response) -> str:
@@ -213,7 +190,7 @@ def is_cloud_api(url: str) -> bool:
     return (parts.hostname or "").lower() == "api.bitbucket.org" or parts.path.endswith("/2.0")
 
 
-class BitbucketForge:
+class BitbucketForge(RestClient):
     """A config repo on Bitbucket Cloud (API 2.0).
 
     ``repo`` is ``workspace/slug``; ``api_url`` the API (``https://api.bitbucket.org``, a
@@ -298,7 +275,7 @@ class BitbucketForge:
               body: Any = None, files: Any = None, ok: tuple[int, ...] = (200, 201, 202, 204),
               missing: bool = False, raw: bool = False, url: str | None = None) -> Any:
         """One request to the API; ``missing``: a 404 is None; ``raw``: the body's bytes.
-        Other statuses raise ``_Failure``."""
+        Other statuses raise ``HttpFailure``."""
         target = url or f"{self._root}{path}"
         if not same_origin(target, self.api_url):
             raise ForgeError(redact(f"Bitbucket sent a link to {origin(target)}, not to "
@@ -324,7 +301,7 @@ class BitbucketForge:
                                  ) from None
         if missing and response.status_code == 404:
             return None
-        raise _Failure(response.status_code, _message(response), response.headers)
+        raise HttpFailure(response.status_code, _message(response), response.headers)
 
     def _pages(self, path: str, params: Mapping[str, Any],
                url: str | None = None) -> Iterator[dict[str, Any]]:
@@ -341,50 +318,12 @@ class BitbucketForge:
         raise ForgeError(f"Bitbucket listed more than {MAX_PAGES} pages of {path} in "
                          f"{self.repo}", hint="report it; promoter reads at most that many")
 
-    def _run(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep,
-                              patience=self.patience)
-        except (_Failure, requests.RequestException) as exc:
-            raise self._translate(exc, what) from exc
-
-    def _write(self, what: str, write: Callable[[], T],
-               took_effect: Callable[[], T | None]) -> T:
-        """A write retried only after ``took_effect`` says the last attempt did not land."""
-        return self._run(what, retry.Write(write, took_effect))
-
     def _translate(self, exc: Exception, what: str) -> PromoteError:
-        where = f"{self.repo} at {self.api_url}"
-        if isinstance(exc, CrossOriginRedirect):
-            return ForgeError(
-                redact(f"Bitbucket at {exc.source} answered {exc.status}, a redirect to "
-                       f"{exc.target}, when trying to {what} in {where}; promoter does not "
-                       "send the token to another host"),
-                hint=f"check --api-url: give {CLOUD_API}")
-        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                            requests.exceptions.InvalidSchema)):
-            return UsageError(redact(f"--api-url {self.api_url} is not usable: {exc}"))
-        if isinstance(exc, requests.RequestException):
-            return ForgeError(redact(f"could not reach Bitbucket to {what} in {where}: "
-                                     f"{type(exc).__name__}"),
-                              hint="check --api-url and the network; retries ran out")
-        if not isinstance(exc, _Failure):
-            return ForgeError(redact(f"Bitbucket could not {what} in {where}: {exc}"))
-        if retry.status_transient(exc.status, exc.headers, exc.message) is not None:
-            return ForgeError(
-                redact(f"Bitbucket kept failing to {what} in {where}: {exc.status} "
-                       f"{exc.message}"),
-                hint=f"gave up after retrying for up to {self.retry_timeout:g}s; Bitbucket "
-                     "may be down or rate-limiting, run again later")
-        if exc.status == 401:
-            given = "the token" if self._token else "the request: no token given"
-            return AuthError(redact(f"Bitbucket rejected {given} when trying to {what} in "
-                                    f"{where} (401 {exc.message})"), hint=AUTH_HINT)
-        if exc.status == 403:
-            return AuthError(redact(f"Bitbucket refused to {what} in {where} (403 "
-                                    f"{exc.message})"), hint=AUTH_HINT)
-        return ForgeError(redact(f"Bitbucket could not {what} in {where}: {exc.status} "
-                                 f"{exc.message}"))
+        return translate(exc, what, service="Bitbucket",
+                         where=f"{self.repo} at {self.api_url}", api_url=self.api_url,
+                         retry_timeout=self.retry_timeout, has_token=bool(self._token),
+                         auth_hint=AUTH_HINT,
+                         redirect_hint=REDIRECT_HINT)
 
     @staticmethod
     def _ref(name: str) -> str:
@@ -469,7 +408,7 @@ class BitbucketForge:
                     url = target
                     continue
                 if response.status_code != 200:
-                    raise _Failure(response.status_code, _message(response), response.headers)
+                    raise HttpFailure(response.status_code, _message(response), response.headers)
                 return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
         raise ForgeError(f"Bitbucket redirected the archive of {self.repo} more than "
                          f"{MAX_REDIRECTS} times")
@@ -576,7 +515,7 @@ class BitbucketForge:
         form += [(path, (path, content)) for path, content in sorted(files.items())]
         response = self._session.post(f"{self._root}/src", files=form, timeout=self.timeout)
         if response.status_code not in (200, 201):
-            raise _Failure(response.status_code, _message(response), response.headers)
+            raise HttpFailure(response.status_code, _message(response), response.headers)
         location = response.headers.get("Location", "")
         sha = location.rstrip("/").rsplit("/", 1)[-1]
         if len(sha) < 40:  # no commit named: read the branch
@@ -635,7 +574,7 @@ class BitbucketForge:
                 raise in_the_way(head)
             try:
                 sha = self._post_src(branch, base.commit, files, message)
-            except _Failure as exc:
+            except HttpFailure as exc:
                 if exc.status == 409:  # the branch exists and its tip is not our parent
                     # another run made it meanwhile (or, on a retry, our own lost attempt
                     # did): only a retry may take it as ours; a first attempt leaves it to
@@ -775,7 +714,7 @@ class BitbucketForge:
         def create() -> PullRequest | None:
             try:
                 data = self._call("POST", "/pullrequests", body=payload)
-            except _Failure as exc:
+            except HttpFailure as exc:
                 text = exc.message.lower()
                 if exc.status in (400, 409) and ("already" in text or "only one" in text):
                     return None  # one is open (a lost earlier attempt, or another run)
@@ -887,7 +826,7 @@ class BitbucketForge:
         def post() -> dict[str, Any] | str:
             try:
                 answer = self._call("POST", f"/pullrequests/{pr.number}/merge", body=body)
-            except _Failure as exc:
+            except HttpFailure as exc:
                 if exc.status in (400, 409, 555):
                     return exc.message or f"HTTP {exc.status}"
                 raise

@@ -51,7 +51,7 @@ import tarfile
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -87,13 +87,12 @@ from promoter.forges.http import (
     refuse_cross_origin,
 )
 from promoter.forges.http import session as http_session
+from promoter.forges.rest import HttpFailure, RestClient
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
 from promoter.proof import holds
 from promoter.redact import redact, register
-
-T = TypeVar("T")
 
 PAGE = 100
 MAX_PAGES = 20
@@ -108,25 +107,6 @@ _STATES = {"SUCCESSFUL": ChecksState.SUCCESS, "INPROGRESS": ChecksState.PENDING,
            "FAILED": ChecksState.FAILURE, "CANCELLED": ChecksState.FAILURE,
            "UNKNOWN": ChecksState.PENDING}
 _STRATEGIES = {"merge": "no-ff", "squash": "squash", "rebase": "rebase-ff-only"}
-
-
-class _Failure(Exception):
-    def __init__(self, status: int, message: str, headers: Mapping[str, str]) -> None:
-        self.status = status
-        self.message = message
-        self.headers = dict(headers)
-        super().__init__(f"{status}: {message}")
-
-
-def _classify(exc: BaseException) -> retry.Transient | None:
-    if isinstance(exc, _Failure):
-        return retry.status_transient(exc.status, exc.headers, exc.message)
-    if isinstance(exc, (requests.exceptions.SSLError, CrossOriginRedirect)):
-        return None
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout,
-                        requests.exceptions.ChunkedEncodingError)):
-        return retry.Transient()
-    return None
 
 
 def _message(response: requests.Response) -> str:
@@ -155,7 +135,7 @@ def _pull(data: Mapping[str, Any]) -> PullRequest:
                        head_sha=str(source.get("latestCommit") or ""), state=state)
 
 
-class BitbucketServerForge:
+class BitbucketServerForge(RestClient):
     """A config repo on Bitbucket Data Center / Server (REST 1.0). Nothing here reads the
     environment."""
 
@@ -237,7 +217,7 @@ class BitbucketServerForge:
                                  "the server root") from None
         if missing and response.status_code == 404:
             return None
-        raise _Failure(response.status_code, _message(response), response.headers)
+        raise HttpFailure(response.status_code, _message(response), response.headers)
 
     def _pages(self, path: str, params: Mapping[str, Any],
                url: str | None = None) -> Iterator[dict[str, Any]]:
@@ -255,17 +235,6 @@ class BitbucketServerForge:
         raise ForgeError(f"Bitbucket Data Center listed more than {MAX_PAGES} pages of "
                          f"{path} in {self.repo}")
 
-    def _run(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep,
-                              patience=self.patience)
-        except (_Failure, requests.RequestException) as exc:
-            raise self._translate(exc, what) from exc
-
-    def _write(self, what: str, write: Callable[[], T],
-               took_effect: Callable[[], T | None]) -> T:
-        return self._run(what, retry.Write(write, took_effect))
-
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         where = f"{self.repo} at {self.api_url}"
         service = "Bitbucket Data Center"
@@ -279,7 +248,7 @@ class BitbucketServerForge:
             return ForgeError(redact(f"could not reach {service} to {what} in {where}: "
                                      f"{type(exc).__name__}"),
                               hint="check --api-url and the network; retries ran out")
-        if not isinstance(exc, _Failure):
+        if not isinstance(exc, HttpFailure):
             return ForgeError(redact(f"{service} could not {what} in {where}: {exc}"))
         if retry.status_transient(exc.status, exc.headers, exc.message) is not None:
             return ForgeError(
@@ -350,7 +319,7 @@ class BitbucketServerForge:
                                    params={"at": commit, "format": "tar.gz",
                                            "prefix": "repo/"}) as response:
                 if response.status_code != 200:
-                    raise _Failure(response.status_code, _message(response), response.headers)
+                    raise HttpFailure(response.status_code, _message(response), response.headers)
                 return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
 
         try:
@@ -501,7 +470,7 @@ class BitbucketServerForge:
                     raise in_the_way(head)
             try:
                 data = self._call("PUT", f"/browse/{quote(path)}", files=form)
-            except _Failure as exc:
+            except HttpFailure as exc:
                 if exc.status in (400, 409) and "branch" in exc.message.lower():
                     # another run made the branch meanwhile (or, on a retry, our own lost
                     # attempt did): only a retry may take it as ours; a first attempt
@@ -532,7 +501,7 @@ class BitbucketServerForge:
         try:
             self._call("DELETE", "", url=self._branches,
                        body={"name": f"refs/heads/{branch}", "endPoint": expected})
-        except _Failure as exc:
+        except HttpFailure as exc:
             if exc.status in (400, 409):
                 raise in_the_way(self._head(branch)) from None
             raise
@@ -596,7 +565,7 @@ class BitbucketServerForge:
         def create() -> PullRequest | None:
             try:
                 return _pull(self._call("POST", "/pull-requests", body=payload))
-            except _Failure as exc:
+            except HttpFailure as exc:
                 if exc.status == 409 and "only one pull request" in exc.message.lower():
                     return None
                 if exc.status == 409 and "reviewer" in exc.message.lower():
@@ -705,7 +674,7 @@ class BitbucketServerForge:
             try:
                 return dict(self._call("POST", f"/pull-requests/{pr.number}/merge",
                                        params={"version": version}, body=body) or {})
-            except _Failure as exc:
+            except HttpFailure as exc:
                 if exc.status == 409 and "out-of-date" in exc.message.lower():
                     raise self._moved(pr, sha, "it changed since it was read") from None
                 if exc.status in (400, 409):

@@ -69,14 +69,13 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import requests
 
 from promoter import __version__, retry
 from promoter.errors import (
-    AuthError,
     ConfigError,
     ConflictError,
     ForgeError,
@@ -102,16 +101,15 @@ from promoter.forges.base import (
     landed_on_new_branch,
     says_conflict,
 )
-from promoter.forges.http import CrossOriginRedirect, read_capped, refuse_cross_origin
+from promoter.forges.http import read_capped, refuse_cross_origin
 from promoter.forges.http import session as http_session
 from promoter.forges.registry import Setup, api_root
+from promoter.forges.rest import HttpFailure, RestClient, translate
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
 from promoter.proof import holds
-from promoter.redact import redact, register
-
-T = TypeVar("T")
+from promoter.redact import register
 
 PAGE = 50  # Gitea's default maximum page size (MAX_RESPONSE_ITEMS)
 TREE_PAGE = 1000
@@ -123,37 +121,17 @@ WIP = "WIP: "  # Gitea's default work-in-progress prefix: a draft pull request
 AUTH_HINT = ("set PROMOTE_TOKEN / GITEA_TOKEN / FORGEJO_TOKEN to an access token with the "
              "write:repository scope (and write:issue for labels and comments) of a user "
              "who can write to the config repo")
+REDIRECT_HINT = "check --api-url: give the Gitea server root that serves the API itself"
 
 _STATES = {"success": ChecksState.SUCCESS, "warning": ChecksState.SUCCESS,
            "pending": ChecksState.PENDING, "failure": ChecksState.FAILURE,
            "error": ChecksState.FAILURE}
 
 
-class _Failure(Exception):
-    """Gitea answered ``status`` (not one the caller expected)."""
-
-    def __init__(self, status: int, message: str, headers: Mapping[str, str]) -> None:
-        self.status = status
-        self.message = message
-        self.headers = dict(headers)
-        super().__init__(f"{status}: {message}")
-
-
 @dataclass(frozen=True)
 class _Answer:
     status: int
     data: Any
-
-
-def _classify(exc: BaseException) -> retry.Transient | None:
-    if isinstance(exc, _Failure):
-        return retry.status_transient(exc.status, exc.headers, exc.message)
-    if isinstance(exc, (requests.exceptions.SSLError, CrossOriginRedirect)):
-        return None
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout,
-                        requests.exceptions.ChunkedEncodingError)):
-        return retry.Transient()
-    return None
 
 
 def _message(response: requests.Response) -> str:
@@ -190,7 +168,7 @@ def _split(message: str) -> dict[str, str]:
     return {"MergeTitleField": title, "MergeMessageField": rest.strip("\n")}
 
 
-class GiteaForge:
+class GiteaForge(RestClient):
     """A config repo on Gitea or Forgejo (API v1).
 
     ``repo`` is ``owner/name``; ``api_url`` the server root (``https://gitea.example.com``;
@@ -247,7 +225,7 @@ class GiteaForge:
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
               body: Any = None, ok: tuple[int, ...] = (200, 201, 204),
               missing: bool = False) -> _Answer | None:
-        """One request; ``missing``: a 404 is None. Other statuses raise ``_Failure``."""
+        """One request; ``missing``: a 404 is None. Other statuses raise ``HttpFailure``."""
         url = f"{self._root}{path}"
         response = self._session.request(method, url, params=params, json=body,
                                          timeout=self.timeout, allow_redirects=True)
@@ -263,55 +241,18 @@ class GiteaForge:
         message = _message(response)
         if missing and response.status_code == 404:
             return None
-        raise _Failure(response.status_code, message, response.headers)
+        raise HttpFailure(response.status_code, message, response.headers)
 
     def _json(self, method: str, path: str, **kw: Any) -> Any:
         answer = self._call(method, path, **kw)
         return None if answer is None else answer.data
 
-    def _run(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return retry.call(fn, _classify, timeout=self.retry_timeout, sleep=self.sleep,
-                              patience=self.patience)
-        except (_Failure, requests.RequestException) as exc:
-            raise self._translate(exc, what) from exc
-
-    def _write(self, what: str, write: Callable[[], T],
-               took_effect: Callable[[], T | None]) -> T:
-        """A write retried only after ``took_effect`` says the last attempt did not land."""
-        return self._run(what, retry.Write(write, took_effect))
-
     def _translate(self, exc: Exception, what: str) -> PromoteError:
-        where = f"{self.repo} at {self.api_url}"
-        if isinstance(exc, CrossOriginRedirect):
-            return ForgeError(
-                redact(f"Gitea at {exc.source} answered {exc.status}, a redirect to "
-                       f"{exc.target}, when trying to {what} in {where}; promoter does not "
-                       "send the token to another host"),
-                hint="check --api-url: give the Gitea server root that serves the API itself")
-        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                            requests.exceptions.InvalidSchema)):
-            return UsageError(redact(f"--api-url {self.api_url} is not usable: {exc}"))
-        if isinstance(exc, requests.RequestException):
-            return ForgeError(redact(f"could not reach Gitea to {what} in {where}: "
-                                     f"{type(exc).__name__}"),
-                              hint="check --api-url and the network; retries ran out")
-        if not isinstance(exc, _Failure):
-            return ForgeError(redact(f"Gitea could not {what} in {where}: {exc}"))
-        if retry.status_transient(exc.status, exc.headers, exc.message) is not None:
-            return ForgeError(
-                redact(f"Gitea kept failing to {what} in {where}: {exc.status} {exc.message}"),
-                hint=f"gave up after retrying for up to {self.retry_timeout:g}s; Gitea may "
-                     "be down or rate-limiting, run again later")
-        if exc.status == 401:
-            given = "the token" if self._token else "the request: no token given"
-            return AuthError(redact(f"Gitea rejected {given} when trying to {what} in "
-                                    f"{where} (401 {exc.message})"), hint=AUTH_HINT)
-        if exc.status == 403:
-            return AuthError(redact(f"Gitea refused to {what} in {where} (403 "
-                                    f"{exc.message})"), hint=AUTH_HINT)
-        return ForgeError(redact(f"Gitea could not {what} in {where}: {exc.status} "
-                                 f"{exc.message}"))
+        return translate(exc, what, service="Gitea",
+                         where=f"{self.repo} at {self.api_url}", api_url=self.api_url,
+                         retry_timeout=self.retry_timeout, has_token=bool(self._token),
+                         auth_hint=AUTH_HINT,
+                         redirect_hint=REDIRECT_HINT)
 
     @staticmethod
     def _ref(name: str) -> str:
@@ -367,7 +308,7 @@ class GiteaForge:
             url = f"{self._root}/archive/{commit}.tar.gz"
             with self._session.get(url, stream=True, timeout=self.timeout) as response:
                 if response.status_code != 200:
-                    raise _Failure(response.status_code, _message(response), response.headers)
+                    raise HttpFailure(response.status_code, _message(response), response.headers)
                 return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
 
         try:
@@ -551,7 +492,7 @@ class GiteaForge:
         def attempt() -> str:
             try:
                 data = self._json("POST", "/contents", body=payload)
-            except _Failure as exc:
+            except HttpFailure as exc:
                 if exc.status in (409, 422) and "already exist" in exc.message.lower() \
                         and "branch" in exc.message.lower():
                     head = self._head(target)
@@ -609,7 +550,7 @@ class GiteaForge:
         def move() -> str:
             try:
                 self._call("PUT", path, body=body)
-            except _Failure as exc:
+            except HttpFailure as exc:
                 if exc.status in (404, 405):
                     now = self._head(branch)  # a 404 is also "no such branch (any more)"
                     if now is None or now.sha != replace.sha:
@@ -760,7 +701,7 @@ class GiteaForge:
         def create() -> PullRequest | None:
             try:
                 data = self._json("POST", "/pulls", body=payload)
-            except _Failure as exc:
+            except HttpFailure as exc:
                 if exc.status == 409:
                     return None  # it exists (a lost earlier attempt, or another run)
                 raise
@@ -848,7 +789,7 @@ class GiteaForge:
         def post() -> _Answer:
             try:
                 answer = self._call("POST", f"/pulls/{pr.number}/merge", body=dict(body))
-            except _Failure as exc:
+            except HttpFailure as exc:
                 if exc.status in (405, 409, 422):
                     return _Answer(exc.status, exc.message)
                 raise

@@ -1,0 +1,102 @@
+"""What the forges on plain ``requests`` share (Gitea, Azure DevOps, Bitbucket Cloud and
+Data Center): the failure an unexpected answer becomes, which failures are worth another
+try, the one retry loop around every call, and the error a failure ends as."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import requests
+
+from promoter import retry
+from promoter.errors import AuthError, ForgeError, PromoteError, UsageError
+from promoter.forges.http import CrossOriginRedirect
+from promoter.redact import redact
+
+T = TypeVar("T")
+
+class HttpFailure(Exception):
+    """The forge answered ``status``, not one the caller expected. ``type_key``: the
+    forge's own name for the error, where it gives one (Azure's ``typeKey``)."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str],
+                 type_key: str = "") -> None:
+        self.status = status
+        self.message = message
+        self.headers = dict(headers)
+        self.type_key = type_key
+        super().__init__(f"{status}: {message}")
+
+
+def classify(exc: BaseException) -> retry.Transient | None:
+    """Worth another try: a status the retry policy calls transient, a dropped or slow
+    connection. Never a certificate that does not verify, nor a redirect elsewhere."""
+    if isinstance(exc, HttpFailure):
+        return retry.status_transient(exc.status, exc.headers, exc.message)
+    if isinstance(exc, (requests.exceptions.SSLError, CrossOriginRedirect)):
+        return None
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout,
+                        requests.exceptions.ChunkedEncodingError)):
+        return retry.Transient()
+    return None
+
+
+class RestClient:
+    """The retry loop of a forge client: ``_run`` retries ``fn`` under the one policy and
+    turns what is left into the forge's own error (``_translate``)."""
+
+    retry_timeout: float
+    sleep: Callable[[float], None]
+    patience: retry.Patience
+
+    def _translate(self, exc: Exception, what: str) -> PromoteError:
+        raise NotImplementedError
+
+    def _run(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return retry.call(fn, classify, timeout=self.retry_timeout, sleep=self.sleep,
+                              patience=self.patience)
+        except (HttpFailure, requests.RequestException) as exc:
+            raise self._translate(exc, what) from exc
+
+    def _write(self, what: str, write: Callable[[], T],
+               took_effect: Callable[[], T | None]) -> T:
+        """A write retried only after ``took_effect`` says the last attempt did not land."""
+        return self._run(what, retry.Write(write, took_effect))
+
+
+def translate(exc: Exception, what: str, *, service: str, where: str, api_url: str,
+              retry_timeout: float, has_token: bool, redirect_hint: str, auth_hint: str,
+              busy: str = "may be down or rate-limiting") -> PromoteError:
+    """The error a failed call of ``service`` ends as: a redirect elsewhere, an unusable
+    --api-url, no answer, retries spent, a token refused, or what the forge said."""
+    if isinstance(exc, CrossOriginRedirect):
+        return ForgeError(
+            redact(f"{service} at {exc.source} answered {exc.status}, a redirect to "
+                   f"{exc.target}, when trying to {what} in {where}; promoter does not "
+                   "send the token to another host"), hint=redirect_hint)
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                        requests.exceptions.InvalidSchema)):
+        return UsageError(redact(f"--api-url {api_url} is not usable: {exc}"))
+    if isinstance(exc, requests.RequestException):
+        return ForgeError(redact(f"could not reach {service} to {what} in {where}: "
+                                 f"{type(exc).__name__}"),
+                          hint="check --api-url and the network; retries ran out")
+    if not isinstance(exc, HttpFailure):
+        return ForgeError(redact(f"{service} could not {what} in {where}: {exc}"))
+    if retry.status_transient(exc.status, exc.headers, exc.message) is not None:
+        return ForgeError(
+            redact(f"{service} kept failing to {what} in {where}: {exc.status} "
+                   f"{exc.message}"),
+            hint=f"gave up after retrying for up to {retry_timeout:g}s; {service} {busy}, "
+                 "run again later")
+    if exc.status == 401:
+        given = "the token" if has_token else "the request: no token given"
+        return AuthError(redact(f"{service} rejected {given} when trying to {what} in "
+                                f"{where} (401 {exc.message})"), hint=auth_hint)
+    if exc.status == 403:
+        return AuthError(redact(f"{service} refused to {what} in {where} (403 "
+                                f"{exc.message})"), hint=auth_hint)
+    return ForgeError(redact(f"{service} could not {what} in {where}: {exc.status} "
+                             f"{exc.message}"))
