@@ -97,7 +97,6 @@ from promoter.forges.base import (
     check_path,
     check_policy_entry,
     git_blob_sha,
-    landed_on_new_branch,
     says_conflict,
 )
 from promoter.forges.http import (
@@ -107,12 +106,12 @@ from promoter.forges.http import (
     refuse_cross_origin,
 )
 from promoter.forges.http import session as http_session
+from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup
 from promoter.forges.rest import HttpFailure, RestClient, translate
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, MAX_UNPACKED_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
-from promoter.proof import holds
 from promoter.redact import register
 
 API = "7.1"
@@ -466,15 +465,12 @@ class AzureForge(RestClient):
             commit["committer"] = who
         return {"refUpdates": [{"name": ref, "oldObjectId": old}], "commits": [commit]}
 
-    def _push_new(self, target: str, base: Snapshot, files: Mapping[str, bytes],
-                  message: str, ours: Callable[[Head | None], str | None],
-                  in_the_way: Callable[[Head | None], ConflictError]) -> str:
-        """POST pushes creating ``target`` at a new commit whose parent is the base
+    def _push_new(self, base: Snapshot, files: Mapping[str, bytes], message: str,
+                  guard: OwnWrite) -> str:
+        """POST pushes creating ``guard.branch`` at a new commit whose parent is the base
         commit (refUpdates oldObjectId = the base commit: Azure's way to branch off)."""
+        target = guard.branch
         body = self._push_body(_full(target), base.commit, base, files, message)
-
-        def landed() -> str | None:
-            return landed_on_new_branch(self._head(target), ours, in_the_way)
 
         def attempt() -> str:
             try:
@@ -483,13 +479,9 @@ class AzureForge(RestClient):
                 if exc.status == 409 and not write.retried:
                     # the branch was there before this call: never claim it as written
                     # now; the caller reads and judges it (BranchExists)
-                    raise in_the_way(None) from None
+                    raise guard.in_the_way(None) from None
                 if exc.status == 409:
-                    head = self._head(target)
-                    done = ours(head)
-                    if done is not None:
-                        return done
-                    raise in_the_way(head) from None
+                    return guard.settle(self._head(target), claim=True)
                 raise
             updates = (data or {}).get("refUpdates") or [{}]
             sha = str(updates[0].get("newObjectId") or "")
@@ -497,7 +489,7 @@ class AzureForge(RestClient):
                 raise ForgeError(f"Azure DevOps answered the push to {target} with no commit")
             return sha
 
-        write = retry.Write(attempt, landed)
+        write = retry.Write(attempt, lambda: guard.landed(self._head(target)))
         return self._run(f"commit to {target}", write)
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
@@ -505,32 +497,11 @@ class AzureForge(RestClient):
         check_branch(branch)
         for path in files:
             check_path(path)
-
-        def ours(head: Head | None) -> str | None:
-            """The head's sha when it is the commit this call makes (an earlier attempt)."""
-            if head is None or (replace is not None and head.sha == replace.sha):
-                return None
-            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
-                return None
-            return head.sha if holds(self._changed(head.sha), files) else None
-
-        def in_the_way(head: Head | None) -> ConflictError:
-            where = f"branch {branch} of {self.repo}"
-            if replace is None:
-                return BranchExists(
-                    f"{where} already exists" + (f" at {head.sha[:12]}, a commit promoter did "
-                                                 "not make for this base" if head else ""),
-                    hint="another run or a person created it; run again to update it, or "
-                         "delete the branch")
-            now = head.sha[:12] if head else "deleted"
-            return ConflictError(
-                f"{where} moved from {replace.sha[:12]} to {now} while promoting; "
-                "promoter does not force over someone else's commit",
-                hint="run again to start from the new state")
-
+        guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
+                         self._changed, exists=BranchExists)
         if replace is None:
-            return self._push_new(branch, base, files, message, ours, in_the_way)
-        return self._replace(branch, base, files, message, replace, ours, in_the_way)
+            return self._push_new(base, files, message, guard)
+        return self._replace(branch, base, files, message, replace, guard)
 
     def _update_ref(self, name: str, old: str, new: str) -> dict[str, Any]:
         """One ``POST refs`` (a compare-and-swap on ``old``); the update's result."""
@@ -547,24 +518,11 @@ class AzureForge(RestClient):
         return dict(results[0])
 
     def _replace(self, branch: str, base: Snapshot, files: Mapping[str, bytes], message: str,
-                 replace: Head, ours: Callable[[Head | None], str | None],
-                 in_the_way: Callable[[Head | None], ConflictError]) -> str:
+                 replace: Head, guard: OwnWrite) -> str:
         """Commit on a scratch branch from the base, move ``branch`` to it with a
         compare-and-swap on ``replace.sha``, delete the scratch branch."""
         scratch = f"{branch}-next-{base.commit[:8]}"
-
-        def scratch_ours(found: Head | None) -> str | None:
-            if found is None or found.parents != (base.commit,) \
-                    or found.message.rstrip() != message.rstrip():
-                return None
-            return found.sha if holds(self._changed(found.sha), files) else None
-
-        def scratch_in_the_way(found: Head | None) -> ConflictError:
-            return ConflictError(f"branch {scratch} of {self.repo} is in the way of "
-                                 f"promoter's update of {branch}",
-                                 hint="delete that branch, then run again")
-
-        sha = self._push_new(scratch, base, files, message, scratch_ours, scratch_in_the_way)
+        sha = self._push_new(base, files, message, guard.scratch(scratch))
         try:
             def move() -> str:
                 result = self._update_ref(branch, replace.sha, sha)
@@ -583,17 +541,10 @@ class AzureForge(RestClient):
                         hint="Azure grants it to whoever created the branch: delete the "
                              "branch (or let the bot own it), or allow 'Force push' on "
                              "promote/* for the bot; see docs/ci.md")
-                raise in_the_way(now)
+                raise guard.in_the_way(now)
 
-            def moved() -> str | None:
-                now = self._head(branch)
-                if now is not None and now.sha == sha:
-                    return sha
-                if now is None or now.sha != replace.sha:
-                    raise in_the_way(now)
-                return None
-
-            return self._write(f"move branch {branch}", move, moved)
+            return self._write(f"move branch {branch}", move,
+                               lambda: guard.moved(self._head(branch), sha))
         finally:
             self._run(f"delete branch {scratch}", lambda: self._update_ref(scratch, sha, ZERO))
 

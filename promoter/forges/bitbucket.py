@@ -118,12 +118,12 @@ from promoter.forges.http import (
     same_origin,
 )
 from promoter.forges.http import session as http_session
+from promoter.forges.ownwrite import OwnWrite, Remake
 from promoter.forges.registry import Setup
 from promoter.forges.rest import HttpFailure, RestClient, translate
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
-from promoter.proof import holds
 from promoter.redact import redact, register
 
 CLOUD_API = "https://api.bitbucket.org"
@@ -531,47 +531,16 @@ class BitbucketForge(RestClient):
         for path in files:
             check_path(path)
 
-        def ours(head: Head | None) -> str | None:
-            """The head's sha when it is the commit this call makes (an earlier attempt)."""
-            if head is None or (replace is not None and head.sha == replace.sha):
-                return None
-            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
-                return None
-            return head.sha if holds(self._changed(head.sha), files) else None
-
-        where = f"branch {branch} of {self.repo}"
-
-        def in_the_way(head: Head | None) -> ConflictError:
-            if replace is None:
-                return ConflictError(
-                    f"{where} already exists with a commit promoter did not make for this "
-                    f"base ({head.sha[:12] if head else 'unknown'})",
-                    hint="another run or a person created it; run again to update it, or "
-                         "delete the branch")
-            now = head.sha[:12] if head else "deleted"
-            return ConflictError(
-                f"{where} moved from {replace.sha[:12]} to {now} while promoting; "
-                "promoter does not force over someone else's commit",
-                hint="run again to start from the new state")
-
-        attempts = 0
+        guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
+                         self._changed)
+        # no API moves a branch: delete it (while it is still promoter's tip), then
+        # make it again on the new base
+        remake = Remake(guard, lambda: self._head(branch),
+                        lambda head: self._call(
+                            "DELETE", f"/refs/branches/{self._ref(branch)}", missing=True))
 
         def attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            head = self._head(branch) if attempts > 1 or replace is not None else None
-            if attempts > 1:
-                done = ours(head)
-                if done is not None:
-                    return done
-            if replace is not None and head is not None:
-                if head.sha != replace.sha:
-                    raise in_the_way(head)
-                # no API moves a branch: delete it (it is still promoter's tip), then
-                # make it again on the new base
-                self._call("DELETE", f"/refs/branches/{self._ref(branch)}", missing=True)
-            elif head is not None:
-                raise in_the_way(head)
+            remake.clear()
             try:
                 sha = self._post_src(branch, base.commit, files, message)
             except HttpFailure as exc:
@@ -579,11 +548,7 @@ class BitbucketForge(RestClient):
                     # another run made it meanwhile (or, on a retry, our own lost attempt
                     # did): only a retry may take it as ours; a first attempt leaves it to
                     # the caller to plan again
-                    now = self._head(branch)
-                    done = ours(now) if attempts > 1 else None
-                    if done is not None:
-                        return done
-                    raise in_the_way(now) from None
+                    return guard.settle(self._head(branch), claim=write.retried)
                 if exc.status == 404 and "parent" in exc.message.lower():
                     raise ConflictError(f"the base commit {base.commit[:12]} of {self.repo} "
                                         "is gone", hint="run again") from None
@@ -598,7 +563,8 @@ class BitbucketForge(RestClient):
                                     f"{base.commit[:12]} while promoting", hint="run again")
             return sha
 
-        return self._run(f"commit to {branch}", attempt)
+        write = retry.Write(attempt, remake.landed)
+        return self._run(f"commit to {branch}", write)
 
     def changed_files(self, sha: str) -> Mapping[str, str] | None:
         """The commit (cached), its diffstat, then per file its meta (+ the parent's) and

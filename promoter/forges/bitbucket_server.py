@@ -87,11 +87,11 @@ from promoter.forges.http import (
     refuse_cross_origin,
 )
 from promoter.forges.http import session as http_session
+from promoter.forges.ownwrite import OwnWrite, Remake
 from promoter.forges.rest import HttpFailure, RestClient
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
-from promoter.proof import holds
 from promoter.redact import redact, register
 
 PAGE = 100
@@ -427,47 +427,19 @@ class BitbucketServerForge(RestClient):
             check_path(path)
 
         path, content = self.one_file(files)
-        where = f"branch {branch} of {self.repo}"
-
-        def ours(head: Head | None) -> str | None:
-            if head is None or (replace is not None and head.sha == replace.sha):
-                return None
-            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
-                return None
-            return head.sha if holds(self._changed(head.sha), files) else None
-
-        def in_the_way(head: Head | None) -> ConflictError:
-            if replace is None:
-                return ConflictError(f"{where} already exists with a commit promoter did not "
-                                     f"make for this base ({head.sha[:12] if head else '?'})",
-                                     hint="run again to update it, or delete the branch")
-            now = head.sha[:12] if head else "deleted"
-            return ConflictError(f"{where} moved from {replace.sha[:12]} to {now} while "
-                                 "promoting; promoter does not force over someone else's "
-                                 "commit", hint="run again to start from the new state")
+        guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
+                         self._changed)
 
         form: dict[str, Any] = {"content": (path.rsplit("/", 1)[-1], content),
                                 "message": (None, message), "branch": (None, branch),
                                 "sourceBranch": (None, base.branch)}
         if path in base.files:
             form["sourceCommitId"] = (None, base.commit)
-        attempts = 0
+        remake = Remake(guard, lambda: self._head(branch),
+                        lambda head: self._delete(branch, head.sha, guard.in_the_way))
 
         def attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1 or replace is not None:
-                head = self._head(branch)
-                if attempts > 1:
-                    done = ours(head)
-                    if done is not None:
-                        return done
-                if replace is not None and head is not None:
-                    if head.sha != replace.sha:
-                        raise in_the_way(head)
-                    self._delete(branch, head.sha, in_the_way)
-                elif head is not None:
-                    raise in_the_way(head)
+            remake.clear()
             try:
                 data = self._call("PUT", f"/browse/{quote(path)}", files=form)
             except HttpFailure as exc:
@@ -475,11 +447,7 @@ class BitbucketServerForge(RestClient):
                     # another run made the branch meanwhile (or, on a retry, our own lost
                     # attempt did): only a retry may take it as ours; a first attempt
                     # leaves it to the caller to plan again
-                    now = self._head(branch)
-                    done = ours(now) if attempts > 1 else None
-                    if done is not None:
-                        return done
-                    raise in_the_way(now) from None
+                    return guard.settle(self._head(branch), claim=write.retried)
                 if exc.status == 409:
                     raise ConflictError(f"the base {base.branch} of {self.repo} changed "
                                         f"under the promotion ({exc.message})",
@@ -488,12 +456,13 @@ class BitbucketServerForge(RestClient):
             sha = str((data or {}).get("id") or "")
             if self._parents(data or {}) != (base.commit,):
                 # made on the base as it is now, not on the snapshot: take it back
-                self._delete(branch, sha, in_the_way)
+                self._delete(branch, sha, guard.in_the_way)
                 raise ConflictError(f"the base {base.branch} of {self.repo} moved from "
                                     f"{base.commit[:12]} while promoting", hint="run again")
             return sha
 
-        return self._run(f"commit to {branch}", attempt)
+        write = retry.Write(attempt, remake.landed)
+        return self._run(f"commit to {branch}", write)
 
     def _delete(self, branch: str, expected: str,
                 in_the_way: Callable[[Head | None], ConflictError]) -> None:

@@ -98,17 +98,16 @@ from promoter.forges.base import (
     check_path,
     check_policy_entry,
     git_blob_sha,
-    landed_on_new_branch,
     says_conflict,
 )
 from promoter.forges.http import read_capped, refuse_cross_origin
 from promoter.forges.http import session as http_session
+from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup, api_root
 from promoter.forges.rest import HttpFailure, RestClient, translate
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
-from promoter.proof import holds
 from promoter.redact import register
 
 PAGE = 50  # Gitea's default maximum page size (MAX_RESPONSE_ITEMS)
@@ -451,43 +450,17 @@ class GiteaForge(RestClient):
         for path in files:
             check_path(path)
 
-        def ours(head: Head | None) -> str | None:
-            """The head's sha when it is the commit this call makes (an earlier attempt)."""
-            if head is None or (replace is not None and head.sha == replace.sha):
-                return None
-            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
-                return None
-            return head.sha if holds(self._changed(head.sha), files) else None
-
-        def in_the_way(head: Head | None) -> ConflictError:
-            where = f"branch {branch} of {self.repo}"
-            if replace is None:
-                return ConflictError(
-                    f"{where} already exists with a commit promoter did not make for this "
-                    f"base ({head.sha[:12] if head else 'unknown'})",
-                    hint="another run or a person created it; run again to update it, or "
-                         "delete the branch")
-            now = head.sha[:12] if head else "deleted"
-            return ConflictError(
-                f"{where} moved from {replace.sha[:12]} to {now} while promoting; "
-                "promoter does not force over someone else's commit",
-                hint="run again to start from the new state")
-
+        guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
+                         self._changed)
         if replace is None:
-            sha = self._create(branch, base, files, message, ours, in_the_way)
-        else:
-            sha = self._replace(branch, base, files, message, replace, ours, in_the_way)
-        return sha
+            return self._create(base, files, message, guard)
+        return self._replace(branch, base, files, message, replace, guard)
 
-    def _create(self, target: str, base: Snapshot, files: Mapping[str, bytes], message: str,
-                ours: Callable[[Head | None], str | None],
-                in_the_way: Callable[[Head | None], ConflictError], *,
-                scratch: bool = False) -> str:
+    def _create(self, base: Snapshot, files: Mapping[str, bytes], message: str,
+                guard: OwnWrite) -> str:
         """POST contents with ``new_branch``: the branch and its one commit together."""
+        target = guard.branch
         payload = self._changes(target, base, files, message)
-
-        def landed() -> str | None:
-            return landed_on_new_branch(self._head(target), ours, in_the_way)
 
         def attempt() -> str:
             try:
@@ -495,11 +468,8 @@ class GiteaForge(RestClient):
             except HttpFailure as exc:
                 if exc.status in (409, 422) and "already exist" in exc.message.lower() \
                         and "branch" in exc.message.lower():
-                    head = self._head(target)
-                    done = ours(head)
-                    if done is not None:
-                        return done
-                    raise in_the_way(head) from None
+                    # taken as ours when it proves so, even on a first attempt
+                    return guard.settle(self._head(target), claim=True)
                 if exc.status in (404, 409, 422) and ("sha" in exc.message.lower()
                                                       or "exist" in exc.message.lower()):
                     # a file we change moved on the base (its blob is not the one we
@@ -513,37 +483,24 @@ class GiteaForge(RestClient):
             parents = tuple(str(p.get("sha")) for p in commit.get("parents") or [])
             if parents != (base.commit,):
                 # Gitea committed on the base as it is now, not on the snapshot: plan again
-                if scratch:  # our own scratch branch: nothing may point at it, remove it
+                if guard.for_update:  # our scratch branch: nothing may point at it, remove it
                     self._call("DELETE", f"/branches/{self._ref(target)}", missing=True)
                 raise ConflictError(f"the base {base.branch} of {self.repo} moved from "
                                     f"{base.commit[:12]} while promoting", hint="run again")
             return sha
 
-        return self._run(f"commit to {target}", retry.Write(attempt, landed))
+        return self._run(f"commit to {target}",
+                         retry.Write(attempt, lambda: guard.landed(self._head(target))))
 
     def _replace(self, branch: str, base: Snapshot, files: Mapping[str, bytes], message: str,
-                 replace: Head, ours: Callable[[Head | None], str | None],
-                 in_the_way: Callable[[Head | None], ConflictError]) -> str:
+                 replace: Head, guard: OwnWrite) -> str:
         """Commit on a scratch branch from the base, then move ``branch`` to it with a
         compare-and-swap on ``replace.sha``; the scratch branch is deleted."""
         head = self.read_head(branch)
         if head is None or head.sha != replace.sha:
-            raise in_the_way(head)
+            raise guard.in_the_way(head)
         scratch = f"{branch}-next-{base.commit[:8]}"
-
-        def scratch_ours(found: Head | None) -> str | None:
-            if found is None or found.parents != (base.commit,) \
-                    or found.message.rstrip() != message.rstrip():
-                return None
-            return found.sha if holds(self._changed(found.sha), files) else None
-
-        def scratch_in_the_way(found: Head | None) -> ConflictError:
-            return ConflictError(f"branch {scratch} of {self.repo} is in the way of "
-                                 f"promoter's update of {branch}",
-                                 hint="delete that branch, then run again")
-
-        sha = self._create(scratch, base, files, message, scratch_ours, scratch_in_the_way,
-                           scratch=True)
+        sha = self._create(base, files, message, guard.scratch(scratch))
         path = f"/branches/{self._ref(branch)}"
         body = {"new_commit_id": sha, "old_commit_id": replace.sha, "force": True}
 
@@ -554,26 +511,19 @@ class GiteaForge(RestClient):
                 if exc.status in (404, 405):
                     now = self._head(branch)  # a 404 is also "no such branch (any more)"
                     if now is None or now.sha != replace.sha:
-                        raise in_the_way(now) from None
+                        raise guard.in_the_way(now) from None
                     raise _Unsupported(exc.message) from None
                 if exc.status in (409, 422):
                     now = self._head(branch)
                     if now is not None and now.sha == sha:
                         return sha
-                    raise in_the_way(now) from None
+                    raise guard.in_the_way(now) from None
                 raise
             return sha
 
-        def moved() -> str | None:
-            now = self._head(branch)
-            if now is not None and now.sha == sha:
-                return sha
-            if now is None or now.sha != replace.sha:
-                raise in_the_way(now)
-            return None
-
         try:
-            return self._write(f"move branch {branch}", move, moved)
+            return self._write(f"move branch {branch}", move,
+                               lambda: guard.moved(self._head(branch), sha))
         except _Unsupported as exc:
             raise ForgeError(
                 f"this Gitea/Forgejo cannot move branch {branch} of {self.repo} with a "

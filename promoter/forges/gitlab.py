@@ -98,11 +98,12 @@ from promoter.forges.http import (
     session,
     tls_failure,
 )
+from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup, api_root
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
-from promoter.proof import blob_sha, holds
+from promoter.proof import blob_sha
 from promoter.redact import redact, register
 
 T = TypeVar("T")
@@ -592,62 +593,28 @@ class GitLabForge:
         if author is not None:  # without it, GitLab records the token's user
             payload["author_name"], payload["author_email"] = author.name, author.email
 
-        def ours(head: Head | None) -> str | None:
-            """The head's sha when it is the commit this call makes (an earlier attempt)."""
-            if head is None or (replace is not None and head.sha == replace.sha):
-                return None
-            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
-                return None
-            # the message is anyone's to copy: only the whole change proves it is ours
-            return head.sha if holds(self._changed(head.sha), files) else None
-
-        def in_the_way(head: Head | None) -> ConflictError:
-            where = f"branch {branch} of {self.repo}"
-            if replace is None:  # promote reads the branch and judges it
-                return BranchExists(
-                    f"{where} already exists with a commit promoter did not make for this "
-                    f"base ({head.sha[:12] if head else 'unknown'})",
-                    hint="another run or a person created it; run again to update it, or "
-                         "delete the branch")
-            now = head.sha[:12] if head else "deleted"
-            return ConflictError(
-                f"{where} moved from {replace.sha[:12]} to {now} while promoting; "
-                "promoter does not force over someone else's commit",
-                hint="run again to start from the new state")
-
+        # a branch there already: promote reads it and judges it
+        guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
+                         self._changed, exists=BranchExists)
         expected = replace.sha if replace is not None else None
-
-        def landed() -> str | None:
-            """Ours when an earlier attempt made it; else the branch must still be where
-            this write expects it."""
-            head = self._get_head(branch)
-            done = ours(head)
-            if done is None and (head.sha if head else None) != expected:
-                raise in_the_way(head)
-            return done
 
         def attempt() -> str:
             if not write.retried and replace is not None:
                 head = self._get_head(branch)
                 if (head.sha if head else None) != expected:
-                    raise in_the_way(head)
+                    raise guard.in_the_way(head)
             try:
                 created = self._project.commits.create(payload)
             except glexc.GitlabCreateError as exc:
                 if (replace is None and _status(exc) == 400
                         and "a branch called" in _message(exc).lower()):
                     if not write.retried:  # it was there before this call: promote looks
-                        raise BranchExists(f"branch {branch} of {self.repo} already exists",
-                                           hint="run promote again") from None
-                    head = self._get_head(branch)
-                    done = ours(head)
-                    if done is not None:
-                        return done
-                    raise in_the_way(head) from None
+                        raise guard.in_the_way(None) from None
+                    return guard.settle(self._get_head(branch), claim=True)
                 raise
             return str(created.attributes["id"])
 
-        write = retry.Write(attempt, landed)
+        write = retry.Write(attempt, lambda: guard.landed(self._get_head(branch)))
         return self._run(f"commit to {branch}", write)
 
     def changed_files(self, sha: str) -> Mapping[str, str] | None:
