@@ -97,6 +97,7 @@ from promoter.forges.base import (
     check_path,
     check_policy_entry,
     git_blob_sha,
+    refuse_signing,
     says_conflict,
 )
 from promoter.forges.http import (
@@ -443,12 +444,7 @@ class AzureForge(RestClient):
         """``author`` goes to the push as the commit's author and committer; None leaves
         it to Azure (the token's identity). Signing is refused: promoter has no key for
         a commit Azure makes."""
-        if sign:
-            raise UsageError(
-                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
-                "promoter cannot sign a commit it makes through the Azure DevOps API",
-                hint="promote through --forge git with the repository's git URL, where your "
-                     "git signing key is used, or leave signing off")
+        refuse_signing(sign, "Azure DevOps")
         self._author = author
 
     def _push_body(self, ref: str, old: str, base: Snapshot, files: Mapping[str, bytes],

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, Protocol, get_args
@@ -164,6 +164,29 @@ def landed_on_new_branch(head: Head | None, ours: Callable[[Head | None], str | 
     if done is None and head is not None:
         raise in_the_way(head)
     return done
+
+
+def refuse_signing(sign: bool, service: str, repo_word: str = "repository") -> None:
+    """Refuse (exit 2, before anything is written) ``sign`` on a forge whose commits the
+    API makes: promoter has no key to sign them, and pushes nothing unsigned instead."""
+    if sign:
+        raise UsageError(
+            "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
+            f"promoter cannot sign a commit it makes through the {service} API",
+            hint=f"promote through --forge git with the {repo_word}'s git URL, where your "
+                 "git signing key is used, or leave signing off")
+
+
+def worst_state(states: Iterable[ChecksState]) -> ChecksState:
+    """The combined state of the checks on a commit: none when there are none, else the
+    worst of them (a failure, then one still pending), else success."""
+    seen = set(states)
+    if not seen:
+        return ChecksState.NONE
+    for worst in (ChecksState.FAILURE, ChecksState.PENDING):
+        if worst in seen:
+            return worst
+    return ChecksState.SUCCESS
 
 
 def says_conflict(said: str) -> bool:

@@ -108,7 +108,9 @@ from promoter.forges.base import (
     check_path,
     check_policy_entry,
     git_blob_sha,
+    refuse_signing,
     says_conflict,
+    worst_state,
 )
 from promoter.forges.http import (
     origin,
@@ -489,12 +491,7 @@ class BitbucketForge(RestClient):
         """``author`` goes to ``POST src`` as ``author`` ("Name <email>"); None leaves it
         to Bitbucket (the token's user). Signing is refused: promoter has no key for an
         API commit."""
-        if sign:
-            raise UsageError(
-                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
-                "promoter cannot sign a commit it makes through the Bitbucket API",
-                hint="promote through --forge git with the repository's git URL, where your "
-                     "git signing key is used, or leave signing off")
+        refuse_signing(sign, "Bitbucket")
         self._author = author
 
     def write_first(self, files: Mapping[str, bytes]) -> bool:
@@ -731,14 +728,9 @@ class BitbucketForge(RestClient):
 
     def checks(self, pr: PullRequest, sha: str) -> ChecksState:
         def look() -> ChecksState:
-            states = [_STATES.get(str(s.get("state")), ChecksState.PENDING)
-                      for s in self._pages(f"/commit/{sha}/statuses", {"pagelen": PAGE})]
-            if not states:
-                return ChecksState.NONE
-            for worst in (ChecksState.FAILURE, ChecksState.PENDING):
-                if worst in states:
-                    return worst
-            return ChecksState.SUCCESS
+            statuses = self._pages(f"/commit/{sha}/statuses", {"pagelen": PAGE})
+            return worst_state(_STATES.get(str(s.get("state")), ChecksState.PENDING)
+                               for s in statuses)
 
         return self._run(f"read the statuses of {sha[:12]}", look)
 

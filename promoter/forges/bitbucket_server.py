@@ -79,7 +79,9 @@ from promoter.forges.base import (
     check_branch,
     check_path,
     check_policy_entry,
+    refuse_signing,
     says_conflict,
+    worst_state,
 )
 from promoter.forges.http import (
     CrossOriginRedirect,
@@ -393,11 +395,7 @@ class BitbucketServerForge(RestClient):
     # -- the commit -------------------------------------------------------------------
 
     def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
-        if sign:
-            raise UsageError(
-                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
-                "promoter cannot sign a commit it makes through the Bitbucket API",
-                hint="promote through --forge git with the repository's git URL")
+        refuse_signing(sign, "Bitbucket")
         if author is not None:
             self.warn(f"Bitbucket Data Center's file edit takes no author: the commit is by "
                       f"the token's user, not {author.name}")
@@ -595,14 +593,8 @@ class BitbucketServerForge(RestClient):
 
     def checks(self, pr: PullRequest, sha: str) -> ChecksState:
         def look() -> ChecksState:
-            states = [_STATES.get(str(s.get("state")), ChecksState.PENDING)
-                      for s in self._pages("", {}, url=f"{self._builds}/{sha}")]
-            if not states:
-                return ChecksState.NONE
-            for worst in (ChecksState.FAILURE, ChecksState.PENDING):
-                if worst in states:
-                    return worst
-            return ChecksState.SUCCESS
+            return worst_state(_STATES.get(str(s.get("state")), ChecksState.PENDING)
+                               for s in self._pages("", {}, url=f"{self._builds}/{sha}"))
 
         return self._run(f"read the builds of {sha[:12]}", look)
 

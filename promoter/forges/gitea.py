@@ -98,6 +98,7 @@ from promoter.forges.base import (
     check_path,
     check_policy_entry,
     git_blob_sha,
+    refuse_signing,
     says_conflict,
 )
 from promoter.forges.http import read_capped, refuse_cross_origin
@@ -416,12 +417,7 @@ class GiteaForge(RestClient):
         """``author`` goes to the contents API as author and committer; None leaves it to
         Gitea (the token's user). Signing is refused: promoter has no key for an API
         commit (Gitea signs with its own key only when its instance is set up to)."""
-        if sign:
-            raise UsageError(
-                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
-                "promoter cannot sign a commit it makes through the Gitea API",
-                hint="promote through --forge git with the repository's git URL, where your "
-                     "git signing key is used, or leave signing off")
+        refuse_signing(sign, "Gitea")
         self._author = author
 
     def _changes(self, branch: str, base: Snapshot, files: Mapping[str, bytes],

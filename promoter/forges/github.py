@@ -85,6 +85,7 @@ from promoter.forges.base import (
     check_path,
     check_policy_entry,
     git_blob_sha,
+    refuse_signing,
     says_conflict,
 )
 from promoter.forges.http import (
@@ -630,12 +631,7 @@ class GitHubForge:
         """``author`` goes to the Git Data API's commit (also as its committer); None
         leaves it to GitHub (the token's user). promoter has no key to sign an API
         commit with, so ``sign`` is refused: nothing unsigned is pushed instead."""
-        if sign:
-            raise UsageError(
-                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
-                "promoter cannot sign a commit it makes through the GitHub API",
-                hint="promote through --forge git with the repository's git URL, where "
-                     "your git signing key is used, or leave signing off")
+        refuse_signing(sign, "GitHub")
         self._author = author
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],

@@ -88,6 +88,7 @@ from promoter.forges.base import (
     check_path,
     check_policy_entry,
     git_blob_sha,
+    refuse_signing,
 )
 from promoter.forges.http import (
     CrossOriginRedirect,
@@ -558,12 +559,7 @@ class GitLabForge:
         """``author`` goes to the commits API (author_name, author_email); None leaves
         it to GitLab (the token's user). promoter has no key to sign an API commit with,
         so ``sign`` is refused: nothing unsigned is pushed instead."""
-        if sign:
-            raise UsageError(
-                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
-                "promoter cannot sign a commit it makes through the GitLab API",
-                hint="promote through --forge git with the project's git URL, where your "
-                     "git signing key is used, or leave signing off")
+        refuse_signing(sign, "GitLab", "project")
         self._author = author
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
