@@ -76,9 +76,7 @@ from promoter import __version__, retry
 from promoter.errors import (
     BranchExists,
     ConfigError,
-    ConflictError,
     ForgeError,
-    PromoteError,
     UsageError,
 )
 from promoter.forges.base import (
@@ -109,7 +107,7 @@ from promoter.forges.http import (
 from promoter.forges.http import session as http_session
 from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup
-from promoter.forges.rest import HttpFailure, RestClient, translate
+from promoter.forges.rest import HttpFailure, RestClient
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, MAX_UNPACKED_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -195,6 +193,12 @@ class AzureForge(RestClient):
     environment: the CLI passes the token (``bearer``: an Azure Pipelines job token)."""
 
     name = "azure"
+    service = "Azure DevOps"
+    mark = "!"
+    close_verb = "abandon"
+    auth_hint = AUTH_HINT
+    redirect_hint = REDIRECT_HINT
+    busy = "may be down or throttling"
     body_limit = MAX_BODY
     has_checks = True
     branch_is_request = False
@@ -269,13 +273,6 @@ class AzureForge(RestClient):
         if missing and response.status_code == 404:
             return None
         raise _failure(response)
-
-    def _translate(self, exc: Exception, what: str) -> PromoteError:
-        return translate(exc, what, service="Azure DevOps",
-                         where=f"{self.repo} at {self.api_url}", api_url=self.api_url,
-                         retry_timeout=self.retry_timeout, has_token=bool(self._token),
-                         auth_hint=AUTH_HINT, busy="may be down or throttling",
-                         redirect_hint=REDIRECT_HINT)
 
     def _repo_info(self) -> dict[str, Any]:
         if self._repository is None:
@@ -402,10 +399,6 @@ class AzureForge(RestClient):
                              f"zip (e.g. {missing[0][:12]}), or sent other content",
                              hint="run again; report it if it persists")
         return found
-
-    def read_head(self, branch: str) -> Head | None:
-        check_branch(branch)
-        return self._run(f"read branch {branch}", lambda: self._head(branch))
 
     def write_first(self, files: Mapping[str, bytes]) -> bool:
         """Yes: one POST pushes makes the branch with its commit, and fails cleanly
@@ -614,11 +607,6 @@ class AzureForge(RestClient):
                 return None
         return None
 
-    def find_request(self, branch: str, base: str, *,
-                     confirm_none: bool = False) -> PullRequest | None:
-        check_branch(branch)
-        return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
-
     def _directory(self) -> dict[str, str]:
         """The project's teams and their members, lower-cased name -> identity id (team
         names, members' display and unique names): ``GET {org}/_apis/projects/{project}/
@@ -701,14 +689,7 @@ class AzureForge(RestClient):
 
         made = self._write(f"open a pull request for {branch}", create,
                            lambda: self._find(branch, base))
-        if made is None:
-            found = self.find_request(branch, base)
-            if found is None:
-                raise ConflictError(f"Azure DevOps says a pull request for {branch} already "
-                                    f"exists in {self.repo}, but none is active into {base}",
-                                    hint="abandon the other pull request of that branch")
-            return self.update_request(found, spec)
-        return made
+        return self._opened(made, branch, base, spec)
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         title = cap_text(spec.title, MAX_TITLE, "title").replace("\n", " ")
@@ -812,11 +793,6 @@ class AzureForge(RestClient):
         if not isinstance(data, dict):
             raise ForgeError(f"Azure DevOps answered pull request !{number} with no pull request")
         return data
-
-    def _moved(self, pr: PullRequest, sha: str, why: str) -> ConflictError:
-        return ConflictError(f"pull request !{pr.number} of {self.repo} moved: its source is "
-                             f"no longer {sha[:12]} ({why})",
-                             hint="someone pushed to the promotion branch; run again")
 
     def _options(self, method: str, message: str) -> dict[str, Any]:
         if method not in METHODS:

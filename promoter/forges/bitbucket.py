@@ -90,7 +90,6 @@ from promoter.errors import (
     ConfigError,
     ConflictError,
     ForgeError,
-    PromoteError,
     UsageError,
 )
 from promoter.forges.archive import unpack_archive
@@ -122,7 +121,7 @@ from promoter.forges.http import (
 from promoter.forges.http import session as http_session
 from promoter.forges.ownwrite import OwnWrite, Remake
 from promoter.forges.registry import Setup
-from promoter.forges.rest import HttpFailure, RestClient, translate
+from promoter.forges.rest import HttpFailure, RestClient
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -203,6 +202,10 @@ class BitbucketForge(RestClient):
     here reads the environment."""
 
     name = "bitbucket"
+    service = "Bitbucket"
+    close_verb = "decline"
+    auth_hint = AUTH_HINT
+    redirect_hint = REDIRECT_HINT
     has_labels = False  # Bitbucket pull requests have none: asked-for labels are a warning
     body_limit = MAX_BODY
     has_checks = True
@@ -319,13 +322,6 @@ class BitbucketForge(RestClient):
             data = self._call("GET", "", url=str(following))
         raise ForgeError(f"Bitbucket listed more than {MAX_PAGES} pages of {path} in "
                          f"{self.repo}", hint="report it; promoter reads at most that many")
-
-    def _translate(self, exc: Exception, what: str) -> PromoteError:
-        return translate(exc, what, service="Bitbucket",
-                         where=f"{self.repo} at {self.api_url}", api_url=self.api_url,
-                         retry_timeout=self.retry_timeout, has_token=bool(self._token),
-                         auth_hint=AUTH_HINT,
-                         redirect_hint=REDIRECT_HINT)
 
     @staticmethod
     def _ref(name: str) -> str:
@@ -445,10 +441,6 @@ class BitbucketForge(RestClient):
         check_policy_entry(self._mode(meta), links.get(CONFIG_FILE))
         files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}", lambda: self._call(
             "GET", f"/src/{commit}/{CONFIG_FILE}", raw=True))
-
-    def read_head(self, branch: str) -> Head | None:
-        check_branch(branch)
-        return self._run(f"read branch {branch}", lambda: self._head(branch))
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
         """Newest first along first parents (Bitbucket lists every reachable commit)."""
@@ -612,11 +604,6 @@ class BitbucketForge(RestClient):
                 return pr
         return None
 
-    def find_request(self, branch: str, base: str, *,
-                     confirm_none: bool = False) -> PullRequest | None:
-        check_branch(branch)
-        return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
-
     def _reviewer_ids(self, names: tuple[str, ...]) -> list[dict[str, str]]:
         """Reviewers by uuid (``{...}``) or account id (``557058:...``) as given; a
         nickname or display name is looked up among the workspace's members."""
@@ -686,14 +673,7 @@ class BitbucketForge(RestClient):
 
         made = self._write(f"open a pull request for {branch}", create,
                            lambda: self._find(branch, base))
-        if made is None:
-            found = self.find_request(branch, base)
-            if found is None:
-                raise ConflictError(f"Bitbucket says a pull request for {branch} already "
-                                    f"exists in {self.repo}, but none is open into {base}",
-                                    hint="decline the other pull request of that branch")
-            return self.update_request(found, spec)
-        return made
+        return self._opened(made, branch, base, spec)
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         self._no_labels(spec.labels)
@@ -739,11 +719,6 @@ class BitbucketForge(RestClient):
         if not isinstance(data, dict) or "id" not in data:
             raise ForgeError(f"Bitbucket answered pull request #{number} with no pull request")
         return data
-
-    def _moved(self, pr: PullRequest, sha: str, why: str) -> ConflictError:
-        return ConflictError(f"pull request #{pr.number} of {self.repo} moved: its head is no "
-                             f"longer {sha[:12]} ({why})",
-                             hint="someone pushed to the promotion branch; run again")
 
     def _merged_at(self, pr: PullRequest, sha: str, data: Mapping[str, Any]) -> MergeOutcome:
         """A merged pull request: its source commit must be the proved one."""

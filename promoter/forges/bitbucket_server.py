@@ -142,6 +142,8 @@ class BitbucketServerForge(RestClient):
     environment."""
 
     name = "bitbucket"
+    service = "Bitbucket Data Center"
+    close_verb = "decline"
     has_labels = False
     body_limit = MAX_BODY
     has_checks = True
@@ -239,7 +241,7 @@ class BitbucketServerForge(RestClient):
 
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         where = f"{self.repo} at {self.api_url}"
-        service = "Bitbucket Data Center"
+        service = self.service
         if isinstance(exc, CrossOriginRedirect):
             return ForgeError(
                 redact(f"{service} at {exc.source} answered {exc.status}, a redirect to "
@@ -353,10 +355,6 @@ class BitbucketServerForge(RestClient):
         check_policy_entry(mode, links.get(CONFIG_FILE))
         files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}", lambda: self._call(
             "GET", f"/raw/{CONFIG_FILE}", params={"at": commit}, raw=True))
-
-    def read_head(self, branch: str) -> Head | None:
-        check_branch(branch)
-        return self._run(f"read branch {branch}", lambda: self._head(branch))
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
         check_branch(branch)
@@ -508,11 +506,6 @@ class BitbucketServerForge(RestClient):
                 return pr
         return None
 
-    def find_request(self, branch: str, base: str, *,
-                     confirm_none: bool = False) -> PullRequest | None:
-        check_branch(branch)
-        return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
-
     def _no_labels(self, labels: tuple[str, ...]) -> None:
         if labels:
             self.warn("Bitbucket Data Center has no labels on pull requests: "
@@ -545,13 +538,7 @@ class BitbucketServerForge(RestClient):
 
         made = self._write(f"open a pull request for {branch}", create,
                            lambda: self._find(branch, base))
-        if made is None:
-            found = self.find_request(branch, base)
-            if found is None:
-                raise ConflictError(f"Bitbucket Data Center says a pull request for {branch} "
-                                    f"is open in {self.repo}, but none is open into {base}")
-            return self.update_request(found, spec)
-        return made
+        return self._opened(made, branch, base, spec)
 
     def _get_pull(self, number: int) -> dict[str, Any]:
         data = self._call("GET", f"/pull-requests/{number}")
@@ -597,11 +584,6 @@ class BitbucketServerForge(RestClient):
                                for s in self._pages("", {}, url=f"{self._builds}/{sha}"))
 
         return self._run(f"read the builds of {sha[:12]}", look)
-
-    def _moved(self, pr: PullRequest, sha: str, why: str) -> ConflictError:
-        return ConflictError(f"pull request #{pr.number} of {self.repo} moved: its head is no "
-                             f"longer {sha[:12]} ({why})",
-                             hint="someone pushed to the promotion branch; run again")
 
     def _merged_at(self, pr: PullRequest, sha: str, data: Mapping[str, Any]) -> MergeOutcome:
         head = str((data.get("fromRef") or {}).get("latestCommit") or "")

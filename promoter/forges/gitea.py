@@ -79,7 +79,6 @@ from promoter.errors import (
     ConfigError,
     ConflictError,
     ForgeError,
-    PromoteError,
     UsageError,
 )
 from promoter.forges.archive import unpack_archive
@@ -105,7 +104,7 @@ from promoter.forges.http import read_capped, refuse_cross_origin
 from promoter.forges.http import session as http_session
 from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup, api_root
-from promoter.forges.rest import HttpFailure, RestClient, translate
+from promoter.forges.rest import HttpFailure, RestClient
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -176,6 +175,9 @@ class GiteaForge(RestClient):
     the environment."""
 
     name = "gitea"
+    service = "Gitea"
+    auth_hint = AUTH_HINT
+    redirect_hint = REDIRECT_HINT
     body_limit = MAX_BODY
     has_checks = True
     branch_is_request = False
@@ -246,13 +248,6 @@ class GiteaForge(RestClient):
     def _json(self, method: str, path: str, **kw: Any) -> Any:
         answer = self._call(method, path, **kw)
         return None if answer is None else answer.data
-
-    def _translate(self, exc: Exception, what: str) -> PromoteError:
-        return translate(exc, what, service="Gitea",
-                         where=f"{self.repo} at {self.api_url}", api_url=self.api_url,
-                         retry_timeout=self.retry_timeout, has_token=bool(self._token),
-                         auth_hint=AUTH_HINT,
-                         redirect_hint=REDIRECT_HINT)
 
     @staticmethod
     def _ref(name: str) -> str:
@@ -359,10 +354,6 @@ class GiteaForge(RestClient):
         if git_blob_sha(files[CONFIG_FILE]) != sha:
             raise ForgeError(f"Gitea sent a {CONFIG_FILE} that is not the blob {sha[:12]}",
                              hint="run again; report it if it persists")
-
-    def read_head(self, branch: str) -> Head | None:
-        check_branch(branch)
-        return self._run(f"read branch {branch}", lambda: self._head(branch))
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
         """Newest first along first parents: Gitea lists every commit reachable, so the
@@ -590,11 +581,6 @@ class GiteaForge(RestClient):
                 return None
         return None
 
-    def find_request(self, branch: str, base: str, *,
-                     confirm_none: bool = False) -> PullRequest | None:
-        check_branch(branch)
-        return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
-
     def _label_ids(self, names: tuple[str, ...]) -> list[int]:
         if not names:
             return []
@@ -655,15 +641,9 @@ class GiteaForge(RestClient):
 
         made = self._write(f"open a pull request for {branch}", create,
                            lambda: self._find(branch, base))
-        if made is None:
-            found = self.find_request(branch, base)
-            if found is None:
-                raise ConflictError(f"Gitea says a pull request for {branch} already exists "
-                                    f"in {self.repo}, but none is open into {base}",
-                                    hint="close the other pull request of that branch")
-            return self.update_request(found, spec)
-        self._request_reviews(made, spec)
-        return made
+        if made is not None:
+            self._request_reviews(made, spec)
+        return self._opened(made, branch, base, spec)
 
     def _request_reviews(self, pr: PullRequest, spec: RequestSpec) -> None:
         if not spec.reviewers:
@@ -723,11 +703,6 @@ class GiteaForge(RestClient):
         if not isinstance(data, dict):
             raise ForgeError(f"Gitea answered pull request #{number} with no pull request")
         return data
-
-    def _moved(self, pr: PullRequest, sha: str, why: str) -> ConflictError:
-        return ConflictError(f"pull request #{pr.number} of {self.repo} moved: its head is no "
-                             f"longer {sha[:12]} ({why})",
-                             hint="someone pushed to the promotion branch; run again")
 
     def _post_merge(self, pr: PullRequest, sha: str, body: Mapping[str, Any]) -> _Answer:
         """One POST pulls/{n}/merge; a lost attempt is retried only when the pull request

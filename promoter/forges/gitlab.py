@@ -68,7 +68,6 @@ from promoter.errors import (
     AuthError,
     BranchExists,
     ConfigError,
-    ConflictError,
     ForgeError,
     PromoteError,
     UsageError,
@@ -101,6 +100,7 @@ from promoter.forges.http import (
 )
 from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup, api_root
+from promoter.forges.steps import Steps
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -281,7 +281,7 @@ def _statuses_state(statuses: Iterable[Mapping[str, Any]]) -> ChecksState:
     return ChecksState.PENDING if pending else ChecksState.SUCCESS
 
 
-class GitLabForge:
+class GitLabForge(Steps):
     """A config repo on GitLab (gitlab.com or self-managed).
 
     ``repo`` is the project path (``group/subgroup/project``) or its numeric id;
@@ -291,6 +291,9 @@ class GitLabForge:
     another project), not both. Nothing here reads the environment."""
 
     name = "gitlab"
+    service = "GitLab"
+    request_word = "merge request"
+    mark = "!"
     body_limit = MAX_DESCRIPTION
     has_checks = True
     branch_is_request = False
@@ -361,11 +364,6 @@ class GitLabForge:
         except (glexc.GitlabError, requests.RequestException, _Transient) as exc:
             raise self._translate(exc, what) from exc
 
-    def _write(self, what: str, write: Callable[[], T],
-               took_effect: Callable[[], T | None]) -> T:
-        """A write retried only after ``took_effect`` says the last attempt did not land."""
-        return self._run(what, retry.Write(write, took_effect))
-
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         where = f"{self.repo} at {self.api_url}"
         if isinstance(exc, _Transient):
@@ -426,7 +424,7 @@ class GitLabForge:
     def _mr_path(self, iid: int) -> str:
         return f"{self._base_path}/merge_requests/{iid}"
 
-    def _get_head(self, branch: str) -> Head | None:
+    def _head(self, branch: str) -> Head | None:
         """One GET, no retry of its own (callers run it under ``_run``)."""
         try:
             found = self._project.branches.get(branch)
@@ -491,7 +489,7 @@ class GitLabForge:
             raise ForgeError(f"GitLab sent an unreadable archive of {branch} "
                              f"of {self.repo}: {exc}") from exc
         if commit is None:  # an archive without the header: ask for the branch's tip
-            head = self._run(f"read branch {branch}", lambda: self._get_head(branch))
+            head = self._run(f"read branch {branch}", lambda: self._head(branch))
             if head is None:
                 raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
                                  f"{self.repo}", hint="check --base")
@@ -522,10 +520,6 @@ class GitLabForge:
             return
         files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}",
                                        lambda: self._project.repository_raw_blob(sha))
-
-    def read_head(self, branch: str) -> Head | None:
-        check_branch(branch)
-        return self._run(f"read branch {branch}", lambda: self._get_head(branch))
 
     def log(self, branch: str, limit: int) -> list[LoggedCommit]:
         check_branch(branch)
@@ -596,7 +590,7 @@ class GitLabForge:
 
         def attempt() -> str:
             if not write.retried and replace is not None:
-                head = self._get_head(branch)
+                head = self._head(branch)
                 if (head.sha if head else None) != expected:
                     raise guard.in_the_way(head)
             try:
@@ -606,11 +600,11 @@ class GitLabForge:
                         and "a branch called" in _message(exc).lower()):
                     if not write.retried:  # it was there before this call: promote looks
                         raise guard.in_the_way(None) from None
-                    return guard.settle(self._get_head(branch), claim=True)
+                    return guard.settle(self._head(branch), claim=True)
                 raise
             return str(created.attributes["id"])
 
-        write = retry.Write(attempt, lambda: guard.landed(self._get_head(branch)))
+        write = retry.Write(attempt, lambda: guard.landed(self._head(branch)))
         return self._run(f"commit to {branch}", write)
 
     def changed_files(self, sha: str) -> Mapping[str, str] | None:
@@ -661,11 +655,6 @@ class GitLabForge:
         found = self._project.mergerequests.list(
             source_branch=branch, target_branch=base, state="opened", get_all=False)
         return _pull(found[0].attributes) if found else None
-
-    def find_request(self, branch: str, base: str, *,
-                     confirm_none: bool = False) -> PullRequest | None:
-        check_branch(branch)
-        return self._run(f"find the merge request of {branch}", lambda: self._find(branch, base))
 
     def _user_id(self, username: str) -> int:
         name = username.strip().removeprefix("@")
@@ -731,14 +720,7 @@ class GitLabForge:
 
         made = self._write(f"open a merge request for {branch}", create,
                            lambda: self._find(branch, base))
-        if made is not None:
-            return made
-        found = self.find_request(branch, base)
-        if found is None:
-            raise ConflictError(f"GitLab says a merge request for {branch} already exists "
-                                f"in {self.repo}, but none is open into {base}",
-                                hint="close the other merge request of that branch")
-        return self.update_request(found, spec)
+        return self._opened(made, branch, base, spec)
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         title = self._title(spec)
@@ -824,11 +806,6 @@ class GitLabForge:
             return None
 
         return self._write(f"merge merge request !{pr.number}", put, landed)
-
-    def _moved(self, pr: PullRequest, sha: str, message: str) -> ConflictError:
-        return ConflictError(
-            f"merge request !{pr.number} of {self.repo} moved: its head is no longer "
-            f"{sha[:12]} ({message})", hint="someone pushed to the promotion branch; run again")
 
     @staticmethod
     def _outcome(mr: Mapping[str, Any]) -> MergeOutcome:

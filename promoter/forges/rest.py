@@ -12,6 +12,7 @@ import requests
 from promoter import retry
 from promoter.errors import AuthError, ForgeError, PromoteError, UsageError
 from promoter.forges.http import CrossOriginRedirect
+from promoter.forges.steps import Steps
 from promoter.redact import redact
 
 T = TypeVar("T")
@@ -42,16 +43,26 @@ def classify(exc: BaseException) -> retry.Transient | None:
     return None
 
 
-class RestClient:
+class RestClient(Steps):
     """The retry loop of a forge client: ``_run`` retries ``fn`` under the one policy and
-    turns what is left into the forge's own error (``_translate``)."""
+    turns what is left into the forge's own error (``_translate``: ``translate`` with the
+    forge's ``service`` and hints, unless the forge words its own)."""
 
     retry_timeout: float
     sleep: Callable[[float], None]
     patience: retry.Patience
+    api_url: str
+    _token: str | None
+    auth_hint = ""
+    redirect_hint = ""
+    busy = "may be down or rate-limiting"
 
     def _translate(self, exc: Exception, what: str) -> PromoteError:
-        raise NotImplementedError
+        return translate(exc, what, service=self.service,
+                         where=f"{self.repo} at {self.api_url}", api_url=self.api_url,
+                         retry_timeout=self.retry_timeout, has_token=bool(self._token),
+                         auth_hint=self.auth_hint, redirect_hint=self.redirect_hint,
+                         busy=self.busy)
 
     def _run(self, what: str, fn: Callable[[], T]) -> T:
         try:
@@ -59,11 +70,6 @@ class RestClient:
                               patience=self.patience)
         except (HttpFailure, requests.RequestException) as exc:
             raise self._translate(exc, what) from exc
-
-    def _write(self, what: str, write: Callable[[], T],
-               took_effect: Callable[[], T | None]) -> T:
-        """A write retried only after ``took_effect`` says the last attempt did not land."""
-        return self._run(what, retry.Write(write, took_effect))
 
 
 def translate(exc: Exception, what: str, *, service: str, where: str, api_url: str,
