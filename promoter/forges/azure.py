@@ -92,9 +92,9 @@ from promoter.forges.base import (
     Snapshot,
     cap_text,
     check_branch,
-    check_path,
     check_policy_entry,
     git_blob_sha,
+    plain_edits,
     refuse_signing,
     says_conflict,
 )
@@ -483,9 +483,6 @@ class AzureForge(RestClient):
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
-        check_branch(branch)
-        for path in files:
-            check_path(path)
         guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
                          self._changed, exists=BranchExists)
         if replace is None:
@@ -549,17 +546,7 @@ class AzureForge(RestClient):
             return None
         new = _no_dirs(self._tree(str(commit.get("treeId") or "")))
         old = _no_dirs(self._tree(str(self._commit(parents[0]).get("treeId") or "")))
-        out: dict[str, str] = {}
-        for path in old.keys() | new.keys():
-            before, after = old.get(path), new.get(path)
-            if before == after:
-                continue
-            if after is None or after[0] not in REGULAR_MODES:
-                return None  # a deletion, or a link / submodule written
-            if before is not None and before[0] != after[0]:
-                return None  # a mode change
-            out[path] = after[1]
-        return out
+        return plain_edits(old, new)
 
     def delete_branch(self, branch: str) -> None:
         check_branch(branch)

@@ -53,6 +53,13 @@ def check_path(path: str) -> None:
                          hint="paths are relative to the repo root, with '/' separators")
 
 
+
+def check_write(branch: str, paths: Iterable[str]) -> None:
+    """``check_branch`` and ``check_path`` on all that one commit names."""
+    check_branch(branch)
+    for path in paths:
+        check_path(path)
+
 @dataclass(frozen=True)
 class Snapshot:
     """The base branch at one commit, with the files promoter may read.
@@ -165,6 +172,25 @@ def landed_on_new_branch(head: Head | None, ours: Callable[[Head | None], str | 
         raise in_the_way(head)
     return done
 
+
+
+def plain_edits(old: Mapping[str, tuple[str, str]],
+                new: Mapping[str, tuple[str, str]]) -> dict[str, str] | None:
+    """What a commit changed, from its parent's tree ``old`` and its own ``new`` (path ->
+    (mode, blob sha), directories left out): path -> blob sha of each file it modified
+    or added; None when it also deletes a file, writes a link or submodule, or changes a
+    mode (``Forge.changed_files``)."""
+    out: dict[str, str] = {}
+    for path in old.keys() | new.keys():
+        before, after = old.get(path), new.get(path)
+        if before == after:
+            continue
+        if after is None or after[0] not in REGULAR_MODES:
+            return None  # a deletion, or a link / submodule written
+        if before is not None and before[0] != after[0]:
+            return None  # a mode change
+        out[path] = after[1]
+    return out
 
 def refuse_signing(sign: bool, service: str, repo_word: str = "repository") -> None:
     """Refuse (exit 2, before anything is written) ``sign`` on a forge whose commits the

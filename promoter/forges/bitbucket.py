@@ -104,7 +104,6 @@ from promoter.forges.base import (
     Snapshot,
     cap_text,
     check_branch,
-    check_path,
     check_policy_entry,
     git_blob_sha,
     refuse_signing,
@@ -516,10 +515,6 @@ class BitbucketForge(RestClient):
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
-        check_branch(branch)
-        for path in files:
-            check_path(path)
-
         guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
                          self._changed)
         # no API moves a branch: delete it (while it is still promoter's tip), then

@@ -77,7 +77,6 @@ from promoter.forges.base import (
     Snapshot,
     cap_text,
     check_branch,
-    check_path,
     check_policy_entry,
     refuse_signing,
     says_conflict,
@@ -418,13 +417,9 @@ class BitbucketServerForge(RestClient):
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
-        check_branch(branch)
-        for path in files:
-            check_path(path)
-
-        path, content = self.one_file(files)
         guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
                          self._changed)
+        path, content = self.one_file(files)
 
         form: dict[str, Any] = {"content": (path.rsplit("/", 1)[-1], content),
                                 "message": (None, message), "branch": (None, branch),

@@ -83,7 +83,6 @@ from promoter.errors import (
 )
 from promoter.forges.archive import unpack_archive
 from promoter.forges.base import (
-    REGULAR_MODES,
     ChecksState,
     Head,
     LoggedCommit,
@@ -94,9 +93,9 @@ from promoter.forges.base import (
     Snapshot,
     cap_text,
     check_branch,
-    check_path,
     check_policy_entry,
     git_blob_sha,
+    plain_edits,
     refuse_signing,
     says_conflict,
 )
@@ -433,10 +432,6 @@ class GiteaForge(RestClient):
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
-        check_branch(branch)
-        for path in files:
-            check_path(path)
-
         guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
                          self._changed)
         if replace is None:
@@ -548,17 +543,7 @@ class GiteaForge(RestClient):
         old = self._tree(parents[0]) if new is not None else None
         if new is None or old is None:
             return None
-        out: dict[str, str] = {}
-        for path in old.keys() | new.keys():
-            before, after = old.get(path), new.get(path)
-            if before == after:
-                continue
-            if after is None or after[0] not in REGULAR_MODES:
-                return None  # a deletion, or a link / submodule written
-            if before is not None and before[0] != after[0]:
-                return None  # a mode change
-            out[path] = after[1]
-        return out
+        return plain_edits(old, new)
 
     def delete_branch(self, branch: str) -> None:
         check_branch(branch)

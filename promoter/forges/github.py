@@ -82,8 +82,8 @@ from promoter.forges.base import (
     RequestSpec,
     Snapshot,
     check_branch,
-    check_path,
     check_policy_entry,
+    check_write,
     git_blob_sha,
     refuse_signing,
     says_conflict,
@@ -636,9 +636,7 @@ class GitHubForge:
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
-        check_branch(branch)
-        for path in files:
-            check_path(path)
+        check_write(branch, files)
         _, repo = self._client()
         executable = self._executable.get(base.commit, frozenset())
         run = self._run

@@ -84,7 +84,6 @@ from promoter.forges.base import (
     Snapshot,
     cap_text,
     check_branch,
-    check_path,
     check_policy_entry,
     git_blob_sha,
     refuse_signing,
@@ -558,10 +557,6 @@ class GitLabForge(Steps):
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
-        check_branch(branch)
-        for path in files:
-            check_path(path)
-
         actions = [
             {
                 "action": "update" if path in base.files else "create",

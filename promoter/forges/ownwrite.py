@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from promoter.errors import ConflictError
-from promoter.forges.base import Head
+from promoter.forges.base import Head, check_write
 from promoter.proof import holds
 
 
@@ -25,8 +25,9 @@ from promoter.proof import holds
 class OwnWrite:
     """One ``write_commit`` call: ``branch`` of ``repo`` gets a commit on ``base`` (a
     sha) with ``files`` and ``message``, made new (``replace`` None) or moved from
-    ``replace``. ``for_update``: this is the scratch branch of an update of that branch
-    (forges that commit beside the branch, then move it)."""
+    ``replace``; the branch and every path are checked as the guard is made.
+    ``for_update``: this is the scratch branch of an update of that branch (forges that
+    commit beside the branch, then move it)."""
 
     repo: str
     branch: str
@@ -37,6 +38,9 @@ class OwnWrite:
     changed: Callable[[str], Mapping[str, str] | None]
     exists: type[ConflictError] = ConflictError
     for_update: str = ""
+
+    def __post_init__(self) -> None:
+        check_write(self.branch, self.files)  # before anything goes into a request
 
     def scratch(self, name: str) -> OwnWrite:
         """The same commit made new on the scratch branch ``name`` first."""
