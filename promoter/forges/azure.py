@@ -409,27 +409,20 @@ class AzureForge(RestClient):
         """Unknown: Azure Repos does not sign the commits its push API makes."""
         return None
 
-    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
-        """Newest first along first parents (each commit's parents, read per commit and
-        cached): ``commits?searchCriteria`` lists every commit reachable, side branches too."""
-        check_branch(branch)
-        if limit <= 0:
-            return []
-
-        def walk() -> list[LoggedCommit]:
-            out: list[LoggedCommit] = []
-            sha = self._ref(branch)
-            while sha and len(out) < limit:
-                commit = self._commit(sha)
-                author = commit.get("author") or {}
-                out.append(LoggedCommit(sha=sha, message=str(commit.get("comment") or ""),
-                                        author=str(author.get("name") or ""),
-                                        date=str(author.get("date") or "")))
-                parents = commit.get("parents") or []
-                sha = str(parents[0]) if parents else None
-            return out
-
-        return self._run(f"read the history of {branch}", walk)
+    def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        """Along first parents (each commit's parents, read per commit and cached):
+        ``commits?searchCriteria`` lists every commit reachable, side branches too."""
+        out: list[LoggedCommit] = []
+        sha = self._ref(branch)
+        while sha and len(out) < limit:
+            commit = self._commit(sha)
+            author = commit.get("author") or {}
+            out.append(LoggedCommit(sha=sha, message=str(commit.get("comment") or ""),
+                                    author=str(author.get("name") or ""),
+                                    date=str(author.get("date") or "")))
+            parents = commit.get("parents") or []
+            sha = str(parents[0]) if parents else None
+        return out
 
     # -- the commit -------------------------------------------------------------------
 

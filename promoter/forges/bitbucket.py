@@ -110,6 +110,7 @@ from promoter.forges.base import (
     says_conflict,
     worst_state,
 )
+from promoter.forges.firstparent import first_parents
 from promoter.forges.http import (
     origin,
     read_capped,
@@ -181,6 +182,12 @@ def _pull(data: Mapping[str, Any]) -> PullRequest:
 def _same_commit(short: str, full: str) -> bool:
     """Bitbucket reports a pull request's commits by a 12-character prefix."""
     return len(short) >= 7 and full.startswith(short)
+
+
+def _logged(sha: str, item: Mapping[str, Any]) -> LoggedCommit:
+    raw = str((item.get("author") or {}).get("raw") or "")
+    return LoggedCommit(sha=sha, message=str(item.get("message") or ""),
+                        author=raw.split(" <")[0], date=str(item.get("date") or ""))
 
 
 def is_cloud_api(url: str) -> bool:
@@ -441,40 +448,12 @@ class BitbucketForge(RestClient):
         files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}", lambda: self._call(
             "GET", f"/src/{commit}/{CONFIG_FILE}", raw=True))
 
-    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
-        """Newest first along first parents (Bitbucket lists every reachable commit)."""
-        check_branch(branch)
-        if limit <= 0:
-            return []
-
-        def fetch() -> list[LoggedCommit]:
-            seen: dict[str, dict[str, Any]] = {}
-            first: str | None = None
-            for item in self._pages(f"/commits/{self._ref(branch)}", {"pagelen": PAGE}):
-                sha = str(item.get("hash"))
-                seen[sha] = item
-                first = first or sha
-                chain = self._first_parents(first, seen, limit)
-                if len(chain) >= limit or (chain and not self._parents(seen[chain[-1].sha])):
-                    return chain
-            return self._first_parents(first, seen, limit)
-
-        return self._run(f"read the history of {branch}", fetch)
-
-    def _first_parents(self, start: str | None, seen: Mapping[str, Mapping[str, Any]],
-                       limit: int) -> list[LoggedCommit]:
-        out: list[LoggedCommit] = []
-        sha = start
-        while sha is not None and sha in seen and len(out) < limit:
-            item = seen[sha]
-            author = item.get("author") or {}
-            raw = str(author.get("raw") or "")
-            out.append(LoggedCommit(sha=sha, message=str(item.get("message") or ""),
-                                    author=raw.split(" <")[0],
-                                    date=str(item.get("date") or "")))
-            parents = self._parents(item)
-            sha = parents[0] if parents else None
-        return out
+    def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        """Bitbucket lists every reachable commit: first parents are followed here."""
+        return first_parents(self._pages(f"/commits/{self._ref(branch)}", {"pagelen": PAGE}),
+                             limit, sha_of=lambda item: str(item.get("hash")),
+                             parent_of=lambda item: next(iter(self._parents(item)), None),
+                             logged=_logged)
 
     # -- the commit -------------------------------------------------------------------
 

@@ -82,6 +82,7 @@ from promoter.forges.base import (
     says_conflict,
     worst_state,
 )
+from promoter.forges.firstparent import first_parents
 from promoter.forges.http import (
     CrossOriginRedirect,
     read_capped,
@@ -134,6 +135,14 @@ def _pull(data: Mapping[str, Any]) -> PullRequest:
                        title=str(data.get("title") or ""),
                        body=str(data.get("description") or ""),
                        head_sha=str(source.get("latestCommit") or ""), state=state)
+
+
+def _logged(sha: str, item: Mapping[str, Any]) -> LoggedCommit:
+    stamp = item.get("authorTimestamp")
+    date = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(stamp) / 1000))
+            if isinstance(stamp, int) else "")
+    return LoggedCommit(sha=sha, message=str(item.get("message") or ""),
+                        author=str((item.get("author") or {}).get("name") or ""), date=date)
 
 
 class BitbucketServerForge(RestClient):
@@ -355,39 +364,12 @@ class BitbucketServerForge(RestClient):
         files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}", lambda: self._call(
             "GET", f"/raw/{CONFIG_FILE}", params={"at": commit}, raw=True))
 
-    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
-        check_branch(branch)
-        if limit <= 0:
-            return []
-
-        def fetch() -> list[LoggedCommit]:
-            seen: dict[str, dict[str, Any]] = {}
-            first: str | None = None
-            for item in self._pages("/commits", {"until": f"refs/heads/{branch}"}):
-                sha = str(item.get("id"))
-                seen[sha] = item
-                first = first or sha
-                if len(self._chain(first, seen, limit)) >= limit:
-                    break
-            return self._chain(first, seen, limit)
-
-        return self._run(f"read the history of {branch}", fetch)
-
-    def _chain(self, start: str | None, seen: Mapping[str, Mapping[str, Any]],
-               limit: int) -> list[LoggedCommit]:
-        out: list[LoggedCommit] = []
-        sha = start
-        while sha is not None and sha in seen and len(out) < limit:
-            item = seen[sha]
-            stamp = item.get("authorTimestamp")
-            date = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(stamp) / 1000))
-                    if isinstance(stamp, int) else "")
-            out.append(LoggedCommit(sha=sha, message=str(item.get("message") or ""),
-                                    author=str((item.get("author") or {}).get("name") or ""),
-                                    date=date))
-            parents = self._parents(item)
-            sha = parents[0] if parents else None
-        return out
+    def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        """Data Center lists every reachable commit: first parents are followed here."""
+        return first_parents(self._pages("/commits", {"until": f"refs/heads/{branch}"}),
+                             limit, sha_of=lambda item: str(item.get("id")),
+                             parent_of=lambda item: next(iter(self._parents(item)), None),
+                             logged=_logged)
 
     # -- the commit -------------------------------------------------------------------
 

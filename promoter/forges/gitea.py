@@ -67,7 +67,7 @@ import binascii
 import tarfile
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -99,6 +99,7 @@ from promoter.forges.base import (
     refuse_signing,
     says_conflict,
 )
+from promoter.forges.firstparent import first_parents
 from promoter.forges.http import read_capped, refuse_cross_origin
 from promoter.forges.http import session as http_session
 from promoter.forges.ownwrite import OwnWrite
@@ -164,6 +165,19 @@ def _split(message: str) -> dict[str, str]:
         return {}
     title, _, rest = message.partition("\n")
     return {"MergeTitleField": title, "MergeMessageField": rest.strip("\n")}
+
+
+def _parent(item: Mapping[str, Any]) -> str | None:
+    parents = item.get("parents") or []
+    return str(parents[0].get("sha")) if parents else None
+
+
+def _logged(sha: str, item: Mapping[str, Any]) -> LoggedCommit:
+    commit = item.get("commit") or {}
+    author = commit.get("author") or {}
+    return LoggedCommit(sha=sha, message=str(commit.get("message") or ""),
+                        author=str(author.get("name") or ""),
+                        date=str(author.get("date") or item.get("created") or ""))
 
 
 class GiteaForge(RestClient):
@@ -354,52 +368,22 @@ class GiteaForge(RestClient):
             raise ForgeError(f"Gitea sent a {CONFIG_FILE} that is not the blob {sha[:12]}",
                              hint="run again; report it if it persists")
 
-    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
-        """Newest first along first parents: Gitea lists every commit reachable, so the
-        first-parent chain is followed here through each commit's ``parents``."""
-        check_branch(branch)
-        if limit <= 0:
-            return []
+    def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        """Gitea lists every commit reachable: first parents are followed here through
+        each commit's ``parents``."""
+        return first_parents(self._commits_of(branch), limit,
+                             sha_of=lambda item: str(item["sha"]), parent_of=_parent,
+                             logged=_logged)
 
-        def fetch() -> list[LoggedCommit]:
-            seen: dict[str, dict[str, Any]] = {}
-            order: list[str] = []
-            page = 1
-            chain: list[LoggedCommit] = []
-            while True:
-                batch = self._json("GET", "/commits", params={
-                    "sha": branch, "limit": PAGE, "page": page, "stat": "false",
-                    "verification": "false", "files": "false"}) or []
-                for item in batch:
-                    seen[str(item["sha"])] = item
-                    order.append(str(item["sha"]))
-                chain = self._first_parents(order[0] if order else None, seen, limit)
-                complete = len(chain) >= limit or (chain and not self._parent(seen[
-                    chain[-1].sha]))
-                if complete or len(batch) < PAGE or page >= 20:
-                    return chain[:limit]
-                page += 1
-
-        return self._run(f"read the history of {branch}", fetch)
-
-    @staticmethod
-    def _parent(item: Mapping[str, Any]) -> str | None:
-        parents = item.get("parents") or []
-        return str(parents[0].get("sha")) if parents else None
-
-    def _first_parents(self, start: str | None, seen: Mapping[str, Mapping[str, Any]],
-                       limit: int) -> list[LoggedCommit]:
-        out: list[LoggedCommit] = []
-        sha = start
-        while sha is not None and sha in seen and len(out) < limit:
-            item = seen[sha]
-            commit = item.get("commit") or {}
-            author = commit.get("author") or {}
-            out.append(LoggedCommit(sha=sha, message=str(commit.get("message") or ""),
-                                    author=str(author.get("name") or ""),
-                                    date=str(author.get("date") or item.get("created") or "")))
-            sha = self._parent(item)
-        return out
+    def _commits_of(self, branch: str) -> Iterator[dict[str, Any]]:
+        """The commits reachable from ``branch``, newest first, page by page (20 at most)."""
+        for page in range(1, 21):
+            batch = self._json("GET", "/commits", params={
+                "sha": branch, "limit": PAGE, "page": page, "stat": "false",
+                "verification": "false", "files": "false"}) or []
+            yield from batch
+            if len(batch) < PAGE:
+                return
 
     # -- the commit -------------------------------------------------------------------
 

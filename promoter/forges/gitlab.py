@@ -520,31 +520,24 @@ class GitLabForge(Steps):
         files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}",
                                        lambda: self._project.repository_raw_blob(sha))
 
-    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
-        check_branch(branch)
-
-        def fetch() -> list[LoggedCommit]:
-            commits: list[LoggedCommit] = []
-            page = 1
-            per_page = min(LOG_PAGE, limit)
-            while len(commits) < limit:
-                batch = self._project.commits.list(ref_name=branch, first_parent=True,
-                                                   per_page=per_page, page=page,
-                                                   get_all=False)
-                for item in batch:
-                    data = item.attributes
-                    commits.append(LoggedCommit(
-                        sha=str(data["id"]), message=str(data.get("message") or ""),
-                        author=str(data.get("author_name") or ""),
-                        date=str(data.get("committed_date") or data.get("created_at") or "")))
-                if len(batch) < per_page:
-                    break
-                page += 1
-            return commits[:limit]
-
-        if limit <= 0:
-            return []
-        return self._run(f"read the history of {branch}", fetch)
+    def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        """GitLab lists first parents itself (``first_parent``)."""
+        commits: list[LoggedCommit] = []
+        page = 1
+        per_page = min(LOG_PAGE, limit)
+        while len(commits) < limit:
+            batch = self._project.commits.list(ref_name=branch, first_parent=True,
+                                               per_page=per_page, page=page, get_all=False)
+            for item in batch:
+                data = item.attributes
+                commits.append(LoggedCommit(
+                    sha=str(data["id"]), message=str(data.get("message") or ""),
+                    author=str(data.get("author_name") or ""),
+                    date=str(data.get("committed_date") or data.get("created_at") or "")))
+            if len(batch) < per_page:
+                break
+            page += 1
+        return commits[:limit]
 
     # -- the commit -------------------------------------------------------------------
 

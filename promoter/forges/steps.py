@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from promoter import retry
 from promoter.errors import ConflictError
-from promoter.forges.base import Head, PullRequest, RequestSpec, check_branch
+from promoter.forges.base import Head, LoggedCommit, PullRequest, RequestSpec, check_branch
 
 T = TypeVar("T")
 
@@ -39,6 +39,17 @@ class Steps:
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         raise NotImplementedError
+
+    def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        raise NotImplementedError
+
+    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        """Newest-first commits of ``branch`` along first parents, at most ``limit``
+        (``_log``, under the retry loop)."""
+        check_branch(branch)
+        if limit <= 0:
+            return []
+        return self._run(f"read the history of {branch}", lambda: self._log(branch, limit))
 
     def _write(self, what: str, write: Callable[[], T],
                took_effect: Callable[[], T | None]) -> T:
