@@ -199,6 +199,7 @@ class AzureForge(RestClient):
     auth_hint = AUTH_HINT
     redirect_hint = REDIRECT_HINT
     busy = "may be down or throttling"
+    url_hint = "check --api-url: https://dev.azure.com or the collection URL"
     body_limit = MAX_BODY
     has_checks = True
     branch_is_request = False
@@ -262,14 +263,7 @@ class AzureForge(RestClient):
             # Azure's sign-in page: the credential was not accepted
             raise HttpFailure(401, "the sign-in page came back (203)", response.headers)
         if response.status_code in ok:
-            if not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                raise ForgeError(f"Azure DevOps answered {method} {_path(url)} with something "
-                                 "other than JSON", hint="check --api-url: "
-                                 "https://dev.azure.com or the collection URL") from None
+            return self._decoded(response, f"{method} {_path(url)}")
         if missing and response.status_code == 404:
             return None
         raise _failure(response)

@@ -212,6 +212,7 @@ class BitbucketForge(RestClient):
     close_verb = "decline"
     auth_hint = AUTH_HINT
     redirect_hint = REDIRECT_HINT
+    url_hint = f"check --api-url: give {CLOUD_API}"
     has_labels = False  # Bitbucket pull requests have none: asked-for labels are a warning
     body_limit = MAX_BODY
     has_checks = True
@@ -297,19 +298,8 @@ class BitbucketForge(RestClient):
                                          allow_redirects=True, stream=raw)
         if response.status_code in ok:
             if raw:
-                try:
-                    return read_capped(response, MAX_FILE_BYTES, path)
-                except ArchiveTooLarge as exc:
-                    raise ForgeError(f"Bitbucket sent {path} of {self.repo}: {exc.describe()}",
-                                     hint="see SECURITY.md (limits)") from None
-            if not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                raise ForgeError(f"Bitbucket answered {method} {path} with something other "
-                                 "than JSON", hint=f"check --api-url: give {CLOUD_API}"
-                                 ) from None
+                return self._raw(response, path, MAX_FILE_BYTES)
+            return self._decoded(response, f"{method} {path}")
         if missing and response.status_code == 404:
             return None
         raise HttpFailure(response.status_code, _message(response), response.headers)

@@ -152,6 +152,7 @@ class BitbucketServerForge(RestClient):
     name = "bitbucket"
     service = "Bitbucket Data Center"
     close_verb = "decline"
+    url_hint = "check --api-url: give the server root"
     has_labels = False
     body_limit = MAX_BODY
     has_checks = True
@@ -213,20 +214,8 @@ class BitbucketServerForge(RestClient):
                                          files=files, timeout=self.timeout, stream=raw)
         if response.status_code in (200, 201, 204):
             if raw:
-                try:
-                    return read_capped(response, MAX_FILE_BYTES, path)
-                except ArchiveTooLarge as exc:
-                    raise ForgeError(f"Bitbucket Data Center sent {path} of {self.repo}: "
-                                     f"{exc.describe()}", hint="see SECURITY.md (limits)"
-                                     ) from None
-            if not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                raise ForgeError(f"Bitbucket Data Center answered {method} {path} with "
-                                 "something other than JSON", hint="check --api-url: give "
-                                 "the server root") from None
+                return self._raw(response, path, MAX_FILE_BYTES)
+            return self._decoded(response, f"{method} {path}")
         if missing and response.status_code == 404:
             return None
         raise HttpFailure(response.status_code, _message(response), response.headers)

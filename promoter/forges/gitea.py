@@ -191,6 +191,7 @@ class GiteaForge(RestClient):
     service = "Gitea"
     auth_hint = AUTH_HINT
     redirect_hint = REDIRECT_HINT
+    url_hint = "check --api-url: it must be the Gitea server root"
     body_limit = MAX_BODY
     has_checks = True
     branch_is_request = False
@@ -245,14 +246,7 @@ class GiteaForge(RestClient):
         response = self._session.request(method, url, params=params, json=body,
                                          timeout=self.timeout, allow_redirects=True)
         if response.status_code in ok:
-            if not response.content:
-                return _Answer(response.status_code, None)
-            try:
-                return _Answer(response.status_code, response.json())
-            except ValueError:
-                raise ForgeError(f"Gitea answered {method} {path} with something other "
-                                 "than JSON", hint="check --api-url: it must be the Gitea "
-                                 "server root") from None
+            return _Answer(response.status_code, self._decoded(response, f"{method} {path}"))
         message = _message(response)
         if missing and response.status_code == 404:
             return None

@@ -5,14 +5,15 @@ try, the one retry loop around every call, and the error a failure ends as."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 
 from promoter import retry
 from promoter.errors import AuthError, ForgeError, PromoteError, UsageError
-from promoter.forges.http import CrossOriginRedirect
+from promoter.forges.http import CrossOriginRedirect, read_capped
 from promoter.forges.steps import Steps
+from promoter.limits import ArchiveTooLarge
 from promoter.redact import redact
 
 T = TypeVar("T")
@@ -56,6 +57,7 @@ class RestClient(Steps):
     auth_hint = ""
     redirect_hint = ""
     busy = "may be down or rate-limiting"
+    url_hint = "check --api-url"
 
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         return translate(exc, what, service=self.service,
@@ -63,6 +65,26 @@ class RestClient(Steps):
                          retry_timeout=self.retry_timeout, has_token=bool(self._token),
                          auth_hint=self.auth_hint, redirect_hint=self.redirect_hint,
                          busy=self.busy)
+
+    def _decoded(self, response: requests.Response, what: str) -> Any:
+        """The JSON of a successful answer to ``what`` (method and path), None when it is
+        empty; anything but JSON is a ForgeError (``url_hint``: most likely a wrong
+        --api-url that answered with a web page)."""
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ForgeError(f"{self.service} answered {what} with something other than "
+                             "JSON", hint=self.url_hint) from None
+
+    def _raw(self, response: requests.Response, path: str, limit: int) -> bytes:
+        """The bytes of a file's answer, at most ``limit`` (else a ForgeError)."""
+        try:
+            return read_capped(response, limit, path)
+        except ArchiveTooLarge as exc:
+            raise ForgeError(f"{self.service} sent {path} of {self.repo}: {exc.describe()}",
+                             hint="see SECURITY.md (limits)") from None
 
     def _run(self, what: str, fn: Callable[[], T]) -> T:
         try:
