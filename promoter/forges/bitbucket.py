@@ -110,7 +110,7 @@ from promoter.forges.base import (
     says_conflict,
     worst_state,
 )
-from promoter.forges.firstparent import first_parents
+from promoter.forges.bitbucket_common import BitbucketClient, split_repo
 from promoter.forges.http import (
     origin,
     read_capped,
@@ -121,7 +121,7 @@ from promoter.forges.http import (
 from promoter.forges.http import session as http_session
 from promoter.forges.ownwrite import OwnWrite, Remake
 from promoter.forges.registry import Setup
-from promoter.forges.rest import HttpFailure, RestClient
+from promoter.forges.rest import HttpFailure
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -133,7 +133,6 @@ PAGE = 50  # pull requests, statuses, members: Bitbucket's pagelen maximum is 50
 DIFFSTAT_PAGE = 500
 MAX_PAGES = 20
 MAX_REDIRECTS = 3
-MAX_TITLE = 255
 MAX_BODY = 65_000
 MAX_MESSAGE = 128 * 1024  # Bitbucket's limit on a merge commit message
 MAX_FILE_BYTES = MAX_ARCHIVE_BYTES  # one file's bytes (the policy file, a changed file)
@@ -197,7 +196,7 @@ def is_cloud_api(url: str) -> bool:
     return (parts.hostname or "").lower() == "api.bitbucket.org" or parts.path.endswith("/2.0")
 
 
-class BitbucketForge(RestClient):
+class BitbucketForge(BitbucketClient):
     """A config repo on Bitbucket Cloud (API 2.0).
 
     ``repo`` is ``workspace/slug``; ``api_url`` the API (``https://api.bitbucket.org``, a
@@ -209,14 +208,15 @@ class BitbucketForge(RestClient):
 
     name = "bitbucket"
     service = "Bitbucket"
-    close_verb = "decline"
     auth_hint = AUTH_HINT
     redirect_hint = REDIRECT_HINT
     url_hint = f"check --api-url: give {CLOUD_API}"
-    has_labels = False  # Bitbucket pull requests have none: asked-for labels are a warning
     body_limit = MAX_BODY
-    has_checks = True
-    branch_is_request = False
+    pulls = "/pullrequests"
+    commits = "/commit"
+    id_key = "hash"
+    _said = staticmethod(_message)
+    _logged = staticmethod(_logged)
 
     def __init__(self, repo: str, api_url: str = CLOUD_API, token: str | None = None,
                  username: str | None = None, web_url: str | None = None,
@@ -225,12 +225,9 @@ class BitbucketForge(RestClient):
                  ca_bundle: str | None = None, patience: retry.Patience | None = None,
                  warn: Callable[[str], None] = lambda _text: None) -> None:
         register(token)
-        repo = repo.strip().strip("/")
-        workspace, _, slug = repo.partition("/")
-        if not workspace or not slug or "/" in slug:
-            raise UsageError(f"--repo {repo!r} is not WORKSPACE/REPOSITORY",
-                             hint="give the Bitbucket repository as workspace/slug, "
-                                  "e.g. acme/config")
+        repo, workspace, slug = split_repo(repo, "WORKSPACE/REPOSITORY",
+                                           "give the Bitbucket repository as workspace/slug, "
+                                           "e.g. acme/config")
         url = api_url.strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"--api-url {url!r} is not an http(s) URL",
@@ -296,13 +293,8 @@ class BitbucketForge(RestClient):
         response = self._session.request(method, target, params=params, json=body,
                                          files=files, timeout=self.timeout,
                                          allow_redirects=True, stream=raw)
-        if response.status_code in ok:
-            if raw:
-                return self._raw(response, path, MAX_FILE_BYTES)
-            return self._decoded(response, f"{method} {path}")
-        if missing and response.status_code == 404:
-            return None
-        raise HttpFailure(response.status_code, _message(response), response.headers)
+        return self._answer(response, method, path, ok=ok, missing=missing,
+                            raw=MAX_FILE_BYTES if raw else 0)
 
     def _pages(self, path: str, params: Mapping[str, Any],
                url: str | None = None) -> Iterator[dict[str, Any]]:
@@ -322,20 +314,6 @@ class BitbucketForge(RestClient):
     @staticmethod
     def _ref(name: str) -> str:
         return quote(name, safe="")
-
-    def _commit(self, sha: str) -> dict[str, Any]:
-        """The commit JSON (parents, message); cached: a commit never changes."""
-        if sha not in self._commits:
-            data = self._call("GET", f"/commit/{sha}")
-            if not isinstance(data, dict) or "hash" not in data:
-                raise ForgeError(f"Bitbucket answered the commit {sha[:12]} with no commit")
-            self._commits[sha] = data
-        return self._commits[sha]
-
-    @staticmethod
-    def _parents(commit: Mapping[str, Any]) -> tuple[str, ...]:
-        return tuple(str(p.get("hash")) for p in commit.get("parents") or []
-                     if isinstance(p, dict))
 
     def _head(self, branch: str) -> Head | None:
         """GET the branch: its tip, message and parents in one answer; no retry."""
@@ -438,12 +416,8 @@ class BitbucketForge(RestClient):
         files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}", lambda: self._call(
             "GET", f"/src/{commit}/{CONFIG_FILE}", raw=True))
 
-    def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
-        """Bitbucket lists every reachable commit: first parents are followed here."""
-        return first_parents(self._pages(f"/commits/{self._ref(branch)}", {"pagelen": PAGE}),
-                             limit, sha_of=lambda item: str(item.get("hash")),
-                             parent_of=lambda item: next(iter(self._parents(item)), None),
-                             logged=_logged)
+    def _reachable(self, branch: str) -> Iterator[dict[str, Any]]:
+        return self._pages(f"/commits/{self._ref(branch)}", {"pagelen": PAGE})
 
     # -- the commit -------------------------------------------------------------------
 
@@ -607,17 +581,11 @@ class BitbucketForge(RestClient):
                                    "{uuid} in .promoter.yaml / --reviewer")
         return out
 
-    def _no_labels(self, labels: tuple[str, ...]) -> None:
-        if labels:
-            self.warn(f"Bitbucket has no labels on pull requests: {', '.join(labels)} not set")
-
     def open_request(self, branch: str, base: str, spec: RequestSpec, *,
                      auto_merge_next: bool = False) -> PullRequest:
-        check_branch(branch)
-        self._no_labels(spec.labels)
+        title, body = self._texts(spec, branch)
         payload: dict[str, Any] = {
-            "title": cap_text(spec.title, MAX_TITLE, "title").replace("\n", " "),
-            "description": cap_text(spec.body, MAX_BODY, "description"),
+            "title": title, "description": body,
             "source": {"branch": {"name": branch}},
             "destination": {"branch": {"name": base}},
             "close_source_branch": True, "draft": spec.draft}
@@ -640,9 +608,7 @@ class BitbucketForge(RestClient):
         return self._opened(made, branch, base, spec)
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
-        self._no_labels(spec.labels)
-        title = cap_text(spec.title, MAX_TITLE, "title").replace("\n", " ")
-        body = cap_text(spec.body, MAX_BODY, "description")
+        title, body = self._texts(spec)
         if title == pr.title and body == pr.body:
             return pr  # nothing to change: no request
         data = self._run(f"update pull request #{pr.number}", lambda: self._call(
@@ -678,12 +644,6 @@ class BitbucketForge(RestClient):
 
         return self._run(f"read the statuses of {sha[:12]}", look)
 
-    def _get_pull(self, number: int) -> dict[str, Any]:
-        data = self._call("GET", f"/pullrequests/{number}")
-        if not isinstance(data, dict) or "id" not in data:
-            raise ForgeError(f"Bitbucket answered pull request #{number} with no pull request")
-        return data
-
     def _merged_at(self, pr: PullRequest, sha: str, data: Mapping[str, Any]) -> MergeOutcome:
         """A merged pull request: its source commit must be the proved one."""
         head = str(((data.get("source") or {}).get("commit") or {}).get("hash") or "")
@@ -702,12 +662,9 @@ class BitbucketForge(RestClient):
         """Merge only a request whose head is ``sha`` right now (the API takes no
         expected head): read the pull request and the branch, merge, check the merged
         source commit."""
-        data = self._run(f"read pull request #{pr.number}", lambda: self._get_pull(pr.number))
-        if data.get("state") == "MERGED":
-            return self._merged_at(pr, sha, data)
-        if data.get("state") != "OPEN":
-            return MergeOutcome(merged=False, reason=f"pull request #{pr.number} is "
-                                                     f"{str(data.get('state')).lower()}")
+        data, done = self._state(pr, sha)
+        if done is not None:
+            return done
         head = str(((data.get("source") or {}).get("commit") or {}).get("hash") or "")
         tip = self.read_head(pr.branch)
         if not _same_commit(head, sha) or tip is None or tip.sha != sha:
@@ -745,25 +702,11 @@ class BitbucketForge(RestClient):
                 return MergeOutcome(merged=False, reason="Bitbucket is still merging it")
         return self._merged_at(pr, sha, answer)
 
-    arms_auto_merge = False  # promote need not look for an armed one to take back
-
-    def disable_auto_merge(self, pr: PullRequest) -> None:
-        """Bitbucket Cloud's merge-when-builds-pass is never set by promoter (no API, no
-        pinned commit): no earlier run's can be armed, so there is nothing to take back."""
-
-    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
-                          message: str = "") -> MergeOutcome:
-        """Bitbucket's "merge when builds pass" has no API and pins no commit: promoter
-        never schedules it. Green (or no) checks now: merged now, pinned as ``merge``
-        does; otherwise the request stays open."""
-        state = self.checks(pr, sha)
-        if state in (ChecksState.SUCCESS, ChecksState.NONE):
-            return self.merge(pr, method, sha, message)
-        return MergeOutcome(
-            merged=False,
-            reason=("Bitbucket Cloud has no auto-merge that can be pinned to the commit "
-                    f"promoter proved, and the checks on {sha[:12]} are {state.value}; give "
-                    "--merge-timeout SECONDS so promoter waits for them and merges itself"))
+    def _unpinned(self, sha: str, state: ChecksState) -> str:
+        """Bitbucket Cloud's "merge when builds pass" has no API either."""
+        return ("Bitbucket Cloud has no auto-merge that can be pinned to the commit promoter "
+                f"proved, and the checks on {sha[:12]} are {state.value}; give "
+                "--merge-timeout SECONDS so promoter waits for them and merges itself")
 
 
 

@@ -82,7 +82,7 @@ from promoter.forges.base import (
     says_conflict,
     worst_state,
 )
-from promoter.forges.firstparent import first_parents
+from promoter.forges.bitbucket_common import BitbucketClient, split_repo
 from promoter.forges.http import (
     CrossOriginRedirect,
     read_capped,
@@ -90,7 +90,7 @@ from promoter.forges.http import (
 )
 from promoter.forges.http import session as http_session
 from promoter.forges.ownwrite import OwnWrite, Remake
-from promoter.forges.rest import HttpFailure, RestClient
+from promoter.forges.rest import HttpFailure
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -98,7 +98,6 @@ from promoter.redact import redact, register
 
 PAGE = 100
 MAX_PAGES = 20
-MAX_TITLE = 255
 MAX_BODY = 32_000  # Data Center's default description limit (32 KiB)
 MAX_FILE_BYTES = MAX_ARCHIVE_BYTES
 
@@ -145,18 +144,19 @@ def _logged(sha: str, item: Mapping[str, Any]) -> LoggedCommit:
                         author=str((item.get("author") or {}).get("name") or ""), date=date)
 
 
-class BitbucketServerForge(RestClient):
+class BitbucketServerForge(BitbucketClient):
     """A config repo on Bitbucket Data Center / Server (REST 1.0). Nothing here reads the
     environment."""
 
     name = "bitbucket"
     service = "Bitbucket Data Center"
-    close_verb = "decline"
     url_hint = "check --api-url: give the server root"
-    has_labels = False
     body_limit = MAX_BODY
-    has_checks = True
-    branch_is_request = False
+    pulls = "/pull-requests"
+    commits = "/commits"
+    id_key = "id"
+    _said = staticmethod(_message)
+    _logged = staticmethod(_logged)
 
     def __init__(self, repo: str, api_url: str, token: str | None = None,
                  username: str | None = None, retry_timeout: float = retry.DEFAULT_TIMEOUT,
@@ -164,12 +164,9 @@ class BitbucketServerForge(RestClient):
                  ca_bundle: str | None = None, patience: retry.Patience | None = None,
                  warn: Callable[[str], None] = lambda _text: None) -> None:
         register(token)
-        repo = repo.strip().strip("/")
-        project, _, slug = repo.partition("/")
-        if not project or not slug or "/" in slug:
-            raise UsageError(f"--repo {repo!r} is not PROJECT/REPOSITORY",
-                             hint="give the Data Center repository as project key and slug, "
-                                  "e.g. OPS/config")
+        repo, project, slug = split_repo(repo, "PROJECT/REPOSITORY",
+                                         "give the Data Center repository as project key and "
+                                         "slug, e.g. OPS/config")
         url = api_url.strip().rstrip("/")
         for suffix in ("/rest/api/1.0", "/rest/api/latest"):
             url = url.removesuffix(suffix)
@@ -212,13 +209,8 @@ class BitbucketServerForge(RestClient):
         target = url or f"{self._root}{path}"
         response = self._session.request(method, target, params=params, json=body,
                                          files=files, timeout=self.timeout, stream=raw)
-        if response.status_code in (200, 201, 204):
-            if raw:
-                return self._raw(response, path, MAX_FILE_BYTES)
-            return self._decoded(response, f"{method} {path}")
-        if missing and response.status_code == 404:
-            return None
-        raise HttpFailure(response.status_code, _message(response), response.headers)
+        return self._answer(response, method, path, ok=(200, 201, 204), missing=missing,
+                            raw=MAX_FILE_BYTES if raw else 0)
 
     def _pages(self, path: str, params: Mapping[str, Any],
                url: str | None = None) -> Iterator[dict[str, Any]]:
@@ -262,20 +254,6 @@ class BitbucketServerForge(RestClient):
                                     f"{exc.message})"), hint=AUTH_HINT)
         return ForgeError(redact(f"{service} could not {what} in {where}: {exc.status} "
                                  f"{exc.message}"))
-
-    def _commit(self, sha: str) -> dict[str, Any]:
-        if sha not in self._commits:
-            data = self._call("GET", f"/commits/{sha}")
-            if not isinstance(data, dict) or "id" not in data:
-                raise ForgeError(f"Bitbucket Data Center answered the commit {sha[:12]} with "
-                                 "no commit")
-            self._commits[sha] = data
-        return self._commits[sha]
-
-    @staticmethod
-    def _parents(commit: Mapping[str, Any]) -> tuple[str, ...]:
-        return tuple(str(p.get("id")) for p in commit.get("parents") or []
-                     if isinstance(p, dict))
 
     def _tip(self, branch: str) -> str | None:
         """The branch's commit: the exact match among ``filterText`` results."""
@@ -353,12 +331,8 @@ class BitbucketServerForge(RestClient):
         files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}", lambda: self._call(
             "GET", f"/raw/{CONFIG_FILE}", params={"at": commit}, raw=True))
 
-    def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
-        """Data Center lists every reachable commit: first parents are followed here."""
-        return first_parents(self._pages("/commits", {"until": f"refs/heads/{branch}"}),
-                             limit, sha_of=lambda item: str(item.get("id")),
-                             parent_of=lambda item: next(iter(self._parents(item)), None),
-                             logged=_logged)
+    def _reachable(self, branch: str) -> Iterator[dict[str, Any]]:
+        return self._pages("/commits", {"until": f"refs/heads/{branch}"})
 
     # -- the commit -------------------------------------------------------------------
 
@@ -472,18 +446,11 @@ class BitbucketServerForge(RestClient):
                 return pr
         return None
 
-    def _no_labels(self, labels: tuple[str, ...]) -> None:
-        if labels:
-            self.warn("Bitbucket Data Center has no labels on pull requests: "
-                      f"{', '.join(labels)} not set")
-
     def open_request(self, branch: str, base: str, spec: RequestSpec, *,
                      auto_merge_next: bool = False) -> PullRequest:
-        check_branch(branch)
-        self._no_labels(spec.labels)
+        title, body = self._texts(spec, branch)
         payload: dict[str, Any] = {
-            "title": cap_text(spec.title, MAX_TITLE, "title").replace("\n", " "),
-            "description": cap_text(spec.body, MAX_BODY, "description"),
+            "title": title, "description": body,
             "fromRef": {"id": f"refs/heads/{branch}"}, "toRef": {"id": f"refs/heads/{base}"},
             "draft": spec.draft,
             "reviewers": [{"user": {"name": r.removeprefix("@")}} for r in spec.reviewers]}
@@ -506,17 +473,8 @@ class BitbucketServerForge(RestClient):
                            lambda: self._find(branch, base))
         return self._opened(made, branch, base, spec)
 
-    def _get_pull(self, number: int) -> dict[str, Any]:
-        data = self._call("GET", f"/pull-requests/{number}")
-        if not isinstance(data, dict) or "id" not in data:
-            raise ForgeError(f"Bitbucket Data Center answered pull request #{number} with no "
-                             "pull request")
-        return data
-
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
-        self._no_labels(spec.labels)
-        title = cap_text(spec.title, MAX_TITLE, "title").replace("\n", " ")
-        body = cap_text(spec.body, MAX_BODY, "description")
+        title, body = self._texts(spec)
         if title == pr.title and body == pr.body:
             return pr
 
@@ -565,12 +523,9 @@ class BitbucketServerForge(RestClient):
               message: str = "") -> MergeOutcome:
         """Merge with the pull request's ``version`` as read while its source commit was
         the proved one: a pull request that changed since is refused (409)."""
-        data = self._run(f"read pull request #{pr.number}", lambda: self._get_pull(pr.number))
-        if data.get("state") == "MERGED":
-            return self._merged_at(pr, sha, data)
-        if data.get("state") != "OPEN":
-            return MergeOutcome(merged=False, reason=f"pull request #{pr.number} is "
-                                                     f"{str(data.get('state')).lower()}")
+        data, done = self._state(pr, sha)
+        if done is not None:
+            return done
         head = str((data.get("fromRef") or {}).get("latestCommit") or "")
         if head != sha:
             raise self._moved(pr, sha, f"now {head[:12] or 'unknown'}")
@@ -601,20 +556,8 @@ class BitbucketServerForge(RestClient):
                                 conflict=says_conflict(str(answer)))
         return self._merged_at(pr, sha, answer)
 
-    arms_auto_merge = False  # promote need not look for an armed one to take back
-
-    def disable_auto_merge(self, pr: PullRequest) -> None:
-        """Bitbucket Data Center's auto-merge is never set by promoter (it pins no
-        commit): no earlier run's can be armed, so there is nothing to take back."""
-
-    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
-                          message: str = "") -> MergeOutcome:
-        state = self.checks(pr, sha)
-        if state in (ChecksState.SUCCESS, ChecksState.NONE):
-            return self.merge(pr, method, sha, message)
-        return MergeOutcome(
-            merged=False,
-            reason=("promoter does not schedule Bitbucket Data Center's auto-merge (it is not "
-                    f"pinned to the proved commit), and the builds on {sha[:12]} are "
-                    f"{state.value}; give --merge-timeout SECONDS so promoter waits for them "
-                    "and merges itself"))
+    def _unpinned(self, sha: str, state: ChecksState) -> str:
+        return ("promoter does not schedule Bitbucket Data Center's auto-merge (it is not "
+                f"pinned to the proved commit), and the builds on {sha[:12]} are "
+                f"{state.value}; give --merge-timeout SECONDS so promoter waits for them "
+                "and merges itself")
