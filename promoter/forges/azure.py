@@ -661,9 +661,7 @@ class AzureForge(RestClient):
                 raise
             return self._pull(data)
 
-        made = self._write(f"open a pull request for {branch}", create,
-                           lambda: self._find(branch, base))
-        return self._opened(made, branch, base, spec)
+        return self._open(branch, base, spec, create)
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         title = cap_text(spec.title, MAX_TITLE, "title").replace("\n", " ")

@@ -116,6 +116,7 @@ from promoter.forges.http import (
     read_capped,
     refuse_cleartext_proxy,
     refuse_cross_origin,
+    said,
     same_origin,
 )
 from promoter.forges.http import session as http_session
@@ -148,11 +149,11 @@ _STRATEGIES = {"merge": "merge_commit", "squash": "squash", "rebase": "fast_forw
 
 
 def _message(response: requests.Response) -> str:
+    return said(response, _error_text)
+
+
+def _error_text(data: Any) -> str:
     """Bitbucket's error body: ``{"type": "error", "error": {"message", "detail"}}``."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200].strip() or response.reason
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict):
@@ -603,9 +604,7 @@ class BitbucketForge(BitbucketClient):
                 raise
             return _pull(data)
 
-        made = self._write(f"open a pull request for {branch}", create,
-                           lambda: self._find(branch, base))
-        return self._opened(made, branch, base, spec)
+        return self._open(branch, base, spec, create)
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         title, body = self._texts(spec)

@@ -87,6 +87,7 @@ from promoter.forges.http import (
     CrossOriginRedirect,
     read_capped,
     refuse_cross_origin,
+    said,
 )
 from promoter.forges.http import session as http_session
 from promoter.forges.ownwrite import OwnWrite, Remake
@@ -111,11 +112,11 @@ _STRATEGIES = {"merge": "no-ff", "squash": "squash", "rebase": "rebase-ff-only"}
 
 
 def _message(response: requests.Response) -> str:
+    return said(response, _error_text)
+
+
+def _error_text(data: Any) -> str:
     """Data Center's error body: ``{"errors": [{"message", "exceptionName"}]}``."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200].strip() or response.reason
     if isinstance(data, dict) and isinstance(data.get("errors"), list):
         return "; ".join(str(e.get("message") or "") for e in data["errors"]
                          if isinstance(e, dict))[:500]
@@ -469,9 +470,7 @@ class BitbucketServerForge(BitbucketClient):
                                       ) from None
                 raise
 
-        made = self._write(f"open a pull request for {branch}", create,
-                           lambda: self._find(branch, base))
-        return self._opened(made, branch, base, spec)
+        return self._open(branch, base, spec, create)
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         title, body = self._texts(spec)

@@ -100,7 +100,7 @@ from promoter.forges.base import (
     says_conflict,
 )
 from promoter.forges.firstparent import first_parents
-from promoter.forges.http import read_capped, refuse_cross_origin
+from promoter.forges.http import read_capped, refuse_cross_origin, said
 from promoter.forges.http import session as http_session
 from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup, api_root
@@ -134,10 +134,11 @@ class _Answer:
 
 
 def _message(response: requests.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200].strip() or response.reason
+    return said(response, _error_text)
+
+
+def _error_text(data: Any) -> str:
+    """Gitea's error body: ``{"message", "errors": [...]}`` (or ``error``)."""
     if isinstance(data, dict):
         text = data.get("message") or data.get("error") or ""
         errors = data.get("errors")
@@ -602,11 +603,8 @@ class GiteaForge(RestClient):
                 raise
             return _pull(data)
 
-        made = self._write(f"open a pull request for {branch}", create,
-                           lambda: self._find(branch, base))
-        if made is not None:
-            self._request_reviews(made, spec)
-        return self._opened(made, branch, base, spec)
+        return self._open(branch, base, spec, create,
+                          made=lambda pr: self._request_reviews(pr, spec))
 
     def _request_reviews(self, pr: PullRequest, spec: RequestSpec) -> None:
         if not spec.reviewers:

@@ -94,6 +94,7 @@ from promoter.forges.http import (
     job_token_stays_home,
     refuse_cleartext_proxy,
     refuse_cross_origin,
+    said,
     session,
     tls_failure,
 )
@@ -178,15 +179,14 @@ def _json(data: object) -> dict[str, Any]:
 
 
 def _server_message(response: requests.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200].strip() or response.reason
-    if isinstance(data, dict):
-        for key in ("message", "error"):
-            if key in data:
-                return _text(data[key])
-    return response.text[:200].strip()
+    def read(data: Any) -> str:
+        if isinstance(data, dict):
+            for key in ("message", "error"):
+                if key in data:
+                    return _text(data[key])
+        return response.text[:200].strip()
+
+    return said(response, read)
 
 
 def _raise_transient(response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -706,9 +706,7 @@ class GitLabForge(Steps):
                 raise
             return _pull(created.attributes)
 
-        made = self._write(f"open a merge request for {branch}", create,
-                           lambda: self._find(branch, base))
-        return self._opened(made, branch, base, spec)
+        return self._open(branch, base, spec, create)
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         title = self._title(spec)

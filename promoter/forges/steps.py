@@ -66,13 +66,18 @@ class Steps:
         return self._run(f"find the {self.request_word} of {branch}",
                          lambda: self._find(branch, base))
 
-    def _opened(self, made: PullRequest | None, branch: str, base: str,
-                spec: RequestSpec) -> PullRequest:
-        """What ``open_request`` ends with: the request just made, or (``made`` None: the
-        forge said one is open already, an earlier attempt's or another run's) the open
-        one, updated to ``spec``."""
-        if made is not None:
-            return made
+    def _open(self, branch: str, base: str, spec: RequestSpec,
+              create: Callable[[], PullRequest | None],
+              made: Callable[[PullRequest], None] = lambda _pr: None) -> PullRequest:
+        """What ``open_request`` does once its payload is ready: ``create`` the request (a
+        retry first looks for the one an earlier attempt opened), then ``made`` of it; or
+        (``create`` answers None: the forge said one is open already, another run's) the
+        open one, updated to ``spec``."""
+        pr = self._write(f"open a {self.request_word} for {branch}", create,
+                         lambda: self._find(branch, base))
+        if pr is not None:
+            made(pr)
+            return pr
         found = self.find_request(branch, base)
         if found is None:
             raise ConflictError(
