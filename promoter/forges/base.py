@@ -33,6 +33,13 @@ _KINDS = {LINK_MODE: "a symbolic link", "040000": "a directory", "40000": "a dir
 _REF_BAD = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)")
 
 
+def check_method(method: str) -> None:
+    """Refuse (exit 2) a merge method that is none of ``MERGE_METHODS``."""
+    if method not in MERGE_METHODS:
+        raise UsageError(f"unknown merge method {method!r}",
+                         hint=f"use one of: {', '.join(MERGE_METHODS)}")
+
+
 def check_branch(name: str) -> None:
     """Refuse (exit 2) a branch name git would refuse, or one that could be read as an
     option or a refspec (``-x``, ``a:b``, ``+x``): every forge checks each branch name

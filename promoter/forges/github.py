@@ -72,7 +72,6 @@ from promoter import proof, retry
 from promoter.errors import AuthError, ConflictError, ForgeError, PromoteError, UsageError
 from promoter.forges import github_gql as gql
 from promoter.forges.base import (
-    MERGE_METHODS,
     ChecksState,
     Head,
     LoggedCommit,
@@ -82,6 +81,7 @@ from promoter.forges.base import (
     RequestSpec,
     Snapshot,
     check_branch,
+    check_method,
     check_policy_entry,
     check_write,
     git_blob_sha,
@@ -995,9 +995,7 @@ class GitHubForge:
 
     def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
               message: str = "") -> MergeOutcome:
-        if method not in MERGE_METHODS:
-            raise UsageError(f"unknown merge method {method!r}",
-                             hint="use merge, squash or rebase")
+        check_method(method)
         _, repo = self._client()
         number = pr.number
 
@@ -1013,11 +1011,7 @@ class GitHubForge:
 
         def already() -> MergeOutcome | None:
             pull = repo.get_pull(number)
-            if pull.merged:
-                if pull.head.sha != sha:
-                    raise self._merged_elsewhere(number, sha)
-                return MergeOutcome(merged=True, sha=pull.merge_commit_sha)
-            return None
+            return self._merged_at(pull, sha) if pull.merged else None
 
         def refused(exc: GithubException) -> MergeOutcome | _Unhandled:
             said = github_message(exc)
@@ -1030,9 +1024,7 @@ class GitHubForge:
                 return UNHANDLED
             pull = repo.get_pull(number)
             if pull.merged:  # merged meanwhile (auto-merge, a person): done, if it was ours
-                if pull.head.sha != sha:
-                    raise self._merged_elsewhere(number, sha)
-                return MergeOutcome(merged=True, sha=pull.merge_commit_sha)
+                return self._merged_at(pull, sha)
             why = f"GitHub will not merge #{number}: {said}"
             if pull.mergeable_state == "dirty":
                 why += " (it conflicts with the base branch)"
@@ -1044,15 +1036,19 @@ class GitHubForge:
         return self._write(f"merge pull request #{number}", act, already,
                            need=f"{CONTENTS} and {PULLS}", recover=refused)
 
+    def _merged_at(self, pull: GhPull, sha: str) -> MergeOutcome:
+        """A merged pull request: done, when its head was ``sha`` (the proved commit)."""
+        if pull.head.sha != sha:
+            raise self._merged_elsewhere(pull.number, sha)
+        return MergeOutcome(merged=True, sha=pull.merge_commit_sha)
+
     def _merged_elsewhere(self, number: int, sha: str) -> ConflictError:
         return ConflictError(f"pull request #{number} of {self.slug} was merged at another "
                              f"head than {sha[:12]}", hint="another run merged first; run again")
 
     def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
-        if method not in MERGE_METHODS:
-            raise UsageError(f"unknown merge method {method!r}",
-                             hint="use merge, squash or rebase")
+        check_method(method)
         gh, repo = self._client()
         number = pr.number
         if pr.auto_merge == method and pr.head_sha == sha and number not in self._labels_due:

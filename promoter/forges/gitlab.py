@@ -805,21 +805,30 @@ class GitLabForge(Steps):
         return MergeOutcome(merged=False, conflict=_conflicts(mr),
                             reason=f"GitLab did not merge !{mr.get('iid')}: {_why(mr)}")
 
+    def _settle(self, pr: PullRequest, sha: str,
+                result: dict[str, Any] | _Refusal) -> MergeOutcome | dict[str, Any]:
+        """After a merge PUT: its outcome when GitLab answered with the merge request;
+        refused, the merge request as it is now. A head that moved past ``sha`` (409, or
+        merged meanwhile at another run's commit) is a ConflictError."""
+        if isinstance(result, dict):
+            return self._outcome(result)
+        if result.status == 409:
+            raise self._moved(pr, sha, result.message)
+        mr = self._read_mr(pr)
+        if mr.get("state") == "merged" and mr.get("sha") != sha:
+            raise self._moved(pr, sha, "merged at another head")
+        return mr
+
     def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
               message: str = "") -> MergeOutcome:
         data: dict[str, Any] = {"sha": sha, "should_remove_source_branch": True,
                                 **_messages(message)}
         if method == "squash":
             data["squash"] = True
-        result = self._put_merge(pr, data)
-        if isinstance(result, dict):
-            return self._outcome(result)
-        if result.status == 409:
-            raise self._moved(pr, sha, result.message)
-        mr = self._read_mr(pr)
+        mr = self._settle(pr, sha, self._put_merge(pr, data))
+        if isinstance(mr, MergeOutcome):
+            return mr
         if mr.get("state") == "merged":
-            if mr.get("sha") != sha:  # merged meanwhile, but at another run's commit
-                raise self._moved(pr, sha, "merged at another head")
             return self._outcome(mr)
         return MergeOutcome(merged=False, conflict=_conflicts(mr),
                             reason=f"GitLab will not merge !{pr.number} now: {_why(mr)}")
@@ -838,15 +847,11 @@ class GitLabForge(Steps):
         waited = 0.0
         mr: dict[str, Any] = {}
         for wait in (*AUTO_MERGE_WAITS, None):
-            result = self._put_merge(pr, data)
-            if isinstance(result, dict):
-                return self._outcome(result)
-            if result.status == 409:
-                raise self._moved(pr, sha, result.message)
-            mr = self._read_mr(pr)
+            settled = self._settle(pr, sha, self._put_merge(pr, data))
+            if isinstance(settled, MergeOutcome):
+                return settled
+            mr = settled
             if mr.get("state") != "opened":
-                if mr.get("state") == "merged" and mr.get("sha") != sha:
-                    raise self._moved(pr, sha, "merged at another head")
                 return self._outcome(mr)
             pipeline = mr.get("head_pipeline") or {}
             if _why(mr) in _REFUSED or str(pipeline.get("status")) in _FAILED:
