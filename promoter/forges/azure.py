@@ -244,10 +244,6 @@ class AzureForge(RestClient):
         refuse_cross_origin(session)  # the token never follows a redirect elsewhere
         self._session = session
 
-    def close(self) -> None:
-        """Close the HTTP connections (the forge is not usable afterwards)."""
-        self._session.close()
-
     # -- plumbing ---------------------------------------------------------------------
 
     def _call(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
@@ -761,10 +757,7 @@ class AzureForge(RestClient):
         return self._run(f"read the checks of !{pr.number}", look)
 
     def _get_pull(self, number: int) -> dict[str, Any]:
-        data = self._call("GET", f"{self._root}/pullrequests/{number}")
-        if not isinstance(data, dict):
-            raise ForgeError(f"Azure DevOps answered pull request !{number} with no pull request")
-        return data
+        return self._a_request(self._call("GET", f"{self._root}/pullrequests/{number}"), number)
 
     def _options(self, method: str, message: str) -> dict[str, Any]:
         if method not in METHODS:

@@ -275,7 +275,7 @@ class BitbucketForge(BitbucketClient):
 
     def close(self) -> None:
         """Close the HTTP connections (the forge is not usable afterwards)."""
-        self._session.close()
+        super().close()
         self._web.close()
         self._bare.close()
 

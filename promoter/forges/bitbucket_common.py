@@ -102,11 +102,7 @@ class BitbucketClient(RestClient):
                              logged=self._logged)
 
     def _get_pull(self, number: int) -> dict[str, Any]:
-        data = self._call("GET", f"{self.pulls}/{number}")
-        if not isinstance(data, dict) or "id" not in data:
-            raise ForgeError(f"{self.service} answered pull request #{number} with no pull "
-                             "request")
-        return data
+        return self._a_request(self._call("GET", f"{self.pulls}/{number}"), number, "id")
 
     def _texts(self, spec: RequestSpec, branch: str | None = None) -> tuple[str, str]:
         """The title and description a request gets (cut to Bitbucket's limits); labels

@@ -58,11 +58,9 @@ import requests
 
 from promoter import __version__, retry
 from promoter.errors import (
-    AuthError,
     ConfigError,
     ConflictError,
     ForgeError,
-    PromoteError,
     UsageError,
 )
 from promoter.forges.archive import unpack_archive
@@ -84,7 +82,6 @@ from promoter.forges.base import (
 )
 from promoter.forges.bitbucket_common import BitbucketClient, split_repo
 from promoter.forges.http import (
-    CrossOriginRedirect,
     read_capped,
     refuse_cross_origin,
     said,
@@ -95,7 +92,7 @@ from promoter.forges.rest import HttpFailure
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
-from promoter.redact import redact, register
+from promoter.redact import register
 
 PAGE = 100
 MAX_PAGES = 20
@@ -152,6 +149,8 @@ class BitbucketServerForge(BitbucketClient):
     name = "bitbucket"
     service = "Bitbucket Data Center"
     url_hint = "check --api-url: give the server root"
+    auth_hint = AUTH_HINT
+    redirect_hint = "check --api-url: give the server root that serves the REST API"
     body_limit = MAX_BODY
     pulls = "/pull-requests"
     commits = "/commits"
@@ -199,9 +198,6 @@ class BitbucketServerForge(BitbucketClient):
         refuse_cross_origin(session)
         self._session = session
 
-    def close(self) -> None:
-        self._session.close()
-
     # -- plumbing ---------------------------------------------------------------------
 
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
@@ -228,33 +224,6 @@ class BitbucketServerForge(BitbucketClient):
             start = int(data["nextPageStart"])
         raise ForgeError(f"Bitbucket Data Center listed more than {MAX_PAGES} pages of "
                          f"{path} in {self.repo}")
-
-    def _translate(self, exc: Exception, what: str) -> PromoteError:
-        where = f"{self.repo} at {self.api_url}"
-        service = self.service
-        if isinstance(exc, CrossOriginRedirect):
-            return ForgeError(
-                redact(f"{service} at {exc.source} answered {exc.status}, a redirect to "
-                       f"{exc.target}, when trying to {what} in {where}; promoter does not "
-                       "send the token to another host"),
-                hint="check --api-url: give the server root that serves the REST API")
-        if isinstance(exc, requests.RequestException):
-            return ForgeError(redact(f"could not reach {service} to {what} in {where}: "
-                                     f"{type(exc).__name__}"),
-                              hint="check --api-url and the network; retries ran out")
-        if not isinstance(exc, HttpFailure):
-            return ForgeError(redact(f"{service} could not {what} in {where}: {exc}"))
-        if retry.status_transient(exc.status, exc.headers, exc.message) is not None:
-            return ForgeError(
-                redact(f"{service} kept failing to {what} in {where}: {exc.status} "
-                       f"{exc.message}"),
-                hint=f"gave up after retrying for up to {self.retry_timeout:g}s; run again "
-                     "later")
-        if exc.status in (401, 403):
-            return AuthError(redact(f"{service} refused to {what} in {where} ({exc.status} "
-                                    f"{exc.message})"), hint=AUTH_HINT)
-        return ForgeError(redact(f"{service} could not {what} in {where}: {exc.status} "
-                                 f"{exc.message}"))
 
     def _tip(self, branch: str) -> str | None:
         """The branch's commit: the exact match among ``filterText`` results."""

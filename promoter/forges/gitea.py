@@ -233,10 +233,6 @@ class GiteaForge(RestClient):
         refuse_cross_origin(session)  # the token never follows a redirect elsewhere
         self._session = session
 
-    def close(self) -> None:
-        """Close the HTTP connections (the forge is not usable afterwards)."""
-        self._session.close()
-
     # -- plumbing ---------------------------------------------------------------------
 
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
@@ -660,10 +656,7 @@ class GiteaForge(RestClient):
         return self._run(f"read the statuses of {sha[:12]}", look)
 
     def _get_pull(self, number: int) -> dict[str, Any]:
-        data = self._json("GET", f"/pulls/{number}")
-        if not isinstance(data, dict):
-            raise ForgeError(f"Gitea answered pull request #{number} with no pull request")
-        return data
+        return self._a_request(self._json("GET", f"/pulls/{number}"), number)
 
     def _post_merge(self, pr: PullRequest, sha: str, body: Mapping[str, Any]) -> _Answer:
         """One POST pulls/{n}/merge; a lost attempt is retried only when the pull request

@@ -54,6 +54,7 @@ class RestClient(Steps):
     patience: retry.Patience
     api_url: str
     _token: str | None
+    _session: requests.Session
     auth_hint = ""
     redirect_hint = ""
     busy = "may be down or rate-limiting"
@@ -65,6 +66,10 @@ class RestClient(Steps):
                          retry_timeout=self.retry_timeout, has_token=bool(self._token),
                          auth_hint=self.auth_hint, redirect_hint=self.redirect_hint,
                          busy=self.busy)
+
+    def close(self) -> None:
+        """Close the HTTP connections (the forge is not usable afterwards)."""
+        self._session.close()
 
     def _decoded(self, response: requests.Response, what: str) -> Any:
         """The JSON of a successful answer to ``what`` (method and path), None when it is

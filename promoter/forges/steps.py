@@ -7,10 +7,10 @@ retry loop and error translation), ``_head`` (a branch's tip, no retry) and ``_f
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from promoter import retry
-from promoter.errors import ConflictError
+from promoter.errors import ConflictError, ForgeError
 from promoter.forges.base import Head, LoggedCommit, PullRequest, RequestSpec, check_branch
 
 T = TypeVar("T")
@@ -85,6 +85,14 @@ class Steps:
                 f"{self.repo}, but none is open into {base}",
                 hint=f"{self.close_verb} the other {self.request_word} of that branch")
         return self.update_request(found, spec)
+
+    def _a_request(self, data: Any, number: int, key: str = "") -> dict[str, Any]:
+        """``data``, the JSON the forge answered request ``number`` with, when it is one
+        (an object, with ``key`` when given); else a ForgeError."""
+        if not isinstance(data, dict) or (key and key not in data):
+            raise ForgeError(f"{self.service} answered {self.request_word} {self.mark}{number} "
+                             f"with no {self.request_word}")
+        return data
 
     def _moved(self, pr: PullRequest, sha: str, why: str) -> ConflictError:
         """The request's head is no longer ``sha``, the commit promoter proved."""
