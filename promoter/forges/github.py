@@ -756,6 +756,13 @@ class GitHubForge:
             raise
         return ref
 
+    def _existing(self, repo: Repository, branch: str, gone: str) -> GitRef:
+        """The branch's ref, read now; none is a ConflictError saying it ``gone``."""
+        ref = self._ref(repo, branch)
+        if ref is None:
+            raise ConflictError(f"branch {branch} {gone}", hint="run promote again")
+        return ref
+
     def _create_branch(self, repo: Repository, branch: str, sha: str, tree: str,
                        parent_sha: str, message: str) -> str:
         def act() -> str:
@@ -769,11 +776,8 @@ class GitHubForge:
         def exists(exc: GithubException) -> str | _Unhandled:
             if not self._is(exc, 422, "already exists"):
                 return UNHANDLED
-            ref = self._ref(repo, branch)
-            if ref is None:
-                raise ConflictError(f"branch {branch} appeared and vanished while promoter "
-                                    "was creating it", hint="run promote again")
-            current = ref.object.sha
+            current = self._existing(repo, branch, "appeared and vanished while promoter "
+                                                   "was creating it").object.sha
             if current == sha:
                 return current  # an earlier attempt of this call already made it
             found = repo.get_git_commit(current)
@@ -792,10 +796,7 @@ class GitHubForge:
         def move() -> str:
             # Each attempt looks first: PATCH has no compare-and-swap, and an earlier
             # attempt may already have moved the branch.
-            ref = self._ref(repo, branch)
-            if ref is None:
-                raise ConflictError(f"branch {branch} was deleted while promoter was "
-                                    "updating it", hint="run promote again")
+            ref = self._existing(repo, branch, "was deleted while promoter was updating it")
             current = ref.object.sha
             if current == new:
                 return new
