@@ -72,7 +72,7 @@ from urllib.parse import quote
 
 import requests
 
-from promoter import __version__, retry
+from promoter import retry
 from promoter.errors import (
     BranchExists,
     ConfigError,
@@ -104,7 +104,6 @@ from promoter.forges.http import (
     refuse_cleartext_proxy,
     refuse_cross_origin,
 )
-from promoter.forges.http import session as http_session
 from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup
 from promoter.forges.rest import HttpFailure, RestClient
@@ -215,24 +214,17 @@ class AzureForge(RestClient):
         self.where = where
         self.repo = f"{where.project}/{where.repo}"
         self.api_url = where.org_url
-        self.retry_timeout = retry_timeout
-        self.sleep = sleep
-        self.timeout = timeout
-        self.patience = patience or retry.Patience(service="Azure DevOps")
         project = quote(where.project, safe="")
         self._project_root = f"{where.org_url}/{project}/_apis"
         self._root = f"{self._project_root}/git/repositories/{quote(where.repo, safe='')}"
         self._web = f"{where.org_url}/{project}/_git/{quote(where.repo, safe='')}"
-        self._token = token
         self._author: Identity | None = None
-        self._commits: dict[str, dict[str, Any]] = {}  # sha -> commit JSON (immutable)
         self._trees: dict[str, dict[str, tuple[str, str]]] = {}  # tree id -> entries
         self._repository: dict[str, Any] | None = None
         self._required: list[dict[str, Any]] | None = None  # blocking policies of the base
         self._people: dict[str, str] | None = None  # reviewer name -> identity id
-        session = http_session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY
-        session.headers["User-Agent"] = f"promoter/{__version__}"
-        session.headers["Accept"] = "application/json"
+        session = self._prepare(token, retry_timeout=retry_timeout, sleep=sleep,
+                                timeout=timeout, patience=patience, ca_bundle=ca_bundle)
         # without it, a rejected credential is a 203/302 to the sign-in page, not a 401
         session.headers["X-TFS-FedAuthRedirect"] = "Suppress"
         if token and bearer:
@@ -241,8 +233,7 @@ class AzureForge(RestClient):
             basic = base64.b64encode(f":{token}".encode()).decode("ascii")
             register(basic)
             session.headers["Authorization"] = f"Basic {basic}"
-        refuse_cross_origin(session)  # the token never follows a redirect elsewhere
-        self._session = session
+        self._session = refuse_cross_origin(session)  # the token stays with its host
 
     # -- plumbing ---------------------------------------------------------------------
 

@@ -110,7 +110,7 @@ from promoter.forges.base import (
     says_conflict,
     worst_state,
 )
-from promoter.forges.bitbucket_common import BitbucketClient, split_repo
+from promoter.forges.bitbucket_common import BitbucketClient
 from promoter.forges.http import (
     origin,
     read_capped,
@@ -122,7 +122,7 @@ from promoter.forges.http import (
 from promoter.forges.http import session as http_session
 from promoter.forges.ownwrite import OwnWrite, Remake
 from promoter.forges.registry import Setup
-from promoter.forges.rest import HttpFailure
+from promoter.forges.rest import HttpFailure, split_repo
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -245,21 +245,14 @@ class BitbucketForge(BitbucketClient):
         self.api_url = url
         self.web_url = (web_url or (CLOUD_WEB if (parts.hostname or "") == "api.bitbucket.org"
                                     else origin(url))).rstrip("/")
-        self.retry_timeout = retry_timeout
-        self.sleep = sleep
-        self.timeout = timeout
         self.warn = warn
-        self.patience = patience or retry.Patience(service="Bitbucket")
         self._root = (f"{url}/2.0/repositories/{quote(workspace, safe='')}/"
                       f"{quote(slug, safe='')}")
         self._slug = slug
-        self._token = token
         self._author: Identity | None = None
-        self._commits: dict[str, dict[str, Any]] = {}  # sha -> commit JSON (immutable)
         self._members: dict[str, str] | None = None
-        session = http_session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY
-        session.headers["User-Agent"] = f"promoter/{__version__}"
-        session.headers["Accept"] = "application/json"
+        session = self._prepare(token, retry_timeout=retry_timeout, sleep=sleep,
+                                timeout=timeout, patience=patience, ca_bundle=ca_bundle)
         if token and username:
             session.auth = (username, token)
         elif token:
@@ -268,8 +261,7 @@ class BitbucketForge(BitbucketClient):
         self._web = http_session(ca_bundle)
         self._web.headers.update(session.headers)
         self._web.auth = session.auth
-        refuse_cross_origin(session)  # the token never follows a redirect elsewhere
-        self._session = session
+        self._session = refuse_cross_origin(session)  # the token stays with its host
         self._bare = http_session(ca_bundle)  # no credentials: a CDN's pre-signed link
         self._bare.headers["User-Agent"] = f"promoter/{__version__}"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from promoter.errors import ForgeError, UsageError
+from promoter.errors import ForgeError
 from promoter.forges.base import (
     ChecksState,
     LoggedCommit,
@@ -28,16 +28,6 @@ from promoter.forges.rest import HttpFailure, RestClient
 MAX_TITLE = 255  # a pull request's title, on both
 
 
-def split_repo(repo: str, form: str, hint: str) -> tuple[str, str, str]:
-    """``repo`` as ``owner/slug`` (workspace or project key): (repo, owner, slug);
-    anything else is exit 2 naming ``form`` (``WORKSPACE/REPOSITORY``)."""
-    repo = repo.strip().strip("/")
-    owner, _, slug = repo.partition("/")
-    if not owner or not slug or "/" in slug:
-        raise UsageError(f"--repo {repo!r} is not {form}", hint=hint)
-    return repo, owner, slug
-
-
 class BitbucketClient(RestClient):
     """``pulls``: the path of pull requests (``/pullrequests``); ``commits``: of one
     commit by id (``/commit``); ``id_key``: a commit's id in its JSON (``hash``)."""
@@ -51,7 +41,6 @@ class BitbucketClient(RestClient):
     pulls: str
     commits: str
     id_key: str
-    _commits: dict[str, dict[str, Any]]
     warn: Callable[[str], None]
     _call: Callable[..., Any]  # one request: the JSON answered (see each client)
 

@@ -56,7 +56,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from promoter import __version__, retry
+from promoter import retry
 from promoter.errors import (
     ConfigError,
     ConflictError,
@@ -80,15 +80,14 @@ from promoter.forges.base import (
     says_conflict,
     worst_state,
 )
-from promoter.forges.bitbucket_common import BitbucketClient, split_repo
+from promoter.forges.bitbucket_common import BitbucketClient
 from promoter.forges.http import (
     read_capped,
     refuse_cross_origin,
     said,
 )
-from promoter.forges.http import session as http_session
 from promoter.forges.ownwrite import OwnWrite, Remake
-from promoter.forges.rest import HttpFailure
+from promoter.forges.rest import HttpFailure, split_repo
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -176,27 +175,19 @@ class BitbucketServerForge(BitbucketClient):
                                   "https://bitbucket.example.com")
         self.repo = repo
         self.api_url = url
-        self.retry_timeout = retry_timeout
-        self.sleep = sleep
-        self.timeout = timeout
         self.warn = warn
-        self.patience = patience or retry.Patience(service="Bitbucket Data Center")
         names = f"projects/{quote(project, safe='')}/repos/{quote(slug, safe='')}"
         self._root = f"{url}/rest/api/1.0/{names}"
         self._branches = f"{url}/rest/branch-utils/1.0/{names}/branches"
         self._builds = f"{url}/rest/build-status/1.0/commits"
-        self._token = token
-        self._commits: dict[str, dict[str, Any]] = {}
-        session = http_session(ca_bundle)
-        session.headers["User-Agent"] = f"promoter/{__version__}"
-        session.headers["Accept"] = "application/json"
+        session = self._prepare(token, retry_timeout=retry_timeout, sleep=sleep,
+                                timeout=timeout, patience=patience, ca_bundle=ca_bundle)
         session.headers["X-Atlassian-Token"] = "no-check"  # the file edit is multipart
         if token and username:
             session.auth = (username, token)
         elif token:
             session.headers["Authorization"] = f"Bearer {token}"
-        refuse_cross_origin(session)
-        self._session = session
+        self._session = refuse_cross_origin(session)
 
     # -- plumbing ---------------------------------------------------------------------
 

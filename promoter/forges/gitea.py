@@ -74,7 +74,7 @@ from urllib.parse import quote
 
 import requests
 
-from promoter import __version__, retry
+from promoter import retry
 from promoter.errors import (
     ConfigError,
     ConflictError,
@@ -101,10 +101,9 @@ from promoter.forges.base import (
 )
 from promoter.forges.firstparent import first_parents
 from promoter.forges.http import read_capped, refuse_cross_origin, said
-from promoter.forges.http import session as http_session
 from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup, api_root
-from promoter.forges.rest import HttpFailure, RestClient
+from promoter.forges.rest import HttpFailure, RestClient, split_repo
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
@@ -205,33 +204,22 @@ class GiteaForge(RestClient):
                  ca_bundle: str | None = None, patience: retry.Patience | None = None
                  ) -> None:
         register(token)
-        repo = repo.strip().strip("/")
-        owner, _, name = repo.partition("/")
-        if not owner or not name or "/" in name:
-            raise UsageError(f"--repo {repo!r} is not OWNER/NAME",
-                             hint="give the Gitea repository as owner/name, e.g. acme/config")
+        repo, owner, name = split_repo(repo, "OWNER/NAME", "give the Gitea repository as "
+                                       "owner/name, e.g. acme/config")
         url = api_url.strip().rstrip("/").removesuffix("/api/v1")
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"--api-url {url!r} is not an http(s) URL",
                              hint="give the Gitea server root, e.g. https://gitea.example.com")
         self.repo = repo
         self.api_url = url
-        self.retry_timeout = retry_timeout
-        self.sleep = sleep
-        self.timeout = timeout
-        self.patience = patience or retry.Patience(service="Gitea")
         self._root = f"{url}/api/v1/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
-        self._token = token
         self._author: Identity | None = None
-        self._commits: dict[str, dict[str, Any]] = {}  # sha -> commit JSON (immutable)
         self._labels: dict[str, int] | None = None
-        session = http_session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY
-        session.headers["User-Agent"] = f"promoter/{__version__}"
-        session.headers["Accept"] = "application/json"
+        session = self._prepare(token, retry_timeout=retry_timeout, sleep=sleep,
+                                timeout=timeout, patience=patience, ca_bundle=ca_bundle)
         if token:
             session.headers["Authorization"] = f"token {token}"
-        refuse_cross_origin(session)  # the token never follows a redirect elsewhere
-        self._session = session
+        self._session = refuse_cross_origin(session)  # the token stays with its host
 
     # -- plumbing ---------------------------------------------------------------------
 

@@ -9,9 +9,10 @@ from typing import Any, TypeVar
 
 import requests
 
-from promoter import retry
+from promoter import __version__, retry
 from promoter.errors import AuthError, ForgeError, PromoteError, UsageError
 from promoter.forges.http import CrossOriginRedirect, read_capped
+from promoter.forges.http import session as http_session
 from promoter.forges.steps import Steps
 from promoter.limits import ArchiveTooLarge
 from promoter.redact import redact
@@ -44,6 +45,16 @@ def classify(exc: BaseException) -> retry.Transient | None:
     return None
 
 
+def split_repo(repo: str, form: str, hint: str) -> tuple[str, str, str]:
+    """``repo`` as ``owner/name`` (a workspace, project key or user, and a repository):
+    (repo, owner, name); anything else is exit 2 naming ``form`` (``OWNER/NAME``)."""
+    repo = repo.strip().strip("/")
+    owner, _, name = repo.partition("/")
+    if not owner or not name or "/" in name:
+        raise UsageError(f"--repo {repo!r} is not {form}", hint=hint)
+    return repo, owner, name
+
+
 class RestClient(Steps):
     """The retry loop of a forge client: ``_run`` retries ``fn`` under the one policy and
     turns what is left into the forge's own error (``_translate``: ``translate`` with the
@@ -52,9 +63,11 @@ class RestClient(Steps):
     retry_timeout: float
     sleep: Callable[[float], None]
     patience: retry.Patience
+    timeout: float
     api_url: str
     _token: str | None
     _session: requests.Session
+    _commits: dict[str, dict[str, Any]]  # sha -> commit JSON (immutable)
     auth_hint = ""
     redirect_hint = ""
     busy = "may be down or rate-limiting"
@@ -66,6 +79,24 @@ class RestClient(Steps):
                          retry_timeout=self.retry_timeout, has_token=bool(self._token),
                          auth_hint=self.auth_hint, redirect_hint=self.redirect_hint,
                          busy=self.busy)
+
+    def _prepare(self, token: str | None, *, retry_timeout: float,
+                 sleep: Callable[[float], None], timeout: float,
+                 patience: retry.Patience | None, ca_bundle: str | None) -> requests.Session:
+        """What every client's constructor sets once its arguments are checked: the
+        token, the retry budget, the commit cache, and a session that asks for JSON
+        (verified with ``--ca-bundle``, proxies from the environment). The forge adds its
+        credentials to it, then keeps it with ``refuse_cross_origin``."""
+        self._token = token
+        self.retry_timeout = retry_timeout
+        self.sleep = sleep
+        self.timeout = timeout
+        self.patience = patience or retry.Patience(service=self.service)
+        self._commits = {}
+        session = http_session(ca_bundle)
+        session.headers["User-Agent"] = f"promoter/{__version__}"
+        session.headers["Accept"] = "application/json"
+        return session
 
     def close(self) -> None:
         """Close the HTTP connections (the forge is not usable afterwards)."""
