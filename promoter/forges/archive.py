@@ -44,9 +44,10 @@ class Unpacked:
 
     def entries(self) -> dict[str, tuple[int, str]]:
         """path -> (mode, blob id) of every blob, as git would store it."""
-        out = {path: (EXECUTABLE if path in self.executable else FILE, git_blob_sha(data))
-               for path, data in self.files.items()}
-        out.update((path, (FILE, oid)) for path, oid in self.oversize.items())
+        blobs = {path: git_blob_sha(data) for path, data in self.files.items()}
+        blobs.update(self.oversize)
+        out = {path: (EXECUTABLE if path in self.executable else FILE, oid)
+               for path, oid in blobs.items()}
         out.update((path, (LINK, git_blob_sha(_raw(target))))
                    for path, target in self.links.items())
         return out
