@@ -78,8 +78,8 @@ def test_snapshot_is_every_file_byte_for_byte(dc: FakeBitbucketServer, repo: Rep
     snap = forge.snapshot("main")
     assert snap.commit == repo.bare.resolve("main") and dict(snap.files) == FILES
     assert snap.links == {"envs/link.yaml": "dev/app.yaml"}
-    assert calls(dc) == ["GET /branches", "GET /archive", "GET /browse/.promoter.yaml",
-                         "GET /raw/.promoter.yaml"]
+    # the root listing proves the archive (and holds the policy file's entry)
+    assert calls(dc) == ["GET /branches", "GET /archive", "GET /browse"]
     assert forge.snapshot(None).branch == "main"  # the default branch
 
 
