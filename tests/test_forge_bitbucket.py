@@ -101,10 +101,10 @@ def test_snapshot_is_every_file_byte_for_byte(bb: FakeBitbucket, repo: Repo,
     assert snap.links == {"envs/link.yaml": "dev/app.yaml"}
     assert [p for _, p in counts(bb)] == [
         "", "/refs/branches/main", f"/acme/config/get/{snap.commit}.tar.gz",
-        f"/src/{snap.commit}/.promoter.yaml", f"/src/{snap.commit}/.promoter.yaml"]
+        f"/src/{snap.commit}/"]
     bb.reset_counts()
     forge.snapshot("main")
-    assert len(bb.requests) == 4  # branch, archive, the policy file's entry and bytes
+    assert len(bb.requests) == 3  # branch, archive, the tree's listing (proves the archive)
 
 
 def test_a_filtered_policy_file_is_read_from_the_tree(bb: FakeBitbucket, repo: Repo,
@@ -130,7 +130,9 @@ def test_a_policy_file_past_the_size_limit_is_refused(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A file read from the tree is streamed and capped like an archive (exit 5)."""
     monkeypatch.setattr(bitbucket, "MAX_FILE_BYTES", 64)
-    repo.bare.commit_files("main", {".promoter.yaml": b"version: 1\n" + b"#" * 100}, "big")
+    repo.bare.commit_files("main", {".promoter.yaml": b"version: 1\n" + b"#" * 100,
+                                    ".gitattributes": b".promoter.yaml export-ignore\n"},
+                           "big, and read from the tree")
     with pytest.raises(ForgeError, match="more than 64 bytes") as caught:
         forge.snapshot("main")
     assert caught.value.code == 5

@@ -533,7 +533,8 @@ def test_link_aliases(links: dict[str, str], aliases: tuple[str, ...]) -> None:
 # Gitea, Bitbucket Data Center), by kinds, sizes and .gitattributes (Bitbucket Cloud).
 
 
-@pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure", "bitbucket_server"])
+@pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure", "bitbucket",
+                        "bitbucket_server"])
 def proved(request: pytest.FixtureRequest, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     yield from _harness(request.param, tmp_path, monkeypatch)
