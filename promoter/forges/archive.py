@@ -36,7 +36,6 @@ from promoter.paths import link_target
 
 FILE, EXECUTABLE, LINK, TREE, GITLINK = 0o100644, 0o100755, 0o120000, 0o040000, 0o160000
 BLOB = 0o100000  # a file, executable or link: the forge lists the blob's id, not its mode
-MAX_LINK = 4096  # the longest link target taken for one (PATH_MAX)
 MAX_REPAIRS = 200  # entries read one by one when the archive is not the tree
 
 
@@ -228,19 +227,15 @@ def _place(unpacked: Unpacked, path: str, mode: int, data: bytes) -> None:
 
 def looks_like_link(path: str, data: bytes, tree: Iterable[str]) -> bool:
     """Whether a blob the archive left out, listed without its mode, is to be taken for a
-    symbolic link: one line (no newline, no NUL, at most ``MAX_LINK`` bytes) naming a
-    path of ``tree`` (every blob's path) or a directory above one, relative to ``path``.
-    A regular file that reads so is taken for a link too: that can only add aliases for
-    the policy to judge (fail closed), and such a file holds no image to edit."""
-    if not data or len(data) > MAX_LINK or b"\n" in data or b"\0" in data:
-        return False
-    try:
-        target = link_target(path, data.decode("utf-8"))
-    except UnicodeDecodeError:
-        return False
+    symbolic link: its bytes, as a link target relative to ``path``, name a path of
+    ``tree`` (every blob's path) or a directory above one. A regular file that reads so
+    is taken for a link too: that can only add aliases for the policy to judge (fail
+    closed), and such a file holds no image to edit; a link to nothing in the tree is
+    kept as a file (it aliases nothing)."""
+    target = link_target(path, data.decode("utf-8", "surrogateescape"))
     if target is None:
         return False
-    return any(p == target or p.startswith(target + "/") or not target for p in tree)
+    return any(not target or p == target or p.startswith(target + "/") for p in tree)
 
 
 @dataclass(frozen=True)
