@@ -83,6 +83,37 @@ def test_snapshot_is_every_file_byte_for_byte(dc: FakeBitbucketServer, repo: Rep
     assert forge.snapshot(None).branch == "main"  # the default branch
 
 
+def test_only_the_directories_the_archive_misstates_are_browsed(
+        dc: FakeBitbucketServer, repo: Repo, forge: BitbucketServerForge) -> None:
+    """The archive leaves envs/prod out: envs and envs/prod are browsed (their ids
+    differ), envs/dev is not (its id is the archive's), and the one file read is checked
+    against its contentId."""
+    repo.bare.commit_files("main", {".gitattributes": b"envs/prod/** export-ignore\n"}, "h")
+    snap = forge.snapshot("main")
+    assert dict(snap.files) == {**FILES, ".gitattributes": b"envs/prod/** export-ignore\n"}
+    assert calls(dc) == ["GET /branches", "GET /archive", "GET /browse", "GET /browse/envs",
+                         "GET /browse/envs/prod", "GET /raw/envs/prod/app.yaml"]
+
+
+def test_a_file_read_as_other_bytes_than_its_id_stops_the_run(
+        dc: FakeBitbucketServer, repo: Repo, forge: BitbucketServerForge) -> None:
+    repo.bare.commit_files("main", {".gitattributes": b"envs/prod/** export-ignore\n"}, "h")
+    dc.fail("GET", r"/raw/envs/prod/app\.yaml$", 200, body=b"image: evil:6.6.6\n")
+    with pytest.raises(ForgeError, match="not the blob") as caught:
+        forge.snapshot("main")
+    assert caught.value.code == 5
+
+
+def test_a_root_of_many_entries_is_listed_page_by_page(
+        dc: FakeBitbucketServer, repo: Repo, forge: BitbucketServerForge) -> None:
+    many = {f"n{i:03}.yaml": f"n: {i}\n".encode() for i in range(150)}
+    repo.bare.commit_files("main", many, "many files")
+    snap = forge.snapshot("main")
+    assert dict(snap.files) == {**FILES, **many}
+    assert calls(dc).count("GET /browse") == 2  # 100 + the rest, and nothing else browsed
+    assert len(calls(dc)) == 4
+
+
 def test_a_linked_or_filtered_policy_file(dc: FakeBitbucketServer, repo: Repo,
                                           forge: BitbucketServerForge) -> None:
     repo.bare.commit_files("main", {".gitattributes": b".promoter.yaml export-ignore\n"}, "h")
