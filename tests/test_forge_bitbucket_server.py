@@ -114,6 +114,26 @@ def test_a_root_of_many_entries_is_listed_page_by_page(
     assert len(calls(dc)) == 4
 
 
+def test_directories_listed_without_ids_are_browsed_not_trusted(
+        dc: FakeBitbucketServer, repo: Repo, forge: BitbucketServerForge) -> None:
+    """Should a server list directories without ``contentId``, each is browsed and its
+    files compared by id: more requests, the same proof."""
+    repo.bare.commit_files("main", {".gitattributes": b"envs/prod/** export-ignore\n"}, "h")
+    main = repo.bare.resolve("main") or ""
+    root = [{"path": {"toString": path}, "type": "DIRECTORY" if mode == "040000" else "FILE",
+             **({} if mode == "040000" else {"contentId": oid})}
+            for path, (mode, oid) in (
+                (line.split("\t")[1], tuple(line.split("\t")[0].split()[::2]))
+                for line in repo.bare.git("ls-tree", main).stdout.decode().splitlines())]
+    dc.fail("GET", r"/repos/config/browse$", 200,
+            body={"children": {"isLastPage": True, "values": root}})
+    snap = forge.snapshot("main")
+    assert dict(snap.files) == {**FILES, ".gitattributes": b"envs/prod/** export-ignore\n"}
+    assert snap.links == {"envs/link.yaml": "dev/app.yaml"}
+    assert calls(dc) == ["GET /branches", "GET /archive", "GET /browse", "GET /browse/envs",
+                         "GET /browse/envs/prod", "GET /raw/envs/prod/app.yaml"]
+
+
 def test_a_linked_or_filtered_policy_file(dc: FakeBitbucketServer, repo: Repo,
                                           forge: BitbucketServerForge) -> None:
     repo.bare.commit_files("main", {".gitattributes": b".promoter.yaml export-ignore\n"}, "h")

@@ -374,7 +374,9 @@ class BitbucketServerForge(RestClient):
                 name = str(((child or {}).get("path") or {}).get("toString") or "")
                 mode = _MODES.get(str(child.get("type")))
                 oid = str(child.get("contentId") or "")
-                if not name or mode is None or len(oid) < 40:
+                # a directory listed without its id is browsed (never taken as proved); a
+                # file or submodule without one cannot be proved
+                if not name or mode is None or (mode != archive.TREE and len(oid) < 40):
                     raise ForgeError(f"Bitbucket Data Center listed {directory or 'the root'}"
                                      f" of {self.repo} with an entry promoter cannot read "
                                      f"({name or '?'})", hint="report it")
