@@ -438,11 +438,12 @@ class BitbucketForge(RestClient):
                 if value.get("type") == "commit_directory":
                     directories.add(path)
                     continue
-                size = value.get("size")
+                mode = int(self._mode(value), 8)
+                size = value.get("size", 0 if mode == archive.GITLINK else None)
                 if value.get("type") != "commit_file" or not isinstance(size, int):
                     raise ForgeError(f"Bitbucket listed {path} of {self.repo} without a "
                                      "size", hint="report it")
-                files.append(archive.Sized(path, int(self._mode(value), 8), size))
+                files.append(archive.Sized(path, mode, size))
             pending += [d for d in found if d in directories
                         and not any(p.startswith(d + "/") for p in found)]
         raise ForgeError(f"the tree of {self.repo} at {commit[:12]} is more than "
