@@ -262,27 +262,6 @@ def test_a_commit_whose_answer_was_lost_is_not_repeated(bb: FakeBitbucket, repo:
     assert bb.count("POST", r"/src$") == 1  # the retry found it instead
 
 
-def test_a_retry_never_claims_a_tip_that_copies_only_the_message(bb: FakeBitbucket, repo: Repo,
-                                                                 forge: BitbucketForge) -> None:
-    """The first attempt fails; meanwhile someone puts a commit on the branch with the very
-    parent and message promoter writes, but other files. The retry finds it in the way
-    and never takes it for its own lost write (the message is anyone's to copy)."""
-    snap = forge.snapshot("main")
-    bare = repo.bare
-    forged: list[str] = []
-
-    def push_forged() -> None:
-        tree = bare.write_tree_from(snap.commit, {"envs/dev/app.yaml": b"image: evil:6\n"})
-        forged.append(bare.commit_tree(tree, [snap.commit], MESSAGE))
-        bare.update_ref(BRANCH, forged[0], old="0" * 40)
-
-    bb.before("POST", r"/src$", push_forged)
-    bb.fail("POST", r"/src$", 502)
-    with pytest.raises(ConflictError, match="already exists"):
-        propose(forge, snap)
-    assert bare.resolve(BRANCH) == forged[0]
-
-
 def replace_setup(bb: FakeBitbucket, repo: Repo,
                   forge: BitbucketForge) -> tuple[Snapshot, Head, int]:
     snap = forge.snapshot("main")
