@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from fakes.gitea import FakeGitea, Repo
-from fakes.githttp import Recorder
 
 from promoter import context, identity
 from promoter.cli import run
 from promoter.errors import AuthError, ConfigError, ConflictError, ForgeError, UsageError
 from promoter.forges.base import ChecksState, Head, RequestSpec, Snapshot, git_blob_sha
 from promoter.forges.gitea import GiteaForge
+from tests.fakes.gitea import FakeGitea, Repo
+from tests.fakes.githttp import Recorder
 
 TOKEN = "gitea-very-secret-token-0123456789"
 READ_TOKEN = "gitea-read-only-token-abcdef012345"

@@ -17,14 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from fakes.azure import FakeAzure
-from fakes.bitbucket import FakeBitbucket
-from fakes.bitbucket_server import FakeBitbucketServer
-from fakes.gitea import FakeGitea
-from fakes.github import FakeGitHub
-from fakes.gitlab import FakeGitLab
-from fakes.gitrepo import BareRepo
-
 from promoter import promote
 from promoter.forges.azure import AzureForge
 from promoter.forges.base import Forge
@@ -35,6 +27,13 @@ from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import GitHubForge
 from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
+from tests.fakes.azure import FakeAzure
+from tests.fakes.bitbucket import FakeBitbucket
+from tests.fakes.bitbucket_server import FakeBitbucketServer
+from tests.fakes.gitea import FakeGitea
+from tests.fakes.github import FakeGitHub
+from tests.fakes.gitlab import FakeGitLab
+from tests.fakes.gitrepo import BareRepo
 
 SLUG = "acme/config"
 TOKEN = "ghp_FAKEfaultToken0123456789abcdefABCDEF"
