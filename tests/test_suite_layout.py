@@ -30,7 +30,7 @@ def test_no_module_imports_the_fakes_by_a_second_root() -> None:
 
 
 def test_the_collected_suite_loaded_no_second_copy() -> None:
-    import tests.hostile.forges  # noqa: F401 - the harness the fault tests go through
+    import tests.harness  # noqa: F401 - the harness every end-to-end test goes through
 
     assert not SECOND_ROOTS & {name.split(".")[0] for name in sys.modules}
     assert "tests.fakes.github" in sys.modules
