@@ -361,15 +361,6 @@ def test_a_next_link_to_another_host_is_not_followed(bb: FakeBitbucket, repo: Re
     assert TOKEN not in str(caught.value)
 
 
-def test_opening_an_existing_request_updates_it(bb: FakeBitbucket, repo: Repo,
-                                                forge: BitbucketForge) -> None:
-    propose(forge, forge.snapshot("main"))
-    first = forge.open_request(BRANCH, "main", RequestSpec("one", "a"))
-    again = fresh(bb).open_request(BRANCH, "main", RequestSpec("two", "b"))
-    assert again.number == first.number and len(repo.pulls) == 1
-    assert repo.pulls[first.number].title == "two"
-
-
 def test_a_request_whose_answer_was_lost_is_not_opened_twice(bb: FakeBitbucket, repo: Repo,
                                                              forge: BitbucketForge) -> None:
     propose(forge, forge.snapshot("main"))

@@ -323,15 +323,6 @@ def test_open_find_update_close(gt: FakeGitea, repo: Repo, forge: GiteaForge) ->
     assert pull.state == "closed" and pull.comments == ["Closed by promoter: superseded."]
 
 
-def test_opening_an_existing_request_updates_it(gt: FakeGitea, repo: Repo,
-                                                forge: GiteaForge) -> None:
-    propose(forge, forge.snapshot("main"))
-    first = forge.open_request(BRANCH, "main", RequestSpec("one", "a"))
-    again = fresh(gt).open_request(BRANCH, "main", RequestSpec("two", "b"))
-    assert again.number == first.number and len(repo.pulls) == 1
-    assert repo.pulls[first.number].title == "two"
-
-
 def test_a_request_whose_answer_was_lost_is_not_opened_twice(gt: FakeGitea, repo: Repo,
                                                              forge: GiteaForge) -> None:
     propose(forge, forge.snapshot("main"))
