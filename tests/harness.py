@@ -374,9 +374,9 @@ class BitbucketHarness(Harness):
                                          "success": "SUCCESSFUL"}[state])
 
 
-class BitbucketServerHarness(Harness):
+class BitbucketServerHarness(BitbucketHarness):
     """Bitbucket Data Center: ``kind`` is the --forge value; the fake's URL (no /2.0)
-    makes the CLI choose Data Center."""
+    makes the CLI choose Data Center. Its pull requests read as Cloud's."""
 
     name, kind = "bitbucket-dc", "bitbucket"
 
@@ -394,17 +394,9 @@ class BitbucketServerHarness(Harness):
         return BitbucketServerForge(SLUG, api_url=self.fake.url, token=self.token,
                                     sleep=_sleep(sleep), timeout=timeout)
 
-    def changes(self) -> list[Change]:
-        states = {"OPEN": "open", "MERGED": "merged", "DECLINED": "closed"}
-        return [Change(p.id, states[p.state], p.source) for p in self.fake.pulls(SLUG)]
-
     def open_requests(self) -> list[Open]:
         return [Open(p.id, p.source, p.title, p.description, [], list(p.reviewers))
                 for p in self.fake.pulls(SLUG) if p.state == "OPEN"]
-
-    def request_text(self, number: int) -> str:
-        pull = self.repo.pulls[number]
-        return f"{pull.title}\n{pull.description}"
 
     def set_checks(self, sha: str, state: str) -> None:
         self.fake.set_build(SLUG, sha, {"pending": "INPROGRESS", "failure": "FAILED",

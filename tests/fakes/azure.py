@@ -154,8 +154,7 @@ class FakeAzure(FakeGitea):
     def add_repo(self, full_name: str, files: Mapping[str, bytes], default_branch: str = "main",
                  **options: Any) -> Repo:  # type: ignore[override]
         org, project, name = full_name.split("/")
-        bare = BareRepo.init(self.root / f"{full_name.replace('/', '__')}.git", files,
-                             branch=default_branch)
+        bare = self.bare_repo(full_name, files, default_branch)
         repo = Repo(str(uuid.uuid4()), org, project, str(uuid.uuid5(uuid.NAMESPACE_DNS, project)),
                     name, bare, self.url, default_branch, **options)
         self.azure[full_name.lower()] = repo

@@ -147,8 +147,7 @@ class FakeBitbucket(server.FakeServer):
 
     def add_repo(self, full_name: str, files: Mapping[str, bytes], mainbranch: str = "main",
                  **options: Any) -> Repo:
-        bare = BareRepo.init(self.root / f"{full_name.replace('/', '__')}.git", files,
-                             branch=mainbranch)
+        bare = self.bare_repo(full_name, files, mainbranch)
         repo = Repo(full_name, bare, mainbranch, **options)
         self.repos[full_name.lower()] = repo
         return repo

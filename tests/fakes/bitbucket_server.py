@@ -106,8 +106,7 @@ class FakeBitbucketServer(server.FakeServer):
 
     def add_repo(self, full_name: str, files: Mapping[str, bytes], default: str = "main",
                  **options: Any) -> Repo:
-        bare = BareRepo.init(self.root / f"{full_name.replace('/', '__')}.git", files,
-                             branch=default)
+        bare = self.bare_repo(full_name, files, default)
         repo = Repo(full_name, bare, default, **options)
         self.repos[full_name.lower()] = repo
         return repo

@@ -126,8 +126,7 @@ class FakeGitea(server.FakeServer):
 
     def add_repo(self, full_name: str, files: Mapping[str, bytes], default_branch: str = "main",
                  **options: Any) -> Repo:
-        bare = BareRepo.init(self.root / f"{full_name.replace('/', '__')}.git", files,
-                             branch=default_branch)
+        bare = self.bare_repo(full_name, files, default_branch)
         repo = Repo(self.next_id(), full_name, bare, self.url, default_branch, **options)
         self.repos[full_name.lower()] = repo
         return repo

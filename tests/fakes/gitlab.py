@@ -268,8 +268,7 @@ class FakeGitLab(server.FakeServer):
 
     def add_project(self, path: str, files: Mapping[str, bytes], default_branch: str = "main",
                     **options: Any) -> Project:
-        repo = BareRepo.init(self.root / f"{path.replace('/', '__')}.git", files,
-                             branch=default_branch)
+        repo = self.bare_repo(path, files, default_branch)
         project = Project(self.next_id(), path, repo, self.url, default_branch, **options)
         self.projects[project.id] = project
         return project

@@ -46,6 +46,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .gitrepo import BareRepo
+
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 302: "Found",
            400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 409: "Conflict", 422: "Unprocessable Entity",
@@ -99,6 +101,7 @@ class Seen:
     status: int
     bytes_in: int = 0  # request body
     bytes_out: int = 0  # response body
+    headers: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -126,8 +129,9 @@ class FakeServer:
     server_version = "FakeForge/1.0"
     json_type = "application/json"
     null_body = b""  # what a None body is sent as (204 is always empty)
+    serialize = True  # ``respond`` runs under ``self.lock`` (False: concurrently)
 
-    def __init__(self, root: str | Path, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(self, root: str | Path = ".", tls: tuple[Path, Path] | None = None) -> None:
         self.root = Path(root)
         self.tls = tls  # (certificate, key): serve HTTPS
         self.lock = threading.RLock()
@@ -155,6 +159,7 @@ class FakeServer:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*self.tls)
             server.socket = context.wrap_socket(server.socket, server_side=True)
+        self._port = int(server.server_address[1])
         return server
 
     def start(self: Self) -> Self:
@@ -183,14 +188,27 @@ class FakeServer:
         self.stop()
 
     @property
+    def port(self) -> int:
+        """The port it listens (or, once stopped, listened) on."""
+        return self._port
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    @property
     def root_url(self) -> str:
-        assert self._server is not None, "the fake is stopped"
-        port = self._server.server_address[1]
-        return f"{'https' if self.tls is not None else 'http'}://127.0.0.1:{port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
         return self.root_url
+
+    # set-up
+
+    def bare_repo(self, name: str, files: Mapping[str, bytes], branch: str = "main") -> BareRepo:
+        """A real bare repository for ``name`` (``owner/repo``, any depth) under ``root``."""
+        return BareRepo.init(self.root / f"{name.replace('/', '__')}.git", files, branch=branch)
 
     # test controls
 
@@ -253,15 +271,24 @@ class FakeServer:
     # the handler's side
 
     def answer(self, request: Request, path: str) -> Reply:
+        """The hooks due, then ``respond`` (under the lock when ``serialize``)."""
+        if not self.serialize:
+            return self._answer(request, path)
         with self.lock:
-            for hook in list(self.hooks):
-                if hook[0] == request.method and hook[1].search(path):
-                    self.hooks.remove(hook)
-                    hook[2]()
-            try:
-                return self.respond(request)
-            except HTTPError as err:
-                return Reply(err.status, err.body, err.headers)
+            return self._answer(request, path)
+
+    def _answer(self, request: Request, path: str) -> Reply:
+        with self.lock:
+            due = [hook for hook in self.hooks
+                   if hook[0] == request.method and hook[1].search(path)]
+            for hook in due:
+                self.hooks.remove(hook)
+        for hook in due:
+            hook[2]()
+        try:
+            return self.respond(request)
+        except HTTPError as err:
+            return Reply(err.status, err.body, err.headers)
 
     def fault_for(self, method: str, path: str) -> Fault | None:
         with self.lock:
@@ -312,14 +339,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         fake = self.fake
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self._body()
         raw_path, _, query = self.path.partition("?")
         request = Request(self.command, self.path, raw_path, query, body, dict(self.headers))
         path = fake.label(request)
 
         def record(status: int, sent: int) -> None:
-            fake.record(Seen(self.command, path, query, status, len(body), sent))
+            fake.record(Seen(self.command, path, query, status, len(body), sent, request.headers))
 
         if fake.latency:
             time.sleep(fake.latency)
@@ -348,6 +374,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply, record)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":  # git pushes
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                chunk = self.rfile.read(size)
+                self.rfile.readline()
+                if not size:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
 
     def _send(self, reply: Reply, record: Callable[[int, int], None]) -> None:
         data, content_type = self.fake.encode(reply)
