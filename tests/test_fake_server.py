@@ -106,7 +106,10 @@ def test_a_timer_runs_later_and_stop_cancels_it(tmp_path: Path) -> None:
         fake.later(0.01, done.set)
         assert done.wait(10)
         fake.later(60, done.clear)
-    assert done.is_set()  # stopped: the second never ran
+    for timer in fake._timers:  # stopped: the second was cancelled, it never runs
+        timer.join(5)
+        assert not timer.is_alive()
+    assert done.is_set()
 
 
 def test_a_chunked_body_is_read_whole(fake: Counter) -> None:
