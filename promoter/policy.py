@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from promoter.config import BUILTIN, EnvPolicy
 from promoter.errors import PromoteError
@@ -42,6 +42,7 @@ from promoter.images import (
     try_parse,
     valid_digest,
 )
+from promoter.jsontypes import JSONObject
 from promoter.plan import Found, Plan
 from promoter.redact import redact
 from promoter.text import md
@@ -110,7 +111,7 @@ class Verdict:
         allows = self.want_merge and not self.refused and not any(c.failed for c in checks)
         return replace(self, checks=checks, allows_merge=allows)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "allows_merge": self.allows_merge,
             "refused": self.refused,
