@@ -12,6 +12,9 @@ Pure: no network, no clock (``now`` is passed in), no environment reads.
     rollback_guard      after a rollback away from X, nothing <= X merges by itself
     checks_green        added later by the orchestrator with ``Verdict.with_check``
 
+Each check is one function ``(Facts) -> Finding`` and one row of ``RULES``; ``evaluate``
+builds ``Facts`` once (the version steps parsed once) and runs the rows in order.
+
 ``allows_merge`` = a merge was wanted and no check failed. ``refused`` = a proven
 downgrade the policy does not allow: do not even propose it (whether or not a merge was
 wanted). Any other failing check only means a human merges.
