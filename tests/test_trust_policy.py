@@ -525,3 +525,63 @@ def test_link_aliases(links: dict[str, str], aliases: tuple[str, ...]) -> None:
 
     found = link_aliases(["envs/dev/deploy.yaml"], links)
     assert found.get("envs/dev/deploy.yaml", ()) == aliases
+
+
+# --- the archive is proved to be the tree: .gitattributes cannot hide or rewrite ------------
+# git archive obeys export-ignore, export-subst and eol attributes; every forge that reads
+# the base through an archive checks it against the tree's object ids (Bitbucket: open,
+# see SECURITY.md).
+
+
+@pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure"])
+def proved(request: pytest.FixtureRequest, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    yield from _harness(request.param, tmp_path, monkeypatch)
+
+
+def test_a_link_hidden_from_the_archive_is_still_an_alias(
+        proved: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def hide_alias(work: Path) -> None:
+        _link(work, "envs/prod/deploy.yaml", "../dev/deploy.yaml")
+        (work / ".gitattributes").write_text("envs/prod/** export-ignore\n"
+                                             ".gitattributes export-ignore\n")
+
+    h = proved
+    git_push(h, tmp_path / "work", hide_alias, "prod follows dev, quietly")
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.0.1")
+    assert code == 0, result
+    assert checks(result)["paths_only"] == "fail"
+    assert "envs/prod/deploy.yaml (a link to envs/dev/deploy.yaml) is outside environment " \
+           "dev's paths" in reasons(result)["paths_only"]
+    assert result["merged"] is False
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.0.0")
+
+
+def test_a_file_the_archive_expands_is_committed_as_it_is(
+        proved: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # export-subst: %n would add a line to the archive's copy, which the commit would keep
+    stamped = deploy("1.0.0").replace(b"# the api\n", b"# the api $Format:%n  replicas: 0$\n")
+
+    def stamp(work: Path) -> None:
+        (work / "envs/dev/deploy.yaml").write_bytes(stamped)
+        (work / ".gitattributes").write_text("envs/** export-subst\n")
+
+    h = proved
+    git_push(h, tmp_path / "work", stamp, "dev: stamp the archive")
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.0.1")
+    assert code == 0, result
+    assert result["merged"] is True
+    assert h.main_file("envs/dev/deploy.yaml") == stamped.replace(b":1.0.0", b":1.0.1")
+
+
+def test_line_ends_the_archive_converts_are_committed_as_they_are(
+        proved: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def crlf(work: Path) -> None:
+        (work / ".gitattributes").write_text("*.yaml text eol=crlf\n")
+
+    h = proved
+    git_push(h, tmp_path / "work", crlf, "yaml checks out with CRLF")
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.0.1")
+    assert code == 0, result
+    assert result["merged"] is True
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.0.1")  # LF, one line changed

@@ -381,7 +381,7 @@ class BitbucketForge(RestClient):
         commit = tip.sha
         try:
             data = self._run(f"download the archive of {name}", lambda: self._archive(commit))
-            files, _, links = unpack_archive(data)
+            tree = unpack_archive(data)
         except ArchiveTooLarge as exc:
             raise ForgeError(f"could not download the archive of {name} of {self.repo}: "
                              f"{exc.describe()}", hint="a config repo that large is not "
@@ -389,6 +389,7 @@ class BitbucketForge(RestClient):
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ForgeError(f"Bitbucket sent an unreadable archive of {name} of "
                              f"{self.repo}: {exc}") from exc
+        files, links = tree.files, tree.links
         self._policy_file(commit, files, links)
         return Snapshot(branch=name, commit=commit, files=files, links=links)
 

@@ -323,14 +323,14 @@ class BitbucketServerForge(RestClient):
                 return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
 
         try:
-            files, _, links = unpack_archive(self._run(f"download the archive of {name}",
-                                                       archive))
+            tree = unpack_archive(self._run(f"download the archive of {name}", archive))
         except ArchiveTooLarge as exc:
             raise ForgeError(f"could not download the archive of {name} of {self.repo}: "
                              f"{exc.describe()}", hint="see SECURITY.md (limits)") from None
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ForgeError(f"Bitbucket Data Center sent an unreadable archive of {name}: "
                              f"{exc}") from exc
+        files, links = tree.files, tree.links
         self._policy_file(commit, files, links)
         return Snapshot(branch=name, commit=commit, files=files, links=links)
 

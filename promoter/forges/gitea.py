@@ -82,7 +82,7 @@ from promoter.errors import (
     PromoteError,
     UsageError,
 )
-from promoter.forges.archive import unpack_archive
+from promoter.forges import archive
 from promoter.forges.base import (
     REGULAR_MODES,
     ChecksState,
@@ -304,7 +304,7 @@ class GiteaForge(RestClient):
                              f"{self.repo}", hint="check --base (and --repo)")
         commit = str((tip.get("commit") or {}).get("id") or "")
 
-        def archive() -> bytes:
+        def download() -> bytes:
             url = f"{self._root}/archive/{commit}.tar.gz"
             with self._session.get(url, stream=True, timeout=self.timeout) as response:
                 if response.status_code != 200:
@@ -312,8 +312,8 @@ class GiteaForge(RestClient):
                 return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
 
         try:
-            data = self._run(f"download the archive of {branch}", archive)
-            files, _, links = unpack_archive(data)
+            data = self._run(f"download the archive of {branch}", download)
+            tree = archive.unpack_archive(data)
         except ArchiveTooLarge as exc:
             raise ForgeError(f"could not download the archive of {branch} of {self.repo}: "
                              f"{exc.describe()}", hint="a config repo that large is not "
@@ -321,44 +321,59 @@ class GiteaForge(RestClient):
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ForgeError(f"Gitea sent an unreadable archive of {branch} of "
                              f"{self.repo}: {exc}") from exc
-        self._policy_file(commit, files, links)
-        return Snapshot(branch=branch, commit=commit, files=files, links=links)
+        root = self._run(f"read the root tree of {self.repo}", lambda: self._root_tree(commit))
+        archive.prove(tree, root, lambda: self._listed(commit), self._blob,
+                      f"{self.repo} at {commit[:12]}")
+        self._policy_file(root, tree.files, tree.links)
+        return Snapshot(branch=branch, commit=commit, files=tree.files, links=tree.links)
 
-    def _policy_file(self, commit: str, files: dict[str, bytes], links: dict[str, str]) -> None:
-        """``files`` holds ``.promoter.yaml`` exactly as the base tree does (the archive
-        alone cannot tell: export-ignore / export-subst): the root tree is listed, and the
-        blob read when the archive's copy is not that blob. A link, directory or
-        submodule at the path stops the run (exit 2)."""
-        def root() -> list[dict[str, Any]]:
-            entries: list[dict[str, Any]] = []
-            for page in range(1, MAX_TREE_PAGES + 1):
-                data = self._json("GET", f"/git/trees/{commit}",
-                                  params={"page": page, "per_page": TREE_PAGE})
-                entries += [e for e in data.get("tree") or [] if isinstance(e, dict)]
-                if not data.get("truncated"):
-                    break
-            return entries
+    def _root_tree(self, commit: str) -> list[archive.Listed]:
+        """The root tree's entries at ``commit``: one GET per 1000."""
+        entries: list[archive.Listed] = []
+        for page in range(1, MAX_TREE_PAGES + 1):
+            data = self._json("GET", f"/git/trees/{commit}",
+                              params={"page": page, "per_page": TREE_PAGE})
+            entries += [archive.Listed(str(e.get("path")), int(str(e.get("mode")), 8),
+                                       str(e.get("sha")))
+                        for e in data.get("tree") or [] if isinstance(e, dict)]
+            if not data.get("truncated"):
+                break
+        return entries
 
-        entry = next((e for e in self._run(f"read the root tree of {self.repo}", root)
-                      if e.get("path") == CONFIG_FILE), None)
+    def _listed(self, commit: str) -> list[archive.Listed]:
+        """Every blob, link and submodule of the tree at ``commit``."""
+        tree = self._run(f"list the tree of {self.repo}", lambda: self._tree(commit))
+        if tree is None:
+            raise ForgeError(f"the tree of {self.repo} at {commit[:12]} is listed in more "
+                             f"than {MAX_TREE_PAGES} pages", hint="a config repo that large "
+                             "is not supported; see SECURITY.md (limits)")
+        return [archive.Listed(path, int(mode, 8), oid) for path, (mode, oid) in tree.items()]
+
+    def _blob(self, oid: str) -> bytes:
+        blob = self._run(f"read the blob {oid[:12]} of {self.repo}",
+                         lambda: self._json("GET", f"/git/blobs/{oid}"))
+        try:
+            return base64.b64decode(str(blob.get("content") or ""), validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise ForgeError(f"Gitea sent an unreadable blob {oid[:12]}: {exc}") from None
+
+    def _policy_file(self, root: list[archive.Listed], files: dict[str, bytes],
+                     links: dict[str, str]) -> None:
+        """``files`` holds ``.promoter.yaml`` exactly as the base tree does (``root``: the
+        root tree's entries), the blob read when the snapshot's copy is not that blob.
+        A link, directory or submodule at the path stops the run (exit 2)."""
+        entry = next((e for e in root if e.path == CONFIG_FILE), None)
         if entry is None:
             files.pop(CONFIG_FILE, None)
             links.pop(CONFIG_FILE, None)
             return
-        check_policy_entry(str(entry.get("mode")), links.get(CONFIG_FILE))
-        sha = str(entry.get("sha"))
+        check_policy_entry(format(entry.mode, "06o"), links.get(CONFIG_FILE))
         held = files.get(CONFIG_FILE)
-        if held is not None and git_blob_sha(held) == sha:
-            return
-        blob = self._run(f"read {CONFIG_FILE} of {self.repo}",
-                         lambda: self._json("GET", f"/git/blobs/{sha}"))
-        try:
-            files[CONFIG_FILE] = base64.b64decode(str(blob.get("content") or ""), validate=False)
-        except (binascii.Error, ValueError) as exc:
-            raise ForgeError(f"Gitea sent an unreadable {CONFIG_FILE} blob: {exc}") from None
-        if git_blob_sha(files[CONFIG_FILE]) != sha:
-            raise ForgeError(f"Gitea sent a {CONFIG_FILE} that is not the blob {sha[:12]}",
-                             hint="run again; report it if it persists")
+        if held is None or git_blob_sha(held) != entry.oid:
+            files[CONFIG_FILE] = self._blob(entry.oid)
+            if git_blob_sha(files[CONFIG_FILE]) != entry.oid:
+                raise ForgeError(f"Gitea sent a {CONFIG_FILE} that is not the blob "
+                                 f"{entry.oid[:12]}", hint="run again; report it if it persists")
 
     def read_head(self, branch: str) -> Head | None:
         check_branch(branch)

@@ -43,13 +43,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
-import io
 import json
 import tarfile
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
@@ -70,6 +69,7 @@ from github.Repository import Repository
 
 from promoter import proof, retry
 from promoter.errors import AuthError, ConflictError, ForgeError, PromoteError, UsageError
+from promoter.forges import archive
 from promoter.forges import github_gql as gql
 from promoter.forges.base import (
     MERGE_METHODS,
@@ -99,7 +99,7 @@ from promoter.forges.http import (
 )
 from promoter.forges.registry import Setup, api_root
 from promoter.identity import Identity
-from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge, gunzip
+from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
 from promoter.redact import redact, register
 
@@ -205,38 +205,6 @@ def cap_body(body: str) -> str:
 def cap_title(title: str) -> str:
     title = " ".join(title.split())
     return title if len(title) <= MAX_TITLE else title[:MAX_TITLE - 1] + "…"
-
-
-def unpack_tarball(data: bytes) -> tuple[dict[str, bytes], frozenset[str], dict[str, str]]:
-    """The regular files of a GitHub tarball (``owner-repo-sha7/`` stripped), the
-    executable ones among them, and the symlinks (path -> target as stored). Symlinks
-    are never followed (a link that points inside the repo has its target listed under
-    the target's own path); files over ``MAX_FILE`` are left out."""
-    files: dict[str, bytes] = {}
-    executable: set[str] = set()
-    links: dict[str, str] = {}
-    try:
-        # decompressed here, at most MAX_UNPACKED_BYTES (ArchiveTooLarge past it)
-        with tarfile.open(fileobj=io.BytesIO(gunzip(data)), mode="r:") as tar:
-            for member in tar:
-                parts = PurePosixPath(member.name).parts
-                if len(parts) < 2 or member.name.startswith("/") or ".." in parts:
-                    continue
-                if member.issym():
-                    links["/".join(parts[1:])] = member.linkname
-                    continue
-                if not member.isfile() or member.size > MAX_FILE:
-                    continue  # directories, hard links, devices, huge files
-                handle = tar.extractfile(member)
-                if handle is None:
-                    continue
-                rel = "/".join(parts[1:])
-                files[rel] = handle.read()
-                if member.mode & 0o111:
-                    executable.add(rel)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise _DownloadFailed(None, reason=f"broken archive ({type(exc).__name__})") from exc
-    return files, frozenset(executable), links
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -521,11 +489,17 @@ class GitHubForge:
         sha = answer.base.sha
         check_branch(answer.base.branch)
         self._trees[sha] = answer.base.tree
-        files, executable, links = self._call(f"download {self.slug} at {sha[:12]}",
-                                              lambda: self._download(repo, sha), need=READ)
-        self._executable[sha] = executable
-        self._policy_file(repo, answer.base.tree, files, links, answer.base.root)
-        return Snapshot(branch=answer.base.branch, commit=sha, files=files, links=links)
+        tree = self._call(f"download {self.slug} at {sha[:12]}",
+                          lambda: self._download(repo, sha), need=READ)
+        tip = answer.base
+        root = tip.root or self._root(repo, tip.tree)
+        archive.prove(tree, (archive.Listed(n, int(m, 8), o) for n, m, o in root),
+                      lambda: self._list_tree(repo, tip.tree),
+                      lambda oid: self._blob(repo, oid), f"{self.slug} at {sha[:12]}")
+        self._executable[sha] = frozenset(tree.executable)
+        self._policy_file(repo, tree.files, tree.links, root)
+        return Snapshot(branch=answer.base.branch, commit=sha, files=tree.files,
+                        links=tree.links)
 
     def write_first(self, files: Mapping[str, bytes]) -> bool:
         """No: the run query has already read the branch (no request to save)."""
@@ -536,19 +510,12 @@ class GitHubForge:
         and show as Verified), from what this forge already knows: no request."""
         return True if sha in self._signed else None
 
-    def _policy_file(self, repo: Repository, tree: str, files: dict[str, bytes],
-                     links: dict[str, str],
-                     root: Sequence[tuple[str, str, str]] | None = None) -> None:
-        """Make ``files`` hold ``.promoter.yaml`` exactly as the base tree does: the
-        archive alone cannot tell (``export-ignore`` drops it, ``export-subst`` rewrites
-        it, ``MAX_FILE`` leaves it out), so the root tree is read (one GET) and the blob
-        too when the archive's copy is not that blob (one more). A link, directory or
-        submodule at the path stops the run (exit 2). ``root``: the root tree's entries
-        (name, mode, blob id) as the run query read them: no GET for the tree."""
-        if root is None:
-            listed = self._call(f"read the root tree of {self.slug}",
-                                lambda: repo.get_git_tree(tree).tree, need=READ)
-            root = [(e.path, e.mode, e.sha) for e in listed]
+    def _policy_file(self, repo: Repository, files: dict[str, bytes],
+                     links: dict[str, str], root: Sequence[tuple[str, str, str]]) -> None:
+        """Make ``files`` hold ``.promoter.yaml`` exactly as the base tree does, whatever
+        its size (``MAX_FILE`` leaves large files out of a snapshot): the blob is read
+        when the snapshot lacks it (one GET). A link, directory or submodule at the path
+        stops the run (exit 2). ``root``: the root tree's entries (name, mode, blob id)."""
         entry = next((e for e in root if e[0] == CONFIG_FILE), None)
         if entry is None:
             files.pop(CONFIG_FILE, None)
@@ -557,16 +524,33 @@ class GitHubForge:
         _, mode, oid = entry
         check_policy_entry(mode, links.get(CONFIG_FILE))
         held = files.get(CONFIG_FILE)
-        if held is not None and git_blob_sha(held) == oid:
-            return
-        blob = self._call(f"read {CONFIG_FILE} of {self.slug}",
+        if held is None or git_blob_sha(held) != oid:
+            files[CONFIG_FILE] = self._blob(repo, oid)
+
+    def _root(self, repo: Repository, tree: str) -> list[tuple[str, str, str]]:
+        """The root tree's entries (name, mode, object id): one GET."""
+        listed = self._call(f"read the root tree of {self.slug}",
+                            lambda: repo.get_git_tree(tree).tree, need=READ)
+        return [(e.path, e.mode, e.sha) for e in listed]
+
+    def _list_tree(self, repo: Repository, tree: str) -> list[archive.Listed]:
+        """Every entry of ``tree``, recursively: one GET (GitHub lists up to 100,000)."""
+        listed = self._call(f"list the tree of {self.slug}",
+                            lambda: repo.get_git_tree(tree, recursive=True), need=READ)
+        if listed.raw_data.get("truncated"):
+            raise ForgeError(f"GitHub cut the listing of the tree of {self.slug} short "
+                             "(too many entries)", hint="a config repo that large is not "
+                             "supported; see SECURITY.md (limits)")
+        return [archive.Listed(e.path, int(e.mode, 8), e.sha) for e in listed.tree]
+
+    def _blob(self, repo: Repository, oid: str) -> bytes:
+        blob = self._call(f"read the blob {oid[:12]} of {self.slug}",
                           lambda: repo.get_git_blob(oid), need=READ)
         content = blob.content or ""
-        files[CONFIG_FILE] = base64.b64decode(content) if blob.encoding == "base64" \
+        return base64.b64decode(content) if blob.encoding == "base64" \
             else content.encode("utf-8")
 
-    def _download(self, repo: Repository, sha: str
-                  ) -> tuple[dict[str, bytes], frozenset[str], dict[str, str]]:
+    def _download(self, repo: Repository, sha: str) -> archive.Unpacked:
         location = repo.get_archive_link("tarball", sha)
         with self._session.get(location, timeout=self.timeout, stream=True) as response:
             if response.status_code != 200:
@@ -574,7 +558,11 @@ class GitHubForge:
                     read_capped(response, 1 << 20, "the answer")  # the connection is reused
                 raise _DownloadFailed(response.status_code, dict(response.headers))
             data = read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
-        return unpack_tarball(data)
+        try:
+            return archive.unpack_archive(data, max_file=MAX_FILE)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise _DownloadFailed(None, reason=f"broken archive ({type(exc).__name__})") \
+                from exc
 
     def read_head(self, branch: str) -> Head | None:
         check_branch(branch)

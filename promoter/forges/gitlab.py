@@ -73,7 +73,7 @@ from promoter.errors import (
     PromoteError,
     UsageError,
 )
-from promoter.forges.archive import unpack_archive
+from promoter.forges import archive
 from promoter.forges.base import (
     ChecksState,
     Head,
@@ -461,7 +461,7 @@ class GitLabForge:
                                  "(empty repository?)", hint="push an initial commit first")
         branch = base
 
-        def archive() -> bytes | None:
+        def download() -> bytes | None:
             try:
                 chunks = self._project.repository_archive(
                     sha=branch, format="tar.gz", streamed=True, iterator=True,
@@ -474,11 +474,11 @@ class GitLabForge:
 
         # One request: the archive of the branch names its commit in the pax header.
         try:
-            data = self._run(f"download the archive of {branch}", archive)
+            data = self._run(f"download the archive of {branch}", download)
             if data is None:
                 raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
                                  f"{self.repo}", hint="check --base")
-            files, commit, links = unpack_archive(data)
+            tree = archive.unpack_archive(data)
         except ArchiveTooLarge as exc:
             raise ForgeError(
                 f"could not download the archive of {branch} of {self.repo}: "
@@ -488,38 +488,46 @@ class GitLabForge:
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ForgeError(f"GitLab sent an unreadable archive of {branch} "
                              f"of {self.repo}: {exc}") from exc
+        commit = tree.commit
         if commit is None:  # an archive without the header: ask for the branch's tip
             head = self._run(f"read branch {branch}", lambda: self._get_head(branch))
             if head is None:
                 raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
                                  f"{self.repo}", hint="check --base")
             commit = head.sha
-        self._policy_file(commit, files, links)
-        return Snapshot(branch=branch, commit=commit, files=files, links=links)
+        at = commit
+        root = self._run(f"read the root tree of {self.repo}", lambda: self._tree(at))
+        archive.prove(tree, root, lambda: self._run(f"list the tree of {self.repo}",
+                                                    lambda: self._tree(at, recursive=True)),
+                      self._blob, f"{self.repo} at {commit[:12]}")
+        self._policy_file(root, tree.files, tree.links)
+        return Snapshot(branch=branch, commit=commit, files=tree.files, links=tree.links)
 
-    def _policy_file(self, commit: str, files: dict[str, bytes], links: dict[str, str]) -> None:
-        """Make ``files`` hold ``.promoter.yaml`` exactly as the base tree does: the
-        archive alone cannot tell (``export-ignore`` drops it, ``export-subst`` rewrites
-        it), so the root tree is listed at the snapshot's commit (one GET per 100 root
-        entries) and the blob read when the archive's copy is not that blob (one more).
-        A link, directory or submodule at the path stops the run (exit 2)."""
-        def root() -> list[dict[str, Any]]:
-            listing = self._project.repository_tree(ref=commit, per_page=100, get_all=True)
-            return [dict(e) for e in listing]
+    def _tree(self, commit: str, *, recursive: bool = False) -> list[archive.Listed]:
+        """The root tree's entries at ``commit`` (one GET per 100), or every entry."""
+        listing = self._project.repository_tree(ref=commit, recursive=recursive,
+                                                per_page=100, get_all=True)
+        return [archive.Listed(str(e["path"]), int(str(e["mode"]), 8), str(e["id"]))
+                for e in listing]
 
-        entry = next((e for e in self._run(f"read the root tree of {self.repo}", root)
-                      if e.get("path") == CONFIG_FILE), None)
+    def _blob(self, oid: str) -> bytes:
+        return self._run(f"read the blob {oid[:12]} of {self.repo}",
+                         lambda: self._project.repository_raw_blob(oid))
+
+    def _policy_file(self, root: list[archive.Listed], files: dict[str, bytes],
+                     links: dict[str, str]) -> None:
+        """Make ``files`` hold ``.promoter.yaml`` exactly as the base tree does, from
+        the root tree's entries (``root``); the blob is read if the snapshot's copy is
+        not that blob. A link, directory or submodule at the path stops the run (exit 2)."""
+        entry = next((e for e in root if e.path == CONFIG_FILE), None)
         if entry is None:
             files.pop(CONFIG_FILE, None)
             links.pop(CONFIG_FILE, None)
             return
-        check_policy_entry(str(entry.get("mode")), links.get(CONFIG_FILE))
-        sha = str(entry.get("id"))
+        check_policy_entry(format(entry.mode, "06o"), links.get(CONFIG_FILE))
         held = files.get(CONFIG_FILE)
-        if held is not None and git_blob_sha(held) == sha:
-            return
-        files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}",
-                                       lambda: self._project.repository_raw_blob(sha))
+        if held is None or git_blob_sha(held) != entry.oid:
+            files[CONFIG_FILE] = self._blob(entry.oid)
 
     def read_head(self, branch: str) -> Head | None:
         check_branch(branch)
