@@ -13,7 +13,18 @@ import pytest
 
 from promoter.errors import ForgeError
 from promoter.forges import archive
-from promoter.forges.archive import Listed, prove, root_entries, unpack_archive
+from promoter.forges.archive import (
+    BLOB,
+    Listed,
+    Sized,
+    gitattributes_may_rewrite,
+    looks_like_link,
+    prove,
+    prove_by_size,
+    root_entries,
+    tree_ids,
+    unpack_archive,
+)
 from promoter.forges.base import git_blob_sha
 
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@example.com",
@@ -63,6 +74,27 @@ class Repo:
     def blob(self, oid: str) -> bytes:
         self.reads.append(oid)
         return self.git("cat-file", "blob", oid)
+
+    def modeless(self, recursive: bool = False) -> list[Listed]:
+        """As Bitbucket Data Center lists: ids, and no mode for a blob (``BLOB``)."""
+        return [Listed(e.path, BLOB, e.oid) if e.mode not in (archive.TREE, archive.GITLINK)
+                else e for e in self.listed(recursive)]
+
+    def sized(self) -> list[Sized]:
+        """As Bitbucket Cloud lists: every blob's kind and size, no ids."""
+        out = self.git("ls-tree", "-r", "-l", "-z", "HEAD")
+        entries = []
+        for record in out.split(b"\0"):
+            if record:
+                meta, _, path = record.partition(b"\t")
+                mode, _kind, _oid, size = meta.split()
+                entries.append(Sized(path.decode(), int(mode, 8),
+                                     int(size) if size != b"-" else 0))
+        return entries
+
+    def read(self, path: str) -> bytes:
+        self.reads.append(path)
+        return self.git("cat-file", "blob", f"HEAD:{path}")
 
 
 def repo(tmp_path: Path, files: Mapping[str, bytes | str], *,
@@ -163,3 +195,129 @@ def test_too_many_differences_stop_the_run_naming_them(
         prove(unpacked, r.listed(), lambda: r.listed(recursive=True), r.blob, "r")
     assert info.value.code == 5
     assert r.reads == []  # refused before reading any
+
+
+# --- without modes (Bitbucket Data Center) ------------------------------------------------
+
+
+def test_tree_ids_are_gits_for_every_directory(tmp_path: Path) -> None:
+    r = repo(tmp_path, {"envs/dev/a.yaml": "a\n", "envs/prod/b.yaml": "b\n", "c": "c\n"},
+             executable=("c",), links={"envs/stage": "dev"})
+    ids = tree_ids(unpack_archive(r.archive()).entries())
+    for directory in ("envs", "envs/dev", "envs/prod"):
+        assert ids[directory] == r.git("rev-parse", f"HEAD:{directory}").decode().strip()
+    assert ids[""] == r.git("rev-parse", "HEAD^{tree}").decode().strip()
+
+
+def test_ids_without_modes_prove_the_archive(tmp_path: Path) -> None:
+    r = repo(tmp_path, {"a.yaml": "a: 1\n", "run.sh": "#!/bin/sh\n", "d/x": "x\n"},
+             executable=("run.sh",), links={"top": "a.yaml"})
+    unpacked = unpack_archive(r.archive())
+    prove(unpacked, r.modeless(), no_listing, r.blob, "r")
+    assert unpacked.links == {"top": "a.yaml"} and unpacked.executable == {"run.sh"}
+
+
+def test_a_hidden_link_without_its_mode_is_known_by_its_bytes(tmp_path: Path) -> None:
+    r = repo(tmp_path, {"envs/dev/api.yaml": "image: api:1\n", "envs/prod/note": "../dev",
+                        ".gitattributes": "envs/prod/** export-ignore\n"},
+             links={"envs/prod/api.yaml": "../dev/api.yaml", "envs/prod/all": "../dev",
+                    "envs/prod/nowhere": "../gone.yaml"})
+    unpacked = unpack_archive(r.archive())
+    assert not any(p.startswith("envs/prod/") for p in unpacked.entries())
+    prove(unpacked, r.modeless(), lambda: r.modeless(recursive=True), r.blob, "r")
+    # links to a file and to a directory of the tree; a file that says "../dev" without a
+    # newline reads as one too (fail closed); a link to nothing stays a file (aliases
+    # nothing)
+    assert unpacked.links == {"envs/prod/api.yaml": "../dev/api.yaml", "envs/prod/all": "../dev",
+                              "envs/prod/note": "../dev"}
+    assert unpacked.files["envs/prod/nowhere"] == b"../gone.yaml"
+    assert len(r.reads) == 4
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"../dev/api.yaml", True), (b"../dev", True), (b"..", True), (b"api.yaml", False),
+    (b"../dev/api.yaml\n", False), (b"/etc/passwd", False), (b"../../out", False),
+    (b"", False), (b"../dev\0", False), (b"\xff", False),
+    (b"./" * 3000 + b"../dev/api.yaml", True),  # longer than any link git makes: still one
+])
+def test_what_reads_as_a_link(data: bytes, expected: bool) -> None:
+    assert looks_like_link("envs/prod/api.yaml", data, ["envs/dev/api.yaml"]) is expected
+
+
+# --- without ids (Bitbucket Cloud) --------------------------------------------------------
+
+SAME_SIZE = "# $Format:%H" + "%%" * 29 + "$\nimage: api:1\n"  # 40 hex and 29 % : same size
+
+
+def test_sizes_kinds_and_attributes_repair_the_archive(tmp_path: Path) -> None:
+    r = repo(tmp_path, {
+        "envs/dev/api.yaml": "image: api:1\n", "envs/dev/stamp.yaml": SAME_SIZE,
+        "envs/dev/crlf.yaml": "a: 1\nb: 2\n", "untouched.yaml": "u: 1\n",
+        ".gitattributes": "envs/prod/** export-ignore\n*.yaml -export-subst\n"
+                          "envs/dev/crlf.yaml text eol=crlf\n.gitattributes export-ignore\n",
+        "envs/dev/.gitattributes": "stamp.yaml export-subst\n",
+    }, links={"envs/prod/api.yaml": "../dev/api.yaml"})
+    unpacked = unpack_archive(r.archive())
+    assert unpacked.files["envs/dev/stamp.yaml"] != SAME_SIZE.encode()
+    assert len(unpacked.files["envs/dev/stamp.yaml"]) == len(SAME_SIZE)  # sizes cannot tell
+    prove_by_size(unpacked, r.sized(), r.read, "r")
+    assert unpacked.links == {"envs/prod/api.yaml": "../dev/api.yaml"}
+    assert unpacked.files["envs/dev/stamp.yaml"] == SAME_SIZE.encode()
+    assert unpacked.files["envs/dev/crlf.yaml"] == b"a: 1\nb: 2\n"
+    assert root_entries(unpacked.entries()) == {e.path: (e.mode, e.oid) for e in r.listed()}
+    # both .gitattributes, the link, the stamp (same size), the CRLF file (larger)
+    assert sorted(r.reads) == [".gitattributes", "envs/dev/.gitattributes",
+                               "envs/dev/crlf.yaml", "envs/dev/stamp.yaml",
+                               "envs/prod/api.yaml"]
+
+
+def test_an_archive_equal_in_size_and_kind_needs_no_read(tmp_path: Path) -> None:
+    r = repo(tmp_path, {"a.yaml": "a: 1\n", "run.sh": "#!/bin/sh\n"}, executable=("run.sh",),
+             links={"top": "a.yaml"})
+    unpacked = unpack_archive(r.archive())
+    unpacked.files["smuggled.yaml"] = b"image: evil:1\n"
+    prove_by_size(unpacked, r.sized(), r.read, "r")
+    assert r.reads == [] and set(unpacked.files) == {"a.yaml", "run.sh"}
+
+
+def test_a_file_sent_at_another_size_stops_the_run(tmp_path: Path) -> None:
+    r = repo(tmp_path, {"a.yaml": "a: 1\n", ".gitattributes": "a.yaml export-ignore\n"})
+    unpacked = unpack_archive(r.archive())
+    with pytest.raises(ForgeError, match=r"sent a\.yaml of r as 9 bytes, but lists it "
+                                         r"with 5") as info:
+        prove_by_size(unpacked, r.sized(),
+                      lambda p: b"a: 1\nb: 2" if p == "a.yaml" else r.read(p), "r")
+    assert info.value.code == 5
+
+
+def test_too_many_files_to_read_stop_the_run_before_reading_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(archive, "MAX_REPAIRS", 3)
+    r = repo(tmp_path, {"a.yaml": "a\n", "b.yaml": "b\n", "c.yaml": "c\n",
+                        ".gitattributes": "*.yaml ident\n"})
+    unpacked = unpack_archive(r.archive())
+    with pytest.raises(ForgeError, match=r"differs from its tree in 4 files") as info:
+        prove_by_size(unpacked, r.sized(), r.read, "r")
+    assert info.value.code == 5
+    assert r.reads == [".gitattributes"]
+
+
+@pytest.mark.parametrize(("rules", "expected"), [
+    ({".gitattributes": b"* text=auto\n*.yaml eol=lf\n"}, set()),
+    ({".gitattributes": b"*.yaml export-subst\n"}, {"a.yaml", "envs/dev/b.yaml"}),
+    ({".gitattributes": b"*.yaml -export-subst !ident\n"}, set()),
+    ({".gitattributes": b"envs/dev/b.yaml ident\n"}, {"envs/dev/b.yaml"}),
+    ({".gitattributes": b"/a.yaml filter=lfs\n"}, {"a.yaml"}),
+    ({"envs/.gitattributes": b"*.yaml working-tree-encoding=UTF-16\n"}, {"envs/dev/b.yaml"}),
+    ({"envs/.gitattributes": b"/b.yaml export-subst\n"}, set()),
+    ({".gitattributes": b"[attr]stamp export-subst\n*.md stamp\n"}, {"README.md"}),
+    ({".gitattributes": b"**/b.yaml export-subst\n"}, {"a.yaml", "envs/dev/b.yaml",
+                                                         "README.md"}),
+    ({".gitattributes": b"[ab].yaml export-subst\n"}, {"a.yaml", "envs/dev/b.yaml",
+                                                        "README.md"}),
+    ({".gitattributes": b"# *.yaml export-subst\n"}, set()),
+])
+def test_which_files_an_attribute_may_rewrite(rules: dict[str, bytes],
+                                              expected: set[str]) -> None:
+    files = ["a.yaml", "envs/dev/b.yaml", "README.md"]
+    assert gitattributes_may_rewrite(rules, files) == expected

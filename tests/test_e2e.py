@@ -21,6 +21,7 @@ from promoter.cli import run
 from promoter.forges.azure import AzureForge
 from promoter.forges.base import Forge
 from promoter.forges.bitbucket import BitbucketForge
+from promoter.forges.bitbucket_server import BitbucketServerForge
 from promoter.forges.git import GitForge
 from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import GitHubForge
@@ -28,6 +29,7 @@ from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
 from tests.fakes.azure import FakeAzure
 from tests.fakes.bitbucket import FakeBitbucket
+from tests.fakes.bitbucket_server import FakeBitbucketServer
 from tests.fakes.gitea import FakeGitea
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
@@ -278,6 +280,35 @@ class BitbucketHarness(Harness):
                                          "success": "SUCCESSFUL"}[state])
 
 
+class BitbucketServerHarness(Harness):
+    """Bitbucket Data Center: one file per commit, so only the scenarios that change one
+    file run here (``--forge bitbucket`` with a server root as ``--api-url``)."""
+
+    kind = "bitbucket_server"
+
+    def __init__(self, fake: FakeBitbucketServer) -> None:
+        self.fake = fake
+        fake.add_token(TOKEN)
+        fake.add_user("sre-lead")
+        self.repo = fake.add_repo(SLUG, FILES)
+        self.bare = self.repo.bare
+
+    def args(self) -> list[str]:
+        return ["--repo", SLUG, "--forge", "bitbucket", "--api-url", self.fake.url]
+
+    def forge(self) -> Forge:
+        return BitbucketServerForge(SLUG, api_url=self.fake.url, token=TOKEN,
+                                    sleep=lambda _: None)
+
+    def open_requests(self) -> list[Open]:
+        return [Open(p.id, p.source, p.title, p.description, [], list(p.reviewers))
+                for p in self.fake.pulls(SLUG) if p.state == "OPEN"]
+
+    def set_checks(self, sha: str, state: str) -> None:
+        self.fake.set_build(SLUG, sha, {"pending": "INPROGRESS", "failure": "FAILED",
+                                        "success": "SUCCESSFUL"}[state])
+
+
 def _harness(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
@@ -296,6 +327,9 @@ def _harness(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     elif kind == "bitbucket":
         with FakeBitbucket(tmp_path) as bb:
             yield BitbucketHarness(bb)
+    elif kind == "bitbucket_server":
+        with FakeBitbucketServer(tmp_path) as dc:
+            yield BitbucketServerHarness(dc)
     else:
         with FakeGitLab(tmp_path) as fake:
             yield GitLabHarness(fake)

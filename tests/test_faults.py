@@ -146,7 +146,7 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("GET", r"^/2\.0/repositories/acme/config$", READ),  # the main branch
         ("GET", r"/refs/branches/main$", READ),
         ("GET", r"/get/[0-9a-f]{40}\.tar\.gz$", READ),  # the archive, on the web side
-        ("GET", r"/src/[0-9a-f]{40}/\.promoter\.yaml$", READ),  # its entry, its bytes
+        ("GET", r"/src/[0-9a-f]{40}/$", READ),  # the tree's listing: proves the archive
         ("GET", r"/acme/config/commits/main$", READ),
         ("GET", r"/refs/branches/promote", READ),
         ("POST", r"/src$", WRITE),
@@ -170,8 +170,7 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ("bitbucket-dc", "merge"): [
         ("GET", r"/repos/config/branches/default$", READ),
         ("GET", r"/repos/config/archive$", READ),
-        ("GET", r"/repos/config/browse/\.promoter\.yaml$", READ),  # its type
-        ("GET", r"/repos/config/raw/\.promoter\.yaml$", READ),
+        ("GET", r"/repos/config/browse$", READ),  # the root's ids: prove the archive
         ("GET", r"/repos/config/commits$", READ),
         ("GET", r"/repos/config/branches$", READ),
         ("GET", r"/repos/config/commits/[0-9a-f]{40}$", READ),  # the base, before merging

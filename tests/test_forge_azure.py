@@ -413,6 +413,15 @@ def test_an_expired_policy_approval_is_pending(az: FakeAzure, repo: Repo) -> Non
     assert forge.checks(pr, sha) is ChecksState.SUCCESS  # type: ignore[arg-type]
 
 
+def test_closing_a_request_another_run_just_completed_is_done(
+        az: FakeAzure, repo: Repo, forge: AzureForge) -> None:
+    # two runs at once: one completes the request, the other closes it as pointless
+    sha, pr = opened(az, forge)
+    assert forge.merge(pr, "squash", sha, MESSAGE).merged  # type: ignore[arg-type]
+    forge.close_request(pr, "nothing left to do")  # type: ignore[arg-type]
+    assert az.pulls(SLUG)[0].status == "completed"
+
+
 def test_merge_is_pinned_to_the_proved_source_commit(az: FakeAzure, repo: Repo,
                                                      forge: AzureForge) -> None:
     sha, pr = opened(az, forge)

@@ -101,10 +101,47 @@ def test_snapshot_is_every_file_byte_for_byte(bb: FakeBitbucket, repo: Repo,
     assert snap.links == {"envs/link.yaml": "dev/app.yaml"}
     assert [p for _, p in counts(bb)] == [
         "", "/refs/branches/main", f"/acme/config/get/{snap.commit}.tar.gz",
-        f"/src/{snap.commit}/.promoter.yaml", f"/src/{snap.commit}/.promoter.yaml"]
+        f"/src/{snap.commit}/"]
     bb.reset_counts()
     forge.snapshot("main")
-    assert len(bb.requests) == 4  # branch, archive, the policy file's entry and bytes
+    assert len(bb.requests) == 3  # branch, archive, the tree's listing (proves the archive)
+
+
+def test_a_deep_tree_is_listed_directory_by_directory(
+        bb: FakeBitbucket, repo: Repo, forge: BitbucketForge,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory below ``MAX_DEPTH`` levels is listed on its own (git has no empty
+    directories: a directory with nothing listed below it was not reached)."""
+    monkeypatch.setattr(bitbucket, "MAX_DEPTH", 1)
+    snap = forge.snapshot("main")
+    assert dict(snap.files) == FILES and snap.links == {"envs/link.yaml": "dev/app.yaml"}
+    listings = sorted(p for _, p in counts(bb) if p.startswith("/src/") and p.endswith("/"))
+    assert listings == [f"/src/{snap.commit}/{d}" for d in
+                        ("", "bin/", "envs/", "envs/dev/", "envs/prod/")]
+
+
+def test_a_long_listing_follows_next(bb: FakeBitbucket, repo: Repo,
+                                     forge: BitbucketForge) -> None:
+    many = {f"envs/dev/n{i:03}.yaml": f"n: {i}\n".encode() for i in range(120)}
+    repo.bare.commit_files("main", many, "many files")
+    snap = forge.snapshot("main")
+    assert dict(snap.files) == {**FILES, **many}
+    assert sum(1 for _, p in counts(bb) if p.startswith("/src/")) == 2  # 100 + the rest
+
+
+def test_a_same_size_rewrite_is_read_from_the_tree(bb: FakeBitbucket, repo: Repo,
+                                                   forge: BitbucketForge) -> None:
+    """export-subst can expand to exactly the size it replaces (40 hex for ``%H`` and one
+    ``%`` for each ``%%``): sizes cannot tell, the .gitattributes can."""
+    stamped = b"# $Format:%H" + b"%%" * 29 + b"$\n" + DEV
+    repo.bare.commit_files("main", {"envs/dev/app.yaml": stamped,
+                                    "envs/dev/.gitattributes": b"app.yaml export-subst\n"},
+                           "stamp")
+    snap = forge.snapshot("main")
+    assert snap.files["envs/dev/app.yaml"] == stamped
+    assert sorted(p.rsplit("/", 2)[-2:][-1] for _, p in counts(bb)
+                  if p.startswith(f"/src/{snap.commit}/envs/")) == [".gitattributes",
+                                                                     "app.yaml"]
 
 
 def test_a_filtered_policy_file_is_read_from_the_tree(bb: FakeBitbucket, repo: Repo,
@@ -130,7 +167,9 @@ def test_a_policy_file_past_the_size_limit_is_refused(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A file read from the tree is streamed and capped like an archive (exit 5)."""
     monkeypatch.setattr(bitbucket, "MAX_FILE_BYTES", 64)
-    repo.bare.commit_files("main", {".promoter.yaml": b"version: 1\n" + b"#" * 100}, "big")
+    repo.bare.commit_files("main", {".promoter.yaml": b"version: 1\n" + b"#" * 100,
+                                    ".gitattributes": b".promoter.yaml export-ignore\n"},
+                           "big, and read from the tree")
     with pytest.raises(ForgeError, match="more than 64 bytes") as caught:
         forge.snapshot("main")
     assert caught.value.code == 5

@@ -78,9 +78,60 @@ def test_snapshot_is_every_file_byte_for_byte(dc: FakeBitbucketServer, repo: Rep
     snap = forge.snapshot("main")
     assert snap.commit == repo.bare.resolve("main") and dict(snap.files) == FILES
     assert snap.links == {"envs/link.yaml": "dev/app.yaml"}
-    assert calls(dc) == ["GET /branches", "GET /archive", "GET /browse/.promoter.yaml",
-                         "GET /raw/.promoter.yaml"]
+    # the root listing proves the archive (and holds the policy file's entry)
+    assert calls(dc) == ["GET /branches", "GET /archive", "GET /browse"]
     assert forge.snapshot(None).branch == "main"  # the default branch
+
+
+def test_only_the_directories_the_archive_misstates_are_browsed(
+        dc: FakeBitbucketServer, repo: Repo, forge: BitbucketServerForge) -> None:
+    """The archive leaves envs/prod out: envs and envs/prod are browsed (their ids
+    differ), envs/dev is not (its id is the archive's), and the one file read is checked
+    against its contentId."""
+    repo.bare.commit_files("main", {".gitattributes": b"envs/prod/** export-ignore\n"}, "h")
+    snap = forge.snapshot("main")
+    assert dict(snap.files) == {**FILES, ".gitattributes": b"envs/prod/** export-ignore\n"}
+    assert calls(dc) == ["GET /branches", "GET /archive", "GET /browse", "GET /browse/envs",
+                         "GET /browse/envs/prod", "GET /raw/envs/prod/app.yaml"]
+
+
+def test_a_file_read_as_other_bytes_than_its_id_stops_the_run(
+        dc: FakeBitbucketServer, repo: Repo, forge: BitbucketServerForge) -> None:
+    repo.bare.commit_files("main", {".gitattributes": b"envs/prod/** export-ignore\n"}, "h")
+    dc.fail("GET", r"/raw/envs/prod/app\.yaml$", 200, body=b"image: evil:6.6.6\n")
+    with pytest.raises(ForgeError, match="not the blob") as caught:
+        forge.snapshot("main")
+    assert caught.value.code == 5
+
+
+def test_a_root_of_many_entries_is_listed_page_by_page(
+        dc: FakeBitbucketServer, repo: Repo, forge: BitbucketServerForge) -> None:
+    many = {f"n{i:03}.yaml": f"n: {i}\n".encode() for i in range(150)}
+    repo.bare.commit_files("main", many, "many files")
+    snap = forge.snapshot("main")
+    assert dict(snap.files) == {**FILES, **many}
+    assert calls(dc).count("GET /browse") == 2  # 100 + the rest, and nothing else browsed
+    assert len(calls(dc)) == 4
+
+
+def test_directories_listed_without_ids_are_browsed_not_trusted(
+        dc: FakeBitbucketServer, repo: Repo, forge: BitbucketServerForge) -> None:
+    """Should a server list directories without ``contentId``, each is browsed and its
+    files compared by id: more requests, the same proof."""
+    repo.bare.commit_files("main", {".gitattributes": b"envs/prod/** export-ignore\n"}, "h")
+    main = repo.bare.resolve("main") or ""
+    root = [{"path": {"toString": path}, "type": "DIRECTORY" if mode == "040000" else "FILE",
+             **({} if mode == "040000" else {"contentId": oid})}
+            for path, (mode, oid) in (
+                (line.split("\t")[1], tuple(line.split("\t")[0].split()[::2]))
+                for line in repo.bare.git("ls-tree", main).stdout.decode().splitlines())]
+    dc.fail("GET", r"/repos/config/browse$", 200,
+            body={"children": {"isLastPage": True, "values": root}})
+    snap = forge.snapshot("main")
+    assert dict(snap.files) == {**FILES, ".gitattributes": b"envs/prod/** export-ignore\n"}
+    assert snap.links == {"envs/link.yaml": "dev/app.yaml"}
+    assert calls(dc) == ["GET /branches", "GET /archive", "GET /browse", "GET /browse/envs",
+                         "GET /browse/envs/prod", "GET /raw/envs/prod/app.yaml"]
 
 
 def test_a_linked_or_filtered_policy_file(dc: FakeBitbucketServer, repo: Repo,

@@ -529,11 +529,12 @@ def test_link_aliases(links: dict[str, str], aliases: tuple[str, ...]) -> None:
 
 # --- the archive is proved to be the tree: .gitattributes cannot hide or rewrite ------------
 # git archive obeys export-ignore, export-subst and eol attributes; every forge that reads
-# the base through an archive checks it against the tree's object ids (Bitbucket: open,
-# see SECURITY.md).
+# the base through an archive checks it against the tree: by object ids (GitHub, GitLab,
+# Gitea, Bitbucket Data Center), by kinds, sizes and .gitattributes (Bitbucket Cloud).
 
 
-@pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure"])
+@pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure", "bitbucket",
+                        "bitbucket_server"])
 def proved(request: pytest.FixtureRequest, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     yield from _harness(request.param, tmp_path, monkeypatch)

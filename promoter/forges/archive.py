@@ -9,12 +9,20 @@ commit the expanded or rewritten bytes, and a symbolic link left out (``envs/pro
 ``../dev``) would hide an alias from the policy's ``paths_only``. So the unpacked
 archive is hashed as git hashes a tree (blob ids, modes, sorted entries) and compared
 with the root entries the forge lists; only when they differ is the whole tree listed
-and each entry that differs read as the blob it is."""
+and each entry that differs read as the blob it is (``prove``).
+
+Bitbucket Data Center lists object ids but no modes (``BLOB``: ids are compared, the
+mode is the archive's, and a path the archive left out is taken for a symbolic link when
+its bytes can only be one, ``looks_like_link``). Bitbucket Cloud lists no object ids at
+all: ``prove_by_size`` compares kinds and sizes, and reads every file whose size or kind
+differs, and every file a ``.gitattributes`` could rewrite at the same size."""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
+import posixpath
 import re
 import tarfile
 from collections.abc import Callable, Iterable, Mapping
@@ -24,8 +32,10 @@ from pathlib import PurePosixPath
 from promoter.errors import ForgeError
 from promoter.forges.base import git_blob_sha
 from promoter.limits import gunzip
+from promoter.paths import link_target
 
 FILE, EXECUTABLE, LINK, TREE, GITLINK = 0o100644, 0o100755, 0o120000, 0o040000, 0o160000
+BLOB = 0o100000  # a file, executable or link: the forge lists the blob's id, not its mode
 MAX_REPAIRS = 200  # entries read one by one when the archive is not the tree
 
 
@@ -113,6 +123,26 @@ def root_entries(blobs: Mapping[str, tuple[int, str]]) -> dict[str, tuple[int, s
     return root.entries()
 
 
+def tree_ids(blobs: Mapping[str, tuple[int, str]]) -> dict[str, str]:
+    """directory path -> git's id of the tree that holds its part of ``blobs`` (path ->
+    (mode, blob id)); the root is ``""``."""
+    root = _Dir()
+    for path, entry in blobs.items():
+        *dirs, name = path.split("/")
+        node = root
+        for part in dirs:
+            node = node.dirs.setdefault(part, _Dir())
+        node.blobs[name] = entry
+    out: dict[str, str] = {}
+    pending = [("", root)]
+    while pending:
+        where, node = pending.pop()
+        out[where] = node.oid()
+        pending.extend((f"{where}/{name}" if where else name, child)
+                       for name, child in node.dirs.items())
+    return out
+
+
 @dataclass
 class _Dir:
     dirs: dict[str, _Dir] = field(default_factory=dict)
@@ -142,15 +172,40 @@ def prove(unpacked: Unpacked, root: Iterable[Listed],
     Equal root entries prove the archive is the tree (git's object ids): nothing more is
     read. Otherwise ``list_tree()`` lists every entry and each one the archive lacks or
     holds otherwise is read with ``read_blob(oid)`` (at most ``MAX_REPAIRS``; more stops
-    the run, exit 5); paths the tree does not hold are dropped."""
+    the run, exit 5); paths the tree does not hold are dropped. An entry listed as
+    ``BLOB`` (no mode) matches the archive's by id alone; read, it takes the archive's
+    mode, or, left out of the archive, is a link when ``looks_like_link``."""
     wanted = {e.path: (e.mode, e.oid) for e in root if e.mode != GITLINK}
-    if root_entries(unpacked.entries()) == wanted:
+    have = root_entries(unpacked.entries())
+    if have.keys() == wanted.keys() and all(_same(have[p], e) for p, e in wanted.items()):
         return
     listed = {e.path: (e.mode, e.oid) for e in list_tree() if e.mode not in (TREE, GITLINK)}
     held = unpacked.entries()
     for path in held.keys() - listed.keys():
         _drop(unpacked, path)
-    differ = sorted(path for path, entry in listed.items() if held.get(path) != entry)
+    differ = sorted(path for path, entry in listed.items() if not _same(held.get(path), entry))
+    _bound(differ, where)
+    for path in differ:
+        mode, oid = listed[path]
+        data = read_blob(oid)
+        if git_blob_sha(data) != oid:
+            raise ForgeError(f"the forge sent {path} of {where} as bytes that are not the "
+                             f"blob {oid[:12]}", hint="run again; report it if it persists")
+        if mode == BLOB:
+            mode = held[path][0] if path in held else \
+                LINK if looks_like_link(path, data, listed) else FILE
+        _place(unpacked, path, mode, data)
+
+
+def _same(held: tuple[int, str] | None, listed: tuple[int, str]) -> bool:
+    if held is None:
+        return False
+    if listed[0] == BLOB:
+        return held[0] in (FILE, EXECUTABLE, LINK) and held[1] == listed[1]
+    return held == listed
+
+
+def _bound(differ: list[str], where: str) -> None:
     if len(differ) > MAX_REPAIRS:
         raise ForgeError(
             f"the archive of {where} differs from its tree in {len(differ)} files "
@@ -159,19 +214,126 @@ def prove(unpacked: Unpacked, root: Iterable[Listed],
             f"at most {MAX_REPAIRS} such files one by one",
             hint="drop those attributes from the files promoter reads (the environments' "
                  "YAML, .promoter.yaml and their symbolic links)")
-    for path in differ:
-        mode, oid = listed[path]
-        data = read_blob(oid)
-        if git_blob_sha(data) != oid:
-            raise ForgeError(f"the forge sent {path} of {where} as bytes that are not the "
-                             f"blob {oid[:12]}", hint="run again; report it if it persists")
+
+
+def _place(unpacked: Unpacked, path: str, mode: int, data: bytes) -> None:
+    _drop(unpacked, path)
+    if mode == LINK:
+        unpacked.links[path] = data.decode("utf-8", "surrogateescape")
+        return
+    unpacked.files[path] = data
+    if mode == EXECUTABLE:
+        unpacked.executable.add(path)
+
+
+def looks_like_link(path: str, data: bytes, tree: Iterable[str]) -> bool:
+    """Whether a blob the archive left out, listed without its mode, is to be taken for a
+    symbolic link: its bytes, as a link target relative to ``path``, name a path of
+    ``tree`` (every blob's path) or a directory above one. A regular file that reads so
+    is taken for a link too: that can only add aliases for the policy to judge (fail
+    closed), and such a file holds no image to edit; a link to nothing in the tree is
+    kept as a file (it aliases nothing)."""
+    target = link_target(path, data.decode("utf-8", "surrogateescape"))
+    if target is None:
+        return False
+    return any(not target or p == target or p.startswith(target + "/") for p in tree)
+
+
+@dataclass(frozen=True)
+class Sized:
+    """One blob as Bitbucket Cloud lists it: its path, kind (``FILE``, ``EXECUTABLE``,
+    ``LINK``, ``GITLINK``) and size in bytes; no object id."""
+
+    path: str
+    mode: int
+    size: int
+
+
+# attributes that make ``git archive`` rewrite a file, possibly to the same size
+# (text / eol only add CRs to bare LFs: the size grows, which the sizes catch)
+SAME_SIZE_REWRITES = ("export-subst", "ident", "filter", "working-tree-encoding")
+ATTRIBUTES = ".gitattributes"
+
+
+def prove_by_size(unpacked: Unpacked, listing: Iterable[Sized],
+                  read_file: Callable[[str], bytes], where: str) -> None:
+    """Make ``unpacked`` the tree ``listing`` lists (every blob, no ids: Bitbucket Cloud).
+
+    Paths the tree does not hold are dropped. Read with ``read_file(path)`` (the tree's
+    own bytes): every ``.gitattributes`` of the tree, every file the archive lacks or
+    holds with another kind or size, and every file of the archive that a
+    ``.gitattributes`` line setting ``export-subst``, ``ident``, ``filter`` or
+    ``working-tree-encoding`` may match (``gitattributes_may_rewrite``); at most
+    ``MAX_REPAIRS`` reads in all, more stops the run (exit 5)."""
+    listed = {e.path: e for e in listing if e.mode != GITLINK}
+    for path in unpacked.entries().keys() - listed.keys():
         _drop(unpacked, path)
-        if mode == LINK:
-            unpacked.links[path] = data.decode("utf-8", "surrogateescape")
+    attributes = sorted(p for p in listed if posixpath.basename(p) == ATTRIBUTES)
+    _bound(attributes, where)
+    rules = {p: read_file(p) for p in attributes}
+    risky = gitattributes_may_rewrite(rules, unpacked.files)
+    differ = sorted(p for p, e in listed.items()
+                    if p in risky or p in rules or _kind_and_size(unpacked, p) !=
+                    (e.mode, e.size))
+    _bound(differ, where)
+    for path in differ:
+        entry = listed[path]
+        data = rules[path] if path in rules else read_file(path)
+        if len(data) != entry.size:
+            raise ForgeError(f"the forge sent {path} of {where} as {len(data)} bytes, but "
+                             f"lists it with {entry.size}", hint="run again; report it if "
+                                                                 "it persists")
+        _place(unpacked, path, entry.mode, data)
+
+
+def _kind_and_size(unpacked: Unpacked, path: str) -> tuple[int, int] | None:
+    if path in unpacked.links:
+        return LINK, len(_raw(unpacked.links[path]))
+    if path in unpacked.files:
+        return (EXECUTABLE if path in unpacked.executable else FILE,
+                len(unpacked.files[path]))
+    return None
+
+
+def gitattributes_may_rewrite(rules: Mapping[str, bytes], files: Iterable[str]) -> set[str]:
+    """The paths of ``files`` that a line of the ``.gitattributes`` files ``rules`` (path
+    -> bytes) may give an attribute of ``SAME_SIZE_REWRITES``. Over-approximated, never
+    under: a macro (``[attr]``) that sets one makes every use of its name count; a
+    pattern with ``**``, a bracket, a backslash or a quote matches every file below its
+    ``.gitattributes``; ``*`` may match across ``/``."""
+    names = set(SAME_SIZE_REWRITES)
+    lines: list[tuple[str, list[str]]] = []
+    for path, data in sorted(rules.items()):
+        base = posixpath.dirname(path)
+        for raw in data.decode("utf-8", "replace").splitlines():
+            words = raw.split()
+            if not words or words[0].startswith("#"):
+                continue
+            if words[0].startswith("[attr]"):
+                if any(_sets(w, names) for w in words[1:]):
+                    names.add(words[0].removeprefix("[attr]"))
+                continue
+            lines.append((base, words))
+    out: set[str] = set()
+    for base, (pattern, *attrs) in lines:
+        if not any(_sets(a, names) for a in attrs):
             continue
-        unpacked.files[path] = data
-        if mode == EXECUTABLE:
-            unpacked.executable.add(path)
+        below = [p for p in files if not base or p.startswith(base + "/")]
+        out.update(p for p in below if _may_match(pattern, p[len(base) + 1:] if base else p))
+    return out
+
+
+def _sets(word: str, names: set[str]) -> bool:
+    """``word`` sets (or gives a value to) one of ``names``; ``-name`` / ``!name`` unset."""
+    return not word.startswith(("-", "!")) and word.split("=", 1)[0] in names
+
+
+def _may_match(pattern: str, relative: str) -> bool:
+    if any(c in pattern for c in '[\\"') or "**" in pattern:
+        return True
+    if "/" not in pattern.rstrip("/"):
+        return fnmatch.fnmatchcase(posixpath.basename(relative), pattern)
+    return fnmatch.fnmatchcase(relative, pattern.lstrip("/"))
 
 
 def _drop(unpacked: Unpacked, path: str) -> None:

@@ -804,10 +804,18 @@ class AzureForge(RestClient):
                                           "status": "closed"})
             return True
 
+        def abandon() -> None:
+            where = f"{self._root}/pullrequests/{pr.number}"
+            try:
+                self._call("PATCH", where, body={"status": "abandoned"})
+            except HttpFailure as exc:  # 409 TF401181: completed or abandoned meanwhile
+                if exc.status != 409 or (self._call("GET", where) or {}).get("status") \
+                        not in ("completed", "abandoned"):
+                    raise
+
         if comment:
             self._write(f"comment on pull request !{pr.number}", note, noted)
-        self._run(f"abandon pull request !{pr.number}", lambda: self._call(
-            "PATCH", f"{self._root}/pullrequests/{pr.number}", body={"status": "abandoned"}))
+        self._run(f"abandon pull request !{pr.number}", abandon)
 
     # -- checks and merging -----------------------------------------------------------
 

@@ -17,9 +17,9 @@ refuses such a URL (exit 2) before any request.
 Requests of a first promotion (base given, no reviewers, no checks)::
 
     snapshot       GET refs/branches/{base}, GET {web}/{ws}/{repo}/get/{sha}.tar.gz
-                   (the archive, on the web host), GET src/{sha}/.promoter.yaml?format=meta
-                   (+ GET src/{sha}/.promoter.yaml, its bytes, when it is there; + GET the
-                   repository when the base is its main branch)
+                   (the archive, on the web host), GET src/{sha}/?max_depth=…&pagelen=100
+                   (the whole tree: one per 100 entries; + GET src/{sha}/{path} per
+                   .gitattributes; + GET the repository when the base is its main branch)
     read_head      GET refs/branches/{branch}        (404: none; the tip's message and
                    parents come with it)
     write_commit   POST src (form: one field per file, message, branch, parents, author),
@@ -29,6 +29,18 @@ Requests of a first promotion (base given, no reviewers, no checks)::
     checks         GET commit/{sha}/statuses
     merge          GET pullrequests/{id}, GET refs/branches/{branch} (the head, right
                    before), POST pullrequests/{id}/merge
+
+The archive is proved to be the tree (``promoter.forges.archive.prove_by_size``):
+``git archive`` obeys ``.gitattributes`` (export-ignore, export-subst, eol), and the
+``src`` API lists no object ids to compare with. So the whole tree is listed every run
+(``commit_file``: path, size, attributes link / executable / subrepository; paged by
+``next``; a directory deeper than ``MAX_DEPTH`` is listed on its own), every
+``.gitattributes`` is read, and read from the tree (``src/{sha}/{path}``, the bytes as
+stored) is each file the archive lacks or holds with another kind or size, and each file
+a ``.gitattributes`` line setting export-subst, ident, filter or working-tree-encoding
+may match (those can rewrite a file to the same size; eol / text only add bytes); at
+most ``archive.MAX_REPAIRS`` (exit 5 past it). The policy file's entry is in that
+listing; its bytes are the proved ones.
 
 The commit: ``POST /2.0/repositories/{ws}/{repo}/src`` with ``branch`` (the promotion
 branch, new) and ``parents`` (the snapshot's commit): Bitbucket creates the branch and
@@ -93,7 +105,7 @@ from promoter.errors import (
     PromoteError,
     UsageError,
 )
-from promoter.forges.archive import unpack_archive
+from promoter.forges import archive
 from promoter.forges.base import (
     ChecksState,
     Head,
@@ -131,6 +143,8 @@ CLOUD_WEB = "https://bitbucket.org"
 PAGE = 50  # pull requests, statuses, members: Bitbucket's pagelen maximum is 50 (100 some)
 DIFFSTAT_PAGE = 500
 MAX_PAGES = 20
+SRC_PAGE = 100  # entries per page of a directory listing (the src API's maximum)
+MAX_DEPTH = 10  # directory levels per listing; a deeper directory is listed on its own
 MAX_REDIRECTS = 3
 MAX_TITLE = 255
 MAX_BODY = 65_000
@@ -381,7 +395,7 @@ class BitbucketForge(RestClient):
         commit = tip.sha
         try:
             data = self._run(f"download the archive of {name}", lambda: self._archive(commit))
-            tree = unpack_archive(data)
+            tree = archive.unpack_archive(data)
         except ArchiveTooLarge as exc:
             raise ForgeError(f"could not download the archive of {name} of {self.repo}: "
                              f"{exc.describe()}", hint="a config repo that large is not "
@@ -389,9 +403,52 @@ class BitbucketForge(RestClient):
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ForgeError(f"Bitbucket sent an unreadable archive of {name} of "
                              f"{self.repo}: {exc}") from exc
-        files, links = tree.files, tree.links
-        self._policy_file(commit, files, links)
-        return Snapshot(branch=name, commit=commit, files=files, links=links)
+        listing, directories = self._run(f"list the tree of {self.repo}",
+                                         lambda: self._list(commit))
+
+        def read(path: str) -> bytes:
+            data: bytes = self._run(f"read {path} of {self.repo}", lambda: self._call(
+                "GET", f"/src/{commit}/{quote(path)}", raw=True))
+            return data
+
+        archive.prove_by_size(tree, listing, read, f"{self.repo} at {commit[:12]}")
+        self._policy_file(listing, directories, tree.files, tree.links)
+        return Snapshot(branch=name, commit=commit, files=tree.files, links=tree.links)
+
+    def _list(self, commit: str) -> tuple[list[archive.Sized], set[str]]:
+        """Every file (with its kind and size) and every directory of the tree at
+        ``commit``: ``src/{commit}/?max_depth=MAX_DEPTH``, then each directory whose
+        entries that listing did not reach (git has no empty directories)."""
+        files: list[archive.Sized] = []
+        directories: set[str] = set()
+        pending = [""]
+        for _ in range(archive.MAX_REPAIRS):
+            if not pending:
+                return files, directories
+            top = pending.pop()
+            found: list[str] = []
+            for value in self._pages(f"/src/{commit}/{quote(top)}/" if top else
+                                     f"/src/{commit}/",
+                                     {"max_depth": MAX_DEPTH, "pagelen": SRC_PAGE}):
+                path = str(value.get("path") or "")
+                if not path or (top and not path.startswith(top + "/")):
+                    raise ForgeError(f"Bitbucket listed {top or 'the root'} of {self.repo} "
+                                     f"with an entry outside it ({path!r})", hint="report it")
+                found.append(path)
+                if value.get("type") == "commit_directory":
+                    directories.add(path)
+                    continue
+                mode = int(self._mode(value), 8)
+                size = value.get("size", 0 if mode == archive.GITLINK else None)
+                if value.get("type") != "commit_file" or not isinstance(size, int):
+                    raise ForgeError(f"Bitbucket listed {path} of {self.repo} without a "
+                                     "size", hint="report it")
+                files.append(archive.Sized(path, mode, size))
+            pending += [d for d in found if d in directories
+                        and not any(p.startswith(d + "/") for p in found)]
+        raise ForgeError(f"the tree of {self.repo} at {commit[:12]} is more than "
+                         f"{archive.MAX_REPAIRS} listings deep", hint="a config repo that "
+                         "large is not supported; see SECURITY.md (limits)")
 
     def _archive(self, commit: str) -> bytes:
         """``{web}/{ws}/{repo}/get/{sha}.tar.gz``: credentials to the web origin only; a
@@ -430,20 +487,21 @@ class BitbucketForge(RestClient):
             return "120000"
         return "100755" if "executable" in attributes else "100644"
 
-    def _policy_file(self, commit: str, files: dict[str, bytes], links: dict[str, str]) -> None:
-        """``files`` holds ``.promoter.yaml`` exactly as the base tree does (an archive
-        can leave it out, export-ignore, or rewrite it, export-subst): its entry is read
-        (``format=meta``) and its bytes from the tree itself. A link, directory or
-        submodule at the path stops the run (exit 2)."""
-        meta = self._run(f"read {CONFIG_FILE} of {self.repo}",
-                         lambda: self._meta(commit, CONFIG_FILE))
-        if meta is None:
+    def _policy_file(self, listing: list[archive.Sized], directories: set[str],
+                     files: dict[str, bytes], links: dict[str, str]) -> None:
+        """``files`` holds ``.promoter.yaml`` as the base tree does (proved): its entry is
+        in the tree's listing. A link, directory or submodule at the path stops the run
+        (exit 2)."""
+        entry = next((e for e in listing if e.path == CONFIG_FILE), None)
+        if CONFIG_FILE in directories:
+            mode = "040000"
+        elif entry is None:
             files.pop(CONFIG_FILE, None)
             links.pop(CONFIG_FILE, None)
             return
-        check_policy_entry(self._mode(meta), links.get(CONFIG_FILE))
-        files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}", lambda: self._call(
-            "GET", f"/src/{commit}/{CONFIG_FILE}", raw=True))
+        else:
+            mode = format(entry.mode, "06o")
+        check_policy_entry(mode, links.get(CONFIG_FILE))
 
     def read_head(self, branch: str) -> Head | None:
         check_branch(branch)

@@ -15,7 +15,7 @@ anything is written, never split into several commits.
 Requests of a first promotion (base given, no reviewers, no checks)::
 
     snapshot       GET branches?filterText={base}, GET archive?at={sha}&format=tar.gz,
-                   GET browse/.promoter.yaml?type=true, GET raw/.promoter.yaml
+                   GET browse?at={sha} (the root directory: one per 100 entries)
     read_head      GET branches?filterText={branch}  (+ GET commits/{sha} when it exists)
     write_commit   PUT browse/{path} (branch, sourceBranch, sourceCommitId)
     open_request   POST pull-requests
@@ -35,6 +35,17 @@ the promotion then opens a new one.
 executable bit did not change; ``contentId`` is the new blob's git id. Data Center
 reports no symbolic-link type here, so a link is seen as a file (its blob, the link
 target, is what is compared).
+
+The archive is proved to be the tree (``promoter.forges.archive``): ``browse`` lists a
+directory's children (``path``, ``type`` FILE / DIRECTORY / SUBMODULE, ``contentId``: the
+git id of the blob or tree; paged), and the root's ids are compared with the unpacked
+archive's, hashed as git hashes trees. Equal, nothing more is read (the policy file's
+entry is in that listing). When ``.gitattributes`` made them differ (export-ignore,
+export-subst, eol), each directory whose id differs is browsed (one GET per 100
+entries), down to the files that differ, and each is read (``raw/{path}?at=``) and
+checked against its id, at most ``archive.MAX_REPAIRS`` (exit 5 past it). Data Center
+lists no modes: the archive's is kept, and a file the archive left out is taken for a
+symbolic link when its bytes can only name a path of the tree (``looks_like_link``).
 
 Merging: ``POST …/merge?version={v}`` fails (409) when the pull request changed since
 version ``v`` was read; promoter reads the pull request, merges only when its source
@@ -65,7 +76,7 @@ from promoter.errors import (
     PromoteError,
     UsageError,
 )
-from promoter.forges.archive import unpack_archive
+from promoter.forges import archive
 from promoter.forges.base import (
     ChecksState,
     Head,
@@ -106,6 +117,7 @@ AUTH_HINT = ("set PROMOTE_TOKEN / BITBUCKET_TOKEN to a Data Center HTTP access t
 _STATES = {"SUCCESSFUL": ChecksState.SUCCESS, "INPROGRESS": ChecksState.PENDING,
            "FAILED": ChecksState.FAILURE, "CANCELLED": ChecksState.FAILURE,
            "UNKNOWN": ChecksState.PENDING}
+_MODES = {"FILE": archive.BLOB, "DIRECTORY": archive.TREE, "SUBMODULE": archive.GITLINK}
 _STRATEGIES = {"merge": "no-ff", "squash": "squash", "rebase": "rebase-ff-only"}
 
 
@@ -314,7 +326,7 @@ class BitbucketServerForge(RestClient):
                                  f"Center repository {self.repo}", hint="check --base")
             commit = found
 
-        def archive() -> bytes:
+        def download() -> bytes:
             with self._session.get(f"{self._root}/archive", stream=True, timeout=self.timeout,
                                    params={"at": commit, "format": "tar.gz",
                                            "prefix": "repo/"}) as response:
@@ -323,34 +335,99 @@ class BitbucketServerForge(RestClient):
                 return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
 
         try:
-            tree = unpack_archive(self._run(f"download the archive of {name}", archive))
+            tree = archive.unpack_archive(self._run(f"download the archive of {name}",
+                                                    download))
         except ArchiveTooLarge as exc:
             raise ForgeError(f"could not download the archive of {name} of {self.repo}: "
                              f"{exc.describe()}", hint="see SECURITY.md (limits)") from None
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ForgeError(f"Bitbucket Data Center sent an unreadable archive of {name}: "
                              f"{exc}") from exc
-        files, links = tree.files, tree.links
-        self._policy_file(commit, files, links)
-        return Snapshot(branch=name, commit=commit, files=files, links=links)
+        root = self._run(f"read the root directory of {self.repo}",
+                         lambda: self._children(commit, ""))
+        paths: dict[str, str] = {}  # blob id -> a path that holds it, for reading it
 
-    def _policy_file(self, commit: str, files: dict[str, bytes], links: dict[str, str]) -> None:
-        """The policy file's type (``browse?type=true``: FILE, DIRECTORY, SUBMODULE; a
-        link is known from the archive) and its bytes from the tree (``raw``)."""
-        kind = self._run(f"read {CONFIG_FILE} of {self.repo}", lambda: self._call(
-            "GET", f"/browse/{CONFIG_FILE}", params={"at": commit, "type": "true"},
-            missing=True))
-        if kind is None:
+        def listed() -> list[archive.Listed]:
+            return self._run(f"list the tree of {self.repo}",
+                             lambda: self._walk(commit, root, tree, paths))
+
+        def read(oid: str) -> bytes:
+            data: bytes = self._run(f"read {paths[oid]} of {self.repo}", lambda: self._call(
+                "GET", f"/raw/{quote(paths[oid])}", params={"at": commit}, raw=True))
+            return data
+
+        archive.prove(tree, root, listed, read, f"{self.repo} at {commit[:12]}")
+        self._policy_file(root, tree.files, tree.links)
+        return Snapshot(branch=name, commit=commit, files=tree.files, links=tree.links)
+
+    def _children(self, commit: str, directory: str) -> list[archive.Listed]:
+        """A directory's entries at ``commit`` (``browse``: one GET per 100), paths from
+        the root; a file's mode is not listed (``archive.BLOB``)."""
+        path = f"/browse/{quote(directory)}" if directory else "/browse"
+        out: list[archive.Listed] = []
+        start = 0
+        for _ in range(MAX_PAGES):
+            data = self._call("GET", path, params={"at": commit, "start": start,
+                                                   "limit": PAGE}) or {}
+            children = data.get("children") or {}
+            for child in children.get("values") or []:
+                name = str(((child or {}).get("path") or {}).get("toString") or "")
+                mode = _MODES.get(str(child.get("type")))
+                oid = str(child.get("contentId") or "")
+                # a directory listed without its id is browsed (never taken as proved); a
+                # file or submodule without one cannot be proved
+                if not name or mode is None or (mode != archive.TREE and len(oid) < 40):
+                    raise ForgeError(f"Bitbucket Data Center listed {directory or 'the root'}"
+                                     f" of {self.repo} with an entry promoter cannot read "
+                                     f"({name or '?'})", hint="report it")
+                out.append(archive.Listed(f"{directory}/{name}" if directory else name,
+                                          mode, oid))
+            if children.get("isLastPage", True) or children.get("nextPageStart") is None:
+                return out
+            start = int(children["nextPageStart"])
+        raise ForgeError(f"Bitbucket Data Center listed more than {MAX_PAGES} pages of "
+                         f"{directory or 'the root'} in {self.repo}",
+                         hint="a config repo that large is not supported")
+
+    def _walk(self, commit: str, root: list[archive.Listed], tree: archive.Unpacked,
+              paths: dict[str, str]) -> list[archive.Listed]:
+        """Every blob of the tree: the archive's own entries below each directory whose id
+        equals the archive's (proved), the listing of each that differs (browsed)."""
+        held = tree.entries()
+        ids = archive.tree_ids(held)
+        out: list[archive.Listed] = []
+        pending = list(root)
+        browsed = 0
+        while pending:
+            entry = pending.pop()
+            if entry.mode != archive.TREE:
+                out.append(entry)
+                paths.setdefault(entry.oid, entry.path)
+            elif ids.get(entry.path) == entry.oid:
+                out.extend(archive.Listed(p, mode, oid) for p, (mode, oid) in held.items()
+                           if p.startswith(entry.path + "/"))
+            else:
+                browsed += 1
+                if browsed > archive.MAX_REPAIRS:
+                    raise ForgeError(f"the archive of {self.repo} at {commit[:12]} differs "
+                                     f"from its tree in more than {archive.MAX_REPAIRS} "
+                                     "directories", hint="drop the .gitattributes "
+                                     "export-ignore / export-subst / eol attributes")
+                pending.extend(self._children(commit, entry.path))
+        return out
+
+    def _policy_file(self, root: list[archive.Listed], files: dict[str, bytes],
+                     links: dict[str, str]) -> None:
+        """The policy file's entry from the root listing (FILE, DIRECTORY, SUBMODULE; a
+        link is known from the proved snapshot); its bytes are the proved blob's."""
+        entry = next((e for e in root if e.path == CONFIG_FILE), None)
+        if entry is None:
             files.pop(CONFIG_FILE, None)
             links.pop(CONFIG_FILE, None)
             return
-        mode = {"DIRECTORY": "040000", "SUBMODULE": "160000"}.get(str(kind.get("type")),
-                                                                  "100644")
-        if CONFIG_FILE in links:
-            mode = "120000"
+        mode = "120000" if CONFIG_FILE in links else format(
+            archive.FILE if entry.mode == archive.BLOB else entry.mode, "06o")
         check_policy_entry(mode, links.get(CONFIG_FILE))
-        files[CONFIG_FILE] = self._run(f"read {CONFIG_FILE} of {self.repo}", lambda: self._call(
-            "GET", f"/raw/{CONFIG_FILE}", params={"at": commit}, raw=True))
 
     def read_head(self, branch: str) -> Head | None:
         check_branch(branch)

@@ -427,10 +427,12 @@ class FakeBitbucket:
         tree = bare.read_tree(sha)
         entry = tree.get(path)
         if entry is None:
-            if any(p.startswith(path.rstrip("/") + "/") for p in tree):
+            if not path.strip("/") or any(p.startswith(path.rstrip("/") + "/") for p in tree):
                 if query.get("format") == "meta":
                     return 200, {"type": "commit_directory", "path": path}, {}
-                raise HTTPError(400, "directory listings are not served by this fake")
+                return 200, self._page(self._listing(repo, sha, path.strip("/"), query),
+                                       query, f"{API}/repositories/{repo.full_name}/src/"
+                                              f"{rev}/{path}"), {}
             raise HTTPError(404, f"No such file or directory: {path}")
         mode, obj = entry
         if query.get("format") == "meta":
@@ -439,6 +441,34 @@ class FakeBitbucket:
             return 200, {"type": "commit_file", "path": path, "attributes": attributes,
                          "commit": {"hash": sha}, "size": 0}, {}
         return 200, bare.read_blob(obj), {}
+
+    def _listing(self, repo: Repo, sha: str, top: str,
+                 query: Mapping[str, str]) -> list[dict[str, Any]]:
+        """A directory's entries down to ``max_depth`` levels (default 1), from ``git
+        ls-tree -r -t -l``: ``commit_directory`` and ``commit_file`` (path from the root,
+        size, attributes link / executable / subrepository); no object ids."""
+        depth = max(1, int(query.get("max_depth") or 1))
+        out = repo.bare.git("ls-tree", "-r", "-t", "-l", "-z", "--full-tree", sha).stdout
+        values: list[dict[str, Any]] = []
+        for record in out.decode("utf-8").split("\0"):
+            if not record:
+                continue
+            meta, path = record.split("\t", 1)
+            mode, kind, _oid, size = meta.split()
+            if top and not path.startswith(top + "/"):
+                continue
+            if path.count("/") - (top.count("/") + 1 if top else 0) >= depth:
+                continue
+            commit = {"type": "commit", "hash": sha}
+            if kind == "tree":
+                values.append({"type": "commit_directory", "path": path, "commit": commit})
+                continue
+            attributes = {"120000": ["link"], "100755": ["executable"],
+                          "160000": ["subrepository"]}.get(mode, [])
+            values.append({"type": "commit_file", "path": path, "escaped_path": path,
+                           "size": int(size) if size != "-" else 0,
+                           "attributes": attributes, "commit": commit})
+        return sorted(values, key=lambda v: str(v["path"]))
 
     def _diffstat(self, repo: Repo, sha: str) -> list[dict[str, Any]]:
         info = repo.bare.commit(sha) if re.fullmatch(r"[0-9a-f]{40}", sha) else None

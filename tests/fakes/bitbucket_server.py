@@ -334,6 +334,9 @@ class FakeBitbucketServer:
             prefix = (query.get("prefix") or "").rstrip("/") + "/" if query.get("prefix") else ""
             out = bare.git("archive", "--format=tar.gz", f"--prefix={prefix}", at).stdout
             return 200, out
+        if (rest == "/browse" or rest.startswith("/browse/")) and method == "GET" \
+                and not query.get("type"):
+            return 200, self._browse(repo, query, rest.removeprefix("/browse").strip("/"))
         if rest.startswith("/browse/") and method == "GET":
             tree = bare.read_tree(query.get("at") or repo.default)
             path = rest.removeprefix("/browse/")
@@ -371,6 +374,39 @@ class FakeBitbucketServer:
             return self._pulls(repo, method, rest.removeprefix("/pull-requests"), query, body,
                                user)
         raise HTTPError(404, "not found")
+
+    def _browse(self, repo: Repo, query: Mapping[str, str], path: str) -> dict[str, Any]:
+        """A directory's children (``git ls-tree -l``): ``path`` relative to the directory,
+        ``type`` FILE / DIRECTORY / SUBMODULE, ``contentId`` (the blob's or tree's id),
+        ``size`` for files; paged with ``start`` / ``limit``. A file: its lines."""
+        at = query.get("at") or repo.default
+        target = f"{at}:{path}" if path else at
+        found = repo.bare.object_type(target)
+        if found is None:
+            raise HTTPError(404, f"The path \"{path}\" does not exist at revision {at}",
+                            "com.atlassian.bitbucket.content.NoSuchPathException")
+        if found == "blob":
+            text = (repo.bare.read_file(at, path) or b"").decode("utf-8", "replace")
+            return self._page([{"text": line} for line in text.splitlines()], query)
+        listed = repo.bare.git("ls-tree", "-l", "-z", target)
+        values: list[dict[str, Any]] = []
+        for record in listed.stdout.decode("utf-8").split("\0"):
+            if not record:
+                continue
+            meta, name = record.split("\t", 1)
+            _mode, kind, oid, size = meta.split()
+            child: dict[str, Any] = {
+                "path": {"components": [name], "parent": path, "name": name,
+                         "toString": name},
+                "contentId": oid,
+                "type": {"tree": "DIRECTORY", "commit": "SUBMODULE"}.get(kind, "FILE")}
+            if kind == "blob":
+                child["size"] = int(size)
+            values.append(child)
+        components = path.split("/") if path else []
+        return {"path": {"components": components, "name": components[-1] if path else "",
+                         "toString": path},
+                "revision": at, "children": self._page(values, query)}
 
     def _changes(self, repo: Repo, since: str, until: str) -> list[dict[str, Any]]:
         out = repo.bare.git("diff-tree", "-r", "-M", "--raw", "-z", "--no-abbrev", since,
