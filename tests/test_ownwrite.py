@@ -12,11 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.azure import FakeAzure
-from fakes.bitbucket import FakeBitbucket
-from fakes.bitbucket_server import FakeBitbucketServer
-from fakes.gitea import FakeGitea
-from fakes.gitlab import FakeGitLab
 
 from promoter.errors import ConflictError
 from promoter.forges.azure import AzureForge
@@ -24,6 +19,11 @@ from promoter.forges.bitbucket import BitbucketForge
 from promoter.forges.bitbucket_server import BitbucketServerForge
 from promoter.forges.gitea import GiteaForge
 from promoter.forges.gitlab import GitLabForge
+from tests.fakes.azure import FakeAzure
+from tests.fakes.bitbucket import FakeBitbucket
+from tests.fakes.bitbucket_server import FakeBitbucketServer
+from tests.fakes.gitea import FakeGitea
+from tests.fakes.gitlab import FakeGitLab
 
 TOKEN = "ownwrite-very-secret-token-0123456789"
 DEV = b"image: ghcr.io/acme/api:1.0.0\n"
