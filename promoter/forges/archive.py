@@ -297,23 +297,33 @@ def _kind_and_size(unpacked: Unpacked, path: str) -> tuple[int, int] | None:
 
 def gitattributes_may_rewrite(rules: Mapping[str, bytes], files: Iterable[str]) -> set[str]:
     """The paths of ``files`` that a line of the ``.gitattributes`` files ``rules`` (path
-    -> bytes) may give an attribute of ``SAME_SIZE_REWRITES``. Over-approximated, never
-    under: a macro (``[attr]``) that sets one makes every use of its name count; a
-    pattern with ``**``, a bracket, a backslash or a quote matches every file below its
-    ``.gitattributes``; ``*`` may match across ``/``."""
-    names = set(SAME_SIZE_REWRITES)
+    -> bytes) may give an attribute of ``SAME_SIZE_REWRITES``. Read as git reads them
+    (lines end at LF only, words end at space, tab or CR: ``attr.c``; a macro may be used
+    before its definition), and over-approximated, never under: a macro (``[attr]``)
+    that sets one, directly or through other macros, makes every use of its name count,
+    in any ``.gitattributes``; a leading UTF-8 BOM is skipped; a pattern with ``**``, a
+    bracket, a backslash or a quote matches every file below its ``.gitattributes``;
+    ``*`` may match across ``/``."""
+    macros: list[tuple[str, list[str]]] = []
     lines: list[tuple[str, list[str]]] = []
     for path, data in sorted(rules.items()):
         base = posixpath.dirname(path)
-        for raw in data.decode("utf-8", "replace").splitlines():
-            words = raw.split()
+        for raw in data.removeprefix(b"\xef\xbb\xbf").split(b"\n"):
+            words = [w for w in re.split(r"[ \t\r]+", _text(raw)) if w]
             if not words or words[0].startswith("#"):
                 continue
             if words[0].startswith("[attr]"):
-                if any(_sets(w, names) for w in words[1:]):
-                    names.add(words[0].removeprefix("[attr]"))
-                continue
-            lines.append((base, words))
+                macros.append((words[0].removeprefix("[attr]"), words[1:]))
+            else:
+                lines.append((base, words))
+    names = set(SAME_SIZE_REWRITES)
+    grown = True
+    while grown:  # a macro may name a macro defined further down, or in another file
+        grown = False
+        for name, attrs in macros:
+            if name not in names and any(_sets(a, names) for a in attrs):
+                names.add(name)
+                grown = True
     out: set[str] = set()
     for base, (pattern, *attrs) in lines:
         if not any(_sets(a, names) for a in attrs):
@@ -341,6 +351,12 @@ def _drop(unpacked: Unpacked, path: str) -> None:
     unpacked.links.pop(path, None)
     unpacked.oversize.pop(path, None)
     unpacked.executable.discard(path)
+
+
+def _text(raw: bytes) -> str:
+    """Bytes of git's as a name (the inverse of ``_raw``: invalid UTF-8 kept as
+    surrogates, as tarfile keeps it in the archive's names)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _raw(name: str) -> bytes:

@@ -1,0 +1,70 @@
+"""Attacks on the archive proof and the link aliases (issue #10, second round), through
+the real CLI on every forge that reads the base through an archive (and plain git and
+Azure DevOps, which read objects: the same attack must fail there too). What the
+attacker commits to the config repo is a real ``git push`` of a harmless-looking change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from promoter.forges.archive import gitattributes_may_rewrite
+from tests.test_e2e import Harness, _harness, cli, deploy
+from tests.test_trust_policy import API, git_push
+
+# "$Format:%H" plus 29 "%%" in a comment: the archive's copy holds 40 hex digits and 29
+# "%", the same number of bytes; only the bytes tell the two apart (Bitbucket Cloud lists
+# sizes, no ids)
+STAMPED = deploy("1.0.0").replace(b"# the api\n",
+                                  b"# the api $Format:%H" + b"%%" * 29 + b"$\n")
+
+
+@pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure", "bitbucket",
+                        "bitbucket_server"])
+def proved(request: pytest.FixtureRequest, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    yield from _harness(request.param, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("attributes", [
+    # git splits an attributes line at spaces, tabs and carriage returns, never elsewhere
+    b"envs/dev/*.yaml\rexport-subst\n",
+    # a macro may be used before it is defined: git expands macros after reading them all
+    b"[attr]slim stamp\n[attr]stamp export-subst\nenvs/dev/*.yaml slim\n",
+], ids=["carriage-return", "macro-defined-after-use"])
+def test_a_same_size_rewrite_is_found_however_the_attributes_are_written(
+        proved: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        attributes: bytes) -> None:
+    def stamp(work: Path) -> None:
+        (work / "envs/dev/deploy.yaml").write_bytes(STAMPED)
+        (work / ".gitattributes").write_bytes(attributes)
+
+    h = proved
+    git_push(h, tmp_path / "work", stamp, "dev: slimmer archives")
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.0.1")
+    assert code == 0, result
+    assert result["merged"] is True
+    # the commit holds the tree's bytes plus the planned edit, never the archive's
+    assert h.main_file("envs/dev/deploy.yaml") == STAMPED.replace(b":1.0.0", b":1.0.1")
+
+
+@pytest.mark.parametrize(("rules", "files", "expected"), [
+    ({".gitattributes": b"*.yaml\rexport-subst\n"}, ["a.yaml"], {"a.yaml"}),
+    ({".gitattributes": b"[attr]b a\n[attr]a c\n[attr]c ident\n*.yaml b\n"}, ["a.yaml"],
+     {"a.yaml"}),  # macros through macros, each defined after its use
+    ({"envs/.gitattributes": b"[attr]m export-subst\n", ".gitattributes": b"*.yaml m\n"},
+     ["a.yaml"], {"a.yaml"}),  # git takes [attr] only from the root: counted anyway
+    ({".gitattributes": b"\xef\xbb\xbf*.yaml export-subst\n"}, ["a.yaml"], {"a.yaml"}),
+    # a non-breaking space, a vertical tab, invalid UTF-8: part of the pattern for git
+    ({".gitattributes": b"api\xc2\xa0* export-subst\n"}, ["api\xa0v2.yaml", "api"],
+     {"api\xa0v2.yaml"}),
+    ({".gitattributes": b"api\x0b* export-subst\n"}, ["api\x0bv2.yaml"], {"api\x0bv2.yaml"}),
+    ({".gitattributes": b"api\xff* export-subst\n"}, ["api\udcffv2.yaml"], {"api\udcffv2.yaml"}),
+    ({".gitattributes": b"*.yaml\x0bexport-subst\n"}, ["a.yaml"], set()),  # no separator
+])
+def test_attribute_lines_are_read_as_git_reads_them(
+        rules: dict[str, bytes], files: list[str], expected: set[str]) -> None:
+    assert gitattributes_may_rewrite(rules, files) == expected
