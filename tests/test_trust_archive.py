@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from promoter.forges.archive import gitattributes_may_rewrite
+from promoter.paths import resolve
 from tests.test_e2e import Harness, _harness, cli, deploy
-from tests.test_trust_policy import API, git_push
+from tests.test_trust_policy import API, _link, checks, git_push
 
 # "$Format:%H" plus 29 "%%" in a comment: the archive's copy holds 40 hex digits and 29
 # "%", the same number of bytes; only the bytes tell the two apart (Bitbucket Cloud lists
@@ -68,3 +69,50 @@ def test_a_same_size_rewrite_is_found_however_the_attributes_are_written(
 def test_attribute_lines_are_read_as_git_reads_them(
         rules: dict[str, bytes], files: list[str], expected: set[str]) -> None:
     assert gitattributes_may_rewrite(rules, files) == expected
+
+
+def test_a_link_that_climbs_out_of_another_link_is_still_an_alias(
+        proved: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # envs/q -> dev/sub; envs/prod/deploy.yaml -> ../q/../deploy.yaml. The system resolves
+    # envs/q first, so ".." leaves envs/dev/sub: prod reads envs/dev/deploy.yaml. Read as
+    # text, the target is envs/deploy.yaml, which does not exist
+    def climb(work: Path) -> None:
+        (work / "envs/dev/sub").mkdir()
+        (work / "envs/dev/sub/README").write_text("kept for the link\n")
+        (work / "envs/q").symlink_to("dev/sub")
+        _link(work, "envs/prod/deploy.yaml", "../q/../deploy.yaml")
+
+    h = proved
+    git_push(h, tmp_path / "work", climb, "prod: share the dev manifest")
+    work = tmp_path / "work"
+    assert (work / "envs/prod/deploy.yaml").read_bytes() == deploy("1.0.0")
+    assert (work / "envs/prod/deploy.yaml").resolve() == (work / "envs/dev/deploy.yaml")
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.0.1")
+    assert code == 0, result
+    assert checks(result)["paths_only"] == "fail"
+    assert result["merged"] is False
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.0.0")
+
+
+LINKS = {"envs/q": "dev/sub", "envs/prod/a.yaml": "../q/../a.yaml", "envs/qa": "prod",
+         "envs/up": "../envs/q/..", "envs/dev/sub/back": "../../prod", "loop": "loop2",
+         "loop2": "loop", "out": "../..", "envs/dot": "./../envs/./dev//"}
+
+
+@pytest.mark.parametrize("path", ["envs/prod/a.yaml", "envs/qa/a.yaml", "envs/up/a.yaml",
+                                  "envs/q/back/a.yaml", "envs/q/../a.yaml", "envs/dot/a.yaml",
+                                  "envs/q/back/../qa/../dev/a.yaml"])
+def test_links_resolve_as_the_system_resolves_them(tmp_path: Path, path: str) -> None:
+    (tmp_path / "envs/dev/sub").mkdir(parents=True)
+    (tmp_path / "envs/dev/a.yaml").write_text("dev\n")
+    (tmp_path / "envs/dev/sub/README").write_text("r\n")
+    (tmp_path / "envs/prod").mkdir()
+    for link, target in LINKS.items():
+        (tmp_path / link).symlink_to(target)
+    real = (tmp_path / path).resolve(strict=True).relative_to(tmp_path.resolve())
+    assert resolve(path, LINKS) == real.as_posix()
+
+
+@pytest.mark.parametrize("path", ["loop", "loop2/x", "out", "out/x", "../x", "envs/../.."])
+def test_a_link_that_loops_or_leaves_the_repo_resolves_to_nothing(path: str) -> None:
+    assert resolve(path, LINKS) is None
