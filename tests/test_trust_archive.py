@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from promoter.forges.archive import gitattributes_may_rewrite
+from promoter.forges.archive import gitattributes_may_rewrite, looks_like_link
 from promoter.paths import resolve
 from tests.test_e2e import Harness, _harness, cli, deploy
-from tests.test_trust_policy import API, _link, checks, git_push
+from tests.test_trust_policy import API, _link, checks, git_push, reasons
 
 # "$Format:%H" plus 29 "%%" in a comment: the archive's copy holds 40 hex digits and 29
 # "%", the same number of bytes; only the bytes tell the two apart (Bitbucket Cloud lists
@@ -69,6 +69,43 @@ def test_a_same_size_rewrite_is_found_however_the_attributes_are_written(
 def test_attribute_lines_are_read_as_git_reads_them(
         rules: dict[str, bytes], files: list[str], expected: set[str]) -> None:
     assert gitattributes_may_rewrite(rules, files) == expected
+
+
+def test_a_hidden_link_through_another_link_is_still_an_alias(
+        proved: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # envs/dev/same -> . (an alias inside dev's own paths), and envs/prod/deploy.yaml ->
+    # ../dev/same/deploy.yaml: prod reads dev's file. The prod link is left out of the
+    # archive; Data Center lists no modes, so only its bytes can say it is a link, and
+    # they name a path below another link, not a path of the tree
+    def hide_alias(work: Path) -> None:
+        (work / "envs/dev/same").symlink_to(".")
+        _link(work, "envs/prod/deploy.yaml", "../dev/same/deploy.yaml")
+        (work / ".gitattributes").write_text("envs/prod/** export-ignore\n"
+                                             ".gitattributes export-ignore\n")
+
+    h = proved
+    git_push(h, tmp_path / "work", hide_alias, "prod follows dev, quietly")
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.0.1")
+    assert code == 0, result
+    assert checks(result)["paths_only"] == "fail"
+    assert "envs/prod/deploy.yaml" in reasons(result)["paths_only"]
+    assert result["merged"] is False
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.0.0")
+
+
+@pytest.mark.parametrize(("data", "tree", "links", "expected"), [
+    (b"../dev/same/api.yaml", ["envs/dev/api.yaml", "envs/dev/same"], {"envs/dev/same": "."},
+     True),
+    # through a blob the archive left out too (a link whose mode is not known either)
+    (b"../dev/same/api.yaml", ["envs/dev/api.yaml", "envs/dev/same"], {}, True),
+    (b"../q/../api.yaml", ["envs/dev/api.yaml", "envs/dev/sub/README"], {"envs/q": "dev/sub"},
+     True),
+    (b"../q/../api.yaml", ["envs/dev/api.yaml", "envs/dev/sub/README"], {}, False),
+    (b"../dev/api.yaml/x", ["envs/dev/api.yaml"], {}, True),  # a file as a directory: fail closed
+])
+def test_a_hidden_link_is_followed_through_other_links(
+        data: bytes, tree: list[str], links: dict[str, str], expected: bool) -> None:
+    assert looks_like_link("envs/prod/api.yaml", data, tree, links) is expected
 
 
 def test_a_link_that_climbs_out_of_another_link_is_still_an_alias(

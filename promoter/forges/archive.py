@@ -32,7 +32,7 @@ from pathlib import PurePosixPath
 from promoter.errors import ForgeError
 from promoter.forges.base import git_blob_sha
 from promoter.limits import gunzip
-from promoter.paths import link_target
+from promoter.paths import resolve
 
 FILE, EXECUTABLE, LINK, TREE, GITLINK = 0o100644, 0o100755, 0o120000, 0o040000, 0o160000
 BLOB = 0o100000  # a file, executable or link: the forge lists the blob's id, not its mode
@@ -193,7 +193,7 @@ def prove(unpacked: Unpacked, root: Iterable[Listed],
                              f"blob {oid[:12]}", hint="run again; report it if it persists")
         if mode == BLOB:
             mode = held[path][0] if path in held else \
-                LINK if looks_like_link(path, data, listed) else FILE
+                LINK if looks_like_link(path, data, listed, unpacked.links) else FILE
         _place(unpacked, path, mode, data)
 
 
@@ -226,17 +226,25 @@ def _place(unpacked: Unpacked, path: str, mode: int, data: bytes) -> None:
         unpacked.executable.add(path)
 
 
-def looks_like_link(path: str, data: bytes, tree: Iterable[str]) -> bool:
+def looks_like_link(path: str, data: bytes, tree: Iterable[str],
+                    links: Mapping[str, str] | None = None) -> bool:
     """Whether a blob the archive left out, listed without its mode, is to be taken for a
-    symbolic link: its bytes, as a link target relative to ``path``, name a path of
-    ``tree`` (every blob's path) or a directory above one. A regular file that reads so
-    is taken for a link too: that can only add aliases for the policy to judge (fail
-    closed), and such a file holds no image to edit; a link to nothing in the tree is
-    kept as a file (it aliases nothing)."""
-    target = link_target(path, data.decode("utf-8", "surrogateescape"))
+    symbolic link: its bytes, as a link target from ``path`` followed as the system
+    follows it through the known ``links`` (``paths.resolve``), name a path of ``tree``
+    (every blob's path) or a directory above one, or pass through a blob of ``tree`` as
+    if it were a directory (only a link can be passed through: one the archive left out
+    too). A regular file that reads so is taken for a link too: that can only add aliases
+    for the policy to judge (fail closed), and such a file holds no image to edit; a link
+    to nothing in the tree is kept as a file (it aliases nothing)."""
+    blobs = set(tree)
+    crossed: set[str] = set()
+    target = resolve(path, {**(links or {}), path: data.decode("utf-8", "surrogateescape")},
+                     crossed=crossed)
+    if crossed & blobs:
+        return True
     if target is None:
         return False
-    return any(not target or p == target or p.startswith(target + "/") for p in tree)
+    return not target or any(p == target or p.startswith(target + "/") for p in blobs)
 
 
 @dataclass(frozen=True)
