@@ -6,6 +6,8 @@ attacker commits to the config repo is a real ``git push`` of a harmless-looking
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,3 +155,54 @@ def test_links_resolve_as_the_system_resolves_them(tmp_path: Path, path: str) ->
 @pytest.mark.parametrize("path", ["loop", "loop2/x", "out", "out/x", "../x", "envs/../.."])
 def test_a_link_that_loops_or_leaves_the_repo_resolves_to_nothing(path: str) -> None:
     assert resolve(path, LINKS) is None
+
+
+# --- GitLab: the archive of a name -------------------------------------------------------
+
+LOOSE = b"""\
+version: 1
+defaults: {wait_for_checks: false, auto_merge: true}
+environments:
+  dev: {paths: ["envs/dev/**"]}
+  staging: {paths: ["envs/staging/**"]}
+  prod: {paths: ["envs/prod/**"]}
+"""
+
+
+@pytest.fixture(params=["gitlab"])
+def gitlab(request: pytest.FixtureRequest, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    yield from _harness(request.param, tmp_path, monkeypatch)
+
+
+def test_a_tag_named_like_the_base_branch_is_not_the_base(
+        gitlab: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # git (and so GitLab's archive of ?sha=main) takes refs/tags/main before
+    # refs/heads/main: a tag anyone may push would be planned from, its loose policy obeyed
+    # and its commit merged under the promotion
+    def loosen(work: Path) -> None:
+        (work / ".promoter.yaml").write_bytes(LOOSE)
+        (work / "envs/prod/evil.yaml").write_text("kind: ConfigMap\n")
+
+    h = gitlab
+    work = tmp_path / "work"
+    git_push(h, work, lambda w: (w / "README.md").write_text("config\n"), "docs: README")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "mallory", "GIT_AUTHOR_EMAIL": "m@example.com",
+           "GIT_COMMITTER_NAME": "mallory", "GIT_COMMITTER_EMAIL": "m@example.com",
+           "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path)}
+    loosen(work)
+    forged = f"prod: tidy\n\nPromoted-Image: {API}:6.6.6\nEnvironment: prod\n"
+    for args in (["add", "-A"], ["commit", "-q", "-m", forged],
+                 ["push", "-q", "origin", "HEAD:refs/tags/main"]):
+        subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True)
+    code, result = cli(h, capsys, "--history", "--env", "prod", "--image", API)
+    assert code == 0, result
+    assert result["history"] == []  # the branch's history, not the tag's
+    base = h.bare.resolve("refs/heads/main")
+    code, result = cli(h, capsys, "--env", "prod", "--image", f"{API}:1.0.1")
+    assert code == 0, result
+    assert result["base_commit"] == base
+    assert checks(result)["require_upstream"] == "fail"  # the base's policy, not the tag's
+    assert result["merged"] is False
+    assert h.bare.read_file(h.bare.resolve("refs/heads/main") or "", "envs/prod/evil.yaml") \
+        is None
