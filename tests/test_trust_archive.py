@@ -157,6 +157,30 @@ def test_a_link_that_loops_or_leaves_the_repo_resolves_to_nothing(path: str) -> 
     assert resolve(path, LINKS) is None
 
 
+def test_a_policy_link_left_out_of_the_archive_stops_the_run(
+        proved: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # a symbolic link's target may be any text, a policy too; left out of the archive, its
+    # kind is known only from a listing with modes (Data Center lists none): "could not
+    # tell" is no regular file
+    loose = "{version: 1, defaults: {auto_merge: true, wait_for_checks: false}, " \
+            "environments: {prod: {paths: ['**']}}}"
+
+    def hide(work: Path) -> None:
+        (work / ".promoter.yaml").unlink()
+        (work / ".promoter.yaml").symlink_to(loose)
+        (work / ".gitattributes").write_text(".promoter.yaml export-ignore\n")
+
+    h = proved
+    git_push(h, tmp_path / "work", hide, "policy: slimmer archives")
+    before = dict(h.bare.list_refs("refs/heads/"))
+    code, result = cli(h, capsys, "--env", "prod", "--file", "envs/prod/deploy.yaml",
+                       "--image", f"{API}:1.0.1")
+    assert code == 2, result
+    assert ".promoter.yaml" in result["error"]
+    assert dict(h.bare.list_refs("refs/heads/")) == before
+    assert h.main_file("envs/prod/deploy.yaml") == deploy("1.0.0")
+
+
 # --- GitLab: the archive of a name -------------------------------------------------------
 
 LOOSE = b"""\

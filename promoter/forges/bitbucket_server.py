@@ -356,8 +356,11 @@ class BitbucketServerForge(RestClient):
                 "GET", f"/raw/{quote(paths[oid])}", params={"at": commit}, raw=True))
             return data
 
+        # a policy file the archive left out has no known mode: a link's target can be
+        # any text, a policy too (this listing names no modes)
+        unknown = CONFIG_FILE not in tree.files and CONFIG_FILE not in tree.links
         archive.prove(tree, root, listed, read, f"{self.repo} at {commit[:12]}")
-        self._policy_file(root, tree.files, tree.links)
+        self._policy_file(root, tree.files, tree.links, unknown=unknown)
         return Snapshot(branch=name, commit=commit, files=tree.files, links=tree.links)
 
     def _children(self, commit: str, directory: str) -> list[archive.Listed]:
@@ -417,14 +420,23 @@ class BitbucketServerForge(RestClient):
         return out
 
     def _policy_file(self, root: list[archive.Listed], files: dict[str, bytes],
-                     links: dict[str, str]) -> None:
+                     links: dict[str, str], *, unknown: bool) -> None:
         """The policy file's entry from the root listing (FILE, DIRECTORY, SUBMODULE; a
-        link is known from the proved snapshot); its bytes are the proved blob's."""
+        link is known from the proved snapshot); its bytes are the proved blob's. A blob
+        the archive left out (``unknown``) may be a link: the run stops (exit 2)."""
         entry = next((e for e in root if e.path == CONFIG_FILE), None)
         if entry is None:
             files.pop(CONFIG_FILE, None)
             links.pop(CONFIG_FILE, None)
             return
+        if unknown and entry.mode == archive.BLOB:
+            raise ConfigError(
+                f"{CONFIG_FILE} on the base branch is left out of the archive "
+                "(.gitattributes export-ignore), and Bitbucket Data Center lists no file "
+                "modes: promoter cannot tell a regular file from a symbolic link, and reads "
+                "its policy only from a regular file", file=CONFIG_FILE,
+                hint=f"remove export-ignore from {CONFIG_FILE} in .gitattributes on the base "
+                     "branch")
         mode = "120000" if CONFIG_FILE in links else format(
             archive.FILE if entry.mode == archive.BLOB else entry.mode, "06o")
         check_policy_entry(mode, links.get(CONFIG_FILE))
