@@ -15,7 +15,12 @@ import pytest
 
 from promoter.forges.archive import gitattributes_may_rewrite, looks_like_link
 from promoter.paths import resolve
+from tests.hostile.forges import Harness as TrustHarness
+from tests.hostile.forges import deploy as trust_deploy
+from tests.hostile.forges import harness
 from tests.test_e2e import Harness, _harness, cli, deploy
+from tests.test_trust import DEV, DIRECT, KINDS, legit_message, main_file
+from tests.test_trust import cli as trust_cli
 from tests.test_trust_policy import API, _link, checks, git_push, reasons
 
 # "$Format:%H" plus 29 "%%" in a comment: the archive's copy holds 40 hex digits and 29
@@ -230,3 +235,55 @@ def test_a_tag_named_like_the_base_branch_is_not_the_base(
     assert result["merged"] is False
     assert h.bare.read_file(h.bare.resolve("refs/heads/main") or "", "envs/prod/evil.yaml") \
         is None
+
+
+# --- a tip is proved by its tree: modes too ------------------------------------------------
+
+
+@pytest.fixture(params=KINDS)
+def th(request: pytest.FixtureRequest, tmp_path: Path,
+       monkeypatch: pytest.MonkeyPatch) -> Iterator[TrustHarness]:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                 "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = Tester\n\temail = t@example.com\n")
+    monkeypatch.setenv("HOME", str(home))
+    with harness(request.param, tmp_path, DIRECT) as found:
+        if found.token:
+            monkeypatch.setenv("PROMOTE_TOKEN", found.token)
+        yield found
+
+
+def test_the_planned_bytes_written_as_a_link_are_not_the_plan(
+        th: TrustHarness, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the attacker pre-places promote/dev/api: promoter's own message, the base as parent,
+    # and envs/dev/deploy.yaml holding the planned blob, but as a symbolic link (its
+    # target is the YAML text: a link to nowhere). Same blob id; only the mode differs.
+    # Data Center's change list calls both a FILE: merged, dev would deploy a dead link
+    message = legit_message(tmp_path, capsys, "dev", "1.1.0")
+    base = th.bare.resolve("main") or ""
+    work = tmp_path / "mallory"
+    env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path),
+           "GIT_AUTHOR_NAME": "mallory", "GIT_AUTHOR_EMAIL": "m@example.com",
+           "GIT_COMMITTER_NAME": "mallory", "GIT_COMMITTER_EMAIL": "m@example.com",
+           "PATH": os.environ["PATH"]}
+
+    def git(*args: str, data: bytes | None = None, cwd: Path | None = work) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, input=data,
+                              capture_output=True).stdout.decode().strip()
+
+    git("clone", "-q", str(th.bare.path), str(work), cwd=None)
+    git("checkout", "-q", base)
+    blob = git("hash-object", "-w", "--stdin", data=trust_deploy("1.1.0"))
+    git("update-index", "--cacheinfo", f"120000,{blob},{DEV}")
+    (tmp_path / "msg").write_text(message)
+    git("commit", "-q", "-F", str(tmp_path / "msg"))
+    git("push", "-q", "--force", "origin", "HEAD:refs/heads/promote/dev/api")
+    forged = git("rev-parse", "HEAD")
+    code, out = trust_cli(th, capsys, "--env", "dev", "--image", "ghcr.io/acme/api:1.1.0")
+    assert code == 5, out
+    assert forged[:12] in out
+    assert main_file(th, DEV) == trust_deploy("1.0.0")
+    assert th.bare.resolve("main") == base

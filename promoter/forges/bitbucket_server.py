@@ -90,6 +90,7 @@ from promoter.forges.base import (
     check_branch,
     check_path,
     check_policy_entry,
+    git_blob_sha,
     says_conflict,
 )
 from promoter.forges.http import (
@@ -326,17 +327,9 @@ class BitbucketServerForge(RestClient):
                                  f"Center repository {self.repo}", hint="check --base")
             commit = found
 
-        def download() -> bytes:
-            with self._session.get(f"{self._root}/archive", stream=True, timeout=self.timeout,
-                                   params={"at": commit, "format": "tar.gz",
-                                           "prefix": "repo/"}) as response:
-                if response.status_code != 200:
-                    raise HttpFailure(response.status_code, _message(response), response.headers)
-                return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
-
         try:
             tree = archive.unpack_archive(self._run(f"download the archive of {name}",
-                                                    download))
+                                                    lambda: self._archive(commit)))
         except ArchiveTooLarge as exc:
             raise ForgeError(f"could not download the archive of {name} of {self.repo}: "
                              f"{exc.describe()}", hint="see SECURITY.md (limits)") from None
@@ -362,6 +355,17 @@ class BitbucketServerForge(RestClient):
         archive.prove(tree, root, listed, read, f"{self.repo} at {commit[:12]}")
         self._policy_file(root, tree.files, tree.links, unknown=unknown)
         return Snapshot(branch=name, commit=commit, files=tree.files, links=tree.links)
+
+    def _archive(self, commit: str, paths: tuple[str, ...] = ()) -> bytes:
+        """``archive?at=&format=tar.gz`` (of ``paths`` only, when given)."""
+        params: dict[str, Any] = {"at": commit, "format": "tar.gz", "prefix": "repo/"}
+        if paths:
+            params["path"] = list(paths)
+        with self._session.get(f"{self._root}/archive", stream=True, timeout=self.timeout,
+                               params=params) as response:
+            if response.status_code != 200:
+                raise HttpFailure(response.status_code, _message(response), response.headers)
+            return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
 
     def _children(self, commit: str, directory: str) -> list[archive.Listed]:
         """A directory's entries at ``commit`` (``browse``: one GET per 100), paths from
@@ -613,7 +617,22 @@ class BitbucketServerForge(RestClient):
                     change.get("srcExecutable")):
                 return None
             out[path] = str(change.get("contentId") or "")
-        return out
+        return out if self._regular_files(sha, out) else None
+
+    def _regular_files(self, sha: str, changed: Mapping[str, str]) -> bool:
+        """Whether each of ``changed`` (path -> blob id) is a regular file at ``sha``
+        holding that blob. ``changes`` calls a symbolic link a FILE too (same blob id:
+        the link's target may be the planned bytes), so the archive of those paths says
+        which each is; a path it leaves out (export-ignore) cannot be told: no."""
+        if not changed:
+            return True
+        try:
+            tree = archive.unpack_archive(self._archive(sha, tuple(sorted(changed))))
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise ForgeError(f"Bitbucket Data Center sent an unreadable archive of "
+                             f"{sha[:12]}: {exc}") from exc
+        return all(path in tree.files and git_blob_sha(tree.files[path]) == oid
+                   for path, oid in changed.items())
 
     def delete_branch(self, branch: str) -> None:
         check_branch(branch)

@@ -332,7 +332,9 @@ class FakeBitbucketServer:
             if bare.commit(at) is None:
                 raise HTTPError(404, f"Commit {at} does not exist")
             prefix = (query.get("prefix") or "").rstrip("/") + "/" if query.get("prefix") else ""
-            out = bare.git("archive", "--format=tar.gz", f"--prefix={prefix}", at).stdout
+            paths = [p for p in (query.get("path") or "").split("\0") if p]
+            out = bare.git("archive", "--format=tar.gz", f"--prefix={prefix}", at,
+                           *(["--", *paths] if paths else [])).stdout
             return 200, out
         if (rest == "/browse" or rest.startswith("/browse/")) and method == "GET" \
                 and not query.get("type"):
@@ -633,7 +635,8 @@ class _Handler(BaseHTTPRequestHandler):
                        fault.headers, seen)
             return
         try:
-            query = {k: v[-1] for k, v in urllib.parse.parse_qs(query_string).items()}
+            query = {k: "\0".join(v) if k == "path" else v[-1]  # path= repeats (archive)
+                     for k, v in urllib.parse.parse_qs(query_string).items()}
             with self.fake.lock:
                 status, payload = self.fake.handle(method, raw_path, query, raw,
                                                    dict(self.headers))
