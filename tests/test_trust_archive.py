@@ -256,8 +256,10 @@ def th(request: pytest.FixtureRequest, tmp_path: Path,
         yield found
 
 
+@pytest.mark.parametrize("mode", ["120000", "100755"], ids=["link", "executable"])
 def test_the_planned_bytes_written_as_a_link_are_not_the_plan(
-        th: TrustHarness, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        th: TrustHarness, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        mode: str) -> None:
     # the attacker pre-places promote/dev/api: promoter's own message, the base as parent,
     # and envs/dev/deploy.yaml holding the planned blob, but as a symbolic link (its
     # target is the YAML text: a link to nowhere). Same blob id; only the mode differs.
@@ -277,7 +279,7 @@ def test_the_planned_bytes_written_as_a_link_are_not_the_plan(
     git("clone", "-q", str(th.bare.path), str(work), cwd=None)
     git("checkout", "-q", base)
     blob = git("hash-object", "-w", "--stdin", data=trust_deploy("1.1.0"))
-    git("update-index", "--cacheinfo", f"120000,{blob},{DEV}")
+    git("update-index", "--cacheinfo", f"{mode},{blob},{DEV}")
     (tmp_path / "msg").write_text(message)
     git("commit", "-q", "-F", str(tmp_path / "msg"))
     git("push", "-q", "--force", "origin", "HEAD:refs/heads/promote/dev/api")
