@@ -186,6 +186,27 @@ def test_a_policy_link_left_out_of_the_archive_stops_the_run(
     assert h.main_file("envs/prod/deploy.yaml") == deploy("1.0.0")
 
 
+def test_more_aliases_than_promoter_counts_stop_the_run(
+        proved: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # 300 harmless links inside dev's own paths come first (sorted), then the prod link:
+    # counting stopped at 256 aliases and never reached it, so paths_only passed and dev
+    # auto-merged a change prod reads
+    def many(work: Path) -> None:
+        for i in range(300):
+            (work / f"envs/dev/a{i:03}.yaml").symlink_to("deploy.yaml")
+        _link(work, "envs/prod/deploy.yaml", "../dev/deploy.yaml")
+
+    h = proved
+    git_push(h, tmp_path / "work", many, "dev: aliases for the old names")
+    before = dict(h.bare.list_refs("refs/heads/"))
+    code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.0.1")
+    assert code == 2, result
+    assert "more than 256 paths reach envs/dev/deploy.yaml through symbolic links" \
+        in result["error"]
+    assert dict(h.bare.list_refs("refs/heads/")) == before
+    assert h.main_file("envs/dev/deploy.yaml") == deploy("1.0.0")
+
+
 # --- GitLab: the archive of a name -------------------------------------------------------
 
 LOOSE = b"""\
