@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from bench import common, gen_repo
 
@@ -83,22 +83,6 @@ def shape(method: str, path: str) -> str:
     return f"{method} {path}"
 
 
-class Side(Protocol):
-    """One fake forge, seen from the benchmark."""
-
-    name: str
-
-    def forge(self) -> Any: ...
-    def mark(self) -> int: ...
-    def traffic(self, since: int) -> Traffic: ...
-    def on_commit(self, sha: str) -> None: ...
-    def turn_green(self) -> None: ...
-    def set_latency(self, seconds: float) -> None: ...
-    def main_file(self, path: str) -> bytes | None: ...
-    def open_requests(self) -> int: ...
-    def open_titles(self) -> list[str]: ...
-
-
 def load_tree(bare: Any, src: Path, extra: dict[str, bytes]) -> str:
     """Make ``main`` of ``bare`` (a tests.fakes.gitrepo.BareRepo) one commit holding the
     files of ``src`` plus ``extra``: one ``git add`` instead of a process per file."""
@@ -123,10 +107,43 @@ def load_tree(bare: Any, src: Path, extra: dict[str, bytes]) -> str:
     return sha
 
 
-class _Counted:
-    """What both fake forges record: every request, with its body sizes."""
+class Side:
+    """One fake forge, seen from the benchmark: the tests' harness (``tests/harness.py``)
+    holding acme/config with the generated tree, and what the fake recorded (every
+    request, with its body sizes)."""
 
-    fake: Any
+    def __init__(self, name: str, tmp: Path, src: Path, extra: dict[str, bytes] | None = None,
+                 ci: bool = True) -> None:
+        from tests.harness import start
+
+        self.name = name
+        self.h = start(name, tmp, {"README.md": b"config\n"}, token=TOKEN)
+        self.fake = self.h.fake
+        self.bare = self.h.bare
+        if name == "github":
+            self.h.repo.labels["promotion"] = 1  # the config repo has its label already
+        else:
+            self.h.repo.ci = ci  # pipelines run on every commit (set by on_commit)
+        load_tree(self.bare, src, extra or {".promoter.yaml": CONFIG})
+        self._latency: Any = None
+
+    def forge(self) -> Any:
+        return self.h.forge()
+
+    def on_commit(self, sha: str) -> None:
+        self.h.on_commit(sha)
+
+    def turn_green(self) -> None:
+        self.h.set_checks(self.h.head, "success")
+
+    def set_latency(self, seconds: float) -> None:
+        if self.name == "gitlab":
+            self.fake.latency = seconds
+            return
+        if self._latency is not None:
+            self._latency.times = 0
+        self._latency = (self.fake.fail("*", ".", status=None, delay=seconds, times=10**9)
+                         if seconds else None)
 
     def mark(self) -> int:
         return len(self.fake.requests)
@@ -136,114 +153,30 @@ class _Counted:
         return Traffic(len(seen), sum(r.bytes_in for r in seen), sum(r.bytes_out for r in seen),
                        tuple(shape(r.method, r.path) for r in seen))
 
-
-class GitHubSide(_Counted):
-    name = "github"
-
-    def __init__(self, tmp: Path, src: Path, extra: dict[str, bytes] | None = None) -> None:
-        from tests.fakes.github import FakeGitHub
-
-        self.fake = FakeGitHub(tmp).start()
-        self.fake.add_token(TOKEN)
-        self.repo = self.fake.create_repo(SLUG, {"README.md": b"config\n"})
-        self.repo.labels["promotion"] = 1  # the config repo has its label already
-        load_tree(self.repo.bare, src, extra or {".promoter.yaml": CONFIG})
-        self._latency: Any = None
-
-    def forge(self) -> Any:
-        from promoter.forges.github import GitHubForge
-
-        return GitHubForge(SLUG, api_url=self.fake.url, token=TOKEN)
-
-    def on_commit(self, sha: str) -> None:
-        self.fake.set_checks(SLUG, sha, "pending")
-        self._head = sha
-
-    def turn_green(self) -> None:
-        self.fake.set_checks(SLUG, self._head, "success")
-
-    def set_latency(self, seconds: float) -> None:
-        if self._latency is not None:
-            self._latency.times = 0
-        self._latency = (self.fake.fail("*", ".", status=None, delay=seconds, times=10**9)
-                         if seconds else None)
-
     def main_file(self, path: str) -> bytes | None:
-        bare = self.repo.bare
-        data: bytes | None = bare.read_file(bare.resolve("main") or "", path)
+        data: bytes | None = self.bare.read_file(self.bare.resolve("main") or "", path)
         return data
 
     def open_requests(self) -> int:
         return len(self.open_titles())
 
     def open_titles(self) -> list[str]:
-        return [p.title for p in self.fake.pulls(SLUG, "open")]
+        return [o.title for o in self.h.open_requests()]
 
     def stop(self) -> None:
-        self.fake.stop()
+        self.h.close()
 
 
-class GitLabSide(_Counted):
-    name = "gitlab"
+def GitHubSide(tmp: Path, src: Path, extra: dict[str, bytes] | None = None) -> Side:
+    return Side("github", tmp, src, extra)
 
-    def __init__(self, tmp: Path, src: Path, extra: dict[str, bytes] | None = None,
-                 ci: bool = True) -> None:
-        from tests.fakes.gitlab import FakeGitLab
 
-        self.fake = FakeGitLab(tmp).start()
-        self.fake.add_token(TOKEN)
-        self.project = self.fake.add_project(SLUG, {"README.md": b"config\n"})
-        self.project.ci = ci  # pipelines run on every commit (set by on_commit)
-        load_tree(self.project.repo, src, extra or {".promoter.yaml": CONFIG})
-
-    def forge(self) -> Any:
-        from promoter.forges.gitlab import GitLabForge
-
-        return GitLabForge(SLUG, api_url=self.fake.url, token=TOKEN)
-
-    def on_commit(self, sha: str) -> None:
-        self.fake.set_pipeline(sha, "running", project=SLUG)
-        self._head = sha
-
-    def turn_green(self) -> None:
-        self.fake.set_pipeline(self._head, "success", project=SLUG)
-
-    def set_latency(self, seconds: float) -> None:
-        self.fake.latency = seconds
-
-    def main_file(self, path: str) -> bytes | None:
-        repo = self.project.repo
-        data: bytes | None = repo.read_file(repo.resolve("main") or "", path)
-        return data
-
-    def open_requests(self) -> int:
-        return len(self.open_titles())
-
-    def open_titles(self) -> list[str]:
-        return [str(mr["title"]) for mr in self.fake.merge_requests(SLUG)
-                if mr["state"] == "opened"]
-
-    def stop(self) -> None:
-        self.fake.stop()
+def GitLabSide(tmp: Path, src: Path, extra: dict[str, bytes] | None = None,
+               ci: bool = True) -> Side:
+    return Side("gitlab", tmp, src, extra, ci)
 
 
 SIDES: dict[str, Callable[[Path, Path], Any]] = {"github": GitHubSide, "gitlab": GitLabSide}
-
-
-class CIOnPush:
-    """The config repo's CI: every commit promoter writes gets a pending check."""
-
-    def __init__(self, inner: Any, on_commit: Callable[[str], None]) -> None:
-        self.inner = inner
-        self.on_commit = on_commit
-
-    def write_commit(self, *args: Any, **kwargs: Any) -> str:
-        sha: str = self.inner.write_commit(*args, **kwargs)
-        self.on_commit(sha)
-        return sha
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 @contextmanager
@@ -274,6 +207,7 @@ class Step:
 def promote_once(side: Any, env: str, tag: str) -> tuple[dict[str, Any], Traffic, float]:
     from promoter import context, promote
     from promoter.images import parse
+    from tests.harness import CIOnPush
 
     ctx = context.detect({})
     request = promote.Request(images=(parse(f"{gen_repo.TARGET}:{tag}"),), env=env)
@@ -282,7 +216,7 @@ def promote_once(side: Any, env: str, tag: str) -> tuple[dict[str, Any], Traffic
     start = time.perf_counter()
     forge = side.forge()
     try:
-        result = promote.run(CIOnPush(forge, side.on_commit), request,
+        result = promote.run(CIOnPush(forge, side.h), request,
                              context.provenance_dict(ctx), context.trailers(ctx),
                              effects).to_json()
     finally:

@@ -129,7 +129,7 @@ def make_side(kind: str, tmp: Path, ballast: Path, extra: dict[str, bytes]) -> A
 
 
 def bare_of(side: Any) -> Any:
-    return side.repo.bare if side.name == "github" else side.project.repo
+    return side.bare
 
 
 def tag_in(data: bytes | None) -> str | None:

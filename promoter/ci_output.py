@@ -355,7 +355,7 @@ def _write(path: str, text: str) -> None:
         handle.write(text)
 
 
-def load_result(text: str, exit_code: int | None) -> dict[str, Any]:
+def load_result(text: str, exit_code: int | None) -> dict[str, object]:
     """The report ``promote`` printed: the first JSON object of ``text`` (lines after it,
     such as a ``::error`` workflow command, are ignored). When there is none (promote
     failed before printing one), a minimal ``failed`` report with the exit code."""

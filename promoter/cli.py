@@ -31,8 +31,8 @@ from promoter.redact import fold, no_commands, redact, register
 if TYPE_CHECKING:
     from promoter.context import Context
     from promoter.forges.base import Forge
-    from promoter.history import HistoryEntry
     from promoter.images import ImageRef
+    from promoter.jsontypes import JSONObject
     from promoter.retry import Patience
     from promoter.selection import Request
 
@@ -246,7 +246,7 @@ def _fail(exc: PromoteError, json_out: bool, environ: Mapping[str, str]) -> None
     sys.exit(exc.code)
 
 
-def _emit(result: dict[str, Any], opts: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+def _emit(result: JSONObject, opts: Mapping[str, Any], environ: Mapping[str, str]) -> None:
     from promoter.ci_output import write_ci_outputs
     from promoter.report import result_text
 
@@ -340,7 +340,7 @@ def _forge_kind(opts: Mapping[str, Any], environ: Mapping[str, str]) -> str:
     return found
 
 
-def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> JSONObject:
     from promoter import context as context_mod
 
     if not opts["repo"]:
@@ -374,18 +374,17 @@ def _run(opts: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
         forge.close()
 
 
-def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+def _run_forge(forge: Forge, opts: Mapping[str, Any], ctx: Context) -> JSONObject:
     from promoter import context as context_mod
     from promoter import history, promote
+    from promoter.outcome import HistoryOutcome
 
     request = _request(opts)
     effects = promote.Effects(now=lambda: datetime.now(timezone.utc),
                               log=lambda text: _log(opts, text))
     if opts["show_history"]:
         entries = history.history(forge, request.base, request.env, request.images)
-        return {"status": "history", "forge": forge.name, "env": request.env,
-                "history": [e.to_json() for e in entries],
-                "message": "\n".join(_history_line(e) for e in entries) or "no promotions"}
+        return HistoryOutcome(forge.name, request.env, tuple(entries)).to_json()
     if opts["rollback"]:
         request = history.rollback_request(forge, request)
     _log(opts, f"{forge.name}: promoting {', '.join(map(str, request.images))}")
@@ -399,15 +398,6 @@ def _shown_repo(repo: str) -> str:
     from promoter.forges.gitclone import strip_userinfo
 
     return strip_userinfo(repo)
-
-
-def _history_line(entry: HistoryEntry) -> str:
-    prev = ", ".join(entry.previous) or "?"
-    now = ", ".join(entry.images)
-    tag = " [rollback]" if entry.rollback_of else ""
-    return f"{entry.date}  {entry.sha[:12]}  {entry.env or '-'}  {prev} -> {now}  " \
-           f"by {entry.author}{tag}" + (f"  source {entry.source_commit[:12]}"
-                                        if entry.source_commit else "")
 
 
 def _patience(opts: Mapping[str, Any]) -> Callable[[str], Patience]:

@@ -20,6 +20,8 @@ contain a token: forges pass every message through ``redact`` before raising.
 
 from __future__ import annotations
 
+from promoter.jsontypes import JSONObject
+
 
 class PromoteError(Exception):
     code = 1
@@ -31,7 +33,7 @@ class PromoteError(Exception):
         self.line = line
         self.column = column
         self.hint = hint
-        self.result: dict[str, object] | None = None  # what was done before it failed
+        self.result: JSONObject | None = None  # what was done before it failed
         super().__init__(self.render())
 
     def location(self) -> str:

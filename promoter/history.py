@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from promoter.errors import NotFound, UsageError
 from promoter.forges.base import Forge
 from promoter.images import ImageRef, Version, parse_version, try_parse
+from promoter.jsontypes import JSONObject
 from promoter.report import (
     TRAILER_ENV,
     TRAILER_FINGERPRINT,
@@ -36,12 +36,22 @@ class HistoryEntry:
     pipeline: str | None
     title: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {"commit": self.sha, "date": self.date, "author": self.author, "env": self.env,
                 "images": list(self.images), "previous": list(self.previous),
                 "rollback_of": list(self.rollback_of) or None,
                 "source_commit": self.source_commit, "pipeline": self.pipeline,
                 "title": self.title}
+
+    def line(self) -> str:
+        """One line of the ``--history`` text: date, commit, environment, before -> after,
+        who, and whether it was a rollback."""
+        prev = ", ".join(self.previous) or "?"
+        now = ", ".join(self.images)
+        tag = " [rollback]" if self.rollback_of else ""
+        return f"{self.date}  {self.sha[:12]}  {self.env or '-'}  {prev} -> {now}  " \
+               f"by {self.author}{tag}" + (f"  source {self.source_commit[:12]}"
+                                           if self.source_commit else "")
 
 
 def history(forge: Forge, base: str | None, env: str | None,

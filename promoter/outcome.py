@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
+from promoter.history import HistoryEntry
 from promoter.images import ImageRef
+from promoter.jsontypes import JSONObject
 from promoter.plan import Plan
 from promoter.policy import Verdict
 from promoter.report import changes_json, skips_json
@@ -47,7 +48,7 @@ class Outcome:
     plan: Plan
     branch: str
     verdict: Verdict
-    provenance: Mapping[str, Any]
+    provenance: Mapping[str, str | None]
     status: str = ""
     commit: str | None = None
     verified: bool | None = None
@@ -62,9 +63,9 @@ class Outcome:
         """This outcome with ``text`` added to its message."""
         return replace(self, message=f"{self.message}; {text}" if self.message else text)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         pr = self.pull_request
-        out: dict[str, Any] = {
+        out: JSONObject = {
             "status": self.status,
             "forge": self.forge,
             "base": self.base,
@@ -115,9 +116,9 @@ class LocalOutcome:
     message: str
     preview: Preview | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         request = self.request
-        out: dict[str, Any] = {
+        out: JSONObject = {
             "status": self.status, "forge": None, "repo": self.repo, "env": request.env,
             "images": [str(r) for r in request.images], "changes": changes_json(self.plan),
             "skips": skips_json(self.plan), "diff": self.plan.diff,
@@ -130,3 +131,17 @@ class LocalOutcome:
             if self.preview.note is not None:
                 out["policy_note"] = self.preview.note
         return out
+
+
+@dataclass(frozen=True)
+class HistoryOutcome:
+    """What ``--history`` found: the promotions recorded in the base branch, newest first."""
+
+    forge: str
+    env: str | None
+    entries: tuple[HistoryEntry, ...]
+
+    def to_json(self) -> JSONObject:
+        return {"status": "history", "forge": self.forge, "env": self.env,
+                "history": [e.to_json() for e in self.entries],
+                "message": "\n".join(e.line() for e in self.entries) or "no promotions"}

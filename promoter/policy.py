@@ -12,6 +12,9 @@ Pure: no network, no clock (``now`` is passed in), no environment reads.
     rollback_guard      after a rollback away from X, nothing <= X merges by itself
     checks_green        added later by the orchestrator with ``Verdict.with_check``
 
+Each check is one function ``(Facts) -> Finding`` and one row of ``RULES``; ``evaluate``
+builds ``Facts`` once (the version steps parsed once) and runs the rows in order.
+
 ``allows_merge`` = a merge was wanted and no check failed. ``refused`` = a proven
 downgrade the policy does not allow: do not even propose it (whether or not a merge was
 wanted). Any other failing check only means a human merges.
@@ -24,10 +27,10 @@ reference) FAILS; SKIP only means the policy makes the check not apply here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from promoter.config import BUILTIN, EnvPolicy
 from promoter.errors import PromoteError
@@ -42,6 +45,7 @@ from promoter.images import (
     try_parse,
     valid_digest,
 )
+from promoter.jsontypes import JSONObject
 from promoter.plan import Found, Plan
 from promoter.redact import redact
 from promoter.text import md
@@ -51,17 +55,6 @@ PASS: Status = "pass"  # noqa: S105 - a check status, not a password
 FAIL: Status = "fail"
 SKIP: Status = "skip"
 STATUSES: tuple[Status, ...] = get_args(Status)
-
-CHECKS = (
-    "auto_merge_enabled",
-    "allowed_tags",
-    "semver_bump",
-    "no_downgrade",
-    "require_upstream",
-    "freeze",
-    "paths_only",
-    "rollback_guard",
-)
 
 _STEP_NAMES = {
     Bump.NONE: "no",
@@ -78,12 +71,15 @@ class Check:
     name: str
     status: Status
     reason: str
+    refuses: bool = False  # a failure that refuses the promotion outright (not in the JSON)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise PromoteError(
                 f"internal error: check status {self.status!r} is not one of {', '.join(STATUSES)}"
             )
+        if self.refuses and self.status != FAIL:
+            raise PromoteError(f"internal error: check {self.name} refuses but did not fail")
 
     @property
     def failed(self) -> bool:
@@ -118,7 +114,7 @@ class Verdict:
         allows = self.want_merge and not self.refused and not any(c.failed for c in checks)
         return replace(self, checks=checks, allows_merge=allows)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "allows_merge": self.allows_merge,
             "refused": self.refused,
@@ -131,7 +127,7 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class _Step:
+class Step:
     """One image moving from what runs to what is promoted (deduplicated across files)."""
 
     key: str  # canonical repository name
@@ -146,6 +142,43 @@ class _Step:
 Upstream = Mapping[str, Set[tuple[str | None, str | None]]]
 
 
+@dataclass(frozen=True)
+class Facts:
+    """Everything a check may read: one value, the same for every check (see ``evaluate``
+    for what each field means). ``steps`` are built once from the plan."""
+
+    plan: Plan
+    steps: tuple[Step, ...]
+    policy: EnvPolicy
+    now: datetime
+    want_merge: bool
+    upstream: Upstream | None = None
+    rolled_back: Mapping[str, str] = field(default_factory=dict)
+    rollback: bool = False
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a check function says: pass, fail or skip, and why. ``refuses``: the failure
+    refuses the promotion outright (nothing is proposed), not only its merge."""
+
+    status: Status
+    reason: str
+    refuses: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of ``RULES``: a check's name (in reports and JSON) and its function."""
+
+    name: str
+    judge: Callable[[Facts], Finding]
+
+    def run(self, facts: Facts) -> Check:
+        found = self.judge(facts)
+        return Check(self.name, found.status, found.reason, found.refuses)
+
+
 def evaluate(
     plan: Plan,
     policy: EnvPolicy | None,
@@ -157,7 +190,7 @@ def evaluate(
     rolled_back: Mapping[str, str] | None = None,
     rollback: bool = False,
 ) -> Verdict:
-    """Judge ``plan`` under ``policy``.
+    """Judge ``plan`` under ``policy``: every row of ``RULES``, in order.
 
     ``policy``: the environment's policy (``Config.env`` / ``select``, possibly
     ``tighten``-ed), ``config.defaults``, or None when there is no .promoter.yaml (the
@@ -172,30 +205,20 @@ def evaluate(
     allow_downgrade included, is reported as it is)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise PromoteError("internal error: evaluate() needs a timezone-aware 'now'")
-    eff = policy if policy is not None else BUILTIN
-    steps = _steps(plan, images)
-    downgrade, proven_downgrade = _no_downgrade(eff, steps, rollback)
-    checks = (
-        _auto_merge_enabled(eff, want_merge),
-        _allowed_tags(eff, steps),
-        _semver_bump(eff, steps),
-        downgrade,
-        _require_upstream(eff, steps, upstream),
-        _freeze(eff, now),
-        _paths_only(eff, plan),
-        _rollback_guard(eff, steps, rolled_back or {}),
-    )
-    refused = proven_downgrade
+    facts = Facts(plan, _steps(plan, images), policy if policy is not None else BUILTIN,
+                  now, want_merge, upstream, rolled_back or {}, rollback)
+    checks = tuple(rule.run(facts) for rule in RULES)
+    refused = any(c.refuses for c in checks)
     allows = want_merge and not refused and not any(c.failed for c in checks)
     return Verdict(checks, refused, allows, want_merge)
 
 
-def _steps(plan: Plan, images: Sequence[ImageRef]) -> list[_Step]:
+def _steps(plan: Plan, images: Sequence[ImageRef]) -> tuple[Step, ...]:
     """One step per written value, judged by that value's own new version (never by
     another reference's: a ``--marker`` or ``--set`` value is checked for what it writes).
     ``images`` only give familiar names for messages."""
     shown_as = {ref.name: ref.familiar for ref in images}
-    out: dict[_Step, None] = {}
+    out: dict[Step, None] = {}
     for found in plan.changes:
         if found.format == "set":
             out[_set_step(found)] = None
@@ -204,21 +227,21 @@ def _steps(plan: Plan, images: Sequence[ImageRef]) -> list[_Step]:
         if tag is None and digest is None:  # a Found made without them: read the value
             tag, digest = _read_new(found.new, found.image)
         shown = shown_as.get(found.image, found.image)
-        out[_Step(found.image, shown, found.old_tag, found.old_digest, tag, digest)] = None
-    return list(out)
+        out[Step(found.image, shown, found.old_tag, found.old_digest, tag, digest)] = None
+    return tuple(out)
 
 
-def _set_step(found: Found) -> _Step:
+def _set_step(found: Found) -> Step:
     """A ``--set`` value: judged as an image only when it is a whole reference with a tag
     or digest (and so is the value it replaces); anything else is opaque, and every
     image check fails closed on it."""
     new, old = try_parse(found.new), try_parse(found.old)
     where = f"--set {found.file}:{found.field}"
     if new is None or not (new.tag or new.digest) or (old is not None and old.name != new.name):
-        return _Step(where, where, None, None, None, None, opaque=True)
+        return Step(where, where, None, None, None, None, opaque=True)
     old_tag = old.tag if old is not None else None
     old_digest = old.digest if old is not None else None
-    return _Step(new.name, new.familiar, old_tag, old_digest, new.tag, new.digest)
+    return Step(new.name, new.familiar, old_tag, old_digest, new.tag, new.digest)
 
 
 def _read_new(value: str, image: str) -> tuple[str | None, str | None]:
@@ -235,13 +258,13 @@ def _desc(policy: EnvPolicy) -> str:
     return policy.describe()
 
 
-def _combine(name: str, parts: list[tuple[str, str]]) -> Check:
-    """Fold per-image results into one check: any fail fails (and only the failures are
+def _combine(parts: list[tuple[Status, str]], *, refuses: bool = False) -> Finding:
+    """Fold per-image results into one finding: any fail fails (and only the failures are
     told), else any pass passes."""
     statuses = {status for status, _ in parts}
     status = FAIL if FAIL in statuses else PASS if PASS in statuses else SKIP
     reasons = [r for s, r in parts if status != FAIL or s == FAIL]
-    return Check(name, status, "; ".join(dict.fromkeys(reasons)) or "nothing changes")
+    return Finding(status, "; ".join(dict.fromkeys(reasons)) or "nothing changes", refuses)
 
 
 def _q(text: str) -> str:
@@ -249,11 +272,11 @@ def _q(text: str) -> str:
     return "'" + "".join(c if c.isprintable() else "?" for c in text) + "'"
 
 
-def _label(step: _Step, many: bool) -> str:
+def _label(step: Step, many: bool) -> str:
     return f"{step.shown}: " if many else ""
 
 
-def _many(steps: Iterable[_Step]) -> bool:
+def _many(steps: Iterable[Step]) -> bool:
     return len({s.key for s in steps}) > 1
 
 
@@ -267,41 +290,40 @@ def _ver(tag: str | None, digest: str | None) -> str:
     return tag or short or "(untagged)"
 
 
-def _auto_merge_enabled(policy: EnvPolicy, want: bool) -> Check:
-    name = "auto_merge_enabled"
+def _auto_merge_enabled(facts: Facts) -> Finding:
+    policy, want = facts.policy, facts.want_merge
     if policy.draft:
-        return Check(name, FAIL, "the request opens as a draft; a human merges")
+        return Finding(FAIL, "the request opens as a draft; a human merges")
     if not policy.configured:
         if want:
-            return Check(name, PASS, "no .promoter.yaml; the caller asked for auto-merge")
-        return Check(name, FAIL, "no .promoter.yaml and auto-merge not asked for; a human merges")
+            return Finding(PASS, "no .promoter.yaml; the caller asked for auto-merge")
+        return Finding(FAIL, "no .promoter.yaml and auto-merge not asked for; a human merges")
     desc = _desc(policy)
     if policy.auto_merge and want:
-        return Check(name, PASS, f"{desc} allows auto-merge (auto_merge: true)")
+        return Finding(PASS, f"{desc} allows auto-merge (auto_merge: true)")
     if policy.auto_merge:
-        return Check(name, FAIL, "auto-merge was turned off for this promotion; a human merges")
+        return Finding(FAIL, "auto-merge was turned off for this promotion; a human merges")
     if want:
-        return Check(
-            name,
+        return Finding(
             FAIL,
             f"auto-merge was asked for, but {desc} has auto_merge: false and flags cannot "
             "loosen the policy; a human merges",
         )
-    return Check(name, FAIL, f"{desc} has auto_merge: false; a human merges")
+    return Finding(FAIL, f"{desc} has auto_merge: false; a human merges")
 
 
 _OPAQUE = "is not an image reference, so no image check can judge it; a human merges"
 
 
-def _allowed_tags(policy: EnvPolicy, steps: list[_Step]) -> Check:
-    name = "allowed_tags"
+def _allowed_tags(facts: Facts) -> Finding:
+    policy, steps = facts.policy, facts.steps
     if policy.allowed_tags is None:
-        return Check(name, SKIP, f"{_desc(policy)} sets no allowed_tags; any tag may be proposed")
+        return Finding(SKIP, f"{_desc(policy)} sets no allowed_tags; any tag may be proposed")
     if not steps:
-        return Check(name, SKIP, "nothing changes")
+        return Finding(SKIP, "nothing changes")
     many = _many(steps)
     shown = ", ".join(_q(p.pattern) for p in policy.allowed_tags)
-    parts: list[tuple[str, str]] = []
+    parts: list[tuple[Status, str]] = []
     for step in {(s.key, s.new_tag, s.new_digest): s for s in steps}.values():
         label = _label(step, many)
         tag = step.new_tag
@@ -317,17 +339,17 @@ def _allowed_tags(policy: EnvPolicy, steps: list[_Step]) -> Check:
             parts.append((PASS, f"{label}tag {_q(tag)} matches {_q(hit.pattern)}"))
         else:
             parts.append((FAIL, f"{label}tag {_q(tag)} matches none of allowed_tags ({shown})"))
-    return _combine(name, parts)
+    return _combine(parts)
 
 
-def _semver_bump(policy: EnvPolicy, steps: list[_Step]) -> Check:
-    name = "semver_bump"
+def _semver_bump(facts: Facts) -> Finding:
+    policy, steps = facts.policy, facts.steps
     if not steps:
-        return Check(name, SKIP, "nothing changes")
+        return Finding(SKIP, "nothing changes")
     limit = policy.max_auto_merge_bump
     who = "this environment" if policy.configured else "without .promoter.yaml, a promotion"
     many = _many(steps)
-    parts: list[tuple[str, str]] = []
+    parts: list[tuple[Status, str]] = []
     for step in steps:
         label = _label(step, many)
         if step.opaque:
@@ -367,23 +389,23 @@ def _semver_bump(policy: EnvPolicy, steps: list[_Step]) -> Check:
             parts.append(
                 (FAIL, f"{what}; {who} merges at most {_BUMP_WORDS[limit]} steps by itself")
             )
-    return _combine(name, parts)
+    return _combine(parts)
 
 
-def _no_downgrade(policy: EnvPolicy, steps: list[_Step],
-                  rollback: bool = False) -> tuple[Check, bool]:
-    """The check, and whether a downgrade is proven (refused outright). Versions that
-    cannot be ordered fail the check for auto-merge but are proposed for a human."""
-    name = "no_downgrade"
+def _no_downgrade(facts: Facts) -> Finding:
+    """A proven downgrade the policy does not allow refuses the promotion outright.
+    Versions that cannot be ordered fail the check for auto-merge but are proposed for
+    a human."""
+    policy, steps = facts.policy, facts.steps
     if not steps:
-        return Check(name, SKIP, "nothing changes"), False
-    if rollback:
+        return Finding(SKIP, "nothing changes")
+    if facts.rollback:
         allowed = "true" if policy.allow_downgrade else "false"
-        return Check(name, SKIP, "a rollback restores an earlier version on purpose; "
-                     f"no_downgrade does not apply to it ({_desc(policy)} has "
-                     f"allow_downgrade: {allowed})"), False
+        return Finding(SKIP, "a rollback restores an earlier version on purpose; "
+                       f"no_downgrade does not apply to it ({_desc(policy)} has "
+                       f"allow_downgrade: {allowed})")
     many = _many(steps)
-    parts: list[tuple[str, str]] = []
+    parts: list[tuple[Status, str]] = []
     proven = False
     for step in steps:
         label = _label(step, many)
@@ -415,23 +437,23 @@ def _no_downgrade(policy: EnvPolicy, steps: list[_Step],
                     "refuses downgrades (allow_downgrade: false), so nothing is proposed",
                 )
             )
-    return _combine(name, parts), proven
+    return _combine(parts, refuses=proven)
 
 
-def _require_upstream(policy: EnvPolicy, steps: list[_Step], upstream: Upstream | None) -> Check:
+def _require_upstream(facts: Facts) -> Finding:
     """Passes when the upstream environment runs the new tag and digest. A tag-only
     promotion of a tag the upstream runs pinned to a digest fails: it would drop the pin
     (promote ``repo:tag@digest``, or ``--from``, which carries the digest over)."""
-    name = "require_upstream"
+    policy, steps, upstream = facts.policy, facts.steps, facts.upstream
     env = policy.require_upstream
     if env is None:
-        return Check(name, SKIP, f"{_desc(policy)} requires no upstream environment")
+        return Finding(SKIP, f"{_desc(policy)} requires no upstream environment")
     if not steps:
-        return Check(name, SKIP, "nothing changes")
+        return Finding(SKIP, "nothing changes")
     if upstream is None:
-        return Check(name, FAIL, f"what {env} runs was not read; a human merges")
+        return Finding(FAIL, f"what {env} runs was not read; a human merges")
     many = _many(steps)
-    parts: list[tuple[str, str]] = []
+    parts: list[tuple[Status, str]] = []
     for step in {(s.key, s.new_tag, s.new_digest): s for s in steps}.values():
         label = _label(step, many)
         wanted = _ver(step.new_tag, step.new_digest)
@@ -461,31 +483,30 @@ def _require_upstream(policy: EnvPolicy, steps: list[_Step], upstream: Upstream 
             parts.append(
                 (FAIL, f"{label}{env} runs {there}, not {wanted}; promote it to {env} first")
             )
-    return _combine(name, parts)
+    return _combine(parts)
 
 
-def _freeze(policy: EnvPolicy, now: datetime) -> Check:
-    name = "freeze"
+def _freeze(facts: Facts) -> Finding:
+    policy = facts.policy
     if not policy.freeze:
-        return Check(name, SKIP, f"{_desc(policy)} has no freeze windows")
+        return Finding(SKIP, f"{_desc(policy)} has no freeze windows")
     for window in policy.freeze:
-        if window.contains(now):
-            return Check(name, FAIL,
-                         f"inside the freeze window {window.describe()}; a human merges")
+        if window.contains(facts.now):
+            return Finding(FAIL, f"inside the freeze window {window.describe()}; a human merges")
     # no clock in any reason: the PR/MR body must not change between re-runs (a time
     # in it made every re-run during a freeze update the request)
     count = len(policy.freeze)
     plural = "the freeze window" if count == 1 else f"all {count} freeze windows"
-    return Check(name, PASS, f"outside {plural}")
+    return Finding(PASS, f"outside {plural}")
 
 
-def _paths_only(policy: EnvPolicy, plan: Plan) -> Check:
-    name = "paths_only"
+def _paths_only(facts: Facts) -> Finding:
+    policy, plan = facts.policy, facts.plan
     if not policy.paths:
-        return Check(name, SKIP, f"{_desc(policy)} owns no paths")
+        return Finding(SKIP, f"{_desc(policy)} owns no paths")
     files = list(dict.fromkeys([*(f.file for f in plan.changes), *plan.touched]))
     if not files:
-        return Check(name, SKIP, "nothing changes")
+        return Finding(SKIP, "nothing changes")
     globs = ", ".join(policy.paths)
     through = {alias: path for path, aliases in plan.aliases.items() for alias in aliases}
     outside = [f"{f} (a link to {through[f]})" if f in through else f
@@ -495,9 +516,9 @@ def _paths_only(policy: EnvPolicy, plan: Plan) -> Check:
             f" and {len(outside) - 5} more" if len(outside) > 5 else ""
         )
         verb = "is" if len(outside) == 1 else "are"
-        return Check(name, FAIL, f"{shown} {verb} outside {_desc(policy)}'s paths ({globs})")
+        return Finding(FAIL, f"{shown} {verb} outside {_desc(policy)}'s paths ({globs})")
     count = "the changed file is" if len(files) == 1 else f"all {len(files)} changed files are"
-    return Check(name, PASS, f"{count} inside {_desc(policy)}'s paths ({globs})")
+    return Finding(PASS, f"{count} inside {_desc(policy)}'s paths ({globs})")
 
 
 def _split_version(text: str) -> tuple[str | None, str | None]:
@@ -509,13 +530,13 @@ def _split_version(text: str) -> tuple[str | None, str | None]:
     return text, None
 
 
-def _rollback_guard(policy: EnvPolicy, steps: list[_Step], rolled_back: Mapping[str, str]) -> Check:
-    name = "rollback_guard"
+def _rollback_guard(facts: Facts) -> Finding:
+    steps, rolled_back = facts.steps, facts.rolled_back
     hits = [s for s in steps if s.key in rolled_back]
     if not hits:
-        return Check(name, PASS, f"nothing was rolled back in {_desc(policy)}")
+        return Finding(PASS, f"nothing was rolled back in {_desc(facts.policy)}")
     many = _many(steps)
-    parts: list[tuple[str, str]] = []
+    parts: list[tuple[Status, str]] = []
     for step in {(s.key, s.new_tag, s.new_digest): s for s in hits}.values():
         label = _label(step, many)
         away = rolled_back[step.key]
@@ -533,7 +554,7 @@ def _rollback_guard(policy: EnvPolicy, steps: list[_Step], rolled_back: Mapping[
                     "so it waits until a human merges",
                 )
             )
-    return _combine(name, parts)
+    return _combine(parts)
 
 
 def _newer(
@@ -550,6 +571,21 @@ def _newer(
     if tag is not None and tag == bad_tag:
         return False
     return None
+
+
+# --- the checks: a new one is its function above, one row here, and its config key ---------
+
+RULES: tuple[Rule, ...] = (
+    Rule("auto_merge_enabled", _auto_merge_enabled),
+    Rule("allowed_tags", _allowed_tags),
+    Rule("semver_bump", _semver_bump),
+    Rule("no_downgrade", _no_downgrade),
+    Rule("require_upstream", _require_upstream),
+    Rule("freeze", _freeze),
+    Rule("paths_only", _paths_only),
+    Rule("rollback_guard", _rollback_guard),
+)
+CHECKS = tuple(rule.name for rule in RULES)  # in report and JSON order
 
 
 # --- rendering --------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from promoter import config as config_mod
 from promoter import policy as policy_mod
@@ -51,6 +50,7 @@ from promoter.report import (
     TRAILER_IMAGE,
     TRAILER_PREVIOUS,
     TRAILER_ROLLBACK,
+    ImageChange,
     image_changes,
     texts,
     trailers,
@@ -89,7 +89,7 @@ class Effects:
 # --- the run ------------------------------------------------------------------------------
 
 
-def run(forge: Forge, request: Request, provenance: Mapping[str, Any],
+def run(forge: Forge, request: Request, provenance: Mapping[str, str | None],
         provenance_trailers: Sequence[tuple[str, str]], effects: Effects) -> Outcome:
     """Promote, and return what was done. Raises PromoteError subclasses."""
     written: set[str] = set()  # commits this run made, across its attempts
@@ -108,7 +108,7 @@ class _BaseMoved(Exception):
     """The merge lost a race with another commit on the base: plan again on the new base."""
 
 
-def _run_once(forge: Forge, request: Request, provenance: Mapping[str, Any],
+def _run_once(forge: Forge, request: Request, provenance: Mapping[str, str | None],
               provenance_trailers: Sequence[tuple[str, str]], effects: Effects,
               written: set[str]) -> Outcome:
     say = effects.log
@@ -420,7 +420,7 @@ def _base_unmoved(forge: Forge, pr: PullRequest, snap: Snapshot) -> None:
 
 
 def _up_to_date(forge: Forge, request: Request, snap: Snapshot, plan: Plan, done: Outcome,
-                changes: Sequence[Any]) -> Outcome:
+                changes: Sequence[ImageChange]) -> Outcome:
     versions = ", ".join(f"{c.name}:{c.after}" for c in changes) or "the requested values"
     done = replace(done, status="up-to-date",
                    message=f"already up to date: {snap.branch} already sets {versions}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promoter.images import ImageRef
+from promoter.jsontypes import JSONObject
 from promoter.plan import Found, Plan
 from promoter.templates import Templates, one_line
 from promoter.text import code, md
@@ -136,7 +137,7 @@ def texts(
     changes: Sequence[ImageChange],
     plan: Plan,
     env: str | None,
-    provenance: Mapping[str, Any],
+    provenance: Mapping[str, str | None],
     provenance_trailers: Iterable[tuple[str, str]],
     policy_markdown: str,
     policy_lines: Sequence[str],
@@ -165,7 +166,7 @@ def texts(
 
 
 def template_fields(changes: Sequence[ImageChange], plan: Plan, env: str | None,
-                    provenance: Mapping[str, Any], policy_lines: Sequence[str], *,
+                    provenance: Mapping[str, str | None], policy_lines: Sequence[str], *,
                     rollback: bool, markdown: bool, policy_markdown: str = ""
                     ) -> dict[str, str]:
     """The values of the template fields (``promoter.templates.FIELDS``). For a body
@@ -223,7 +224,7 @@ def pr_body(
     changes: Sequence[ImageChange],
     plan: Plan,
     env: str | None,
-    provenance: Mapping[str, Any],
+    provenance: Mapping[str, str | None],
     policy_markdown: str,
     *,
     limit: int = GITHUB_BODY_LIMIT,
@@ -312,11 +313,11 @@ def colorize(diff: str) -> str:
     return "\n".join(lines)
 
 
-def changes_json(plan: Plan) -> list[dict[str, Any]]:
+def changes_json(plan: Plan) -> list[JSONObject]:
     return [{"file": f.file, "line": f.line, "old": f.old, "new": f.new, "image": f.image,
              "field": f.field, "format": f.format} for f in plan.changes]
 
 
-def skips_json(plan: Plan) -> list[dict[str, Any]]:
+def skips_json(plan: Plan) -> list[JSONObject]:
     return [{"file": s.file, "line": s.line, "image": s.image, "reason": s.reason}
             for s in plan.skips]

@@ -159,3 +159,83 @@ def test_console_script_version_and_help() -> None:
          "print(sorted(m for m in ('github','gitlab','ruamel.yaml') if m in sys.modules))"],
         capture_output=True, text=True, env=env, check=True).stdout
     assert probe.strip() == "[]"
+
+
+# --- --history: the JSON and the text, pinned byte for byte ------------------------------
+
+
+def _git(*args: str, cwd: Path, date: str = "2026-05-07T10:00:00+00:00") -> str:
+    env = {"PATH": os.environ["PATH"], "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_NAME": "Rel Bot", "GIT_AUTHOR_EMAIL": "bot@example.com",
+           "GIT_COMMITTER_NAME": "Rel Bot", "GIT_COMMITTER_EMAIL": "bot@example.com",
+           "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout
+
+
+HISTORY_COMMITS = [
+    ("2026-05-07T10:00:00+00:00", "promote(prod): acme/api 1.4.1 → 1.4.2\n\n"
+     "Promoted-Image: ghcr.io/acme/api:1.4.2\nPrevious-Image: ghcr.io/acme/api:1.4.1\n"
+     "Environment: prod\nSource-Commit: 0123456789abcdef0123\n"
+     "Pipeline: https://ci.example.com/p/7\nPromote-Fingerprint: aaaa\n"),
+    ("2026-05-08T11:30:00+00:00", "rollback(prod): acme/api 1.4.2 → 1.4.1\n\n"
+     "Promoted-Image: ghcr.io/acme/api:1.4.1\nPrevious-Image: ghcr.io/acme/api:1.4.2\n"
+     "Environment: prod\nPromote-Rollback-Of: ghcr.io/acme/api:1.4.2\n"
+     "Promote-Fingerprint: bbbb\n"),
+]
+
+
+@pytest.fixture
+def history_repo(tmp_path: Path) -> Path:
+    work, bare = tmp_path / "seed", tmp_path / "config.git"
+    (work / "envs/prod").mkdir(parents=True)
+    (work / "envs/prod/deploy.yaml").write_text(DEPLOY)
+    _git("init", "-q", "-b", "main", cwd=work)
+    _git("add", ".", cwd=work)
+    _git("commit", "-q", "-m", "seed", cwd=work)
+    for date, message in HISTORY_COMMITS:
+        _git("commit", "-q", "--allow-empty", "-m", message, cwd=work, date=date)
+    _git("clone", "-q", "--bare", str(work), str(bare), cwd=tmp_path)
+    return bare
+
+
+ROLLBACK_SHA = "65d002fe0c002d1bcc038957d6e7dfde0954d25f"
+PROMOTION_SHA = "0236b625ffdc6a4b33dfb9c523e5e516c2c67dd3"
+HISTORY_LINES = (
+    f"2026-05-08T11:30:00+00:00  {ROLLBACK_SHA[:12]}  prod  ghcr.io/acme/api:1.4.2 -> "
+    "ghcr.io/acme/api:1.4.1  by Rel Bot [rollback]\n"
+    f"2026-05-07T10:00:00+00:00  {PROMOTION_SHA[:12]}  prod  ghcr.io/acme/api:1.4.1 -> "
+    "ghcr.io/acme/api:1.4.2  by Rel Bot  source 0123456789ab"
+)
+
+
+def test_history_json_and_text_are_pinned(history_repo: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--repo", str(history_repo), "--history", "--env", "prod"]
+    code, out, err = _promote([*args, "--output", "json"], capsys)
+    assert code == 0, err
+    expected = {
+        "status": "history", "forge": "git", "env": "prod",
+        "history": [
+            {"commit": ROLLBACK_SHA, "date": "2026-05-08T11:30:00+00:00", "author": "Rel Bot",
+             "env": "prod", "images": ["ghcr.io/acme/api:1.4.1"],
+             "previous": ["ghcr.io/acme/api:1.4.2"], "rollback_of": ["ghcr.io/acme/api:1.4.2"],
+             "source_commit": None, "pipeline": None,
+             "title": "rollback(prod): acme/api 1.4.2 → 1.4.1"},
+            {"commit": PROMOTION_SHA, "date": "2026-05-07T10:00:00+00:00", "author": "Rel Bot",
+             "env": "prod", "images": ["ghcr.io/acme/api:1.4.2"],
+             "previous": ["ghcr.io/acme/api:1.4.1"], "rollback_of": None,
+             "source_commit": "0123456789abcdef0123", "pipeline": "https://ci.example.com/p/7",
+             "title": "promote(prod): acme/api 1.4.1 → 1.4.2"},
+        ],
+        "message": HISTORY_LINES,
+    }
+    assert out == json.dumps(expected, indent=2, ensure_ascii=False) + "\n"  # keys in order
+    code, out, err = _promote(args, capsys)
+    assert code == 0, err
+    assert out == HISTORY_LINES + "\n"
+    code, out, err = _promote(["--repo", str(history_repo), "--history", "--env", "dev",
+                               "--output", "json"], capsys)
+    assert code == 0, err
+    assert out == ('{\n  "status": "history",\n  "forge": "git",\n  "env": "dev",\n'
+                   '  "history": [],\n  "message": "no promotions"\n}\n')

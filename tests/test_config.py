@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import fields
 from datetime import datetime, time, timezone
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ from promoter.config import (
     EnvPolicy,
     WeeklyFreeze,
     load,
+    loader,
     select,
     tighten,
 )
@@ -611,3 +613,47 @@ def test_naive_now_is_a_bug() -> None:
     w = WeeklyFreeze(frozenset({4}), time(15, 0), time(23, 59))
     with pytest.raises(PromoteError, match="timezone-aware"):
         w.contains(datetime(2026, 5, 8, 16))
+
+
+# --- the key tables: a key is one row (its reader) plus its model field ------------------
+
+# a value for each policy key that differs from the built-in default
+KEY_SAMPLES = {
+    "auto_merge": "true",
+    "merge_method": "rebase",
+    "allowed_tags": "['^x$']",
+    "max_auto_merge_bump": "patch",
+    "allow_downgrade": "true",
+    "wait_for_checks": "false",
+    "freeze": "[{from: '01:00', to: '02:00'}]",
+    "labels": "[a]",
+    "reviewers": "[b]",
+    "assignees": "[c]",
+    "draft": "true",
+    "paths": "[envs/other]",
+    "require_upstream": "up",
+}
+
+
+def _changed(before: EnvPolicy, after: EnvPolicy) -> set[str]:
+    return {f.name for f in fields(EnvPolicy) if getattr(before, f.name) != getattr(after, f.name)}
+
+
+@pytest.mark.parametrize("key", list(KEY_SAMPLES))
+def test_each_row_sets_the_field_of_its_own_name_and_nothing_else(key: str) -> None:
+    assert set(KEY_SAMPLES) == set(loader.POLICY_KEYS) | set(loader.ENV_KEYS)
+    envs = "environments:\n  up: {paths: [envs/up]}\n  x:\n    paths: [envs/x]\n"
+    plain = load(f"version: 1\n{envs}").env("x")
+    line = f"    {key}: {KEY_SAMPLES[key]}\n"
+    if key == "paths":
+        line, envs = "", envs.replace("[envs/x]", KEY_SAMPLES[key])
+    assert _changed(plain, load(f"version: 1\n{envs}{line}").env("x")) == {key}
+    if key in loader.POLICY_KEYS:
+        defaults = load(f"version: 1\ndefaults:\n  {key}: {KEY_SAMPLES[key]}\n").defaults
+        assert _changed(load("version: 1\n").defaults, defaults) == {key}
+
+
+def test_top_level_keys_are_read_in_table_order_whatever_the_file_order() -> None:
+    cfg = load("version: 1\nenvironments:\n  dev: {paths: [d]}\ndefaults:\n  draft: true\n")
+    assert cfg.env("dev").draft  # the defaults were read before the environments
+    assert list(loader.TOP_KEYS).index("defaults") < list(loader.TOP_KEYS).index("environments")

@@ -7,9 +7,7 @@ or ``promote.run`` when they need a fake clock (freeze windows, waiting for chec
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,26 +15,24 @@ from typing import Any
 import pytest
 
 from promoter import context, promote
-from promoter.cli import run
-from promoter.forges.azure import AzureForge
 from promoter.forges.base import Forge
-from promoter.forges.bitbucket import BitbucketForge
-from promoter.forges.bitbucket_server import BitbucketServerForge
-from promoter.forges.git import GitForge
-from promoter.forges.gitea import GiteaForge
-from promoter.forges.github import GitHubForge
-from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
-from tests.fakes.azure import FakeAzure
-from tests.fakes.bitbucket import FakeBitbucket
-from tests.fakes.bitbucket_server import FakeBitbucketServer
-from tests.fakes.gitea import FakeGitea
-from tests.fakes.github import FakeGitHub
-from tests.fakes.gitlab import FakeGitLab
-from tests.fakes.gitrepo import BareRepo
+from tests.harness import (
+    SLUG,
+    AzureHarness,
+    BitbucketHarness,
+    CIOnPush,
+    GiteaHarness,
+    GitHubHarness,
+    GitLabHarness,
+    Harness,
+    cli,
+    harness,
+)
+
+__all__ = ["CONFIG", "Harness", "_harness", "cli", "deploy"]  # test_trust_policy
 
 TOKEN = "e2e-secret-token-7f3a9c"
-SLUG = "acme/config"
 CONFIG = b"""\
 version: 1
 defaults:
@@ -82,257 +78,14 @@ FILES = {
 }
 
 
-@dataclass
-class Open:
-    """An open request, as the forge shows it."""
-
-    number: int
-    branch: str
-    title: str
-    body: str
-    labels: list[str]
-    reviewers: list[str]
-
-
-class Harness:
-    kind: str
-    bare: BareRepo
-
-    def args(self) -> list[str]:
-        raise NotImplementedError
-
-    def forge(self) -> Forge:
-        raise NotImplementedError
-
-    def open_requests(self) -> list[Open]:
-        raise NotImplementedError
-
-    def set_checks(self, sha: str, state: str) -> None:
-        raise NotImplementedError
-
-    def main_file(self, path: str) -> bytes:
-        data = self.bare.read_file(self.bare.resolve("main") or "", path)
-        assert data is not None
-        return data
-
-    def branch(self, name: str) -> str | None:
-        return self.bare.resolve(f"refs/heads/{name}")
-
-
-class GitHarness(Harness):
-    kind = "git"
-
-    def __init__(self, tmp: Path) -> None:
-        self.bare = BareRepo.init(tmp / "config.git", FILES)
-
-    def args(self) -> list[str]:
-        return ["--repo", str(self.bare.path), "--forge", "git"]
-
-    def forge(self) -> Forge:
-        return GitForge(str(self.bare.path))
-
-    def open_requests(self) -> list[Open]:
-        return [Open(0, ref.removeprefix("refs/heads/"), "", "", [], [])
-                for ref in self.bare.list_refs("refs/heads/promote/")]
-
-    def set_checks(self, sha: str, state: str) -> None:
-        """Plain git has no checks: nothing to set."""
-
-
-class GitHubHarness(Harness):
-    kind = "github"
-
-    def __init__(self, fake: FakeGitHub) -> None:
-        self.fake = fake
-        self.bare = fake.create_repo(SLUG, FILES).bare
-        fake.add_token(TOKEN)
-
-    def args(self) -> list[str]:
-        return ["--repo", SLUG, "--forge", "github", "--api-url", self.fake.url]
-
-    def forge(self) -> Forge:
-        return GitHubForge(SLUG, api_url=self.fake.url, token=TOKEN, sleep=lambda _: None)
-
-    def open_requests(self) -> list[Open]:
-        return [Open(p.number, p.head, p.title, p.body or "", list(p.labels), list(p.reviewers))
-                for p in self.fake.pulls(SLUG, "open")]
-
-    def set_checks(self, sha: str, state: str) -> None:
-        self.fake.set_checks(SLUG, sha, state)
-
-
-class GitLabHarness(Harness):
-    kind = "gitlab"
-
-    def __init__(self, fake: FakeGitLab) -> None:
-        self.fake = fake
-        fake.add_token(TOKEN)
-        fake.add_user("sre-lead")
-        self.project = fake.add_project(SLUG, FILES)
-        self.bare = self.project.repo
-
-    def args(self) -> list[str]:
-        return ["--repo", SLUG, "--forge", "gitlab", "--api-url", self.fake.url]
-
-    def forge(self) -> Forge:
-        return GitLabForge(SLUG, api_url=self.fake.url, token=TOKEN, sleep=lambda _: None)
-
-    def open_requests(self) -> list[Open]:
-        users = {u["id"]: u["username"] for u in self._users()}
-        return [Open(mr["iid"], mr["source_branch"], mr["title"], mr["description"] or "",
-                     list(mr["labels"]), [users.get(r["id"], "?") for r in mr["reviewers"]])
-                for mr in self.fake.merge_requests(SLUG) if mr["state"] == "opened"]
-
-    def _users(self) -> list[dict[str, Any]]:
-        return [{"id": u.id, "username": u.username} for u in self.fake.users.values()]
-
-    def set_checks(self, sha: str, state: str) -> None:
-        self.project.ci = True
-        self.fake.set_pipeline(sha, {"pending": "running", "failure": "failed"}.get(state, state),
-                               project=SLUG)
-
-
-class GiteaHarness(Harness):
-    kind = "gitea"
-
-    def __init__(self, fake: FakeGitea) -> None:
-        self.fake = fake
-        fake.add_token(TOKEN)
-        fake.add_user("sre-lead")
-        self.repo = fake.add_repo(SLUG, FILES)
-        fake.add_label(SLUG, "prod")
-        self.bare = self.repo.bare
-
-    def args(self) -> list[str]:
-        return ["--repo", SLUG, "--forge", "gitea", "--api-url", self.fake.url]
-
-    def forge(self) -> Forge:
-        return GiteaForge(SLUG, api_url=self.fake.url, token=TOKEN, sleep=lambda _: None)
-
-    def open_requests(self) -> list[Open]:
-        return [Open(p.number, p.head, p.title, p.body, self.fake.label_names(SLUG, p),
-                     list(p.reviewers))
-                for p in self.fake.pulls(SLUG) if p.state == "open"]
-
-    def set_checks(self, sha: str, state: str) -> None:
-        self.fake.set_status(SLUG, sha, state)
-
-
-AZURE_SLUG = "acme/platform/config"
-
-
-class AzureHarness(Harness):
-    """Azure DevOps: the repository is ORG/PROJECT/REPO; sre-lead is a member of a
-    team of the project (reviewers are looked up there)."""
-
-    kind = "azure"
-
-    def __init__(self, fake: FakeAzure) -> None:
-        self.fake = fake
-        fake.add_token(TOKEN)
-        fake.add_team("acme/platform", "SRE", ["sre-lead"])
-        self.repo = fake.add_repo(AZURE_SLUG, FILES)
-        self.bare = self.repo.bare
-
-    def args(self) -> list[str]:
-        return ["--repo", AZURE_SLUG, "--forge", "azure", "--api-url", self.fake.url]
-
-    def forge(self) -> Forge:
-        return AzureForge(AZURE_SLUG, api_url=self.fake.url, token=TOKEN, sleep=lambda _: None)
-
-    def open_requests(self) -> list[Open]:
-        names = {v: k for k, v in self.fake.ids.items()}
-        return [Open(p.number, p.source.removeprefix("refs/heads/"), p.title, p.description,
-                     list(p.labels), [names.get(r, r) for r in p.reviewers])
-                for p in self.fake.pulls(AZURE_SLUG) if p.status == "active"]
-
-    def set_checks(self, sha: str, state: str) -> None:
-        if not self.repo.policies:
-            self.fake.add_policy(AZURE_SLUG, "ci")  # a required build, as checks imply
-        self.fake.set_status(AZURE_SLUG, sha, {"success": "succeeded", "failure": "failed"}.get(
-            state, state))
-
-
-class BitbucketHarness(Harness):
-    kind = "bitbucket"
-
-    def __init__(self, fake: FakeBitbucket) -> None:
-        self.fake = fake
-        fake.add_token(TOKEN)
-        fake.add_member("sre-lead")
-        self.repo = fake.add_repo(SLUG, FILES)
-        self.bare = self.repo.bare
-
-    def args(self) -> list[str]:
-        return ["--repo", SLUG, "--forge", "bitbucket", "--api-url", self.fake.api]
-
-    def forge(self) -> Forge:
-        return BitbucketForge(SLUG, api_url=self.fake.api, token=TOKEN, sleep=lambda _: None)
-
-    def open_requests(self) -> list[Open]:
-        # Bitbucket has no labels
-        return [Open(p.id, p.source, p.title, p.description, [],
-                     [self.fake.nickname(r) for r in p.reviewers])
-                for p in self.fake.pulls(SLUG) if p.state == "OPEN"]
-
-    def set_checks(self, sha: str, state: str) -> None:
-        self.fake.set_status(SLUG, sha, {"pending": "INPROGRESS", "failure": "FAILED",
-                                         "success": "SUCCESSFUL"}[state])
-
-
-class BitbucketServerHarness(Harness):
-    """Bitbucket Data Center: one file per commit, so only the scenarios that change one
-    file run here (``--forge bitbucket`` with a server root as ``--api-url``)."""
-
-    kind = "bitbucket_server"
-
-    def __init__(self, fake: FakeBitbucketServer) -> None:
-        self.fake = fake
-        fake.add_token(TOKEN)
-        fake.add_user("sre-lead")
-        self.repo = fake.add_repo(SLUG, FILES)
-        self.bare = self.repo.bare
-
-    def args(self) -> list[str]:
-        return ["--repo", SLUG, "--forge", "bitbucket", "--api-url", self.fake.url]
-
-    def forge(self) -> Forge:
-        return BitbucketServerForge(SLUG, api_url=self.fake.url, token=TOKEN,
-                                    sleep=lambda _: None)
-
-    def open_requests(self) -> list[Open]:
-        return [Open(p.id, p.source, p.title, p.description, [], list(p.reviewers))
-                for p in self.fake.pulls(SLUG) if p.state == "OPEN"]
-
-    def set_checks(self, sha: str, state: str) -> None:
-        self.fake.set_build(SLUG, sha, {"pending": "INPROGRESS", "failure": "FAILED",
-                                        "success": "SUCCESSFUL"}[state])
-
-
 def _harness(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PROMOTE_TOKEN", TOKEN)
-    if kind == "git":
-        yield GitHarness(tmp_path)
-    elif kind == "github":
-        with FakeGitHub(tmp_path) as fake:
-            yield GitHubHarness(fake)
-    elif kind == "gitea":
-        with FakeGitea(tmp_path) as gt:
-            yield GiteaHarness(gt)
-    elif kind == "azure":
-        with FakeAzure(tmp_path) as az:
-            yield AzureHarness(az)
-    elif kind == "bitbucket":
-        with FakeBitbucket(tmp_path) as bb:
-            yield BitbucketHarness(bb)
-    elif kind == "bitbucket_server":
-        with FakeBitbucketServer(tmp_path) as dc:
-            yield BitbucketServerHarness(dc)
-    else:
-        with FakeGitLab(tmp_path) as fake:
-            yield GitLabHarness(fake)
+    # Azure as ORG/PROJECT/REPO against the server root (the hostile tests use the
+    # organisation URL)
+    with harness(kind, tmp_path, FILES, token=TOKEN, azure_org_url=False) as h:
+        yield h
 
 
 @pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure", "bitbucket"])
@@ -348,32 +101,8 @@ def api(request: pytest.FixtureRequest, tmp_path: Path,
     yield from _harness(request.param, tmp_path, monkeypatch)
 
 
-def cli(h: Harness, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
-    code = run([*h.args(), *args, "--output", "json"])
-    out, err = capsys.readouterr()
-    assert TOKEN not in out + err
-    return code, json.loads(out)
-
-
 FRIDAY_EVENING = datetime(2026, 11, 27, 16, 30, tzinfo=timezone.utc)  # 17:30 in Berlin
 TUESDAY = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
-
-
-class CIOnPush:
-    """The config repo's CI: every commit promoter pushes starts a pending check.
-    (Drives the fake's own check controls; the forge client is untouched.)"""
-
-    def __init__(self, forge: Forge, h: Harness) -> None:
-        self.inner = forge
-        self.h = h
-
-    def write_commit(self, *args: Any, **kwargs: Any) -> str:
-        sha = self.inner.write_commit(*args, **kwargs)
-        self.h.set_checks(sha, "pending")
-        return sha
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def run_direct(h: Harness, now: datetime, *images: str, env: str,

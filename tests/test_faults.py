@@ -29,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile.forges import (
+
+from promoter.cli import run
+from promoter.errors import ForgeError
+from tests.hostile.forges import (
     MERGING,
     REVIEWED,
     SLUG,
@@ -40,9 +43,6 @@ from hostile.forges import (
     outcome,
     promote_once,
 )
-
-from promoter.cli import run
-from promoter.errors import ForgeError
 
 READ, WRITE = "read", "write"
 

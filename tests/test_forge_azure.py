@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from fakes.azure import FakeAzure, Repo
-from fakes.githttp import Recorder
 
 from promoter.errors import (
     AuthError,
@@ -26,6 +24,8 @@ from promoter.errors import (
 )
 from promoter.forges.azure import AzureForge
 from promoter.forges.base import ChecksState, Head, RequestSpec, Snapshot, git_blob_sha
+from tests.fakes.azure import FakeAzure, Repo
+from tests.fakes.githttp import Recorder
 
 TOKEN = "azure-pat-very-secret-0123456789abcdef"
 JOB = "azure-job-token-0123456789abcdef0123"

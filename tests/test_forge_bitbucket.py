@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from fakes.bitbucket import FakeBitbucket, Repo
-from fakes.githttp import Recorder
 
 from promoter import context, promote
 from promoter.cli import run
@@ -22,6 +20,8 @@ from promoter.errors import AuthError, ConfigError, ConflictError, ForgeError, U
 from promoter.forges import bitbucket
 from promoter.forges.base import ChecksState, Head, PullRequest, RequestSpec, Snapshot, git_blob_sha
 from promoter.forges.bitbucket import BitbucketForge
+from tests.fakes.bitbucket import FakeBitbucket, Repo
+from tests.fakes.githttp import Recorder
 
 TOKEN = "bb-very-secret-token-0123456789"
 READ_TOKEN = "bb-read-only-token-abcdef012345"
@@ -288,7 +288,7 @@ def test_a_request_declined_with_its_branch_is_opened_anew(bb: FakeBitbucket, re
                                                           forge: BitbucketForge) -> None:
     """Should Bitbucket decline the pull request when its branch is deleted for the
     rebuild, the promotion still ends with exactly one open request for the new commit."""
-    from hostile.forges import effects, request
+    from tests.hostile.forges import effects, request
 
     repo.decline_on_branch_delete = True
     repo.bare.commit_files("main", {"k8s/deploy.yaml": DEPLOY}, "a deployment")
@@ -398,15 +398,6 @@ def test_a_next_link_to_another_host_is_not_followed(bb: FakeBitbucket, repo: Re
             forge.checks(PullRequest(1, "", BRANCH, "main"), "a" * 40)
         assert not other.seen
     assert TOKEN not in str(caught.value)
-
-
-def test_opening_an_existing_request_updates_it(bb: FakeBitbucket, repo: Repo,
-                                                forge: BitbucketForge) -> None:
-    propose(forge, forge.snapshot("main"))
-    first = forge.open_request(BRANCH, "main", RequestSpec("one", "a"))
-    again = fresh(bb).open_request(BRANCH, "main", RequestSpec("two", "b"))
-    assert again.number == first.number and len(repo.pulls) == 1
-    assert repo.pulls[first.number].title == "two"
 
 
 def test_a_request_whose_answer_was_lost_is_not_opened_twice(bb: FakeBitbucket, repo: Repo,

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes.bitbucket_server import FakeBitbucketServer, Repo
-from fakes.githttp import Recorder
 
 from promoter.cli import run
 from promoter.errors import ConfigError, ConflictError, ForgeError, UsageError
 from promoter.forges.base import ChecksState, Head, PullRequest, RequestSpec, Snapshot, git_blob_sha
 from promoter.forges.bitbucket import connect
 from promoter.forges.bitbucket_server import BitbucketServerForge
+from tests.fakes.bitbucket_server import FakeBitbucketServer, Repo
+from tests.fakes.githttp import Recorder
 
 TOKEN = "bbdc-very-secret-token-0123456789"
 SLUG = "OPS/config"

@@ -9,9 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 from collections.abc import Callable, Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from promoter.errors import AuthError, ConflictError, ForgeError, UsageError
 from promoter.forges.base import ChecksState, Forge, Head, PullRequest, RequestSpec
 from promoter.forges.git import GitForge, check_branch, check_path, strip_userinfo
 from promoter.forges.gitclone import url_secrets
+from tests.fakes.githttp import GitServer
 
 TOKEN = "tok-3f9a7c1e5b2d"  # a fake credential; must never appear in a message
 
@@ -722,119 +721,13 @@ def test_non_bare_repository_refusing_its_checked_out_branch(tmp_path: Path,
 # -- smart HTTP, credentials and retries ------------------------------------------------
 
 
-class GitHTTP:
-    """``git http-backend`` behind a local HTTP server, with Basic auth and faults."""
-
-    def __init__(self, root: Path, user: str = "bot", token: str = TOKEN) -> None:
-        self.root = root
-        self.user = user
-        self.token = token
-        self.fail: list[int] = []  # answer the next requests with these statuses
-        self.swallow_pushes = 0  # run a push, then answer 502 anyway
-        self.deny_push = False
-        self.requests: list[tuple[str, str]] = []
-        self.lock = threading.Lock()
-
-    def url(self, repo: str, *, user: str | None = None, token: str | None = None) -> str:
-        user = self.user if user is None else user
-        token = self.token if token is None else token
-        return f"http://{user}:{token}@127.0.0.1:{self.port}/{repo}"
-
-    def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake.serve(self)
-
-            def do_POST(self) -> None:
-                fake.serve(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
-                                       daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def serve(self, handler: BaseHTTPRequestHandler) -> None:
-        body = self._body(handler)
-        with self.lock:
-            self.requests.append((handler.command, handler.path))
-            fail = self.fail.pop(0) if self.fail else None
-        if fail is not None:
-            return self._reply(handler, fail, {}, b"flaky\n")
-        expected = base64.b64encode(f"{self.user}:{self.token}".encode()).decode()
-        if handler.headers.get("Authorization") != f"Basic {expected}":
-            return self._reply(handler, 401, {"WWW-Authenticate": 'Basic realm="git"'}, b"")
-        pushing = "git-receive-pack" in handler.path
-        if pushing and self.deny_push:
-            return self._reply(handler, 403, {}, b"no write access\n")
-        path, _, query = handler.path.partition("?")
-        env = {"PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": str(self.root),
-               "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
-               "REQUEST_METHOD": handler.command, "REMOTE_USER": self.user,
-               "REMOTE_ADDR": "127.0.0.1", "CONTENT_LENGTH": str(len(body)),
-               "CONTENT_TYPE": handler.headers.get("Content-Type", ""),
-               "GIT_CONFIG_NOSYSTEM": "1", "HOME": os.environ["HOME"]}
-        for header, variable in (("Content-Encoding", "HTTP_CONTENT_ENCODING"),
-                                 ("Git-Protocol", "GIT_PROTOCOL")):
-            if handler.headers.get(header):
-                env[variable] = handler.headers[header]
-        out = subprocess.run(["git", "http-backend"], input=body, env=env,
-                             capture_output=True, check=True).stdout
-        if pushing and handler.command == "POST" and self.swallow_pushes:
-            self.swallow_pushes -= 1
-            return self._reply(handler, 502, {}, b"bad gateway\n")
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status, headers = 200, {}
-        for line in head.decode().split("\r\n"):
-            name, _, value = line.partition(": ")
-            if name.lower() == "status":
-                status = int(value.split()[0])
-            else:
-                headers[name] = value
-        return self._reply(handler, status, headers, payload)
-
-    @staticmethod
-    def _body(handler: BaseHTTPRequestHandler) -> bytes:
-        if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(handler.rfile.readline().split(b";")[0], 16)
-                chunk = handler.rfile.read(size)
-                handler.rfile.readline()
-                if not size:
-                    return b"".join(chunks)
-                chunks.append(chunk)
-        return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-
-    @staticmethod
-    def _reply(handler: BaseHTTPRequestHandler, status: int, headers: Mapping[str, str],
-               payload: bytes) -> None:
-        handler.send_response(status)
-        for name, value in headers.items():
-            if name.lower() != "content-length":
-                handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
-
-
 @pytest.fixture
-def http(tmp_path: Path) -> Iterator[GitHTTP]:
+def http(tmp_path: Path) -> Iterator[GitServer]:
+    """``git http-backend`` behind Basic auth, with the fakes' faults."""
     root = tmp_path / "served"
     make_remote(root)
-    server = GitHTTP(root)
-    server.start()
-    yield server
-    server.stop()
+    with GitServer(root, user="bot", token=TOKEN) as server:
+        yield server
 
 
 def _no_token(exc: BaseException) -> None:
@@ -843,7 +736,7 @@ def _no_token(exc: BaseException) -> None:
     assert "bot:" not in str(exc)
 
 
-def test_http_remote_with_credentials_end_to_end(http: GitHTTP, forges: Any) -> None:
+def test_http_remote_with_credentials_end_to_end(http: GitServer, forges: Any) -> None:
     forge = forges(http.url("config.git"))
     assert TOKEN not in forge.remote
     snap = forge.snapshot(None)
@@ -856,7 +749,7 @@ def test_http_remote_with_credentials_end_to_end(http: GitHTTP, forges: Any) -> 
     assert remote.show("main", "envs/dev/deploy.yaml").endswith(b"api:1.1.0\n")
 
 
-def test_wrong_token_is_an_auth_error_without_the_token(http: GitHTTP, forges: Any) -> None:
+def test_wrong_token_is_an_auth_error_without_the_token(http: GitServer, forges: Any) -> None:
     with pytest.raises(AuthError) as info:
         forges(http.url("config.git", token=TOKEN[::-1])).snapshot("main")
     _no_token(info.value)
@@ -864,7 +757,7 @@ def test_wrong_token_is_an_auth_error_without_the_token(http: GitHTTP, forges: A
     assert f"http://127.0.0.1:{http.port}/config.git" in str(info.value)
 
 
-def test_missing_http_repository_is_a_usage_error_without_the_token(http: GitHTTP,
+def test_missing_http_repository_is_a_usage_error_without_the_token(http: GitServer,
                                                                     forges: Any) -> None:
     with pytest.raises(UsageError) as info:
         forges(http.url("missing.git")).snapshot("main")
@@ -872,8 +765,8 @@ def test_missing_http_repository_is_a_usage_error_without_the_token(http: GitHTT
     assert "missing.git" in str(info.value)
 
 
-def test_push_without_write_access_is_an_auth_error(http: GitHTTP, forges: Any) -> None:
-    http.deny_push = True
+def test_push_without_write_access_is_an_auth_error(http: GitServer, forges: Any) -> None:
+    http.read_only = True
     forge = forges(http.url("config.git"))
     snap = forge.snapshot("main")
     with pytest.raises(AuthError) as info:
@@ -882,33 +775,34 @@ def test_push_without_write_access_is_an_auth_error(http: GitHTTP, forges: Any) 
     assert Remote(http.root / "config.git").branches() == ["main"]
 
 
-def test_server_errors_are_retried_with_the_injected_sleep(http: GitHTTP,
+def test_server_errors_are_retried_with_the_injected_sleep(http: GitServer,
                                                            forges: Any) -> None:
     sleeps: list[float] = []
-    http.fail = [503, 500, 502]
+    for status in (503, 500, 502):
+        http.fail("*", ".", status)
     snap = forges(http.url("config.git"), sleep=sleeps.append).snapshot("main")
     assert dict(snap.files) == SEED
     assert len(sleeps) == 3
     assert all(s >= 0 for s in sleeps)
 
 
-def test_a_push_that_took_effect_is_not_repeated(http: GitHTTP, forges: Any) -> None:
+def test_a_push_that_took_effect_is_not_repeated(http: GitServer, forges: Any) -> None:
     sleeps: list[float] = []
     forge = forges(http.url("config.git"), sleep=sleeps.append)
     snap = forge.snapshot("main")
-    http.swallow_pushes = 1  # the push lands, but the answer is lost
+    http.fail("POST", "git-receive-pack", 502, apply_then_fail=True)  # lands, answer lost
     sha = forge.write_commit("promote/x", snap, {"README.md": b"x\n"}, "m", replace=None)
     remote = Remote(http.root / "config.git")
     assert remote.sha("promote/x") == sha
-    posts = [p for m, p in http.requests if m == "POST" and "receive-pack" in p]
+    posts = [r for r in http.requests if r.method == "POST" and "receive-pack" in r.path]
     assert len(posts) == 1
     assert len(sleeps) == 1
 
 
-def test_a_failed_push_that_did_not_land_is_retried(http: GitHTTP, forges: Any) -> None:
+def test_a_failed_push_that_did_not_land_is_retried(http: GitServer, forges: Any) -> None:
     forge = forges(http.url("config.git"))
     snap = forge.snapshot("main")
-    http.fail = [502]  # the first request of the push fails before anything happens
+    http.fail("*", ".", 502)  # the first request of the push fails before anything happens
     sha = forge.write_commit("promote/x", snap, {"README.md": b"x\n"}, "m", replace=None)
     assert Remote(http.root / "config.git").sha("promote/x") == sha
 
@@ -928,7 +822,7 @@ def test_unreachable_host_is_retried_then_a_forge_error_without_the_token(
     assert len(sleeps) >= 2
 
 
-def test_a_url_credential_is_never_handed_to_a_credential_helper(http: GitHTTP,
+def test_a_url_credential_is_never_handed_to_a_credential_helper(http: GitServer,
                                                                   forges: Any) -> None:
     home = Path(os.environ["HOME"])
     (home / ".gitconfig").write_text("[credential]\n\thelper = store\n"

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from fakes.gitea import FakeGitea, Repo
-from fakes.githttp import Recorder
 
 from promoter import context, identity
 from promoter.cli import run
 from promoter.errors import AuthError, ConfigError, ConflictError, ForgeError, UsageError
 from promoter.forges.base import ChecksState, Head, RequestSpec, Snapshot, git_blob_sha
 from promoter.forges.gitea import GiteaForge
+from tests.fakes.gitea import FakeGitea, Repo
+from tests.fakes.githttp import Recorder
 
 TOKEN = "gitea-very-secret-token-0123456789"
 READ_TOKEN = "gitea-read-only-token-abcdef012345"
@@ -321,15 +321,6 @@ def test_open_find_update_close(gt: FakeGitea, repo: Repo, forge: GiteaForge) ->
     gt.fail("POST", r"/comments$", 0, apply_then_fail=True)
     forge.close_request(found, "Closed by promoter: superseded.")
     assert pull.state == "closed" and pull.comments == ["Closed by promoter: superseded."]
-
-
-def test_opening_an_existing_request_updates_it(gt: FakeGitea, repo: Repo,
-                                                forge: GiteaForge) -> None:
-    propose(forge, forge.snapshot("main"))
-    first = forge.open_request(BRANCH, "main", RequestSpec("one", "a"))
-    again = fresh(gt).open_request(BRANCH, "main", RequestSpec("two", "b"))
-    assert again.number == first.number and len(repo.pulls) == 1
-    assert repo.pulls[first.number].title == "two"
 
 
 def test_a_request_whose_answer_was_lost_is_not_opened_twice(gt: FakeGitea, repo: Repo,

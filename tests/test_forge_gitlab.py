@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import requests
-from fakes.gitlab import FakeGitLab, Project
 
 from promoter import retry
 from promoter.errors import (
@@ -24,6 +23,7 @@ from promoter.errors import (
 )
 from promoter.forges.base import ChecksState, Head, PullRequest, RequestSpec, Snapshot
 from promoter.forges.gitlab import AUTO_MERGE_WAITS, MAX_DESCRIPTION, GitLabForge
+from tests.fakes.gitlab import FakeGitLab, Project
 
 TOKEN = "glpat-very-secret-token-0123"
 JOB_TOKEN = "glcbt-job-token-secret-4567"

@@ -35,16 +35,16 @@ import threading
 from pathlib import Path
 
 import pytest
-from fakes.githttp import GitServer, Recorder
-from fakes.github import FakeGitHub
-from fakes.gitlab import FakeGitLab
-from fakes.gitrepo import BareRepo
-from hostile.forges import REVIEWED, SLUG, files
 
 from promoter.cli import run
 from promoter.forges.gitclone import MAX_MESSAGE, Clone, strip_userinfo
 from promoter.limits import MAX_ARCHIVE_BYTES, MAX_UNPACKED_BYTES
 from promoter.paths import _glob_fullmatch
+from tests.fakes.githttp import GitServer, Recorder
+from tests.fakes.github import FakeGitHub
+from tests.fakes.gitlab import FakeGitLab
+from tests.fakes.gitrepo import BareRepo
+from tests.hostile.forges import REVIEWED, SLUG, files
 
 PROMOTE = str(Path(sys.executable).with_name("promote"))
 API = "ghcr.io/acme/api"

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fakes.gitrepo import BareRepo
-from hostile.corpus import BASE, CASES, OUTSIDE, Case
-from hostile.forges import REVIEWED, harness, promote_once
 
 from promoter.cli import run
 from promoter.report import trailers
+from tests.fakes.gitrepo import BareRepo
+from tests.hostile.corpus import BASE, CASES, OUTSIDE, Case
+from tests.hostile.forges import REVIEWED, harness, promote_once
 
 BY_NAME = {case.name: case for case in CASES}
 RUNS = [pytest.param(case, mode, id=f"{case.name}-{mode}") for case in CASES

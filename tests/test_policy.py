@@ -174,6 +174,27 @@ def test_check_status_is_validated() -> None:
         Check("x", "ok", "")
 
 
+def test_only_a_failing_check_can_refuse() -> None:
+    with pytest.raises(PromoteError, match="refuses but did not fail"):
+        Check("x", "pass", "", refuses=True)
+
+
+def test_refused_comes_from_the_check_that_refuses_and_stays_out_of_the_json() -> None:
+    v = ev("1.5.0", f"{API}:1.4.9")
+    assert [c.name for c in v.checks if c.refuses] == ["no_downgrade"]
+    assert all(set(c) == {"name", "status", "reason"} for c in v.to_json()["checks"])
+    unordered = ev("abc", f"{API}:1.4.9")  # fails for auto-merge, proposed for a human
+    assert status(unordered, "no_downgrade") == "fail"
+    assert not any(c.refuses for c in unordered.checks)
+    assert not unordered.refused
+
+
+def test_every_row_of_the_table_is_one_check_in_order() -> None:
+    assert tuple(rule.name for rule in policy.RULES) == policy.CHECKS
+    v = ev("1.4.2", f"{API}:1.4.3")
+    assert tuple(c.name for c in v.checks) == policy.CHECKS
+
+
 def test_now_must_be_aware() -> None:
     with pytest.raises(PromoteError, match="timezone-aware"):
         ev("1.4.2", f"{API}:1.4.3", now=datetime(2026, 5, 7, 10))

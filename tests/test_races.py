@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile.forges import (
+
+from promoter import promote
+from promoter.cli import run
+from promoter.errors import PromoteError
+from promoter.images import parse
+from tests.hostile.forges import (
     MERGING,
     REVIEWED,
     SLUG,
@@ -33,11 +38,6 @@ from hostile.forges import (
     harness,
     outcome,
 )
-
-from promoter import promote
-from promoter.cli import run
-from promoter.errors import PromoteError
-from promoter.images import parse
 
 KINDS = ["git", "github", "gitlab", "gitea", "azure", "bitbucket", "bitbucket-dc"]
 BRANCH = "promote/prod/api"

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile.forges import SLUG, Harness, harness
 
 from promoter import promote
 from promoter.images import parse
+from tests.hostile.forges import SLUG, Harness, harness
 
 CONFIG = b"""\
 version: 1

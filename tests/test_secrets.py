@@ -45,17 +45,17 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fakes.githttp import GitServer, Recorder
-from fakes.github import FakeGitHub
-from fakes.gitlab import FakeGitLab
-from fakes.gitrepo import BareRepo
-from hostile.forges import MERGING, SLUG, files
 
 from promoter import redact
 from promoter.cli import run
 from promoter.errors import PromoteError
 from promoter.forges.github import GitHubForge
 from promoter.forges.gitlab import GitLabForge
+from tests.fakes.githttp import GitServer, Recorder
+from tests.fakes.github import FakeGitHub
+from tests.fakes.gitlab import FakeGitLab
+from tests.fakes.gitrepo import BareRepo
+from tests.hostile.forges import MERGING, SLUG, files
 
 GH_TOKEN = "ghp_SECRETsecretSECRET0123456789abcdefGH"
 GL_TOKEN = "glpat-SECRETsecret-0123456789abcd"

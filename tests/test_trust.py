@@ -23,26 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.azure import FakeAzure
-from fakes.bitbucket import FakeBitbucket
-from fakes.bitbucket_server import FakeBitbucketServer
-from fakes.gitea import FakeGitea
-from fakes.github import FakeGitHub
-from fakes.gitlab import FakeGitLab
-from fakes.gitrepo import ZERO, BareRepo
-from hostile.forges import (
-    AZ_TOKEN,
-    BB_TOKEN,
-    GL_TOKEN,
-    GT_TOKEN,
-    SLUG,
-    Harness,
-    deploy,
-    effects,
-    files,
-    harness,
-)
-from hostile.forges import TOKEN as GH_TOKEN
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -57,6 +37,26 @@ from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import GitHubForge
 from promoter.forges.gitlab import GitLabForge
 from promoter.images import parse
+from tests.fakes.azure import FakeAzure
+from tests.fakes.bitbucket import FakeBitbucket
+from tests.fakes.bitbucket_server import FakeBitbucketServer
+from tests.fakes.gitea import FakeGitea
+from tests.fakes.github import FakeGitHub
+from tests.fakes.gitlab import FakeGitLab
+from tests.fakes.gitrepo import ZERO, BareRepo
+from tests.hostile.forges import (
+    AZ_TOKEN,
+    BB_TOKEN,
+    GL_TOKEN,
+    GT_TOKEN,
+    SLUG,
+    Harness,
+    deploy,
+    effects,
+    files,
+    harness,
+)
+from tests.hostile.forges import TOKEN as GH_TOKEN
 
 KINDS = ["git", "github", "gitlab", "gitea", "azure", "bitbucket", "bitbucket-dc"]
 DEV = "envs/dev/deploy.yaml"

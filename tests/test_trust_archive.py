@@ -31,7 +31,7 @@ STAMPED = deploy("1.0.0").replace(b"# the api\n",
 
 
 @pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure", "bitbucket",
-                        "bitbucket_server"])
+                        "bitbucket-dc"])
 def proved(request: pytest.FixtureRequest, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     yield from _harness(request.param, tmp_path, monkeypatch)

@@ -534,7 +534,7 @@ def test_link_aliases(links: dict[str, str], aliases: tuple[str, ...]) -> None:
 
 
 @pytest.fixture(params=["git", "github", "gitlab", "gitea", "azure", "bitbucket",
-                        "bitbucket_server"])
+                        "bitbucket-dc"])
 def proved(request: pytest.FixtureRequest, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     yield from _harness(request.param, tmp_path, monkeypatch)

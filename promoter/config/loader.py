@@ -7,9 +7,9 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
-from typing import Any, TypeVar
+from typing import TypeVar
 from zoneinfo import ZoneInfoNotFoundError, available_timezones
 
 import regex
@@ -50,8 +50,6 @@ _MARKER_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?:[a-z0-9](?:[-a-z0-9.]*
 
 # --- loading ----------------------------------------------------------------------------
 
-_TOP_KEYS = ("version", "defaults", "environments", "markers", "author", "templates",
-             "signing")
 _WEEKLY_KEYS = ("days", "from", "to", "tz")
 _ABSOLUTE_KEYS = ("start", "end", "tz")
 
@@ -177,37 +175,28 @@ class _Loader:
 
     def document(self, root: Node) -> Config:
         entries = self.mapping(root, "the top level")
-        self.known_keys(entries, _TOP_KEYS, "the top level")
-        by_key = {key: (knode, value) for key, knode, value in entries}
-        if "version" not in by_key:
-            raise self.error(root, "missing 'version'", hint="add 'version: 1' at the top")
-        version = by_key["version"][1]
-        if not (isinstance(version, ScalarNode) and version.tag == _INT and version.value == "1"):
+        self.known_keys(entries, tuple(TOP_KEYS), "the top level")
+        by_key = {key: value for key, _, value in entries}
+        config = Config(environments={}, file=self.file,
+                        defaults=replace(BUILTIN, name="defaults", configured=True))
+        # in the table's order, not the file's: defaults before the environments
+        for key, row in TOP_KEYS.items():
+            node = by_key.get(key)
+            if node is None:
+                if row.required is not None:
+                    raise self.error(root, f"missing {key!r}", hint=row.required)
+                continue
+            if not (row.null_is_absent and self.is_null(node)):
+                config = row.read(self, node, config)
+        return config
+
+    def version(self, node: Node) -> None:
+        if not (isinstance(node, ScalarNode) and node.tag == _INT and node.value == "1"):
             raise self.error(
-                version,
-                f"unsupported version {_show(str(getattr(version, 'value', '')))}",
+                node,
+                f"unsupported version {_show(str(getattr(node, 'value', '')))}",
                 hint="this promoter reads 'version: 1'",
             )
-        defaults = replace(BUILTIN, name="defaults", configured=True)
-        if "defaults" in by_key:
-            node = by_key["defaults"][1]
-            if not self.is_null(node):
-                defaults = self.policy(node, "defaults", defaults, env=False)
-        environments: dict[str, EnvPolicy] = {}
-        if "environments" in by_key and not self.is_null(by_key["environments"][1]):
-            environments = self.environments(by_key["environments"][1], defaults)
-        markers: dict[str, str] = {}
-        if "markers" in by_key and not self.is_null(by_key["markers"][1]):
-            markers = self.markers(by_key["markers"][1])
-        author = None
-        if "author" in by_key:
-            author = self.author(by_key["author"][1])
-        templates = Templates()
-        if "templates" in by_key and not self.is_null(by_key["templates"][1]):
-            templates = self.templates(by_key["templates"][1])
-        signing = "signing" in by_key and self.boolean(by_key["signing"][1], "signing")
-        return Config(environments, defaults, markers, self.file, author=author,
-                      templates=templates, signing=signing)
 
     def templates(self, node: Node) -> Templates:
         entries = self.mapping(node, "templates")
@@ -355,18 +344,18 @@ class _Loader:
     def policy(self, node: Node, where: str, base: EnvPolicy, *, env: bool) -> EnvPolicy:
         entries = self.mapping(node, where)
         for key, knode, _ in entries:
-            if not env and key in _ENV_READERS:
+            if not env and key in ENV_KEYS:
                 raise self.error(
                     knode,
                     f"{key!r} cannot be set under defaults",
                     hint="set it in each environment",
                 )
-        readers = _POLICY_READERS | _ENV_READERS if env else _POLICY_READERS
+        readers = POLICY_KEYS | ENV_KEYS if env else POLICY_KEYS
         self.known_keys(entries, tuple(readers), where)
-        # each key's reader gives the value of the EnvPolicy field of the same name
-        changes: dict[str, Any] = {key: readers[key](self, value, f"{where}.{key}")
-                                   for key, _, value in entries}
-        return replace(base, **changes)
+        policy = base
+        for key, _, value in entries:
+            policy = readers[key](self, value, f"{where}.{key}", policy)
+        return policy
 
     def names(self, node: Node, where: str) -> tuple[str, ...]:
         return tuple(self.nonempty(n, s, where) for n, s in self.strings(node, where))
@@ -651,27 +640,60 @@ class _Loader:
         return choices[text]
 
 
-# --- the keys of a policy: each one, its reader (key -> field of EnvPolicy) --------------
+# --- the keys: each one and its reader, which sets the field of the same name ----------
 
-Reader = Callable[[_Loader, Node, str], object]
+# (loader, the value's node, where it is for messages, the policy so far) -> the policy
+PolicyReader = Callable[[_Loader, Node, str, EnvPolicy], EnvPolicy]
 
-_POLICY_READERS: dict[str, Reader] = {
-    "auto_merge": _Loader.boolean,
-    "merge_method": lambda loader, node, at: loader.choice(node, at, MERGE_METHODS),
-    "allowed_tags": _Loader.patterns,
-    "max_auto_merge_bump": lambda loader, node, at: loader.choice(node, at, BUMPS),
-    "allow_downgrade": _Loader.boolean,
-    "wait_for_checks": _Loader.boolean,
-    "freeze": _Loader.freezes,
-    "labels": _Loader.names,
-    "reviewers": _Loader.names,
-    "assignees": _Loader.names,
-    "draft": _Loader.boolean,
+POLICY_KEYS: dict[str, PolicyReader] = {
+    "auto_merge": lambda ld, node, at, p: replace(p, auto_merge=ld.boolean(node, at)),
+    "merge_method":
+        lambda ld, node, at, p: replace(p, merge_method=ld.choice(node, at, MERGE_METHODS)),
+    "allowed_tags": lambda ld, node, at, p: replace(p, allowed_tags=ld.patterns(node, at)),
+    "max_auto_merge_bump":
+        lambda ld, node, at, p: replace(p, max_auto_merge_bump=ld.choice(node, at, BUMPS)),
+    "allow_downgrade": lambda ld, node, at, p: replace(p, allow_downgrade=ld.boolean(node, at)),
+    "wait_for_checks": lambda ld, node, at, p: replace(p, wait_for_checks=ld.boolean(node, at)),
+    "freeze": lambda ld, node, at, p: replace(p, freeze=ld.freezes(node, at)),
+    "labels": lambda ld, node, at, p: replace(p, labels=ld.names(node, at)),
+    "reviewers": lambda ld, node, at, p: replace(p, reviewers=ld.names(node, at)),
+    "assignees": lambda ld, node, at, p: replace(p, assignees=ld.names(node, at)),
+    "draft": lambda ld, node, at, p: replace(p, draft=ld.boolean(node, at)),
 }
 # the keys only an environment has (never under defaults)
-_ENV_READERS: dict[str, Reader] = {
-    "paths": _Loader.paths,
-    "require_upstream": _Loader.upstream,
+ENV_KEYS: dict[str, PolicyReader] = {
+    "paths": lambda ld, node, at, p: replace(p, paths=ld.paths(node, at)),
+    "require_upstream": lambda ld, node, at, p: replace(p, require_upstream=ld.upstream(node, at)),
+}
+
+
+@dataclass(frozen=True)
+class TopKey:
+    """A top-level key: its reader, (loader, node, the config so far) -> the config."""
+
+    read: Callable[[_Loader, Node, Config], Config]
+    null_is_absent: bool = False  # ``key:`` with nothing keeps the default
+    required: str | None = None  # the hint when the key is missing (None: optional)
+
+
+def _version(loader: _Loader, node: Node, config: Config) -> Config:
+    loader.version(node)
+    return config
+
+
+# in the order they are read: ``defaults`` before the ``environments`` that inherit them
+TOP_KEYS: dict[str, TopKey] = {
+    "version": TopKey(_version, required="add 'version: 1' at the top"),
+    "defaults": TopKey(lambda ld, node, c: replace(
+        c, defaults=ld.policy(node, "defaults", c.defaults, env=False)), null_is_absent=True),
+    "environments": TopKey(lambda ld, node, c: replace(
+        c, environments=ld.environments(node, c.defaults)), null_is_absent=True),
+    "markers": TopKey(lambda ld, node, c: replace(c, markers=ld.markers(node)),
+                       null_is_absent=True),
+    "author": TopKey(lambda ld, node, c: replace(c, author=ld.author(node))),
+    "templates": TopKey(lambda ld, node, c: replace(c, templates=ld.templates(node)),
+                         null_is_absent=True),
+    "signing": TopKey(lambda ld, node, c: replace(c, signing=ld.boolean(node, "signing"))),
 }
 
 

@@ -27,8 +27,7 @@ descendant, or delete it; anyone else gets ``forcePushRequired`` (TF401027), as 
 Repos' default branch permissions give "Force push" to the branch's creator, unless
 granted it (``Repo.force_pushers``, as docs/ci.md advises for ``promote/*``).
 
-Faults and hooks: ``fail(...)`` and ``before(...)`` exactly as ``FakeGitea`` (the same
-handler serves both).
+Faults and hooks: ``fail(...)`` and ``before(...)`` as every fake (``tests/fakes/server.py``).
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ import base64
 import binascii
 import contextlib
 import io
-import threading
 import time
 import urllib.parse
 import uuid
@@ -126,7 +124,7 @@ class Repo:
 
 
 class FakeAzure(FakeGitea):
-    """The Azure DevOps fake (on the fake Gitea's server, handler, faults and hooks)."""
+    """The Azure DevOps fake (on the fake Gitea's token and pull request bookkeeping)."""
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
@@ -134,7 +132,6 @@ class FakeAzure(FakeGitea):
         self.bearer: set[str] = set()
         self.ids: dict[str, str] = {}  # user -> identity id
         self.teams: dict[tuple[str, str], dict[str, list[str]]] = {}  # (org, project) -> ...
-        self._timers: list[threading.Timer] = []
 
     # set-up and controls
 
@@ -157,8 +154,7 @@ class FakeAzure(FakeGitea):
     def add_repo(self, full_name: str, files: Mapping[str, bytes], default_branch: str = "main",
                  **options: Any) -> Repo:  # type: ignore[override]
         org, project, name = full_name.split("/")
-        bare = BareRepo.init(self.root / f"{full_name.replace('/', '__')}.git", files,
-                             branch=default_branch)
+        bare = self.bare_repo(full_name, files, default_branch)
         repo = Repo(str(uuid.uuid4()), org, project, str(uuid.uuid5(uuid.NAMESPACE_DNS, project)),
                     name, bare, self.url, default_branch, **options)
         self.azure[full_name.lower()] = repo
@@ -302,7 +298,6 @@ class FakeAzure(FakeGitea):
 
     def handle(self, method: str, path: str, query: Mapping[str, str], body: Any,
                headers: Mapping[str, str]) -> tuple[int, Any]:
-        self._run_hooks(method, path)
         auth = headers.get("Authorization") or headers.get("authorization") or ""
         self.auth_seen.append(auth)
         scheme, _, value = auth.partition(" ")
@@ -546,10 +541,7 @@ class FakeAzure(FakeGitea):
     def _ci(self, repo: Repo, sha: str, register: float, run: float,  # type: ignore[override]
             end: str) -> None:
         for delay, state in ((register, "pending"), (register + run, end)):
-            timer = threading.Timer(delay, self.set_status, (repo.slug, sha, state))
-            timer.daemon = True
-            self._timers.append(timer)
-            timer.start()
+            self.later(delay, self.set_status, repo.slug, sha, state)
 
     def _pull_of(self, repo: Repo, number: str) -> Pull:  # type: ignore[override]
         try:

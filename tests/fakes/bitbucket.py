@@ -21,36 +21,30 @@ a merge is refused (400) while fewer builds passed or any is in progress or fail
 ends later, as Pipelines does. A pull request follows its source branch by name (its
 ``source.commit`` is the branch's tip, 12 characters, as Bitbucket reports it).
 
-Faults (``fail``): as the fake Gitea's: method (``*`` any) and a regex searched in the
-raw path; ``reset_before``, ``apply_then_fail`` (status 0: drop the connection), ``delay``.
+Faults (``fail``), hooks (``before``), recording and the lifecycle: ``tests/fakes/server.py``.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import email.parser
 import email.policy
 import json
 import re
-import socket
-import threading
-import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from . import server
 from .gitrepo import ZERO, BareRepo, full_ref
+from .server import REASONS, Fault, Reply, Request, Seen
+
+__all__ = ["FakeBitbucket", "Fault", "HTTPError", "Pull", "Repo", "Seen", "User"]
 
 API = "/2.0"
-REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 302: "Found",
-           400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 409: "Conflict", 429: "Too Many Requests",
-           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 STATES = ("SUCCESSFUL", "FAILED", "INPROGRESS", "STOPPED")
 STRATEGIES = {"merge_commit": "merge", "squash": "squash"}
 
@@ -66,13 +60,11 @@ def _error(message: str, detail: str | None = None) -> dict[str, Any]:
     return {"type": "error", "error": error}
 
 
-class HTTPError(Exception):
+class HTTPError(server.HTTPError):
     def __init__(self, status: int, message: str = "", headers: Mapping[str, str] | None = None,
                  body: Any = None) -> None:
-        self.status = status
-        self.body = body if body is not None else _error(message or REASONS.get(status, ""))
-        self.headers = dict(headers or {})
-        super().__init__(f"{status}: {self.body}")
+        super().__init__(status, body if body is not None else _error(
+            message or REASONS.get(status, "")), headers)
 
 
 @dataclass
@@ -112,27 +104,6 @@ class Repo:
     next_id: int = 1
 
 
-@dataclass
-class Fault:
-    method: str
-    pattern: re.Pattern[str]
-    status: int
-    times: int
-    headers: dict[str, str]
-    body: Any
-    apply_then_fail: bool
-    reset_before: bool
-    delay: float
-
-
-@dataclass(frozen=True)
-class Seen:
-    method: str
-    path: str
-    query: str
-    status: int
-
-
 @dataclass(frozen=True)
 class User:
     nickname: str
@@ -140,50 +111,21 @@ class User:
     uuid: str
 
 
-class FakeBitbucket:
+class FakeBitbucket(server.FakeServer):
+    server_version = "FakeBitbucket/1.0"
+    json_type = "application/json; charset=utf-8"
+
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.lock = threading.RLock()
+        super().__init__(root)
         self.repos: dict[str, Repo] = {}
         self.members: dict[str, User] = {}
         self.tokens: dict[str, str] = {}  # value -> nickname
         self.basic: dict[str, str] = {}  # "user:secret" -> nickname
         self.read_only: set[str] = set()
-        self.faults: list[Fault] = []
-        self.requests: list[Seen] = []
         self.auth_seen: list[str] = []  # every Authorization header received
-        self.hooks: list[tuple[str, re.Pattern[str], Callable[[], None]]] = []
         self.archive_redirect: str | None = None  # answer the archive with 302 there
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.fake = self  # type: ignore[attr-defined]
-        with contextlib.suppress(OSError):
-            self._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._thread: threading.Thread | None = None
-        self._timers: list[threading.Timer] = []
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.api = self.url + API  # what --api-url names: a Cloud-compatible API root
         self.add_member("promoter-bot")
-
-    def start(self) -> FakeBitbucket:
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeBitbucket:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # set-up and controls
 
@@ -205,8 +147,7 @@ class FakeBitbucket:
 
     def add_repo(self, full_name: str, files: Mapping[str, bytes], mainbranch: str = "main",
                  **options: Any) -> Repo:
-        bare = BareRepo.init(self.root / f"{full_name.replace('/', '__')}.git", files,
-                             branch=mainbranch)
+        bare = self.bare_repo(full_name, files, mainbranch)
         repo = Repo(full_name, bare, mainbranch, **options)
         self.repos[full_name.lower()] = repo
         return repo
@@ -218,35 +159,6 @@ class FakeBitbucket:
         assert state in STATES, state
         with self.lock:
             self.repo(full_name).statuses.setdefault(sha, {})[key] = state
-
-    def fail(self, method: str, path_regex: str, status: int = 502, times: int = 1,
-             headers: Mapping[str, str] | None = None, body: Any = None,
-             apply_then_fail: bool = False, reset_before: bool = False,
-             delay: float = 0.0) -> None:
-        with self.lock:
-            self.faults.append(Fault(method.upper(), re.compile(path_regex), status, times,
-                                     dict(headers or {}), body, apply_then_fail, reset_before,
-                                     delay))
-
-    def before(self, method: str, path_regex: str, action: Callable[[], None]) -> None:
-        """Run ``action`` once, right before the next matching request is handled."""
-        self.hooks.append((method.upper(), re.compile(path_regex), action))
-
-    def _run_hooks(self, method: str, path: str) -> None:
-        for hook in list(self.hooks):
-            if hook[0] == method and hook[1].search(path):
-                self.hooks.remove(hook)
-                hook[2]()
-
-    def reset_counts(self) -> None:
-        with self.lock:
-            self.requests.clear()
-
-    def count(self, method: str | None = None, pattern: str | None = None) -> int:
-        with self.lock:
-            return sum(1 for r in self.requests
-                       if (method is None or r.method == method.upper())
-                       and (pattern is None or re.search(pattern, r.path)))
 
     def pulls(self, full_name: str) -> list[Pull]:
         return sorted(self.repo(full_name).pulls.values(), key=lambda p: p.id)
@@ -311,9 +223,18 @@ class FakeBitbucket:
 
     # routing
 
+    def respond(self, request: Request) -> Reply:
+        try:
+            return Reply(*self.handle(request.method, request.path, request.query, request.body,
+                                      request.headers))
+        except ValueError:
+            return Reply(400, _error("invalid request body"))
+
+    def fault_body(self, status: int) -> Any:
+        return _error(REASONS.get(status, "error"))
+
     def handle(self, method: str, path: str, query: Mapping[str, str], raw: bytes,
                headers: Mapping[str, str]) -> tuple[int, Any, dict[str, str]]:
-        self._run_hooks(method, path)
         auth = headers.get("Authorization") or headers.get("authorization") or ""
         self.auth_seen.append(auth)
         user, token = None, ""
@@ -546,10 +467,7 @@ class FakeBitbucket:
 
     def _ci(self, repo: Repo, sha: str, register: float, run: float, end: str) -> None:
         for delay, state in ((register, "INPROGRESS"), (register + run, end)):
-            timer = threading.Timer(delay, self.set_status, (repo.full_name, sha, state))
-            timer.daemon = True
-            self._timers.append(timer)
-            timer.start()
+            self.later(delay, self.set_status, repo.full_name, sha, state)
 
     def _pull_of(self, repo: Repo, index: str) -> Pull:
         try:
@@ -672,114 +590,3 @@ class FakeBitbucket:
         if body.get("close_source_branch", pull.close_source_branch):
             bare.delete_ref(full_ref(pull.source), old=head)
         return 200, self._pull_json(repo, pull), {}
-
-    # faults and logging
-
-    def fault_for(self, method: str, path: str) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.method in (method, "*") and fault.pattern.search(path) \
-                        and fault.times != 0:
-                    if fault.times > 0:
-                        fault.times -= 1
-                    return fault
-            return None
-
-    def record(self, seen: Seen) -> None:
-        with self.lock:
-            self.requests.append(seen)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FakeBitbucket/1.0"
-
-    @property
-    def fake(self) -> FakeBitbucket:
-        return self.server.fake  # type: ignore[attr-defined,no-any-return]
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
-        raw_path, _, query_string = self.path.partition("?")
-        length = int(self.headers.get("Content-Length") or 0)
-        raw_body = self.rfile.read(length) if length else b""
-
-        def seen(status: int) -> None:
-            self.fake.record(Seen(method, raw_path, query_string, status))
-
-        fault = self.fake.fault_for(method, raw_path)
-        if fault is not None and fault.delay:
-            time.sleep(fault.delay)
-        if fault is not None and fault.reset_before:
-            seen(0)
-            self._drop()
-            return
-        if fault is not None and not fault.apply_then_fail:
-            self._send_fault(fault, seen)
-            return
-        try:
-            query = {k: v[-1] for k, v in urllib.parse.parse_qs(query_string).items()}
-            with self.fake.lock:
-                status, payload, headers = self.fake.handle(method, raw_path, query, raw_body,
-                                                            dict(self.headers))
-        except HTTPError as err:
-            status, payload, headers = err.status, err.body, err.headers
-        except ValueError:
-            status, payload, headers = 400, _error("invalid request body"), {}
-        if fault is not None:
-            if fault.status == 0:
-                seen(0)
-                self._drop()
-            else:
-                self._send_fault(fault, seen)
-            return
-        self._send(status, payload, headers, seen)
-
-    def _send_fault(self, fault: Fault, seen: Any) -> None:
-        body = fault.body if fault.body is not None else _error(
-            REASONS.get(fault.status, "error"))
-        self._send(fault.status, body, fault.headers, seen)
-
-    def _send(self, status: int, payload: Any, headers: Mapping[str, str], seen: Any) -> None:
-        if isinstance(payload, bytes):
-            data, content_type = payload, "application/octet-stream"
-        elif payload is None:
-            data, content_type = b"", "application/json"
-        else:
-            data, content_type = json.dumps(payload).encode(), "application/json; charset=utf-8"
-        seen(status)
-        try:
-            self.send_response(status, REASONS.get(status))
-            self.send_header("Content-Type", content_type)
-            for key, value in headers.items():
-                if key.lower() != "content-type":
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if data:
-                self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)

@@ -13,32 +13,28 @@ branch) increments, merges refused (409) on an out-of-date version or a merge ch
         BitbucketServerForge("OPS/config", api_url=dc.url, token="t")
 
 Deleting a branch declines its open pull requests. ``ci_after_push``: a build that
-registers INPROGRESS a moment after each file edit and ends later. Faults as the other
-fakes.
+registers INPROGRESS a moment after each file edit and ends later. Faults, hooks,
+recording and the lifecycle: ``tests/fakes/server.py``, as every fake.
 """
 
 from __future__ import annotations
 
-import contextlib
 import email.parser
 import email.policy
 import json
 import re
-import socket
-import threading
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from . import server
 from .gitrepo import ZERO, BareRepo, full_ref
+from .server import REASONS, Fault, Reply, Request, Seen
 
-REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request",
-           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
-           429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-           503: "Service Unavailable"}
+__all__ = ["FakeBitbucketServer", "Fault", "HTTPError", "Pull", "Repo", "Seen"]
+
 STRATEGIES = {"no-ff": "merge", "squash": "squash"}
 
 
@@ -48,15 +44,12 @@ def _errors(message: str, exception: str = "com.atlassian.bitbucket.ServiceExcep
                         **extra}]}
 
 
-class HTTPError(Exception):
+class HTTPError(server.HTTPError):
     def __init__(self, status: int, message: str = "", exception: str = "",
                  headers: Mapping[str, str] | None = None, body: Any = None) -> None:
-        self.status = status
-        self.body = body if body is not None else _errors(
+        super().__init__(status, body if body is not None else _errors(
             message or REASONS.get(status, ""), exception or "com.atlassian.bitbucket."
-            "ServiceException")
-        self.headers = dict(headers or {})
-        super().__init__(f"{status}: {self.body}")
+            "ServiceException"), headers)
 
 
 @dataclass
@@ -90,65 +83,16 @@ class Repo:
     next_id: int = 1
 
 
-@dataclass
-class Fault:
-    method: str
-    pattern: re.Pattern[str]
-    status: int
-    times: int
-    headers: dict[str, str]
-    body: Any
-    apply_then_fail: bool
-    reset_before: bool
+class FakeBitbucketServer(server.FakeServer):
+    json_type = "application/json;charset=UTF-8"
 
-
-@dataclass(frozen=True)
-class Seen:
-    method: str
-    path: str
-    query: str
-    status: int
-
-
-class FakeBitbucketServer:
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.lock = threading.RLock()
+        super().__init__(root)
         self.repos: dict[str, Repo] = {}
         self.users: set[str] = {"promoter-bot"}
         self.tokens: dict[str, str] = {}
         self.read_only: set[str] = set()
-        self.faults: list[Fault] = []
-        self.requests: list[Seen] = []
         self.auth_seen: list[str] = []
-        self.hooks: list[tuple[str, re.Pattern[str], Callable[[], None]]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.fake = self  # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
-        self._timers: list[threading.Timer] = []
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FakeBitbucketServer:
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeBitbucketServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # set-up and controls
 
     def add_token(self, value: str, user: str = "promoter-bot", write: bool = True) -> None:
@@ -162,8 +106,7 @@ class FakeBitbucketServer:
 
     def add_repo(self, full_name: str, files: Mapping[str, bytes], default: str = "main",
                  **options: Any) -> Repo:
-        bare = BareRepo.init(self.root / f"{full_name.replace('/', '__')}.git", files,
-                             branch=default)
+        bare = self.bare_repo(full_name, files, default)
         repo = Repo(full_name, bare, default, **options)
         self.repos[full_name.lower()] = repo
         return repo
@@ -174,26 +117,6 @@ class FakeBitbucketServer:
     def set_build(self, full_name: str, sha: str, state: str, key: str = "ci") -> None:
         with self.lock:
             self.repo(full_name).builds.setdefault(sha, {})[key] = state
-
-    def fail(self, method: str, path_regex: str, status: int = 502, times: int = 1,
-             headers: Mapping[str, str] | None = None, body: Any = None,
-             apply_then_fail: bool = False, reset_before: bool = False) -> None:
-        with self.lock:
-            self.faults.append(Fault(method.upper(), re.compile(path_regex), status, times,
-                                     dict(headers or {}), body, apply_then_fail, reset_before))
-
-    def before(self, method: str, path_regex: str, action: Callable[[], None]) -> None:
-        self.hooks.append((method.upper(), re.compile(path_regex), action))
-
-    def reset_counts(self) -> None:
-        with self.lock:
-            self.requests.clear()
-
-    def count(self, method: str | None = None, pattern: str | None = None) -> int:
-        with self.lock:
-            return sum(1 for r in self.requests
-                       if (method is None or r.method == method.upper())
-                       and (pattern is None or re.search(pattern, r.path)))
 
     def pulls(self, full_name: str) -> list[Pull]:
         return sorted(self.repo(full_name).pulls.values(), key=lambda p: p.id)
@@ -251,12 +174,19 @@ class FakeBitbucketServer:
 
     # routing
 
+    def respond(self, request: Request) -> Reply:
+        query = request.query
+        paths = urllib.parse.parse_qs(request.query_string).get("path")
+        if paths:  # the archive's path= repeats: every value, NUL-separated
+            query["path"] = "\0".join(paths)
+        return Reply(*self.handle(request.method, request.path, query, request.body,
+                                  request.headers))
+
+    def fault_body(self, status: int) -> Any:
+        return _errors(REASONS.get(status, "error"))
+
     def handle(self, method: str, path: str, query: Mapping[str, str], raw: bytes,
                headers: Mapping[str, str]) -> tuple[int, Any]:
-        for hook in list(self.hooks):
-            if hook[0] == method and hook[1].search(path):
-                self.hooks.remove(hook)
-                hook[2]()
         auth = headers.get("Authorization") or ""
         self.auth_seen.append(auth)
         scheme, _, token = auth.partition(" ")
@@ -480,10 +410,7 @@ class FakeBitbucketServer:
         if repo.ci_after_push is not None:
             register, run, end = repo.ci_after_push
             for delay, state in ((register, "INPROGRESS"), (register + run, end)):
-                timer = threading.Timer(delay, self.set_build, (repo.full_name, sha, state))
-                timer.daemon = True
-                self._timers.append(timer)
-                timer.start()
+                self.later(delay, self.set_build, repo.full_name, sha, state)
         return 200, self._commit(bare.commit(sha) or {})
 
     def _pulls(self, repo: Repo, method: str, rest: str, query: Mapping[str, str],
@@ -580,99 +507,3 @@ class FakeBitbucketServer:
             raise HTTPError(409, "The pull request has conflicts")
         pull.state, pull.merge_commit, pull.version = "MERGED", merged, pull.version + 1
         return 200, self._pull_json(repo, pull)
-
-    def fault_for(self, method: str, path: str) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.method in (method, "*") and fault.pattern.search(path) \
-                        and fault.times != 0:
-                    fault.times -= 1
-                    return fault
-            return None
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    @property
-    def fake(self) -> FakeBitbucketServer:
-        return self.server.fake  # type: ignore[attr-defined,no-any-return]
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
-        raw_path, _, query_string = self.path.partition("?")
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-        def seen(status: int) -> None:
-            with self.fake.lock:
-                self.fake.requests.append(Seen(method, raw_path, query_string, status))
-
-        fault = self.fake.fault_for(method, raw_path)
-        if fault is not None and fault.reset_before:
-            seen(0)
-            self._drop()
-            return
-        if fault is not None and not fault.apply_then_fail:
-            self._send(fault.status, fault.body or _errors(REASONS.get(fault.status, "")),
-                       fault.headers, seen)
-            return
-        try:
-            query = {k: "\0".join(v) if k == "path" else v[-1]  # path= repeats (archive)
-                     for k, v in urllib.parse.parse_qs(query_string).items()}
-            with self.fake.lock:
-                status, payload = self.fake.handle(method, raw_path, query, raw,
-                                                   dict(self.headers))
-            headers: dict[str, str] = {}
-        except HTTPError as err:
-            status, payload, headers = err.status, err.body, err.headers
-        if fault is not None:
-            if fault.status == 0:
-                seen(0)
-                self._drop()
-            else:
-                self._send(fault.status, fault.body or _errors("error"), fault.headers, seen)
-            return
-        self._send(status, payload, headers, seen)
-
-    def _send(self, status: int, payload: Any, headers: Mapping[str, str], seen: Any) -> None:
-        if isinstance(payload, bytes):
-            data, kind = payload, "application/octet-stream"
-        elif payload is None:
-            data, kind = b"", "application/json"
-        else:
-            data, kind = json.dumps(payload).encode(), "application/json;charset=UTF-8"
-        seen(status)
-        try:
-            self.send_response(status, REASONS.get(status))
-            self.send_header("Content-Type", kind)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-

@@ -13,14 +13,16 @@ check runs live in memory.
         repo.bare.log("main", 5)          # what really landed
         gh.pull("acme/config", 1)          # a PR's state, as a dict
 
-Test controls:
-    requests          every request: RequestRecord(method, path, status, bytes_in,
-                      bytes_out, query); status 0 = the connection was dropped
+Test controls (the shared ones from ``tests/fakes/server.py``):
+    requests          every request: Seen(method, path, query, status, bytes_in,
+                      bytes_out); status 0 = the connection was dropped; GraphQL is
+                      recorded (and faulted) as ``/graphql#Operation``
     reset_counts()    forget recorded requests
     latency           seconds added before every answer (default 0)
     count(method, path_regex)  how many recorded requests match
     fail(...)         fault injection (statuses, Retry-After, dropped connections,
                       writes that apply and then fail, delays)
+    before(...)       someone else acts right before a matching request
     set_checks(repo, sha, state, name=..., kind="check_run"|"status")
                       a check run or legacy status on a commit; a green result merges
                       open PRs whose auto-merge waits for that commit
@@ -43,26 +45,25 @@ sub-tree entries (``type: tree``) in ``POST /git/trees``, ETags, the search API.
 from __future__ import annotations
 
 import base64
-import contextlib
 import itertools
 import json
 import re
 import secrets
-import socket
-import ssl
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jwt
 
+from . import server
 from .gitrepo import ZERO, BareRepo
+from .server import Fault, Reply, Request, Seen
+
+__all__ = ["FakeGitHub", "FakePull", "FakeRepo", "Fault", "RequestRecord", "Response", "Seen"]
 
 DOCS = "https://docs.github.com/rest"
 MAX_BODY = 65536
@@ -70,28 +71,8 @@ FAILED_CONCLUSIONS = {"failure", "timed_out", "cancelled", "action_required",
                       "startup_failure", "stale"}
 
 
-class RequestRecord(NamedTuple):
-    method: str
-    path: str
-    status: int
-    bytes_in: int
-    bytes_out: int
-    query: str = ""
-
-
-@dataclass
-class Fault:
-    method: str
-    pattern: re.Pattern[str]
-    status: int | None
-    times: int
-    headers: dict[str, str]
-    body: Any
-    apply_then_fail: bool
-    drop: bool
-    reset_before: bool
-    delay: float
-    hits: int = 0
+RequestRecord = Seen  # the name this fake's tests knew it by
+Response = Reply
 
 
 @dataclass
@@ -180,13 +161,6 @@ class ApiError(Exception):
 
 
 @dataclass
-class Response:
-    status: int
-    body: Any = None  # JSON-able, or bytes sent as they are
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
 class Ctx:
     method: str
     path: str
@@ -232,62 +206,22 @@ def checks_state(statuses: Sequence[Mapping[str, Any]],
     return "success"
 
 
-class FakeGitHub:
+class FakeGitHub(server.FakeServer):
+    server_version = "FakeGitHub/1.0"
+    json_type = "application/json; charset=utf-8"
+    null_body = b"null"
+
     def __init__(self, root: str | Path, prefix: str = "",
                  tls: tuple[Path, Path] | None = None) -> None:
-        self.root = Path(root)
+        """``tls`` (certificate, key): serve HTTPS, as a GitHub Enterprise Server."""
+        super().__init__(root, tls)
         self.prefix = prefix.rstrip("/")
-        self.tls = tls  # (certificate, key): serve HTTPS, as a GitHub Enterprise Server
         self.repos: dict[str, FakeRepo] = {}
         self.tokens: dict[str, TokenInfo] = {}
         self.apps: dict[int, App] = {}
-        self.requests: list[RequestRecord] = []
         self.signed: set[str] = set()  # commits made by createCommitOnBranch (Verified)
-        self.faults: list[Fault] = []
-        self.latency = 0.0  # seconds added before every answer (benchmarks of a slow network)
-        self.lock = threading.RLock()
         self._ids = itertools.count(1000)
         self._downloads: dict[str, tuple[str, str]] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._timers: list[threading.Timer] = []  # CI runs started by ci_after_push
-
-    # -- lifecycle --------------------------------------------------------------------
-
-    def start(self) -> FakeGitHub:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        server.fake = self  # type: ignore[attr-defined]
-        if self.tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*self.tls)
-            server.socket = context.wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeGitHub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def root_url(self) -> str:
-        assert self._server is not None, "start the fake first"
-        host, port = self._server.server_address[:2]
-        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     @property
     def url(self) -> str:
@@ -321,36 +255,6 @@ class FakeGitHub:
         with self.lock:
             self.apps[app_id] = App(app_id, public_key_pem, installation, frozenset(repos))
         return installation
-
-    def fail(self, method: str, path_regex: str, status: int | None = 502, *, times: int = 1,
-             headers: Mapping[str, str] | None = None, body: Any = None,
-             apply_then_fail: bool = False, drop: bool = False, reset_before: bool = False,
-             delay: float = 0.0) -> Fault:
-        """Inject a fault into the next ``times`` requests matching ``method`` ("*" for
-        any) and ``path_regex`` (searched in the path, query excluded).
-
-        Default: answer ``status`` without doing anything. ``reset_before``: drop the
-        connection without doing anything. ``apply_then_fail``: do the request, then
-        answer ``status`` instead of its response (or drop the connection when
-        ``drop``). ``delay``: sleep first (with ``status=None``, then answer normally).
-        ``headers``/``body`` replace the default error response parts."""
-        fault = Fault(method.upper(), re.compile(path_regex), status, times,
-                      dict(headers or {}), body, apply_then_fail, drop, reset_before, delay)
-        with self.lock:
-            self.faults.append(fault)
-        return fault
-
-    def reset_counts(self) -> None:
-        with self.lock:
-            self.requests.clear()
-
-    def count(self, method: str | None = None, path_regex: str | None = None) -> int:
-        with self.lock:
-            return sum(
-                1 for r in self.requests
-                if (method is None or r.method == method.upper())
-                and (path_regex is None or re.search(path_regex, r.path))
-            )
 
     def set_checks(self, full_name: str, sha: str, state: str, *, name: str = "ci",
                    kind: str = "check_run") -> None:
@@ -716,18 +620,6 @@ class FakeGitHub:
 
     # -- request handling -------------------------------------------------------------
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.hits >= fault.times:
-                    continue
-                if fault.method not in ("*", method):
-                    continue
-                if fault.pattern.search(path):
-                    fault.hits += 1
-                    return fault
-        return None
-
     def _authenticate(self, ctx: Ctx) -> None:
         header = ctx.headers.get("Authorization", "")
         scheme, _, credential = header.partition(" ")
@@ -755,6 +647,32 @@ class FakeGitHub:
         except (jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
             raise ApiError(401, "A JSON web token could not be decoded") from exc
         return app
+
+    def respond(self, request: Request) -> Reply:
+        return self.handle(request.method, request.target, request.body,
+                           {k.title(): v for k, v in request.headers.items()})
+
+    def label(self, request: Request) -> str:
+        path = urllib.parse.unquote(urllib.parse.urlsplit(request.target).path)
+        if path.endswith("/graphql"):
+            # one endpoint, many operations: recorded and faulted as /graphql#Operation
+            path += _operation(request.body)
+        return path
+
+    def extra_headers(self) -> dict[str, str]:
+        return {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4999",
+                "X-RateLimit-Reset": str(int(time.time()) + 3600),
+                "X-GitHub-Media-Type": "github.v3; format=json"}
+
+    def fault_body(self, status: int) -> Any:
+        if status == 429:
+            return {"message": "API rate limit exceeded", "documentation_url": DOCS}
+        if status == 403:
+            return {"message": "You have exceeded a secondary rate limit. Please wait a few "
+                               "minutes before you try again.", "documentation_url": DOCS}
+        if status >= 500:
+            return {"message": "Server Error"}
+        return {"message": "Injected failure"}
 
     def handle(self, method: str, target: str, body: bytes,
                headers: Mapping[str, str]) -> Response:
@@ -1030,10 +948,7 @@ class FakeGitHub:
             return
         register, finish, conclusion = repo.ci_after_push
         for delay, state in ((register, "pending"), (register + finish, conclusion)):
-            timer = threading.Timer(delay, self.set_checks, (repo.full_name, sha, state))
-            timer.daemon = True
-            self._timers.append(timer)
-            timer.start()
+            self.later(delay, self.set_checks, repo.full_name, sha, state)
 
     def _delete_ref(self, ctx: Ctx, repo: FakeRepo, ref: str) -> Response:
         full = f"refs/{ref}"
@@ -1674,114 +1589,3 @@ _ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", r"/issues/(?P<number>\d+)/comments", FakeGitHub._add_comment),
     ("GET", r"/issues/(?P<number>\d+)/comments", FakeGitHub._list_comments),
 ]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FakeGitHub/1.0"
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body leave in two writes; without this, Nagle + delayed ACK add
-        # ~40 ms to every response.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests read ``fake.requests`` instead."""
-
-    @property
-    def fake(self) -> FakeGitHub:
-        fake: FakeGitHub = self.server.fake  # type: ignore[attr-defined]
-        return fake
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        fake = self.fake
-        target = self.path
-        split = urllib.parse.urlsplit(target)
-        path, query = urllib.parse.unquote(split.path), split.query
-        if path.endswith("/graphql"):
-            # one endpoint, many operations: recorded and faulted as /graphql#Operation
-            path += _operation(body)
-
-        def record(status: int, sent: int) -> None:
-            # Recorded before the client can see the answer, so a test that counts
-            # right after a call never races the server thread.
-            with fake.lock:
-                fake.requests.append(RequestRecord(self.command, path, status, len(body),
-                                                   sent, query))
-
-        if fake.latency:
-            time.sleep(fake.latency)
-        fault = fake._take_fault(self.command, path)
-        if fault is not None and fault.delay:
-            time.sleep(fault.delay)
-        if fault is not None and fault.reset_before:
-            record(0, 0)
-            self._drop()
-            return
-        if fault is not None and fault.status is not None and not fault.apply_then_fail:
-            response = _fault_response(fault)
-        else:
-            try:
-                response = fake.handle(self.command, target, body,
-                                       {k.title(): v for k, v in self.headers.items()})
-            except Exception:
-                record(500, 0)
-                raise
-            if fault is not None and fault.apply_then_fail:
-                if fault.drop:
-                    record(0, 0)
-                    self._drop()
-                    return
-                response = _fault_response(fault)
-        data, headers = _encode(response)
-        record(response.status, len(data))
-        self.send_response(response.status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if data:
-            self.wfile.write(data)
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _dispatch
-
-
-def _encode(response: Response) -> tuple[bytes, dict[str, str]]:
-    if isinstance(response.body, bytes):
-        data = response.body
-        content_type = response.headers.get("Content-Type", "application/octet-stream")
-    elif response.body is None and response.status == 204:
-        data, content_type = b"", "application/json"
-    else:
-        data = json.dumps(response.body).encode("utf-8")
-        content_type = "application/json; charset=utf-8"
-    headers = {"Content-Type": content_type, "X-RateLimit-Limit": "5000",
-               "X-RateLimit-Remaining": "4999",
-               "X-RateLimit-Reset": str(int(time.time()) + 3600),
-               "X-GitHub-Media-Type": "github.v3; format=json"}
-    headers.update(response.headers)
-    headers["Content-Length"] = str(len(data))
-    return data, headers
-
-
-def _fault_response(fault: Fault) -> Response:
-    assert fault.status is not None
-    body = fault.body
-    if body is None:
-        if fault.status == 429:
-            body = {"message": "API rate limit exceeded", "documentation_url": DOCS}
-        elif fault.status == 403:
-            body = {"message": "You have exceeded a secondary rate limit. Please wait a few "
-                               "minutes before you try again.", "documentation_url": DOCS}
-        elif fault.status >= 500:
-            body = {"message": "Server Error"}
-        else:
-            body = {"message": "Injected failure"}
-    return Response(fault.status, body, dict(fault.headers))

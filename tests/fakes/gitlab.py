@@ -33,22 +33,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import datetime as dt
 import json
 import re
-import socket
-import ssl
-import threading
-import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from . import server
 from .gitrepo import ZERO, BareRepo, full_ref
+from .server import Fault, Reply, Request, Seen
+
+__all__ = ["FakeGitLab", "Fault", "HTTPError", "MergeRequest", "Project", "Seen", "Token",
+           "User"]
 
 API = "/api/v4"
 ACTIVE = {"created", "waiting_for_resource", "preparing", "pending", "running", "scheduled"}
@@ -84,16 +83,16 @@ def _ids(value: Any) -> list[int]:
     return [int(x) for x in items]
 
 
-class HTTPError(Exception):
+def _message(status: int) -> dict[str, Any]:
+    return {"message": f"{status} {REASONS.get(status, '')}".strip()}
+
+
+class HTTPError(server.HTTPError):
     """Raised inside a route: the answer GitLab would give."""
 
     def __init__(self, status: int, body: Any = None,
                  headers: Mapping[str, str] | None = None) -> None:
-        self.status = status
-        self.body = {"message": f"{status} {REASONS.get(status, '')}".strip()} \
-            if body is None else body
-        self.headers = dict(headers or {})
-        super().__init__(f"{status}: {self.body}")
+        super().__init__(status, _message(status) if body is None else body, headers)
 
 
 def _revision(repo: BareRepo, ref: str) -> str | None:
@@ -241,81 +240,21 @@ class Project:
         return f"{self.base_url}/{self.path}"
 
 
-@dataclass
-class Fault:
-    method: str
-    pattern: re.Pattern[str]
-    status: int
-    times: int
-    headers: dict[str, str]
-    body: Any
-    apply_then_fail: bool
-    reset_before: bool
-    delay: float
-
-
-@dataclass(frozen=True)
-class Seen:
-    """One request the fake answered (status 0: the connection was dropped)."""
-
-    method: str
-    path: str  # raw path, without the query
-    query: str
-    status: int
-    bytes_in: int
-    bytes_out: int
-
-
 # -- the server -----------------------------------------------------------------------
 
 
-class FakeGitLab:
+class FakeGitLab(server.FakeServer):
+    server_version = "FakeGitLab/1.0"
+    null_body = b"null"
+
     def __init__(self, root: str | Path, tls: tuple[Path, Path] | None = None) -> None:
         """``tls`` (certificate, key): serve HTTPS, as a self-managed GitLab with a
         certificate from a private CA does."""
-        self.root = Path(root)
-        self.lock = threading.RLock()
+        super().__init__(root, tls)
         self.projects: dict[int, Project] = {}
         self.users: dict[str, User] = {}
         self.tokens: dict[str, Token] = {}
-        self.faults: list[Fault] = []
-        self.requests: list[Seen] = []
-        self.latency = 0.0  # seconds added before every answer (benchmarks)
         self._ids = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.fake = self  # type: ignore[attr-defined]
-        if tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread: threading.Thread | None = None
-        self._timers: list[threading.Timer] = []  # pipelines started by pipeline_delay
-        scheme = "https" if tls is not None else "http"
-        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
-
-    # lifecycle
-
-    def start(self) -> FakeGitLab:
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeGitLab:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # set-up
 
     def next_id(self) -> int:
@@ -339,8 +278,7 @@ class FakeGitLab:
 
     def add_project(self, path: str, files: Mapping[str, bytes], default_branch: str = "main",
                     **options: Any) -> Project:
-        repo = BareRepo.init(self.root / f"{path.replace('/', '__')}.git", files,
-                             branch=default_branch)
+        repo = self.bare_repo(path, files, default_branch)
         project = Project(self.next_id(), path, repo, self.url, default_branch, **options)
         self.projects[project.id] = project
         return project
@@ -350,29 +288,6 @@ class FakeGitLab:
             if project.path == ref or str(project.id) == str(ref):
                 return project
         raise KeyError(ref)
-
-    # test controls
-
-    def fail(self, method: str, path_regex: str, status: int = 502, times: int = 1,
-             headers: Mapping[str, str] | None = None, body: Any = None,
-             apply_then_fail: bool = False, reset_before: bool = False,
-             delay: float = 0.0) -> None:
-        """Make the next ``times`` matching requests fail (``times=-1``: all of them)."""
-        with self.lock:
-            self.faults.append(Fault(method.upper(), re.compile(path_regex), status, times,
-                                     dict(headers or {}), body, apply_then_fail,
-                                     reset_before, delay))
-
-    def reset_counts(self) -> None:
-        with self.lock:
-            self.requests.clear()
-
-    def count(self, method: str | None = None, pattern: str | None = None) -> int:
-        """How many requests matched ``method`` and the ``pattern`` regex (raw path)."""
-        with self.lock:
-            return sum(1 for r in self.requests
-                       if (method is None or r.method == method.upper())
-                       and (pattern is None or re.search(pattern, r.path)))
 
     def set_pipeline(self, sha: str, status: str, project: str | int | None = None,
                      ref: str | None = None) -> None:
@@ -605,6 +520,13 @@ class FakeGitLab:
             project.repo.delete_ref(mr.source_branch)
 
     # routing
+
+    def respond(self, request: Request) -> Reply:
+        return Reply(*self.handle(request.method, request.path, dict(request.query),
+                                  _parse_body(request.body), request.headers))
+
+    def fault_body(self, status: int) -> Any:
+        return _message(status)
 
     def handle(self, method: str, raw_path: str, query: dict[str, Any], body: Any,
                headers: Mapping[str, str]) -> tuple[int, Any, dict[str, str]]:
@@ -901,11 +823,7 @@ class FakeGitLab:
             created, finish = project.pipeline_delay
             for delay, status in ((created, project.pipeline_on_commit or "running"),
                                   (created + finish, "success")):
-                timer = threading.Timer(delay, self.set_pipeline, (sha, status, project.id),
-                                        {"ref": branch})
-                timer.daemon = True
-                self._timers.append(timer)
-                timer.start()
+                self.later(delay, self.set_pipeline, sha, status, project.id, ref=branch)
         elif project.pipeline_on_commit:
             self.set_pipeline(sha, project.pipeline_on_commit, project.id, ref=branch)
         entry = repo.commit(sha)
@@ -1180,127 +1098,13 @@ class FakeGitLab:
         self._merge(project, mr, squash, user, remove_source=remove)
         return 200, self._mr_json(project, mr, detail=True), {}
 
-    # faults and logging (called by the handler)
 
-    def fault_for(self, method: str, path: str) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.method == method and fault.pattern.search(path) and fault.times != 0:
-                    if fault.times > 0:
-                        fault.times -= 1
-                    return fault
-            return None
-
-    def record(self, seen: Seen) -> None:
-        with self.lock:
-            self.requests.append(seen)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FakeGitLab/1.0"
-
-    @property
-    def fake(self) -> FakeGitLab:
-        return self.server.fake  # type: ignore[attr-defined,no-any-return]
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        # small answers go out at once, not after Nagle's ~40 ms delayed-ACK wait
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
-        raw_path, _, query_string = self.path.partition("?")
-        length = int(self.headers.get("Content-Length") or 0)
-        raw_body = self.rfile.read(length) if length else b""
-
-        def seen(status: int, out: int) -> None:
-            self.fake.record(Seen(method, raw_path, query_string, status, len(raw_body), out))
-
-        if self.fake.latency:
-            time.sleep(self.fake.latency)
-        fault = self.fake.fault_for(method, raw_path)
-        if fault is not None and fault.delay:
-            time.sleep(fault.delay)
-        if fault is not None and fault.reset_before:
-            seen(0, 0)
-            self._drop()
-            return
-        if fault is not None and not fault.apply_then_fail:
-            self._send_fault(fault, seen)
-            return
-        try:
-            body = self._parse_body(raw_body)
-            query = {k: v[-1] for k, v in urllib.parse.parse_qs(query_string).items()}
-            with self.fake.lock:
-                status, payload, headers = self.fake.handle(method, raw_path, query, body,
-                                                            dict(self.headers))
-        except HTTPError as err:
-            status, payload, headers = err.status, err.body, err.headers
-        if fault is not None:  # applied; now fail the answer
-            if fault.status == 0:
-                seen(0, 0)
-                self._drop()
-            else:
-                self._send_fault(fault, seen)
-            return
-        self._send(status, payload, headers, seen)
-
-    @staticmethod
-    def _parse_body(raw: bytes) -> Any:
-        if not raw:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            form = urllib.parse.parse_qs(raw.decode("utf-8", "replace"))
-            return {k: v[-1] for k, v in form.items()}
-
-    def _send_fault(self, fault: Fault, seen: Any) -> None:
-        body = fault.body if fault.body is not None else {
-            "message": f"{fault.status} {REASONS.get(fault.status, '')}".strip()}
-        self._send(fault.status, body, fault.headers, seen)
-
-    def _send(self, status: int, payload: Any, headers: Mapping[str, str],
-              seen: Any) -> None:
-        """Answer; the request is recorded first, so a client that has its answer always
-        finds it in ``requests`` (recording after the write raced with the tests)."""
-        if isinstance(payload, bytes):
-            data = payload
-            content_type = headers.get("Content-Type", "application/octet-stream")
-        else:
-            data = json.dumps(payload).encode("utf-8")
-            content_type = "application/json"
-        seen(status, len(data))
-        try:
-            self.send_response(status, REASONS.get(status))
-            self.send_header("Content-Type", content_type)
-            for key, value in headers.items():
-                if key.lower() != "content-type":
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if status != 204:
-                self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
-            self.close_connection = True
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
+def _parse_body(raw: bytes) -> Any:
+    """A JSON body, or a form (python-gitlab sends some requests form-encoded)."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        form = urllib.parse.parse_qs(raw.decode("utf-8", "replace"))
+        return {k: v[-1] for k, v in form.items()}

@@ -19,8 +19,8 @@ repository path serialises the calls of a threaded server.
 
 Importing: pytest runs with ``pythonpath = ["."]``, so test modules write
 ``from tests.fakes.gitrepo import BareRepo``; modules inside ``tests/fakes/`` use relative
-imports (``from .gitrepo import BareRepo``). (``from fakes.gitrepo import ...`` also works,
-because ``tests/`` is not a package, but it loads a second copy of the module.)
+imports (``from .gitrepo import BareRepo``). ``from fakes.gitrepo import ...`` is refused
+(tests/fakes/__init__.py): it would load a second copy of the module.
 """
 
 from __future__ import annotations
