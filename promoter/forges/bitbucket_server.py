@@ -33,8 +33,9 @@ the promotion then opens a new one.
 ``changed_files``: the commit (parents) and its changes against its only parent
 (``commits/{sha}/changes``): each must be a ``MODIFY`` or ``ADD`` of a ``FILE`` whose
 executable bit did not change; ``contentId`` is the new blob's git id. Data Center
-reports no symbolic-link type here, so a link is seen as a file (its blob, the link
-target, is what is compared).
+reports no symbolic-link type here (a link is a FILE with the same blob id), so the
+archive of the changed paths at the commit (``archive?path=``, one GET) must hold each as
+a regular file with that blob; a path it leaves out (export-ignore) is not proved.
 
 The archive is proved to be the tree (``promoter.forges.archive``): ``browse`` lists a
 directory's children (``path``, ``type`` FILE / DIRECTORY / SUBMODULE, ``contentId``: the
@@ -45,7 +46,8 @@ export-subst, eol), each directory whose id differs is browsed (one GET per 100
 entries), down to the files that differ, and each is read (``raw/{path}?at=``) and
 checked against its id, at most ``archive.MAX_REPAIRS`` (exit 5 past it). Data Center
 lists no modes: the archive's is kept, and a file the archive left out is taken for a
-symbolic link when its bytes can only name a path of the tree (``looks_like_link``).
+symbolic link when its bytes can only name a path of the tree (``looks_like_link``); a
+``.promoter.yaml`` the archive left out stops the run (exit 2): it could be a link.
 
 Merging: ``POST …/merge?version={v}`` fails (409) when the pull request changed since
 version ``v`` was read; promoter reads the pull request, merges only when its source
