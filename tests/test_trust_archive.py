@@ -219,7 +219,7 @@ environments:
 """
 
 
-@pytest.fixture(params=["gitlab"])
+@pytest.fixture(params=["gitlab", "gitea", "github", "bitbucket"])
 def gitlab(request: pytest.FixtureRequest, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     yield from _harness(request.param, tmp_path, monkeypatch)
