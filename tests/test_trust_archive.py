@@ -220,13 +220,13 @@ environments:
 
 
 @pytest.fixture(params=["gitlab", "gitea", "github", "bitbucket"])
-def gitlab(request: pytest.FixtureRequest, tmp_path: Path,
+def named(request: pytest.FixtureRequest, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     yield from _harness(request.param, tmp_path, monkeypatch)
 
 
 def test_a_tag_named_like_the_base_branch_is_not_the_base(
-        gitlab: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+        named: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # git (and so GitLab's archive of ?sha=main) takes refs/tags/main before
     # refs/heads/main: a tag anyone may push would be planned from, its loose policy obeyed
     # and its commit merged under the promotion
@@ -234,7 +234,7 @@ def test_a_tag_named_like_the_base_branch_is_not_the_base(
         (work / ".promoter.yaml").write_bytes(LOOSE)
         (work / "envs/prod/evil.yaml").write_text("kind: ConfigMap\n")
 
-    h = gitlab
+    h = named
     work = tmp_path / "work"
     git_push(h, work, lambda w: (w / "README.md").write_text("config\n"), "docs: README")
     env = {**os.environ, "GIT_AUTHOR_NAME": "mallory", "GIT_AUTHOR_EMAIL": "m@example.com",
