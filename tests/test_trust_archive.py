@@ -207,7 +207,7 @@ def test_more_aliases_than_promoter_counts_stop_the_run(
     assert h.main_file("envs/dev/deploy.yaml") == deploy("1.0.0")
 
 
-# --- GitLab: the archive of a name -------------------------------------------------------
+# --- a base read by its name: a tag may share it -----------------------------------------
 
 LOOSE = b"""\
 version: 1
