@@ -392,8 +392,11 @@ class GiteaForge(RestClient):
             page = 1
             chain: list[LoggedCommit] = []
             while True:
+                # the full name: Gitea resolves "main" as git does, a tag named like
+                # the branch first (anyone who may push a tag would write its history)
                 batch = self._json("GET", "/commits", params={
-                    "sha": branch, "limit": PAGE, "page": page, "stat": "false",
+                    "sha": f"refs/heads/{branch}", "limit": PAGE, "page": page,
+                    "stat": "false",
                     "verification": "false", "files": "false"}) or []
                 for item in batch:
                     seen[str(item["sha"])] = item
