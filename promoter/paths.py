@@ -122,7 +122,7 @@ def is_manifest(path: str) -> bool:
             and is_clean(path))  # is_clean looks at each character only when it must
 
 
-MAX_ALIASES = 256  # paths a file may be reached by through links (link cycles end here)
+MAX_ALIASES = 256  # paths a file may be reached by through links (more: exit 2)
 
 
 def link_target(path: str, target: str) -> str | None:
@@ -136,17 +136,55 @@ def link_target(path: str, target: str) -> str | None:
     return "" if norm == "." else norm
 
 
+MAX_HOPS = 40  # links followed while resolving one path (the kernel's own limit)
+
+
+def resolve(path: str, links: Mapping[str, str], *,
+            crossed: set[str] | None = None) -> str | None:
+    """The repo path that ``path`` reaches when every symbolic link on the way (``links``:
+    path -> stored target) is followed as the system follows it: one component at a
+    time, a link replaced by its target, and ``..`` leaving the directory reached so far,
+    not the text before it (``q/../x`` is not ``x`` when ``q`` is a link). None when it
+    leaves the repo or loops. ``crossed``, when given, receives each path walked through
+    as a directory (the caller may not know all of them to be directories)."""
+    todo = path.split("/")[::-1]
+    done: list[str] = []
+    hops = 0
+    while todo:
+        part = todo.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not done:
+                return None
+            done.pop()
+            continue
+        here = "/".join([*done, part])
+        target = links.get(here)
+        if target is None:
+            if crossed is not None and todo:
+                crossed.add(here)
+            done.append(part)
+            continue
+        hops += 1
+        if hops > MAX_HOPS or not target or target.startswith("/") or "\x00" in target:
+            return None
+        todo.extend(target.split("/")[::-1])  # relative to the link's own directory
+    return "/".join(done)
+
+
 def link_aliases(paths: Iterable[str], links: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
     """For each of ``paths``, the other repo paths that reach it through symbolic links:
     a link to the file itself, or to a directory above it, followed through chains of
-    links. A change to the file is a change at each of them too."""
-    resolved = [(link, t) for link, target in sorted(links.items())
-                if (t := link_target(link, target)) is not None]
+    links as the system follows them (``resolve``). A change to the file is a change at
+    each of them too. More than ``MAX_ALIASES`` (link cycles grow without end) is
+    UsageError: an alias left uncounted could be another environment's."""
+    resolved = [(link, t) for link in sorted(links) if (t := resolve(link, links)) is not None]
     out: dict[str, tuple[str, ...]] = {}
     for path in paths:
         names = {path}
         frontier = [path]
-        while frontier and len(names) < MAX_ALIASES:
+        while frontier:
             name = frontier.pop()
             for link, target in resolved:
                 if target and name != target and not name.startswith(target + "/"):
@@ -154,9 +192,17 @@ def link_aliases(paths: Iterable[str], links: Mapping[str, str]) -> dict[str, tu
                 if name.startswith(link + "/"):
                     continue  # already through this link: a link to its own parent loops
                 alias = link + name[len(target):] if target else f"{link}/{name}"
-                if alias not in names and len(names) < MAX_ALIASES:
-                    names.add(alias)
-                    frontier.append(alias)
+                if alias in names:
+                    continue
+                if len(names) >= MAX_ALIASES:  # the next may be another environment's
+                    raise UsageError(
+                        f"more than {MAX_ALIASES} paths reach {path} through symbolic "
+                        "links; promoter cannot tell which environments the change reaches",
+                        file=path,
+                        hint="use fewer links to it (a link to a directory above it counts "
+                             "for every file below), or promote it by hand")
+                names.add(alias)
+                frontier.append(alias)
         names.discard(path)
         if names:
             out[path] = tuple(sorted(names))

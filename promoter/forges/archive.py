@@ -32,7 +32,7 @@ from pathlib import PurePosixPath
 from promoter.errors import ForgeError
 from promoter.forges.base import git_blob_sha
 from promoter.limits import gunzip
-from promoter.paths import link_target
+from promoter.paths import resolve
 
 FILE, EXECUTABLE, LINK, TREE, GITLINK = 0o100644, 0o100755, 0o120000, 0o040000, 0o160000
 BLOB = 0o100000  # a file, executable or link: the forge lists the blob's id, not its mode
@@ -193,7 +193,7 @@ def prove(unpacked: Unpacked, root: Iterable[Listed],
                              f"blob {oid[:12]}", hint="run again; report it if it persists")
         if mode == BLOB:
             mode = held[path][0] if path in held else \
-                LINK if looks_like_link(path, data, listed) else FILE
+                LINK if looks_like_link(path, data, listed, unpacked.links) else FILE
         _place(unpacked, path, mode, data)
 
 
@@ -226,17 +226,25 @@ def _place(unpacked: Unpacked, path: str, mode: int, data: bytes) -> None:
         unpacked.executable.add(path)
 
 
-def looks_like_link(path: str, data: bytes, tree: Iterable[str]) -> bool:
+def looks_like_link(path: str, data: bytes, tree: Iterable[str],
+                    links: Mapping[str, str] | None = None) -> bool:
     """Whether a blob the archive left out, listed without its mode, is to be taken for a
-    symbolic link: its bytes, as a link target relative to ``path``, name a path of
-    ``tree`` (every blob's path) or a directory above one. A regular file that reads so
-    is taken for a link too: that can only add aliases for the policy to judge (fail
-    closed), and such a file holds no image to edit; a link to nothing in the tree is
-    kept as a file (it aliases nothing)."""
-    target = link_target(path, data.decode("utf-8", "surrogateescape"))
+    symbolic link: its bytes, as a link target from ``path`` followed as the system
+    follows it through the known ``links`` (``paths.resolve``), name a path of ``tree``
+    (every blob's path) or a directory above one, or pass through a blob of ``tree`` as
+    if it were a directory (only a link can be passed through: one the archive left out
+    too). A regular file that reads so is taken for a link too: that can only add aliases
+    for the policy to judge (fail closed), and such a file holds no image to edit; a link
+    to nothing in the tree is kept as a file (it aliases nothing)."""
+    blobs = set(tree)
+    crossed: set[str] = set()
+    target = resolve(path, {**(links or {}), path: data.decode("utf-8", "surrogateescape")},
+                     crossed=crossed)
+    if crossed & blobs:
+        return True
     if target is None:
         return False
-    return any(not target or p == target or p.startswith(target + "/") for p in tree)
+    return not target or any(p == target or p.startswith(target + "/") for p in blobs)
 
 
 @dataclass(frozen=True)
@@ -297,23 +305,33 @@ def _kind_and_size(unpacked: Unpacked, path: str) -> tuple[int, int] | None:
 
 def gitattributes_may_rewrite(rules: Mapping[str, bytes], files: Iterable[str]) -> set[str]:
     """The paths of ``files`` that a line of the ``.gitattributes`` files ``rules`` (path
-    -> bytes) may give an attribute of ``SAME_SIZE_REWRITES``. Over-approximated, never
-    under: a macro (``[attr]``) that sets one makes every use of its name count; a
-    pattern with ``**``, a bracket, a backslash or a quote matches every file below its
-    ``.gitattributes``; ``*`` may match across ``/``."""
-    names = set(SAME_SIZE_REWRITES)
+    -> bytes) may give an attribute of ``SAME_SIZE_REWRITES``. Read as git reads them
+    (lines end at LF only, words end at space, tab or CR: ``attr.c``; a macro may be used
+    before its definition), and over-approximated, never under: a macro (``[attr]``)
+    that sets one, directly or through other macros, makes every use of its name count,
+    in any ``.gitattributes``; a leading UTF-8 BOM is skipped; a pattern with ``**``, a
+    bracket, a backslash or a quote matches every file below its ``.gitattributes``;
+    ``*`` may match across ``/``."""
+    macros: list[tuple[str, list[str]]] = []
     lines: list[tuple[str, list[str]]] = []
     for path, data in sorted(rules.items()):
         base = posixpath.dirname(path)
-        for raw in data.decode("utf-8", "replace").splitlines():
-            words = raw.split()
+        for raw in data.removeprefix(b"\xef\xbb\xbf").split(b"\n"):
+            words = [w for w in re.split(r"[ \t\r]+", _text(raw)) if w]
             if not words or words[0].startswith("#"):
                 continue
             if words[0].startswith("[attr]"):
-                if any(_sets(w, names) for w in words[1:]):
-                    names.add(words[0].removeprefix("[attr]"))
-                continue
-            lines.append((base, words))
+                macros.append((words[0].removeprefix("[attr]"), words[1:]))
+            else:
+                lines.append((base, words))
+    names = set(SAME_SIZE_REWRITES)
+    grown = True
+    while grown:  # a macro may name a macro defined further down, or in another file
+        grown = False
+        for name, attrs in macros:
+            if name not in names and any(_sets(a, names) for a in attrs):
+                names.add(name)
+                grown = True
     out: set[str] = set()
     for base, (pattern, *attrs) in lines:
         if not any(_sets(a, names) for a in attrs):
@@ -341,6 +359,12 @@ def _drop(unpacked: Unpacked, path: str) -> None:
     unpacked.links.pop(path, None)
     unpacked.oversize.pop(path, None)
     unpacked.executable.discard(path)
+
+
+def _text(raw: bytes) -> str:
+    """Bytes of git's as a name (the inverse of ``_raw``: invalid UTF-8 kept as
+    surrogates, as tarfile keeps it in the archive's names)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _raw(name: str) -> bytes:

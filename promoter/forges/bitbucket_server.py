@@ -33,8 +33,9 @@ the promotion then opens a new one.
 ``changed_files``: the commit (parents) and its changes against its only parent
 (``commits/{sha}/changes``): each must be a ``MODIFY`` or ``ADD`` of a ``FILE`` whose
 executable bit did not change; ``contentId`` is the new blob's git id. Data Center
-reports no symbolic-link type here, so a link is seen as a file (its blob, the link
-target, is what is compared).
+reports no symbolic-link type here (a link is a FILE with the same blob id), so the
+archive of the changed paths at the commit (``archive?path=``, one GET) must hold each as
+a regular file with that blob; a path it leaves out (export-ignore) is not proved.
 
 The archive is proved to be the tree (``promoter.forges.archive``): ``browse`` lists a
 directory's children (``path``, ``type`` FILE / DIRECTORY / SUBMODULE, ``contentId``: the
@@ -45,7 +46,8 @@ export-subst, eol), each directory whose id differs is browsed (one GET per 100
 entries), down to the files that differ, and each is read (``raw/{path}?at=``) and
 checked against its id, at most ``archive.MAX_REPAIRS`` (exit 5 past it). Data Center
 lists no modes: the archive's is kept, and a file the archive left out is taken for a
-symbolic link when its bytes can only name a path of the tree (``looks_like_link``).
+symbolic link when its bytes can only name a path of the tree (``looks_like_link``); a
+``.promoter.yaml`` the archive left out stops the run (exit 2): it could be a link.
 
 Merging: ``POST …/merge?version={v}`` fails (409) when the pull request changed since
 version ``v`` was read; promoter reads the pull request, merges only when its source
@@ -87,6 +89,7 @@ from promoter.forges.base import (
     cap_text,
     check_branch,
     check_policy_entry,
+    git_blob_sha,
     refuse_signing,
     says_conflict,
     worst_state,
@@ -266,17 +269,9 @@ class BitbucketServerForge(BitbucketClient):
                                  f"Center repository {self.repo}", hint="check --base")
             commit = found
 
-        def download() -> bytes:
-            with self._session.get(f"{self._root}/archive", stream=True, timeout=self.timeout,
-                                   params={"at": commit, "format": "tar.gz",
-                                           "prefix": "repo/"}) as response:
-                if response.status_code != 200:
-                    raise HttpFailure(response.status_code, _message(response), response.headers)
-                return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
-
         try:
             tree = archive.unpack_archive(self._run(f"download the archive of {name}",
-                                                    download))
+                                                    lambda: self._archive(commit)))
         except ArchiveTooLarge as exc:
             raise ForgeError(f"could not download the archive of {name} of {self.repo}: "
                              f"{exc.describe()}", hint="see SECURITY.md (limits)") from None
@@ -296,9 +291,23 @@ class BitbucketServerForge(BitbucketClient):
                 "GET", f"/raw/{quote(paths[oid])}", params={"at": commit}, raw=True))
             return data
 
+        # a policy file the archive left out has no known mode: a link's target can be
+        # any text, a policy too (this listing names no modes)
+        unknown = CONFIG_FILE not in tree.files and CONFIG_FILE not in tree.links
         archive.prove(tree, root, listed, read, f"{self.repo} at {commit[:12]}")
-        self._policy_file(root, tree.files, tree.links)
+        self._policy_file(root, tree.files, tree.links, unknown=unknown)
         return Snapshot(branch=name, commit=commit, files=tree.files, links=tree.links)
+
+    def _archive(self, commit: str, paths: tuple[str, ...] = ()) -> bytes:
+        """``archive?at=&format=tar.gz`` (of ``paths`` only, when given)."""
+        params: dict[str, Any] = {"at": commit, "format": "tar.gz", "prefix": "repo/"}
+        if paths:
+            params["path"] = list(paths)
+        with self._session.get(f"{self._root}/archive", stream=True, timeout=self.timeout,
+                               params=params) as response:
+            if response.status_code != 200:
+                raise HttpFailure(response.status_code, _message(response), response.headers)
+            return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
 
     def _children(self, commit: str, directory: str) -> list[archive.Listed]:
         """A directory's entries at ``commit`` (``browse``: one GET per 100), paths from
@@ -357,14 +366,23 @@ class BitbucketServerForge(BitbucketClient):
         return out
 
     def _policy_file(self, root: list[archive.Listed], files: dict[str, bytes],
-                     links: dict[str, str]) -> None:
+                     links: dict[str, str], *, unknown: bool) -> None:
         """The policy file's entry from the root listing (FILE, DIRECTORY, SUBMODULE; a
-        link is known from the proved snapshot); its bytes are the proved blob's."""
+        link is known from the proved snapshot); its bytes are the proved blob's. A blob
+        the archive left out (``unknown``) may be a link: the run stops (exit 2)."""
         entry = next((e for e in root if e.path == CONFIG_FILE), None)
         if entry is None:
             files.pop(CONFIG_FILE, None)
             links.pop(CONFIG_FILE, None)
             return
+        if unknown and entry.mode == archive.BLOB:
+            raise ConfigError(
+                f"{CONFIG_FILE} on the base branch is left out of the archive "
+                "(.gitattributes export-ignore), and Bitbucket Data Center lists no file "
+                "modes: promoter cannot tell a regular file from a symbolic link, and reads "
+                "its policy only from a regular file", file=CONFIG_FILE,
+                hint=f"remove export-ignore from {CONFIG_FILE} in .gitattributes on the base "
+                     "branch")
         mode = "120000" if CONFIG_FILE in links else format(
             archive.FILE if entry.mode == archive.BLOB else entry.mode, "06o")
         check_policy_entry(mode, links.get(CONFIG_FILE))
@@ -467,7 +485,22 @@ class BitbucketServerForge(BitbucketClient):
                     change.get("srcExecutable")):
                 return None
             out[path] = str(change.get("contentId") or "")
-        return out
+        return out if self._regular_files(sha, out) else None
+
+    def _regular_files(self, sha: str, changed: Mapping[str, str]) -> bool:
+        """Whether each of ``changed`` (path -> blob id) is a regular file at ``sha``
+        holding that blob. ``changes`` calls a symbolic link a FILE too (same blob id:
+        the link's target may be the planned bytes), so the archive of those paths says
+        which each is; a path it leaves out (export-ignore) cannot be told: no."""
+        if not changed:
+            return True
+        try:
+            tree = archive.unpack_archive(self._archive(sha, tuple(sorted(changed))))
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise ForgeError(f"Bitbucket Data Center sent an unreadable archive of "
+                             f"{sha[:12]}: {exc}") from exc
+        return all(path in tree.files and git_blob_sha(tree.files[path]) == oid
+                   for path, oid in changed.items())
 
     def delete_branch(self, branch: str) -> None:
         check_branch(branch)

@@ -372,8 +372,10 @@ class GiteaForge(RestClient):
     def _commits_of(self, branch: str) -> Iterator[dict[str, Any]]:
         """The commits reachable from ``branch``, newest first, page by page (20 at most)."""
         for page in range(1, 21):
+            # the full name: Gitea resolves "main" as git does, a tag named like the
+            # branch first (anyone who may push a tag would write its history)
             batch = self._json("GET", "/commits", params={
-                "sha": branch, "limit": PAGE, "page": page, "stat": "false",
+                "sha": f"refs/heads/{branch}", "limit": PAGE, "page": page, "stat": "false",
                 "verification": "false", "files": "false"}) or []
             yield from batch
             if len(batch) < PAGE:

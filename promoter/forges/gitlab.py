@@ -6,7 +6,8 @@ GitLab creates the branch and the commit together, however many files change.
 
 Requests of a first promotion (base given, no reviewers, pipeline pending)::
 
-    snapshot       GET archive.tar.gz?sha=..., GET repository/tree?ref=<commit> (is
+    snapshot       GET archive.tar.gz?sha=refs/heads/<base> (the full name: a tag named
+                   like the branch comes first for git), GET repository/tree?ref=<commit> (is
                    .promoter.yaml there, as which blob?) (+ GET project when the base is
                    the default branch; + GET its raw blob when the archive's copy
                    differs: export-ignore / export-subst)
@@ -462,8 +463,10 @@ class GitLabForge(Steps):
 
         def download() -> bytes | None:
             try:
+                # the full name: git resolves a bare "main" to refs/tags/main before
+                # refs/heads/main, and anyone who may push a tag could name the base
                 chunks = self._project.repository_archive(
-                    sha=branch, format="tar.gz", streamed=True, iterator=True,
+                    sha=f"refs/heads/{branch}", format="tar.gz", streamed=True, iterator=True,
                     chunk_size=1 << 16)
             except glexc.GitlabError as exc:
                 if exc.response_code == 404:
@@ -534,8 +537,10 @@ class GitLabForge(Steps):
         page = 1
         per_page = min(LOG_PAGE, limit)
         while len(commits) < limit:
-            batch = self._project.commits.list(ref_name=branch, first_parent=True,
-                                               per_page=per_page, page=page, get_all=False)
+            # the full name: git resolves a bare "main" to a tag of that name first
+            batch = self._project.commits.list(ref_name=f"refs/heads/{branch}",
+                                               first_parent=True, per_page=per_page,
+                                               page=page, get_all=False)
             for item in batch:
                 data = item.attributes
                 commits.append(LoggedCommit(

@@ -175,7 +175,11 @@ class FakeBitbucketServer(server.FakeServer):
     # routing
 
     def respond(self, request: Request) -> Reply:
-        return Reply(*self.handle(request.method, request.path, request.query, request.body,
+        query = request.query
+        paths = urllib.parse.parse_qs(request.query_string).get("path")
+        if paths:  # the archive's path= repeats: every value, NUL-separated
+            query["path"] = "\0".join(paths)
+        return Reply(*self.handle(request.method, request.path, query, request.body,
                                   request.headers))
 
     def fault_body(self, status: int) -> Any:
@@ -258,7 +262,9 @@ class FakeBitbucketServer(server.FakeServer):
             if bare.commit(at) is None:
                 raise HTTPError(404, f"Commit {at} does not exist")
             prefix = (query.get("prefix") or "").rstrip("/") + "/" if query.get("prefix") else ""
-            out = bare.git("archive", "--format=tar.gz", f"--prefix={prefix}", at).stdout
+            paths = [p for p in (query.get("path") or "").split("\0") if p]
+            out = bare.git("archive", "--format=tar.gz", f"--prefix={prefix}", at,
+                           *(["--", *paths] if paths else [])).stdout
             return 200, out
         if (rest == "/browse" or rest.startswith("/browse/")) and method == "GET" \
                 and not query.get("type"):

@@ -95,6 +95,16 @@ class HTTPError(server.HTTPError):
         super().__init__(status, _message(status) if body is None else body, headers)
 
 
+def _revision(repo: BareRepo, ref: str) -> str | None:
+    """The commit a revision names as Gitaly resolves it, which is git's own order: a tag
+    before a branch of the same name (``main`` is ``refs/tags/main`` when both exist)."""
+    if not ref.startswith("refs/"):
+        tagged = repo.resolve(f"refs/tags/{ref}")
+        if tagged is not None:
+            return tagged
+    return repo.resolve(ref)
+
+
 def _not_found(what: str) -> HTTPError:
     return HTTPError(404, {"message": f"404 {what} Not Found"})
 
@@ -645,7 +655,7 @@ class FakeGitLab(server.FakeServer):
             raise HTTPError(405)
         if what in ("archive", "archive.tar.gz") and method == "GET":
             ref = str(params.get("sha") or project.default_branch)
-            sha = repo.resolve(ref)
+            sha = _revision(repo, ref)
             if sha is None:
                 raise _not_found("File")
             safe = re.sub(r"[^A-Za-z0-9._-]", "-", ref)
@@ -748,7 +758,7 @@ class FakeGitLab(server.FakeServer):
     def _list_commits(self, project: Project, params: Mapping[str, Any],
                       raw_path: str) -> tuple[int, Any, dict[str, str]]:
         ref = str(params.get("ref_name") or project.default_branch)
-        sha = project.repo.resolve(ref)
+        sha = _revision(project.repo, ref)
         if sha is None:
             return self._page([], params, raw_path)
         first = _truthy(params.get("first_parent", False))
