@@ -596,7 +596,10 @@ class GitHubForge:
             out: list[LoggedCommit] = []
             seen: dict[str, Any] = {}
             want: str | None = None
-            for commit in repo.get_commits(sha=branch):
+            # from the branch's commit, never its bare name: a tag of the same name would
+            # be git's first pick, and its forged trailers read as this branch's history
+            start = repo.get_branch(branch).commit.sha
+            for commit in repo.get_commits(sha=start):
                 seen[commit.sha] = commit
                 want = want or commit.sha
                 while want in seen and len(out) < limit:

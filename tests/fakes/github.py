@@ -834,7 +834,10 @@ class FakeGitHub(server.FakeServer):
 
     def _list_commits(self, ctx: Ctx, repo: FakeRepo) -> Response:
         ref = ctx.query.get("sha") or repo.default_branch
-        sha = repo.bare.resolve(ref)
+        # a name resolves as git resolves it: a tag before a branch of the same name (what
+        # GitHub does with an ambiguous name is not documented: the fake takes the worst)
+        tagged = None if ref.startswith("refs/") else repo.bare.resolve(f"refs/tags/{ref}")
+        sha = tagged or repo.bare.resolve(ref)
         if sha is None:
             raise ApiError(404, f"No commit found for SHA: {ref}")
         per_page = max(1, min(100, int(ctx.query.get("per_page", "30"))))
