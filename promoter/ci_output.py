@@ -89,20 +89,24 @@ def _safe_url(value: object) -> str | None:
 # --- GitHub Actions -----------------------------------------------------------------
 
 
+# The values both CIs get: (GitHub Actions output, GitLab dotenv variable, the value)
+_OUTPUTS: tuple[tuple[str, str, Callable[[Result], object]], ...] = (
+    ("pr-url", "PROMOTE_MR_URL", lambda result: _request(result).get("url")),
+    ("pr-number", "PROMOTE_MR_IID", lambda result: _request(result).get("number")),
+    ("branch", "PROMOTE_BRANCH", lambda result: result.get("branch")),
+    ("commit", "PROMOTE_COMMIT", lambda result: result.get("commit")),
+    ("changed", "PROMOTE_CHANGED", lambda result: _flag(result, "changed")),
+    ("merged", "PROMOTE_MERGED", lambda result: _flag(result, "merged")),
+    ("auto-merge", "PROMOTE_AUTO_MERGE", lambda result: _flag(result, "auto_merge")),
+    ("status", "PROMOTE_STATUS", lambda result: result.get("status")),
+)
+
+
 def github_output_values(result: Result) -> dict[str, str]:
     """The action's outputs, by name, as the strings a workflow reads."""
-    pr = _request(result)
-    return {
-        "pr-url": _text(pr.get("url")),
-        "pr-number": _text(pr.get("number")),
-        "branch": _text(result.get("branch")),
-        "commit": _text(result.get("commit")),
-        "changed": _flag(result, "changed"),
-        "merged": _flag(result, "merged"),
-        "auto-merge": _flag(result, "auto_merge"),
-        "status": _text(result.get("status")),
-        "policy": redact(json.dumps(_policy(result), indent=2, sort_keys=True)),
-    }
+    values = {name: _text(value(result)) for name, _, value in _OUTPUTS}
+    values["policy"] = redact(json.dumps(_policy(result), indent=2, sort_keys=True))
+    return values
 
 
 def random_delimiter() -> str:
@@ -290,17 +294,7 @@ def _one_line(value: object) -> str:
 
 
 def gitlab_dotenv_values(result: Result) -> dict[str, str]:
-    pr = _request(result)
-    return {
-        "PROMOTE_MR_URL": _one_line(pr.get("url")),
-        "PROMOTE_MR_IID": _one_line(pr.get("number")),
-        "PROMOTE_BRANCH": _one_line(result.get("branch")),
-        "PROMOTE_COMMIT": _one_line(result.get("commit")),
-        "PROMOTE_CHANGED": _flag(result, "changed"),
-        "PROMOTE_MERGED": _flag(result, "merged"),
-        "PROMOTE_AUTO_MERGE": _flag(result, "auto_merge"),
-        "PROMOTE_STATUS": _one_line(result.get("status")),
-    }
+    return {name: _one_line(value(result)) for _, name, value in _OUTPUTS}
 
 
 def gitlab_dotenv(result: Result) -> str:

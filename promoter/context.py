@@ -89,15 +89,22 @@ def _github(env: Mapping[str, str]) -> Context:
         pipeline = f"{server}/{repo}/actions/runs/{run_id}"
         if attempt is not None and attempt > 1:
             pipeline += f"/attempts/{attempt}"
+    return _workflow_run(env, "github", server, repo, pipeline)
+
+
+def _workflow_run(env: Mapping[str, str], kind: Kind, server: str | None, repo: str | None,
+                  pipeline: str | None) -> Context:
+    """The ``GITHUB_*`` variables of a workflow run (GitHub Actions, and Gitea / Forgejo
+    Actions, which set the same ones); where the server and the run's page are differs."""
     return Context(
-        kind="github",
+        kind=kind,
         source_repo=repo,
         source_commit=_sha(env.get("GITHUB_SHA")),
         ref=_ref(env.get("GITHUB_REF")),
         pipeline_url=pipeline,
         actor=_actor(env.get("GITHUB_ACTOR")),
         run_number=_number(env.get("GITHUB_RUN_NUMBER")),
-        run_attempt=attempt,
+        run_attempt=_number(env.get("GITHUB_RUN_ATTEMPT")),
         server_url=server,
         api_url=_url(env.get("GITHUB_API_URL")),
         event=_event(env.get("GITHUB_EVENT_NAME")),
@@ -121,21 +128,7 @@ def _gitea(env: Mapping[str, str]) -> Context:
     number = _number(env.get("GITHUB_RUN_NUMBER"))
     pipeline = f"{server}/{repo}/actions/runs/{number}" \
         if server and repo and number is not None else None
-    return Context(
-        kind="gitea",
-        source_repo=repo,
-        source_commit=_sha(env.get("GITHUB_SHA")),
-        ref=_ref(env.get("GITHUB_REF")),
-        pipeline_url=pipeline,
-        actor=_actor(env.get("GITHUB_ACTOR")),
-        run_number=number,
-        run_attempt=_number(env.get("GITHUB_RUN_ATTEMPT")),
-        server_url=server,
-        api_url=_url(env.get("GITHUB_API_URL")),
-        event=_event(env.get("GITHUB_EVENT_NAME")),
-        job_token=False,
-        project_path=repo,
-    )
+    return _workflow_run(env, "gitea", server, repo, pipeline)
 
 
 def bitbucket_pipelines(env: Mapping[str, str]) -> bool:

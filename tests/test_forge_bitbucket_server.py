@@ -152,6 +152,20 @@ def test_a_linked_or_filtered_policy_file(dc: FakeBitbucketServer, repo: Repo,
         forge.snapshot("main")
 
 
+def test_log_follows_first_parents_and_stops_at_the_root(dc: FakeBitbucketServer, repo: Repo,
+                                                         forge: BitbucketServerForge) -> None:
+    snap = forge.snapshot("main")
+    sha = propose(forge, snap)
+    repo.bare.merge("main", sha, "merge", "Merge promotion")
+    dc.reset_counts()
+    history = forge.log("main", 10)
+    assert [c.message.splitlines()[0] for c in history] == [
+        "Merge promotion", "link", "Initial commit"]  # not the branch's own commit
+    assert [c.split()[0] for c in calls(dc)] == ["GET"]  # one page, the root reached
+    assert history[0].author and history[0].date.endswith("Z")
+    assert [c.sha for c in forge.log("main", 2)] == [c.sha for c in history[:2]]
+
+
 def test_one_file_is_one_commit_on_the_snapshot(dc: FakeBitbucketServer, repo: Repo,
                                                 forge: BitbucketServerForge) -> None:
     snap = forge.snapshot("main")

@@ -224,6 +224,26 @@ def test_replace_moves_the_branch_by_compare_and_swap(gt: FakeGitea, repo: Repo,
                                                         f"refs/heads/{BRANCH}"]
 
 
+def test_a_retried_move_stops_at_a_push_made_between_attempts(gt: FakeGitea, repo: Repo,
+                                                               forge: GiteaForge) -> None:
+    """The compare-and-swap move fails (502, not applied); before the retry someone
+    pushes to the branch. The retry sees a tip that is neither the new commit nor the one
+    it replaces and stops there: no second move is sent, the push stays."""
+    snap, head, _ = replace_setup(gt, repo, forge)
+    pushed: list[str] = []
+
+    def push_while_waiting(_seconds: float) -> None:
+        pushed.append(repo.bare.commit_files(BRANCH, {"README.md": b"x\n"}, "a push"))
+
+    retrying = GiteaForge(SLUG, api_url=gt.url, token=TOKEN, sleep=push_while_waiting)
+    gt.fail("PUT", r"/branches/", 502)
+    gt.reset_counts()
+    with pytest.raises(ConflictError, match="moved"):
+        retrying.write_commit(BRANCH, snap, NEW, MESSAGE, replace=head)
+    retrying.close()
+    assert repo.bare.resolve(BRANCH) == pushed[0]
+    assert gt.count("PUT") == 1
+
 def test_replace_refuses_when_someone_pushed_meanwhile(gt: FakeGitea, repo: Repo,
                                                        forge: GiteaForge) -> None:
     snap, head, _ = replace_setup(gt, repo, forge)

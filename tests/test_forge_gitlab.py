@@ -281,6 +281,28 @@ def test_replace_refuses_when_someone_pushed_meanwhile(
     assert project.repo.resolve(BRANCH) == theirs
 
 
+def test_a_retried_replace_never_forces_over_a_push_made_between_attempts(
+        gl: FakeGitLab, project: Project, make: Callable[..., GitLabForge]) -> None:
+    """The forced commit of an update fails (502, not applied); before the retry someone
+    pushes to the branch. The retry finds a tip that is neither promoter's nor the one it
+    replaces: it stops, and the push stays (the forced commit would have dropped it)."""
+    forge = make()
+    snap = forge.snapshot("main")
+    _commit(forge, snap)
+    head = forge.read_head(BRANCH)
+    assert head is not None
+    pushed: list[str] = []
+
+    def push_while_waiting(_seconds: float) -> None:
+        pushed.append(project.repo.commit_files(BRANCH, {"README.md": b"theirs\n"}, "By hand"))
+
+    retrying = make(sleep=push_while_waiting)
+    gl.fail("POST", r"/repository/commits$", status=502)
+    with pytest.raises(ConflictError, match="promoter does not force"):
+        _commit(retrying, snap, message="Promote api to 1.2.0", replace=head)
+    assert project.repo.resolve(BRANCH) == pushed[0]
+    assert gl.count("POST", r"/repository/commits$") == 2  # the first, and the failed one
+
 @pytest.mark.parametrize("status", [0, 502])
 def test_a_commit_that_landed_before_the_answer_was_lost_is_not_repeated(
         gl: FakeGitLab, project: Project, forge: GitLabForge, status: int) -> None:

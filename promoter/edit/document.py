@@ -244,19 +244,12 @@ def _shift_marks(root: Node, offset: int, lines: int) -> None:
     span starts at a line start: columns stay)."""
     if not offset:
         return
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
+    for node in _iter(root):
         for attr in ("start_mark", "end_mark"):
             mark = getattr(node, attr, None)
             if mark is not None:
                 setattr(node, attr, FileMark(mark.name, mark.index + offset, mark.line + lines,
                                              mark.column))
-        stack.extend(children(node))
 
 
 def _too_deep(root: Node) -> Node | None:

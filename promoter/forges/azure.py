@@ -72,13 +72,11 @@ from urllib.parse import quote
 
 import requests
 
-from promoter import __version__, retry
+from promoter import retry
 from promoter.errors import (
     BranchExists,
     ConfigError,
-    ConflictError,
     ForgeError,
-    PromoteError,
     UsageError,
 )
 from promoter.forges.base import (
@@ -94,10 +92,10 @@ from promoter.forges.base import (
     Snapshot,
     cap_text,
     check_branch,
-    check_path,
     check_policy_entry,
     git_blob_sha,
-    landed_on_new_branch,
+    plain_edits,
+    refuse_signing,
     says_conflict,
 )
 from promoter.forges.http import (
@@ -106,13 +104,12 @@ from promoter.forges.http import (
     refuse_cleartext_proxy,
     refuse_cross_origin,
 )
-from promoter.forges.http import session as http_session
+from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup
-from promoter.forges.rest import HttpFailure, RestClient, translate
+from promoter.forges.rest import HttpFailure, RestClient
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, MAX_UNPACKED_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
-from promoter.proof import holds
 from promoter.redact import register
 
 API = "7.1"
@@ -195,6 +192,13 @@ class AzureForge(RestClient):
     environment: the CLI passes the token (``bearer``: an Azure Pipelines job token)."""
 
     name = "azure"
+    service = "Azure DevOps"
+    mark = "!"
+    close_verb = "abandon"
+    auth_hint = AUTH_HINT
+    redirect_hint = REDIRECT_HINT
+    busy = "may be down or throttling"
+    url_hint = "check --api-url: https://dev.azure.com or the collection URL"
     body_limit = MAX_BODY
     has_checks = True
     branch_is_request = False
@@ -210,24 +214,17 @@ class AzureForge(RestClient):
         self.where = where
         self.repo = f"{where.project}/{where.repo}"
         self.api_url = where.org_url
-        self.retry_timeout = retry_timeout
-        self.sleep = sleep
-        self.timeout = timeout
-        self.patience = patience or retry.Patience(service="Azure DevOps")
         project = quote(where.project, safe="")
         self._project_root = f"{where.org_url}/{project}/_apis"
         self._root = f"{self._project_root}/git/repositories/{quote(where.repo, safe='')}"
         self._web = f"{where.org_url}/{project}/_git/{quote(where.repo, safe='')}"
-        self._token = token
         self._author: Identity | None = None
-        self._commits: dict[str, dict[str, Any]] = {}  # sha -> commit JSON (immutable)
         self._trees: dict[str, dict[str, tuple[str, str]]] = {}  # tree id -> entries
         self._repository: dict[str, Any] | None = None
         self._required: list[dict[str, Any]] | None = None  # blocking policies of the base
         self._people: dict[str, str] | None = None  # reviewer name -> identity id
-        session = http_session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY
-        session.headers["User-Agent"] = f"promoter/{__version__}"
-        session.headers["Accept"] = "application/json"
+        session = self._prepare(token, retry_timeout=retry_timeout, sleep=sleep,
+                                timeout=timeout, patience=patience, ca_bundle=ca_bundle)
         # without it, a rejected credential is a 203/302 to the sign-in page, not a 401
         session.headers["X-TFS-FedAuthRedirect"] = "Suppress"
         if token and bearer:
@@ -236,12 +233,7 @@ class AzureForge(RestClient):
             basic = base64.b64encode(f":{token}".encode()).decode("ascii")
             register(basic)
             session.headers["Authorization"] = f"Basic {basic}"
-        refuse_cross_origin(session)  # the token never follows a redirect elsewhere
-        self._session = session
-
-    def close(self) -> None:
-        """Close the HTTP connections (the forge is not usable afterwards)."""
-        self._session.close()
+        self._session = refuse_cross_origin(session)  # the token stays with its host
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -258,24 +250,10 @@ class AzureForge(RestClient):
             # Azure's sign-in page: the credential was not accepted
             raise HttpFailure(401, "the sign-in page came back (203)", response.headers)
         if response.status_code in ok:
-            if not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                raise ForgeError(f"Azure DevOps answered {method} {_path(url)} with something "
-                                 "other than JSON", hint="check --api-url: "
-                                 "https://dev.azure.com or the collection URL") from None
+            return self._decoded(response, f"{method} {_path(url)}")
         if missing and response.status_code == 404:
             return None
         raise _failure(response)
-
-    def _translate(self, exc: Exception, what: str) -> PromoteError:
-        return translate(exc, what, service="Azure DevOps",
-                         where=f"{self.repo} at {self.api_url}", api_url=self.api_url,
-                         retry_timeout=self.retry_timeout, has_token=bool(self._token),
-                         auth_hint=AUTH_HINT, busy="may be down or throttling",
-                         redirect_hint=REDIRECT_HINT)
 
     def _repo_info(self) -> dict[str, Any]:
         if self._repository is None:
@@ -403,10 +381,6 @@ class AzureForge(RestClient):
                              hint="run again; report it if it persists")
         return found
 
-    def read_head(self, branch: str) -> Head | None:
-        check_branch(branch)
-        return self._run(f"read branch {branch}", lambda: self._head(branch))
-
     def write_first(self, files: Mapping[str, bytes]) -> bool:
         """Yes: one POST pushes makes the branch with its commit, and fails cleanly
         (BranchExists) when the branch is there."""
@@ -416,27 +390,20 @@ class AzureForge(RestClient):
         """Unknown: Azure Repos does not sign the commits its push API makes."""
         return None
 
-    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
-        """Newest first along first parents (each commit's parents, read per commit and
-        cached): ``commits?searchCriteria`` lists every commit reachable, side branches too."""
-        check_branch(branch)
-        if limit <= 0:
-            return []
-
-        def walk() -> list[LoggedCommit]:
-            out: list[LoggedCommit] = []
-            sha = self._ref(branch)
-            while sha and len(out) < limit:
-                commit = self._commit(sha)
-                author = commit.get("author") or {}
-                out.append(LoggedCommit(sha=sha, message=str(commit.get("comment") or ""),
-                                        author=str(author.get("name") or ""),
-                                        date=str(author.get("date") or "")))
-                parents = commit.get("parents") or []
-                sha = str(parents[0]) if parents else None
-            return out
-
-        return self._run(f"read the history of {branch}", walk)
+    def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        """Along first parents (each commit's parents, read per commit and cached):
+        ``commits?searchCriteria`` lists every commit reachable, side branches too."""
+        out: list[LoggedCommit] = []
+        sha = self._ref(branch)
+        while sha and len(out) < limit:
+            commit = self._commit(sha)
+            author = commit.get("author") or {}
+            out.append(LoggedCommit(sha=sha, message=str(commit.get("comment") or ""),
+                                    author=str(author.get("name") or ""),
+                                    date=str(author.get("date") or "")))
+            parents = commit.get("parents") or []
+            sha = str(parents[0]) if parents else None
+        return out
 
     # -- the commit -------------------------------------------------------------------
 
@@ -444,12 +411,7 @@ class AzureForge(RestClient):
         """``author`` goes to the push as the commit's author and committer; None leaves
         it to Azure (the token's identity). Signing is refused: promoter has no key for
         a commit Azure makes."""
-        if sign:
-            raise UsageError(
-                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
-                "promoter cannot sign a commit it makes through the Azure DevOps API",
-                hint="promote through --forge git with the repository's git URL, where your "
-                     "git signing key is used, or leave signing off")
+        refuse_signing(sign, "Azure DevOps")
         self._author = author
 
     def _push_body(self, ref: str, old: str, base: Snapshot, files: Mapping[str, bytes],
@@ -466,15 +428,12 @@ class AzureForge(RestClient):
             commit["committer"] = who
         return {"refUpdates": [{"name": ref, "oldObjectId": old}], "commits": [commit]}
 
-    def _push_new(self, target: str, base: Snapshot, files: Mapping[str, bytes],
-                  message: str, ours: Callable[[Head | None], str | None],
-                  in_the_way: Callable[[Head | None], ConflictError]) -> str:
-        """POST pushes creating ``target`` at a new commit whose parent is the base
+    def _push_new(self, base: Snapshot, files: Mapping[str, bytes], message: str,
+                  guard: OwnWrite) -> str:
+        """POST pushes creating ``guard.branch`` at a new commit whose parent is the base
         commit (refUpdates oldObjectId = the base commit: Azure's way to branch off)."""
+        target = guard.branch
         body = self._push_body(_full(target), base.commit, base, files, message)
-
-        def landed() -> str | None:
-            return landed_on_new_branch(self._head(target), ours, in_the_way)
 
         def attempt() -> str:
             try:
@@ -483,13 +442,9 @@ class AzureForge(RestClient):
                 if exc.status == 409 and not write.retried:
                     # the branch was there before this call: never claim it as written
                     # now; the caller reads and judges it (BranchExists)
-                    raise in_the_way(None) from None
+                    raise guard.in_the_way(None) from None
                 if exc.status == 409:
-                    head = self._head(target)
-                    done = ours(head)
-                    if done is not None:
-                        return done
-                    raise in_the_way(head) from None
+                    return guard.settle(self._head(target), claim=True)
                 raise
             updates = (data or {}).get("refUpdates") or [{}]
             sha = str(updates[0].get("newObjectId") or "")
@@ -497,40 +452,16 @@ class AzureForge(RestClient):
                 raise ForgeError(f"Azure DevOps answered the push to {target} with no commit")
             return sha
 
-        write = retry.Write(attempt, landed)
+        write = retry.Write(attempt, lambda: guard.landed(self._head(target)))
         return self._run(f"commit to {target}", write)
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
-        check_branch(branch)
-        for path in files:
-            check_path(path)
-
-        def ours(head: Head | None) -> str | None:
-            """The head's sha when it is the commit this call makes (an earlier attempt)."""
-            if head is None or (replace is not None and head.sha == replace.sha):
-                return None
-            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
-                return None
-            return head.sha if holds(self._changed(head.sha), files) else None
-
-        def in_the_way(head: Head | None) -> ConflictError:
-            where = f"branch {branch} of {self.repo}"
-            if replace is None:
-                return BranchExists(
-                    f"{where} already exists" + (f" at {head.sha[:12]}, a commit promoter did "
-                                                 "not make for this base" if head else ""),
-                    hint="another run or a person created it; run again to update it, or "
-                         "delete the branch")
-            now = head.sha[:12] if head else "deleted"
-            return ConflictError(
-                f"{where} moved from {replace.sha[:12]} to {now} while promoting; "
-                "promoter does not force over someone else's commit",
-                hint="run again to start from the new state")
-
+        guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
+                         self._changed, exists=BranchExists)
         if replace is None:
-            return self._push_new(branch, base, files, message, ours, in_the_way)
-        return self._replace(branch, base, files, message, replace, ours, in_the_way)
+            return self._push_new(base, files, message, guard)
+        return self._replace(branch, base, files, message, replace, guard)
 
     def _update_ref(self, name: str, old: str, new: str) -> dict[str, Any]:
         """One ``POST refs`` (a compare-and-swap on ``old``); the update's result."""
@@ -547,24 +478,11 @@ class AzureForge(RestClient):
         return dict(results[0])
 
     def _replace(self, branch: str, base: Snapshot, files: Mapping[str, bytes], message: str,
-                 replace: Head, ours: Callable[[Head | None], str | None],
-                 in_the_way: Callable[[Head | None], ConflictError]) -> str:
+                 replace: Head, guard: OwnWrite) -> str:
         """Commit on a scratch branch from the base, move ``branch`` to it with a
         compare-and-swap on ``replace.sha``, delete the scratch branch."""
         scratch = f"{branch}-next-{base.commit[:8]}"
-
-        def scratch_ours(found: Head | None) -> str | None:
-            if found is None or found.parents != (base.commit,) \
-                    or found.message.rstrip() != message.rstrip():
-                return None
-            return found.sha if holds(self._changed(found.sha), files) else None
-
-        def scratch_in_the_way(found: Head | None) -> ConflictError:
-            return ConflictError(f"branch {scratch} of {self.repo} is in the way of "
-                                 f"promoter's update of {branch}",
-                                 hint="delete that branch, then run again")
-
-        sha = self._push_new(scratch, base, files, message, scratch_ours, scratch_in_the_way)
+        sha = self._push_new(base, files, message, guard.scratch(scratch))
         try:
             def move() -> str:
                 result = self._update_ref(branch, replace.sha, sha)
@@ -583,17 +501,10 @@ class AzureForge(RestClient):
                         hint="Azure grants it to whoever created the branch: delete the "
                              "branch (or let the bot own it), or allow 'Force push' on "
                              "promote/* for the bot; see docs/ci.md")
-                raise in_the_way(now)
+                raise guard.in_the_way(now)
 
-            def moved() -> str | None:
-                now = self._head(branch)
-                if now is not None and now.sha == sha:
-                    return sha
-                if now is None or now.sha != replace.sha:
-                    raise in_the_way(now)
-                return None
-
-            return self._write(f"move branch {branch}", move, moved)
+            return self._write(f"move branch {branch}", move,
+                               lambda: guard.moved(self._head(branch), sha))
         finally:
             self._run(f"delete branch {scratch}", lambda: self._update_ref(scratch, sha, ZERO))
 
@@ -609,17 +520,7 @@ class AzureForge(RestClient):
             return None
         new = _no_dirs(self._tree(str(commit.get("treeId") or "")))
         old = _no_dirs(self._tree(str(self._commit(parents[0]).get("treeId") or "")))
-        out: dict[str, str] = {}
-        for path in old.keys() | new.keys():
-            before, after = old.get(path), new.get(path)
-            if before == after:
-                continue
-            if after is None or after[0] not in REGULAR_MODES:
-                return None  # a deletion, or a link / submodule written
-            if before is not None and before[0] != after[0]:
-                return None  # a mode change
-            out[path] = after[1]
-        return out
+        return plain_edits(old, new)
 
     def delete_branch(self, branch: str) -> None:
         check_branch(branch)
@@ -666,11 +567,6 @@ class AzureForge(RestClient):
             if len(batch) < PAGE:
                 return None
         return None
-
-    def find_request(self, branch: str, base: str, *,
-                     confirm_none: bool = False) -> PullRequest | None:
-        check_branch(branch)
-        return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
 
     def _directory(self) -> dict[str, str]:
         """The project's teams and their members, lower-cased name -> identity id (team
@@ -752,16 +648,7 @@ class AzureForge(RestClient):
                 raise
             return self._pull(data)
 
-        made = self._write(f"open a pull request for {branch}", create,
-                           lambda: self._find(branch, base))
-        if made is None:
-            found = self.find_request(branch, base)
-            if found is None:
-                raise ConflictError(f"Azure DevOps says a pull request for {branch} already "
-                                    f"exists in {self.repo}, but none is active into {base}",
-                                    hint="abandon the other pull request of that branch")
-            return self.update_request(found, spec)
-        return made
+        return self._open(branch, base, spec, create)
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         title = cap_text(spec.title, MAX_TITLE, "title").replace("\n", " ")
@@ -869,15 +756,7 @@ class AzureForge(RestClient):
         return self._run(f"read the checks of !{pr.number}", look)
 
     def _get_pull(self, number: int) -> dict[str, Any]:
-        data = self._call("GET", f"{self._root}/pullrequests/{number}")
-        if not isinstance(data, dict):
-            raise ForgeError(f"Azure DevOps answered pull request !{number} with no pull request")
-        return data
-
-    def _moved(self, pr: PullRequest, sha: str, why: str) -> ConflictError:
-        return ConflictError(f"pull request !{pr.number} of {self.repo} moved: its source is "
-                             f"no longer {sha[:12]} ({why})",
-                             hint="someone pushed to the promotion branch; run again")
+        return self._a_request(self._call("GET", f"{self._root}/pullrequests/{number}"), number)
 
     def _options(self, method: str, message: str) -> dict[str, Any]:
         if method not in METHODS:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, Protocol, get_args
@@ -31,6 +31,13 @@ LINK_MODE = "120000"
 _KINDS = {LINK_MODE: "a symbolic link", "040000": "a directory", "40000": "a directory",
           "160000": "a submodule"}
 _REF_BAD = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)")
+
+
+def check_method(method: str) -> None:
+    """Refuse (exit 2) a merge method that is none of ``MERGE_METHODS``."""
+    if method not in MERGE_METHODS:
+        raise UsageError(f"unknown merge method {method!r}",
+                         hint=f"use one of: {', '.join(MERGE_METHODS)}")
 
 
 def check_branch(name: str) -> None:
@@ -52,6 +59,13 @@ def check_path(path: str) -> None:
         raise UsageError(f"{path!r} is not a relative path inside the repository",
                          hint="paths are relative to the repo root, with '/' separators")
 
+
+
+def check_write(branch: str, paths: Iterable[str]) -> None:
+    """``check_branch`` and ``check_path`` on all that one commit names."""
+    check_branch(branch)
+    for path in paths:
+        check_path(path)
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -164,6 +178,48 @@ def landed_on_new_branch(head: Head | None, ours: Callable[[Head | None], str | 
     if done is None and head is not None:
         raise in_the_way(head)
     return done
+
+
+
+def plain_edits(old: Mapping[str, tuple[str, str]],
+                new: Mapping[str, tuple[str, str]]) -> dict[str, str] | None:
+    """What a commit changed, from its parent's tree ``old`` and its own ``new`` (path ->
+    (mode, blob sha), directories left out): path -> blob sha of each file it modified
+    or added; None when it also deletes a file, writes a link or submodule, or changes a
+    mode (``Forge.changed_files``)."""
+    out: dict[str, str] = {}
+    for path in old.keys() | new.keys():
+        before, after = old.get(path), new.get(path)
+        if before == after:
+            continue
+        if after is None or after[0] not in REGULAR_MODES:
+            return None  # a deletion, or a link / submodule written
+        if before is not None and before[0] != after[0]:
+            return None  # a mode change
+        out[path] = after[1]
+    return out
+
+def refuse_signing(sign: bool, service: str, repo_word: str = "repository") -> None:
+    """Refuse (exit 2, before anything is written) ``sign`` on a forge whose commits the
+    API makes: promoter has no key to sign them, and pushes nothing unsigned instead."""
+    if sign:
+        raise UsageError(
+            "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
+            f"promoter cannot sign a commit it makes through the {service} API",
+            hint=f"promote through --forge git with the {repo_word}'s git URL, where your "
+                 "git signing key is used, or leave signing off")
+
+
+def worst_state(states: Iterable[ChecksState]) -> ChecksState:
+    """The combined state of the checks on a commit: none when there are none, else the
+    worst of them (a failure, then one still pending), else success."""
+    seen = set(states)
+    if not seen:
+        return ChecksState.NONE
+    for worst in (ChecksState.FAILURE, ChecksState.PENDING):
+        if worst in seen:
+            return worst
+    return ChecksState.SUCCESS
 
 
 def says_conflict(said: str) -> bool:

@@ -102,7 +102,6 @@ from promoter.errors import (
     ConfigError,
     ConflictError,
     ForgeError,
-    PromoteError,
     UsageError,
 )
 from promoter.forges import archive
@@ -117,25 +116,28 @@ from promoter.forges.base import (
     Snapshot,
     cap_text,
     check_branch,
-    check_path,
     check_policy_entry,
     git_blob_sha,
+    refuse_signing,
     says_conflict,
+    worst_state,
 )
+from promoter.forges.bitbucket_common import BitbucketClient
 from promoter.forges.http import (
     origin,
     read_capped,
     refuse_cleartext_proxy,
     refuse_cross_origin,
+    said,
     same_origin,
 )
 from promoter.forges.http import session as http_session
+from promoter.forges.ownwrite import OwnWrite, Remake
 from promoter.forges.registry import Setup
-from promoter.forges.rest import HttpFailure, RestClient, translate
+from promoter.forges.rest import HttpFailure, split_repo
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
-from promoter.proof import holds
 from promoter.redact import redact, register
 
 CLOUD_API = "https://api.bitbucket.org"
@@ -146,7 +148,6 @@ MAX_PAGES = 20
 SRC_PAGE = 100  # entries per page of a directory listing (the src API's maximum)
 MAX_DEPTH = 10  # directory levels per listing; a deeper directory is listed on its own
 MAX_REDIRECTS = 3
-MAX_TITLE = 255
 MAX_BODY = 65_000
 MAX_MESSAGE = 128 * 1024  # Bitbucket's limit on a merge commit message
 MAX_FILE_BYTES = MAX_ARCHIVE_BYTES  # one file's bytes (the policy file, a changed file)
@@ -162,11 +163,11 @@ _STRATEGIES = {"merge": "merge_commit", "squash": "squash", "rebase": "fast_forw
 
 
 def _message(response: requests.Response) -> str:
+    return said(response, _error_text)
+
+
+def _error_text(data: Any) -> str:
     """Bitbucket's error body: ``{"type": "error", "error": {"message", "detail"}}``."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200].strip() or response.reason
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict):
@@ -197,6 +198,12 @@ def _same_commit(short: str, full: str) -> bool:
     return len(short) >= 7 and full.startswith(short)
 
 
+def _logged(sha: str, item: Mapping[str, Any]) -> LoggedCommit:
+    raw = str((item.get("author") or {}).get("raw") or "")
+    return LoggedCommit(sha=sha, message=str(item.get("message") or ""),
+                        author=raw.split(" <")[0], date=str(item.get("date") or ""))
+
+
 def is_cloud_api(url: str) -> bool:
     """Bitbucket Cloud's API: ``api.bitbucket.org``, or any URL whose path ends in
     ``/2.0`` (a Cloud-compatible endpoint). Anything else is taken for Data Center."""
@@ -204,7 +211,7 @@ def is_cloud_api(url: str) -> bool:
     return (parts.hostname or "").lower() == "api.bitbucket.org" or parts.path.endswith("/2.0")
 
 
-class BitbucketForge(RestClient):
+class BitbucketForge(BitbucketClient):
     """A config repo on Bitbucket Cloud (API 2.0).
 
     ``repo`` is ``workspace/slug``; ``api_url`` the API (``https://api.bitbucket.org``, a
@@ -215,10 +222,16 @@ class BitbucketForge(RestClient):
     here reads the environment."""
 
     name = "bitbucket"
-    has_labels = False  # Bitbucket pull requests have none: asked-for labels are a warning
+    service = "Bitbucket"
+    auth_hint = AUTH_HINT
+    redirect_hint = REDIRECT_HINT
+    url_hint = f"check --api-url: give {CLOUD_API}"
     body_limit = MAX_BODY
-    has_checks = True
-    branch_is_request = False
+    pulls = "/pullrequests"
+    commits = "/commit"
+    id_key = "hash"
+    _said = staticmethod(_message)
+    _logged = staticmethod(_logged)
 
     def __init__(self, repo: str, api_url: str = CLOUD_API, token: str | None = None,
                  username: str | None = None, web_url: str | None = None,
@@ -227,12 +240,9 @@ class BitbucketForge(RestClient):
                  ca_bundle: str | None = None, patience: retry.Patience | None = None,
                  warn: Callable[[str], None] = lambda _text: None) -> None:
         register(token)
-        repo = repo.strip().strip("/")
-        workspace, _, slug = repo.partition("/")
-        if not workspace or not slug or "/" in slug:
-            raise UsageError(f"--repo {repo!r} is not WORKSPACE/REPOSITORY",
-                             hint="give the Bitbucket repository as workspace/slug, "
-                                  "e.g. acme/config")
+        repo, workspace, slug = split_repo(repo, "WORKSPACE/REPOSITORY",
+                                           "give the Bitbucket repository as workspace/slug, "
+                                           "e.g. acme/config")
         url = api_url.strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"--api-url {url!r} is not an http(s) URL",
@@ -249,21 +259,14 @@ class BitbucketForge(RestClient):
         self.api_url = url
         self.web_url = (web_url or (CLOUD_WEB if (parts.hostname or "") == "api.bitbucket.org"
                                     else origin(url))).rstrip("/")
-        self.retry_timeout = retry_timeout
-        self.sleep = sleep
-        self.timeout = timeout
         self.warn = warn
-        self.patience = patience or retry.Patience(service="Bitbucket")
         self._root = (f"{url}/2.0/repositories/{quote(workspace, safe='')}/"
                       f"{quote(slug, safe='')}")
         self._slug = slug
-        self._token = token
         self._author: Identity | None = None
-        self._commits: dict[str, dict[str, Any]] = {}  # sha -> commit JSON (immutable)
         self._members: dict[str, str] | None = None
-        session = http_session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY
-        session.headers["User-Agent"] = f"promoter/{__version__}"
-        session.headers["Accept"] = "application/json"
+        session = self._prepare(token, retry_timeout=retry_timeout, sleep=sleep,
+                                timeout=timeout, patience=patience, ca_bundle=ca_bundle)
         if token and username:
             session.auth = (username, token)
         elif token:
@@ -272,14 +275,13 @@ class BitbucketForge(RestClient):
         self._web = http_session(ca_bundle)
         self._web.headers.update(session.headers)
         self._web.auth = session.auth
-        refuse_cross_origin(session)  # the token never follows a redirect elsewhere
-        self._session = session
+        self._session = refuse_cross_origin(session)  # the token stays with its host
         self._bare = http_session(ca_bundle)  # no credentials: a CDN's pre-signed link
         self._bare.headers["User-Agent"] = f"promoter/{__version__}"
 
     def close(self) -> None:
         """Close the HTTP connections (the forge is not usable afterwards)."""
-        self._session.close()
+        super().close()
         self._web.close()
         self._bare.close()
 
@@ -298,24 +300,8 @@ class BitbucketForge(RestClient):
         response = self._session.request(method, target, params=params, json=body,
                                          files=files, timeout=self.timeout,
                                          allow_redirects=True, stream=raw)
-        if response.status_code in ok:
-            if raw:
-                try:
-                    return read_capped(response, MAX_FILE_BYTES, path)
-                except ArchiveTooLarge as exc:
-                    raise ForgeError(f"Bitbucket sent {path} of {self.repo}: {exc.describe()}",
-                                     hint="see SECURITY.md (limits)") from None
-            if not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                raise ForgeError(f"Bitbucket answered {method} {path} with something other "
-                                 "than JSON", hint=f"check --api-url: give {CLOUD_API}"
-                                 ) from None
-        if missing and response.status_code == 404:
-            return None
-        raise HttpFailure(response.status_code, _message(response), response.headers)
+        return self._answer(response, method, path, ok=ok, missing=missing,
+                            raw=MAX_FILE_BYTES if raw else 0)
 
     def _pages(self, path: str, params: Mapping[str, Any],
                url: str | None = None) -> Iterator[dict[str, Any]]:
@@ -332,30 +318,9 @@ class BitbucketForge(RestClient):
         raise ForgeError(f"Bitbucket listed more than {MAX_PAGES} pages of {path} in "
                          f"{self.repo}", hint="report it; promoter reads at most that many")
 
-    def _translate(self, exc: Exception, what: str) -> PromoteError:
-        return translate(exc, what, service="Bitbucket",
-                         where=f"{self.repo} at {self.api_url}", api_url=self.api_url,
-                         retry_timeout=self.retry_timeout, has_token=bool(self._token),
-                         auth_hint=AUTH_HINT,
-                         redirect_hint=REDIRECT_HINT)
-
     @staticmethod
     def _ref(name: str) -> str:
         return quote(name, safe="")
-
-    def _commit(self, sha: str) -> dict[str, Any]:
-        """The commit JSON (parents, message); cached: a commit never changes."""
-        if sha not in self._commits:
-            data = self._call("GET", f"/commit/{sha}")
-            if not isinstance(data, dict) or "hash" not in data:
-                raise ForgeError(f"Bitbucket answered the commit {sha[:12]} with no commit")
-            self._commits[sha] = data
-        return self._commits[sha]
-
-    @staticmethod
-    def _parents(commit: Mapping[str, Any]) -> tuple[str, ...]:
-        return tuple(str(p.get("hash")) for p in commit.get("parents") or []
-                     if isinstance(p, dict))
 
     def _head(self, branch: str) -> Head | None:
         """GET the branch: its tip, message and parents in one answer; no retry."""
@@ -503,44 +468,8 @@ class BitbucketForge(RestClient):
             mode = format(entry.mode, "06o")
         check_policy_entry(mode, links.get(CONFIG_FILE))
 
-    def read_head(self, branch: str) -> Head | None:
-        check_branch(branch)
-        return self._run(f"read branch {branch}", lambda: self._head(branch))
-
-    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
-        """Newest first along first parents (Bitbucket lists every reachable commit)."""
-        check_branch(branch)
-        if limit <= 0:
-            return []
-
-        def fetch() -> list[LoggedCommit]:
-            seen: dict[str, dict[str, Any]] = {}
-            first: str | None = None
-            for item in self._pages(f"/commits/{self._ref(branch)}", {"pagelen": PAGE}):
-                sha = str(item.get("hash"))
-                seen[sha] = item
-                first = first or sha
-                chain = self._first_parents(first, seen, limit)
-                if len(chain) >= limit or (chain and not self._parents(seen[chain[-1].sha])):
-                    return chain
-            return self._first_parents(first, seen, limit)
-
-        return self._run(f"read the history of {branch}", fetch)
-
-    def _first_parents(self, start: str | None, seen: Mapping[str, Mapping[str, Any]],
-                       limit: int) -> list[LoggedCommit]:
-        out: list[LoggedCommit] = []
-        sha = start
-        while sha is not None and sha in seen and len(out) < limit:
-            item = seen[sha]
-            author = item.get("author") or {}
-            raw = str(author.get("raw") or "")
-            out.append(LoggedCommit(sha=sha, message=str(item.get("message") or ""),
-                                    author=raw.split(" <")[0],
-                                    date=str(item.get("date") or "")))
-            parents = self._parents(item)
-            sha = parents[0] if parents else None
-        return out
+    def _reachable(self, branch: str) -> Iterator[dict[str, Any]]:
+        return self._pages(f"/commits/{self._ref(branch)}", {"pagelen": PAGE})
 
     # -- the commit -------------------------------------------------------------------
 
@@ -548,12 +477,7 @@ class BitbucketForge(RestClient):
         """``author`` goes to ``POST src`` as ``author`` ("Name <email>"); None leaves it
         to Bitbucket (the token's user). Signing is refused: promoter has no key for an
         API commit."""
-        if sign:
-            raise UsageError(
-                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
-                "promoter cannot sign a commit it makes through the Bitbucket API",
-                hint="promote through --forge git with the repository's git URL, where your "
-                     "git signing key is used, or leave signing off")
+        refuse_signing(sign, "Bitbucket")
         self._author = author
 
     def write_first(self, files: Mapping[str, bytes]) -> bool:
@@ -586,51 +510,16 @@ class BitbucketForge(RestClient):
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
-        check_branch(branch)
-        for path in files:
-            check_path(path)
-
-        def ours(head: Head | None) -> str | None:
-            """The head's sha when it is the commit this call makes (an earlier attempt)."""
-            if head is None or (replace is not None and head.sha == replace.sha):
-                return None
-            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
-                return None
-            return head.sha if holds(self._changed(head.sha), files) else None
-
-        where = f"branch {branch} of {self.repo}"
-
-        def in_the_way(head: Head | None) -> ConflictError:
-            if replace is None:
-                return ConflictError(
-                    f"{where} already exists with a commit promoter did not make for this "
-                    f"base ({head.sha[:12] if head else 'unknown'})",
-                    hint="another run or a person created it; run again to update it, or "
-                         "delete the branch")
-            now = head.sha[:12] if head else "deleted"
-            return ConflictError(
-                f"{where} moved from {replace.sha[:12]} to {now} while promoting; "
-                "promoter does not force over someone else's commit",
-                hint="run again to start from the new state")
-
-        attempts = 0
+        guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
+                         self._changed)
+        # no API moves a branch: delete it (while it is still promoter's tip), then
+        # make it again on the new base
+        remake = Remake(guard, lambda: self._head(branch),
+                        lambda head: self._call(
+                            "DELETE", f"/refs/branches/{self._ref(branch)}", missing=True))
 
         def attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            head = self._head(branch) if attempts > 1 or replace is not None else None
-            if attempts > 1:
-                done = ours(head)
-                if done is not None:
-                    return done
-            if replace is not None and head is not None:
-                if head.sha != replace.sha:
-                    raise in_the_way(head)
-                # no API moves a branch: delete it (it is still promoter's tip), then
-                # make it again on the new base
-                self._call("DELETE", f"/refs/branches/{self._ref(branch)}", missing=True)
-            elif head is not None:
-                raise in_the_way(head)
+            remake.clear()
             try:
                 sha = self._post_src(branch, base.commit, files, message)
             except HttpFailure as exc:
@@ -638,11 +527,7 @@ class BitbucketForge(RestClient):
                     # another run made it meanwhile (or, on a retry, our own lost attempt
                     # did): only a retry may take it as ours; a first attempt leaves it to
                     # the caller to plan again
-                    now = self._head(branch)
-                    done = ours(now) if attempts > 1 else None
-                    if done is not None:
-                        return done
-                    raise in_the_way(now) from None
+                    return guard.settle(self._head(branch), claim=write.retried)
                 if exc.status == 404 and "parent" in exc.message.lower():
                     raise ConflictError(f"the base commit {base.commit[:12]} of {self.repo} "
                                         "is gone", hint="run again") from None
@@ -657,7 +542,8 @@ class BitbucketForge(RestClient):
                                     f"{base.commit[:12]} while promoting", hint="run again")
             return sha
 
-        return self._run(f"commit to {branch}", attempt)
+        write = retry.Write(attempt, remake.landed)
+        return self._run(f"commit to {branch}", write)
 
     def changed_files(self, sha: str) -> Mapping[str, str] | None:
         """The commit (cached), its diffstat, then per file its meta (+ the parent's) and
@@ -708,11 +594,6 @@ class BitbucketForge(RestClient):
                 return pr
         return None
 
-    def find_request(self, branch: str, base: str, *,
-                     confirm_none: bool = False) -> PullRequest | None:
-        check_branch(branch)
-        return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
-
     def _reviewer_ids(self, names: tuple[str, ...]) -> list[dict[str, str]]:
         """Reviewers by uuid (``{...}``) or account id (``557058:...``) as given; a
         nickname or display name is looked up among the workspace's members."""
@@ -752,17 +633,11 @@ class BitbucketForge(RestClient):
                                    "{uuid} in .promoter.yaml / --reviewer")
         return out
 
-    def _no_labels(self, labels: tuple[str, ...]) -> None:
-        if labels:
-            self.warn(f"Bitbucket has no labels on pull requests: {', '.join(labels)} not set")
-
     def open_request(self, branch: str, base: str, spec: RequestSpec, *,
                      auto_merge_next: bool = False) -> PullRequest:
-        check_branch(branch)
-        self._no_labels(spec.labels)
+        title, body = self._texts(spec, branch)
         payload: dict[str, Any] = {
-            "title": cap_text(spec.title, MAX_TITLE, "title").replace("\n", " "),
-            "description": cap_text(spec.body, MAX_BODY, "description"),
+            "title": title, "description": body,
             "source": {"branch": {"name": branch}},
             "destination": {"branch": {"name": base}},
             "close_source_branch": True, "draft": spec.draft}
@@ -780,21 +655,10 @@ class BitbucketForge(RestClient):
                 raise
             return _pull(data)
 
-        made = self._write(f"open a pull request for {branch}", create,
-                           lambda: self._find(branch, base))
-        if made is None:
-            found = self.find_request(branch, base)
-            if found is None:
-                raise ConflictError(f"Bitbucket says a pull request for {branch} already "
-                                    f"exists in {self.repo}, but none is open into {base}",
-                                    hint="decline the other pull request of that branch")
-            return self.update_request(found, spec)
-        return made
+        return self._open(branch, base, spec, create)
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
-        self._no_labels(spec.labels)
-        title = cap_text(spec.title, MAX_TITLE, "title").replace("\n", " ")
-        body = cap_text(spec.body, MAX_BODY, "description")
+        title, body = self._texts(spec)
         if title == pr.title and body == pr.body:
             return pr  # nothing to change: no request
         data = self._run(f"update pull request #{pr.number}", lambda: self._call(
@@ -824,27 +688,11 @@ class BitbucketForge(RestClient):
 
     def checks(self, pr: PullRequest, sha: str) -> ChecksState:
         def look() -> ChecksState:
-            states = [_STATES.get(str(s.get("state")), ChecksState.PENDING)
-                      for s in self._pages(f"/commit/{sha}/statuses", {"pagelen": PAGE})]
-            if not states:
-                return ChecksState.NONE
-            for worst in (ChecksState.FAILURE, ChecksState.PENDING):
-                if worst in states:
-                    return worst
-            return ChecksState.SUCCESS
+            statuses = self._pages(f"/commit/{sha}/statuses", {"pagelen": PAGE})
+            return worst_state(_STATES.get(str(s.get("state")), ChecksState.PENDING)
+                               for s in statuses)
 
         return self._run(f"read the statuses of {sha[:12]}", look)
-
-    def _get_pull(self, number: int) -> dict[str, Any]:
-        data = self._call("GET", f"/pullrequests/{number}")
-        if not isinstance(data, dict) or "id" not in data:
-            raise ForgeError(f"Bitbucket answered pull request #{number} with no pull request")
-        return data
-
-    def _moved(self, pr: PullRequest, sha: str, why: str) -> ConflictError:
-        return ConflictError(f"pull request #{pr.number} of {self.repo} moved: its head is no "
-                             f"longer {sha[:12]} ({why})",
-                             hint="someone pushed to the promotion branch; run again")
 
     def _merged_at(self, pr: PullRequest, sha: str, data: Mapping[str, Any]) -> MergeOutcome:
         """A merged pull request: its source commit must be the proved one."""
@@ -864,12 +712,9 @@ class BitbucketForge(RestClient):
         """Merge only a request whose head is ``sha`` right now (the API takes no
         expected head): read the pull request and the branch, merge, check the merged
         source commit."""
-        data = self._run(f"read pull request #{pr.number}", lambda: self._get_pull(pr.number))
-        if data.get("state") == "MERGED":
-            return self._merged_at(pr, sha, data)
-        if data.get("state") != "OPEN":
-            return MergeOutcome(merged=False, reason=f"pull request #{pr.number} is "
-                                                     f"{str(data.get('state')).lower()}")
+        data, done = self._state(pr, sha)
+        if done is not None:
+            return done
         head = str(((data.get("source") or {}).get("commit") or {}).get("hash") or "")
         tip = self.read_head(pr.branch)
         if not _same_commit(head, sha) or tip is None or tip.sha != sha:
@@ -907,25 +752,11 @@ class BitbucketForge(RestClient):
                 return MergeOutcome(merged=False, reason="Bitbucket is still merging it")
         return self._merged_at(pr, sha, answer)
 
-    arms_auto_merge = False  # promote need not look for an armed one to take back
-
-    def disable_auto_merge(self, pr: PullRequest) -> None:
-        """Bitbucket Cloud's merge-when-builds-pass is never set by promoter (no API, no
-        pinned commit): no earlier run's can be armed, so there is nothing to take back."""
-
-    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
-                          message: str = "") -> MergeOutcome:
-        """Bitbucket's "merge when builds pass" has no API and pins no commit: promoter
-        never schedules it. Green (or no) checks now: merged now, pinned as ``merge``
-        does; otherwise the request stays open."""
-        state = self.checks(pr, sha)
-        if state in (ChecksState.SUCCESS, ChecksState.NONE):
-            return self.merge(pr, method, sha, message)
-        return MergeOutcome(
-            merged=False,
-            reason=("Bitbucket Cloud has no auto-merge that can be pinned to the commit "
-                    f"promoter proved, and the checks on {sha[:12]} are {state.value}; give "
-                    "--merge-timeout SECONDS so promoter waits for them and merges itself"))
+    def _unpinned(self, sha: str, state: ChecksState) -> str:
+        """Bitbucket Cloud's "merge when builds pass" has no API either."""
+        return ("Bitbucket Cloud has no auto-merge that can be pinned to the commit promoter "
+                f"proved, and the checks on {sha[:12]} are {state.value}; give "
+                "--merge-timeout SECONDS so promoter waits for them and merges itself")
 
 
 

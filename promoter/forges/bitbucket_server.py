@@ -69,13 +69,11 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from promoter import __version__, retry
+from promoter import retry
 from promoter.errors import (
-    AuthError,
     ConfigError,
     ConflictError,
     ForgeError,
-    PromoteError,
     UsageError,
 )
 from promoter.forges import archive
@@ -90,27 +88,27 @@ from promoter.forges.base import (
     Snapshot,
     cap_text,
     check_branch,
-    check_path,
     check_policy_entry,
     git_blob_sha,
+    refuse_signing,
     says_conflict,
+    worst_state,
 )
+from promoter.forges.bitbucket_common import BitbucketClient
 from promoter.forges.http import (
-    CrossOriginRedirect,
     read_capped,
     refuse_cross_origin,
+    said,
 )
-from promoter.forges.http import session as http_session
-from promoter.forges.rest import HttpFailure, RestClient
+from promoter.forges.ownwrite import OwnWrite, Remake
+from promoter.forges.rest import HttpFailure, split_repo
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
-from promoter.proof import holds
-from promoter.redact import redact, register
+from promoter.redact import register
 
 PAGE = 100
 MAX_PAGES = 20
-MAX_TITLE = 255
 MAX_BODY = 32_000  # Data Center's default description limit (32 KiB)
 MAX_FILE_BYTES = MAX_ARCHIVE_BYTES
 
@@ -125,11 +123,11 @@ _STRATEGIES = {"merge": "no-ff", "squash": "squash", "rebase": "rebase-ff-only"}
 
 
 def _message(response: requests.Response) -> str:
+    return said(response, _error_text)
+
+
+def _error_text(data: Any) -> str:
     """Data Center's error body: ``{"errors": [{"message", "exceptionName"}]}``."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200].strip() or response.reason
     if isinstance(data, dict) and isinstance(data.get("errors"), list):
         return "; ".join(str(e.get("message") or "") for e in data["errors"]
                          if isinstance(e, dict))[:500]
@@ -150,15 +148,29 @@ def _pull(data: Mapping[str, Any]) -> PullRequest:
                        head_sha=str(source.get("latestCommit") or ""), state=state)
 
 
-class BitbucketServerForge(RestClient):
+def _logged(sha: str, item: Mapping[str, Any]) -> LoggedCommit:
+    stamp = item.get("authorTimestamp")
+    date = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(stamp) / 1000))
+            if isinstance(stamp, int) else "")
+    return LoggedCommit(sha=sha, message=str(item.get("message") or ""),
+                        author=str((item.get("author") or {}).get("name") or ""), date=date)
+
+
+class BitbucketServerForge(BitbucketClient):
     """A config repo on Bitbucket Data Center / Server (REST 1.0). Nothing here reads the
     environment."""
 
     name = "bitbucket"
-    has_labels = False
+    service = "Bitbucket Data Center"
+    url_hint = "check --api-url: give the server root"
+    auth_hint = AUTH_HINT
+    redirect_hint = "check --api-url: give the server root that serves the REST API"
     body_limit = MAX_BODY
-    has_checks = True
-    branch_is_request = False
+    pulls = "/pull-requests"
+    commits = "/commits"
+    id_key = "id"
+    _said = staticmethod(_message)
+    _logged = staticmethod(_logged)
 
     def __init__(self, repo: str, api_url: str, token: str | None = None,
                  username: str | None = None, retry_timeout: float = retry.DEFAULT_TIMEOUT,
@@ -166,12 +178,9 @@ class BitbucketServerForge(RestClient):
                  ca_bundle: str | None = None, patience: retry.Patience | None = None,
                  warn: Callable[[str], None] = lambda _text: None) -> None:
         register(token)
-        repo = repo.strip().strip("/")
-        project, _, slug = repo.partition("/")
-        if not project or not slug or "/" in slug:
-            raise UsageError(f"--repo {repo!r} is not PROJECT/REPOSITORY",
-                             hint="give the Data Center repository as project key and slug, "
-                                  "e.g. OPS/config")
+        repo, project, slug = split_repo(repo, "PROJECT/REPOSITORY",
+                                         "give the Data Center repository as project key and "
+                                         "slug, e.g. OPS/config")
         url = api_url.strip().rstrip("/")
         for suffix in ("/rest/api/1.0", "/rest/api/latest"):
             url = url.removesuffix(suffix)
@@ -181,30 +190,19 @@ class BitbucketServerForge(RestClient):
                                   "https://bitbucket.example.com")
         self.repo = repo
         self.api_url = url
-        self.retry_timeout = retry_timeout
-        self.sleep = sleep
-        self.timeout = timeout
         self.warn = warn
-        self.patience = patience or retry.Patience(service="Bitbucket Data Center")
         names = f"projects/{quote(project, safe='')}/repos/{quote(slug, safe='')}"
         self._root = f"{url}/rest/api/1.0/{names}"
         self._branches = f"{url}/rest/branch-utils/1.0/{names}/branches"
         self._builds = f"{url}/rest/build-status/1.0/commits"
-        self._token = token
-        self._commits: dict[str, dict[str, Any]] = {}
-        session = http_session(ca_bundle)
-        session.headers["User-Agent"] = f"promoter/{__version__}"
-        session.headers["Accept"] = "application/json"
+        session = self._prepare(token, retry_timeout=retry_timeout, sleep=sleep,
+                                timeout=timeout, patience=patience, ca_bundle=ca_bundle)
         session.headers["X-Atlassian-Token"] = "no-check"  # the file edit is multipart
         if token and username:
             session.auth = (username, token)
         elif token:
             session.headers["Authorization"] = f"Bearer {token}"
-        refuse_cross_origin(session)
-        self._session = session
-
-    def close(self) -> None:
-        self._session.close()
+        self._session = refuse_cross_origin(session)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -214,25 +212,8 @@ class BitbucketServerForge(RestClient):
         target = url or f"{self._root}{path}"
         response = self._session.request(method, target, params=params, json=body,
                                          files=files, timeout=self.timeout, stream=raw)
-        if response.status_code in (200, 201, 204):
-            if raw:
-                try:
-                    return read_capped(response, MAX_FILE_BYTES, path)
-                except ArchiveTooLarge as exc:
-                    raise ForgeError(f"Bitbucket Data Center sent {path} of {self.repo}: "
-                                     f"{exc.describe()}", hint="see SECURITY.md (limits)"
-                                     ) from None
-            if not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                raise ForgeError(f"Bitbucket Data Center answered {method} {path} with "
-                                 "something other than JSON", hint="check --api-url: give "
-                                 "the server root") from None
-        if missing and response.status_code == 404:
-            return None
-        raise HttpFailure(response.status_code, _message(response), response.headers)
+        return self._answer(response, method, path, ok=(200, 201, 204), missing=missing,
+                            raw=MAX_FILE_BYTES if raw else 0)
 
     def _pages(self, path: str, params: Mapping[str, Any],
                url: str | None = None) -> Iterator[dict[str, Any]]:
@@ -249,47 +230,6 @@ class BitbucketServerForge(RestClient):
             start = int(data["nextPageStart"])
         raise ForgeError(f"Bitbucket Data Center listed more than {MAX_PAGES} pages of "
                          f"{path} in {self.repo}")
-
-    def _translate(self, exc: Exception, what: str) -> PromoteError:
-        where = f"{self.repo} at {self.api_url}"
-        service = "Bitbucket Data Center"
-        if isinstance(exc, CrossOriginRedirect):
-            return ForgeError(
-                redact(f"{service} at {exc.source} answered {exc.status}, a redirect to "
-                       f"{exc.target}, when trying to {what} in {where}; promoter does not "
-                       "send the token to another host"),
-                hint="check --api-url: give the server root that serves the REST API")
-        if isinstance(exc, requests.RequestException):
-            return ForgeError(redact(f"could not reach {service} to {what} in {where}: "
-                                     f"{type(exc).__name__}"),
-                              hint="check --api-url and the network; retries ran out")
-        if not isinstance(exc, HttpFailure):
-            return ForgeError(redact(f"{service} could not {what} in {where}: {exc}"))
-        if retry.status_transient(exc.status, exc.headers, exc.message) is not None:
-            return ForgeError(
-                redact(f"{service} kept failing to {what} in {where}: {exc.status} "
-                       f"{exc.message}"),
-                hint=f"gave up after retrying for up to {self.retry_timeout:g}s; run again "
-                     "later")
-        if exc.status in (401, 403):
-            return AuthError(redact(f"{service} refused to {what} in {where} ({exc.status} "
-                                    f"{exc.message})"), hint=AUTH_HINT)
-        return ForgeError(redact(f"{service} could not {what} in {where}: {exc.status} "
-                                 f"{exc.message}"))
-
-    def _commit(self, sha: str) -> dict[str, Any]:
-        if sha not in self._commits:
-            data = self._call("GET", f"/commits/{sha}")
-            if not isinstance(data, dict) or "id" not in data:
-                raise ForgeError(f"Bitbucket Data Center answered the commit {sha[:12]} with "
-                                 "no commit")
-            self._commits[sha] = data
-        return self._commits[sha]
-
-    @staticmethod
-    def _parents(commit: Mapping[str, Any]) -> tuple[str, ...]:
-        return tuple(str(p.get("id")) for p in commit.get("parents") or []
-                     if isinstance(p, dict))
 
     def _tip(self, branch: str) -> str | None:
         """The branch's commit: the exact match among ``filterText`` results."""
@@ -447,52 +387,13 @@ class BitbucketServerForge(RestClient):
             archive.FILE if entry.mode == archive.BLOB else entry.mode, "06o")
         check_policy_entry(mode, links.get(CONFIG_FILE))
 
-    def read_head(self, branch: str) -> Head | None:
-        check_branch(branch)
-        return self._run(f"read branch {branch}", lambda: self._head(branch))
-
-    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
-        check_branch(branch)
-        if limit <= 0:
-            return []
-
-        def fetch() -> list[LoggedCommit]:
-            seen: dict[str, dict[str, Any]] = {}
-            first: str | None = None
-            for item in self._pages("/commits", {"until": f"refs/heads/{branch}"}):
-                sha = str(item.get("id"))
-                seen[sha] = item
-                first = first or sha
-                if len(self._chain(first, seen, limit)) >= limit:
-                    break
-            return self._chain(first, seen, limit)
-
-        return self._run(f"read the history of {branch}", fetch)
-
-    def _chain(self, start: str | None, seen: Mapping[str, Mapping[str, Any]],
-               limit: int) -> list[LoggedCommit]:
-        out: list[LoggedCommit] = []
-        sha = start
-        while sha is not None and sha in seen and len(out) < limit:
-            item = seen[sha]
-            stamp = item.get("authorTimestamp")
-            date = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(stamp) / 1000))
-                    if isinstance(stamp, int) else "")
-            out.append(LoggedCommit(sha=sha, message=str(item.get("message") or ""),
-                                    author=str((item.get("author") or {}).get("name") or ""),
-                                    date=date))
-            parents = self._parents(item)
-            sha = parents[0] if parents else None
-        return out
+    def _reachable(self, branch: str) -> Iterator[dict[str, Any]]:
+        return self._pages("/commits", {"until": f"refs/heads/{branch}"})
 
     # -- the commit -------------------------------------------------------------------
 
     def use_identity(self, author: Identity | None, *, sign: bool = False) -> None:
-        if sign:
-            raise UsageError(
-                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
-                "promoter cannot sign a commit it makes through the Bitbucket API",
-                hint="promote through --forge git with the repository's git URL")
+        refuse_signing(sign, "Bitbucket")
         if author is not None:
             self.warn(f"Bitbucket Data Center's file edit takes no author: the commit is by "
                       f"the token's user, not {author.name}")
@@ -517,52 +418,20 @@ class BitbucketServerForge(RestClient):
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
-        check_branch(branch)
-        for path in files:
-            check_path(path)
-
+        guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
+                         self._changed)
         path, content = self.one_file(files)
-        where = f"branch {branch} of {self.repo}"
-
-        def ours(head: Head | None) -> str | None:
-            if head is None or (replace is not None and head.sha == replace.sha):
-                return None
-            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
-                return None
-            return head.sha if holds(self._changed(head.sha), files) else None
-
-        def in_the_way(head: Head | None) -> ConflictError:
-            if replace is None:
-                return ConflictError(f"{where} already exists with a commit promoter did not "
-                                     f"make for this base ({head.sha[:12] if head else '?'})",
-                                     hint="run again to update it, or delete the branch")
-            now = head.sha[:12] if head else "deleted"
-            return ConflictError(f"{where} moved from {replace.sha[:12]} to {now} while "
-                                 "promoting; promoter does not force over someone else's "
-                                 "commit", hint="run again to start from the new state")
 
         form: dict[str, Any] = {"content": (path.rsplit("/", 1)[-1], content),
                                 "message": (None, message), "branch": (None, branch),
                                 "sourceBranch": (None, base.branch)}
         if path in base.files:
             form["sourceCommitId"] = (None, base.commit)
-        attempts = 0
+        remake = Remake(guard, lambda: self._head(branch),
+                        lambda head: self._delete(branch, head.sha, guard.in_the_way))
 
         def attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1 or replace is not None:
-                head = self._head(branch)
-                if attempts > 1:
-                    done = ours(head)
-                    if done is not None:
-                        return done
-                if replace is not None and head is not None:
-                    if head.sha != replace.sha:
-                        raise in_the_way(head)
-                    self._delete(branch, head.sha, in_the_way)
-                elif head is not None:
-                    raise in_the_way(head)
+            remake.clear()
             try:
                 data = self._call("PUT", f"/browse/{quote(path)}", files=form)
             except HttpFailure as exc:
@@ -570,11 +439,7 @@ class BitbucketServerForge(RestClient):
                     # another run made the branch meanwhile (or, on a retry, our own lost
                     # attempt did): only a retry may take it as ours; a first attempt
                     # leaves it to the caller to plan again
-                    now = self._head(branch)
-                    done = ours(now) if attempts > 1 else None
-                    if done is not None:
-                        return done
-                    raise in_the_way(now) from None
+                    return guard.settle(self._head(branch), claim=write.retried)
                 if exc.status == 409:
                     raise ConflictError(f"the base {base.branch} of {self.repo} changed "
                                         f"under the promotion ({exc.message})",
@@ -583,12 +448,13 @@ class BitbucketServerForge(RestClient):
             sha = str((data or {}).get("id") or "")
             if self._parents(data or {}) != (base.commit,):
                 # made on the base as it is now, not on the snapshot: take it back
-                self._delete(branch, sha, in_the_way)
+                self._delete(branch, sha, guard.in_the_way)
                 raise ConflictError(f"the base {base.branch} of {self.repo} moved from "
                                     f"{base.commit[:12]} while promoting", hint="run again")
             return sha
 
-        return self._run(f"commit to {branch}", attempt)
+        write = retry.Write(attempt, remake.landed)
+        return self._run(f"commit to {branch}", write)
 
     def _delete(self, branch: str, expected: str,
                 in_the_way: Callable[[Head | None], ConflictError]) -> None:
@@ -651,23 +517,11 @@ class BitbucketServerForge(RestClient):
                 return pr
         return None
 
-    def find_request(self, branch: str, base: str, *,
-                     confirm_none: bool = False) -> PullRequest | None:
-        check_branch(branch)
-        return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
-
-    def _no_labels(self, labels: tuple[str, ...]) -> None:
-        if labels:
-            self.warn("Bitbucket Data Center has no labels on pull requests: "
-                      f"{', '.join(labels)} not set")
-
     def open_request(self, branch: str, base: str, spec: RequestSpec, *,
                      auto_merge_next: bool = False) -> PullRequest:
-        check_branch(branch)
-        self._no_labels(spec.labels)
+        title, body = self._texts(spec, branch)
         payload: dict[str, Any] = {
-            "title": cap_text(spec.title, MAX_TITLE, "title").replace("\n", " "),
-            "description": cap_text(spec.body, MAX_BODY, "description"),
+            "title": title, "description": body,
             "fromRef": {"id": f"refs/heads/{branch}"}, "toRef": {"id": f"refs/heads/{base}"},
             "draft": spec.draft,
             "reviewers": [{"user": {"name": r.removeprefix("@")}} for r in spec.reviewers]}
@@ -686,27 +540,10 @@ class BitbucketServerForge(RestClient):
                                       ) from None
                 raise
 
-        made = self._write(f"open a pull request for {branch}", create,
-                           lambda: self._find(branch, base))
-        if made is None:
-            found = self.find_request(branch, base)
-            if found is None:
-                raise ConflictError(f"Bitbucket Data Center says a pull request for {branch} "
-                                    f"is open in {self.repo}, but none is open into {base}")
-            return self.update_request(found, spec)
-        return made
-
-    def _get_pull(self, number: int) -> dict[str, Any]:
-        data = self._call("GET", f"/pull-requests/{number}")
-        if not isinstance(data, dict) or "id" not in data:
-            raise ForgeError(f"Bitbucket Data Center answered pull request #{number} with no "
-                             "pull request")
-        return data
+        return self._open(branch, base, spec, create)
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
-        self._no_labels(spec.labels)
-        title = cap_text(spec.title, MAX_TITLE, "title").replace("\n", " ")
-        body = cap_text(spec.body, MAX_BODY, "description")
+        title, body = self._texts(spec)
         if title == pr.title and body == pr.body:
             return pr
 
@@ -736,21 +573,10 @@ class BitbucketServerForge(RestClient):
 
     def checks(self, pr: PullRequest, sha: str) -> ChecksState:
         def look() -> ChecksState:
-            states = [_STATES.get(str(s.get("state")), ChecksState.PENDING)
-                      for s in self._pages("", {}, url=f"{self._builds}/{sha}")]
-            if not states:
-                return ChecksState.NONE
-            for worst in (ChecksState.FAILURE, ChecksState.PENDING):
-                if worst in states:
-                    return worst
-            return ChecksState.SUCCESS
+            return worst_state(_STATES.get(str(s.get("state")), ChecksState.PENDING)
+                               for s in self._pages("", {}, url=f"{self._builds}/{sha}"))
 
         return self._run(f"read the builds of {sha[:12]}", look)
-
-    def _moved(self, pr: PullRequest, sha: str, why: str) -> ConflictError:
-        return ConflictError(f"pull request #{pr.number} of {self.repo} moved: its head is no "
-                             f"longer {sha[:12]} ({why})",
-                             hint="someone pushed to the promotion branch; run again")
 
     def _merged_at(self, pr: PullRequest, sha: str, data: Mapping[str, Any]) -> MergeOutcome:
         head = str((data.get("fromRef") or {}).get("latestCommit") or "")
@@ -766,12 +592,9 @@ class BitbucketServerForge(RestClient):
               message: str = "") -> MergeOutcome:
         """Merge with the pull request's ``version`` as read while its source commit was
         the proved one: a pull request that changed since is refused (409)."""
-        data = self._run(f"read pull request #{pr.number}", lambda: self._get_pull(pr.number))
-        if data.get("state") == "MERGED":
-            return self._merged_at(pr, sha, data)
-        if data.get("state") != "OPEN":
-            return MergeOutcome(merged=False, reason=f"pull request #{pr.number} is "
-                                                     f"{str(data.get('state')).lower()}")
+        data, done = self._state(pr, sha)
+        if done is not None:
+            return done
         head = str((data.get("fromRef") or {}).get("latestCommit") or "")
         if head != sha:
             raise self._moved(pr, sha, f"now {head[:12] or 'unknown'}")
@@ -802,20 +625,8 @@ class BitbucketServerForge(RestClient):
                                 conflict=says_conflict(str(answer)))
         return self._merged_at(pr, sha, answer)
 
-    arms_auto_merge = False  # promote need not look for an armed one to take back
-
-    def disable_auto_merge(self, pr: PullRequest) -> None:
-        """Bitbucket Data Center's auto-merge is never set by promoter (it pins no
-        commit): no earlier run's can be armed, so there is nothing to take back."""
-
-    def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
-                          message: str = "") -> MergeOutcome:
-        state = self.checks(pr, sha)
-        if state in (ChecksState.SUCCESS, ChecksState.NONE):
-            return self.merge(pr, method, sha, message)
-        return MergeOutcome(
-            merged=False,
-            reason=("promoter does not schedule Bitbucket Data Center's auto-merge (it is not "
-                    f"pinned to the proved commit), and the builds on {sha[:12]} are "
-                    f"{state.value}; give --merge-timeout SECONDS so promoter waits for them "
-                    "and merges itself"))
+    def _unpinned(self, sha: str, state: ChecksState) -> str:
+        return ("promoter does not schedule Bitbucket Data Center's auto-merge (it is not "
+                f"pinned to the proved commit), and the builds on {sha[:12]} are "
+                f"{state.value}; give --merge-timeout SECONDS so promoter waits for them "
+                "and merges itself")

@@ -52,6 +52,7 @@ from promoter.forges.base import (
     RequestSpec,
     Snapshot,
     check_branch,
+    check_method,
     check_path,
     check_policy_entry,
 )
@@ -356,9 +357,7 @@ class GitForge:
         commit's message; without it, squash uses the promotion commit's own message and
         merge "Merge branch 'B' into BASE" followed by that message. Rebase keeps each
         commit's own message (promoter's commit already carries its trailers)."""
-        if method not in MERGE_METHODS:
-            raise UsageError(f"unknown merge method {method!r}",
-                             hint=f"use one of: {', '.join(MERGE_METHODS)}")
+        check_method(method)
         check_branch(pr.branch)
         check_branch(pr.base)
         self._use_identity(None)  # a merge commit has an author too

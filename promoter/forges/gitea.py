@@ -67,24 +67,22 @@ import binascii
 import tarfile
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from promoter import __version__, retry
+from promoter import retry
 from promoter.errors import (
     ConfigError,
     ConflictError,
     ForgeError,
-    PromoteError,
     UsageError,
 )
 from promoter.forges import archive
 from promoter.forges.base import (
-    REGULAR_MODES,
     ChecksState,
     Head,
     LoggedCommit,
@@ -95,20 +93,20 @@ from promoter.forges.base import (
     Snapshot,
     cap_text,
     check_branch,
-    check_path,
     check_policy_entry,
     git_blob_sha,
-    landed_on_new_branch,
+    plain_edits,
+    refuse_signing,
     says_conflict,
 )
-from promoter.forges.http import read_capped, refuse_cross_origin
-from promoter.forges.http import session as http_session
+from promoter.forges.firstparent import first_parents
+from promoter.forges.http import read_capped, refuse_cross_origin, said
+from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup, api_root
-from promoter.forges.rest import HttpFailure, RestClient, translate
+from promoter.forges.rest import HttpFailure, RestClient, split_repo
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
-from promoter.proof import holds
 from promoter.redact import register
 
 PAGE = 50  # Gitea's default maximum page size (MAX_RESPONSE_ITEMS)
@@ -135,10 +133,11 @@ class _Answer:
 
 
 def _message(response: requests.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200].strip() or response.reason
+    return said(response, _error_text)
+
+
+def _error_text(data: Any) -> str:
+    """Gitea's error body: ``{"message", "errors": [...]}`` (or ``error``)."""
     if isinstance(data, dict):
         text = data.get("message") or data.get("error") or ""
         errors = data.get("errors")
@@ -168,6 +167,19 @@ def _split(message: str) -> dict[str, str]:
     return {"MergeTitleField": title, "MergeMessageField": rest.strip("\n")}
 
 
+def _parent(item: Mapping[str, Any]) -> str | None:
+    parents = item.get("parents") or []
+    return str(parents[0].get("sha")) if parents else None
+
+
+def _logged(sha: str, item: Mapping[str, Any]) -> LoggedCommit:
+    commit = item.get("commit") or {}
+    author = commit.get("author") or {}
+    return LoggedCommit(sha=sha, message=str(commit.get("message") or ""),
+                        author=str(author.get("name") or ""),
+                        date=str(author.get("date") or item.get("created") or ""))
+
+
 class GiteaForge(RestClient):
     """A config repo on Gitea or Forgejo (API v1).
 
@@ -176,6 +188,10 @@ class GiteaForge(RestClient):
     the environment."""
 
     name = "gitea"
+    service = "Gitea"
+    auth_hint = AUTH_HINT
+    redirect_hint = REDIRECT_HINT
+    url_hint = "check --api-url: it must be the Gitea server root"
     body_limit = MAX_BODY
     has_checks = True
     branch_is_request = False
@@ -188,37 +204,22 @@ class GiteaForge(RestClient):
                  ca_bundle: str | None = None, patience: retry.Patience | None = None
                  ) -> None:
         register(token)
-        repo = repo.strip().strip("/")
-        owner, _, name = repo.partition("/")
-        if not owner or not name or "/" in name:
-            raise UsageError(f"--repo {repo!r} is not OWNER/NAME",
-                             hint="give the Gitea repository as owner/name, e.g. acme/config")
+        repo, owner, name = split_repo(repo, "OWNER/NAME", "give the Gitea repository as "
+                                       "owner/name, e.g. acme/config")
         url = api_url.strip().rstrip("/").removesuffix("/api/v1")
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"--api-url {url!r} is not an http(s) URL",
                              hint="give the Gitea server root, e.g. https://gitea.example.com")
         self.repo = repo
         self.api_url = url
-        self.retry_timeout = retry_timeout
-        self.sleep = sleep
-        self.timeout = timeout
-        self.patience = patience or retry.Patience(service="Gitea")
         self._root = f"{url}/api/v1/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
-        self._token = token
         self._author: Identity | None = None
-        self._commits: dict[str, dict[str, Any]] = {}  # sha -> commit JSON (immutable)
         self._labels: dict[str, int] | None = None
-        session = http_session(ca_bundle)  # verify: --ca-bundle; proxies: HTTPS_PROXY
-        session.headers["User-Agent"] = f"promoter/{__version__}"
-        session.headers["Accept"] = "application/json"
+        session = self._prepare(token, retry_timeout=retry_timeout, sleep=sleep,
+                                timeout=timeout, patience=patience, ca_bundle=ca_bundle)
         if token:
             session.headers["Authorization"] = f"token {token}"
-        refuse_cross_origin(session)  # the token never follows a redirect elsewhere
-        self._session = session
-
-    def close(self) -> None:
-        """Close the HTTP connections (the forge is not usable afterwards)."""
-        self._session.close()
+        self._session = refuse_cross_origin(session)  # the token stays with its host
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -230,14 +231,7 @@ class GiteaForge(RestClient):
         response = self._session.request(method, url, params=params, json=body,
                                          timeout=self.timeout, allow_redirects=True)
         if response.status_code in ok:
-            if not response.content:
-                return _Answer(response.status_code, None)
-            try:
-                return _Answer(response.status_code, response.json())
-            except ValueError:
-                raise ForgeError(f"Gitea answered {method} {path} with something other "
-                                 "than JSON", hint="check --api-url: it must be the Gitea "
-                                 "server root") from None
+            return _Answer(response.status_code, self._decoded(response, f"{method} {path}"))
         message = _message(response)
         if missing and response.status_code == 404:
             return None
@@ -246,13 +240,6 @@ class GiteaForge(RestClient):
     def _json(self, method: str, path: str, **kw: Any) -> Any:
         answer = self._call(method, path, **kw)
         return None if answer is None else answer.data
-
-    def _translate(self, exc: Exception, what: str) -> PromoteError:
-        return translate(exc, what, service="Gitea",
-                         where=f"{self.repo} at {self.api_url}", api_url=self.api_url,
-                         retry_timeout=self.retry_timeout, has_token=bool(self._token),
-                         auth_hint=AUTH_HINT,
-                         redirect_hint=REDIRECT_HINT)
 
     @staticmethod
     def _ref(name: str) -> str:
@@ -375,59 +362,24 @@ class GiteaForge(RestClient):
                 raise ForgeError(f"Gitea sent a {CONFIG_FILE} that is not the blob "
                                  f"{entry.oid[:12]}", hint="run again; report it if it persists")
 
-    def read_head(self, branch: str) -> Head | None:
-        check_branch(branch)
-        return self._run(f"read branch {branch}", lambda: self._head(branch))
+    def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        """Gitea lists every commit reachable: first parents are followed here through
+        each commit's ``parents``."""
+        return first_parents(self._commits_of(branch), limit,
+                             sha_of=lambda item: str(item["sha"]), parent_of=_parent,
+                             logged=_logged)
 
-    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
-        """Newest first along first parents: Gitea lists every commit reachable, so the
-        first-parent chain is followed here through each commit's ``parents``."""
-        check_branch(branch)
-        if limit <= 0:
-            return []
-
-        def fetch() -> list[LoggedCommit]:
-            seen: dict[str, dict[str, Any]] = {}
-            order: list[str] = []
-            page = 1
-            chain: list[LoggedCommit] = []
-            while True:
-                # the full name: Gitea resolves "main" as git does, a tag named like
-                # the branch first (anyone who may push a tag would write its history)
-                batch = self._json("GET", "/commits", params={
-                    "sha": f"refs/heads/{branch}", "limit": PAGE, "page": page,
-                    "stat": "false",
-                    "verification": "false", "files": "false"}) or []
-                for item in batch:
-                    seen[str(item["sha"])] = item
-                    order.append(str(item["sha"]))
-                chain = self._first_parents(order[0] if order else None, seen, limit)
-                complete = len(chain) >= limit or (chain and not self._parent(seen[
-                    chain[-1].sha]))
-                if complete or len(batch) < PAGE or page >= 20:
-                    return chain[:limit]
-                page += 1
-
-        return self._run(f"read the history of {branch}", fetch)
-
-    @staticmethod
-    def _parent(item: Mapping[str, Any]) -> str | None:
-        parents = item.get("parents") or []
-        return str(parents[0].get("sha")) if parents else None
-
-    def _first_parents(self, start: str | None, seen: Mapping[str, Mapping[str, Any]],
-                       limit: int) -> list[LoggedCommit]:
-        out: list[LoggedCommit] = []
-        sha = start
-        while sha is not None and sha in seen and len(out) < limit:
-            item = seen[sha]
-            commit = item.get("commit") or {}
-            author = commit.get("author") or {}
-            out.append(LoggedCommit(sha=sha, message=str(commit.get("message") or ""),
-                                    author=str(author.get("name") or ""),
-                                    date=str(author.get("date") or item.get("created") or "")))
-            sha = self._parent(item)
-        return out
+    def _commits_of(self, branch: str) -> Iterator[dict[str, Any]]:
+        """The commits reachable from ``branch``, newest first, page by page (20 at most)."""
+        for page in range(1, 21):
+            # the full name: Gitea resolves "main" as git does, a tag named like the
+            # branch first (anyone who may push a tag would write its history)
+            batch = self._json("GET", "/commits", params={
+                "sha": f"refs/heads/{branch}", "limit": PAGE, "page": page, "stat": "false",
+                "verification": "false", "files": "false"}) or []
+            yield from batch
+            if len(batch) < PAGE:
+                return
 
     # -- the commit -------------------------------------------------------------------
 
@@ -435,12 +387,7 @@ class GiteaForge(RestClient):
         """``author`` goes to the contents API as author and committer; None leaves it to
         Gitea (the token's user). Signing is refused: promoter has no key for an API
         commit (Gitea signs with its own key only when its instance is set up to)."""
-        if sign:
-            raise UsageError(
-                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
-                "promoter cannot sign a commit it makes through the Gitea API",
-                hint="promote through --forge git with the repository's git URL, where your "
-                     "git signing key is used, or leave signing off")
+        refuse_signing(sign, "Gitea")
         self._author = author
 
     def _changes(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
@@ -465,47 +412,17 @@ class GiteaForge(RestClient):
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
-        check_branch(branch)
-        for path in files:
-            check_path(path)
-
-        def ours(head: Head | None) -> str | None:
-            """The head's sha when it is the commit this call makes (an earlier attempt)."""
-            if head is None or (replace is not None and head.sha == replace.sha):
-                return None
-            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
-                return None
-            return head.sha if holds(self._changed(head.sha), files) else None
-
-        def in_the_way(head: Head | None) -> ConflictError:
-            where = f"branch {branch} of {self.repo}"
-            if replace is None:
-                return ConflictError(
-                    f"{where} already exists with a commit promoter did not make for this "
-                    f"base ({head.sha[:12] if head else 'unknown'})",
-                    hint="another run or a person created it; run again to update it, or "
-                         "delete the branch")
-            now = head.sha[:12] if head else "deleted"
-            return ConflictError(
-                f"{where} moved from {replace.sha[:12]} to {now} while promoting; "
-                "promoter does not force over someone else's commit",
-                hint="run again to start from the new state")
-
+        guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
+                         self._changed)
         if replace is None:
-            sha = self._create(branch, base, files, message, ours, in_the_way)
-        else:
-            sha = self._replace(branch, base, files, message, replace, ours, in_the_way)
-        return sha
+            return self._create(base, files, message, guard)
+        return self._replace(branch, base, files, message, replace, guard)
 
-    def _create(self, target: str, base: Snapshot, files: Mapping[str, bytes], message: str,
-                ours: Callable[[Head | None], str | None],
-                in_the_way: Callable[[Head | None], ConflictError], *,
-                scratch: bool = False) -> str:
+    def _create(self, base: Snapshot, files: Mapping[str, bytes], message: str,
+                guard: OwnWrite) -> str:
         """POST contents with ``new_branch``: the branch and its one commit together."""
+        target = guard.branch
         payload = self._changes(target, base, files, message)
-
-        def landed() -> str | None:
-            return landed_on_new_branch(self._head(target), ours, in_the_way)
 
         def attempt() -> str:
             try:
@@ -513,11 +430,8 @@ class GiteaForge(RestClient):
             except HttpFailure as exc:
                 if exc.status in (409, 422) and "already exist" in exc.message.lower() \
                         and "branch" in exc.message.lower():
-                    head = self._head(target)
-                    done = ours(head)
-                    if done is not None:
-                        return done
-                    raise in_the_way(head) from None
+                    # taken as ours when it proves so, even on a first attempt
+                    return guard.settle(self._head(target), claim=True)
                 if exc.status in (404, 409, 422) and ("sha" in exc.message.lower()
                                                       or "exist" in exc.message.lower()):
                     # a file we change moved on the base (its blob is not the one we
@@ -531,37 +445,24 @@ class GiteaForge(RestClient):
             parents = tuple(str(p.get("sha")) for p in commit.get("parents") or [])
             if parents != (base.commit,):
                 # Gitea committed on the base as it is now, not on the snapshot: plan again
-                if scratch:  # our own scratch branch: nothing may point at it, remove it
+                if guard.for_update:  # our scratch branch: nothing may point at it, remove it
                     self._call("DELETE", f"/branches/{self._ref(target)}", missing=True)
                 raise ConflictError(f"the base {base.branch} of {self.repo} moved from "
                                     f"{base.commit[:12]} while promoting", hint="run again")
             return sha
 
-        return self._run(f"commit to {target}", retry.Write(attempt, landed))
+        return self._run(f"commit to {target}",
+                         retry.Write(attempt, lambda: guard.landed(self._head(target))))
 
     def _replace(self, branch: str, base: Snapshot, files: Mapping[str, bytes], message: str,
-                 replace: Head, ours: Callable[[Head | None], str | None],
-                 in_the_way: Callable[[Head | None], ConflictError]) -> str:
+                 replace: Head, guard: OwnWrite) -> str:
         """Commit on a scratch branch from the base, then move ``branch`` to it with a
         compare-and-swap on ``replace.sha``; the scratch branch is deleted."""
         head = self.read_head(branch)
         if head is None or head.sha != replace.sha:
-            raise in_the_way(head)
+            raise guard.in_the_way(head)
         scratch = f"{branch}-next-{base.commit[:8]}"
-
-        def scratch_ours(found: Head | None) -> str | None:
-            if found is None or found.parents != (base.commit,) \
-                    or found.message.rstrip() != message.rstrip():
-                return None
-            return found.sha if holds(self._changed(found.sha), files) else None
-
-        def scratch_in_the_way(found: Head | None) -> ConflictError:
-            return ConflictError(f"branch {scratch} of {self.repo} is in the way of "
-                                 f"promoter's update of {branch}",
-                                 hint="delete that branch, then run again")
-
-        sha = self._create(scratch, base, files, message, scratch_ours, scratch_in_the_way,
-                           scratch=True)
+        sha = self._create(base, files, message, guard.scratch(scratch))
         path = f"/branches/{self._ref(branch)}"
         body = {"new_commit_id": sha, "old_commit_id": replace.sha, "force": True}
 
@@ -572,26 +473,19 @@ class GiteaForge(RestClient):
                 if exc.status in (404, 405):
                     now = self._head(branch)  # a 404 is also "no such branch (any more)"
                     if now is None or now.sha != replace.sha:
-                        raise in_the_way(now) from None
+                        raise guard.in_the_way(now) from None
                     raise _Unsupported(exc.message) from None
                 if exc.status in (409, 422):
                     now = self._head(branch)
                     if now is not None and now.sha == sha:
                         return sha
-                    raise in_the_way(now) from None
+                    raise guard.in_the_way(now) from None
                 raise
             return sha
 
-        def moved() -> str | None:
-            now = self._head(branch)
-            if now is not None and now.sha == sha:
-                return sha
-            if now is None or now.sha != replace.sha:
-                raise in_the_way(now)
-            return None
-
         try:
-            return self._write(f"move branch {branch}", move, moved)
+            return self._write(f"move branch {branch}", move,
+                               lambda: guard.moved(self._head(branch), sha))
         except _Unsupported as exc:
             raise ForgeError(
                 f"this Gitea/Forgejo cannot move branch {branch} of {self.repo} with a "
@@ -629,17 +523,7 @@ class GiteaForge(RestClient):
         old = self._tree(parents[0]) if new is not None else None
         if new is None or old is None:
             return None
-        out: dict[str, str] = {}
-        for path in old.keys() | new.keys():
-            before, after = old.get(path), new.get(path)
-            if before == after:
-                continue
-            if after is None or after[0] not in REGULAR_MODES:
-                return None  # a deletion, or a link / submodule written
-            if before is not None and before[0] != after[0]:
-                return None  # a mode change
-            out[path] = after[1]
-        return out
+        return plain_edits(old, new)
 
     def delete_branch(self, branch: str) -> None:
         check_branch(branch)
@@ -661,11 +545,6 @@ class GiteaForge(RestClient):
             if len(batch) < PAGE:
                 return None
         return None
-
-    def find_request(self, branch: str, base: str, *,
-                     confirm_none: bool = False) -> PullRequest | None:
-        check_branch(branch)
-        return self._run(f"find the pull request of {branch}", lambda: self._find(branch, base))
 
     def _label_ids(self, names: tuple[str, ...]) -> list[int]:
         if not names:
@@ -725,17 +604,8 @@ class GiteaForge(RestClient):
                 raise
             return _pull(data)
 
-        made = self._write(f"open a pull request for {branch}", create,
-                           lambda: self._find(branch, base))
-        if made is None:
-            found = self.find_request(branch, base)
-            if found is None:
-                raise ConflictError(f"Gitea says a pull request for {branch} already exists "
-                                    f"in {self.repo}, but none is open into {base}",
-                                    hint="close the other pull request of that branch")
-            return self.update_request(found, spec)
-        self._request_reviews(made, spec)
-        return made
+        return self._open(branch, base, spec, create,
+                          made=lambda pr: self._request_reviews(pr, spec))
 
     def _request_reviews(self, pr: PullRequest, spec: RequestSpec) -> None:
         if not spec.reviewers:
@@ -791,15 +661,7 @@ class GiteaForge(RestClient):
         return self._run(f"read the statuses of {sha[:12]}", look)
 
     def _get_pull(self, number: int) -> dict[str, Any]:
-        data = self._json("GET", f"/pulls/{number}")
-        if not isinstance(data, dict):
-            raise ForgeError(f"Gitea answered pull request #{number} with no pull request")
-        return data
-
-    def _moved(self, pr: PullRequest, sha: str, why: str) -> ConflictError:
-        return ConflictError(f"pull request #{pr.number} of {self.repo} moved: its head is no "
-                             f"longer {sha[:12]} ({why})",
-                             hint="someone pushed to the promotion branch; run again")
+        return self._a_request(self._json("GET", f"/pulls/{number}"), number)
 
     def _post_merge(self, pr: PullRequest, sha: str, body: Mapping[str, Any]) -> _Answer:
         """One POST pulls/{n}/merge; a lost attempt is retried only when the pull request

@@ -72,7 +72,6 @@ from promoter.errors import AuthError, ConflictError, ForgeError, PromoteError, 
 from promoter.forges import archive
 from promoter.forges import github_gql as gql
 from promoter.forges.base import (
-    MERGE_METHODS,
     ChecksState,
     Head,
     LoggedCommit,
@@ -82,9 +81,11 @@ from promoter.forges.base import (
     RequestSpec,
     Snapshot,
     check_branch,
-    check_path,
+    check_method,
     check_policy_entry,
+    check_write,
     git_blob_sha,
+    refuse_signing,
     says_conflict,
 )
 from promoter.forges.http import (
@@ -621,19 +622,12 @@ class GitHubForge:
         """``author`` goes to the Git Data API's commit (also as its committer); None
         leaves it to GitHub (the token's user). promoter has no key to sign an API
         commit with, so ``sign`` is refused: nothing unsigned is pushed instead."""
-        if sign:
-            raise UsageError(
-                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
-                "promoter cannot sign a commit it makes through the GitHub API",
-                hint="promote through --forge git with the repository's git URL, where "
-                     "your git signing key is used, or leave signing off")
+        refuse_signing(sign, "GitHub")
         self._author = author
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
-        check_branch(branch)
-        for path in files:
-            check_path(path)
+        check_write(branch, files)
         _, repo = self._client()
         executable = self._executable.get(base.commit, frozenset())
         run = self._run
@@ -753,6 +747,13 @@ class GitHubForge:
             raise
         return ref
 
+    def _existing(self, repo: Repository, branch: str, gone: str) -> GitRef:
+        """The branch's ref, read now; none is a ConflictError saying it ``gone``."""
+        ref = self._ref(repo, branch)
+        if ref is None:
+            raise ConflictError(f"branch {branch} {gone}", hint="run promote again")
+        return ref
+
     def _create_branch(self, repo: Repository, branch: str, sha: str, tree: str,
                        parent_sha: str, message: str) -> str:
         def act() -> str:
@@ -766,11 +767,8 @@ class GitHubForge:
         def exists(exc: GithubException) -> str | _Unhandled:
             if not self._is(exc, 422, "already exists"):
                 return UNHANDLED
-            ref = self._ref(repo, branch)
-            if ref is None:
-                raise ConflictError(f"branch {branch} appeared and vanished while promoter "
-                                    "was creating it", hint="run promote again")
-            current = ref.object.sha
+            current = self._existing(repo, branch, "appeared and vanished while promoter "
+                                                   "was creating it").object.sha
             if current == sha:
                 return current  # an earlier attempt of this call already made it
             found = repo.get_git_commit(current)
@@ -789,10 +787,7 @@ class GitHubForge:
         def move() -> str:
             # Each attempt looks first: PATCH has no compare-and-swap, and an earlier
             # attempt may already have moved the branch.
-            ref = self._ref(repo, branch)
-            if ref is None:
-                raise ConflictError(f"branch {branch} was deleted while promoter was "
-                                    "updating it", hint="run promote again")
+            ref = self._existing(repo, branch, "was deleted while promoter was updating it")
             current = ref.object.sha
             if current == new:
                 return new
@@ -992,9 +987,7 @@ class GitHubForge:
 
     def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
               message: str = "") -> MergeOutcome:
-        if method not in MERGE_METHODS:
-            raise UsageError(f"unknown merge method {method!r}",
-                             hint="use merge, squash or rebase")
+        check_method(method)
         _, repo = self._client()
         number = pr.number
 
@@ -1010,11 +1003,7 @@ class GitHubForge:
 
         def already() -> MergeOutcome | None:
             pull = repo.get_pull(number)
-            if pull.merged:
-                if pull.head.sha != sha:
-                    raise self._merged_elsewhere(number, sha)
-                return MergeOutcome(merged=True, sha=pull.merge_commit_sha)
-            return None
+            return self._merged_at(pull, sha) if pull.merged else None
 
         def refused(exc: GithubException) -> MergeOutcome | _Unhandled:
             said = github_message(exc)
@@ -1027,9 +1016,7 @@ class GitHubForge:
                 return UNHANDLED
             pull = repo.get_pull(number)
             if pull.merged:  # merged meanwhile (auto-merge, a person): done, if it was ours
-                if pull.head.sha != sha:
-                    raise self._merged_elsewhere(number, sha)
-                return MergeOutcome(merged=True, sha=pull.merge_commit_sha)
+                return self._merged_at(pull, sha)
             why = f"GitHub will not merge #{number}: {said}"
             if pull.mergeable_state == "dirty":
                 why += " (it conflicts with the base branch)"
@@ -1041,15 +1028,19 @@ class GitHubForge:
         return self._write(f"merge pull request #{number}", act, already,
                            need=f"{CONTENTS} and {PULLS}", recover=refused)
 
+    def _merged_at(self, pull: GhPull, sha: str) -> MergeOutcome:
+        """A merged pull request: done, when its head was ``sha`` (the proved commit)."""
+        if pull.head.sha != sha:
+            raise self._merged_elsewhere(pull.number, sha)
+        return MergeOutcome(merged=True, sha=pull.merge_commit_sha)
+
     def _merged_elsewhere(self, number: int, sha: str) -> ConflictError:
         return ConflictError(f"pull request #{number} of {self.slug} was merged at another "
                              f"head than {sha[:12]}", hint="another run merged first; run again")
 
     def enable_auto_merge(self, pr: PullRequest, method: MergeMethod, sha: str,
                           message: str = "") -> MergeOutcome:
-        if method not in MERGE_METHODS:
-            raise UsageError(f"unknown merge method {method!r}",
-                             hint="use merge, squash or rebase")
+        check_method(method)
         gh, repo = self._client()
         number = pr.number
         if pr.auto_merge == method and pr.head_sha == sha and number not in self._labels_due:

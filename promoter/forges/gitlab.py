@@ -69,7 +69,6 @@ from promoter.errors import (
     AuthError,
     BranchExists,
     ConfigError,
-    ConflictError,
     ForgeError,
     PromoteError,
     UsageError,
@@ -86,9 +85,9 @@ from promoter.forges.base import (
     Snapshot,
     cap_text,
     check_branch,
-    check_path,
     check_policy_entry,
     git_blob_sha,
+    refuse_signing,
 )
 from promoter.forges.http import (
     CrossOriginRedirect,
@@ -96,14 +95,17 @@ from promoter.forges.http import (
     job_token_stays_home,
     refuse_cleartext_proxy,
     refuse_cross_origin,
+    said,
     session,
     tls_failure,
 )
+from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup, api_root
+from promoter.forges.steps import Steps
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
 from promoter.paths import CONFIG_FILE
-from promoter.proof import blob_sha, holds
+from promoter.proof import blob_sha
 from promoter.redact import redact, register
 
 T = TypeVar("T")
@@ -178,15 +180,14 @@ def _json(data: object) -> dict[str, Any]:
 
 
 def _server_message(response: requests.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200].strip() or response.reason
-    if isinstance(data, dict):
-        for key in ("message", "error"):
-            if key in data:
-                return _text(data[key])
-    return response.text[:200].strip()
+    def read(data: Any) -> str:
+        if isinstance(data, dict):
+            for key in ("message", "error"):
+                if key in data:
+                    return _text(data[key])
+        return response.text[:200].strip()
+
+    return said(response, read)
 
 
 def _raise_transient(response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -280,7 +281,7 @@ def _statuses_state(statuses: Iterable[Mapping[str, Any]]) -> ChecksState:
     return ChecksState.PENDING if pending else ChecksState.SUCCESS
 
 
-class GitLabForge:
+class GitLabForge(Steps):
     """A config repo on GitLab (gitlab.com or self-managed).
 
     ``repo`` is the project path (``group/subgroup/project``) or its numeric id;
@@ -290,6 +291,9 @@ class GitLabForge:
     another project), not both. Nothing here reads the environment."""
 
     name = "gitlab"
+    service = "GitLab"
+    request_word = "merge request"
+    mark = "!"
     body_limit = MAX_DESCRIPTION
     has_checks = True
     branch_is_request = False
@@ -360,11 +364,6 @@ class GitLabForge:
         except (glexc.GitlabError, requests.RequestException, _Transient) as exc:
             raise self._translate(exc, what) from exc
 
-    def _write(self, what: str, write: Callable[[], T],
-               took_effect: Callable[[], T | None]) -> T:
-        """A write retried only after ``took_effect`` says the last attempt did not land."""
-        return self._run(what, retry.Write(write, took_effect))
-
     def _translate(self, exc: Exception, what: str) -> PromoteError:
         where = f"{self.repo} at {self.api_url}"
         if isinstance(exc, _Transient):
@@ -425,7 +424,7 @@ class GitLabForge:
     def _mr_path(self, iid: int) -> str:
         return f"{self._base_path}/merge_requests/{iid}"
 
-    def _get_head(self, branch: str) -> Head | None:
+    def _head(self, branch: str) -> Head | None:
         """One GET, no retry of its own (callers run it under ``_run``)."""
         try:
             found = self._project.branches.get(branch)
@@ -493,7 +492,7 @@ class GitLabForge:
                              f"of {self.repo}: {exc}") from exc
         commit = tree.commit
         if commit is None:  # an archive without the header: ask for the branch's tip
-            head = self._run(f"read branch {branch}", lambda: self._get_head(branch))
+            head = self._run(f"read branch {branch}", lambda: self._head(branch))
             if head is None:
                 raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
                                  f"{self.repo}", hint="check --base")
@@ -532,36 +531,26 @@ class GitLabForge:
         if held is None or git_blob_sha(held) != entry.oid:
             files[CONFIG_FILE] = self._blob(entry.oid)
 
-    def read_head(self, branch: str) -> Head | None:
-        check_branch(branch)
-        return self._run(f"read branch {branch}", lambda: self._get_head(branch))
-
-    def log(self, branch: str, limit: int) -> list[LoggedCommit]:
-        check_branch(branch)
-
-        def fetch() -> list[LoggedCommit]:
-            commits: list[LoggedCommit] = []
-            page = 1
-            per_page = min(LOG_PAGE, limit)
-            while len(commits) < limit:
-                batch = self._project.commits.list(ref_name=f"refs/heads/{branch}",
-                                                   first_parent=True,
-                                                   per_page=per_page, page=page,
-                                                   get_all=False)
-                for item in batch:
-                    data = item.attributes
-                    commits.append(LoggedCommit(
-                        sha=str(data["id"]), message=str(data.get("message") or ""),
-                        author=str(data.get("author_name") or ""),
-                        date=str(data.get("committed_date") or data.get("created_at") or "")))
-                if len(batch) < per_page:
-                    break
-                page += 1
-            return commits[:limit]
-
-        if limit <= 0:
-            return []
-        return self._run(f"read the history of {branch}", fetch)
+    def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
+        """GitLab lists first parents itself (``first_parent``)."""
+        commits: list[LoggedCommit] = []
+        page = 1
+        per_page = min(LOG_PAGE, limit)
+        while len(commits) < limit:
+            # the full name: git resolves a bare "main" to a tag of that name first
+            batch = self._project.commits.list(ref_name=f"refs/heads/{branch}",
+                                               first_parent=True, per_page=per_page,
+                                               page=page, get_all=False)
+            for item in batch:
+                data = item.attributes
+                commits.append(LoggedCommit(
+                    sha=str(data["id"]), message=str(data.get("message") or ""),
+                    author=str(data.get("author_name") or ""),
+                    date=str(data.get("committed_date") or data.get("created_at") or "")))
+            if len(batch) < per_page:
+                break
+            page += 1
+        return commits[:limit]
 
     # -- the commit -------------------------------------------------------------------
 
@@ -569,20 +558,11 @@ class GitLabForge:
         """``author`` goes to the commits API (author_name, author_email); None leaves
         it to GitLab (the token's user). promoter has no key to sign an API commit with,
         so ``sign`` is refused: nothing unsigned is pushed instead."""
-        if sign:
-            raise UsageError(
-                "signing (--sign, or signing: true in .promoter.yaml) is for plain git: "
-                "promoter cannot sign a commit it makes through the GitLab API",
-                hint="promote through --forge git with the project's git URL, where your "
-                     "git signing key is used, or leave signing off")
+        refuse_signing(sign, "GitLab", "project")
         self._author = author
 
     def write_commit(self, branch: str, base: Snapshot, files: Mapping[str, bytes],
                      message: str, *, replace: Head | None) -> str:
-        check_branch(branch)
-        for path in files:
-            check_path(path)
-
         actions = [
             {
                 "action": "update" if path in base.files else "create",
@@ -604,62 +584,28 @@ class GitLabForge:
         if author is not None:  # without it, GitLab records the token's user
             payload["author_name"], payload["author_email"] = author.name, author.email
 
-        def ours(head: Head | None) -> str | None:
-            """The head's sha when it is the commit this call makes (an earlier attempt)."""
-            if head is None or (replace is not None and head.sha == replace.sha):
-                return None
-            if head.parents != (base.commit,) or head.message.rstrip() != message.rstrip():
-                return None
-            # the message is anyone's to copy: only the whole change proves it is ours
-            return head.sha if holds(self._changed(head.sha), files) else None
-
-        def in_the_way(head: Head | None) -> ConflictError:
-            where = f"branch {branch} of {self.repo}"
-            if replace is None:  # promote reads the branch and judges it
-                return BranchExists(
-                    f"{where} already exists with a commit promoter did not make for this "
-                    f"base ({head.sha[:12] if head else 'unknown'})",
-                    hint="another run or a person created it; run again to update it, or "
-                         "delete the branch")
-            now = head.sha[:12] if head else "deleted"
-            return ConflictError(
-                f"{where} moved from {replace.sha[:12]} to {now} while promoting; "
-                "promoter does not force over someone else's commit",
-                hint="run again to start from the new state")
-
+        # a branch there already: promote reads it and judges it
+        guard = OwnWrite(self.repo, branch, base.commit, files, message, replace,
+                         self._changed, exists=BranchExists)
         expected = replace.sha if replace is not None else None
-
-        def landed() -> str | None:
-            """Ours when an earlier attempt made it; else the branch must still be where
-            this write expects it."""
-            head = self._get_head(branch)
-            done = ours(head)
-            if done is None and (head.sha if head else None) != expected:
-                raise in_the_way(head)
-            return done
 
         def attempt() -> str:
             if not write.retried and replace is not None:
-                head = self._get_head(branch)
+                head = self._head(branch)
                 if (head.sha if head else None) != expected:
-                    raise in_the_way(head)
+                    raise guard.in_the_way(head)
             try:
                 created = self._project.commits.create(payload)
             except glexc.GitlabCreateError as exc:
                 if (replace is None and _status(exc) == 400
                         and "a branch called" in _message(exc).lower()):
                     if not write.retried:  # it was there before this call: promote looks
-                        raise BranchExists(f"branch {branch} of {self.repo} already exists",
-                                           hint="run promote again") from None
-                    head = self._get_head(branch)
-                    done = ours(head)
-                    if done is not None:
-                        return done
-                    raise in_the_way(head) from None
+                        raise guard.in_the_way(None) from None
+                    return guard.settle(self._head(branch), claim=True)
                 raise
             return str(created.attributes["id"])
 
-        write = retry.Write(attempt, landed)
+        write = retry.Write(attempt, lambda: guard.landed(self._head(branch)))
         return self._run(f"commit to {branch}", write)
 
     def changed_files(self, sha: str) -> Mapping[str, str] | None:
@@ -710,11 +656,6 @@ class GitLabForge:
         found = self._project.mergerequests.list(
             source_branch=branch, target_branch=base, state="opened", get_all=False)
         return _pull(found[0].attributes) if found else None
-
-    def find_request(self, branch: str, base: str, *,
-                     confirm_none: bool = False) -> PullRequest | None:
-        check_branch(branch)
-        return self._run(f"find the merge request of {branch}", lambda: self._find(branch, base))
 
     def _user_id(self, username: str) -> int:
         name = username.strip().removeprefix("@")
@@ -778,16 +719,7 @@ class GitLabForge:
                 raise
             return _pull(created.attributes)
 
-        made = self._write(f"open a merge request for {branch}", create,
-                           lambda: self._find(branch, base))
-        if made is not None:
-            return made
-        found = self.find_request(branch, base)
-        if found is None:
-            raise ConflictError(f"GitLab says a merge request for {branch} already exists "
-                                f"in {self.repo}, but none is open into {base}",
-                                hint="close the other merge request of that branch")
-        return self.update_request(found, spec)
+        return self._open(branch, base, spec, create)
 
     def update_request(self, pr: PullRequest, spec: RequestSpec) -> PullRequest:
         title = self._title(spec)
@@ -874,11 +806,6 @@ class GitLabForge:
 
         return self._write(f"merge merge request !{pr.number}", put, landed)
 
-    def _moved(self, pr: PullRequest, sha: str, message: str) -> ConflictError:
-        return ConflictError(
-            f"merge request !{pr.number} of {self.repo} moved: its head is no longer "
-            f"{sha[:12]} ({message})", hint="someone pushed to the promotion branch; run again")
-
     @staticmethod
     def _outcome(mr: Mapping[str, Any]) -> MergeOutcome:
         if mr.get("state") == "merged":
@@ -891,21 +818,30 @@ class GitLabForge:
         return MergeOutcome(merged=False, conflict=_conflicts(mr),
                             reason=f"GitLab did not merge !{mr.get('iid')}: {_why(mr)}")
 
+    def _settle(self, pr: PullRequest, sha: str,
+                result: dict[str, Any] | _Refusal) -> MergeOutcome | dict[str, Any]:
+        """After a merge PUT: its outcome when GitLab answered with the merge request;
+        refused, the merge request as it is now. A head that moved past ``sha`` (409, or
+        merged meanwhile at another run's commit) is a ConflictError."""
+        if isinstance(result, dict):
+            return self._outcome(result)
+        if result.status == 409:
+            raise self._moved(pr, sha, result.message)
+        mr = self._read_mr(pr)
+        if mr.get("state") == "merged" and mr.get("sha") != sha:
+            raise self._moved(pr, sha, "merged at another head")
+        return mr
+
     def merge(self, pr: PullRequest, method: MergeMethod, sha: str,
               message: str = "") -> MergeOutcome:
         data: dict[str, Any] = {"sha": sha, "should_remove_source_branch": True,
                                 **_messages(message)}
         if method == "squash":
             data["squash"] = True
-        result = self._put_merge(pr, data)
-        if isinstance(result, dict):
-            return self._outcome(result)
-        if result.status == 409:
-            raise self._moved(pr, sha, result.message)
-        mr = self._read_mr(pr)
+        mr = self._settle(pr, sha, self._put_merge(pr, data))
+        if isinstance(mr, MergeOutcome):
+            return mr
         if mr.get("state") == "merged":
-            if mr.get("sha") != sha:  # merged meanwhile, but at another run's commit
-                raise self._moved(pr, sha, "merged at another head")
             return self._outcome(mr)
         return MergeOutcome(merged=False, conflict=_conflicts(mr),
                             reason=f"GitLab will not merge !{pr.number} now: {_why(mr)}")
@@ -924,15 +860,11 @@ class GitLabForge:
         waited = 0.0
         mr: dict[str, Any] = {}
         for wait in (*AUTO_MERGE_WAITS, None):
-            result = self._put_merge(pr, data)
-            if isinstance(result, dict):
-                return self._outcome(result)
-            if result.status == 409:
-                raise self._moved(pr, sha, result.message)
-            mr = self._read_mr(pr)
+            settled = self._settle(pr, sha, self._put_merge(pr, data))
+            if isinstance(settled, MergeOutcome):
+                return settled
+            mr = settled
             if mr.get("state") != "opened":
-                if mr.get("state") == "merged" and mr.get("sha") != sha:
-                    raise self._moved(pr, sha, "merged at another head")
                 return self._outcome(mr)
             pipeline = mr.get("head_pipeline") or {}
             if _why(mr) in _REFUSED or str(pipeline.get("status")) in _FAILED:

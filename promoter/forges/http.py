@@ -33,7 +33,7 @@ import ipaddress
 import os
 import re
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -158,6 +158,16 @@ def read_capped(response: requests.Response, limit: int, what: str) -> bytes:
     except ArchiveTooLarge:
         response.close()
         raise
+
+
+def said(response: requests.Response, read: Callable[[Any], str]) -> str:
+    """What a forge's refusal says: ``read`` of its JSON body (each forge words its errors
+    its own way), else the start of its text."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason
+    return read(data)
 
 
 def collect(chunks: Iterable[bytes], limit: int, what: str) -> bytes:

@@ -5,13 +5,16 @@ try, the one retry loop around every call, and the error a failure ends as."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 
-from promoter import retry
+from promoter import __version__, retry
 from promoter.errors import AuthError, ForgeError, PromoteError, UsageError
-from promoter.forges.http import CrossOriginRedirect
+from promoter.forges.http import CrossOriginRedirect, read_capped
+from promoter.forges.http import session as http_session
+from promoter.forges.steps import Steps
+from promoter.limits import ArchiveTooLarge
 from promoter.redact import redact
 
 T = TypeVar("T")
@@ -42,16 +45,82 @@ def classify(exc: BaseException) -> retry.Transient | None:
     return None
 
 
-class RestClient:
+def split_repo(repo: str, form: str, hint: str) -> tuple[str, str, str]:
+    """``repo`` as ``owner/name`` (a workspace, project key or user, and a repository):
+    (repo, owner, name); anything else is exit 2 naming ``form`` (``OWNER/NAME``)."""
+    repo = repo.strip().strip("/")
+    owner, _, name = repo.partition("/")
+    if not owner or not name or "/" in name:
+        raise UsageError(f"--repo {repo!r} is not {form}", hint=hint)
+    return repo, owner, name
+
+
+class RestClient(Steps):
     """The retry loop of a forge client: ``_run`` retries ``fn`` under the one policy and
-    turns what is left into the forge's own error (``_translate``)."""
+    turns what is left into the forge's own error (``_translate``: ``translate`` with the
+    forge's ``service`` and hints, unless the forge words its own)."""
 
     retry_timeout: float
     sleep: Callable[[float], None]
     patience: retry.Patience
+    timeout: float
+    api_url: str
+    _token: str | None
+    _session: requests.Session
+    _commits: dict[str, dict[str, Any]]  # sha -> commit JSON (immutable)
+    auth_hint = ""
+    redirect_hint = ""
+    busy = "may be down or rate-limiting"
+    url_hint = "check --api-url"
 
     def _translate(self, exc: Exception, what: str) -> PromoteError:
-        raise NotImplementedError
+        return translate(exc, what, service=self.service,
+                         where=f"{self.repo} at {self.api_url}", api_url=self.api_url,
+                         retry_timeout=self.retry_timeout, has_token=bool(self._token),
+                         auth_hint=self.auth_hint, redirect_hint=self.redirect_hint,
+                         busy=self.busy)
+
+    def _prepare(self, token: str | None, *, retry_timeout: float,
+                 sleep: Callable[[float], None], timeout: float,
+                 patience: retry.Patience | None, ca_bundle: str | None) -> requests.Session:
+        """What every client's constructor sets once its arguments are checked: the
+        token, the retry budget, the commit cache, and a session that asks for JSON
+        (verified with ``--ca-bundle``, proxies from the environment). The forge adds its
+        credentials to it, then keeps it with ``refuse_cross_origin``."""
+        self._token = token
+        self.retry_timeout = retry_timeout
+        self.sleep = sleep
+        self.timeout = timeout
+        self.patience = patience or retry.Patience(service=self.service)
+        self._commits = {}
+        session = http_session(ca_bundle)
+        session.headers["User-Agent"] = f"promoter/{__version__}"
+        session.headers["Accept"] = "application/json"
+        return session
+
+    def close(self) -> None:
+        """Close the HTTP connections (the forge is not usable afterwards)."""
+        self._session.close()
+
+    def _decoded(self, response: requests.Response, what: str) -> Any:
+        """The JSON of a successful answer to ``what`` (method and path), None when it is
+        empty; anything but JSON is a ForgeError (``url_hint``: most likely a wrong
+        --api-url that answered with a web page)."""
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ForgeError(f"{self.service} answered {what} with something other than "
+                             "JSON", hint=self.url_hint) from None
+
+    def _raw(self, response: requests.Response, path: str, limit: int) -> bytes:
+        """The bytes of a file's answer, at most ``limit`` (else a ForgeError)."""
+        try:
+            return read_capped(response, limit, path)
+        except ArchiveTooLarge as exc:
+            raise ForgeError(f"{self.service} sent {path} of {self.repo}: {exc.describe()}",
+                             hint="see SECURITY.md (limits)") from None
 
     def _run(self, what: str, fn: Callable[[], T]) -> T:
         try:
@@ -59,11 +128,6 @@ class RestClient:
                               patience=self.patience)
         except (HttpFailure, requests.RequestException) as exc:
             raise self._translate(exc, what) from exc
-
-    def _write(self, what: str, write: Callable[[], T],
-               took_effect: Callable[[], T | None]) -> T:
-        """A write retried only after ``took_effect`` says the last attempt did not land."""
-        return self._run(what, retry.Write(write, took_effect))
 
 
 def translate(exc: Exception, what: str, *, service: str, where: str, api_url: str,
