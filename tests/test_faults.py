@@ -147,7 +147,7 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("GET", r"/refs/branches/main$", READ),
         ("GET", r"/get/[0-9a-f]{40}\.tar\.gz$", READ),  # the archive, on the web side
         ("GET", r"/src/[0-9a-f]{40}/$", READ),  # the tree's listing: proves the archive
-        ("GET", r"/acme/config/commits/main$", READ),
+        ("GET", r"/acme/config/commits/[0-9a-f]{40}$", READ),  # history, from the tip
         ("GET", r"/refs/branches/promote", READ),
         ("POST", r"/src$", WRITE),
         ("GET", r"/workspaces/acme/members$", READ),

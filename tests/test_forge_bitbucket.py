@@ -530,7 +530,7 @@ def test_request_counts_of_the_remaining_steps(bb: FakeBitbucket, repo: Repo,
             (lambda: forge.close_request(pr, "bye"), ["POST", "POST"]),
             (lambda: forge.delete_branch(BRANCH), ["DELETE"]),
             (lambda: forge.delete_branch(BRANCH), ["DELETE"]),  # already gone: fine
-            (lambda: forge.log("main", 5), ["GET"])):
+            (lambda: forge.log("main", 5), ["GET", "GET"])):
         bb.reset_counts()
         step()
         assert [m for m, _ in counts(bb)] == expected, step

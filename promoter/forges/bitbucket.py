@@ -469,7 +469,13 @@ class BitbucketForge(BitbucketClient):
         check_policy_entry(mode, links.get(CONFIG_FILE))
 
     def _reachable(self, branch: str) -> Iterator[dict[str, Any]]:
-        return self._pages(f"/commits/{self._ref(branch)}", {"pagelen": PAGE})
+        """From the branch's tip (GET refs/branches), never the bare name: a tag of the
+        same name would be git's first pick, its forged trailers read as this history."""
+        head = self._head(branch)
+        if head is None:
+            raise UsageError(f"the branch {branch!r} does not exist in Bitbucket repository "
+                             f"{self.repo}", hint="check --base")
+        return self._pages(f"/commits/{head.sha}", {"pagelen": PAGE})
 
     # -- the commit -------------------------------------------------------------------
 

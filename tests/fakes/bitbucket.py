@@ -330,7 +330,9 @@ class FakeBitbucket(server.FakeServer):
         if head == "diffstat" and len(rest) == 2 and method == "GET":
             return 200, self._page(self._diffstat(repo, rest[1]), query, path), {}
         if head == "commits" and len(rest) == 2 and method == "GET":
-            tip = bare.resolve(rest[1])
+            # a name resolves as git resolves it, a tag before a branch of the same name
+            # (what Bitbucket does with an ambiguous name is not documented: the worst)
+            tip = bare.resolve(f"refs/tags/{rest[1]}") or bare.resolve(rest[1])
             if tip is None:
                 raise HTTPError(404, f"Revision not found: {rest[1]}")
             values = [self._commit_json(c) for c in bare.log(tip, 1000)]
