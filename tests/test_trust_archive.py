@@ -245,9 +245,10 @@ def test_a_tag_named_like_the_base_branch_is_not_the_base(
     for args in (["add", "-A"], ["commit", "-q", "-m", forged],
                  ["push", "-q", "origin", "HEAD:refs/tags/main"]):
         subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True)
-    code, result = cli(h, capsys, "--history", "--env", "prod", "--image", API)
-    assert code == 0, result
-    assert result["history"] == []  # the branch's history, not the tag's
+    for base in ([], ["--base", "main"]):  # the snapshot's tip, or the branch read by name
+        code, result = cli(h, capsys, "--history", "--env", "prod", "--image", API, *base)
+        assert code == 0, result
+        assert result["history"] == []  # the branch's history, not the tag's
     base = h.bare.resolve("refs/heads/main")
     code, result = cli(h, capsys, "--env", "prod", "--image", f"{API}:1.0.1")
     assert code == 0, result
