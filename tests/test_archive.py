@@ -321,3 +321,20 @@ def test_which_files_an_attribute_may_rewrite(rules: dict[str, bytes],
                                               expected: set[str]) -> None:
     files = ["a.yaml", "envs/dev/b.yaml", "README.md"]
     assert gitattributes_may_rewrite(rules, files) == expected
+
+
+def test_an_unreadable_or_too_large_download_stops_the_run_naming_it() -> None:
+    from promoter.limits import ArchiveTooLarge
+
+    with pytest.raises(ForgeError, match=r"^Gitea sent an unreadable archive of main of "
+                                         r"acme/config") as info:
+        archive.download(lambda: b"\x1f\x8b not a tarball", "Gitea", "main of acme/config")
+    assert info.value.code == 5
+
+    def too_large() -> bytes:
+        raise ArchiveTooLarge("the archive has", 64)
+
+    with pytest.raises(ForgeError, match=r"could not download the archive of main of "
+                                         r"acme/config: the archive has") as info:
+        archive.download(too_large, "Gitea", "main of acme/config")
+    assert "SECURITY.md (limits)" in (info.value.hint or "")

@@ -25,13 +25,14 @@ import io
 import posixpath
 import re
 import tarfile
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from promoter.errors import ForgeError
 from promoter.forges.base import git_blob_sha
-from promoter.limits import gunzip
+from promoter.limits import ArchiveTooLarge, gunzip
 from promoter.paths import resolve
 
 FILE, EXECUTABLE, LINK, TREE, GITLINK = 0o100644, 0o100755, 0o120000, 0o040000, 0o160000
@@ -109,32 +110,31 @@ def unpack_archive(data: bytes, max_file: int | None = None) -> Unpacked:
     return out
 
 
+def download(fetch: Callable[[], bytes], service: str, where: str) -> Unpacked:
+    """``fetch()`` the archive of ``where`` (``"main of acme/config"``) and unpack it;
+    one too large or unreadable stops the run (exit 5), naming ``service``."""
+    try:
+        return unpack_archive(fetch())
+    except ArchiveTooLarge as exc:
+        raise ForgeError(f"could not download the archive of {where}: {exc.describe()}",
+                         hint="a config repo that large is not supported; see SECURITY.md "
+                              "(limits)") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise ForgeError(f"{service} sent an unreadable archive of {where}: {exc}") from exc
+
+
 def root_entries(blobs: Mapping[str, tuple[int, str]]) -> dict[str, tuple[int, str]]:
     """name -> (mode, object id) of the root tree that holds ``blobs`` (path -> (mode,
     blob id)): git's tree ids, computed bottom up (entries sorted as git sorts them,
     a tree's name as if it ended in ``/``)."""
-    root = _Dir()
-    for path, entry in blobs.items():
-        *dirs, name = path.split("/")
-        node = root
-        for part in dirs:
-            node = node.dirs.setdefault(part, _Dir())
-        node.blobs[name] = entry
-    return root.entries()
+    return _Dir.holding(blobs).entries()
 
 
 def tree_ids(blobs: Mapping[str, tuple[int, str]]) -> dict[str, str]:
     """directory path -> git's id of the tree that holds its part of ``blobs`` (path ->
     (mode, blob id)); the root is ``""``."""
-    root = _Dir()
-    for path, entry in blobs.items():
-        *dirs, name = path.split("/")
-        node = root
-        for part in dirs:
-            node = node.dirs.setdefault(part, _Dir())
-        node.blobs[name] = entry
     out: dict[str, str] = {}
-    pending = [("", root)]
+    pending = [("", _Dir.holding(blobs))]
     while pending:
         where, node = pending.pop()
         out[where] = node.oid()
@@ -147,6 +147,18 @@ def tree_ids(blobs: Mapping[str, tuple[int, str]]) -> dict[str, str]:
 class _Dir:
     dirs: dict[str, _Dir] = field(default_factory=dict)
     blobs: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    @classmethod
+    def holding(cls, blobs: Mapping[str, tuple[int, str]]) -> _Dir:
+        """The directory tree of ``blobs`` (path -> (mode, blob id))."""
+        root = cls()
+        for path, entry in blobs.items():
+            *dirs, name = path.split("/")
+            node = root
+            for part in dirs:
+                node = node.dirs.setdefault(part, cls())
+            node.blobs[name] = entry
+        return root
 
     def entries(self) -> dict[str, tuple[int, str]]:
         out = dict(self.blobs)

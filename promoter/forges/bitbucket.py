@@ -87,9 +87,7 @@ to another origin stops the run.
 
 from __future__ import annotations
 
-import tarfile
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace as dc_replace
 from typing import Any
@@ -136,7 +134,7 @@ from promoter.forges.ownwrite import OwnWrite, Remake
 from promoter.forges.registry import Setup
 from promoter.forges.rest import HttpFailure, split_repo
 from promoter.identity import Identity
-from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
+from promoter.limits import MAX_ARCHIVE_BYTES
 from promoter.paths import CONFIG_FILE
 from promoter.redact import redact, register
 
@@ -358,16 +356,9 @@ class BitbucketForge(BitbucketClient):
             raise UsageError(f"base branch {name!r} does not exist in Bitbucket repository "
                              f"{self.repo}", hint="check --base (and --repo)")
         commit = tip.sha
-        try:
-            data = self._run(f"download the archive of {name}", lambda: self._archive(commit))
-            tree = archive.unpack_archive(data)
-        except ArchiveTooLarge as exc:
-            raise ForgeError(f"could not download the archive of {name} of {self.repo}: "
-                             f"{exc.describe()}", hint="a config repo that large is not "
-                             "supported; see SECURITY.md (limits)") from None
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise ForgeError(f"Bitbucket sent an unreadable archive of {name} of "
-                             f"{self.repo}: {exc}") from exc
+        tree = archive.download(lambda: self._run(f"download the archive of {name}",
+                                                  lambda: self._archive(commit)),
+                                "Bitbucket", f"{name} of {self.repo}")
         listing, directories = self._run(f"list the tree of {self.repo}",
                                          lambda: self._list(commit))
 

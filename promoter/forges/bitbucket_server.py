@@ -103,7 +103,7 @@ from promoter.forges.http import (
 from promoter.forges.ownwrite import OwnWrite, Remake
 from promoter.forges.rest import HttpFailure, split_repo
 from promoter.identity import Identity
-from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
+from promoter.limits import MAX_ARCHIVE_BYTES
 from promoter.paths import CONFIG_FILE
 from promoter.redact import register
 
@@ -269,15 +269,9 @@ class BitbucketServerForge(BitbucketClient):
                                  f"Center repository {self.repo}", hint="check --base")
             commit = found
 
-        try:
-            tree = archive.unpack_archive(self._run(f"download the archive of {name}",
-                                                    lambda: self._archive(commit)))
-        except ArchiveTooLarge as exc:
-            raise ForgeError(f"could not download the archive of {name} of {self.repo}: "
-                             f"{exc.describe()}", hint="see SECURITY.md (limits)") from None
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise ForgeError(f"Bitbucket Data Center sent an unreadable archive of {name}: "
-                             f"{exc}") from exc
+        tree = archive.download(lambda: self._run(f"download the archive of {name}",
+                                                  lambda: self._archive(commit)),
+                                "Bitbucket Data Center", f"{name} of {self.repo}")
         root = self._run(f"read the root directory of {self.repo}",
                          lambda: self._children(commit, ""))
         paths: dict[str, str] = {}  # blob id -> a path that holds it, for reading it

@@ -64,9 +64,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import tarfile
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +103,7 @@ from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup, api_root
 from promoter.forges.rest import HttpFailure, RestClient, split_repo
 from promoter.identity import Identity
-from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
+from promoter.limits import MAX_ARCHIVE_BYTES
 from promoter.paths import CONFIG_FILE
 from promoter.redact import register
 
@@ -298,16 +296,9 @@ class GiteaForge(RestClient):
                     raise HttpFailure(response.status_code, _message(response), response.headers)
                 return read_capped(response, MAX_ARCHIVE_BYTES, "the archive")
 
-        try:
-            data = self._run(f"download the archive of {branch}", download)
-            tree = archive.unpack_archive(data)
-        except ArchiveTooLarge as exc:
-            raise ForgeError(f"could not download the archive of {branch} of {self.repo}: "
-                             f"{exc.describe()}", hint="a config repo that large is not "
-                             "supported; see SECURITY.md (limits)") from None
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise ForgeError(f"Gitea sent an unreadable archive of {branch} of "
-                             f"{self.repo}: {exc}") from exc
+        tree = archive.download(lambda: self._run(f"download the archive of {branch}",
+                                                  download),
+                                "Gitea", f"{branch} of {self.repo}")
         root = self._run(f"read the root tree of {self.repo}", lambda: self._root_tree(commit))
         archive.prove(tree, root, lambda: self._listed(commit), self._blob,
                       f"{self.repo} at {commit[:12]}")

@@ -53,9 +53,7 @@ and when no pipeline ever appears (a project without CI) merges directly.
 from __future__ import annotations
 
 import base64
-import tarfile
 import time
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -103,7 +101,7 @@ from promoter.forges.ownwrite import OwnWrite
 from promoter.forges.registry import Setup, api_root
 from promoter.forges.steps import Steps
 from promoter.identity import Identity
-from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
+from promoter.limits import MAX_ARCHIVE_BYTES
 from promoter.paths import CONFIG_FILE
 from promoter.proof import blob_sha
 from promoter.redact import redact, register
@@ -474,22 +472,15 @@ class GitLabForge(Steps):
                 raise
             return collect(chunks, MAX_ARCHIVE_BYTES, "the archive")
 
-        # One request: the archive of the branch names its commit in the pax header.
-        try:
+        def fetch() -> bytes:
             data = self._run(f"download the archive of {branch}", download)
             if data is None:
                 raise UsageError(f"base branch {branch!r} does not exist in GitLab project "
                                  f"{self.repo}", hint="check --base")
-            tree = archive.unpack_archive(data)
-        except ArchiveTooLarge as exc:
-            raise ForgeError(
-                f"could not download the archive of {branch} of {self.repo}: "
-                f"{exc.describe()}",
-                hint="a config repo that large is not supported; see SECURITY.md "
-                     "(limits)") from None
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise ForgeError(f"GitLab sent an unreadable archive of {branch} "
-                             f"of {self.repo}: {exc}") from exc
+            return data
+
+        # One request: the archive of the branch names its commit in the pax header.
+        tree = archive.download(fetch, "GitLab", f"{branch} of {self.repo}")
         commit = tree.commit
         if commit is None:  # an archive without the header: ask for the branch's tip
             head = self._run(f"read branch {branch}", lambda: self._head(branch))
