@@ -52,6 +52,7 @@ ENDPOINTS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("POST", r"^/graphql#PromoterRun$", READ),  # with the root tree: the policy file
         ("GET", r"/tarball/", READ),
         ("GET", r"^/_codeload/", READ),
+        ("GET", r"/repos/acme/config/branches/main$", READ),  # history: from the branch
         ("GET", r"/repos/acme/config/commits$", READ),
         ("POST", r"^/graphql#PromoterCommit$", WRITE),
         ("POST", r"/pulls$", WRITE),
