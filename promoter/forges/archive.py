@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from promoter.errors import ForgeError
-from promoter.forges.base import git_blob_sha
+from promoter.forges.base import check_policy_entry, git_blob_sha
 from promoter.limits import ArchiveTooLarge, gunzip
-from promoter.paths import resolve
+from promoter.paths import CONFIG_FILE, resolve
 
 FILE, EXECUTABLE, LINK, TREE, GITLINK = 0o100644, 0o100755, 0o120000, 0o040000, 0o160000
 BLOB = 0o100000  # a file, executable or link: the forge lists the blob's id, not its mode
@@ -207,6 +207,24 @@ def prove(unpacked: Unpacked, root: Iterable[Listed],
             mode = held[path][0] if path in held else \
                 LINK if looks_like_link(path, data, listed, unpacked.links) else FILE
         _place(unpacked, path, mode, data)
+
+
+def policy_file(unpacked: Unpacked, root: Iterable[Listed],
+                read_blob: Callable[[str], bytes]) -> None:
+    """After ``prove``: ``.promoter.yaml`` as the base tree holds it (``root``: the root
+    tree's entries, the forge's git modes). A link, directory or submodule at the path
+    stops the run (exit 2); a policy left out for its size is read (``read_blob``)."""
+    entry = next((e for e in root if e.path == CONFIG_FILE), None)
+    if entry is None:
+        _drop(unpacked, CONFIG_FILE)
+        return
+    check_policy_entry(format(entry.mode, "06o"), unpacked.links.get(CONFIG_FILE))
+    if CONFIG_FILE in unpacked.oversize:
+        data = read_blob(entry.oid)
+        if git_blob_sha(data) != entry.oid:
+            raise ForgeError(f"the forge sent {CONFIG_FILE} as bytes that are not the blob "
+                             f"{entry.oid[:12]}", hint="run again; report it if it persists")
+        unpacked.files[CONFIG_FILE] = data
 
 
 def _same(held: tuple[int, str] | None, listed: tuple[int, str]) -> bool:

@@ -91,7 +91,6 @@ from promoter.forges.base import (
     Snapshot,
     cap_text,
     check_branch,
-    check_policy_entry,
     git_blob_sha,
     plain_edits,
     refuse_signing,
@@ -302,7 +301,7 @@ class GiteaForge(RestClient):
         root = self._run(f"read the root tree of {self.repo}", lambda: self._root_tree(commit))
         archive.prove(tree, root, lambda: self._listed(commit), self._blob,
                       f"{self.repo} at {commit[:12]}")
-        self._policy_file(root, tree.files, tree.links)
+        archive.policy_file(tree, root, self._blob)
         return Snapshot(branch=branch, commit=commit, files=tree.files, links=tree.links)
 
     def _root_tree(self, commit: str) -> list[archive.Listed]:
@@ -334,24 +333,6 @@ class GiteaForge(RestClient):
             return base64.b64decode(str(blob.get("content") or ""), validate=False)
         except (binascii.Error, ValueError) as exc:
             raise ForgeError(f"Gitea sent an unreadable blob {oid[:12]}: {exc}") from None
-
-    def _policy_file(self, root: list[archive.Listed], files: dict[str, bytes],
-                     links: dict[str, str]) -> None:
-        """``files`` holds ``.promoter.yaml`` exactly as the base tree does (``root``: the
-        root tree's entries), the blob read when the snapshot's copy is not that blob.
-        A link, directory or submodule at the path stops the run (exit 2)."""
-        entry = next((e for e in root if e.path == CONFIG_FILE), None)
-        if entry is None:
-            files.pop(CONFIG_FILE, None)
-            links.pop(CONFIG_FILE, None)
-            return
-        check_policy_entry(format(entry.mode, "06o"), links.get(CONFIG_FILE))
-        held = files.get(CONFIG_FILE)
-        if held is None or git_blob_sha(held) != entry.oid:
-            files[CONFIG_FILE] = self._blob(entry.oid)
-            if git_blob_sha(files[CONFIG_FILE]) != entry.oid:
-                raise ForgeError(f"Gitea sent a {CONFIG_FILE} that is not the blob "
-                                 f"{entry.oid[:12]}", hint="run again; report it if it persists")
 
     def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
         """Gitea lists every commit reachable: first parents are followed here through

@@ -47,7 +47,7 @@ import json
 import tarfile
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
@@ -82,9 +82,7 @@ from promoter.forges.base import (
     Snapshot,
     check_branch,
     check_method,
-    check_policy_entry,
     check_write,
-    git_blob_sha,
     refuse_signing,
     says_conflict,
 )
@@ -101,7 +99,6 @@ from promoter.forges.http import (
 from promoter.forges.registry import Setup, api_root
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES, ArchiveTooLarge
-from promoter.paths import CONFIG_FILE
 from promoter.redact import redact, register
 
 T = TypeVar("T")
@@ -493,12 +490,12 @@ class GitHubForge:
         tree = self._call(f"download {self.slug} at {sha[:12]}",
                           lambda: self._download(repo, sha), need=READ)
         tip = answer.base
-        root = tip.root or self._root(repo, tip.tree)
-        archive.prove(tree, (archive.Listed(n, int(m, 8), o) for n, m, o in root),
-                      lambda: self._list_tree(repo, tip.tree),
+        root = [archive.Listed(n, int(m, 8), o)
+                for n, m, o in tip.root or self._root(repo, tip.tree)]
+        archive.prove(tree, root, lambda: self._list_tree(repo, tip.tree),
                       lambda oid: self._blob(repo, oid), f"{self.slug} at {sha[:12]}")
+        archive.policy_file(tree, root, lambda oid: self._blob(repo, oid))
         self._executable[sha] = frozenset(tree.executable)
-        self._policy_file(repo, tree.files, tree.links, root)
         return Snapshot(branch=answer.base.branch, commit=sha, files=tree.files,
                         links=tree.links)
 
@@ -510,23 +507,6 @@ class GitHubForge:
         """Whether GitHub signed ``sha`` (commits made with ``createCommitOnBranch`` are,
         and show as Verified), from what this forge already knows: no request."""
         return True if sha in self._signed else None
-
-    def _policy_file(self, repo: Repository, files: dict[str, bytes],
-                     links: dict[str, str], root: Sequence[tuple[str, str, str]]) -> None:
-        """Make ``files`` hold ``.promoter.yaml`` exactly as the base tree does, whatever
-        its size (``MAX_FILE`` leaves large files out of a snapshot): the blob is read
-        when the snapshot lacks it (one GET). A link, directory or submodule at the path
-        stops the run (exit 2). ``root``: the root tree's entries (name, mode, blob id)."""
-        entry = next((e for e in root if e[0] == CONFIG_FILE), None)
-        if entry is None:
-            files.pop(CONFIG_FILE, None)
-            links.pop(CONFIG_FILE, None)
-            return
-        _, mode, oid = entry
-        check_policy_entry(mode, links.get(CONFIG_FILE))
-        held = files.get(CONFIG_FILE)
-        if held is None or git_blob_sha(held) != oid:
-            files[CONFIG_FILE] = self._blob(repo, oid)
 
     def _root(self, repo: Repository, tree: str) -> list[tuple[str, str, str]]:
         """The root tree's entries (name, mode, object id): one GET."""

@@ -83,8 +83,6 @@ from promoter.forges.base import (
     Snapshot,
     cap_text,
     check_branch,
-    check_policy_entry,
-    git_blob_sha,
     refuse_signing,
 )
 from promoter.forges.http import (
@@ -102,7 +100,6 @@ from promoter.forges.registry import Setup, api_root
 from promoter.forges.steps import Steps
 from promoter.identity import Identity
 from promoter.limits import MAX_ARCHIVE_BYTES
-from promoter.paths import CONFIG_FILE
 from promoter.proof import blob_sha
 from promoter.redact import redact, register
 
@@ -493,7 +490,7 @@ class GitLabForge(Steps):
         archive.prove(tree, root, lambda: self._run(f"list the tree of {self.repo}",
                                                     lambda: self._tree(at, recursive=True)),
                       self._blob, f"{self.repo} at {commit[:12]}")
-        self._policy_file(root, tree.files, tree.links)
+        archive.policy_file(tree, root, self._blob)
         return Snapshot(branch=branch, commit=commit, files=tree.files, links=tree.links)
 
     def _tree(self, commit: str, *, recursive: bool = False) -> list[archive.Listed]:
@@ -506,21 +503,6 @@ class GitLabForge(Steps):
     def _blob(self, oid: str) -> bytes:
         return self._run(f"read the blob {oid[:12]} of {self.repo}",
                          lambda: self._project.repository_raw_blob(oid))
-
-    def _policy_file(self, root: list[archive.Listed], files: dict[str, bytes],
-                     links: dict[str, str]) -> None:
-        """Make ``files`` hold ``.promoter.yaml`` exactly as the base tree does, from
-        the root tree's entries (``root``); the blob is read if the snapshot's copy is
-        not that blob. A link, directory or submodule at the path stops the run (exit 2)."""
-        entry = next((e for e in root if e.path == CONFIG_FILE), None)
-        if entry is None:
-            files.pop(CONFIG_FILE, None)
-            links.pop(CONFIG_FILE, None)
-            return
-        check_policy_entry(format(entry.mode, "06o"), links.get(CONFIG_FILE))
-        held = files.get(CONFIG_FILE)
-        if held is None or git_blob_sha(held) != entry.oid:
-            files[CONFIG_FILE] = self._blob(entry.oid)
 
     def _log(self, branch: str, limit: int) -> list[LoggedCommit]:
         """GitLab lists first parents itself (``first_parent``)."""
