@@ -437,7 +437,7 @@ def test_a_policy_file_too_large_for_the_archive_is_still_read(
 # --- hole 8: a link makes a file belong to every environment that reaches it ---------------
 
 
-def dev_cannot_merge_what_prod_reads(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+def assert_dev_cannot_merge_what_prod_reads(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
     """envs/prod/deploy.yaml links to dev's file: a dev promotion fails paths_only."""
     code, result = cli(h, capsys, "--env", "dev", "--image", f"{API}:1.0.1")
     assert code == 0, result
@@ -453,7 +453,7 @@ def test_a_prod_link_to_a_dev_file_keeps_dev_from_auto_merging_it(
     git_push(h, tmp_path / "work",
              lambda work: _link(work, "envs/prod/deploy.yaml", "../dev/deploy.yaml"),
              "prod follows dev")
-    dev_cannot_merge_what_prod_reads(h, capsys)
+    assert_dev_cannot_merge_what_prod_reads(h, capsys)
     # without --env the change belongs to dev and prod at once: refused outright
     code, result = cli(h, capsys, "--file", "envs/dev/deploy.yaml",
                        "--image", f"{API}:1.0.2", "--auto-merge")
@@ -554,7 +554,7 @@ def test_a_link_hidden_from_the_archive_is_still_an_alias(
 
     h = proved
     git_push(h, tmp_path / "work", hide_alias, "prod follows dev, quietly")
-    dev_cannot_merge_what_prod_reads(h, capsys)
+    assert_dev_cannot_merge_what_prod_reads(h, capsys)
 
 
 def test_a_file_the_archive_expands_is_committed_as_it_is(
